@@ -1,0 +1,8 @@
+"""App config of syncapp."""
+
+from django.apps import AppConfig
+
+
+class SyncappConfig(AppConfig):
+    name = "syncapp"
+    verbose_name = "Synced data"

@@ -1,0 +1,31 @@
+"""Choices of the synced entities."""
+
+from django.db import models
+
+
+class SpecialOrderType(models.TextChoices):
+    REPAIR = "REPAIR"
+    CUSTOM = "CUSTOM"
+
+
+class SpecialOrderStatus(models.TextChoices):
+    OPEN = "OPEN"
+    IN_PROGRESS = "IN_PROGRESS"
+    READY = "READY"
+    COMPLETED = "COMPLETED"
+    CANCELLED = "CANCELLED"
+
+
+class SpecialOrderEventType(models.TextChoices):
+    CREATED = "CREATED"
+    SENT_TO_WORKSHOP = "SENT_TO_WORKSHOP"
+    RECEIVED_FROM_WORKSHOP = "RECEIVED_FROM_WORKSHOP"
+    READY_FOR_PICKUP = "READY_FOR_PICKUP"
+    PICKED_UP = "PICKED_UP"
+    CANCELLED = "CANCELLED"
+    NOTE = "NOTE"
+
+
+class ProductStatus(models.TextChoices):
+    LIVE = "live"
+    DISCONTINUED = "discontinued"

@@ -1,0 +1,199 @@
+"""Synced entities (customers, catalogue, special orders) and the sync logs of SPEC section 8."""
+
+from django.db import models
+
+from syncapp.choices import ProductStatus, SpecialOrderEventType, SpecialOrderStatus, SpecialOrderType
+
+
+class SyncedModel(models.Model):
+    """A record kept in sync with a reference system, remembering which connection wrote it."""
+
+    connection = models.ForeignKey(
+        "impex.Connection", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=True
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        abstract = True
+
+
+class Customer(SyncedModel):
+    customer_id = models.CharField(max_length=100, unique=True)
+    email = models.CharField(max_length=254)
+    first_name = models.CharField(max_length=200, blank=True, default="")
+    last_name = models.CharField(max_length=200, blank=True, default="")
+    company_name = models.CharField(max_length=200, blank=True, default="")
+    group = models.CharField(max_length=100, blank=True, default="")
+    accounting_id = models.CharField(max_length=100, blank=True, default="")
+    price_list = models.CharField(max_length=100, blank=True, default="")
+    discount_percentage = models.DecimalField(max_digits=7, decimal_places=3, null=True, blank=True)
+    payment_on_account = models.BooleanField(null=True, blank=True)
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children")
+    active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["customer_id"]
+
+    def __str__(self):
+        return self.customer_id
+
+
+class Product(SyncedModel):
+    product_id = models.CharField(max_length=100, unique=True)
+    title = models.CharField(max_length=300)
+    slug = models.CharField(max_length=300, blank=True, default="")
+    status = models.CharField(max_length=20, choices=ProductStatus.choices, default=ProductStatus.LIVE)
+
+    class Meta:
+        ordering = ["product_id"]
+
+    def __str__(self):
+        return f"{self.product_id} {self.title}"
+
+
+class ProductVariant(SyncedModel):
+    variant_id = models.CharField(max_length=100, unique=True)
+    product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="variants")
+    sku = models.CharField(max_length=100, unique=True)
+    status = models.CharField(max_length=20, choices=ProductStatus.choices, default=ProductStatus.LIVE)
+    weight_in_grams = models.IntegerField(null=True, blank=True)
+    position = models.IntegerField(null=True, blank=True)
+    cart_image_url = models.CharField(max_length=1000, blank=True, default="")
+    options = models.CharField(max_length=1000, blank=True, default="")
+    rrp = models.DecimalField(max_digits=14, decimal_places=4, null=True, blank=True)
+    restock_date = models.DateField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["sku"]
+
+    def __str__(self):
+        return self.sku
+
+
+class StockLevel(SyncedModel):
+    variant = models.ForeignKey(ProductVariant, on_delete=models.CASCADE, related_name="stock_levels")
+    location = models.CharField(max_length=100)
+    quantity = models.IntegerField()
+    restock_date = models.DateField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["variant__sku", "location"]
+        constraints = [models.UniqueConstraint(fields=["variant", "location"], name="stocklevel_key")]
+
+    def __str__(self):
+        return f"{self.variant_id}@{self.location}"
+
+
+class PriceList(SyncedModel):
+    code = models.CharField(max_length=100, unique=True)
+
+    class Meta:
+        ordering = ["code"]
+
+    def __str__(self):
+        return self.code
+
+
+class Price(SyncedModel):
+    price_list = models.ForeignKey(PriceList, on_delete=models.CASCADE, related_name="prices")
+    variant = models.ForeignKey(ProductVariant, on_delete=models.CASCADE, related_name="prices")
+    currency = models.CharField(max_length=3)
+    price = models.DecimalField(max_digits=14, decimal_places=4)
+    min_quantity = models.IntegerField(default=1)
+
+    class Meta:
+        ordering = ["price_list__code", "variant__sku", "min_quantity"]
+        constraints = [models.UniqueConstraint(fields=["price_list", "variant", "min_quantity"], name="price_key")]
+
+    def __str__(self):
+        return f"{self.price_list_id}/{self.variant_id}x{self.min_quantity}"
+
+
+class SpecialOrder(SyncedModel):
+    special_order_id = models.CharField(max_length=100, unique=True)
+    store_id = models.CharField(max_length=100)
+    client_id = models.CharField(max_length=100)
+    associate_id = models.CharField(max_length=100, blank=True, default="")
+    order_type = models.CharField(max_length=20, choices=SpecialOrderType.choices)
+    status = models.CharField(max_length=20, choices=SpecialOrderStatus.choices)
+    description = models.TextField(blank=True, default="")
+    currency = models.CharField(max_length=3, blank=True, default="")
+    deposit_amount = models.DecimalField(max_digits=14, decimal_places=4, null=True, blank=True)
+    total_amount = models.DecimalField(max_digits=14, decimal_places=4, null=True, blank=True)
+    ordered_at = models.DateTimeField(help_text="The special order's created_at in the sending system.")
+    promised_date = models.DateField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["special_order_id"]
+
+    def __str__(self):
+        return self.special_order_id
+
+
+class SpecialOrderLineItem(SyncedModel):
+    line_item_id = models.CharField(max_length=100, unique=True)
+    special_order = models.ForeignKey(SpecialOrder, on_delete=models.CASCADE, related_name="line_items")
+    sku = models.CharField(max_length=100, blank=True, default="")
+    product_name = models.CharField(max_length=300)
+    quantity = models.IntegerField()
+    unit_price = models.DecimalField(max_digits=14, decimal_places=4, null=True, blank=True)
+    notes = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["line_item_id"]
+
+    def __str__(self):
+        return self.line_item_id
+
+
+class SpecialOrderEvent(SyncedModel):
+    event_id = models.CharField(max_length=100, unique=True)
+    special_order = models.ForeignKey(SpecialOrder, on_delete=models.CASCADE, related_name="events")
+    event_type = models.CharField(max_length=30, choices=SpecialOrderEventType.choices)
+    event_at = models.DateTimeField()
+    associate_id = models.CharField(max_length=100, blank=True, default="")
+    note = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["event_at", "event_id"]
+
+    def __str__(self):
+        return self.event_id
+
+
+class SyncLog(models.Model):
+    """What the hub knows of one connection's sync of one entity type."""
+
+    connection = models.ForeignKey("impex.Connection", on_delete=models.CASCADE, related_name="sync_logs")
+    entity = models.CharField(max_length=50)
+    last_full_sync = models.DateTimeField(null=True, blank=True)
+    last_partial_sync = models.DateTimeField(null=True, blank=True)
+    full_sync_started_at = models.DateTimeField(null=True, blank=True)
+    full_sync_token = models.CharField(max_length=100, blank=True, default="")
+
+    class Meta:
+        ordering = ["connection__code", "entity"]
+        constraints = [models.UniqueConstraint(fields=["connection", "entity"], name="synclog_key")]
+
+    def __str__(self):
+        return f"{self.connection_id}/{self.entity}"
+
+
+class SyncError(models.Model):
+    """An open error of a sync log, one per external id of a record."""
+
+    log = models.ForeignKey(SyncLog, on_delete=models.CASCADE, related_name="errors")
+    external_id = models.CharField(max_length=200)
+    message = models.TextField()
+    file_name = models.CharField(max_length=300, blank=True, default="")
+    row = models.IntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["log", "external_id"]
+        constraints = [models.UniqueConstraint(fields=["log", "external_id"], name="syncerror_one_per_record")]
+
+    def __str__(self):
+        return f"{self.external_id}: {self.message}"
