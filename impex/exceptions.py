@@ -1,0 +1,31 @@
+"""Domain errors of impex, with messages a user can act on."""
+
+
+class ImpexError(Exception):
+    """Base of impex's domain errors."""
+
+
+class FileNameError(ImpexError):
+    """A file name does not follow the connection's naming convention."""
+
+
+class FileRejected(ImpexError):
+    """A whole file is refused (bad encoding, header, structure, size...); nothing of it is written."""
+
+
+class ArchiveError(ImpexError):
+    """A zip archive is unsafe or unusable (path traversal, bomb, nothing the group knows)."""
+
+
+class RowError(ImpexError):
+    """One row is refused; the other rows of its file go on."""
+
+    def __init__(self, message: str, *, column: str = "", value: str = ""):
+        super().__init__(message)
+        self.message = message
+        self.column = column
+        self.value = value
+
+
+class ConfigurationError(ImpexError):
+    """A connection, descriptor or group is set up in a way that cannot work."""
