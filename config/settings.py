@@ -41,7 +41,9 @@ def _secret_key() -> str:
 
 SECRET_KEY = _secret_key()
 DEBUG = env_bool("DEBUG")
-ALLOWED_HOSTS = [h.strip() for h in os.environ.get("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",") if h.strip()]
+ALLOWED_HOSTS = [
+    h.strip() for h in os.environ.get("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",") if h.strip()
+]
 CSRF_TRUSTED_ORIGINS = [o.strip() for o in os.environ.get("CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()]
 
 INSTALLED_APPS = [
@@ -121,7 +123,7 @@ MEDIA_URL = "media/"
 # names another folder or an s3:// / sftp:// URL.
 IMPEX_ROOT = Path(os.environ.get("IMPEX_ROOT", VAR_DIR / "impex"))
 IMPEX_BATCH_SIZE = env_int("IMPEX_BATCH_SIZE", 5000)
-IMPEX_CHUNK_ROWS = env_int("IMPEX_CHUNK_ROWS", 100_000)
+IMPEX_CHUNK_ROWS = env_int("IMPEX_CHUNK_ROWS", 20_000)
 IMPEX_MAX_FILE_BYTES = env_int("IMPEX_MAX_FILE_BYTES", 2 * 1024**3)
 IMPEX_MAX_ZIP_BYTES = env_int("IMPEX_MAX_ZIP_BYTES", 4 * 1024**3)
 IMPEX_MAX_ZIP_ENTRIES = env_int("IMPEX_MAX_ZIP_ENTRIES", 1000)

@@ -178,7 +178,11 @@ KORE_DESCRIPTORS = [
 ]
 
 GROUPS = [
-    {"code": "bspk-special-orders", "name": "BSPK special orders", "descriptors": [d["code"] for d in BSPK_DESCRIPTORS]},
+    {
+        "code": "bspk-special-orders",
+        "name": "BSPK special orders",
+        "descriptors": [d["code"] for d in BSPK_DESCRIPTORS],
+    },
     {"code": "kore-inbound", "name": "Kore inbound", "descriptors": [d["code"] for d in KORE_DESCRIPTORS]},
 ]
 

@@ -24,15 +24,32 @@ class Connection(models.Model):
     code = models.SlugField(max_length=50, unique=True)
     name = models.CharField(max_length=200, blank=True, default="")
     convention = models.CharField(max_length=10, choices=Convention.choices)
-    company_name = models.CharField(max_length=100, blank=True, default="", help_text="BSPK: CamelCase company name in file names.")
-    integration_id = models.CharField(max_length=100, blank=True, default="", help_text="Kore: integration id in file names.")
-    inbox = models.CharField(max_length=500, blank=True, default="", help_text="Folder path or s3:// / sftp:// URL; empty: IMPEX_ROOT/<code>/inbox.")
-    timezone = models.CharField(max_length=64, default="UTC", help_text="Naive datetimes in files are read in this zone.")
+    company_name = models.CharField(
+        max_length=100, blank=True, default="", help_text="BSPK: CamelCase company name in file names."
+    )
+    integration_id = models.CharField(
+        max_length=100, blank=True, default="", help_text="Kore: integration id in file names."
+    )
+    inbox = models.CharField(
+        max_length=500,
+        blank=True,
+        default="",
+        help_text="Folder path or s3:// / sftp:// URL; empty: IMPEX_ROOT/<code>/inbox.",
+    )
+    timezone = models.CharField(
+        max_length=64, default="UTC", help_text="Naive datetimes in files are read in this zone."
+    )
     contacts = models.TextField(blank=True, default="", help_text="E-mail addresses, comma separated.")
     interval_minutes = models.PositiveIntegerField(default=5, help_text="How often the inbox is scanned.")
-    next_expected_sequence = models.PositiveIntegerField(null=True, blank=True, help_text="Kore: the sequence the next file must carry.")
-    sequence_wait_alert_minutes = models.PositiveIntegerField(default=60, help_text="Kore: tell the contacts when a file waits this long.")
-    full_window_start = models.TimeField(null=True, blank=True, help_text="Hold FULL files until this time (off-hours window start).")
+    next_expected_sequence = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Kore: the sequence the next file must carry."
+    )
+    sequence_wait_alert_minutes = models.PositiveIntegerField(
+        default=60, help_text="Kore: tell the contacts when a file waits this long."
+    )
+    full_window_start = models.TimeField(
+        null=True, blank=True, help_text="Hold FULL files until this time (off-hours window start)."
+    )
     full_window_end = models.TimeField(null=True, blank=True)
     active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -52,7 +69,9 @@ class Connection(models.Model):
 class DataDescriptor(models.Model):
     """How one kind of file is laid out and which entity it acts on."""
 
-    code = models.CharField(max_length=100, unique=True, help_text="e.g. KS_CUSTOMERS; the TYPE or API part of file names.")
+    code = models.CharField(
+        max_length=100, unique=True, help_text="e.g. KS_CUSTOMERS; the TYPE or API part of file names."
+    )
     name = models.CharField(max_length=200, blank=True, default="")
     entity = models.CharField(max_length=40, choices=Entity.choices)
     convention = models.CharField(max_length=10, choices=Convention.choices, blank=True, default="")
@@ -60,15 +79,31 @@ class DataDescriptor(models.Model):
     delimiter = models.CharField(max_length=2, default=",", help_text="Use \\t for tab.")
     encoding = models.CharField(max_length=40, default="utf-8")
     has_header = models.BooleanField(default=True)
-    file_pattern = models.CharField(max_length=200, blank=True, default="", help_text="Glob the file names must match, e.g. *_KS_ORDERS.*")
-    precedence = models.PositiveIntegerField(default=100, help_text="Lower is imported first for equal file order keys.")
-    date_format = models.CharField(max_length=40, blank=True, default="", help_text="strftime format; empty: YYYY-MM-DD.")
-    datetime_format = models.CharField(max_length=40, blank=True, default="", help_text="strftime format; empty: ISO 8601.")
+    file_pattern = models.CharField(
+        max_length=200, blank=True, default="", help_text="Glob the file names must match, e.g. *_KS_ORDERS.*"
+    )
+    precedence = models.PositiveIntegerField(
+        default=100, help_text="Lower is imported first for equal file order keys."
+    )
+    date_format = models.CharField(
+        max_length=40, blank=True, default="", help_text="strftime format; empty: YYYY-MM-DD."
+    )
+    datetime_format = models.CharField(
+        max_length=40, blank=True, default="", help_text="strftime format; empty: ISO 8601."
+    )
     boolean_style = models.CharField(max_length=12, choices=BooleanStyle.choices, default=BooleanStyle.TRUE_FALSE)
     xml_root = models.CharField(max_length=100, default="records")
     xml_record = models.CharField(max_length=100, default="record")
-    max_error_count = models.PositiveIntegerField(null=True, blank=True, help_text="Reject the file past this many bad rows.")
-    max_error_ratio = models.DecimalField(max_digits=4, decimal_places=3, null=True, blank=True, help_text="Reject the file past this share of bad rows (0-1).")
+    max_error_count = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Reject the file past this many bad rows."
+    )
+    max_error_ratio = models.DecimalField(
+        max_digits=4,
+        decimal_places=3,
+        null=True,
+        blank=True,
+        help_text="Reject the file past this share of bad rows (0-1).",
+    )
     builtin = models.BooleanField(default=False, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -96,7 +131,9 @@ class DescriptorColumn(models.Model):
     type = models.CharField(max_length=20, choices=ColumnType.choices, default=ColumnType.STRING)
     required = models.BooleanField(default=False)
     is_key = models.BooleanField(default=False)
-    choices = models.CharField(max_length=500, blank=True, default="", help_text="Allowed values, comma separated (choice columns).")
+    choices = models.CharField(
+        max_length=500, blank=True, default="", help_text="Allowed values, comma separated (choice columns)."
+    )
 
     class Meta:
         ordering = ["descriptor", "position", "id"]
@@ -164,7 +201,9 @@ class ImportFile(models.Model):
     connection = models.ForeignKey(Connection, null=True, blank=True, on_delete=models.SET_NULL, related_name="files")
     name = models.CharField(max_length=300, db_index=True)
     path = models.CharField(max_length=1000, blank=True, default="", help_text="Where the runner reads the file.")
-    descriptor = models.ForeignKey(DataDescriptor, null=True, blank=True, on_delete=models.SET_NULL, related_name="files")
+    descriptor = models.ForeignKey(
+        DataDescriptor, null=True, blank=True, on_delete=models.SET_NULL, related_name="files"
+    )
     status = models.CharField(max_length=20, choices=FileStatus.choices, default=FileStatus.PENDING, db_index=True)
     mode = models.CharField(max_length=10, choices=Mode.choices, default=Mode.DELTA)
     order_key = models.CharField(max_length=40, blank=True, default="")
@@ -252,3 +291,15 @@ class FileKey(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["file", "key"], name="filekey_key")]
+
+
+class DeferredRow(models.Model):
+    """A row held back because it names a record of its own file that comes later (e.g. a parent customer)."""
+
+    file = models.ForeignKey(ImportFile, on_delete=models.CASCADE, related_name="+")
+    row = models.PositiveBigIntegerField()
+    index = models.PositiveBigIntegerField()
+    values = models.JSONField()
+
+    class Meta:
+        ordering = ["file", "index"]

@@ -1,5 +1,6 @@
 """Synced entities (customers, catalogue, special orders) and the sync logs of SPEC section 8."""
 
+from django.core.validators import MinValueValidator
 from django.db import models
 
 from syncapp.choices import ProductStatus, SpecialOrderEventType, SpecialOrderStatus, SpecialOrderType
@@ -136,7 +137,7 @@ class SpecialOrderLineItem(SyncedModel):
     special_order = models.ForeignKey(SpecialOrder, on_delete=models.CASCADE, related_name="line_items")
     sku = models.CharField(max_length=100, blank=True, default="")
     product_name = models.CharField(max_length=300)
-    quantity = models.IntegerField()
+    quantity = models.IntegerField(validators=[MinValueValidator(1)])
     unit_price = models.DecimalField(max_digits=14, decimal_places=4, null=True, blank=True)
     notes = models.TextField(blank=True, default="")
 

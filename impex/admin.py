@@ -1,0 +1,466 @@
+"""Admin of connections, descriptors and groups, and the read-only record of import jobs, files and errors."""
+
+import zoneinfo
+
+from django import forms
+from django.contrib import admin
+from django.db.models import Count
+from django.forms.models import BaseInlineFormSet
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html
+
+from impex.choices import Convention, GroupDirection
+from impex.models import (
+    Connection,
+    DataDescriptor,
+    DataGroup,
+    DescriptorColumn,
+    ImportChunk,
+    ImportedFileName,
+    ImportFile,
+    ImportJob,
+    RowError,
+)
+from syncapp.models import SyncLog
+
+INLINE_ROW_LIMIT = 200
+
+
+def changelist_link(model, text, **filters):
+    """Link to the admin changelist of model, filtered by the given lookups."""
+    query = "&".join(f"{key}={value}" for key, value in filters.items())
+    url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
+    return format_html('<a href="{}?{}">{}</a>', url, query, text)
+
+
+def format_duration(delta):
+    """Render a timedelta as H:MM:SS (with tenths under a minute)."""
+    if delta is None:
+        return "-"
+    seconds = delta.total_seconds()
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}"
+
+
+class FirstRowsInlineFormSet(BaseInlineFormSet):
+    """An inline formset that shows only the first rows, so a file with a million errors still renders."""
+
+    def get_queryset(self):
+        if not hasattr(self, "_queryset"):
+            self._queryset = super().get_queryset()[:INLINE_ROW_LIMIT]
+        return self._queryset
+
+
+class ReadOnlyInline(admin.TabularInline):
+    """An inline that shows records and never changes them."""
+
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class AuditRecordAdmin(admin.ModelAdmin):
+    """An audit record: viewed, never added or edited here; only superusers may delete it."""
+
+    list_per_page = 100
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return request.user.is_superuser
+
+
+class ConnectionAdminForm(forms.ModelForm):
+    """Checks that a connection names what its convention's file names carry, and a real time zone."""
+
+    def clean(self):
+        data = super().clean()
+        convention = data.get("convention")
+        if convention == Convention.BSPK and not data.get("company_name"):
+            self.add_error("company_name", "A BSPK connection needs the company name its file names carry.")
+        if convention == Convention.KORE and not data.get("integration_id"):
+            self.add_error("integration_id", "A Kore connection needs the integration id its file names carry.")
+        tz = data.get("timezone")
+        if tz and tz not in zoneinfo.available_timezones():
+            self.add_error("timezone", f"Unknown time zone '{tz}'; use an IANA name such as Europe/London.")
+        return data
+
+
+@admin.register(Connection)
+class ConnectionAdmin(admin.ModelAdmin):
+    form = ConnectionAdminForm
+    list_display = (
+        "code",
+        "name",
+        "convention",
+        "company_name",
+        "integration_id",
+        "inbox",
+        "interval_minutes",
+        "active",
+    )
+    list_filter = ("convention", "active")
+    search_fields = ("code", "name", "company_name", "integration_id")
+    list_per_page = 100
+    readonly_fields = ("created_at", "updated_at", "activity")
+    fieldsets = (
+        (None, {"fields": ("code", "name", "convention", "company_name", "integration_id", "active")}),
+        ("Inbox and schedule", {"fields": ("inbox", "interval_minutes", "timezone", "contacts")}),
+        ("Kore sequence", {"fields": ("next_expected_sequence", "sequence_wait_alert_minutes")}),
+        ("Full refresh window", {"fields": ("full_window_start", "full_window_end")}),
+        ("Activity", {"fields": ("activity", "created_at", "updated_at")}),
+    )
+
+    @admin.display(description="records")
+    def activity(self, obj):
+        if obj.pk is None:
+            return "-"
+        return format_html(
+            "{} &middot; {} &middot; {} &middot; {}",
+            changelist_link(ImportJob, "import jobs", connection__id__exact=obj.pk),
+            changelist_link(ImportFile, "files", connection__id__exact=obj.pk),
+            changelist_link(ImportedFileName, "imported file names", connection__id__exact=obj.pk),
+            changelist_link(SyncLog, "sync logs", connection__id__exact=obj.pk),
+        )
+
+
+class DescriptorColumnInline(admin.TabularInline):
+    model = DescriptorColumn
+    fields = ("position", "name", "field", "type", "required", "is_key", "choices")
+    ordering = ("position", "id")
+    extra = 0
+
+
+@admin.register(DataDescriptor)
+class DataDescriptorAdmin(admin.ModelAdmin):
+    list_display = ("code", "name", "entity", "convention", "format", "precedence", "column_count", "builtin")
+    list_filter = ("entity", "format", "convention", "builtin")
+    search_fields = ("code", "name")
+    list_per_page = 100
+    inlines = (DescriptorColumnInline,)
+    readonly_fields = ("builtin", "created_at", "updated_at")
+    # "Save as new" copies a descriptor with its columns: the way to a new layout without code.
+    save_as = True
+    fieldsets = (
+        (None, {"fields": ("code", "name", "entity", "convention", "builtin")}),
+        (
+            "File layout",
+            {
+                "fields": (
+                    "format",
+                    "delimiter",
+                    "encoding",
+                    "has_header",
+                    "file_pattern",
+                    "precedence",
+                    "date_format",
+                    "datetime_format",
+                    "boolean_style",
+                    "xml_root",
+                    "xml_record",
+                )
+            },
+        ),
+        ("Rejecting a file", {"fields": ("max_error_count", "max_error_ratio")}),
+        ("History", {"fields": ("created_at", "updated_at")}),
+    )
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(column_count=Count("columns"))
+
+    @admin.display(description="columns", ordering="column_count")
+    def column_count(self, obj):
+        return obj.column_count
+
+    def get_readonly_fields(self, request, obj=None):
+        # File names carry a built-in descriptor's code: renaming it would orphan them.
+        if obj is not None and obj.builtin:
+            return ("code", *self.readonly_fields)
+        return self.readonly_fields
+
+    def has_delete_permission(self, request, obj=None):
+        if obj is not None and obj.builtin:
+            return False
+        return super().has_delete_permission(request, obj)
+
+
+class DataGroupAdminForm(forms.ModelForm):
+    """Checks that an export group has exactly one descriptor, the layout of its output file."""
+
+    def clean(self):
+        data = super().clean()
+        descriptors = data.get("descriptors")
+        if data.get("direction") == GroupDirection.EXPORT and descriptors is not None and len(descriptors) != 1:
+            self.add_error("descriptors", "An export group has exactly one descriptor: the layout of its file.")
+        return data
+
+
+@admin.register(DataGroup)
+class DataGroupAdmin(admin.ModelAdmin):
+    form = DataGroupAdminForm
+    list_display = ("code", "name", "direction", "connection", "descriptor_count")
+    list_filter = ("direction",)
+    search_fields = ("code", "name")
+    list_select_related = ("connection",)
+    list_per_page = 100
+    filter_horizontal = ("descriptors",)
+    readonly_fields = ("created_at", "updated_at")
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(descriptor_count=Count("descriptors"))
+
+    @admin.display(description="descriptors", ordering="descriptor_count")
+    def descriptor_count(self, obj):
+        return obj.descriptor_count
+
+
+class ImportFileInline(ReadOnlyInline):
+    model = ImportFile
+    fields = (
+        "name",
+        "descriptor",
+        "status",
+        "mode",
+        "created",
+        "updated",
+        "unchanged",
+        "retired",
+        "failed",
+        "message",
+    )
+    readonly_fields = fields
+
+
+@admin.register(ImportJob)
+class ImportJobAdmin(AuditRecordAdmin):
+    list_display = (
+        "id",
+        "created_at",
+        "status",
+        "source",
+        "connection",
+        "group",
+        "file_count",
+        "rows_done",
+        "duration_display",
+    )
+    list_filter = ("status", "source", "connection")
+    list_select_related = ("connection", "group")
+    date_hierarchy = "created_at"
+    fields = (
+        "status",
+        "source",
+        "connection",
+        "group",
+        "dry_run",
+        "created_by",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "duration_display",
+        "progress",
+        "row_errors",
+        "log_display",
+        "error",
+    )
+    readonly_fields = fields
+    inlines = (ImportFileInline,)
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(file_count=Count("files"))
+
+    @admin.display(description="files", ordering="file_count")
+    def file_count(self, obj):
+        return obj.file_count
+
+    @admin.display(description="duration")
+    def duration_display(self, obj):
+        if obj.started_at and not obj.finished_at:
+            return f"{format_duration(timezone.now() - obj.started_at)} (running)"
+        return format_duration(obj.duration)
+
+    @admin.display(description="progress")
+    def progress(self, obj):
+        if not obj.rows_total:
+            return f"{obj.rows_done} rows"
+        percent = min(100, int(obj.rows_done * 100 / obj.rows_total))
+        return format_html(
+            '<progress value="{}" max="100"></progress> {}% ({} of {} rows)',
+            percent,
+            percent,
+            obj.rows_done,
+            obj.rows_total,
+        )
+
+    @admin.display(description="row errors")
+    def row_errors(self, obj):
+        count = RowError.objects.filter(file__job=obj).count()
+        return changelist_link(RowError, f"{count} row errors", job=obj.pk)
+
+    @admin.display(description="log")
+    def log_display(self, obj):
+        if not obj.log:
+            return "-"
+        return format_html('<pre style="max-height:30em;overflow:auto;white-space:pre-wrap">{}</pre>', obj.log)
+
+
+class RowErrorInline(ReadOnlyInline):
+    model = RowError
+    formset = FirstRowsInlineFormSet
+    fields = ("row", "column", "value", "message")
+    readonly_fields = fields
+    show_change_link = False
+    verbose_name_plural = f"row errors (the first {INLINE_ROW_LIMIT})"
+
+
+class ImportChunkInline(ReadOnlyInline):
+    model = ImportChunk
+    formset = FirstRowsInlineFormSet
+    fields = ("index", "first_record", "record_count", "status", "claimed_by", "created", "updated", "failed")
+    readonly_fields = fields
+    show_change_link = False
+
+
+@admin.register(ImportFile)
+class ImportFileAdmin(AuditRecordAdmin):
+    list_display = (
+        "name",
+        "job",
+        "connection",
+        "descriptor",
+        "status",
+        "mode",
+        "created",
+        "updated",
+        "unchanged",
+        "retired",
+        "failed",
+    )
+    list_filter = ("status", "descriptor", "connection")
+    search_fields = ("name",)
+    list_select_related = ("job", "connection", "descriptor")
+    show_full_result_count = False
+    fieldsets = (
+        (None, {"fields": ("name", "job", "connection", "descriptor", "status", "mode", "message", "row_errors")}),
+        (
+            "Counts",
+            {"fields": ("rows_total", "rows_done", "created", "updated", "unchanged", "retired", "failed")},
+        ),
+        (
+            "File",
+            {"fields": ("path", "size", "content_hash", "order_key", "sequence", "started_at", "finished_at")},
+        ),
+    )
+    readonly_fields = (
+        "name",
+        "job",
+        "connection",
+        "descriptor",
+        "status",
+        "mode",
+        "message",
+        "row_errors",
+        "rows_total",
+        "rows_done",
+        "created",
+        "updated",
+        "unchanged",
+        "retired",
+        "failed",
+        "path",
+        "size",
+        "content_hash",
+        "order_key",
+        "sequence",
+        "started_at",
+        "finished_at",
+    )
+    inlines = (ImportChunkInline, RowErrorInline)
+
+    @admin.display(description="row errors")
+    def row_errors(self, obj):
+        return changelist_link(RowError, f"all {obj.errors.count()} row errors", file__id__exact=obj.pk)
+
+
+class RowErrorJobFilter(admin.SimpleListFilter):
+    """Row errors of one job: the recent jobs are offered, any job id works in the URL."""
+
+    title = "job"
+    parameter_name = "job"
+
+    def lookups(self, request, model_admin):
+        return [(str(job.pk), str(job)) for job in ImportJob.objects.order_by("-created_at", "-id")[:20]]
+
+    def queryset(self, request, queryset):
+        if self.value():
+            return queryset.filter(file__job_id=self.value())
+        return queryset
+
+
+@admin.register(RowError)
+class RowErrorAdmin(AuditRecordAdmin):
+    list_display = ("file", "row", "column", "short_value", "message")
+    list_filter = (RowErrorJobFilter, "file__descriptor", "file__connection")
+    search_fields = ("message", "value", "column", "external_id", "file__name")
+    list_select_related = ("file",)
+    show_full_result_count = False
+    fields = ("file", "row", "column", "value", "message", "external_id")
+    readonly_fields = fields
+
+    @admin.display(description="value", ordering="value")
+    def short_value(self, obj):
+        return obj.value if len(obj.value) <= 80 else obj.value[:79] + "…"
+
+
+@admin.register(ImportChunk)
+class ImportChunkAdmin(AuditRecordAdmin):
+    list_display = (
+        "file",
+        "index",
+        "first_record",
+        "record_count",
+        "status",
+        "claimed_by",
+        "claimed_at",
+        "created",
+        "updated",
+        "unchanged",
+        "failed",
+        "finished_at",
+    )
+    list_filter = ("status",)
+    search_fields = ("file__name", "claimed_by")
+    list_select_related = ("file",)
+    show_full_result_count = False
+    readonly_fields = list_display
+    fields = list_display
+
+
+@admin.register(ImportedFileName)
+class ImportedFileNameAdmin(AuditRecordAdmin):
+    """The ledger of imported names; a superuser may delete an entry so that the name can be imported again."""
+
+    list_display = ("connection", "name", "content_hash", "imported_at")
+    list_filter = ("connection",)
+    search_fields = ("name", "content_hash")
+    list_select_related = ("connection",)
+    show_full_result_count = False
+    fields = ("connection", "name", "content_hash", "file", "imported_at")
+    readonly_fields = fields

@@ -1,0 +1,101 @@
+"""Write rows of formatted cells as CSV, TSV or XML, streaming."""
+
+import csv
+import re
+from collections.abc import Collection, Iterable, Sequence
+from typing import TextIO
+
+from impex.formats.readers import Layout
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+_XML_NAME = re.compile(r"[^\W\d][\w.\-]*")
+# XML 1.0 cannot carry these characters at all, not even as character references.
+_XML_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+_XML_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "\r": "&#13;"})
+
+
+def neutralise_formula(value: str) -> str:
+    """Prefix a cell that a spreadsheet would run as a formula with a single quote."""
+    return "'" + value if value.startswith(FORMULA_STARTS) else value
+
+
+def write_rows(
+    stream: TextIO,
+    *,
+    layout: Layout,
+    columns: Sequence[str],
+    rows: Iterable[Sequence[str]],
+    escape_formulae: bool = False,
+    numeric_columns: Collection[str] = (),
+) -> int:
+    """Write the header (if the layout has one) and the rows to stream; return the number of rows."""
+    if escape_formulae:
+        rows = _neutralised(rows, columns=columns, numeric_columns=numeric_columns)
+    if layout.format == "xml":
+        return _write_xml(stream, layout=layout, columns=columns, rows=rows)
+    return _write_csv(stream, layout=layout, columns=columns, rows=rows)
+
+
+def _neutralised(
+    rows: Iterable[Sequence[str]], *, columns: Sequence[str], numeric_columns: Collection[str]
+) -> Iterable[list[str]]:
+    """Yield rows whose text cells cannot run as formulas; numbers in numeric columns stay as they are."""
+    numeric = [name in numeric_columns for name in columns]
+    for row in rows:
+        yield [
+            value if is_numeric and _NUMBER.fullmatch(value) else neutralise_formula(value)
+            for value, is_numeric in zip(row, numeric, strict=True)
+        ]
+
+
+def _write_csv(stream: TextIO, *, layout: Layout, columns: Sequence[str], rows: Iterable[Sequence[str]]) -> int:
+    """Write a CSV or TSV file; stream should be opened with newline=""."""
+    delimiter = layout.csv_delimiter
+    writer = csv.writer(stream, delimiter=delimiter, quoting=csv.QUOTE_MINIMAL, lineterminator="\n")
+    # QUOTE_MINIMAL leaves a lone "\r" unquoted, which a reader takes for a line break; quote such rows whole.
+    quoting_writer = csv.writer(stream, delimiter=delimiter, quoting=csv.QUOTE_ALL, lineterminator="\n")
+    width = len(columns)
+    if layout.has_header:
+        writer.writerow(columns)
+    count = 0
+    for row in rows:
+        count += 1
+        if len(row) != width:
+            raise ValueError(f"row {count} has {len(row)} cells for {width} columns")
+        if "\r" in "".join(row):
+            quoting_writer.writerow(row)
+        else:
+            writer.writerow(row)
+    return count
+
+
+def _write_xml(stream: TextIO, *, layout: Layout, columns: Sequence[str], rows: Iterable[Sequence[str]]) -> int:
+    """Write <root><record><column>text</column>...</record>...</root> one record at a time."""
+    for name in (layout.xml_root, layout.xml_record, *columns):
+        if not _XML_NAME.fullmatch(name):
+            raise ValueError(f"{name!r} cannot be an XML element name")
+    encoding = "UTF-8" if layout.is_utf8 else layout.encoding
+    stream.write(f'<?xml version="1.0" encoding="{encoding}"?>\n<{layout.xml_root}>\n')
+    opening = f"  <{layout.xml_record}>"
+    closing = f"</{layout.xml_record}>\n"
+    width = len(columns)
+    count = 0
+    for row in rows:
+        count += 1
+        if len(row) != width:
+            raise ValueError(f"row {count} has {len(row)} cells for {width} columns")
+        parts = [opening]
+        for name, value in zip(columns, row, strict=True):
+            if not value:
+                parts.append(f"<{name}/>")
+                continue
+            if bad := _XML_FORBIDDEN.search(value):
+                raise ValueError(
+                    f"row {count}, column {name}: the character U+{ord(bad.group()):04X} cannot be written in XML"
+                )
+            parts.append(f"<{name}>{value.translate(_XML_ESCAPES)}</{name}>")
+        parts.append(closing)
+        stream.write("".join(parts))
+    stream.write(f"</{layout.xml_root}>\n")
+    return count

@@ -1,0 +1,286 @@
+"""Compile a data descriptor into fast per-column converters, and format values for export."""
+
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, time
+from decimal import Decimal, InvalidOperation
+from zoneinfo import ZoneInfo
+
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+
+from impex.choices import ColumnType
+from impex.entities import EntitySpec, entity_spec, natural_key_of
+from impex.exceptions import ConfigurationError, RowError
+
+_INT = re.compile(r"[+-]?[0-9]+\Z")
+_DEC = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)\Z")
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
+_TRUE = {"y", "yes", "true", "1", "t"}
+_FALSE = {"n", "no", "false", "0", "f"}
+INT32 = (-(2**31), 2**31 - 1)
+
+
+@dataclass
+class Column:
+    """One compiled column: where it goes and how a cell becomes a value."""
+
+    name: str
+    field_name: str  # model field (for "product.title": "title" of the parent)
+    kind: str  # ColumnType
+    required: bool
+    is_key: bool
+    convert: object  # callable(str) -> value, raises RowError
+    model_field: models.Field
+    parent: str = ""  # "product" for columns that fill the parent product of a variant
+    ref_model: type[models.Model] | None = None
+    ref_key: str = ""
+    default: object = None  # value for an empty optional cell
+    choices: tuple[str, ...] = ()
+
+    @property
+    def attname(self) -> str:
+        return self.model_field.attname
+
+
+@dataclass
+class CompiledDescriptor:
+    """A descriptor ready to read rows: its columns by name, its entity and its key."""
+
+    descriptor: object
+    spec: EntitySpec
+    model: type[models.Model]
+    columns: dict[str, Column]
+    key_columns: list[Column]
+
+    @property
+    def required_names(self) -> list[str]:
+        return [c.name for c in self.columns.values() if c.required]
+
+
+def compile_descriptor(descriptor, *, tz: str = "UTC") -> CompiledDescriptor:
+    """Compile a DataDescriptor (with its columns) into converters; raise ConfigurationError if it can't work."""
+    spec = entity_spec(descriptor.entity)
+    model = spec.model
+    zone = ZoneInfo(tz or "UTC")
+    columns: dict[str, Column] = {}
+    for col in descriptor.columns.all():
+        parent = ""
+        target_model = model
+        field_name = col.field
+        if "." in field_name:
+            parent, field_name = field_name.split(".", 1)
+            try:
+                target_model = model._meta.get_field(parent).related_model
+            except Exception as exc:
+                raise ConfigurationError(f"{descriptor.code}.{col.name}: unknown field '{col.field}'") from exc
+        try:
+            model_field = target_model._meta.get_field(field_name)
+        except Exception as exc:
+            raise ConfigurationError(
+                f"{descriptor.code}.{col.name}: {target_model._meta.verbose_name} has no field '{field_name}'"
+            ) from exc
+        column = Column(
+            name=col.name,
+            field_name=field_name,
+            kind=col.type,
+            required=col.required,
+            is_key=col.is_key,
+            convert=None,
+            model_field=model_field,
+            parent=parent,
+        )
+        if col.type == ColumnType.REFERENCE:
+            if not model_field.is_relation:
+                raise ConfigurationError(f"{descriptor.code}.{col.name}: '{col.field}' is not a reference")
+            column.ref_model = model_field.related_model
+            column.ref_key = natural_key_of(model_field.related_model)
+        column.choices = tuple(c.strip() for c in col.choices.split(",") if c.strip())
+        if not column.choices and model_field.choices and col.type == ColumnType.CHOICE:
+            column.choices = tuple(str(v) for v, _ in model_field.choices)
+        column.default = _empty_value(model_field)
+        column.convert = _converter(column, descriptor=descriptor, zone=zone)
+        columns[col.name] = column
+    key_columns = [c for c in columns.values() if c.is_key]
+    key_fields = {c.field_name for c in key_columns}
+    if key_fields != set(spec.key_fields):
+        raise ConfigurationError(
+            f"{descriptor.code}: the key columns must fill {', '.join(spec.key_fields)} "
+            f"(they fill {', '.join(sorted(key_fields)) or 'nothing'})"
+        )
+    key_columns.sort(key=lambda c: spec.key_fields.index(c.field_name))
+    return CompiledDescriptor(descriptor=descriptor, spec=spec, model=model, columns=columns, key_columns=key_columns)
+
+
+def _empty_value(model_field: models.Field):
+    """Return what an empty cell means for a field: null, its default or blank text."""
+    if model_field.null:
+        return None
+    if model_field.has_default():
+        return model_field.get_default()
+    if isinstance(model_field, models.CharField | models.TextField):
+        return ""
+    return None
+
+
+def _bounds(model_field: models.Field) -> tuple[int | None, int | None]:
+    lo = hi = None
+    for v in model_field.validators:
+        if isinstance(v, MinValueValidator):
+            lo = v.limit_value
+        elif isinstance(v, MaxValueValidator):
+            hi = v.limit_value
+    return lo, hi
+
+
+def _converter(column: Column, *, descriptor, zone: ZoneInfo):
+    """Build the function that turns one cell into a value or raises RowError."""
+    name = column.name
+    kind = column.kind
+    required = column.required
+    empty = column.default
+    field = column.model_field
+
+    def missing(raw):
+        if required:
+            raise RowError("a value is required", column=name, value=raw)
+        if empty is None and not field.null and kind != ColumnType.REFERENCE:
+            raise RowError("a value is required", column=name, value=raw)
+        return empty
+
+    if kind in (ColumnType.STRING, ColumnType.REFERENCE):
+        max_length = getattr(field, "max_length", None) if kind == ColumnType.STRING else 100
+
+        def convert(raw):
+            if raw == "":
+                return missing(raw)
+            if max_length and len(raw) > max_length:
+                raise RowError(f"longer than {max_length} characters", column=name, value=raw)
+            return raw
+
+    elif kind == ColumnType.CHOICE:
+        allowed = frozenset(column.choices)
+        listing = ", ".join(column.choices)
+
+        def convert(raw):
+            if raw == "":
+                return missing(raw)
+            if raw not in allowed:
+                raise RowError(f"unknown choice '{raw}' (expected one of {listing})", column=name, value=raw)
+            return raw
+
+    elif kind == ColumnType.INTEGER:
+        lo, hi = _bounds(field)
+        lo = INT32[0] if lo is None else lo
+        hi = INT32[1] if hi is None else hi
+
+        def convert(raw):
+            if raw == "":
+                return missing(raw)
+            if not _INT.match(raw):
+                raise RowError(f"'{raw}' is not a whole number", column=name, value=raw)
+            value = int(raw)
+            if value < lo or value > hi:
+                raise RowError(f"{value} is out of range ({lo} to {hi})", column=name, value=raw)
+            return value
+
+    elif kind == ColumnType.DECIMAL:
+        max_digits = getattr(field, "max_digits", None) or 30
+        places = getattr(field, "decimal_places", None)
+        places = 10 if places is None else places
+        whole = max_digits - places
+
+        def convert(raw):
+            if raw == "":
+                return missing(raw)
+            if not _DEC.match(raw):
+                raise RowError(f"'{raw}' is not a decimal number (use a dot for decimals)", column=name, value=raw)
+            try:
+                value = Decimal(raw)
+            except InvalidOperation as exc:
+                raise RowError(f"'{raw}' is not a decimal number", column=name, value=raw) from exc
+            sign, digits, exponent = value.as_tuple()
+            frac = -exponent if exponent < 0 else 0
+            if frac > places and value != value.quantize(Decimal(1).scaleb(-places)):
+                raise RowError(f"'{raw}' has more than {places} decimal places", column=name, value=raw)
+            int_digits = len(digits) - frac if len(digits) > frac else 0
+            if int_digits > whole:
+                raise RowError(f"'{raw}' is too large (at most {whole} digits before the dot)", column=name, value=raw)
+            return value
+
+    elif kind == ColumnType.BOOLEAN:
+
+        def convert(raw):
+            if raw == "":
+                return missing(raw)
+            low = raw.strip().lower()
+            if low in _TRUE:
+                return True
+            if low in _FALSE:
+                return False
+            raise RowError(f"'{raw}' is not a boolean (use Y/N, true/false or 1/0)", column=name, value=raw)
+
+    elif kind == ColumnType.DATE:
+        fmt = descriptor.date_format
+
+        def convert(raw):
+            if raw == "":
+                return missing(raw)
+            try:
+                if fmt:
+                    return datetime.strptime(raw, fmt).date()
+                if not _DATE.match(raw):
+                    raise ValueError
+                return date.fromisoformat(raw)
+            except ValueError as exc:
+                raise RowError(
+                    f"'{raw}' is not a date ({'format ' + fmt if fmt else 'YYYY-MM-DD'})", column=name, value=raw
+                ) from exc
+
+    elif kind == ColumnType.DATETIME:
+        fmt = descriptor.datetime_format
+
+        def convert(raw):
+            if raw == "":
+                return missing(raw)
+            try:
+                if fmt:
+                    value = datetime.strptime(raw, fmt)
+                elif _DATE.match(raw):
+                    value = datetime.combine(date.fromisoformat(raw), time())
+                else:
+                    if len(raw) < 16 or raw[4] != "-" or raw[10] not in "T ":
+                        raise ValueError
+                    value = datetime.fromisoformat(raw)
+            except ValueError as exc:
+                raise RowError(
+                    f"'{raw}' is not a date-time (ISO 8601, e.g. 2026-11-01T09:30:00+01:00)", column=name, value=raw
+                ) from exc
+            if value.tzinfo is None:
+                value = value.replace(tzinfo=zone)
+            return value
+
+    else:
+        raise ConfigurationError(f"{descriptor.code}.{name}: unknown column type '{kind}'")
+    return convert
+
+
+def format_value(
+    value, *, kind: str, boolean_style: str = "true/false", date_format: str = "", datetime_format: str = ""
+):
+    """Format one value for export the way the descriptor reads it back."""
+    if value is None:
+        return ""
+    if kind == ColumnType.BOOLEAN:
+        yes, no = boolean_style.split("/")
+        return yes if value else no
+    if kind == ColumnType.DECIMAL:
+        text = format(value, "f")
+        if "." in text:
+            text = text.rstrip("0").rstrip(".")
+        return text
+    if kind == ColumnType.DATE:
+        return value.strftime(date_format) if date_format else value.isoformat()
+    if kind == ColumnType.DATETIME:
+        return value.strftime(datetime_format) if datetime_format else value.isoformat()
+    return str(value)

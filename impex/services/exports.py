@@ -1,0 +1,107 @@
+"""Export an entity with a descriptor: exactly the columns the descriptor reads, so the file imports back."""
+
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+
+from django.conf import settings
+from django.utils import timezone
+
+from impex.choices import ColumnType, FileFormat
+from impex.entities import entity_spec, natural_key_of
+from impex.exceptions import ConfigurationError
+from impex.formats.writers import write_rows
+from impex.models import DataDescriptor, DataGroup
+from impex.services.columns import format_value
+from impex.services.imports import layout_of
+
+EXTENSIONS = {FileFormat.CSV: "csv", FileFormat.TSV: "tsv", FileFormat.XML: "xml"}
+
+
+def export_descriptor_for(code: str) -> DataDescriptor:
+    """Find the descriptor named by code: a descriptor code or an export group's code (its one descriptor)."""
+    descriptor = DataDescriptor.objects.filter(code=code).first()
+    if descriptor is not None:
+        return descriptor
+    group = DataGroup.objects.filter(code=code).first()
+    if group is None:
+        raise ConfigurationError(f"no descriptor or export group is called '{code}'")
+    descriptors = list(group.descriptors.all()[:2])
+    if len(descriptors) != 1:
+        raise ConfigurationError(
+            f"export group '{code}' must have exactly one descriptor (it has {group.descriptors.count()})"
+        )
+    return descriptors[0]
+
+
+def _lookup(model, column) -> str:
+    """Return the ORM lookup path that reads a column's value."""
+    if "." in column.field:
+        parent, name = column.field.split(".", 1)
+        return f"{parent}__{name}"
+    if column.type == ColumnType.REFERENCE:
+        related = model._meta.get_field(column.field).related_model
+        return f"{column.field}__{natural_key_of(related)}"
+    return column.field
+
+
+def export_rows(*, descriptor: DataDescriptor, since: datetime | None = None) -> tuple[list[str], Iterator[list[str]]]:
+    """Return the header and a stream of formatted rows of the descriptor's entity."""
+    model = entity_spec(descriptor.entity).model
+    columns = list(descriptor.columns.all())
+    lookups = [_lookup(model, c) for c in columns]
+    qs = model.objects.order_by("pk")
+    if since is not None:
+        qs = qs.filter(updated_at__gte=since)
+    kinds = [c.type for c in columns]
+    style = descriptor.boolean_style
+    dfmt, dtfmt = descriptor.date_format, descriptor.datetime_format
+
+    def rows():
+        for values in qs.values_list(*lookups).iterator(chunk_size=5000):
+            yield [
+                format_value(v, kind=k, boolean_style=style, date_format=dfmt, datetime_format=dtfmt)
+                for v, k in zip(values, kinds, strict=True)
+            ]
+
+    return [c.name for c in columns], rows()
+
+
+def export_to_stream(
+    stream, *, descriptor: DataDescriptor, fmt: str | None = None, since=None, escape_formulae: bool = False
+) -> int:
+    """Write the export to a text stream; return the number of rows."""
+    layout = layout_of(descriptor)
+    if fmt:
+        layout = replace(
+            layout,
+            format=fmt,
+            delimiter="\t" if fmt == FileFormat.TSV else (layout.delimiter if layout.delimiter != "\t" else ","),
+        )
+    header, rows = export_rows(descriptor=descriptor, since=since)
+    numeric = [c.name for c in descriptor.columns.all() if c.type in (ColumnType.INTEGER, ColumnType.DECIMAL)]
+    return write_rows(
+        stream, layout=layout, columns=header, rows=rows, escape_formulae=escape_formulae, numeric_columns=numeric
+    )
+
+
+def export_file_name(descriptor: DataDescriptor, *, fmt: str | None = None) -> str:
+    """Name an export file after its descriptor and the time."""
+    ext = EXTENSIONS.get(fmt or descriptor.format, "csv")
+    return f"{descriptor.code}_{timezone.now():%Y%m%d%H%M%S}.{ext}"
+
+
+def export_to_path(
+    *, descriptor: DataDescriptor, path: str | Path | None = None, fmt: str | None = None, since=None
+) -> tuple[Path, int]:
+    """Write the export to a file (the outbox by default); return its path and row count."""
+    if path is None:
+        path = Path(settings.IMPEX_ROOT) / "outbox" / export_file_name(descriptor, fmt=fmt)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    with open(tmp, "w", encoding=descriptor.encoding or "utf-8", newline="") as stream:
+        count = export_to_stream(stream, descriptor=descriptor, fmt=fmt, since=since)
+    tmp.replace(path)
+    return path, count

@@ -1,0 +1,664 @@
+"""Import one file: validate it whole, then stream its rows in chunks of batches into the entity tables."""
+
+import logging
+from dataclasses import dataclass, field
+from itertools import islice
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from impex.choices import ChunkStatus, FileStatus, Mode
+from impex.entities import NATURAL_KEYS
+from impex.exceptions import ConfigurationError, FileRejected, ImpexError
+from impex.exceptions import RowError as RowProblem
+from impex.formats.readers import Layout, Record, iter_records, scan
+from impex.models import DeferredRow, ImportChunk, ImportedFileName, ImportFile, RowError
+from impex.services.columns import Column, CompiledDescriptor, compile_descriptor
+from impex.services.sql import db_param, distinct, qn
+from impex.services.upsert import UpsertPlan, plan_for, stage_for, upsert
+from syncapp import services as sync
+
+log = logging.getLogger(__name__)
+
+KEY_SEP = "\x1f"
+MAX_REPORTED_ERRORS = 1000
+
+
+def layout_of(descriptor) -> Layout:
+    """Return the reader layout of a descriptor."""
+    return Layout(
+        format=descriptor.format,
+        delimiter=descriptor.delimiter_char,
+        encoding=descriptor.encoding or "utf-8",
+        has_header=descriptor.has_header,
+        columns=tuple(c.name for c in descriptor.columns.all()),
+        xml_root=descriptor.xml_root,
+        xml_record=descriptor.xml_record,
+    )
+
+
+def external_id(parts) -> str:
+    """Return how a record's key is shown to people (parts joined by '/')."""
+    return "/".join(str(p) for p in parts)
+
+
+@dataclass
+class Totals:
+    """Counts of one file, kept in memory while it runs and saved with every chunk."""
+
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    retired: int = 0
+    failed: int = 0
+    rows_done: int = 0
+
+    def add(self, other: "Totals") -> None:
+        for name in ("created", "updated", "unchanged", "retired", "failed", "rows_done"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+@dataclass
+class _Good:
+    row: int
+    index: int
+    key: str
+    ext: str
+    values: list
+    raw: dict
+
+
+@dataclass
+class _Batch:
+    totals: Totals = field(default_factory=Totals)
+    errors: list = field(default_factory=list)  # RowError objects (unsaved)
+    failed_ext: dict = field(default_factory=dict)  # external id -> (message, row)
+    applied_ext: list = field(default_factory=list)
+    deferred: list = field(default_factory=list)  # DeferredRow objects (unsaved)
+
+
+class FileImport:
+    """Apply one ImportFile to the database: scan, check the header, write chunk by chunk, finish."""
+
+    def __init__(self, import_file: ImportFile, *, dry_run: bool = False):
+        self.file = import_file
+        self.dry_run = dry_run
+        self.connection = import_file.connection
+        self.descriptor = import_file.descriptor
+        self.totals = Totals()
+        self.reported_errors: list[RowError] = []  # kept for dry runs, whose writes are rolled back
+        self.batch_size = max(1, settings.IMPEX_BATCH_SIZE)
+        self._parent_changed_keys: set[str] = set()
+
+    # -- set-up ---------------------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        """Validate the whole file and work out what its columns write; raise FileRejected if it can't go in."""
+        if self.descriptor is None:
+            raise FileRejected("no descriptor matches this file")
+        try:
+            self.compiled: CompiledDescriptor = compile_descriptor(
+                self.descriptor, tz=self.connection.timezone if self.connection else "UTC"
+            )
+        except ConfigurationError as exc:
+            raise FileRejected(f"descriptor {self.descriptor.code} cannot be used: {exc}") from exc
+        self.layout = layout_of(self.descriptor)
+        result = scan(self.file.path, layout=self.layout, max_bytes=settings.IMPEX_MAX_FILE_BYTES)
+        self.header = result.header
+        self.record_count = result.record_count
+        self._check_header()
+        self._plan()
+
+    def _check_header(self) -> None:
+        columns = self.compiled.columns
+        unknown = [h for h in self.header if h not in columns]
+        if unknown:
+            raise FileRejected(
+                f"unknown column{'s' if len(unknown) > 1 else ''} {', '.join(repr(u) for u in unknown)} "
+                f"(descriptor {self.descriptor.code} has: {', '.join(columns)})"
+            )
+        missing = [c.name for c in columns.values() if c.required and c.name not in self.header]
+        if missing:
+            raise FileRejected(
+                f"missing required column{'s' if len(missing) > 1 else ''} {', '.join(repr(m) for m in missing)}"
+            )
+        absent_keys = [c.name for c in self.compiled.key_columns if c.name not in self.header and c.default is None]
+        if absent_keys:
+            raise FileRejected(f"missing key column{'s' if len(absent_keys) > 1 else ''} {', '.join(absent_keys)}")
+
+    def _plan(self) -> None:
+        """Decide the staged columns: main table, parent table (products of variants) and self references."""
+        compiled = self.compiled
+        model = compiled.model
+        present = [c for c in compiled.columns.values() if c.name in self.header]
+        # Key columns with a default (min_quantity) are part of every key even when the file lacks them.
+        present += [c for c in compiled.key_columns if c not in present]
+        self.present: list[Column] = present
+        self.key_idx = [present.index(c) for c in compiled.key_columns]
+        self.refs = [
+            (i, c)
+            for i, c in enumerate(present)
+            if c.ref_model is not None and not c.parent and c.ref_model is not model
+        ]
+        self.self_refs = [(i, c) for i, c in enumerate(present) if c.ref_model is model and not c.parent]
+        self.parent_cols = [(i, c) for i, c in enumerate(present) if c.parent]
+        self.parent_ref = None
+        if self.parent_cols:
+            parent_name = self.parent_cols[0][1].parent
+            self.parent_ref = next(
+                ((i, c) for i, c in enumerate(present) if c.field_name == parent_name and not c.parent), None
+            )
+            if self.parent_ref is None:
+                raise FileRejected(f"columns of the {parent_name} need its key column in the file")
+            parent_model = self.parent_ref[1].ref_model
+            self.parent_plan = plan_for(
+                parent_model,
+                key_attnames=[NATURAL_KEYS[parent_model._meta.label]],
+                data_attnames=[c.model_field.attname for _, c in self.parent_cols],
+                revive={},
+            )
+            self.parent_stage = stage_for(self.parent_plan)
+        main_idx = [i for i, c in enumerate(present) if not c.parent and (i, c) not in self.self_refs]
+        key_atts = [present[i].model_field.attname for i in self.key_idx]
+        data_idx = [i for i in main_idx if i not in self.key_idx]
+        revive = {}
+        if self.file.mode == Mode.FULL:
+            revive = {model._meta.get_field(f).attname: v for f, v in compiled.spec.revive.items()}
+        self.plan: UpsertPlan = plan_for(
+            model,
+            key_attnames=key_atts,
+            data_attnames=[present[i].model_field.attname for i in data_idx],
+            revive=revive,
+        )
+        # Self references stay out of the insert so that a row may name a parent created in the same batch.
+        for _, c in self.self_refs:
+            self.plan.insert_constants.pop(c.model_field.attname, None)
+        self.stage_order = self.key_idx + data_idx
+        self.stage_fields = (
+            [None, None] + [None] * len(self.self_refs) + [present[i].model_field for i in self.stage_order]
+        )
+        # Stage FK columns as their target's key type; references were resolved to primary keys.
+        self.stage = stage_for(self.plan, extra=[(f"_ref{n}", "text") for n in range(len(self.self_refs))])
+
+    # -- running --------------------------------------------------------------------------------
+
+    def run(self) -> Totals:
+        """Import the file; the caller has checked the ledger and the sequence. Raise FileRejected to refuse it."""
+        self.prepare()
+        f = self.file
+        limited = bool(self.descriptor.max_error_count is not None or self.descriptor.max_error_ratio is not None)
+        chunk_rows = self.record_count or 1 if limited or self.dry_run else max(1, settings.IMPEX_CHUNK_ROWS)
+        with transaction.atomic():
+            if not f.chunks.exists():
+                starts = range(0, self.record_count, chunk_rows) if self.record_count else [0]
+                chunks = [
+                    ImportChunk(
+                        file=f, index=n, first_record=start, record_count=min(chunk_rows, self.record_count - start)
+                    )
+                    for n, start in enumerate(starts)
+                ]
+                ImportChunk.objects.bulk_create(chunks)
+                if f.mode == Mode.FULL and self.connection:
+                    sync.sync_log_start_full(connection=self.connection, entity=self.descriptor.entity)
+            ImportFile.objects.filter(pk=f.pk).update(
+                rows_total=self.record_count, status=FileStatus.RUNNING, started_at=f.started_at or timezone.now()
+            )
+        done = f.chunks.filter(status=ChunkStatus.DONE)
+        for chunk in done:
+            self.totals.add(Totals(chunk.created, chunk.updated, chunk.unchanged, 0, chunk.failed, chunk.record_count))
+        self.open_sync_errors = bool(self.connection) and sync.sync_log_has_errors(
+            connection=self.connection, entity=self.descriptor.entity
+        )
+        for chunk_id in list(f.chunks.exclude(status=ChunkStatus.DONE).values_list("pk", flat=True)):
+            self._run_chunk(chunk_id)
+        self._finish()
+        return self.totals
+
+    def _run_chunk(self, chunk_id: int) -> None:
+        with transaction.atomic():
+            chunk = ImportChunk.objects.select_for_update(skip_locked=True).filter(pk=chunk_id).first()
+            if chunk is None or chunk.status == ChunkStatus.DONE:
+                return
+            chunk_totals = Totals()
+            records = iter_records(
+                self.file.path,
+                layout=self.layout,
+                header=self.header,
+                start=chunk.first_record,
+                stop=chunk.first_record + chunk.record_count,
+            )
+            while True:
+                batch = list(islice(records, self.batch_size))
+                if not batch:
+                    break
+                result = self._apply(batch, final=False)
+                self._record(result)
+                chunk_totals.add(result.totals)
+                self.totals.add(result.totals)
+                self._check_limit()
+            ImportChunk.objects.filter(pk=chunk.pk).update(
+                status=ChunkStatus.DONE,
+                created=chunk_totals.created,
+                updated=chunk_totals.updated,
+                unchanged=chunk_totals.unchanged,
+                failed=chunk_totals.failed,
+                finished_at=timezone.now(),
+            )
+            self._save_totals()
+
+    def _check_limit(self) -> None:
+        d = self.descriptor
+        failed = self.totals.failed
+        if d.max_error_count is not None and failed > d.max_error_count:
+            raise FileRejected(f"{failed} bad rows, more than the limit of {d.max_error_count}: the file is rejected")
+        if d.max_error_ratio is not None and self.record_count:
+            limit = float(d.max_error_ratio) * self.record_count
+            if failed > limit:
+                raise FileRejected(
+                    f"{failed} bad rows of {self.record_count}, more than the limit of "
+                    f"{float(d.max_error_ratio):.1%}: the file is rejected"
+                )
+
+    def _save_totals(self) -> None:
+        t = self.totals
+        ImportFile.objects.filter(pk=self.file.pk).update(
+            created=t.created,
+            updated=t.updated,
+            unchanged=t.unchanged,
+            retired=t.retired,
+            failed=t.failed,
+            rows_done=t.rows_done,
+        )
+
+    def _record(self, result: _Batch) -> None:
+        """Save a batch's row errors, deferred rows and sync-log changes (inside the chunk's transaction)."""
+        if result.errors:
+            RowError.objects.bulk_create(result.errors, batch_size=1000)
+            room = MAX_REPORTED_ERRORS - len(self.reported_errors)
+            if room > 0:
+                self.reported_errors.extend(result.errors[:room])
+        if result.deferred:
+            DeferredRow.objects.bulk_create(result.deferred, batch_size=1000)
+        if self.connection is None:
+            return
+        entity = self.descriptor.entity
+        if result.failed_ext:
+            sync.sync_log_add_errors(
+                connection=self.connection, entity=entity, errors=result.failed_ext, file_name=self.file.name
+            )
+            self.open_sync_errors = True
+        if self.open_sync_errors and result.applied_ext:
+            sync.sync_log_resolve(connection=self.connection, entity=entity, external_ids=result.applied_ext)
+
+    # -- one batch ------------------------------------------------------------------------------
+
+    def _error(self, out: _Batch, row, message, *, column="", value="", ext=""):
+        out.errors.append(
+            RowError(file=self.file, row=row, column=column, value=value[:2000], message=message, external_id=ext)
+        )
+
+    def _apply(self, records: list[Record], *, final: bool) -> _Batch:
+        """Convert, check and write a batch of records; return what it did."""
+        out = _Batch()
+        present = self.present
+        key_idx = self.key_idx
+        good: list[_Good] = []
+        seen: dict[str, int] = {}
+        for rec in records:
+            out.totals.rows_done += 1
+            if rec.error:
+                out.totals.failed += 1
+                self._error(out, rec.row, rec.error)
+                continue
+            raw = rec.values
+            values = []
+            problems = []
+            for col in present:
+                cell = raw.get(col.name, "")
+                try:
+                    values.append(col.convert(cell))
+                except RowProblem as exc:
+                    problems.append(exc)
+                    values.append(None)
+            key_parts = ["" if values[i] is None else values[i] for i in key_idx]
+            ext = external_id(key_parts if not problems else (raw.get(present[i].name, "") for i in key_idx))
+            if problems:
+                out.totals.failed += 1
+                for p in problems:
+                    self._error(out, rec.row, p.message, column=p.column, value=p.value, ext=ext)
+                out.failed_ext[ext] = ("; ".join(f"{p.column}: {p.message}" for p in problems), rec.row)
+                continue
+            key = KEY_SEP.join(str(p) for p in key_parts)
+            if key in seen:
+                out.totals.failed += 1
+                message = f"duplicate key {ext} in this file (first at row {seen[key]})"
+                self._error(out, rec.row, message, column=present[key_idx[0]].name, value=ext, ext=ext)
+                continue
+            seen[key] = rec.row
+            good.append(_Good(rec.row, rec.index, key, ext, values, raw))
+        if good and self.parent_cols:
+            self._write_parents(good)
+        for i, col in self.refs:
+            good = self._resolve(good, i, col, out)
+        if self.self_refs:
+            good = self._check_self_refs(good, out, final=final)
+        if good:
+            self._write(good, out)
+        return out
+
+    def _resolve(self, good: list[_Good], i: int, col: Column, out: _Batch) -> list[_Good]:
+        """Replace the natural keys in column i by primary keys, refusing rows that name unknown records."""
+        keys = {g.values[i] for g in good if g.values[i] is not None}
+        if not keys:
+            return good
+        model = col.ref_model
+        found = dict(model.objects.filter(**{f"{col.ref_key}__in": keys}).values_list(col.ref_key, "pk"))
+        if col.field_name in self.compiled.spec.create_missing_refs:
+            missing = keys - found.keys()
+            if missing:
+                model.objects.bulk_create(
+                    [model(**{col.ref_key: k, "connection": self.connection}) for k in sorted(missing)],
+                    ignore_conflicts=True,
+                )
+                found = dict(model.objects.filter(**{f"{col.ref_key}__in": keys}).values_list(col.ref_key, "pk"))
+        kept = []
+        label = model._meta.verbose_name
+        for g in good:
+            v = g.values[i]
+            if v is None:
+                kept.append(g)
+                continue
+            pk = found.get(v)
+            if pk is None:
+                out.totals.failed += 1
+                message = f"unknown {label} '{v}'"
+                self._error(out, g.row, message, column=col.name, value=v, ext=g.ext)
+                out.failed_ext[g.ext] = (f"{col.name}: {message}", g.row)
+                continue
+            g.values[i] = pk
+            kept.append(g)
+        # Keys built from references keep the natural key text (already in g.key).
+        return kept
+
+    def _check_self_refs(self, good: list[_Good], out: _Batch, *, final: bool) -> list[_Good]:
+        """Hold back rows whose parent is neither stored nor in this batch; refuse them on the last pass."""
+        model = self.compiled.model
+        kept = []
+        batch_keys = {g.key for g in good}
+        for i, col in self.self_refs:
+            wanted = {g.values[i] for g in good if g.values[i] is not None} - batch_keys
+            stored = set(model.objects.filter(**{f"{col.ref_key}__in": wanted}).values_list(col.ref_key, flat=True))
+            for g in good:
+                v = g.values[i]
+                if v is None or v in batch_keys or v in stored:
+                    continue
+                g.values[i] = _Missing(v)
+        for g in good:
+            missing = [(i, col) for i, col in self.self_refs if isinstance(g.values[i], _Missing)]
+            if not missing:
+                kept.append(g)
+                continue
+            if final:
+                i, col = missing[0]
+                v = g.values[i].key
+                out.totals.failed += 1
+                message = f"unknown {model._meta.verbose_name} '{v}'"
+                self._error(out, g.row, message, column=col.name, value=v, ext=g.ext)
+                out.failed_ext[g.ext] = (f"{col.name}: {message}", g.row)
+            else:
+                out.totals.rows_done -= 1
+                out.deferred.append(DeferredRow(file=self.file, row=g.row, index=g.index, values=g.raw))
+        return kept
+
+    def _write_parents(self, good: list[_Good]) -> None:
+        """Upsert the parent records (products) named by the batch, last row winning."""
+        i_key = self.parent_ref[0]
+        rows = {}
+        for g in good:
+            k = g.values[i_key]
+            if k is None:
+                continue
+            rows[k] = [g.values[i] for i, _ in self.parent_cols]
+        fields = [None, None] + [f for f in self.parent_plan.key_fields + self.parent_plan.data_fields]
+        with connection.cursor() as cursor:
+            self.parent_stage.load(
+                cursor,
+                ((n, k, k, *vals) for n, (k, vals) in enumerate(rows.items())),
+                fields=fields,
+            )
+            result = upsert(
+                cursor, plan=self.parent_plan, stage=self.parent_stage, connection_id=self._conn_id, want_pks=True
+            )
+        # Rows whose parent changed (a new product title) count as updated even if the variant did not change.
+        changed_parents = set()
+        if result.changed_pks:
+            nat = NATURAL_KEYS[self.parent_plan.model._meta.label]
+            changed_parents = set(
+                self.parent_plan.model.objects.filter(pk__in=result.changed_pks).values_list(nat, flat=True)
+            )
+        self._parent_changed_keys = {g.key for g in good if g.values[i_key] in changed_parents}
+
+    @property
+    def _conn_id(self):
+        return self.connection.pk if self.connection else None
+
+    def _write(self, good: list[_Good], out: _Batch) -> None:
+        """Stage the batch, refuse keys an earlier batch of the file had, and merge the rest."""
+        order = self.stage_order
+        self_ref_idx = [i for i, _ in self.self_refs]
+        rows = [(g.row, g.key, *[g.values[i] for i in self_ref_idx], *[g.values[i] for i in order]) for g in good]
+        by_row = {g.row: g for g in good}
+        stage = self.stage
+        with connection.cursor() as cursor:
+            stage.load(cursor, rows, fields=self.stage_fields)
+            cursor.execute(
+                f"SELECT s._row FROM {qn(stage.name)} s JOIN impex_filekey k ON k.file_id = %s AND k.key = s._key",
+                [self.file.pk],
+            )
+            dups = [r[0] for r in cursor.fetchall()]
+            if dups:
+                cursor.execute(f"DELETE FROM {qn(stage.name)} WHERE _row IN ({', '.join(['%s'] * len(dups))})", dups)
+                for row in dups:
+                    g = by_row.pop(row)
+                    out.totals.failed += 1
+                    message = f"duplicate key {g.ext} in this file (an earlier row has it)"
+                    self._error(out, row, message, column=self.present[self.key_idx[0]].name, value=g.ext, ext=g.ext)
+            cursor.execute(
+                f"INSERT INTO impex_filekey (file_id, key) SELECT %s, _key FROM {qn(stage.name)}", [self.file.pk]
+            )
+            parent_changed = [g.key for g in by_row.values() if g.key in self._parent_changed_keys]
+            result = upsert(
+                cursor,
+                plan=self.plan,
+                stage=stage,
+                connection_id=self._conn_id,
+                want_pks=bool(self.self_refs or parent_changed),
+            )
+            created = result.created
+            updated = result.changed
+            extra: set = set()
+            if self.self_refs:
+                extra |= self._write_self_refs(cursor)
+            if parent_changed:
+                extra |= self._pks_of_staged(cursor, keys=parent_changed)
+            if extra:
+                updated = len(result.changed_pks | (extra - result.created_pks))
+        staged = len(by_row)
+        out.totals.created += created
+        out.totals.updated += updated
+        out.totals.unchanged += staged - created - updated
+        out.applied_ext.extend(g.ext for g in by_row.values())
+
+    def _pks_of_staged(self, cursor, *, keys: list[str]) -> set:
+        """Return the primary keys of the stored records of some staged rows."""
+        table = qn(self.plan.table)
+        pk = qn(self.plan.model._meta.pk.column)
+        on = " AND ".join(f"t.{qn(f.column)} = s.{qn(f.column)}" for f in self.plan.key_fields)
+        found = set()
+        for start in range(0, len(keys), 900):
+            part = keys[start : start + 900]
+            cursor.execute(
+                f"SELECT t.{pk} FROM {qn(self.stage.name)} s JOIN {table} t ON {on} "
+                f"WHERE s._key IN ({', '.join(['%s'] * len(part))})",
+                part,
+            )
+            found |= {r[0] for r in cursor.fetchall()}
+        return found
+
+    def _write_self_refs(self, cursor) -> set:
+        """Point rows at records of their own table (customer parents) once the batch is in."""
+        model = self.compiled.model
+        table = qn(model._meta.db_table)
+        pk = qn(model._meta.pk.column)
+        keys = [f.column for f in self.plan.key_fields]
+        touched: set = set()
+        now = db_param(model._meta.get_field("updated_at"), timezone.now())
+        for n, (_, col) in enumerate(self.self_refs):
+            att = qn(col.model_field.column)
+            nat = qn(model._meta.get_field(col.ref_key).column)
+            key_select = ", ".join(f"s.{qn(k)} AS {qn(k)}" for k in keys)
+            on = " AND ".join(f"{table}.{qn(k)} = x.{qn(k)}" for k in keys)
+            cursor.execute(
+                f"UPDATE {table} SET {att} = x.pid, updated_at = %s "
+                f"FROM (SELECT {key_select}, p.{pk} AS pid FROM {qn(self.stage.name)} s "
+                f"LEFT JOIN {table} p ON p.{nat} = s._ref{n}) x "
+                f"WHERE {on} AND {distinct(f'{table}.{att}', 'x.pid')} RETURNING {table}.{pk}",
+                [now],
+            )
+            touched |= {r[0] for r in cursor.fetchall()}
+        return touched
+
+    # -- the end --------------------------------------------------------------------------------
+
+    def _finish(self) -> None:
+        """Apply held-back rows, retire what a FULL file no longer has, and mark the file imported."""
+        with transaction.atomic():
+            self._run_deferred()
+            if self.file.mode == Mode.FULL:
+                self.totals.retired += self._retire()
+            if self.descriptor.entity == "product_variant":
+                self._derive_product_status()
+            now = timezone.now()
+            if not self.dry_run and self.connection:
+                ImportedFileName.objects.update_or_create(
+                    connection=self.connection,
+                    name=self.file.name,
+                    defaults={"content_hash": self.file.content_hash, "file": self.file, "imported_at": now},
+                )
+            if self.connection:
+                sync.sync_log_finish(
+                    connection=self.connection, entity=self.descriptor.entity, full=self.file.mode == Mode.FULL
+                )
+            self._save_totals()
+            ImportFile.objects.filter(pk=self.file.pk).update(status=FileStatus.IMPORTED, finished_at=now)
+        with connection.cursor() as cursor:
+            cursor.execute("DELETE FROM impex_filekey WHERE file_id = %s", [self.file.pk])
+        self.stage.drop()
+        if self.parent_cols:
+            self.parent_stage.drop()
+
+    def _run_deferred(self) -> None:
+        """Retry held-back rows until no more go in, then refuse the rest."""
+        previous = None
+        final = False
+        while True:
+            pending = list(DeferredRow.objects.filter(file=self.file).order_by("index"))
+            if not pending:
+                return
+            if previous is not None and len(pending) >= previous:
+                final = True
+            previous = len(pending)
+            DeferredRow.objects.filter(pk__in=[d.pk for d in pending]).delete()
+            for start in range(0, len(pending), self.batch_size):
+                part = pending[start : start + self.batch_size]
+                records = [Record(index=d.index, row=d.row, values=d.values, error=None) for d in part]
+                result = self._apply(records, final=final)
+                self._record(result)
+                self.totals.add(result.totals)
+            if final:
+                return
+
+    def _retire(self) -> int:
+        """Retire the connection's records of this entity that the FULL file did not have; return how many."""
+        spec = self.compiled.spec
+        model = self.compiled.model
+        table = qn(model._meta.db_table)
+        key_expr, params = self._key_expression(model, table)
+        exists = f"EXISTS (SELECT 1 FROM impex_filekey k WHERE k.file_id = %s AND k.key = {key_expr})"
+        params = [self.file.pk, *params]
+        with connection.cursor() as cursor:
+            if spec.retire == "delete":
+                lists = self._price_lists_sql()
+                cursor.execute(f"DELETE FROM {table} WHERE {lists[0]} AND NOT {exists}", [*lists[1], *params])
+                return cursor.rowcount
+            field = model._meta.get_field(spec.retire)
+            value = db_param(field, spec.retire_value)
+            now = db_param(model._meta.get_field("updated_at"), timezone.now())
+            cursor.execute(
+                f"UPDATE {table} SET {qn(field.column)} = %s, updated_at = %s "
+                f"WHERE connection_id = %s AND {distinct(qn(field.column), '%s')} AND NOT {exists}",
+                [value, now, self._conn_id, value, *params],
+            )
+            return cursor.rowcount
+
+    def _key_expression(self, model, table: str) -> tuple[str, list]:
+        """Build the SQL that computes a stored record's file key, matching the keys the file wrote."""
+        parts = []
+        for name in self.compiled.spec.key_fields:
+            f = model._meta.get_field(name)
+            if f.is_relation:
+                rel = f.related_model
+                nat = rel._meta.get_field(NATURAL_KEYS[rel._meta.label]).column
+                parts.append(
+                    f"(SELECT r.{qn(nat)} FROM {qn(rel._meta.db_table)} r "
+                    f"WHERE r.{qn(rel._meta.pk.column)} = {table}.{qn(f.column)})"
+                )
+            elif f.get_internal_type() in ("IntegerField", "BigIntegerField", "PositiveIntegerField"):
+                parts.append(f"CAST({table}.{qn(f.column)} AS TEXT)")
+            else:
+                parts.append(f"{table}.{qn(f.column)}")
+        return " || %s || ".join(parts), [KEY_SEP] * (len(parts) - 1)
+
+    def _price_lists_sql(self) -> tuple[str, list]:
+        """Limit price removal to the price lists the file names."""
+        return (
+            "price_list_id IN (SELECT pl.id FROM syncapp_pricelist pl WHERE EXISTS (SELECT 1 FROM impex_filekey k "
+            "WHERE k.file_id = %s AND substr(k.key, 1, length(pl.code) + 1) = pl.code || %s))",
+            [self.file.pk, KEY_SEP],
+        )
+
+    def _derive_product_status(self) -> None:
+        """A product is discontinued when all its variants are, and live again when one is live."""
+        now = timezone.now()
+        with connection.cursor() as cursor:
+            for status, cond in (("discontinued", "NOT EXISTS"), ("live", "EXISTS")):
+                cursor.execute(
+                    f"UPDATE syncapp_product SET status = %s, updated_at = %s WHERE status <> %s "
+                    f"AND EXISTS (SELECT 1 FROM syncapp_productvariant v WHERE v.product_id = syncapp_product.id) "
+                    f"AND {cond} (SELECT 1 FROM syncapp_productvariant v "
+                    f"WHERE v.product_id = syncapp_product.id AND v.status = 'live')",
+                    [status, db_param(_updated_field(), now), status],
+                )
+
+
+class _Missing:
+    """A self reference not found yet (the row is held back)."""
+
+    __slots__ = ("key",)
+
+    def __init__(self, key):
+        self.key = key
+
+
+def _updated_field():
+    from syncapp.models import Product
+
+    return Product._meta.get_field("updated_at")
+
+
+def reject_reason(exc: Exception) -> str:
+    """Return the message of a refusal for people."""
+    if isinstance(exc, ImpexError):
+        return str(exc)
+    return f"unexpected error: {exc.__class__.__name__}: {exc}"

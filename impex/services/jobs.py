@@ -1,0 +1,207 @@
+"""Create import jobs from files and zips, and match each file to its connection and descriptor."""
+
+import fnmatch
+import hashlib
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+
+from impex import naming
+from impex.choices import FileStatus, JobSource
+from impex.exceptions import ArchiveError, FileNameError, FileRejected
+from impex.models import Connection, DataDescriptor, DataGroup, ImportFile, ImportJob, RowError
+from impex.services.archive import extract_zip, is_zip
+
+
+def job_folder(job: ImportJob) -> Path:
+    """Return the folder that holds a job's own copies of its files."""
+    return Path(settings.IMPEX_ROOT) / "jobs" / str(job.pk)
+
+
+def connection_folder(connection: Connection | None, kind: str) -> Path:
+    """Return a connection's archive or error folder on local disk."""
+    code = connection.code if connection else "_unmatched"
+    return Path(settings.IMPEX_ROOT) / code / kind
+
+
+def _copy_hashing(src: Path, dest: Path) -> tuple[str, int]:
+    """Copy a file and return its SHA-256 and size, reading it once."""
+    digest = hashlib.sha256()
+    size = 0
+    with open(src, "rb") as fin, open(dest, "wb") as fout:
+        while chunk := fin.read(1024 * 1024):
+            digest.update(chunk)
+            fout.write(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def _hash(path: Path) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as fin:
+        while chunk := fin.read(1024 * 1024):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def file_reject(import_file: ImportFile, *, message: str) -> None:
+    """Mark a file rejected with its reason (a row error without a row)."""
+    ImportFile.objects.filter(pk=import_file.pk).update(status=FileStatus.REJECTED, message=message)
+    import_file.status = FileStatus.REJECTED
+    import_file.message = message
+    RowError.objects.filter(file=import_file).delete()
+    RowError.objects.create(file=import_file, row=None, message=message)
+
+
+def job_create(
+    *,
+    paths: list[str | Path],
+    connection: Connection | None = None,
+    group: DataGroup | None = None,
+    dry_run: bool = False,
+    source: str = JobSource.COMMAND,
+    created_by: str = "",
+    names: list[str] | None = None,
+) -> ImportJob:
+    """Create a job with its own copies of the given files (zips unpacked safely), ready for the runner."""
+    job = ImportJob.objects.create(
+        connection=connection, group=group, dry_run=dry_run, source=source, created_by=created_by
+    )
+    folder = job_folder(job)
+    folder.mkdir(parents=True, exist_ok=True)
+    taken: set[str] = set()
+    for n, raw_path in enumerate(paths):
+        path = Path(raw_path)
+        shown = names[n] if names else path.name
+        if is_zip(path):
+            _add_zip(job, path=path, shown=shown, folder=folder, taken=taken, connection=connection)
+            continue
+        _add_file(job, path=path, name=naming.base_name(shown), folder=folder, taken=taken, connection=connection)
+    return job
+
+
+def _add_file(job, *, path: Path, name: str, folder: Path, taken: set, connection) -> ImportFile:
+    import_file = ImportFile(job=job, name=name, connection=connection)
+    if name in taken:
+        import_file.save()
+        file_reject(import_file, message=f"{name}: the same file name twice in one job")
+        return import_file
+    taken.add(name)
+    dest = folder / name
+    try:
+        import_file.content_hash, import_file.size = _copy_hashing(path, dest)
+    except OSError as exc:
+        import_file.save()
+        file_reject(import_file, message=f"{name}: cannot be read ({exc.strerror or exc})")
+        return import_file
+    import_file.path = str(dest)
+    import_file.save()
+    return import_file
+
+
+def _add_zip(job, *, path: Path, shown: str, folder: Path, taken: set, connection) -> None:
+    unpack = folder / f"_zip_{len(taken)}_{naming.base_name(shown)}"
+    try:
+        extracted = extract_zip(
+            path,
+            dest=unpack,
+            max_entries=settings.IMPEX_MAX_ZIP_ENTRIES,
+            max_total_bytes=settings.IMPEX_MAX_ZIP_BYTES,
+            max_file_bytes=settings.IMPEX_MAX_FILE_BYTES,
+            max_ratio=settings.IMPEX_MAX_ZIP_RATIO,
+        )
+    except ArchiveError as exc:
+        zip_file = ImportFile.objects.create(job=job, name=naming.base_name(shown), connection=connection)
+        file_reject(zip_file, message=f"{naming.base_name(shown)}: {exc}")
+        return
+    if not extracted:
+        zip_file = ImportFile.objects.create(job=job, name=naming.base_name(shown), connection=connection)
+        file_reject(zip_file, message=f"{naming.base_name(shown)}: the zip holds no files")
+        return
+    for item in extracted:
+        import_file = ImportFile(job=job, name=item.name, connection=connection)
+        if item.name in taken:
+            import_file.save()
+            file_reject(import_file, message=f"{item.name}: the same file name twice in one job")
+            continue
+        taken.add(item.name)
+        import_file.content_hash, import_file.size = _hash(item.path)
+        import_file.path = str(item.path)
+        import_file.save()
+
+
+def candidate_descriptors(*, connection: Connection, group: DataGroup | None) -> list[DataDescriptor]:
+    """Return the descriptors a file of this connection may be matched to."""
+    if group is not None:
+        qs = group.descriptors.all()
+    else:
+        qs = DataDescriptor.objects.filter(convention__in=[connection.convention, ""])
+    return list(qs.prefetch_related("columns"))
+
+
+def find_connection(name: str) -> Connection:
+    """Find the connection a file name belongs to by the company or integration id it carries."""
+    convention = naming.guess_convention(name)
+    if convention == naming.BSPK:
+        company = naming.company_of(name)
+        conn = Connection.objects.filter(convention=naming.BSPK, company_name=company).first()
+        if conn is None:
+            raise FileRejected(f"{name}: no connection has the company '{company}' (create one with impex_connection)")
+        return conn
+    if convention == naming.KORE:
+        known = set(DataDescriptor.objects.filter(convention=naming.KORE).values_list("code", flat=True))
+        integration = naming.integration_of(name, known_types=known)
+        if integration is None:
+            kore = list(Connection.objects.filter(convention=naming.KORE)[:2])
+            if len(kore) == 1:
+                return kore[0]
+            raise FileRejected(f"{name}: the name carries no integration id: pass the connection (--connection)")
+        conn = Connection.objects.filter(convention=naming.KORE, integration_id=integration).first()
+        if conn is None:
+            raise FileRejected(
+                f"{name}: no connection has the integration id '{integration}' (create one with impex_connection)"
+            )
+        return conn
+    raise FileRejected(
+        f"{name}: the name follows neither the BSPK convention ({naming.BSPK_SHAPE}) "
+        f"nor the Kore convention ({naming.KORE_SHAPE})"
+    )
+
+
+@transaction.atomic
+def file_match(import_file: ImportFile, *, group: DataGroup | None) -> None:
+    """Give a pending file its connection, descriptor, mode and order key; reject it if the name is wrong."""
+    name = import_file.name
+    conn = import_file.connection
+    if conn is None and group is not None and group.connection_id:
+        conn = group.connection
+    if conn is None:
+        conn = find_connection(name)
+    descriptors = candidate_descriptors(connection=conn, group=group)
+    known = {d.code: d for d in descriptors}
+    try:
+        parsed = naming.parse_file_name(
+            name,
+            convention=conn.convention,
+            known_types=known.keys(),
+            company=conn.company_name or None,
+            integration=conn.integration_id or None,
+        )
+    except FileNameError as exc:
+        import_file.connection = conn
+        import_file.save(update_fields=["connection"])
+        raise FileRejected(str(exc)) from exc
+    descriptor = known[parsed.type_code]
+    if descriptor.file_pattern and not fnmatch.fnmatchcase(name, descriptor.file_pattern):
+        import_file.connection = conn
+        import_file.save(update_fields=["connection"])
+        raise FileRejected(f"{name}: does not match the pattern {descriptor.file_pattern} of {descriptor.code}")
+    import_file.connection = conn
+    import_file.descriptor = descriptor
+    import_file.mode = parsed.mode
+    import_file.order_key = parsed.order_key
+    import_file.sequence = parsed.sequence
+    import_file.save(update_fields=["connection", "descriptor", "mode", "order_key", "sequence"])

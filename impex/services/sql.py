@@ -1,0 +1,70 @@
+"""Set-based writes for the import engine: staging tables and upserts on PostgreSQL and SQLite."""
+
+import itertools
+from collections.abc import Iterable, Sequence
+
+from django.db import connection, models
+
+_counter = itertools.count(1)
+
+
+def qn(name: str) -> str:
+    """Quote an identifier for the current database."""
+    return connection.ops.quote_name(name)
+
+
+def is_postgres() -> bool:
+    """Tell whether the default database is PostgreSQL (COPY and xmax are available)."""
+    return connection.vendor == "postgresql"
+
+
+class Stage:
+    """A temporary table holding one batch of rows before it is merged into the target table."""
+
+    def __init__(self, *, columns: Sequence[tuple[str, str]]):
+        self.name = f"impex_stage_{next(_counter)}"
+        self.columns = list(columns)  # (name, sql type)
+        self._created = False
+
+    def ensure(self, cursor) -> None:
+        """Create the table in this session if it is not there (a rollback drops it on PostgreSQL)."""
+        cols = ", ".join(f"{qn(n)} {t}" for n, t in self.columns)
+        cursor.execute(f"CREATE TEMPORARY TABLE IF NOT EXISTS {qn(self.name)} ({cols})")
+
+    def load(self, cursor, rows: Iterable[Sequence], *, fields: Sequence[models.Field | None]) -> None:
+        """Empty the table and fill it with rows (COPY on PostgreSQL)."""
+        self.ensure(cursor)
+        names = ", ".join(qn(n) for n, _ in self.columns)
+        if is_postgres():
+            cursor.execute(f"TRUNCATE {qn(self.name)}")
+            with cursor.cursor.copy(f"COPY {qn(self.name)} ({names}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+        else:
+            cursor.execute(f"DELETE FROM {qn(self.name)}")
+            prep = [
+                (lambda v, f=f: v if v is None else f.get_db_prep_save(v, connection)) if f is not None else None
+                for f in fields
+            ]
+            marks = ", ".join(["%s"] * len(self.columns))
+            cursor.executemany(
+                f"INSERT INTO {qn(self.name)} ({names}) VALUES ({marks})",
+                [tuple(p(v) if p else v for p, v in zip(prep, row, strict=True)) for row in rows],
+            )
+
+    def drop(self) -> None:
+        """Drop the table (best effort: it is temporary anyway)."""
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP TABLE IF EXISTS {qn(self.name)}")
+
+
+def db_param(field: models.Field, value):
+    """Adapt a Python value to a query parameter the way the ORM would save it."""
+    if value is None:
+        return None
+    return field.get_db_prep_save(value, connection)
+
+
+def distinct(a: str, b: str) -> str:
+    """Return a null-safe 'differs' comparison for the current database."""
+    return f"{a} IS DISTINCT FROM {b}" if is_postgres() else f"{a} IS NOT {b}"

@@ -1,0 +1,247 @@
+"""Admin of the synced entities (with small ad-hoc imports and exports) and of the sync logs."""
+
+from django import forms
+from django.contrib import admin
+from django.db.models import Count
+from django.template.defaultfilters import filesizeformat
+from import_export.admin import ImportExportModelAdmin
+from import_export.formats.base_formats import CSV, JSON, TSV
+from import_export.forms import ImportForm
+
+from impex.admin import INLINE_ROW_LIMIT, AuditRecordAdmin, FirstRowsInlineFormSet, ReadOnlyInline, changelist_link
+from syncapp import resources
+from syncapp.models import (
+    Customer,
+    Price,
+    PriceList,
+    Product,
+    ProductVariant,
+    SpecialOrder,
+    SpecialOrderEvent,
+    SpecialOrderLineItem,
+    StockLevel,
+    SyncError,
+    SyncLog,
+)
+
+ADMIN_IMPORT_MAX_BYTES = 5 * 1024 * 1024
+
+
+class SmallFileImportForm(ImportForm):
+    """The admin import form: small files only, since django-import-export holds the whole file in memory."""
+
+    def __init__(self, formats, resources, **kwargs):
+        super().__init__(formats, resources, **kwargs)
+        self.fields["import_file"].help_text = (
+            f"For small files (up to {filesizeformat(ADMIN_IMPORT_MAX_BYTES)}, a few thousand rows). "
+            "Big files and zips go through ImpEx: <code>manage.py impex_import</code> or an import job."
+        )
+
+    def clean_import_file(self):
+        upload = self.cleaned_data["import_file"]
+        if upload.size > ADMIN_IMPORT_MAX_BYTES:
+            raise forms.ValidationError(
+                f"This file is {filesizeformat(upload.size)}; the admin import takes up to "
+                f"{filesizeformat(ADMIN_IMPORT_MAX_BYTES)}. Import it with ImpEx (manage.py impex_import)."
+            )
+        return upload
+
+
+class SyncedEntityAdmin(ImportExportModelAdmin):
+    """Admin of a synced entity: big-table friendly, with ad-hoc import and export by external id."""
+
+    import_form_class = SmallFileImportForm
+    formats = [CSV, TSV, JSON]
+    list_per_page = 100
+    show_full_result_count = False
+    readonly_fields = ("connection", "created_at", "updated_at")
+
+
+@admin.register(Customer)
+class CustomerAdmin(SyncedEntityAdmin):
+    resource_classes = [resources.CustomerResource]
+    list_display = (
+        "customer_id",
+        "email",
+        "first_name",
+        "last_name",
+        "company_name",
+        "group",
+        "price_list",
+        "parent",
+        "active",
+        "connection",
+    )
+    list_filter = ("active", "payment_on_account", "connection")
+    search_fields = ("customer_id", "email", "first_name", "last_name", "company_name", "accounting_id")
+    list_select_related = ("parent", "connection")
+    autocomplete_fields = ("parent",)
+
+
+class ProductVariantInline(ReadOnlyInline):
+    model = ProductVariant
+    fields = ("variant_id", "sku", "status", "options", "rrp", "restock_date")
+    readonly_fields = fields
+
+
+@admin.register(Product)
+class ProductAdmin(SyncedEntityAdmin):
+    resource_classes = [resources.ProductResource]
+    list_display = ("product_id", "title", "slug", "status", "variant_count", "connection")
+    list_filter = ("status", "connection")
+    search_fields = ("product_id", "title", "slug")
+    list_select_related = ("connection",)
+    inlines = (ProductVariantInline,)
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(variant_count=Count("variants"))
+
+    @admin.display(description="variants", ordering="variant_count")
+    def variant_count(self, obj):
+        return obj.variant_count
+
+
+@admin.register(ProductVariant)
+class ProductVariantAdmin(SyncedEntityAdmin):
+    resource_classes = [resources.ProductVariantResource]
+    list_display = ("sku", "variant_id", "product", "status", "options", "rrp", "restock_date", "connection")
+    list_filter = ("status", "connection")
+    search_fields = ("sku", "variant_id", "product__product_id", "product__title")
+    list_select_related = ("product", "connection")
+    autocomplete_fields = ("product",)
+
+
+@admin.register(StockLevel)
+class StockLevelAdmin(SyncedEntityAdmin):
+    resource_classes = [resources.StockLevelResource]
+    list_display = ("variant", "location", "quantity", "restock_date", "connection")
+    list_filter = ("connection",)
+    search_fields = ("variant__sku", "location")
+    list_select_related = ("variant", "connection")
+    autocomplete_fields = ("variant",)
+
+
+@admin.register(PriceList)
+class PriceListAdmin(SyncedEntityAdmin):
+    resource_classes = [resources.PriceListResource]
+    list_display = ("code", "connection", "prices")
+    list_filter = ("connection",)
+    search_fields = ("code",)
+    list_select_related = ("connection",)
+
+    @admin.display(description="prices")
+    def prices(self, obj):
+        return changelist_link(Price, "prices", price_list__id__exact=obj.pk)
+
+
+@admin.register(Price)
+class PriceAdmin(SyncedEntityAdmin):
+    resource_classes = [resources.PriceResource]
+    list_display = ("price_list", "variant", "currency", "price", "min_quantity", "connection")
+    list_filter = ("price_list", "connection")
+    search_fields = ("variant__sku", "price_list__code")
+    list_select_related = ("price_list", "variant", "connection")
+    autocomplete_fields = ("price_list", "variant")
+
+
+class SpecialOrderLineItemInline(admin.TabularInline):
+    model = SpecialOrderLineItem
+    fields = ("line_item_id", "sku", "product_name", "quantity", "unit_price", "notes")
+    extra = 0
+
+
+class SpecialOrderEventInline(admin.TabularInline):
+    model = SpecialOrderEvent
+    fields = ("event_id", "event_type", "event_at", "associate_id", "note")
+    extra = 0
+
+
+@admin.register(SpecialOrder)
+class SpecialOrderAdmin(SyncedEntityAdmin):
+    resource_classes = [resources.SpecialOrderResource]
+    list_display = (
+        "special_order_id",
+        "store_id",
+        "client_id",
+        "order_type",
+        "status",
+        "currency",
+        "total_amount",
+        "ordered_at",
+        "promised_date",
+        "connection",
+    )
+    list_filter = ("status", "order_type", "connection")
+    search_fields = ("special_order_id", "client_id", "store_id", "associate_id")
+    list_select_related = ("connection",)
+    date_hierarchy = "ordered_at"
+    inlines = (SpecialOrderLineItemInline, SpecialOrderEventInline)
+
+
+@admin.register(SpecialOrderLineItem)
+class SpecialOrderLineItemAdmin(SyncedEntityAdmin):
+    resource_classes = [resources.SpecialOrderLineItemResource]
+    list_display = ("line_item_id", "special_order", "sku", "product_name", "quantity", "unit_price", "connection")
+    list_filter = ("connection",)
+    search_fields = ("line_item_id", "special_order__special_order_id", "sku", "product_name")
+    list_select_related = ("special_order", "connection")
+    autocomplete_fields = ("special_order",)
+
+
+@admin.register(SpecialOrderEvent)
+class SpecialOrderEventAdmin(SyncedEntityAdmin):
+    resource_classes = [resources.SpecialOrderEventResource]
+    list_display = ("event_id", "special_order", "event_type", "event_at", "associate_id", "connection")
+    list_filter = ("event_type", "connection")
+    search_fields = ("event_id", "special_order__special_order_id", "associate_id")
+    list_select_related = ("special_order", "connection")
+    autocomplete_fields = ("special_order",)
+
+
+class SyncErrorInline(ReadOnlyInline):
+    model = SyncError
+    formset = FirstRowsInlineFormSet
+    fields = ("external_id", "message", "file_name", "row", "updated_at")
+    readonly_fields = fields
+    show_change_link = False
+    verbose_name_plural = f"open errors (the first {INLINE_ROW_LIMIT})"
+
+
+@admin.register(SyncLog)
+class SyncLogAdmin(AuditRecordAdmin):
+    list_display = ("connection", "entity", "last_full_sync", "last_partial_sync", "open_error_count")
+    list_filter = ("connection", "entity")
+    search_fields = ("entity", "connection__code")
+    list_select_related = ("connection",)
+    fields = (
+        "connection",
+        "entity",
+        "last_full_sync",
+        "last_partial_sync",
+        "full_sync_started_at",
+        "open_errors",
+    )
+    readonly_fields = fields
+    inlines = (SyncErrorInline,)
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(open_error_count=Count("errors"))
+
+    @admin.display(description="open errors", ordering="open_error_count")
+    def open_error_count(self, obj):
+        return obj.open_error_count
+
+    @admin.display(description="open errors")
+    def open_errors(self, obj):
+        return changelist_link(SyncError, f"all {obj.open_error_count} open errors", log__id__exact=obj.pk)
+
+
+@admin.register(SyncError)
+class SyncErrorAdmin(AuditRecordAdmin):
+    list_display = ("external_id", "log", "message", "file_name", "row", "updated_at")
+    list_filter = ("log__connection", "log__entity")
+    search_fields = ("external_id", "message", "file_name")
+    list_select_related = ("log", "log__connection")
+    show_full_result_count = False
+    fields = ("log", "external_id", "message", "file_name", "row", "created_at", "updated_at")
+    readonly_fields = fields

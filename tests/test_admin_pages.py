@@ -1,0 +1,460 @@
+"""The admin as integration admins use it: every page loads, audit records stay read-only, ad-hoc import/export."""
+
+import csv
+import io
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.apps import apps
+from django.contrib import admin
+from django.contrib.auth.models import Permission
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import RequestFactory
+from django.urls import reverse
+from django.utils import timezone
+from tablib import Dataset
+
+from impex.admin import INLINE_ROW_LIMIT
+from impex.models import (
+    Connection,
+    DataDescriptor,
+    DataGroup,
+    ImportChunk,
+    ImportedFileName,
+    ImportFile,
+    ImportJob,
+    RowError,
+)
+from orders.models import Order, OrderLine, Shipment
+from syncapp.models import (
+    Customer,
+    Price,
+    PriceList,
+    Product,
+    ProductVariant,
+    SpecialOrder,
+    SpecialOrderEvent,
+    SpecialOrderLineItem,
+    StockLevel,
+    SyncError,
+    SyncLog,
+)
+from syncapp.resources import CustomerResource, PriceResource, ProductVariantResource, neutralise_formula
+
+REGISTERED = sorted(f"{m._meta.app_label}.{m._meta.model_name}" for m in admin.site._registry)
+OUR_APPS = ("impex", "syncapp", "orders")
+# Working tables of the import engine, and columns (edited inline on their descriptor): no admin of their own.
+NOT_REGISTERED = {"impex.filekey", "impex.deferredrow", "impex.descriptorcolumn"}
+
+
+def admin_url(model, view, *args):
+    """Reverse an admin URL of model ("changelist", "add", "change", "import", "export", ...)."""
+    return reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_{view}", args=args)
+
+
+def csv_upload(text, name="customers.csv"):
+    """An uploaded CSV file."""
+    return SimpleUploadedFile(name, text.encode(), content_type="text/csv")
+
+
+@pytest.fixture(autouse=True)
+def fast_passwords(settings):
+    """Hash the test users' passwords cheaply."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def sample(bspk_connection, kore_connection):
+    """One record of every model, linked as an import would link them."""
+    now = timezone.now()
+    parent = Customer.objects.create(customer_id="C0", email="parent@example.com", connection=kore_connection)
+    customer = Customer.objects.create(
+        customer_id="C1",
+        email="ann@example.com",
+        first_name="Ann",
+        last_name="Lee",
+        company_name="Lee Ltd",
+        parent=parent,
+        connection=kore_connection,
+    )
+    product = Product.objects.create(product_id="P1", title="Shirt", connection=kore_connection)
+    variant = ProductVariant.objects.create(variant_id="V1", product=product, sku="SHIRT-M", rrp=Decimal("19.99"))
+    StockLevel.objects.create(variant=variant, location="main", quantity=5)
+    price_list = PriceList.objects.create(code="RETAIL")
+    Price.objects.create(price_list=price_list, variant=variant, currency="EUR", price=Decimal("17.50"))
+    special = SpecialOrder.objects.create(
+        special_order_id="SO1",
+        store_id="S1",
+        client_id="CL1",
+        order_type="REPAIR",
+        status="OPEN",
+        ordered_at=now,
+        connection=bspk_connection,
+    )
+    SpecialOrderLineItem.objects.create(line_item_id="LI1", special_order=special, product_name="Ring", quantity=1)
+    SpecialOrderEvent.objects.create(event_id="E1", special_order=special, event_type="CREATED", event_at=now)
+    order = Order.objects.create(order_id="O1", customer=customer, order_date=now, currency="EUR", total=Decimal("35"))
+    OrderLine.objects.create(order=order, line_no=1, variant=variant, quantity=2, unit_price=Decimal("17.50"))
+    Shipment.objects.create(shipment_id="SH1", order=order, carrier="DHL", shipped_at=now)
+    log = SyncLog.objects.create(connection=kore_connection, entity="customer", last_partial_sync=now)
+    SyncError.objects.create(log=log, external_id="C9", message="email is required")
+    job = ImportJob.objects.create(
+        status="completed",
+        connection=kore_connection,
+        group=DataGroup.objects.get(code="kore-inbound"),
+        started_at=now - timedelta(seconds=90),
+        finished_at=now,
+        rows_total=4,
+        rows_done=2,
+        log="started\nfinished",
+    )
+    file = ImportFile.objects.create(
+        job=job,
+        connection=kore_connection,
+        name="DT_0000001_INT1_KS_CUSTOMERS.NET",
+        descriptor=DataDescriptor.objects.get(code="KS_CUSTOMERS"),
+        status="imported",
+        mode="NET",
+        created=3,
+        failed=1,
+    )
+    ImportChunk.objects.create(file=file, index=0, first_record=0, record_count=4, status="done")
+    RowError.objects.create(file=file, row=3, column="email", value="", message="email is required")
+    ImportedFileName.objects.create(connection=kore_connection, name=file.name, content_hash="ab" * 32, file=file)
+    return {"customer": customer, "job": job, "file": file, "log": log, "order": order, "special": special}
+
+
+def test_every_model_of_the_project_is_registered():
+    models = {f"{m._meta.app_label}.{m._meta.model_name}" for app in OUR_APPS for m in apps.get_app_config(app).get_models()}
+    assert models - set(REGISTERED) == NOT_REGISTERED
+
+
+@pytest.mark.parametrize("label", REGISTERED)
+def test_changelist_loads(admin_client, sample, label):
+    model = apps.get_model(label)
+    response = admin_client.get(admin_url(model, "changelist"))
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize("label", REGISTERED)
+def test_add_page_loads_where_adding_is_allowed(admin_client, admin_user, label):
+    model = apps.get_model(label)
+    request = RequestFactory().get("/")
+    request.user = admin_user
+    if not admin.site._registry[model].has_add_permission(request):
+        assert admin_client.get(admin_url(model, "add")).status_code == 403
+        return
+    assert admin_client.get(admin_url(model, "add")).status_code == 200
+
+
+@pytest.mark.parametrize("label", [label for label in REGISTERED if label.split(".")[0] in OUR_APPS])
+def test_change_page_loads(admin_client, sample, label):
+    model = apps.get_model(label)
+    obj = model.objects.order_by("pk").first()
+    response = admin_client.get(admin_url(model, "change", obj.pk))
+    assert response.status_code == 200
+
+
+def test_changelist_search_finds_by_external_id_and_email(admin_client, sample):
+    url = admin_url(Customer, "changelist")
+
+    by_id = admin_client.get(url, {"q": "C1"})
+    by_email = admin_client.get(url, {"q": "parent@example"})
+
+    assert [c.customer_id for c in by_id.context["cl"].result_list] == ["C1"]
+    assert [c.customer_id for c in by_email.context["cl"].result_list] == ["C0"]
+
+
+def test_connection_change_page(admin_client, kore_connection):
+    response = admin_client.get(admin_url(Connection, "change", kore_connection.pk))
+
+    assert response.status_code == 200
+    assert "INT1" in response.text
+    assert "import jobs" in response.text
+
+
+def test_connection_needs_the_name_part_of_its_convention(admin_client):
+    response = admin_client.post(
+        admin_url(Connection, "add"),
+        {
+            "code": "pos",
+            "convention": "bspk",
+            "timezone": "Mars/Olympus",
+            "interval_minutes": 5,
+            "sequence_wait_alert_minutes": 60,
+            "active": "on",
+        },
+    )
+
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert "company_name" in errors
+    assert "timezone" in errors
+    assert not Connection.objects.filter(code="pos").exists()
+
+
+def test_builtin_descriptor_shows_its_columns_in_order(admin_client):
+    descriptor = DataDescriptor.objects.get(code="KS_CUSTOMERS")
+
+    response = admin_client.get(admin_url(DataDescriptor, "change", descriptor.pk))
+
+    assert response.status_code == 200
+    forms = response.context["inline_admin_formsets"][0].formset.forms
+    assert len(forms) == 12
+    assert [f.instance.name for f in forms][:2] == ["customer_id", "email"]
+    assert [f.instance.position for f in forms] == sorted(f.instance.position for f in forms)
+
+
+def test_builtin_descriptor_cannot_be_deleted_nor_renamed(admin_client):
+    descriptor = DataDescriptor.objects.get(code="KS_CUSTOMERS")
+
+    response = admin_client.get(admin_url(DataDescriptor, "change", descriptor.pk))
+
+    assert admin_client.get(admin_url(DataDescriptor, "delete", descriptor.pk)).status_code == 403
+    assert "code" not in response.context["adminform"].form.fields
+
+
+def test_export_group_needs_exactly_one_descriptor(admin_client):
+    ids = list(DataDescriptor.objects.filter(code__in=["KS_ORDERS", "KS_CUSTOMERS"]).values_list("pk", flat=True))
+
+    response = admin_client.post(
+        admin_url(DataGroup, "add"), {"code": "out", "name": "Out", "direction": "export", "descriptors": ids}
+    )
+
+    assert response.status_code == 200
+    assert "descriptors" in response.context["adminform"].form.errors
+
+
+def test_import_job_change_page_shows_progress_duration_and_files(admin_client, sample):
+    response = admin_client.get(admin_url(ImportJob, "change", sample["job"].pk))
+
+    assert response.status_code == 200
+    assert "50%" in response.text
+    assert "1:30" in response.text
+    assert "DT_0000001_INT1_KS_CUSTOMERS.NET" in response.text
+    assert "1 row errors" in response.text
+    assert not response.context["has_change_permission"]
+
+
+def test_import_jobs_cannot_be_added_or_changed(admin_client, sample):
+    job = sample["job"]
+
+    assert admin_client.get(admin_url(ImportJob, "add")).status_code == 403
+    admin_client.post(admin_url(ImportJob, "change", job.pk), {"status": "failed"})
+
+    job.refresh_from_db()
+    assert job.status == "completed"
+
+
+def test_import_file_shows_only_the_first_row_errors(admin_client, sample):
+    file = sample["file"]
+    RowError.objects.bulk_create(
+        RowError(file=file, row=i, column="email", message="bad") for i in range(10, 10 + INLINE_ROW_LIMIT + 50)
+    )
+
+    response = admin_client.get(admin_url(ImportFile, "change", file.pk))
+
+    assert response.status_code == 200
+    error_formset = next(f for f in response.context["inline_admin_formsets"] if f.formset.model is RowError)
+    assert len(error_formset.formset.forms) == INLINE_ROW_LIMIT
+    assert f"all {INLINE_ROW_LIMIT + 51} row errors" in response.text
+
+
+def test_row_errors_filter_by_job_and_file(admin_client, sample):
+    other_job = ImportJob.objects.create()
+    other_file = ImportFile.objects.create(job=other_job, name="other.csv")
+    RowError.objects.create(file=other_file, row=1, message="other")
+    url = admin_url(RowError, "changelist")
+
+    by_job = admin_client.get(url, {"job": sample["job"].pk})
+    by_file = admin_client.get(url, {"file__id__exact": other_file.pk})
+
+    assert [e.message for e in by_job.context["cl"].result_list] == ["email is required"]
+    assert [e.message for e in by_file.context["cl"].result_list] == ["other"]
+
+
+def test_sync_log_shows_its_open_errors(admin_client, sample):
+    response = admin_client.get(admin_url(SyncLog, "changelist"))
+
+    assert [log.open_error_count for log in response.context["cl"].result_list] == [1]
+    assert "C9" in admin_client.get(admin_url(SyncLog, "change", sample["log"].pk)).text
+
+
+def test_order_state_is_read_only(admin_client, sample):
+    response = admin_client.get(admin_url(Order, "change", sample["order"].pk))
+
+    assert "state" not in response.context["adminform"].form.fields
+    assert "customer" in response.context["adminform"].form.fields
+
+
+def test_customer_import_page_loads(admin_client):
+    response = admin_client.get(admin_url(Customer, "import"))
+
+    assert response.status_code == 200
+    assert "impex_import" in response.text
+
+
+def test_admin_import_creates_customers_after_confirmation(admin_client, kore_connection):
+    upload = csv_upload(
+        "customer_id,email,first_name,discount_percentage,parent_customer_id,active\n"
+        "C1,ann@example.com,Ann,5.5,,Y\n"
+        "C2,bob@example.com,Bob,,C1,false\n"
+    )
+
+    preview = admin_client.post(admin_url(Customer, "import"), {"import_file": upload, "format": "0", "resource": "0"})
+
+    assert preview.status_code == 200
+    result = preview.context["result"]
+    assert not result.has_errors() and not result.has_validation_errors(), result.invalid_rows
+    assert not Customer.objects.exists()
+    confirm = preview.context["confirm_form"].initial
+
+    done = admin_client.post(admin_url(Customer, "process_import"), confirm)
+
+    assert done.status_code == 302
+    ann, bob = Customer.objects.order_by("customer_id")
+    assert (ann.email, ann.discount_percentage, ann.active, ann.parent) == ("ann@example.com", Decimal("5.5"), True, None)
+    assert (bob.parent, bob.active) == (ann, False)
+
+
+def test_admin_import_refuses_a_big_file(admin_client, settings):
+    big = csv_upload("customer_id,email\n" + "C1,a@example.com\n" * 400_000)
+
+    response = admin_client.post(admin_url(Customer, "import"), {"import_file": big, "format": "0", "resource": "0"})
+
+    assert response.status_code == 200
+    assert "impex_import" in str(response.context["form"].errors["import_file"])
+    assert not Customer.objects.exists()
+
+
+def test_admin_import_reports_an_unknown_reference(admin_client, db):
+    upload = csv_upload("customer_id,email,parent_customer_id\nC2,b@example.com,NOPE\n")
+
+    response = admin_client.post(admin_url(Customer, "import"), {"import_file": upload, "format": "0", "resource": "0"})
+
+    result = response.context["result"]
+    assert result.has_validation_errors()
+    assert "No customer with customer_id 'NOPE'." in str(result.invalid_rows[0].error_dict)
+    assert "confirm_form" not in response.context
+
+
+def export_customers(client):
+    """Download every customer as CSV through the admin export and return the rows as dicts."""
+    form = client.get(admin_url(Customer, "export")).context["form"]
+    data = {"format": "0", "resource": "0"}
+    data.update({name: "on" for name in form.fields if name.startswith("customerresource_")})
+    response = client.post(admin_url(Customer, "export"), data)
+    assert response.status_code == 200, response.content[:500]
+    return list(csv.DictReader(io.StringIO(response.content.decode())))
+
+
+def test_admin_export_neutralises_formulas_but_not_numbers(admin_client, db):
+    Customer.objects.create(
+        customer_id="C1", email="@evil", first_name="=1+1", last_name="-Smith", discount_percentage=Decimal("-12.5")
+    )
+
+    (row,) = export_customers(admin_client)
+
+    assert row["first_name"] == "'=1+1"
+    assert row["email"] == "'@evil"
+    assert row["last_name"] == "'-Smith"
+    assert row["discount_percentage"] == "-12.500"
+    assert list(row)[:2] == ["customer_id", "email"]
+    assert "parent_customer_id" in row
+    assert not {"id", "connection", "created_at", "updated_at"} & set(row)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("=SUM(A1)", "'=SUM(A1)"),
+        ("+491234", "+491234"),
+        ("+49 123", "'+49 123"),
+        ("-12.5", "-12.5"),
+        ("-1e3", "-1e3"),
+        ("@cmd", "'@cmd"),
+        ("\tx", "'\tx"),
+        ("\rx", "'\rx"),
+        ("plain", "plain"),
+        ("", ""),
+        (Decimal("-1"), Decimal("-1")),
+    ],
+)
+def test_neutralise_formula(value, expected):
+    assert neutralise_formula(value) == expected
+
+
+def test_exported_special_orders_use_descriptor_column_names(admin_client, sample):
+    response = admin_client.post(
+        admin_url(SpecialOrder, "export"),
+        {
+            "format": "0",
+            "resource": "0",
+            **{
+                name: "on"
+                for name in admin_client.get(admin_url(SpecialOrder, "export")).context["form"].fields
+                if name.startswith("specialorderresource_")
+            },
+        },
+    )
+
+    header = response.content.decode().splitlines()[0].split(",")
+    descriptor = DataDescriptor.objects.get(code="SPECIAL-ORDERS")
+    assert header == [c.name for c in descriptor.columns.order_by("position")]
+
+
+def test_reimporting_unchanged_rows_skips_them(db):
+    dataset = Dataset(headers=["customer_id", "email", "first_name"])
+    dataset.append(["C1", "ann@example.com", "Ann"])
+    CustomerResource().import_data(dataset)
+    before = Customer.objects.get().updated_at
+
+    result = CustomerResource().import_data(dataset)
+
+    assert result.totals["skip"] == 1
+    assert Customer.objects.get().updated_at == before
+
+
+def test_variant_import_creates_its_product_and_price_import_its_price_list(db):
+    variants = Dataset(headers=["product_id", "title", "variant_id", "sku", "rrp"])
+    variants.append(["P1", "Shirt", "V1", "SHIRT-M", "19.90"])
+    prices = Dataset(headers=["price_list", "sku", "currency", "price", "min_quantity"])
+    prices.append(["RETAIL", "SHIRT-M", "EUR", "17.50", ""])
+
+    variant_result = ProductVariantResource().import_data(variants)
+    price_result = PriceResource().import_data(prices)
+
+    assert not variant_result.has_errors() and not variant_result.has_validation_errors()
+    assert not price_result.has_errors() and not price_result.has_validation_errors()
+    assert ProductVariant.objects.get().product.title == "Shirt"
+    price = Price.objects.get()
+    assert (price.price_list.code, price.min_quantity, price.price) == ("RETAIL", 1, Decimal("17.50"))
+
+
+def test_anonymous_and_non_staff_users_are_sent_to_login(client, django_user_model):
+    url = admin_url(Customer, "changelist")
+    anonymous = client.get(url)
+    client.force_login(django_user_model.objects.create_user("shopper", password="x"))
+
+    non_staff = client.get(url)
+
+    assert anonymous.status_code == 302 and "/admin/login/" in anonymous.url
+    assert non_staff.status_code == 302 and "/admin/login/" in non_staff.url
+
+
+def test_staff_without_permission_is_forbidden(client, django_user_model):
+    staff = django_user_model.objects.create_user("clerk", password="x", is_staff=True)
+    client.force_login(staff)
+
+    assert client.get(admin_url(Customer, "changelist")).status_code == 403
+    assert client.get(admin_url(ImportJob, "changelist")).status_code == 403
+
+
+def test_staff_with_view_permission_reads_jobs_but_cannot_delete_them(client, django_user_model, sample):
+    staff = django_user_model.objects.create_user("viewer", password="x", is_staff=True)
+    staff.user_permissions.add(*Permission.objects.filter(codename__in=["view_importjob", "delete_importjob"]))
+    client.force_login(staff)
+
+    assert client.get(admin_url(ImportJob, "change", sample["job"].pk)).status_code == 200
+    assert client.get(admin_url(ImportJob, "delete", sample["job"].pk)).status_code == 403
