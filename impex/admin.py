@@ -1,10 +1,14 @@
 """Admin of connections, descriptors and groups, and the read-only record of import jobs, files and errors."""
 
 import zoneinfo
+from collections import Counter
 
 from django import forms
 from django.contrib import admin
+from django.contrib.auth import get_permission_codename
+from django.db import router
 from django.db.models import Count
+from django.db.models.deletion import Collector
 from django.forms.models import BaseInlineFormSet
 from django.urls import reverse
 from django.utils import timezone
@@ -72,7 +76,30 @@ class ReadOnlyInline(admin.TabularInline):
         return False
 
 
-class AuditRecordAdmin(admin.ModelAdmin):
+class CountedDeleteMixin:
+    """Confirm a delete with counts per model instead of listing every row (a job may carry a million errors)."""
+
+    def get_deleted_objects(self, objs, request):
+        collector = Collector(using=router.db_for_write(self.model))
+        collector.collect(list(objs))
+        counts = Counter()
+        for model, instances in collector.data.items():
+            counts[model] += len(instances)
+        for queryset in collector.fast_deletes:
+            counts[queryset.model] += queryset.count()
+        counts = {model: count for model, count in counts.items() if count}
+        perms_needed = {
+            str(model._meta.verbose_name)
+            for model in counts
+            if model in self.admin_site._registry
+            and not request.user.has_perm(f"{model._meta.app_label}.{get_permission_codename('delete', model._meta)}")
+        }
+        names = {model: str(model._meta.verbose_name_plural) for model in counts}
+        summary = [f"{count} {names[model]}" for model, count in counts.items()]
+        return summary, {names[model]: count for model, count in counts.items()}, perms_needed, []
+
+
+class AuditRecordAdmin(CountedDeleteMixin, admin.ModelAdmin):
     """An audit record: viewed, never added or edited here; only superusers may delete it."""
 
     list_per_page = 100
@@ -104,7 +131,7 @@ class ConnectionAdminForm(forms.ModelForm):
 
 
 @admin.register(Connection)
-class ConnectionAdmin(admin.ModelAdmin):
+class ConnectionAdmin(CountedDeleteMixin, admin.ModelAdmin):
     form = ConnectionAdminForm
     list_display = (
         "code",

@@ -2,7 +2,7 @@
 
 # Each column: (name, field, type, required, is_key, choices). Reference columns name the
 # foreign key as field; "product.title" fills the parent product of a variant row.
-S, I, D, B, DT, DTT, C, R = "string", "integer", "decimal", "boolean", "date", "datetime", "choice", "reference"
+S, I, D, B, DT, DTT, C, R = "string", "integer", "decimal", "boolean", "date", "datetime", "choice", "reference"  # noqa: E741
 
 BSPK_DESCRIPTORS = [
     {

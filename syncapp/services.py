@@ -52,12 +52,21 @@ def sync_log_add_errors(*, connection, entity: str, errors: dict, file_name: str
 
 def sync_log_resolve(*, connection, entity: str, external_ids) -> int:
     """Resolve the open errors of records that have now synced cleanly; return how many."""
-    ids = list(external_ids)
+    log = SyncLog.objects.filter(connection=connection, entity=entity).first()
+    if log is None:
+        return 0
+    open_ids = SyncError.objects.filter(log=log)
+    if open_ids.count() <= 10_000:
+        # Few open errors (the usual case): match in memory, then delete only what matched.
+        wanted = set(open_ids.values_list("external_id", flat=True)).intersection(external_ids)
+        ids = list(wanted)
+    else:
+        ids = list(external_ids)
     deleted = 0
     for start in range(0, len(ids), 1000):
-        deleted += SyncError.objects.filter(
-            log__connection=connection, log__entity=entity, external_id__in=ids[start : start + 1000]
-        ).delete()[0]
+        deleted += SyncError.objects.filter(log=log, external_id__in=ids[start : start + 1000])._raw_delete(
+            SyncError.objects.db
+        )
     return deleted
 
 

@@ -6,6 +6,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django import forms as django_forms
 from django.apps import apps
 from django.contrib import admin
 from django.contrib.auth.models import Permission
@@ -42,7 +43,7 @@ from syncapp.models import (
 )
 from syncapp.resources import CustomerResource, PriceResource, ProductVariantResource, neutralise_formula
 
-REGISTERED = sorted(f"{m._meta.app_label}.{m._meta.model_name}" for m in admin.site._registry)
+REGISTERED = sorted(m._meta.label_lower for m in admin.site._registry)
 OUR_APPS = ("impex", "syncapp", "orders")
 # Working tables of the import engine, and columns (edited inline on their descriptor): no admin of their own.
 NOT_REGISTERED = {"impex.filekey", "impex.deferredrow", "impex.descriptorcolumn"}
@@ -126,7 +127,7 @@ def sample(bspk_connection, kore_connection):
 
 
 def test_every_model_of_the_project_is_registered():
-    models = {f"{m._meta.app_label}.{m._meta.model_name}" for app in OUR_APPS for m in apps.get_app_config(app).get_models()}
+    models = {m._meta.label_lower for app in OUR_APPS for m in apps.get_app_config(app).get_models()}
     assert models - set(REGISTERED) == NOT_REGISTERED
 
 
@@ -164,6 +165,15 @@ def test_changelist_search_finds_by_external_id_and_email(admin_client, sample):
 
     assert [c.customer_id for c in by_id.context["cl"].result_list] == ["C1"]
     assert [c.customer_id for c in by_email.context["cl"].result_list] == ["C0"]
+
+
+def test_customer_picker_is_an_autocomplete_search(admin_client, sample):
+    response = admin_client.get(
+        reverse("admin:autocomplete"),
+        {"term": "ann@", "app_label": "orders", "model_name": "order", "field_name": "customer"},
+    )
+
+    assert [r["text"] for r in response.json()["results"]] == ["C1"]
 
 
 def test_connection_change_page(admin_client, kore_connection):
@@ -215,6 +225,36 @@ def test_builtin_descriptor_cannot_be_deleted_nor_renamed(admin_client):
     assert "code" not in response.context["adminform"].form.fields
 
 
+def post_data(*forms_):
+    """The POST data a browser would send for unchanged forms (booleans as checkboxes)."""
+    data = {}
+    for form in forms_:
+        for bound in form:
+            value = bound.value()
+            if isinstance(bound.field, django_forms.BooleanField):
+                if value:
+                    data[bound.html_name] = "on"
+            elif value is not None:
+                data[bound.html_name] = value
+    return data
+
+
+def test_save_as_new_copies_a_builtin_descriptor_with_its_columns(admin_client):
+    builtin = DataDescriptor.objects.get(code="KS_CUSTOMERS")
+    page = admin_client.get(admin_url(DataDescriptor, "change", builtin.pk))
+    formset = page.context["inline_admin_formsets"][0].formset
+    data = post_data(page.context["adminform"].form, formset.management_form, *formset.forms)
+    data.update({"code": "MY_CUSTOMERS", "delimiter": ";", "_saveasnew": "Save as new"})
+
+    response = admin_client.post(admin_url(DataDescriptor, "change", builtin.pk), data)
+
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    copy = DataDescriptor.objects.get(code="MY_CUSTOMERS")
+    assert (copy.builtin, copy.delimiter, copy.entity) == (False, ";", "customer")
+    assert list(copy.columns.values_list("name", flat=True)) == list(builtin.columns.values_list("name", flat=True))
+    assert builtin.columns.count() == 12
+
+
 def test_export_group_needs_exactly_one_descriptor(admin_client):
     ids = list(DataDescriptor.objects.filter(code__in=["KS_ORDERS", "KS_CUSTOMERS"]).values_list("pk", flat=True))
 
@@ -245,6 +285,23 @@ def test_import_jobs_cannot_be_added_or_changed(admin_client, sample):
 
     job.refresh_from_db()
     assert job.status == "completed"
+
+
+def test_deleting_a_job_confirms_with_counts_and_takes_its_files_and_errors(admin_client, sample):
+    job = sample["job"]
+    url = admin_url(ImportJob, "delete", job.pk)
+
+    confirm = admin_client.get(url)
+    done = admin_client.post(url, {"post": "yes"})
+
+    assert confirm.status_code == 200
+    assert {"1 import jobs", "1 import files", "1 import chunks", "1 row errors"} <= set(
+        confirm.context["deleted_objects"]
+    )
+    assert done.status_code == 302
+    assert not ImportJob.objects.filter(pk=job.pk).exists()
+    assert not RowError.objects.filter(file__job_id=job.pk).exists()
+    assert ImportedFileName.objects.get().file is None
 
 
 def test_import_file_shows_only_the_first_row_errors(admin_client, sample):
@@ -314,7 +371,8 @@ def test_admin_import_creates_customers_after_confirmation(admin_client, kore_co
 
     assert done.status_code == 302
     ann, bob = Customer.objects.order_by("customer_id")
-    assert (ann.email, ann.discount_percentage, ann.active, ann.parent) == ("ann@example.com", Decimal("5.5"), True, None)
+    assert (ann.email, ann.discount_percentage, ann.active) == ("ann@example.com", Decimal("5.5"), True)
+    assert ann.parent is None
     assert (bob.parent, bob.active) == (ann, False)
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 from xml.etree.ElementTree import ParseError
+from xml.parsers.expat import ErrorString as expat_error_string
 
 from defusedxml import DefusedXmlException, DTDForbidden
 from defusedxml.ElementTree import DefusedXMLParser
@@ -102,28 +103,28 @@ def iter_records(
     """Yield the records with index in [start, stop) of a file that scan() accepted."""
     if layout.format == "xml":
         records = _XmlReader(path, layout=layout).records()
-        first_row = 1
-    else:
-        records = _csv_records(path, layout=layout)
-        first_row = 2 if layout.has_header else 1
+        with closing(records):
+            for index, (values, error) in enumerate(records):
+                if stop is not None and index >= stop:
+                    return
+                if index >= start:
+                    yield Record(index=index, row=index + 1, values=None if error else values, error=error)
+        return
+    first_row = 2 if layout.has_header else 1
     width = len(header)
-    with closing(records):
-        for index, item in enumerate(records):
+    rows = _csv_records(path, layout=layout)
+    with closing(rows):
+        for index, cells in enumerate(rows):
             if stop is not None and index >= stop:
                 return
             if index < start:
                 continue
-            values: dict[str, str] | None = None
-            error: str | None = None
-            if isinstance(item, str):
-                error = item
-            elif isinstance(item, dict):
-                values = item
-            elif len(item) == width:
-                values = dict(zip(header, item, strict=True))
+            if len(cells) == width:
+                values = dict(zip(header, cells, strict=True))
+                yield Record(index=index, row=index + first_row, values=values, error=None)
             else:
-                error = f"row has {len(item)} cells, the header has {width}"
-            yield Record(index=index, row=index + first_row, values=values, error=error)
+                error = f"row has {len(cells)} cells, the header has {width}"
+                yield Record(index=index, row=index + first_row, values=None, error=error)
 
 
 def sniff_header(path: str | Path, *, layout: Layout) -> list[str]:
@@ -133,10 +134,10 @@ def sniff_header(path: str | Path, *, layout: Layout) -> list[str]:
         records = reader.records()
         with closing(records):
             try:
-                next(records, None)
+                first = next(records, None)
             except (ParseError, DefusedXmlException) as exc:
                 raise _xml_rejection(exc, reader=reader) from None
-        return list(reader.columns)
+        return [] if first is None else list(first[0])
     if not layout.has_header:
         return list(layout.columns)
     rows = _csv_rows(path, layout=layout)
@@ -275,7 +276,7 @@ def _scan_xml(path: str | Path, *, layout: Layout) -> ScanResult:
     return ScanResult(header=list(reader.columns), record_count=count)
 
 
-def _xml_rejection(exc: Exception, *, reader: "_XmlReader") -> FileRejected:
+def _xml_rejection(exc: ParseError | DefusedXmlException, *, reader: "_XmlReader") -> FileRejected:
     """Turn a parser error into a message a user can act on."""
     if isinstance(exc, DTDForbidden):
         return FileRejected(
@@ -286,7 +287,8 @@ def _xml_rejection(exc: Exception, *, reader: "_XmlReader") -> FileRejected:
         return FileRejected(f"XML entity declarations are not allowed: {exc} at {reader.where()}")
     if _decode_error_position(reader.path, encoding=reader.layout.python_encoding) is not None:
         return _encoding_rejection(reader.path, layout=reader.layout)
-    return FileRejected(f"unreadable XML: {exc}")
+    line, column = exc.position
+    return FileRejected(f"unreadable XML: {expat_error_string(exc.code)} (line {line}, column {column + 1})")
 
 
 class _XmlReader:
@@ -302,13 +304,20 @@ class _XmlReader:
         self.error: str | None = None
         self.column = ""
         self.text: list[str] = []
-        self.done: list[dict[str, str] | str] = []
+        self.text_size = 0
+        self.done: list[tuple[dict[str, str], str | None]] = []
         # The document's declared encoding yields to the descriptor's, as for CSV.
         encoding = "utf-8" if layout.is_utf8 else layout.encoding
         self.parser = DefusedXMLParser(target=self, encoding=encoding, forbid_dtd=True)
+        # Calling our handlers straight from expat skips ElementTree's per-element Python layer (half the parse
+        # time); defusedxml's DTD, entity and external reference guards stay installed on the same expat parser.
+        self.expat = self.parser.parser
+        self.expat.StartElementHandler = self.start
+        self.expat.EndElementHandler = self.end
+        self.expat.CharacterDataHandler = self.data
 
-    def records(self) -> Iterator[dict[str, str] | str]:
-        """Yield each record's values, or its error message."""
+    def records(self) -> Iterator[tuple[dict[str, str], str | None]]:
+        """Yield each record's values and its error (None when it has none)."""
         with open(self.path, "rb") as raw:
             while chunk := raw.read(CHUNK_BYTES):
                 self.parser.feed(chunk)
@@ -320,15 +329,17 @@ class _XmlReader:
 
     def where(self) -> str:
         """Return the parser's current position."""
-        expat = self.parser.parser
-        return f"line {expat.CurrentLineNumber}, column {expat.CurrentColumnNumber + 1}"
+        return f"line {self.expat.CurrentLineNumber}, column {self.expat.CurrentColumnNumber + 1}"
 
-    def start(self, tag: str, attrib: dict[str, str]) -> None:
+    def start(self, tag: str, attributes: list[str]) -> None:
         """Check where an element opens."""
         self.depth += 1
-        if self.depth == 1 and tag != self.layout.xml_root:
-            raise FileRejected(f"the root element is <{tag}>, expected <{self.layout.xml_root}> ({self.where()})")
-        if self.depth == 2:
+        if self.depth == 3:
+            self.column = tag
+            self.text = []
+            self.text_size = 0
+            self.columns.setdefault(tag, None)
+        elif self.depth == 2:
             if tag != self.layout.xml_record:
                 raise FileRejected(
                     f"<{self.layout.xml_root}> may only hold <{self.layout.xml_record}> elements, "
@@ -337,11 +348,10 @@ class _XmlReader:
             self.count += 1
             self.values = {}
             self.error = None
-        elif self.depth == 3:
-            self.column = tag
-            self.text = []
-            self.columns.setdefault(tag, None)
-        elif self.depth > 3:
+        elif self.depth == 1:
+            if tag != self.layout.xml_root:
+                raise FileRejected(f"the root element is <{tag}>, expected <{self.layout.xml_root}> ({self.where()})")
+        else:
             raise FileRejected(
                 f"record {self.count}: the element <{self.column}> holds the element <{tag}> ({self.where()}); "
                 "a column element may only hold text"
@@ -350,19 +360,25 @@ class _XmlReader:
     def end(self, tag: str) -> None:
         """Finish a column or a record."""
         if self.depth == 3:
-            if tag in self.values:
-                self.error = self.error or f"the element <{tag}> appears more than once"
+            if tag in self.values and self.error is None:
+                self.error = f"the element <{tag}> appears more than once"
             self.values[tag] = "".join(self.text)
         elif self.depth == 2:
-            self.done.append(self.error or self.values)
+            self.done.append((self.values, self.error))
         self.depth -= 1
 
     def data(self, text: str) -> None:
         """Keep a column's text; refuse text anywhere else."""
         if self.depth == 3:
             self.text.append(text)
-        elif text.strip():
+            self.text_size += len(text)
+            if self.text_size > MAX_CELL_CHARS:
+                raise FileRejected(
+                    f"record {self.count}: the element <{self.column}> holds more than {MAX_CELL_CHARS:,} characters "
+                    f"({self.where()})"
+                )
+        elif not text.isspace():
             raise FileRejected(f"text {text.strip()[:40]!r} outside a column element ({self.where()})")
 
     def close(self) -> None:
-        """End the document."""
+        """End the document (ElementTree's parser calls this)."""

@@ -79,23 +79,22 @@ def _write_xml(stream: TextIO, *, layout: Layout, columns: Sequence[str], rows: 
     stream.write(f'<?xml version="1.0" encoding="{encoding}"?>\n<{layout.xml_root}>\n')
     opening = f"  <{layout.xml_record}>"
     closing = f"</{layout.xml_record}>\n"
+    tags = [(f"<{name}>", f"</{name}>", f"<{name}/>") for name in columns]
     width = len(columns)
     count = 0
     for row in rows:
         count += 1
         if len(row) != width:
             raise ValueError(f"row {count} has {len(row)} cells for {width} columns")
-        parts = [opening]
-        for name, value in zip(columns, row, strict=True):
-            if not value:
-                parts.append(f"<{name}/>")
-                continue
-            if bad := _XML_FORBIDDEN.search(value):
-                raise ValueError(
-                    f"row {count}, column {name}: the character U+{ord(bad.group()):04X} cannot be written in XML"
-                )
-            parts.append(f"<{name}>{value.translate(_XML_ESCAPES)}</{name}>")
-        parts.append(closing)
-        stream.write("".join(parts))
+        cells = "".join(
+            f"{start}{value.translate(_XML_ESCAPES)}{end}" if value else empty
+            for (start, end, empty), value in zip(tags, row, strict=True)
+        )
+        if bad := _XML_FORBIDDEN.search(cells):
+            column = next(name for name, value in zip(columns, row, strict=True) if bad.group() in value)
+            raise ValueError(
+                f"row {count}, column {column}: the character U+{ord(bad.group()):04X} cannot be written in XML"
+            )
+        stream.write(f"{opening}{cells}{closing}")
     stream.write(f"</{layout.xml_root}>\n")
     return count

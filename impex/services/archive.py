@@ -124,13 +124,10 @@ def _members(
                 "rename one of them"
             )
         owners[base] = info.filename
-        _check_declared_size(info, max_file_bytes=max_file_bytes, max_ratio=max_ratio)
         total += info.file_size
-        if total > max_total_bytes:
-            raise ArchiveError(
-                f"the archive's files add up to more than the limit of {max_total_bytes:,} bytes "
-                f'(at the entry "{info.filename}")'
-            )
+        _check_declared_size(
+            info, total=total, max_total_bytes=max_total_bytes, max_file_bytes=max_file_bytes, max_ratio=max_ratio
+        )
         members.append((base, info))
     return members
 
@@ -158,11 +155,18 @@ def _is_junk(parts: list[str]) -> bool:
     return "__MACOSX" in parts or parts[-1] == ".DS_Store" or parts[-1].startswith("._")
 
 
-def _check_declared_size(info: zipfile.ZipInfo, *, max_file_bytes: int, max_ratio: int) -> None:
-    """Refuse an entry whose declared size or compression ratio is beyond the limits."""
+def _check_declared_size(
+    info: zipfile.ZipInfo, *, total: int, max_total_bytes: int, max_file_bytes: int, max_ratio: int
+) -> None:
+    """Refuse an entry whose declared size, the running total, or its compression ratio is beyond the limits."""
     if info.file_size > max_file_bytes:
         raise ArchiveError(
             f'the entry "{info.filename}" is {info.file_size:,} bytes, more than the limit of {max_file_bytes:,}'
+        )
+    if total > max_total_bytes:
+        raise ArchiveError(
+            f"the archive's files add up to more than the limit of {max_total_bytes:,} bytes "
+            f'(at the entry "{info.filename}")'
         )
     if info.file_size > RATIO_MIN_BYTES and info.file_size > max_ratio * info.compress_size:
         raise ArchiveError(

@@ -180,8 +180,10 @@ def _converter(column: Column, *, descriptor, zone: ZoneInfo):
             if not _INT.match(raw):
                 raise RowError(f"'{raw}' is not a whole number", column=name, value=raw)
             value = int(raw)
-            if value < lo or value > hi:
-                raise RowError(f"{value} is out of range ({lo} to {hi})", column=name, value=raw)
+            if value < lo:
+                raise RowError(f"{value} is below the minimum of {lo}", column=name, value=raw)
+            if value > hi:
+                raise RowError(f"{value} is above the maximum of {hi}", column=name, value=raw)
             return value
 
     elif kind == ColumnType.DECIMAL:

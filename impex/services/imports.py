@@ -15,7 +15,7 @@ from impex.exceptions import RowError as RowProblem
 from impex.formats.readers import Layout, Record, iter_records, scan
 from impex.models import DeferredRow, ImportChunk, ImportedFileName, ImportFile, RowError
 from impex.services.columns import Column, CompiledDescriptor, compile_descriptor
-from impex.services.sql import db_param, distinct, qn
+from impex.services.sql import db_param, distinct, qn, relax_commit
 from impex.services.upsert import UpsertPlan, plan_for, stage_for, upsert
 from syncapp import services as sync
 
@@ -59,14 +59,22 @@ class Totals:
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
-@dataclass
 class _Good:
-    row: int
-    index: int
-    key: str
-    ext: str
-    values: list
-    raw: dict
+    """A row that converted cleanly, on its way to the database."""
+
+    __slots__ = ("row", "index", "key", "values", "raw", "later")
+
+    def __init__(self, row: int, index: int, key: str, values: list, raw: dict):
+        self.row = row
+        self.index = index
+        self.key = key
+        self.values = values
+        self.raw = raw
+        self.later = {}  # self references to records that are new in the same batch
+
+    @property
+    def ext(self) -> str:
+        return self.key.replace(KEY_SEP, "/")
 
 
 @dataclass
@@ -159,7 +167,7 @@ class FileImport:
                 revive={},
             )
             self.parent_stage = stage_for(self.parent_plan)
-        main_idx = [i for i, c in enumerate(present) if not c.parent and (i, c) not in self.self_refs]
+        main_idx = [i for i, c in enumerate(present) if not c.parent]
         key_atts = [present[i].model_field.attname for i in self.key_idx]
         data_idx = [i for i in main_idx if i not in self.key_idx]
         revive = {}
@@ -171,9 +179,6 @@ class FileImport:
             data_attnames=[present[i].model_field.attname for i in data_idx],
             revive=revive,
         )
-        # Self references stay out of the insert so that a row may name a parent created in the same batch.
-        for _, c in self.self_refs:
-            self.plan.insert_constants.pop(c.model_field.attname, None)
         self.stage_order = self.key_idx + data_idx
         self.stage_fields = (
             [None, None] + [None] * len(self.self_refs) + [present[i].model_field for i in self.stage_order]
@@ -217,6 +222,7 @@ class FileImport:
 
     def _run_chunk(self, chunk_id: int) -> None:
         with transaction.atomic():
+            relax_commit()
             chunk = ImportChunk.objects.select_for_update(skip_locked=True).filter(pk=chunk_id).first()
             if chunk is None or chunk.status == ChunkStatus.DONE:
                 return
@@ -290,6 +296,7 @@ class FileImport:
             self.open_sync_errors = True
         if self.open_sync_errors and result.applied_ext:
             sync.sync_log_resolve(connection=self.connection, entity=entity, external_ids=result.applied_ext)
+            self.open_sync_errors = sync.sync_log_has_errors(connection=self.connection, entity=entity)
 
     # -- one batch ------------------------------------------------------------------------------
 
@@ -305,6 +312,8 @@ class FileImport:
         key_idx = self.key_idx
         good: list[_Good] = []
         seen: dict[str, int] = {}
+        pairs = [(c.name, c.convert) for c in present]
+        single_key = key_idx[0] if len(key_idx) == 1 else None
         for rec in records:
             out.totals.rows_done += 1
             if rec.error:
@@ -312,31 +321,24 @@ class FileImport:
                 self._error(out, rec.row, rec.error)
                 continue
             raw = rec.values
-            values = []
-            problems = []
-            for col in present:
-                cell = raw.get(col.name, "")
-                try:
-                    values.append(col.convert(cell))
-                except RowProblem as exc:
-                    problems.append(exc)
-                    values.append(None)
-            key_parts = ["" if values[i] is None else values[i] for i in key_idx]
-            ext = external_id(key_parts if not problems else (raw.get(present[i].name, "") for i in key_idx))
-            if problems:
-                out.totals.failed += 1
-                for p in problems:
-                    self._error(out, rec.row, p.message, column=p.column, value=p.value, ext=ext)
-                out.failed_ext[ext] = ("; ".join(f"{p.column}: {p.message}" for p in problems), rec.row)
+            get = raw.get
+            try:
+                values = [convert(get(name, "")) for name, convert in pairs]
+            except RowProblem:
+                self._refuse_cells(out, rec, pairs)
                 continue
-            key = KEY_SEP.join(str(p) for p in key_parts)
+            if single_key is not None:
+                key = str(values[single_key])
+            else:
+                key = KEY_SEP.join("" if values[i] is None else str(values[i]) for i in key_idx)
             if key in seen:
+                ext = key.replace(KEY_SEP, "/")
                 out.totals.failed += 1
                 message = f"duplicate key {ext} in this file (first at row {seen[key]})"
                 self._error(out, rec.row, message, column=present[key_idx[0]].name, value=ext, ext=ext)
                 continue
             seen[key] = rec.row
-            good.append(_Good(rec.row, rec.index, key, ext, values, raw))
+            good.append(_Good(rec.row, rec.index, key, values, raw))
         if good and self.parent_cols:
             self._write_parents(good)
         for i, col in self.refs:
@@ -346,6 +348,20 @@ class FileImport:
         if good:
             self._write(good, out)
         return out
+
+    def _refuse_cells(self, out: _Batch, rec: Record, pairs) -> None:
+        """Record every bad cell of a refused row."""
+        problems = []
+        for name, convert in pairs:
+            try:
+                convert(rec.values.get(name, ""))
+            except RowProblem as exc:
+                problems.append(exc)
+        ext = external_id(rec.values.get(self.present[i].name, "") for i in self.key_idx)
+        out.totals.failed += 1
+        for p in problems:
+            self._error(out, rec.row, p.message, column=p.column, value=p.value, ext=ext)
+        out.failed_ext[ext] = ("; ".join(f"{p.column}: {p.message}" for p in problems), rec.row)
 
     def _resolve(self, good: list[_Good], i: int, col: Column, out: _Batch) -> list[_Good]:
         """Replace the natural keys in column i by primary keys, refusing rows that name unknown records."""
@@ -382,18 +398,26 @@ class FileImport:
         return kept
 
     def _check_self_refs(self, good: list[_Good], out: _Batch, *, final: bool) -> list[_Good]:
-        """Hold back rows whose parent is neither stored nor in this batch; refuse them on the last pass."""
+        """Resolve references to the entity's own records: stored ones now, ones new in this batch after the
+        upsert, and hold back (or, on the last pass, refuse) rows whose record is neither."""
         model = self.compiled.model
         kept = []
         batch_keys = {g.key for g in good}
-        for i, col in self.self_refs:
-            wanted = {g.values[i] for g in good if g.values[i] is not None} - batch_keys
-            stored = set(model.objects.filter(**{f"{col.ref_key}__in": wanted}).values_list(col.ref_key, flat=True))
+        for n, (i, col) in enumerate(self.self_refs):
+            wanted = {g.values[i] for g in good if g.values[i] is not None}
+            stored = dict(model.objects.filter(**{f"{col.ref_key}__in": wanted}).values_list(col.ref_key, "pk"))
             for g in good:
                 v = g.values[i]
-                if v is None or v in batch_keys or v in stored:
-                    continue
-                g.values[i] = _Missing(v)
+                if v is None:
+                    g.later[n] = None
+                elif v in stored:
+                    g.values[i] = stored[v]
+                    g.later[n] = None
+                elif v in batch_keys:
+                    g.values[i] = None
+                    g.later[n] = v
+                else:
+                    g.values[i] = _Missing(v)
         for g in good:
             missing = [(i, col) for i, col in self.self_refs if isinstance(g.values[i], _Missing)]
             if not missing:
@@ -446,8 +470,8 @@ class FileImport:
     def _write(self, good: list[_Good], out: _Batch) -> None:
         """Stage the batch, refuse keys an earlier batch of the file had, and merge the rest."""
         order = self.stage_order
-        self_ref_idx = [i for i, _ in self.self_refs]
-        rows = [(g.row, g.key, *[g.values[i] for i in self_ref_idx], *[g.values[i] for i in order]) for g in good]
+        n_refs = range(len(self.self_refs))
+        rows = [(g.row, g.key, *[g.later.get(n) for n in n_refs], *[g.values[i] for i in order]) for g in good]
         by_row = {g.row: g for g in good}
         stage = self.stage
         with connection.cursor() as cursor:
@@ -478,7 +502,7 @@ class FileImport:
             created = result.created
             updated = result.changed
             extra: set = set()
-            if self.self_refs:
+            if self.self_refs and any(g.later.get(n) for g in by_row.values() for n in n_refs):
                 extra |= self._write_self_refs(cursor)
             if parent_changed:
                 extra |= self._pks_of_staged(cursor, keys=parent_changed)
@@ -488,7 +512,8 @@ class FileImport:
         out.totals.created += created
         out.totals.updated += updated
         out.totals.unchanged += staged - created - updated
-        out.applied_ext.extend(g.ext for g in by_row.values())
+        if self.open_sync_errors:
+            out.applied_ext.extend(g.ext for g in by_row.values())
 
     def _pks_of_staged(self, cursor, *, keys: list[str]) -> set:
         """Return the primary keys of the stored records of some staged rows."""
@@ -522,7 +547,7 @@ class FileImport:
             cursor.execute(
                 f"UPDATE {table} SET {att} = x.pid, updated_at = %s "
                 f"FROM (SELECT {key_select}, p.{pk} AS pid FROM {qn(self.stage.name)} s "
-                f"LEFT JOIN {table} p ON p.{nat} = s._ref{n}) x "
+                f"JOIN {table} p ON p.{nat} = s._ref{n} WHERE s._ref{n} IS NOT NULL) x "
                 f"WHERE {on} AND {distinct(f'{table}.{att}', 'x.pid')} RETURNING {table}.{pk}",
                 [now],
             )

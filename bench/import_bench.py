@@ -1,0 +1,281 @@
+"""Benchmark the import engine on a KS_CUSTOMERS file: rows/s and peak RSS, against a COPY floor.
+
+Usage: python bench/import_bench.py [--rows 1000000] [--iie-rows 20000] [--keep]
+Runs against the DATABASE_URL database (SQLite file by default). Records it writes carry
+customer ids starting with BENCH- and are removed first. Each phase runs in its own process
+so that its peak RSS is its own.
+"""
+
+import argparse
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+HEADER = [
+    "customer_id",
+    "email",
+    "first_name",
+    "last_name",
+    "company_name",
+    "group",
+    "accounting_id",
+    "price_list",
+    "discount_percentage",
+    "payment_on_account",
+    "parent_customer_id",
+    "active",
+]
+CONNECTION = "bench-kore"
+INTEGRATION = "BENCH"
+
+
+def make_file(path: Path, *, rows: int, changed: float = 0.0, seed: int = 7) -> None:
+    """Write a KS_CUSTOMERS file of `rows` customers; `changed` of them get a new e-mail."""
+    rnd = random.Random(seed)
+    change_every = int(1 / changed) if changed else 0
+    with open(path, "w", encoding="utf-8", newline="") as out:
+        out.write("\t".join(HEADER) + "\n")
+        for n in range(rows):
+            email = f"customer{n}@example.com"
+            if change_every and n % change_every == 0:
+                email = f"customer{n}+new@example.com"
+            parent = f"BENCH-{n - n % 50:08d}" if n % 50 and n % 7 == 0 else ""
+            out.write(
+                "\t".join(
+                    (
+                        f"BENCH-{n:08d}",
+                        email,
+                        f"First{n % 997}",
+                        f"Last{n % 1009}",
+                        f"Company {n % 113}" if n % 3 == 0 else "",
+                        ("retail", "trade", "vip")[n % 3],
+                        f"ACC{n:09d}",
+                        ("RETAIL", "TRADE")[n % 2],
+                        f"{rnd.randint(0, 30)}.{rnd.randint(0, 99):02d}",
+                        ("true", "false")[n % 2],
+                        parent,
+                        "true",
+                    )
+                )
+                + "\n"
+            )
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _django():
+    import django
+
+    django.setup()
+
+
+def phase_prepare() -> dict:
+    """Migrate, create the bench connection and remove earlier bench records."""
+    _django()
+    from django.core.management import call_command
+    from django.db import connection
+
+    from impex.models import Connection, ImportedFileName
+    from impex.services.connections import connection_save
+
+    call_command("migrate", verbosity=0)
+    conn, _ = connection_save(code=CONNECTION, convention="kore", integration_id=INTEGRATION)
+    ImportedFileName.objects.filter(connection=conn).delete()
+    Connection.objects.filter(pk=conn.pk).update(next_expected_sequence=None)
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE syncapp_customer SET parent_id = NULL WHERE customer_id LIKE 'BENCH-%%'")
+        cursor.execute("DELETE FROM syncapp_customer WHERE customer_id LIKE 'BENCH-%%'")
+        if connection.vendor == "postgresql":
+            cursor.execute("DROP TABLE IF EXISTS bench_floor_customer")
+    return {"vendor": connection.vendor}
+
+
+def phase_import(path: str) -> dict:
+    """Import a file through the same path as impex_import (job_create + run_job)."""
+    _django()
+    from impex.models import Connection
+    from impex.runner import run_job
+    from impex.services.jobs import job_create
+
+    conn = Connection.objects.get(code=CONNECTION)
+    start = time.perf_counter()
+    job = job_create(paths=[path], connection=conn)
+    job = run_job(job.pk)
+    seconds = time.perf_counter() - start
+    f = job.files.get()
+    return {
+        "seconds": seconds,
+        "status": f.status,
+        "rows": f.rows_total,
+        "created": f.created,
+        "updated": f.updated,
+        "unchanged": f.unchanged,
+        "failed": f.failed,
+        "peak_rss_mb": peak_rss_mb(),
+        "error": job.error,
+    }
+
+
+def phase_floor(path: str) -> dict:
+    """PostgreSQL floor: COPY the file into a staging table, then INSERT ... ON CONFLICT DO UPDATE."""
+    _django()
+    from django.db import connection, transaction
+
+    if connection.vendor != "postgresql":
+        return {"skipped": "the COPY floor needs PostgreSQL"}
+    cols = [c if c != "group" else '"group"' for c in HEADER if c != "parent_customer_id"]
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TABLE IF EXISTS bench_floor_customer")
+        cursor.execute("CREATE TABLE bench_floor_customer (LIKE syncapp_customer INCLUDING ALL)")
+    start = time.perf_counter()
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE TEMP TABLE floor_stage (customer_id text, email text, first_name text, last_name text, "
+            'company_name text, "group" text, accounting_id text, price_list text, discount_percentage numeric, '
+            "payment_on_account boolean, parent_customer_id text, active boolean) ON COMMIT DROP"
+        )
+        with (
+            open(path, "rb") as src,
+            cursor.cursor.copy(
+                "COPY floor_stage FROM STDIN WITH (FORMAT csv, DELIMITER E'\\t', HEADER true, "
+                'FORCE_NOT_NULL (first_name, last_name, company_name, "group", accounting_id, price_list))'
+            ) as copy,
+        ):
+            while data := src.read(1024 * 1024):
+                copy.write(data)
+        names = ", ".join(cols)
+        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in cols[1:])
+        distinct = " OR ".join(f"t.{c} IS DISTINCT FROM EXCLUDED.{c}" for c in cols[1:])
+        cursor.execute(
+            f"INSERT INTO bench_floor_customer AS t ({names}, created_at, updated_at) "
+            f"SELECT {names}, now(), now() FROM floor_stage "
+            f"ON CONFLICT (customer_id) DO UPDATE SET {updates}, updated_at = now() WHERE {distinct}"
+        )
+        rows = cursor.rowcount
+    seconds = time.perf_counter() - start
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TABLE IF EXISTS bench_floor_customer")
+    return {"seconds": seconds, "rows": rows, "peak_rss_mb": peak_rss_mb()}
+
+
+def phase_iie(path: str, rows: int) -> dict:
+    """django-import-export's plain import_data of the first `rows` rows with the admin's Customer resource."""
+    _django()
+    import tablib
+    from django.db import connection
+
+    from syncapp.resources import CustomerResource
+
+    with open(path, encoding="utf-8") as src:
+        lines = [next(src) for _ in range(rows + 1)]
+    text = "".join(lines).replace("BENCH-", "BENCHIIE-")
+    dataset = tablib.Dataset().load(text, format="tsv")
+    start = time.perf_counter()
+    result = CustomerResource().import_data(dataset, dry_run=False, raise_errors=False)
+    seconds = time.perf_counter() - start
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE syncapp_customer SET parent_id = NULL WHERE customer_id LIKE 'BENCHIIE-%%'")
+        cursor.execute("DELETE FROM syncapp_customer WHERE customer_id LIKE 'BENCHIIE-%%'")
+    return {
+        "seconds": seconds,
+        "rows": rows,
+        "errors": len(result.row_errors()) + len(result.invalid_rows),
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+def run_phase(*args: str) -> dict:
+    """Run one phase in a child process and return its JSON result."""
+    out = subprocess.run(
+        [sys.executable, __file__, "--phase", *args], capture_output=True, text=True, check=False, cwd=ROOT
+    )
+    if out.returncode != 0:
+        sys.stderr.write(out.stdout + out.stderr)
+        raise SystemExit(f"phase {args[0]} failed")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=1_000_000, help="Rows of the KS_CUSTOMERS file.")
+    parser.add_argument("--iie-rows", type=int, default=20_000, help="Rows for django-import-export's import_data.")
+    parser.add_argument("--keep", action="store_true", help="Keep the generated files.")
+    parser.add_argument("--phase", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.phase:
+        name, *rest = args.phase
+        result = {
+            "prepare": lambda: phase_prepare(),
+            "import": lambda: phase_import(rest[0]),
+            "floor": lambda: phase_floor(rest[0]),
+            "iie": lambda: phase_iie(rest[0], int(rest[1])),
+        }[name]()
+        print(json.dumps(result))
+        return
+
+    work = Path(tempfile.mkdtemp(prefix="impex-bench-"))
+    n = args.rows
+    first = work / f"BENCH_0000001_{INTEGRATION}_KS_CUSTOMERS.NET"
+    same = work / f"BENCH_0000002_{INTEGRATION}_KS_CUSTOMERS.NET"
+    changed = work / f"BENCH_0000003_{INTEGRATION}_KS_CUSTOMERS.NET"
+    t = time.perf_counter()
+    make_file(first, rows=n)
+    same.write_bytes(first.read_bytes())
+    make_file(changed, rows=n, changed=0.1)
+    size_mb = first.stat().st_size / 1024 / 1024
+    print(f"files: {n:,} rows, {size_mb:.0f} MB each, made in {time.perf_counter() - t:.1f} s ({work})")
+
+    info = run_phase("prepare")
+    print(f"database: {info['vendor']}")
+    results = {}
+    for label, path in (("first import", first), ("re-import, unchanged", same), ("re-import, 10% changed", changed)):
+        r = run_phase("import", str(path))
+        results[label] = r
+        rate = r["rows"] / r["seconds"] if r["seconds"] else 0
+        print(
+            f"{label:<26} {r['seconds']:8.1f} s {rate:>10,.0f} rows/s  peak RSS {r['peak_rss_mb']:6.0f} MB  "
+            f"[{r['status']}: created {r['created']:,}, updated {r['updated']:,}, unchanged {r['unchanged']:,}, "
+            f"failed {r['failed']:,}]{' ERROR ' + r['error'] if r['error'] else ''}"
+        )
+    floor = run_phase("floor", str(first))
+    if "skipped" in floor:
+        print(f"{'COPY + ON CONFLICT floor':<26} {floor['skipped']}")
+    else:
+        rate = floor["rows"] / floor["seconds"]
+        print(
+            f"{'COPY + ON CONFLICT floor':<26} {floor['seconds']:8.1f} s {rate:>10,.0f} rows/s  peak RSS {floor['peak_rss_mb']:6.0f} MB"
+        )
+        ratio = results["first import"]["seconds"] / floor["seconds"]
+        print(f"first import / floor: {ratio:.2f}x (goal: within 3x)")
+    if args.iie_rows:
+        iie = run_phase("iie", str(first), str(min(args.iie_rows, n)))
+        rate = iie["rows"] / iie["seconds"]
+        print(
+            f"{'django-import-export':<26} {iie['seconds']:8.1f} s {rate:>10,.0f} rows/s  peak RSS "
+            f"{iie['peak_rss_mb']:6.0f} MB  ({iie['rows']:,} rows, {iie['errors']} errors)"
+        )
+    u, f_ = results["re-import, unchanged"], results["first import"]
+    print(f"unchanged re-import vs first import: {f_['seconds'] / u['seconds']:.2f}x as fast (goal: >= 1x)")
+    if not args.keep:
+        for p in (first, same, changed):
+            p.unlink(missing_ok=True)
+        try:
+            work.rmdir()
+        except OSError:
+            pass
+
+
+if __name__ == "__main__":
+    main()
