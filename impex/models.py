@@ -248,6 +248,9 @@ class ImportChunk(models.Model):
         ordering = ["file", "index"]
         constraints = [models.UniqueConstraint(fields=["file", "index"], name="importchunk_key")]
 
+    def __str__(self):
+        return f"{self.file_id} chunk {self.index}"
+
 
 class RowError(models.Model):
     """A row refused while importing a file, or the reason a whole file was rejected (row is null)."""
@@ -292,6 +295,9 @@ class FileKey(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["file", "key"], name="filekey_key")]
 
+    def __str__(self):
+        return self.key
+
 
 class DeferredRow(models.Model):
     """A row held back because it names a record of its own file that comes later (e.g. a parent customer)."""
@@ -303,3 +309,6 @@ class DeferredRow(models.Model):
 
     class Meta:
         ordering = ["file", "index"]
+
+    def __str__(self):
+        return f"{self.file_id} row {self.row}"

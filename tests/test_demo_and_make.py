@@ -11,7 +11,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.test import Client
 
-from impex.demo import DEMO_CONNECTIONS
+from impex.demo import DEMO_CONNECTIONS, SAMPLES_DIR
 from impex.models import Connection, ImportedFileName, RowError
 from orders.models import Order, OrderLine, Shipment
 from syncapp.models import (
@@ -28,6 +28,18 @@ from syncapp.models import (
 PASSWORD = "x-test-pass-123"
 ROOT = Path(settings.BASE_DIR)
 EVENTS_FILE = "SPECIAL-ORDER-EVENTS_V2_Acme_202611010900.csv"
+EXPECTED_DESCRIPTORS = {
+    "SPECIAL-ORDERS_V2_Acme_202611010900.csv": "SPECIAL-ORDERS",
+    "SPECIAL-ORDER-LINE-ITEMS_V2_Acme_202611010900.csv": "SPECIAL-ORDER-LINE-ITEMS",
+    EVENTS_FILE: "SPECIAL-ORDER-EVENTS",
+    "ERP_0000001_INT1_KS_CUSTOMERS.FULL": "KS_CUSTOMERS",
+    "ERP_0000002_INT1_KS_PRODUCTS.FULL": "KS_PRODUCTS",
+    "ERP_0000003_INT1_KS_INVENTORY.NET": "KS_INVENTORY",
+    "ERP_0000003_INT1_KS_PRICES.NET": "KS_PRICES",
+    "ERP_0000004_INT1_KS_ORDERS.NET": "KS_ORDERS",
+    "ERP_0000004_INT1_KS_ORDER_LINES.NET": "KS_ORDER_LINES",
+    "ERP_0000005_INT1_KS_SHIPMENTS.NET": "KS_SHIPMENTS",
+}
 EXPECTED_ROWS = {
     SpecialOrder: 5,
     SpecialOrderLineItem: 8,
@@ -71,12 +83,11 @@ def test_demo_imports_every_sample_file(impex_root):
     payload, text = run_demo()
 
     files = files_of(payload)
-    expected_names = {name for demo in DEMO_CONNECTIONS for name in demo.files}
-    assert set(files) == expected_names
-    assert {f["status"] for f in files.values()} == {"imported"}
-    for name, f in files.items():
-        code = name.split("_")[0] if name.startswith("SPECIAL") else name.rsplit(".", 1)[0].split("_INT1_")[1]
-        assert f["descriptor"] == code
+    samples = {p.name for p in SAMPLES_DIR.iterdir() if p.is_file() and p.suffix != ".py"}
+    assert set(files) == samples == set(EXPECTED_DESCRIPTORS)
+    assert {name: (f["status"], f["descriptor"]) for name, f in files.items()} == {
+        name: ("imported", code) for name, code in EXPECTED_DESCRIPTORS.items()
+    }
     assert {model: model.objects.count() for model in EXPECTED_ROWS} == EXPECTED_ROWS
     events = files[EVENTS_FILE]
     assert (events["created"], events["failed"]) == (10, 1)
