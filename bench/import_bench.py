@@ -255,7 +255,8 @@ def main() -> None:
     else:
         rate = floor["rows"] / floor["seconds"]
         print(
-            f"{'COPY + ON CONFLICT floor':<26} {floor['seconds']:8.1f} s {rate:>10,.0f} rows/s  peak RSS {floor['peak_rss_mb']:6.0f} MB"
+            f"{'COPY + ON CONFLICT floor':<26} {floor['seconds']:8.1f} s {rate:>10,.0f} rows/s  "
+            f"peak RSS {floor['peak_rss_mb']:6.0f} MB"
         )
         ratio = results["first import"]["seconds"] / floor["seconds"]
         print(f"first import / floor: {ratio:.2f}x (goal: within 3x)")

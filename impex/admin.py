@@ -4,7 +4,7 @@ import zoneinfo
 from collections import Counter
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.auth import get_permission_codename
 from django.db import router
 from django.db.models import Count
@@ -147,6 +147,23 @@ class ConnectionAdmin(CountedDeleteMixin, admin.ModelAdmin):
     search_fields = ("code", "name", "company_name", "integration_id")
     list_per_page = 100
     readonly_fields = ("created_at", "updated_at", "activity")
+    actions = ("release_sequence_wait",)
+
+    @admin.action(description="Release the sequence wait (import waiting files without the missing ones)")
+    def release_sequence_wait(self, request, queryset):
+        from impex.services.waits import connection_release_wait
+
+        for conn in queryset:
+            job = connection_release_wait(connection=conn, created_by=request.user.get_username())
+            if job is None:
+                self.message_user(request, f"{conn.code}: no file is waiting.", messages.WARNING)
+            else:
+                self.message_user(
+                    request,
+                    f"{conn.code}: wait released; import job #{job.pk} {job.status}.",
+                    messages.SUCCESS if job.status == "completed" else messages.WARNING,
+                )
+
     fieldsets = (
         (None, {"fields": ("code", "name", "convention", "company_name", "integration_id", "active")}),
         ("Inbox and schedule", {"fields": ("inbox", "interval_minutes", "timezone", "contacts")}),

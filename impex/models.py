@@ -220,6 +220,8 @@ class ImportFile(models.Model):
     message = models.TextField(blank=True, default="")
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    waiting_since = models.DateTimeField(null=True, blank=True)
+    wait_alerted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["job", "id"]

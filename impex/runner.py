@@ -16,7 +16,7 @@ from impex.choices import FileStatus, JobStatus, Mode
 from impex.exceptions import FileRejected
 from impex.models import Connection, ImportedFileName, ImportFile, ImportJob, RowError
 from impex.services.imports import FileImport, reject_reason
-from impex.services.jobs import connection_folder, file_match, file_reject
+from impex.services.jobs import connection_folder, file_match, file_reject, job_folder
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ class _JobRun:
             )
         )
         pending.sort(key=_sort_key)
-        touched = set()
+        touched = {job.connection_id} if job.connection_id else set()
         for f in pending:
             self._process(f)
             if f.connection_id:
@@ -150,7 +150,7 @@ class _JobRun:
                     )
                     f.status = FileStatus.DUPLICATE
                     _append_log(job, f"{f.name}: duplicate, skipped")
-                    self._move(f, "archive")
+                    self._discard_copy(f)
                     return
                 self._reject(
                     f,
@@ -160,7 +160,9 @@ class _JobRun:
                 return
         reason = self._blocked_reason(f)
         if reason:
-            ImportFile.objects.filter(pk=f.pk).update(status=FileStatus.WAITING, message=reason)
+            ImportFile.objects.filter(pk=f.pk).update(
+                status=FileStatus.WAITING, message=reason, waiting_since=f.waiting_since or timezone.now()
+            )
             f.status = FileStatus.WAITING
             _append_log(job, f"{f.name}: {reason}")
             return
@@ -226,6 +228,13 @@ class _JobRun:
         if not self.job.dry_run:
             self._move(f, "error", reason=message)
 
+    def _discard_copy(self, f: ImportFile) -> None:
+        """Remove the job's copy of a duplicate: the archive keeps the file imported first, same content."""
+        if self.job.dry_run or not f.path:
+            return
+        Path(f.path).unlink(missing_ok=True)
+        ImportFile.objects.filter(pk=f.pk).update(path="", finished_at=timezone.now())
+
     def _move(self, f: ImportFile, kind: str, *, reason: str = "") -> None:
         """Move the job's copy of a file to its connection's archive or error folder."""
         if not f.path:
@@ -256,10 +265,22 @@ class _JobRun:
             rows_done=totals["done"] or 0,
         )
         _append_log(job, f"finished: {status}")
+        _remove_empty_dirs(job_folder(job))
         job.refresh_from_db()
         if not job.dry_run:
             transaction.on_commit(lambda: notify_contacts(job.pk))
         return job
+
+
+def _remove_empty_dirs(folder: Path) -> None:
+    """Remove a job's folder tree where nothing is left in it (waiting files keep theirs)."""
+    if not folder.is_dir():
+        return
+    for sub in sorted((p for p in folder.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+        if not any(sub.iterdir()):
+            sub.rmdir()
+    if not any(folder.iterdir()):
+        folder.rmdir()
 
 
 def notify_contacts(job_id: int) -> int:

@@ -6,6 +6,7 @@ from itertools import islice
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Sum
 from django.utils import timezone
 
 from impex.choices import ChunkStatus, FileStatus, Mode
@@ -13,7 +14,7 @@ from impex.entities import NATURAL_KEYS
 from impex.exceptions import ConfigurationError, FileRejected, ImpexError
 from impex.exceptions import RowError as RowProblem
 from impex.formats.readers import Layout, Record, iter_records, scan
-from impex.models import DeferredRow, ImportChunk, ImportedFileName, ImportFile, RowError
+from impex.models import DeferredRow, ImportChunk, ImportedFileName, ImportFile, ImportJob, RowError
 from impex.services.columns import Column, CompiledDescriptor, compile_descriptor
 from impex.services.sql import db_param, distinct, qn, relax_commit
 from impex.services.upsert import UpsertPlan, plan_for, stage_for, upsert
@@ -209,6 +210,7 @@ class FileImport:
             ImportFile.objects.filter(pk=f.pk).update(
                 rows_total=self.record_count, status=FileStatus.RUNNING, started_at=f.started_at or timezone.now()
             )
+            job_progress_update(job_id=f.job_id)
         done = f.chunks.filter(status=ChunkStatus.DONE)
         for chunk in done:
             self.totals.add(Totals(chunk.created, chunk.updated, chunk.unchanged, 0, chunk.failed, chunk.record_count))
@@ -276,6 +278,7 @@ class FileImport:
             failed=t.failed,
             rows_done=t.rows_done,
         )
+        job_progress_update(job_id=self.file.job_id)
 
     def _record(self, result: _Batch) -> None:
         """Save a batch's row errors, deferred rows and sync-log changes (inside the chunk's transaction)."""
@@ -680,6 +683,12 @@ def _updated_field():
     from syncapp.models import Product
 
     return Product._meta.get_field("updated_at")
+
+
+def job_progress_update(*, job_id: int) -> None:
+    """Set a job's rows done and total from its files, so that the admin can show progress."""
+    totals = ImportFile.objects.filter(job_id=job_id).aggregate(done=Sum("rows_done"), total=Sum("rows_total"))
+    ImportJob.objects.filter(pk=job_id).update(rows_done=totals["done"] or 0, rows_total=totals["total"] or 0)
 
 
 def reject_reason(exc: Exception) -> str:

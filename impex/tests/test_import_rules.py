@@ -355,6 +355,19 @@ def test_a_net_file_never_retires(tmp_path, kore_connection):
     assert active_of() == {"C1": True, "C2": True}
 
 
+def test_a_refused_row_of_a_full_file_does_not_retire_its_record(tmp_path, kore_connection):
+    run_import(write_kore(tmp_path, "KS_CUSTOMERS", 1, [customer_row("C1"), customer_row("C2", first_name="Bob")]))
+
+    code, report = run_import(
+        write_kore(tmp_path, "KS_CUSTOMERS", 2, [customer_row("C1"), customer_row("C2", email="")], mode="FULL")
+    )
+
+    assert code == 0
+    assert counts(only_file(report)) == totals(unchanged=1, failed=1)
+    assert active_of() == {"C1": True, "C2": True}
+    assert customers()["C2"]["first_name"] == "Bob"
+
+
 def test_a_full_file_retires_only_records_of_its_own_connection(tmp_path, kore_connection, second_kore):
     run_import(write_kore(tmp_path, "KS_CUSTOMERS", 1, [customer_row("C10"), customer_row("C11")], integration="INT2"))
     run_import(write_kore(tmp_path, "KS_CUSTOMERS", 1, [customer_row("C1"), customer_row("C2")], mode="FULL"))
@@ -1026,6 +1039,16 @@ def test_a_kore_file_with_a_byte_order_mark_imports(tmp_path, kore_connection):
     assert code == 0
     assert counts(only_file(report)) == totals(created=2)
     assert sorted(customers()) == ["C1", "C2"]
+
+
+def test_a_file_with_windows_line_endings_imports(tmp_path, kore_connection):
+    path = write_raw(tmp_path, kore_name("KS_CUSTOMERS", 1), CUSTOMERS_TSV.replace("\n", "\r\n"))
+
+    code, report = run_import(path)
+
+    assert code == 0
+    assert counts(only_file(report)) == totals(created=2)
+    assert customers()["C2"]["email"] == "c2@example.com"
 
 
 def test_a_bspk_file_with_a_byte_order_mark_imports(tmp_path, bspk_connection):

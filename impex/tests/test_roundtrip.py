@@ -5,7 +5,7 @@ import json
 import pytest
 from django.core.management import call_command
 
-from impex.models import DataDescriptor, DescriptorColumn
+from impex.models import DataDescriptor
 from orders.models import Order, OrderLine, Shipment
 from syncapp.models import Customer, Price, ProductVariant, SpecialOrder, SpecialOrderEvent, StockLevel
 

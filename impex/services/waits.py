@@ -1,0 +1,61 @@
+"""Files waiting for a Kore sequence: tell the contacts when a wait lasts, and let an admin release it."""
+
+from datetime import timedelta
+
+from django.core.mail import send_mail
+from django.db import transaction
+from django.utils import timezone
+
+from impex.choices import FileStatus, JobSource
+from impex.models import Connection, ImportFile, ImportJob
+
+
+def waiting_files(*, connection: Connection):
+    """Return the connection's files that wait for a sequence, oldest sequence first."""
+    return ImportFile.objects.filter(
+        connection=connection, status=FileStatus.WAITING, sequence__isnull=False, job__dry_run=False
+    ).order_by("sequence", "id")
+
+
+def wait_alerts_send(*, now=None) -> int:
+    """E-mail the contacts of connections whose files have waited past their alert time; return mails sent."""
+    now = now or timezone.now()
+    sent = 0
+    for conn in Connection.objects.filter(files__status=FileStatus.WAITING).distinct():
+        limit = now - timedelta(minutes=conn.sequence_wait_alert_minutes)
+        overdue = list(waiting_files(connection=conn).filter(wait_alerted_at__isnull=True, waiting_since__lte=limit))
+        if not overdue:
+            continue
+        if conn.contact_list:
+            lines = "\n".join(f"- {f.name}: {f.message} (since {f.waiting_since:%Y-%m-%d %H:%M} UTC)" for f in overdue)
+            send_mail(
+                subject=f"[impex-hub] {conn.code}: {len(overdue)} file(s) waiting for a missing sequence",
+                message=(
+                    f"These files of {conn.code} wait for an earlier sequence that has not arrived:\n\n{lines}\n\n"
+                    "Send the missing file, or release the wait in the admin (Connections > Release the "
+                    "sequence wait) to import them without it.\n"
+                ),
+                from_email=None,
+                recipient_list=conn.contact_list,
+                fail_silently=True,
+            )
+            sent += 1
+        ImportFile.objects.filter(pk__in=[f.pk for f in overdue]).update(wait_alerted_at=now)
+    return sent
+
+
+def connection_release_wait(*, connection: Connection, created_by: str = "") -> ImportJob | None:
+    """Skip the missing sequences: expect the oldest waiting file next and import the waiting files now."""
+    from impex.runner import run_job
+
+    with transaction.atomic():
+        first = waiting_files(connection=connection).first()
+        if first is None:
+            return None
+        Connection.objects.filter(pk=connection.pk).update(next_expected_sequence=first.sequence)
+        job = ImportJob.objects.create(connection=connection, source=JobSource.ADMIN, created_by=created_by)
+        job.log = (
+            f"sequence wait released by {created_by or 'an admin'}: next expected sequence set to {first.sequence}\n"
+        )
+        job.save(update_fields=["log"])
+    return run_job(job.pk)
