@@ -201,6 +201,7 @@ class ImportFile(models.Model):
     connection = models.ForeignKey(Connection, null=True, blank=True, on_delete=models.SET_NULL, related_name="files")
     name = models.CharField(max_length=300, db_index=True)
     path = models.CharField(max_length=1000, blank=True, default="", help_text="Where the runner reads the file.")
+    archive = models.CharField(max_length=300, blank=True, default="", help_text="The zip the file came in, if any.")
     descriptor = models.ForeignKey(
         DataDescriptor, null=True, blank=True, on_delete=models.SET_NULL, related_name="files"
     )

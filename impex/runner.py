@@ -76,6 +76,7 @@ class _JobRun:
                 file_match(f, group=job.group)
             except FileRejected as exc:
                 self._reject(f, str(exc))
+        self._report_unknown_archives()
         pending = list(
             job.files.filter(status__in=[FileStatus.PENDING, FileStatus.RUNNING, FileStatus.WAITING]).select_related(
                 "descriptor", "connection"
@@ -89,6 +90,19 @@ class _JobRun:
                 touched.add(f.connection_id)
         if not job.dry_run:
             self._release_waiting(touched)
+
+    def _report_unknown_archives(self) -> None:
+        """Say so plainly when a zip holds nothing the group (or the connection's descriptors) knows."""
+        archives: dict[str, list[ImportFile]] = {}
+        for f in self.job.files.exclude(archive=""):
+            archives.setdefault(f.archive, []).append(f)
+        for name, files in archives.items():
+            if all(f.descriptor_id is None for f in files):
+                known = f"the group {self.job.group.code}" if self.job.group else "any descriptor"
+                listing = ", ".join(f.name for f in files[:10])
+                message = f"{name}: the zip holds nothing {known} knows ({listing})"
+                ImportJob.objects.filter(pk=self.job.pk).update(error=message)
+                _append_log(self.job, message)
 
     def _release_waiting(self, connections: set[int]) -> None:
         """Pick up files of earlier jobs that waited for a sequence this job brought."""
@@ -255,7 +269,8 @@ class _JobRun:
     def finish(self) -> ImportJob:
         job = self.job
         files = list(job.files.all())
-        bad = [f for f in files if f.status not in (FileStatus.IMPORTED, FileStatus.DUPLICATE)]
+        # A file waiting for its sequence is not a failure of this job: the job that fills the gap imports it.
+        bad = [f for f in files if f.status not in (FileStatus.IMPORTED, FileStatus.DUPLICATE, FileStatus.WAITING)]
         totals = job.files.aggregate(total=Sum("rows_total"), done=Sum("rows_done"))
         status = JobStatus.COMPLETED if not bad else JobStatus.FAILED
         ImportJob.objects.filter(pk=job.pk).update(

@@ -14,7 +14,7 @@ from impex.entities import NATURAL_KEYS
 from impex.exceptions import ConfigurationError, FileRejected, ImpexError
 from impex.exceptions import RowError as RowProblem
 from impex.formats.readers import Layout, Record, iter_records, scan
-from impex.models import DeferredRow, ImportChunk, ImportedFileName, ImportFile, ImportJob, RowError
+from impex.models import DeferredRow, FileKey, ImportChunk, ImportedFileName, ImportFile, ImportJob, RowError
 from impex.services.columns import Column, CompiledDescriptor, compile_descriptor
 from impex.services.sql import db_param, distinct, qn, relax_commit
 from impex.services.upsert import UpsertPlan, plan_for, stage_for, upsert
@@ -84,6 +84,7 @@ class _Batch:
     errors: list = field(default_factory=list)  # RowError objects (unsaved)
     failed_ext: dict = field(default_factory=dict)  # external id -> (message, row)
     applied_ext: list = field(default_factory=list)
+    failed_keys: list = field(default_factory=list)  # keys of refused rows that the file did send
     deferred: list = field(default_factory=list)  # DeferredRow objects (unsaved)
 
 
@@ -99,6 +100,8 @@ class FileImport:
         self.reported_errors: list[RowError] = []  # kept for dry runs, whose writes are rolled back
         self.batch_size = max(1, settings.IMPEX_BATCH_SIZE)
         self._parent_changed_keys: set[str] = set()
+        self._reader = None
+        self._reader_pos = 0
 
     # -- set-up ---------------------------------------------------------------------------------
 
@@ -229,13 +232,7 @@ class FileImport:
             if chunk is None or chunk.status == ChunkStatus.DONE:
                 return
             chunk_totals = Totals()
-            records = iter_records(
-                self.file.path,
-                layout=self.layout,
-                header=self.header,
-                start=chunk.first_record,
-                stop=chunk.first_record + chunk.record_count,
-            )
+            records = self._records_of(chunk)
             while True:
                 batch = list(islice(records, self.batch_size))
                 if not batch:
@@ -254,6 +251,18 @@ class FileImport:
                 finished_at=timezone.now(),
             )
             self._save_totals()
+
+    def _records_of(self, chunk: ImportChunk):
+        """Return the chunk's records from one reader kept open across chunks (the file is parsed once)."""
+        if self._reader is None or self._reader_pos > chunk.first_record:
+            self._reader = iter_records(self.file.path, layout=self.layout, header=self.header)
+            self._reader_pos = 0
+        skip = chunk.first_record - self._reader_pos
+        if skip:
+            for _ in islice(self._reader, skip):
+                pass
+        self._reader_pos = chunk.first_record + chunk.record_count
+        return islice(self._reader, chunk.record_count)
 
     def _check_limit(self) -> None:
         d = self.descriptor
@@ -289,6 +298,10 @@ class FileImport:
                 self.reported_errors.extend(result.errors[:room])
         if result.deferred:
             DeferredRow.objects.bulk_create(result.deferred, batch_size=1000)
+        if result.failed_keys:
+            FileKey.objects.bulk_create(
+                [FileKey(file=self.file, key=k[:400]) for k in result.failed_keys], ignore_conflicts=True
+            )
         if self.connection is None:
             return
         entity = self.descriptor.entity
@@ -355,12 +368,18 @@ class FileImport:
     def _refuse_cells(self, out: _Batch, rec: Record, pairs) -> None:
         """Record every bad cell of a refused row."""
         problems = []
+        values = []
         for name, convert in pairs:
             try:
-                convert(rec.values.get(name, ""))
+                values.append(convert(rec.values.get(name, "")))
             except RowProblem as exc:
                 problems.append(exc)
+                values.append(problems)
         ext = external_id(rec.values.get(self.present[i].name, "") for i in self.key_idx)
+        key_values = [values[i] for i in self.key_idx]
+        if not any(v is problems for v in key_values):
+            # The record was sent, if badly: keep a FULL file from retiring it, and catch a later duplicate.
+            out.failed_keys.append(KEY_SEP.join("" if v is None else str(v) for v in key_values))
         out.totals.failed += 1
         for p in problems:
             self._error(out, rec.row, p.message, column=p.column, value=p.value, ext=ext)
@@ -394,6 +413,7 @@ class FileImport:
                 message = f"unknown {label} '{v}'"
                 self._error(out, g.row, message, column=col.name, value=v, ext=g.ext)
                 out.failed_ext[g.ext] = (f"{col.name}: {message}", g.row)
+                out.failed_keys.append(g.key)
                 continue
             g.values[i] = pk
             kept.append(g)
@@ -433,6 +453,7 @@ class FileImport:
                 message = f"unknown {model._meta.verbose_name} '{v}'"
                 self._error(out, g.row, message, column=col.name, value=v, ext=g.ext)
                 out.failed_ext[g.ext] = (f"{col.name}: {message}", g.row)
+                out.failed_keys.append(g.key)
             else:
                 out.totals.rows_done -= 1
                 out.deferred.append(DeferredRow(file=self.file, row=g.row, index=g.index, values=g.raw))

@@ -122,7 +122,7 @@ def _add_zip(job, *, path: Path, shown: str, folder: Path, taken: set, connectio
         file_reject(zip_file, message=f"{naming.base_name(shown)}: the zip holds no files")
         return
     for item in extracted:
-        import_file = ImportFile(job=job, name=item.name, connection=connection)
+        import_file = ImportFile(job=job, name=item.name, connection=connection, archive=naming.base_name(shown))
         if item.name in taken:
             import_file.save()
             file_reject(import_file, message=f"{item.name}: the same file name twice in one job")

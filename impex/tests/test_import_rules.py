@@ -1231,6 +1231,18 @@ def test_a_dry_run_reports_the_counts_and_writes_nothing(tmp_path, kore_connecti
     assert kore_connection.next_expected_sequence == 2
 
 
+def test_a_dry_run_of_a_full_file_retires_nothing_and_keeps_the_sync_log(tmp_path, kore_connection):
+    run_import(write_kore(tmp_path, "KS_CUSTOMERS", 1, [customer_row("C1", email=""), customer_row("C2")]))
+
+    code, report = run_import(write_kore(tmp_path, "KS_CUSTOMERS", 2, [customer_row("C3")], mode="FULL"), dry_run=True)
+
+    assert code == 0
+    assert counts(only_file(report)) == totals(created=1, retired=1)
+    assert active_of() == {"C2": True}
+    assert set(open_errors(kore_connection)) == {"C1"}
+    assert customer_log(kore_connection).last_full_sync is None
+
+
 def test_after_a_dry_run_the_same_file_imports_for_real(tmp_path, kore_connection):
     path = write_kore(tmp_path, "KS_CUSTOMERS", 1, [customer_row("C1"), customer_row("C2")])
     run_import(path, dry_run=True)

@@ -54,7 +54,7 @@ class Command(BaseCommand):
             if len(f["errors"]) > 10:
                 self.stdout.write(f"  ... {f['failed']} rows refused in all (see the job in the admin)")
         if job.error:
-            self.stderr.write(f"job #{job.pk} errored: {job.error}")
+            self.stderr.write(f"Job #{job.pk}: {job.error}")
         self.stdout.write(f"Job #{job.pk}: {job.status}{' (dry run: nothing written)' if job.dry_run else ''}")
         if opts["json"]:
             print_json(self, {"files": report["files"]})

@@ -1,0 +1,109 @@
+"""Fixtures of the browser tests: Playwright (Python) driving Debian's chromium against pytest-django's live_server.
+
+Playwright cannot download its own browsers here (`npx playwright install` fails), so the tests launch the
+chromium that Debian packages. Environment variables:
+
+- ``IMPEX_CHROMIUM``: name or path of the chromium executable, looked up with ``shutil.which`` (default
+  ``chromium``). Point it at a name that does not exist to try the skip path, e.g.
+  ``IMPEX_CHROMIUM=no-such-chromium pytest tests/browser -rs``.
+- ``IMPEX_REQUIRE_BROWSER=1``: a missing chromium (or Playwright) fails the browser tests instead of skipping
+  them. CI sets it, so that the browser tests cannot silently stop running.
+
+To enable the browser tests on a Debian machine: ``apt-get install chromium``.
+"""
+
+import os
+import shutil
+
+import pytest
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+ENABLE_HINT = "install Debian's chromium: apt-get install chromium"
+TIMEOUT_MS = 15_000
+
+ADMIN_USERNAME = "browser-admin"
+ADMIN_PASSWORD = "browser-pass-123"
+
+
+def browser_required() -> bool:
+    """Whether a missing browser must fail the tests (IMPEX_REQUIRE_BROWSER=1) rather than skip them."""
+    return os.environ.get("IMPEX_REQUIRE_BROWSER", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def skip_or_fail(reason: str) -> None:
+    """Skip the browser tests with a hint, or fail loudly when the environment requires the browser."""
+    if browser_required():
+        pytest.fail(f"IMPEX_REQUIRE_BROWSER=1 but {reason}", pytrace=False)
+    pytest.skip(f"{reason}; to run the browser tests, {ENABLE_HINT}")
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """A headless Debian chromium driven by Playwright, shared by the session."""
+    name = os.environ.get("IMPEX_CHROMIUM") or "chromium"
+    executable = shutil.which(name)
+    if executable is None:
+        skip_or_fail(f"no '{name}' executable on PATH")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        skip_or_fail("the Python package playwright is not installed (pip install -r requirements-dev.txt)")
+
+    # Playwright's sync API keeps an asyncio event loop running in this thread for as long as it is started;
+    # Django then refuses ORM calls from the test thread (SynchronousOnlyOperation). The tests set up their data
+    # with the ORM, so allow it while Playwright runs (tests only), and restore the previous value afterwards.
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as playwright:
+            chromium = playwright.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
+            yield chromium
+            chromium.close()
+    finally:
+        if previous is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+@pytest.fixture
+def page(browser, live_server):
+    """A fresh browser page (own cookies) whose relative URLs go to the live server."""
+    context = browser.new_context(base_url=live_server.url, viewport={"width": 1400, "height": 1000})
+    context.set_default_timeout(TIMEOUT_MS)
+    tab = context.new_page()
+    # Remember failed responses (a missing stylesheet, a server error) so that tests can assert there were none.
+    tab.failed_responses = []
+    tab.on("response", lambda r: tab.failed_responses.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+    yield tab
+    context.close()
+
+
+@pytest.fixture(autouse=True)
+def fast_passwords(settings):
+    """Hash the test users' passwords cheaply (the live server sees the same settings)."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def superuser(browser, live_server):
+    """A superuser created with the ORM (after the browser, so that a missing browser skips before any setup)."""
+    from django.contrib.auth import get_user_model
+
+    return get_user_model().objects.create_superuser(ADMIN_USERNAME, "admin@example.com", ADMIN_PASSWORD)
+
+
+def log_in(page, username: str = ADMIN_USERNAME, password: str = ADMIN_PASSWORD) -> None:
+    """Log in through the admin's real login form and wait for the admin index."""
+    page.goto("/admin/login/?next=/admin/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
+    page.click("input[type=submit], button[type=submit]")
+    page.wait_for_url("**/admin/")
+
+
+@pytest.fixture
+def admin_page(page, superuser):
+    """A browser page logged in to the admin as the superuser."""
+    log_in(page)
+    return page
