@@ -192,6 +192,9 @@ class _JobRun:
         except FileRejected as exc:
             self._reject(f, reject_reason(exc) if str(exc).startswith(f.name) else f"{f.name}: {exc}")
             return
+        if not job.dry_run and not importer.finished:
+            _append_log(job, f"{f.name}: chunks still held by another worker; it finishes the file")
+            return
         f.refresh_from_db()
         if f.sequence is not None and conn is not None:
             self.expected[conn.pk] = max(self._expected(conn) or 0, f.sequence + 1)

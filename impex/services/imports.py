@@ -99,6 +99,7 @@ class FileImport:
         self.totals = Totals()
         self.reported_errors: list[RowError] = []  # kept for dry runs, whose writes are rolled back
         self.batch_size = max(1, settings.IMPEX_BATCH_SIZE)
+        self.finished = False
         self._parent_changed_keys: set[str] = set()
         self._reader = None
         self._reader_pos = 0
@@ -222,7 +223,12 @@ class FileImport:
         )
         for chunk_id in list(f.chunks.exclude(status=ChunkStatus.DONE).values_list("pk", flat=True)):
             self._run_chunk(chunk_id)
+        if f.chunks.exclude(status=ChunkStatus.DONE).exists():
+            # Another worker holds a chunk: whoever applies the last chunk finishes the file.
+            self.finished = False
+            return self.totals
         self._finish()
+        self.finished = True
         return self.totals
 
     def _run_chunk(self, chunk_id: int) -> None:
@@ -441,6 +447,21 @@ class FileImport:
                     g.later[n] = v
                 else:
                     g.values[i] = _Missing(v)
+        # A row held back takes with it the rows of the batch that name it, and so on down the chain.
+        held = {g.key for g in good if any(isinstance(g.values[i], _Missing) for i, _ in self.self_refs)}
+        spreading = bool(held)
+        while spreading:
+            spreading = False
+            for g in good:
+                if g.key in held:
+                    continue
+                for n, (i, _) in enumerate(self.self_refs):
+                    if g.later.get(n) in held:
+                        g.values[i] = _Missing(g.later[n])
+                        g.later[n] = None
+                        held.add(g.key)
+                        spreading = True
+                        break
         for g in good:
             missing = [(i, col) for i, col in self.self_refs if isinstance(g.values[i], _Missing)]
             if not missing:
@@ -639,7 +660,10 @@ class FileImport:
         with connection.cursor() as cursor:
             if spec.retire == "delete":
                 lists = self._price_lists_sql()
-                cursor.execute(f"DELETE FROM {table} WHERE {lists[0]} AND NOT {exists}", [*lists[1], *params])
+                cursor.execute(
+                    f"DELETE FROM {table} WHERE connection_id = %s AND {lists[0]} AND NOT {exists}",
+                    [self._conn_id, *lists[1], *params],
+                )
                 return cursor.rowcount
             field = model._meta.get_field(spec.retire)
             value = db_param(field, spec.retire_value)

@@ -141,7 +141,12 @@ def test_save_as_new_makes_a_layout_that_imports(admin_page, tmp_path):
 
     copy = DataDescriptor.objects.get(code="KS_CUSTOMERS_SEMI")
     assert not copy.builtin
-    assert (copy.format, copy.delimiter, copy.file_pattern, copy.convention) == ("csv", ";", "*KS_CUSTOMERS_SEMI.*", "kore")
+    assert (copy.format, copy.delimiter, copy.file_pattern, copy.convention) == (
+        "csv",
+        ";",
+        "*KS_CUSTOMERS_SEMI.*",
+        "kore",
+    )
     assert list(copy.columns.values_list("name", flat=True)) == [
         "e_mail" if name == "email" else name for name in KS_CUSTOMERS_COLUMNS
     ]
