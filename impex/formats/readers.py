@@ -98,9 +98,19 @@ def scan(path: str | Path, *, layout: Layout, max_bytes: int | None = None) -> S
 
 
 def iter_records(
-    path: str | Path, *, layout: Layout, header: list[str], start: int = 0, stop: int | None = None
+    path: str | Path,
+    *,
+    layout: Layout,
+    header: list[str],
+    start: int = 0,
+    stop: int | None = None,
+    as_list: bool = False,
 ) -> Iterator[Record]:
-    """Yield the records with index in [start, stop) of a file that scan() accepted."""
+    """Yield the records with index in [start, stop) of a file that scan() accepted.
+
+    With as_list, values is a list of cells in the order of header (a missing XML element is "")
+    instead of a dict: the import engine reads cells by position.
+    """
     if layout.format == "xml":
         records = _XmlReader(path, layout=layout).records()
         with closing(records):
@@ -108,23 +118,28 @@ def iter_records(
                 if stop is not None and index >= stop:
                     return
                 if index >= start:
+                    if as_list and not error:
+                        values = [values.get(name, "") for name in header]
                     yield Record(index=index, row=index + 1, values=None if error else values, error=error)
         return
     first_row = 2 if layout.has_header else 1
     width = len(header)
     rows = _csv_records(path, layout=layout)
     with closing(rows):
-        for index, cells in enumerate(rows):
+        index = -1
+        for cells in rows:
+            index += 1
             if stop is not None and index >= stop:
                 return
             if index < start:
                 continue
             if len(cells) == width:
-                values = dict(zip(header, cells, strict=True))
-                yield Record(index=index, row=index + first_row, values=values, error=None)
+                yield Record(
+                    index, index + first_row, cells if as_list else dict(zip(header, cells, strict=True)), None
+                )
             else:
                 error = f"row has {len(cells)} cells, the header has {width}"
-                yield Record(index=index, row=index + first_row, values=None, error=error)
+                yield Record(index, index + first_row, None, error)
 
 
 def sniff_header(path: str | Path, *, layout: Layout) -> list[str]:

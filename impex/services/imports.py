@@ -3,6 +3,7 @@
 import logging
 from dataclasses import dataclass, field
 from itertools import islice
+from operator import itemgetter
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -149,6 +150,7 @@ class FileImport:
         present += [c for c in compiled.key_columns if c not in present]
         self.present: list[Column] = present
         self.key_idx = [present.index(c) for c in compiled.key_columns]
+        self._plan_cells(present)
         self.refs = [
             (i, c)
             for i, c in enumerate(present)
@@ -190,6 +192,30 @@ class FileImport:
         )
         # Stage FK columns as their target's key type; references were resolved to primary keys.
         self.stage = stage_for(self.plan, extra=[(f"_ref{n}", "text") for n in range(len(self.self_refs))])
+
+    def _plan_cells(self, present: list[Column]) -> None:
+        """Work out where each column's cell is in a row, and which cells need no converter call."""
+        self.width = len(self.header)
+        positions = [self.header.index(c.name) if c.name in self.header else self.width for c in present]
+        self.pick = _getter(positions)
+        self.all_convs = [c.convert for c in present]
+        self.fast_convs = []
+        chars, required, limits = [], [], []
+        for pos, c in zip(positions, present, strict=True):
+            plain = c.kind == "string" and not c.parent and c.model_field.null is False and c.default == ""
+            if plain and pos < self.width:
+                self.fast_convs.append(None)
+                max_length = getattr(c.model_field, "max_length", None)
+                if max_length:
+                    chars.append(pos)
+                    limits.append(max_length)
+                if c.required:
+                    required.append(pos)
+            else:
+                self.fast_convs.append(c.convert)
+        self.pick_chars = _getter(chars) if chars else None
+        self.char_limit = min(limits) if limits else 0
+        self.pick_required = _getter(required) if required else None
 
     # -- running --------------------------------------------------------------------------------
 
@@ -261,7 +287,7 @@ class FileImport:
     def _records_of(self, chunk: ImportChunk):
         """Return the chunk's records from one reader kept open across chunks (the file is parsed once)."""
         if self._reader is None or self._reader_pos > chunk.first_record:
-            self._reader = iter_records(self.file.path, layout=self.layout, header=self.header)
+            self._reader = iter_records(self.file.path, layout=self.layout, header=self.header, as_list=True)
             self._reader_pos = 0
         skip = chunk.first_record - self._reader_pos
         if skip:
@@ -334,7 +360,12 @@ class FileImport:
         key_idx = self.key_idx
         good: list[_Good] = []
         seen: dict[str, int] = {}
-        pairs = [(c.name, c.convert) for c in present]
+        convs = self.fast_convs
+        pick = self.pick
+        pick_chars = self.pick_chars
+        char_limit = self.char_limit
+        pick_required = self.pick_required
+        width = self.width
         single_key = key_idx[0] if len(key_idx) == 1 else None
         for rec in records:
             out.totals.rows_done += 1
@@ -342,12 +373,20 @@ class FileImport:
                 out.totals.failed += 1
                 self._error(out, rec.row, rec.error)
                 continue
-            raw = rec.values
-            get = raw.get
+            cells = rec.values
+            if len(cells) == width:
+                cells.append("")  # the cell of key columns the file lacks (their default applies)
             try:
-                values = [convert(get(name, "")) for name, convert in pairs]
+                # Plain text cells within every text column's length, and every required one filled, need
+                # no per-cell call; the other cells go through their converters, which refuse bad values.
+                if (pick_chars is not None and max(map(len, pick_chars(cells))) > char_limit) or (
+                    pick_required is not None and "" in pick_required(cells)
+                ):
+                    values = [convert(cell) for cell, convert in zip(pick(cells), self.all_convs, strict=True)]
+                else:
+                    values = [cell if f is None else f(cell) for cell, f in zip(pick(cells), convs, strict=True)]
             except RowProblem:
-                self._refuse_cells(out, rec, pairs)
+                self._refuse_cells(out, rec)
                 continue
             if single_key is not None:
                 key = str(values[single_key])
@@ -360,7 +399,7 @@ class FileImport:
                 self._error(out, rec.row, message, column=present[key_idx[0]].name, value=ext, ext=ext)
                 continue
             seen[key] = rec.row
-            good.append(_Good(rec.row, rec.index, key, values, raw))
+            good.append(_Good(rec.row, rec.index, key, values, cells))
         if good and self.parent_cols:
             self._write_parents(good)
         for i, col in self.refs:
@@ -371,17 +410,18 @@ class FileImport:
             self._write(good, out)
         return out
 
-    def _refuse_cells(self, out: _Batch, rec: Record, pairs) -> None:
+    def _refuse_cells(self, out: _Batch, rec: Record) -> None:
         """Record every bad cell of a refused row."""
         problems = []
         values = []
-        for name, convert in pairs:
+        raw = self.pick(rec.values)
+        for cell, convert in zip(raw, self.all_convs, strict=True):
             try:
-                values.append(convert(rec.values.get(name, "")))
+                values.append(convert(cell))
             except RowProblem as exc:
                 problems.append(exc)
                 values.append(problems)
-        ext = external_id(rec.values.get(self.present[i].name, "") for i in self.key_idx)
+        ext = external_id(raw[i] for i in self.key_idx)
         key_values = [values[i] for i in self.key_idx]
         if not any(v is problems for v in key_values):
             # The record was sent, if badly: keep a FULL file from retiring it, and catch a later duplicate.
@@ -713,6 +753,14 @@ class FileImport:
                     f"WHERE v.product_id = syncapp_product.id AND v.status = 'live')",
                     [status, db_param(_updated_field(), now), status],
                 )
+
+
+def _getter(positions: list[int]):
+    """Return a function that picks cells by position as a tuple (itemgetter, also for one position)."""
+    if len(positions) == 1:
+        (pos,) = positions
+        return lambda cells: (cells[pos],)
+    return itemgetter(*positions)
 
 
 class _Missing:
