@@ -49,13 +49,23 @@ def browser():
     except ImportError:
         skip_or_fail("the Python package playwright is not installed (pip install -r requirements-dev.txt)")
 
-    # Playwright's sync API keeps an asyncio event loop running in this thread for as long as it is started;
-    # Django then refuses ORM calls from the test thread (SynchronousOnlyOperation). The tests set up their data
-    # with the ORM, so allow it while Playwright runs (tests only), and restore the previous value afterwards.
+    from django.db import connections
+
+    # Playwright's sync API keeps an asyncio event loop running in this thread for as long as it is started.
+    # 1. Django then refuses ORM calls from the test thread (SynchronousOnlyOperation). The tests set up their
+    #    data with the ORM, so allow it while Playwright runs (tests only); the previous value is restored after.
+    # 2. With a loop running, Django's connection handler (an asgiref Local) stops using the thread's connections
+    #    and hands out new ones from a context variable. Those would lack what pytest-django set on the thread's
+    #    connections when it created the test database (the serialized contents that serialized_rollback restores,
+    #    the shared in-memory SQLite connection) whenever a test without the browser ran first. So the test thread
+    #    keeps the very same connection objects while Playwright runs.
+    thread_connections = {alias: connections[alias] for alias in connections}
     previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
     try:
         with sync_playwright() as playwright:
+            for alias, connection in thread_connections.items():
+                connections[alias] = connection
             chromium = playwright.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
             yield chromium
             chromium.close()
