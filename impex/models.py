@@ -292,7 +292,9 @@ class ImportedFileName(models.Model):
 class FileKey(models.Model):
     """Keys a file has applied so far: catches duplicate keys across batches and drives FULL retirement."""
 
-    file = models.ForeignKey(ImportFile, on_delete=models.CASCADE, related_name="+")
+    # No database constraint: a million keys per file would each pay a foreign-key check at commit.
+    # The engine deletes a file's keys when it finishes; the ORM cascade still applies.
+    file = models.ForeignKey(ImportFile, on_delete=models.CASCADE, related_name="+", db_constraint=False)
     key = models.CharField(max_length=400)
 
     class Meta:

@@ -9,8 +9,16 @@ from syncapp.choices import ProductStatus, SpecialOrderEventType, SpecialOrderSt
 class SyncedModel(models.Model):
     """A record kept in sync with a reference system, remembering which connection wrote it."""
 
+    # Provenance, not structure: no database constraint, so that bulk imports don't pay a foreign-key
+    # check per row at commit; the ORM still nulls it when a connection is deleted (SET_NULL).
     connection = models.ForeignKey(
-        "impex.Connection", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=True
+        "impex.Connection",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=True,
+        db_constraint=False,
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -55,10 +55,9 @@ def browser():
     # 1. Django then refuses ORM calls from the test thread (SynchronousOnlyOperation). The tests set up their
     #    data with the ORM, so allow it while Playwright runs (tests only); the previous value is restored after.
     # 2. With a loop running, Django's connection handler (an asgiref Local) stops using the thread's connections
-    #    and hands out new ones from a context variable. Those would lack what pytest-django set on the thread's
-    #    connections when it created the test database (the serialized contents that serialized_rollback restores,
-    #    the shared in-memory SQLite connection) whenever a test without the browser ran first. So the test thread
-    #    keeps the very same connection objects while Playwright runs.
+    #    and hands out new ones from a context variable, unlike the connections pytest-django set the test database
+    #    up with (when a test without the browser ran first). So the test thread keeps the very same connection
+    #    objects while Playwright runs.
     thread_connections = {alias: connections[alias] for alias in connections}
     previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
@@ -87,6 +86,21 @@ def page(browser, live_server):
     tab.on("response", lambda r: tab.failed_responses.append(f"{r.status} {r.url}") if r.status >= 400 else None)
     yield tab
     context.close()
+
+
+@pytest.fixture(autouse=True)
+def builtin_descriptors(browser, live_server):
+    """The built-in descriptors and groups, as migration impex 0002 installs them.
+
+    The live server needs a transactional database, which is flushed after each test (the migration's rows go
+    with it); serialized_rollback cannot bring them back in a full run, where another transactional test's flush
+    has re-created the content types first. So each browser test installs them again with the migration's code.
+    """
+    from django.apps import apps
+
+    from impex.builtin import install_builtin
+
+    install_builtin(apps)
 
 
 @pytest.fixture(autouse=True)

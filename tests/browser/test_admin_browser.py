@@ -15,9 +15,9 @@ from impex.tests.helpers import customer_row, only_file, run_import, write_kore,
 from syncapp.models import Customer
 from tests.browser.conftest import log_in
 
-# live_server needs a transactional database; serialized_rollback restores the built-in descriptors (installed
-# by a migration) that the flush after each test would otherwise remove for the next one.
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
+# The live server needs a transactional database (the built-in descriptors come from the autouse fixture
+# builtin_descriptors in conftest.py, which runs the migration's code again).
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 KS_CUSTOMERS_COLUMNS = [
     "customer_id",
