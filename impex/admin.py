@@ -10,6 +10,7 @@ from django.db import router
 from django.db.models import Count
 from django.db.models.deletion import Collector
 from django.forms.models import BaseInlineFormSet
+from django.template.defaultfilters import pluralize
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
@@ -192,8 +193,22 @@ class DescriptorColumnInline(admin.TabularInline):
     extra = 0
 
 
+class DataDescriptorAdminForm(forms.ModelForm):
+    """Keeps a built-in descriptor's code (file names carry it); "Save as new" may give the copy a new one."""
+
+    def clean_code(self):
+        code = self.cleaned_data["code"]
+        if self.instance.pk and self.instance.builtin and code != self.instance.code:
+            raise forms.ValidationError(
+                "File names carry this built-in descriptor's code, so it cannot change. "
+                'To make a new layout, change the code and use "Save as new".'
+            )
+        return code
+
+
 @admin.register(DataDescriptor)
 class DataDescriptorAdmin(admin.ModelAdmin):
+    form = DataDescriptorAdminForm
     list_display = ("code", "name", "entity", "convention", "format", "precedence", "column_count", "builtin")
     list_filter = ("entity", "format", "convention", "builtin")
     search_fields = ("code", "name")
@@ -232,12 +247,6 @@ class DataDescriptorAdmin(admin.ModelAdmin):
     @admin.display(description="columns", ordering="column_count")
     def column_count(self, obj):
         return obj.column_count
-
-    def get_readonly_fields(self, request, obj=None):
-        # File names carry a built-in descriptor's code: renaming it would orphan them.
-        if obj is not None and obj.builtin:
-            return ("code", *self.readonly_fields)
-        return self.readonly_fields
 
     def has_delete_permission(self, request, obj=None):
         if obj is not None and obj.builtin:
@@ -356,7 +365,7 @@ class ImportJobAdmin(AuditRecordAdmin):
     @admin.display(description="row errors")
     def row_errors(self, obj):
         count = RowError.objects.filter(file__job=obj).count()
-        return changelist_link(RowError, f"{count} row errors", job=obj.pk)
+        return changelist_link(RowError, f"{count} row error{pluralize(count)}", job=obj.pk)
 
     @admin.display(description="log")
     def log_display(self, obj):
@@ -440,7 +449,8 @@ class ImportFileAdmin(AuditRecordAdmin):
 
     @admin.display(description="row errors")
     def row_errors(self, obj):
-        return changelist_link(RowError, f"all {obj.errors.count()} row errors", file__id__exact=obj.pk)
+        count = obj.errors.count()
+        return changelist_link(RowError, f"all {count} row error{pluralize(count)}", file__id__exact=obj.pk)
 
 
 class RowErrorJobFilter(admin.SimpleListFilter):

@@ -77,6 +77,12 @@ class _JobRun:
             except FileRejected as exc:
                 self._reject(f, str(exc))
         self._report_unknown_archives()
+        if job.connection_id is None:
+            # A job given no connection belongs to the one its files name, when they all name the same.
+            found = set(job.files.exclude(connection=None).values_list("connection_id", flat=True))
+            if len(found) == 1:
+                job.connection_id = found.pop()
+                ImportJob.objects.filter(pk=job.pk).update(connection_id=job.connection_id)
         pending = list(
             job.files.filter(status__in=[FileStatus.PENDING, FileStatus.RUNNING, FileStatus.WAITING]).select_related(
                 "descriptor", "connection"

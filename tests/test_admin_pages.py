@@ -219,10 +219,18 @@ def test_builtin_descriptor_shows_its_columns_in_order(admin_client):
 def test_builtin_descriptor_cannot_be_deleted_nor_renamed(admin_client):
     descriptor = DataDescriptor.objects.get(code="KS_CUSTOMERS")
 
-    response = admin_client.get(admin_url(DataDescriptor, "change", descriptor.pk))
+    page = admin_client.get(admin_url(DataDescriptor, "change", descriptor.pk))
+    formset = page.context["inline_admin_formsets"][0].formset
+    data = post_data(page.context["adminform"].form, formset.management_form, *formset.forms)
+    data.update({"code": "RENAMED", "_save": "Save"})
+
+    response = admin_client.post(admin_url(DataDescriptor, "change", descriptor.pk), data)
 
     assert admin_client.get(admin_url(DataDescriptor, "delete", descriptor.pk)).status_code == 403
-    assert "code" not in response.context["adminform"].form.fields
+    assert response.status_code == 200
+    assert "cannot change" in str(response.context["adminform"].form.errors["code"])
+    assert DataDescriptor.objects.filter(code="KS_CUSTOMERS").exists()
+    assert not DataDescriptor.objects.filter(code="RENAMED").exists()
 
 
 def post_data(*forms_):
@@ -273,7 +281,7 @@ def test_import_job_change_page_shows_progress_duration_and_files(admin_client, 
     assert "50%" in response.text
     assert "1:30" in response.text
     assert "DT_0000001_INT1_KS_CUSTOMERS.NET" in response.text
-    assert "1 row errors" in response.text
+    assert "1 row error<" in response.text
     assert not response.context["has_change_permission"]
 
 
