@@ -124,7 +124,7 @@ def iter_records(
         return
     first_row = 2 if layout.has_header else 1
     width = len(header)
-    rows = _csv_records(path, layout=layout)
+    rows = _csv_records_checked(path, layout=layout)
     with closing(rows):
         index = -1
         for cells in rows:
@@ -193,15 +193,6 @@ def _header(rows: Iterator[list[str]]) -> list[str]:
     return header
 
 
-def _csv_records(path: str | Path, *, layout: Layout) -> Iterator[list[str]]:
-    """Yield the cells of each data record (after the header, if any)."""
-    rows = _csv_rows(path, layout=layout)
-    with closing(rows):
-        if layout.has_header:
-            next(rows, None)
-        yield from rows
-
-
 def _csv_rows(path: str | Path, *, layout: Layout) -> Iterator[list[str]]:
     """Yield the cells of each non-blank row, raising FileRejected for broken quoting or oversized cells."""
     if not layout.has_header and not layout.columns:
@@ -209,16 +200,27 @@ def _csv_rows(path: str | Path, *, layout: Layout) -> Iterator[list[str]]:
     with open(path, encoding=layout.python_encoding, errors="strict", newline="") as text:
         reader = csv.reader(_bounded_lines(text), delimiter=layout.csv_delimiter, strict=True)
         number = 0
-        while True:
-            first_line = reader.line_num + 1
-            try:
-                cells = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as exc:
-                raise _csv_rejection(exc, row=number + 1, line=first_line) from None
+        first_line = 1
+        try:
+            for cells in reader:
+                if cells:
+                    number += 1
+                    yield cells
+                first_line = reader.line_num + 1
+        except csv.Error as exc:
+            raise _csv_rejection(exc, row=number + 1, line=first_line) from None
+
+
+def _csv_records_checked(path: str | Path, *, layout: Layout) -> Iterator[list[str]]:
+    """Yield the cells of each data record of a file scan() accepted, on the fast path (no re-checks)."""
+    with open(path, encoding=layout.python_encoding, errors="strict", newline="") as text:
+        reader = csv.reader(text, delimiter=layout.csv_delimiter, strict=True)
+        if layout.has_header:
+            for cells in reader:
+                if cells:
+                    break
+        for cells in reader:
             if cells:
-                number += 1
                 yield cells
 
 

@@ -18,6 +18,10 @@ _DEC = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)\Z")
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
 _TRUE = {"y", "yes", "true", "1", "t"}
 _FALSE = {"n", "no", "false", "0", "f"}
+_BOOLEANS = {
+    **{v: True for v in ("Y", "y", "true", "True", "TRUE", "1")},
+    **{v: False for v in ("N", "n", "false", "False", "FALSE", "0")},
+}
 INT32 = (-(2**31), 2**31 - 1)
 
 
@@ -191,8 +195,12 @@ def _converter(column: Column, *, descriptor, zone: ZoneInfo):
         places = getattr(field, "decimal_places", None)
         places = 10 if places is None else places
         whole = max_digits - places
+        # A cell this pattern accepts fits the column as it is; only the others need the detailed checks.
+        fits = re.compile(rf"[+-]?[0-9]{{1,{max(whole, 1)}}}(?:\.[0-9]{{0,{places}}})?\Z").match
 
         def convert(raw):
+            if fits(raw):
+                return Decimal(raw)
             if raw == "":
                 return missing(raw)
             if not _DEC.match(raw):
@@ -213,6 +221,9 @@ def _converter(column: Column, *, descriptor, zone: ZoneInfo):
     elif kind == ColumnType.BOOLEAN:
 
         def convert(raw):
+            value = _BOOLEANS.get(raw)
+            if value is not None:
+                return value
             if raw == "":
                 return missing(raw)
             low = raw.strip().lower()

@@ -1,8 +1,6 @@
 """Import one file: validate it whole, then stream its rows in chunks of batches into the entity tables."""
 
 import logging
-import queue
-import threading
 from dataclasses import dataclass, field
 from itertools import islice
 from operator import itemgetter
@@ -266,7 +264,9 @@ class FileImport:
             if chunk is None or chunk.status == ChunkStatus.DONE:
                 return
             chunk_totals = Totals()
-            for converted in self._converted_batches(self._records_of(chunk)):
+            records = self._records_of(chunk)
+            while batch := list(islice(records, self.batch_size)):
+                converted = self._convert(batch)
                 result = self._write_batch(converted, final=False)
                 self._record(result)
                 chunk_totals.add(result.totals)
@@ -281,45 +281,6 @@ class FileImport:
                 finished_at=timezone.now(),
             )
             self._save_totals()
-
-    def _converted_batches(self, records):
-        """Yield converted batches, reading and converting the next ones in a thread meanwhile.
-
-        Parsing is pure Python and the database works in its own process: while the main thread waits on
-        a batch's statements, the reader thread converts the next batch (two cores, both busy).
-        """
-        batches: queue.Queue = queue.Queue(maxsize=2)
-        stop = threading.Event()
-
-        def produce():
-            try:
-                while not stop.is_set():
-                    batch = list(islice(records, self.batch_size))
-                    item = self._convert(batch) if batch else None
-                    while not stop.is_set():
-                        try:
-                            batches.put(item, timeout=0.2)
-                            break
-                        except queue.Full:
-                            continue
-                    if item is None:
-                        return
-            except BaseException as exc:  # handed to the main thread, which raises it
-                batches.put(exc)
-
-        reader = threading.Thread(target=produce, name=f"impex-reader-{self.file.pk}", daemon=True)
-        reader.start()
-        try:
-            while True:
-                item = batches.get()
-                if item is None:
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:
-            stop.set()
-            reader.join()
 
     def _records_of(self, chunk: ImportChunk):
         """Return the chunk's records from one reader kept open across chunks (the file is parsed once)."""

@@ -105,7 +105,7 @@ def upsert(
     pk = qn(plan.model._meta.pk.column)
     sql = (
         f"INSERT INTO {table} ({', '.join(qn(c) for c in insert_cols)}) "
-        f"SELECT {', '.join(select)} FROM {qn(stage.name)} s WHERE true ORDER BY s._row "
+        f"SELECT {', '.join(select)} FROM {qn(stage.name)} s WHERE true "
         f"ON CONFLICT ({conflict}) {action}"
     )
     result = UpsertResult()
