@@ -124,8 +124,6 @@ MEDIA_URL = "media/"
 IMPEX_ROOT = Path(os.environ.get("IMPEX_ROOT", VAR_DIR / "impex"))
 IMPEX_BATCH_SIZE = env_int("IMPEX_BATCH_SIZE", 5000)
 IMPEX_CHUNK_ROWS = env_int("IMPEX_CHUNK_ROWS", 20_000)
-# Files of at least this many rows are read and converted in a second process (0: never).
-IMPEX_PARSE_PROCESS_MIN_ROWS = env_int("IMPEX_PARSE_PROCESS_MIN_ROWS", 50_000) or 10**18
 IMPEX_MAX_FILE_BYTES = env_int("IMPEX_MAX_FILE_BYTES", 2 * 1024**3)
 IMPEX_MAX_ZIP_BYTES = env_int("IMPEX_MAX_ZIP_BYTES", 4 * 1024**3)
 IMPEX_MAX_ZIP_ENTRIES = env_int("IMPEX_MAX_ZIP_ENTRIES", 1000)

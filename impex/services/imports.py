@@ -1,9 +1,6 @@
 """Import one file: validate it whole, then stream its rows in chunks of batches into the entity tables."""
 
 import logging
-import multiprocessing
-import os
-import queue
 from dataclasses import dataclass, field
 from itertools import islice
 from operator import itemgetter
@@ -85,7 +82,7 @@ class _Good:
 @dataclass
 class _Batch:
     totals: Totals = field(default_factory=Totals)
-    errors: list = field(default_factory=list)  # (row, column, value, message, external id)
+    errors: list = field(default_factory=list)  # RowError objects (unsaved)
     failed_ext: dict = field(default_factory=dict)  # external id -> (message, row)
     applied_ext: list = field(default_factory=list)
     failed_keys: list = field(default_factory=list)  # keys of refused rows that the file did send
@@ -250,22 +247,8 @@ class FileImport:
         self.open_sync_errors = bool(self.connection) and sync.sync_log_has_errors(
             connection=self.connection, entity=self.descriptor.entity
         )
-        pending = list(
-            f.chunks.exclude(status=ChunkStatus.DONE)
-            .order_by("index")
-            .values_list("pk", "first_record", "record_count")
-        )
-        pending_rows = sum(count for _, _, count in pending)
-        if pending and pending_rows >= settings.IMPEX_PARSE_PROCESS_MIN_ROWS and _can_fork():
-            feed = ParseProcess(self, pending)
-        else:
-            feed = _inline_feed(self, pending)
-        try:
-            for chunk_id, _, _ in pending:
-                self._run_chunk(chunk_id, feed)
-        finally:
-            if isinstance(feed, ParseProcess):
-                feed.close()
+        for chunk_id in list(f.chunks.exclude(status=ChunkStatus.DONE).values_list("pk", flat=True)):
+            self._run_chunk(chunk_id)
         if f.chunks.exclude(status=ChunkStatus.DONE).exists():
             # Another worker holds a chunk: whoever applies the last chunk finishes the file.
             self.finished = False
@@ -274,17 +257,16 @@ class FileImport:
         self.finished = True
         return self.totals
 
-    def _run_chunk(self, chunk_id: int, feed) -> None:
-        """Apply one chunk's converted batches (taken from the feed) in one transaction."""
+    def _run_chunk(self, chunk_id: int) -> None:
         with transaction.atomic():
             relax_commit()
             chunk = ImportChunk.objects.select_for_update(skip_locked=True).filter(pk=chunk_id).first()
             if chunk is None or chunk.status == ChunkStatus.DONE:
-                for _ in _batches_of(feed, chunk_id):  # another worker has it: pass its batches by
-                    pass
                 return
             chunk_totals = Totals()
-            for converted in _batches_of(feed, chunk_id):
+            records = self._records_of(chunk)
+            while batch := list(islice(records, self.batch_size)):
+                converted = self._convert(batch)
                 result = self._write_batch(converted, final=False)
                 self._record(result)
                 chunk_totals.add(result.totals)
@@ -300,25 +282,17 @@ class FileImport:
             )
             self._save_totals()
 
-    def convert_chunks(self, pending):
-        """Yield (chunk id, converted batch) for the pending chunks in order, then (chunk id, None) per chunk."""
-        for chunk_id, first, count in pending:
-            records = self._records_of(first, count)
-            while batch := list(islice(records, self.batch_size)):
-                yield chunk_id, self._convert(batch)
-            yield chunk_id, None
-
-    def _records_of(self, first: int, count: int):
-        """Return a chunk's records from one reader kept open across chunks (the file is parsed once)."""
-        if self._reader is None or self._reader_pos > first:
+    def _records_of(self, chunk: ImportChunk):
+        """Return the chunk's records from one reader kept open across chunks (the file is parsed once)."""
+        if self._reader is None or self._reader_pos > chunk.first_record:
             self._reader = iter_records(self.file.path, layout=self.layout, header=self.header, as_list=True)
             self._reader_pos = 0
-        skip = first - self._reader_pos
+        skip = chunk.first_record - self._reader_pos
         if skip:
             for _ in islice(self._reader, skip):
                 pass
-        self._reader_pos = first + count
-        return islice(self._reader, count)
+        self._reader_pos = chunk.first_record + chunk.record_count
+        return islice(self._reader, chunk.record_count)
 
     def _check_limit(self) -> None:
         d = self.descriptor
@@ -348,14 +322,10 @@ class FileImport:
     def _record(self, result: _Batch) -> None:
         """Save a batch's row errors, deferred rows and sync-log changes (inside the chunk's transaction)."""
         if result.errors:
-            errors = [
-                RowError(file=self.file, row=row, column=column, value=value, message=message, external_id=ext)
-                for row, column, value, message, ext in result.errors
-            ]
-            RowError.objects.bulk_create(errors, batch_size=1000)
+            RowError.objects.bulk_create(result.errors, batch_size=1000)
             room = MAX_REPORTED_ERRORS - len(self.reported_errors)
             if room > 0:
-                self.reported_errors.extend(errors[:room])
+                self.reported_errors.extend(result.errors[:room])
         if result.deferred:
             DeferredRow.objects.bulk_create(result.deferred, batch_size=1000)
         if result.failed_keys:
@@ -377,8 +347,9 @@ class FileImport:
     # -- one batch ------------------------------------------------------------------------------
 
     def _error(self, out: _Batch, row, message, *, column="", value="", ext=""):
-        # Plain tuples: a batch may be converted in the parse process and pickled across.
-        out.errors.append((row, column, value[:2000], message, ext))
+        out.errors.append(
+            RowError(file=self.file, row=row, column=column, value=value[:2000], message=message, external_id=ext)
+        )
 
     def _apply(self, records: list[Record], *, final: bool) -> _Batch:
         """Convert, check and write a batch of records; return what it did."""
@@ -789,101 +760,6 @@ class FileImport:
                     f"WHERE v.product_id = syncapp_product.id AND v.status = 'live')",
                     [status, db_param(_updated_field(), now), status],
                 )
-
-
-def _inline_feed(importer: FileImport, pending):
-    """Convert batches in this process, as they are needed."""
-    return importer.convert_chunks(pending)
-
-
-def _batches_of(feed, chunk_id: int):
-    """Yield the converted batches of one chunk from the feed, up to its end marker."""
-    for got_id, converted in feed:
-        if got_id != chunk_id:
-            raise RuntimeError(f"parse feed out of step: chunk {got_id} came while chunk {chunk_id} was expected")
-        if converted is None:
-            return
-        yield converted
-
-
-def _can_fork() -> bool:
-    return "fork" in multiprocessing.get_all_start_methods()
-
-
-class ParseProcess:
-    """Read and convert a file's batches in a forked process while this one writes to the database.
-
-    Parsing and converting are pure Python and take as long as the writes; a second process (not a
-    thread: they would share one interpreter lock) runs them on the other core. The child never
-    touches the database and leaves with os._exit, so the parent's connection is not disturbed.
-    """
-
-    def __init__(self, importer: FileImport, pending):
-        ctx = multiprocessing.get_context("fork")
-        self.queue = ctx.Queue(maxsize=4)
-        self.process = ctx.Process(
-            target=_parse_main, args=(importer, pending, self.queue, os.getpid()), name="impex-parse", daemon=True
-        )
-        self.process.start()
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        while True:
-            try:
-                item = self.queue.get(timeout=1)
-            except queue.Empty:
-                if not self.process.is_alive():
-                    code = self.process.exitcode
-                    raise RuntimeError(f"the parse process ended unexpectedly (exit code {code})") from None
-                continue
-            if isinstance(item, _ParseFailure):
-                raise item.exception()
-            if item is None:
-                raise StopIteration
-            return item
-
-    def close(self) -> None:
-        if self.process.is_alive():
-            self.process.terminate()
-        self.process.join(timeout=5)
-        self.queue.close()
-
-
-class _ParseFailure:
-    """An exception raised in the parse process, carried back to be raised in the parent."""
-
-    def __init__(self, exc: BaseException):
-        self.kind = type(exc) if isinstance(exc, ImpexError) else RuntimeError
-        self.message = str(exc) if self.kind is not RuntimeError else f"{type(exc).__name__}: {exc}"
-
-    def exception(self) -> BaseException:
-        return self.kind(self.message)
-
-
-def _parse_main(importer: FileImport, pending, out, parent_pid: int) -> None:
-    """Body of the parse process: convert every pending chunk's batches and hand them over."""
-
-    def put(item) -> bool:
-        while True:
-            try:
-                out.put(item, timeout=1)
-                return True
-            except queue.Full:
-                if os.getppid() != parent_pid:  # the parent is gone (killed): stop, nobody will read
-                    return False
-
-    try:
-        for item in importer.convert_chunks(pending):
-            if not put(item):
-                return
-        put(None)
-    except BaseException as exc:  # handed to the parent, which raises it
-        put(_ParseFailure(exc))
-    finally:
-        out.close()
-        out.join_thread()
 
 
 def _getter(positions: list[int]):
