@@ -17,7 +17,7 @@ from impex.exceptions import RowError as RowProblem
 from impex.formats.readers import Layout, Record, iter_records, scan
 from impex.models import DeferredRow, FileKey, ImportChunk, ImportedFileName, ImportFile, ImportJob, RowError
 from impex.services.columns import Column, CompiledDescriptor, compile_descriptor
-from impex.services.sql import db_param, distinct, qn, relax_commit
+from impex.services.sql import db_param, distinct, is_postgres, qn, relax_commit
 from impex.services.upsert import UpsertPlan, plan_for, stage_for, upsert
 from syncapp import services as sync
 
@@ -104,6 +104,7 @@ class FileImport:
         self._parent_changed_keys: set[str] = set()
         self._reader = None
         self._reader_pos = 0
+        self._analyzed_rows = 0
 
     # -- set-up ---------------------------------------------------------------------------------
 
@@ -249,6 +250,7 @@ class FileImport:
         )
         for chunk_id in list(f.chunks.exclude(status=ChunkStatus.DONE).values_list("pk", flat=True)):
             self._run_chunk(chunk_id)
+            self._refresh_statistics()
         if f.chunks.exclude(status=ChunkStatus.DONE).exists():
             # Another worker holds a chunk: whoever applies the last chunk finishes the file.
             self.finished = False
@@ -281,6 +283,26 @@ class FileImport:
                 finished_at=timezone.now(),
             )
             self._save_totals()
+
+    def _refresh_statistics(self) -> None:
+        """ANALYZE the tables this file is growing once they have doubled (PostgreSQL).
+
+        A bulk load into a table whose statistics say it is (nearly) empty makes the planner pick
+        nested loops over whole tables for the joins with the staged batch: quadratic time. Doubling
+        steps keep the cost to a few ANALYZE runs per file.
+        """
+        if not is_postgres():
+            return
+        grown = self.totals.rows_done
+        if grown < max(10_000, 2 * self._analyzed_rows):
+            return
+        tables = [self.plan.table, "impex_filekey"]
+        if self.parent_cols:
+            tables.append(self.parent_plan.table)
+        with connection.cursor() as cursor:
+            for table in tables:
+                cursor.execute(f"ANALYZE {qn(table)}")
+        self._analyzed_rows = grown
 
     def _records_of(self, chunk: ImportChunk):
         """Return the chunk's records from one reader kept open across chunks (the file is parsed once)."""
