@@ -294,12 +294,14 @@ class FileImport:
         if not is_postgres():
             return
         grown = self.totals.rows_done
-        if grown < max(10_000, 2 * self._analyzed_rows):
+        if grown < max(settings.IMPEX_ANALYZE_MIN_ROWS, 2 * self._analyzed_rows):
             return
         tables = [self.plan.table, "impex_filekey"]
         if self.parent_cols:
             tables.append(self.parent_plan.table)
-        with connection.cursor() as cursor:
+        # Row counts are what the planner lacks, not fine distributions: a small sample is enough.
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SET LOCAL default_statistics_target TO 10")
             for table in tables:
                 cursor.execute(f"ANALYZE {qn(table)}")
         self._analyzed_rows = grown

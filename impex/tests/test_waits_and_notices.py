@@ -4,6 +4,7 @@ from datetime import timedelta
 
 import pytest
 from django.core import mail
+from django.db import connection
 from django.utils import timezone
 
 from impex.models import Connection, ImportFile
@@ -95,3 +96,18 @@ def test_a_clean_job_mails_nobody_and_reports_its_progress(
     assert f.chunks.count() == 3
     assert set(f.chunks.values_list("status", flat=True)) == {"done"}
     assert "imported: 5 created" in job.log
+
+
+def test_statistics_are_refreshed_while_a_file_grows_a_table(tmp_path, kore_connection, settings):
+    settings.IMPEX_CHUNK_ROWS = 3
+    settings.IMPEX_ANALYZE_MIN_ROWS = 2
+    rows = [f"C{n}\tc{n}@example.com" for n in range(20)]
+
+    job = run([customers_file(tmp_path, 1, *rows)], kore_connection)
+
+    assert job.status == "completed"
+    assert Customer.objects.count() == 20
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT reltuples FROM pg_class WHERE relname = 'syncapp_customer'")
+            assert cursor.fetchone()[0] >= 9  # analysed at 2, 4, 8 and 16 rows: the planner knows it grew
