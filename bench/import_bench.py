@@ -22,22 +22,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
-HEADER = [
-    "customer_id",
-    "email",
-    "first_name",
-    "last_name",
-    "company_name",
-    "group",
-    "accounting_id",
-    "price_list",
-    "discount_percentage",
-    "payment_on_account",
-    "parent_customer_id",
-    "active",
-]
 CONNECTION = "bench-kore"
 INTEGRATION = "BENCH"
+
+
+def header() -> list[str]:
+    """Return the KS_CUSTOMERS columns of the built-in descriptor."""
+    from impex.builtin import column_names
+
+    return list(column_names("KS_CUSTOMERS"))
 
 
 def make_file(path: Path, *, rows: int, changed: float = 0.0, seed: int = 7) -> None:
@@ -45,7 +38,7 @@ def make_file(path: Path, *, rows: int, changed: float = 0.0, seed: int = 7) -> 
     rnd = random.Random(seed)
     change_every = int(1 / changed) if changed else 0
     with open(path, "w", encoding="utf-8", newline="") as out:
-        out.write("\t".join(HEADER) + "\n")
+        out.write("\t".join(header()) + "\n")
         for n in range(rows):
             email = f"customer{n}@example.com"
             if change_every and n % change_every == 0:
@@ -147,7 +140,7 @@ def phase_floor(path: str) -> dict:
 
     if connection.vendor != "postgresql":
         return {"skipped": "the COPY floor needs PostgreSQL"}
-    cols = [c if c != "group" else '"group"' for c in HEADER if c != "parent_customer_id"]
+    cols = [c if c != "group" else '"group"' for c in header() if c != "parent_customer_id"]
     with connection.cursor() as cursor:
         cursor.execute("DROP TABLE IF EXISTS bench_floor_customer")
         cursor.execute("CREATE TABLE bench_floor_customer (LIKE syncapp_customer INCLUDING ALL)")

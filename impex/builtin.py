@@ -187,6 +187,12 @@ GROUPS = [
 ]
 
 
+def column_names(code: str) -> tuple[str, ...]:
+    """Return the column names of a built-in descriptor, in file order."""
+    spec = next(d for d in BSPK_DESCRIPTORS + KORE_DESCRIPTORS if d["code"] == code)
+    return tuple(column[0] for column in spec["columns"])
+
+
 def install_builtin(apps) -> None:
     """Create or refresh the built-in descriptors, their columns and the two import groups."""
     DataDescriptor = apps.get_model("impex", "DataDescriptor")

@@ -13,6 +13,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from import_export import fields, resources, widgets
 
+from impex.builtin import column_names
 from syncapp.models import (
     Customer,
     Price,
@@ -123,20 +124,7 @@ class CustomerResource(SafeExportResource):
     class Meta(SafeExportResource.Meta):
         model = Customer
         import_id_fields = ("customer_id",)
-        fields = (
-            "customer_id",
-            "email",
-            "first_name",
-            "last_name",
-            "company_name",
-            "group",
-            "accounting_id",
-            "price_list",
-            "discount_percentage",
-            "payment_on_account",
-            "parent_customer_id",
-            "active",
-        )
+        fields = column_names("KS_CUSTOMERS")
         export_order = fields
 
     def get_queryset(self):

@@ -2,6 +2,7 @@
 
 import fnmatch
 import hashlib
+from contextlib import nullcontext
 from pathlib import Path
 
 from django.conf import settings
@@ -25,24 +26,15 @@ def connection_folder(connection: Connection | None, kind: str) -> Path:
     return Path(settings.IMPEX_ROOT) / code / kind
 
 
-def _copy_hashing(src: Path, dest: Path) -> tuple[str, int]:
-    """Copy a file and return its SHA-256 and size, reading it once."""
+def _hash(path: Path, *, copy_to: Path | None = None) -> tuple[str, int]:
+    """Return a file's SHA-256 and size, copying it on the way if asked (one read)."""
     digest = hashlib.sha256()
     size = 0
-    with open(src, "rb") as fin, open(dest, "wb") as fout:
+    with open(path, "rb") as fin, open(copy_to, "wb") if copy_to else nullcontext() as fout:
         while chunk := fin.read(1024 * 1024):
             digest.update(chunk)
-            fout.write(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size
-
-
-def _hash(path: Path) -> tuple[str, int]:
-    digest = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as fin:
-        while chunk := fin.read(1024 * 1024):
-            digest.update(chunk)
+            if fout is not None:
+                fout.write(chunk)
             size += len(chunk)
     return digest.hexdigest(), size
 
@@ -92,7 +84,7 @@ def _add_file(job, *, path: Path, name: str, folder: Path, taken: set, connectio
     taken.add(name)
     dest = folder / name
     try:
-        import_file.content_hash, import_file.size = _copy_hashing(path, dest)
+        import_file.content_hash, import_file.size = _hash(path, copy_to=dest)
     except OSError as exc:
         import_file.save()
         file_reject(import_file, message=f"{name}: cannot be read ({exc.strerror or exc})")

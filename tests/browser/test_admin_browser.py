@@ -10,6 +10,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
+from impex.builtin import column_names
 from impex.models import Connection, DataDescriptor, ImportJob, RowError
 from impex.tests.helpers import customer_row, only_file, run_import, write_kore, write_raw
 from syncapp.models import Customer
@@ -19,20 +20,7 @@ from tests.browser.conftest import log_in
 # builtin_descriptors in conftest.py, which runs the migration's code again).
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-KS_CUSTOMERS_COLUMNS = [
-    "customer_id",
-    "email",
-    "first_name",
-    "last_name",
-    "company_name",
-    "group",
-    "accounting_id",
-    "price_list",
-    "discount_percentage",
-    "payment_on_account",
-    "parent_customer_id",
-    "active",
-]
+KS_CUSTOMERS_COLUMNS = list(column_names("KS_CUSTOMERS"))
 BUILTIN_CODES = [
     "SPECIAL-ORDERS",
     "SPECIAL-ORDER-LINE-ITEMS",
