@@ -130,6 +130,17 @@ IMPEX_MAX_FILE_BYTES = env_int("IMPEX_MAX_FILE_BYTES", 2 * 1024**3)
 IMPEX_MAX_ZIP_BYTES = env_int("IMPEX_MAX_ZIP_BYTES", 4 * 1024**3)
 IMPEX_MAX_ZIP_ENTRIES = env_int("IMPEX_MAX_ZIP_ENTRIES", 1000)
 IMPEX_MAX_ZIP_RATIO = env_int("IMPEX_MAX_ZIP_RATIO", 200)
+# A worker's claim on a job or a chunk lasts this long unless renewed; a killed worker's work is taken
+# over once it runs out.
+IMPEX_LEASE_SECONDS = env_int("IMPEX_LEASE_SECONDS", 60)
+IMPEX_POLL_SECONDS = float(os.environ.get("IMPEX_POLL_SECONDS", "0.5"))
+# An import gives up (and can be run again) rather than wait forever on a lock held elsewhere.
+IMPEX_LOCK_TIMEOUT_SECONDS = env_int("IMPEX_LOCK_TIMEOUT_SECONDS", 60)
+IMPEX_STATEMENT_TIMEOUT_SECONDS = env_int("IMPEX_STATEMENT_TIMEOUT_SECONDS", 1800)
+# A queued job no worker has taken for this long is handed to the queue again.
+IMPEX_REQUEUE_MINUTES = env_int("IMPEX_REQUEUE_MINUTES", 10)
+# A cluster task waits this long for a connection another job is importing, then queues its job again.
+IMPEX_CONNECTION_WAIT_SECONDS = env_int("IMPEX_CONNECTION_WAIT_SECONDS", 30)
 
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},

@@ -23,6 +23,7 @@ from impex.models import (
     DescriptorColumn,
     ImportChunk,
     ImportedFileName,
+    ImportEvent,
     ImportFile,
     ImportJob,
     RowError,
@@ -284,8 +285,19 @@ class DataGroupAdmin(admin.ModelAdmin):
         return obj.descriptor_count
 
 
+class ImportEventInline(ReadOnlyInline):
+    model = ImportEvent
+    formset = FirstRowsInlineFormSet
+    fields = ("at", "level", "message", "worker")
+    readonly_fields = fields
+    show_change_link = False
+    verbose_name = "event"
+    verbose_name_plural = f"log (the first {INLINE_ROW_LIMIT} events)"
+
+
 class ImportFileInline(ReadOnlyInline):
     model = ImportFile
+    fk_name = "job"
     fields = (
         "name",
         "descriptor",
@@ -330,11 +342,13 @@ class ImportJobAdmin(AuditRecordAdmin):
         "duration_display",
         "progress",
         "row_errors",
-        "log_display",
+        "claimed_by",
+        "lease_until",
+        "attempts",
         "error",
     )
     readonly_fields = fields
-    inlines = (ImportFileInline,)
+    inlines = (ImportFileInline, ImportEventInline)
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(file_count=Count("files"))
@@ -364,14 +378,13 @@ class ImportJobAdmin(AuditRecordAdmin):
 
     @admin.display(description="row errors")
     def row_errors(self, obj):
-        count = RowError.objects.filter(file__job=obj).count()
-        return changelist_link(RowError, f"{count} row error{pluralize(count)}", job=obj.pk)
-
-    @admin.display(description="log")
-    def log_display(self, obj):
-        if not obj.log:
-            return "-"
-        return format_html('<pre style="max-height:30em;overflow:auto;white-space:pre-wrap">{}</pre>', obj.log)
+        errors = RowError.objects.filter(file__job=obj)
+        rows = errors.filter(row__isnull=False).count()
+        rejected = errors.filter(row__isnull=True).count()
+        text = f"{rows} row error{pluralize(rows)}"
+        if rejected:
+            text += f" and {rejected} rejected file{pluralize(rejected)}"
+        return changelist_link(RowError, text, job=obj.pk)
 
 
 class RowErrorInline(ReadOnlyInline):
@@ -481,6 +494,19 @@ class RowErrorAdmin(AuditRecordAdmin):
     @admin.display(description="value", ordering="value")
     def short_value(self, obj):
         return obj.value if len(obj.value) <= 80 else obj.value[:79] + "…"
+
+
+@admin.register(ImportEvent)
+class ImportEventAdmin(AuditRecordAdmin):
+    """Every job's log lines, searchable across jobs."""
+
+    list_display = ("at", "job", "level", "kind", "message", "worker")
+    list_filter = ("level", "kind")
+    search_fields = ("message", "worker", "file__name")
+    list_select_related = ("job",)
+    show_full_result_count = False
+    fields = ("at", "job", "file", "level", "kind", "message", "worker")
+    readonly_fields = fields
 
 
 @admin.register(ImportChunk)

@@ -14,19 +14,6 @@ class FileFormat(models.TextChoices):
     XML = "xml", "XML"
 
 
-class Entity(models.TextChoices):
-    SPECIAL_ORDER = "special_order", "Special order"
-    SPECIAL_ORDER_LINE_ITEM = "special_order_line_item", "Special order line item"
-    SPECIAL_ORDER_EVENT = "special_order_event", "Special order event"
-    CUSTOMER = "customer", "Customer"
-    PRODUCT_VARIANT = "product_variant", "Product variant (and its product)"
-    STOCK_LEVEL = "stock_level", "Stock level"
-    PRICE = "price", "Price"
-    ORDER = "order", "Order"
-    ORDER_LINE = "order_line", "Order line"
-    SHIPMENT = "shipment", "Shipment"
-
-
 class ColumnType(models.TextChoices):
     STRING = "string"
     INTEGER = "integer"
@@ -63,22 +50,66 @@ class JobStatus(models.TextChoices):
     ERRORED = "errored"
 
 
+# The only moves a job's status may make (impex.services.lifecycle applies them). RUNNING -> RUNNING is a
+# takeover of a job whose worker's lease ran out; ERRORED -> QUEUED/RUNNING is a re-run.
+JOB_TRANSITIONS = {
+    JobStatus.QUEUED: {JobStatus.RUNNING},
+    JobStatus.RUNNING: {JobStatus.RUNNING, JobStatus.QUEUED, JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.ERRORED},
+    JobStatus.ERRORED: {JobStatus.QUEUED, JobStatus.RUNNING},
+    JobStatus.COMPLETED: set(),
+    JobStatus.FAILED: set(),
+}
+JOB_FINAL = frozenset({JobStatus.COMPLETED, JobStatus.FAILED})
+
+
 class JobSource(models.TextChoices):
     COMMAND = "command"
     ADMIN = "admin"
     SCAN = "scan"
 
 
+class FileKind(models.TextChoices):
+    DATA = "data", "data file"
+    ARCHIVE = "archive", "zip archive"
+
+
 class FileStatus(models.TextChoices):
-    PENDING = "pending"
+    QUEUED = "queued"
     RUNNING = "running"
+    WAITING = "waiting"
     IMPORTED = "imported"
     REJECTED = "rejected"
     DUPLICATE = "duplicate"
-    WAITING = "waiting"
+    UNPACKED = "unpacked"
+
+
+# The only moves a file's status may make. A running file can still turn out to be a duplicate or too late
+# when its job is resumed after another job imported the same name or a later sequence.
+FILE_TRANSITIONS = {
+    FileStatus.QUEUED: {
+        FileStatus.RUNNING,
+        FileStatus.WAITING,
+        FileStatus.REJECTED,
+        FileStatus.DUPLICATE,
+        FileStatus.UNPACKED,
+    },
+    FileStatus.WAITING: {FileStatus.WAITING, FileStatus.RUNNING, FileStatus.REJECTED, FileStatus.DUPLICATE},
+    FileStatus.RUNNING: {FileStatus.IMPORTED, FileStatus.REJECTED, FileStatus.DUPLICATE},
+    FileStatus.IMPORTED: set(),
+    FileStatus.REJECTED: set(),
+    FileStatus.DUPLICATE: set(),
+    FileStatus.UNPACKED: set(),
+}
+FILE_FINAL = frozenset({FileStatus.IMPORTED, FileStatus.REJECTED, FileStatus.DUPLICATE, FileStatus.UNPACKED})
 
 
 class ChunkStatus(models.TextChoices):
     PENDING = "pending"
     RUNNING = "running"
     DONE = "done"
+
+
+class EventLevel(models.TextChoices):
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"

@@ -1,5 +1,6 @@
-"""What each entity of SPEC section 6 is in the database: model, key, natural key, retirement."""
+"""The registry of what the engine can import: each app declares its entities beside its models and registers them."""
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from django.apps import apps
@@ -11,74 +12,54 @@ class EntitySpec:
     """How the engine reads, keys, references and retires one entity."""
 
     name: str
+    verbose_name: str
     model_label: str
     # Fields that identify a record (the upsert conflict target), in the order the key is built.
     key_fields: tuple[str, ...]
-    # FULL mode: the field set on records a FULL file no longer has ("delete" removes them).
+    # FULL mode: the field set to retire_value on records a FULL file no longer has...
     retire: str = ""
     retire_value: object = None
+    # ...or remove those records instead.
+    retire_delete: bool = False
+    # FULL mode: retire only records that share these leading key fields with a record the file sent
+    # (a prices file retires prices of the price lists it names, not of every list).
+    retire_within: tuple[str, ...] = ()
     # FULL mode: values given to records the file has again when their column is absent.
     revive: dict = field(default_factory=dict)
-    # Referenced entities created on the fly when a row names one that does not exist yet.
+    # Referenced records created on the fly when a row names one that does not exist yet.
     create_missing_refs: frozenset = frozenset()
+    # Runs in the transaction that finishes a file of this entity (derived fields of related records).
+    after_file: Callable[[], None] | None = None
 
     @property
     def model(self) -> type[models.Model]:
         return apps.get_model(self.model_label)
 
 
-# The natural key of every model another entity refers to: what a file names it by.
-NATURAL_KEYS = {
-    "syncapp.Customer": "customer_id",
-    "syncapp.Product": "product_id",
-    "syncapp.ProductVariant": "sku",
-    "syncapp.PriceList": "code",
-    "syncapp.SpecialOrder": "special_order_id",
-    "orders.Order": "order_id",
-}
+_ENTITIES: dict[str, EntitySpec] = {}
+_NATURAL_KEYS: dict[str, str] = {}
 
-ENTITIES = {
-    spec.name: spec
-    for spec in (
-        EntitySpec("special_order", "syncapp.SpecialOrder", ("special_order_id",)),
-        EntitySpec("special_order_line_item", "syncapp.SpecialOrderLineItem", ("line_item_id",)),
-        EntitySpec("special_order_event", "syncapp.SpecialOrderEvent", ("event_id",)),
-        EntitySpec(
-            "customer",
-            "syncapp.Customer",
-            ("customer_id",),
-            retire="active",
-            retire_value=False,
-            revive={"active": True},
-        ),
-        EntitySpec(
-            "product_variant",
-            "syncapp.ProductVariant",
-            ("variant_id",),
-            retire="status",
-            retire_value="discontinued",
-            revive={"status": "live"},
-        ),
-        EntitySpec("stock_level", "syncapp.StockLevel", ("variant", "location"), retire="quantity", retire_value=0),
-        EntitySpec(
-            "price",
-            "syncapp.Price",
-            ("price_list", "variant", "min_quantity"),
-            retire="delete",
-            create_missing_refs=frozenset({"price_list"}),
-        ),
-        EntitySpec("order", "orders.Order", ("order_id",)),
-        EntitySpec("order_line", "orders.OrderLine", ("order", "line_no")),
-        EntitySpec("shipment", "orders.Shipment", ("shipment_id",)),
-    )
-}
+
+def entity_register(spec: EntitySpec) -> None:
+    """Make an entity importable and exportable by descriptors (apps call this from their ready())."""
+    _ENTITIES[spec.name] = spec
+
+
+def natural_key_register(model_label: str, field_name: str) -> None:
+    """Declare the field that files use to name a record of a model (its external id)."""
+    _NATURAL_KEYS[model_label] = field_name
 
 
 def entity_spec(name: str) -> EntitySpec:
     """Return the spec of an entity by its name."""
-    return ENTITIES[name]
+    return _ENTITIES[name]
+
+
+def entity_choices() -> list[tuple[str, str]]:
+    """Return the registered entities as choices for descriptors."""
+    return [(spec.name, spec.verbose_name) for spec in _ENTITIES.values()]
 
 
 def natural_key_of(model: type[models.Model]) -> str:
     """Return the field other files use to name a record of this model."""
-    return NATURAL_KEYS[model._meta.label]
+    return _NATURAL_KEYS[model._meta.label]

@@ -29,3 +29,15 @@ class RowError(ImpexError):
 
 class ConfigurationError(ImpexError):
     """A connection, descriptor or group is set up in a way that cannot work."""
+
+
+class IllegalTransition(ImpexError):
+    """A status change the transition table does not allow; nothing was changed."""
+
+
+class LeaseLost(ImpexError):
+    """This worker's claim on a job ran out and another worker took the job over."""
+
+
+class ImportStuck(ImpexError):
+    """An import gave up waiting for the database (a lock held elsewhere, a time limit); it can be run again."""

@@ -8,14 +8,16 @@ from impex.choices import (
     ChunkStatus,
     ColumnType,
     Convention,
-    Entity,
+    EventLevel,
     FileFormat,
+    FileKind,
     FileStatus,
     GroupDirection,
     JobSource,
     JobStatus,
     Mode,
 )
+from impex.entities import entity_choices
 
 
 class Connection(models.Model):
@@ -73,7 +75,7 @@ class DataDescriptor(models.Model):
         max_length=100, unique=True, help_text="e.g. KS_CUSTOMERS; the TYPE or API part of file names."
     )
     name = models.CharField(max_length=200, blank=True, default="")
-    entity = models.CharField(max_length=40, choices=Entity.choices)
+    entity = models.CharField(max_length=40, choices=entity_choices)
     convention = models.CharField(max_length=10, choices=Convention.choices, blank=True, default="")
     format = models.CharField(max_length=10, choices=FileFormat.choices, default=FileFormat.CSV)
     delimiter = models.CharField(max_length=2, default=",", help_text="Use \\t for tab.")
@@ -164,6 +166,18 @@ class DataGroup(models.Model):
         return self.name
 
 
+class ConnectionState(models.Model):
+    """The engine's own state of a connection: the job importing its files now, and the last sequence applied."""
+
+    connection = models.OneToOneField(Connection, primary_key=True, on_delete=models.CASCADE, related_name="state")
+    # Files of one connection are applied in order, one job at a time: the holder's lease is its job's lease.
+    job = models.ForeignKey("ImportJob", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    last_applied_sequence = models.PositiveIntegerField(null=True, blank=True)
+
+    def __str__(self):
+        return f"{self.connection_id}: job {self.job_id or '-'}, sequence {self.last_applied_sequence}"
+
+
 class ImportJob(models.Model):
     """One import run over one or more files, driven by the job runner."""
 
@@ -174,15 +188,20 @@ class ImportJob(models.Model):
     dry_run = models.BooleanField(default=False)
     created_by = models.CharField(max_length=150, blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    queued_at = models.DateTimeField(null=True, blank=True, help_text="When the job was last handed to the queue.")
+    retry_at = models.DateTimeField(null=True, blank=True, help_text="A queued job set aside is queued again then.")
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    claimed_by = models.CharField(max_length=200, blank=True, default="", help_text="The worker that runs the job.")
+    lease_until = models.DateTimeField(null=True, blank=True, help_text="The worker's claim ends then unless renewed.")
+    attempts = models.PositiveIntegerField(default=0, help_text="How many times a worker started the job.")
     rows_total = models.PositiveBigIntegerField(default=0)
     rows_done = models.PositiveBigIntegerField(default=0)
-    log = models.TextField(blank=True, default="")
     error = models.TextField(blank=True, default="")
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["status", "lease_until"], name="importjob_lease")]
 
     def __str__(self):
         return f"Import job #{self.pk}"
@@ -198,19 +217,27 @@ class ImportFile(models.Model):
     """One file of a job: where it is, what it was matched to, and what importing it did."""
 
     job = models.ForeignKey(ImportJob, on_delete=models.CASCADE, related_name="files")
+    # A file that waited in its own job is imported by a later one; its job (its history) stays.
+    processed_by = models.ForeignKey(
+        ImportJob, null=True, blank=True, on_delete=models.SET_NULL, related_name="processed_files"
+    )
     connection = models.ForeignKey(Connection, null=True, blank=True, on_delete=models.SET_NULL, related_name="files")
+    kind = models.CharField(max_length=10, choices=FileKind.choices, default=FileKind.DATA)
     name = models.CharField(max_length=300, db_index=True)
-    path = models.CharField(max_length=1000, blank=True, default="", help_text="Where the runner reads the file.")
+    path = models.CharField(
+        max_length=1000, blank=True, default="", help_text="Where the file is kept, inside the hub's storage."
+    )
     archive = models.CharField(max_length=300, blank=True, default="", help_text="The zip the file came in, if any.")
     descriptor = models.ForeignKey(
         DataDescriptor, null=True, blank=True, on_delete=models.SET_NULL, related_name="files"
     )
-    status = models.CharField(max_length=20, choices=FileStatus.choices, default=FileStatus.PENDING, db_index=True)
+    status = models.CharField(max_length=20, choices=FileStatus.choices, default=FileStatus.QUEUED, db_index=True)
     mode = models.CharField(max_length=10, choices=Mode.choices, default=Mode.DELTA)
     order_key = models.CharField(max_length=40, blank=True, default="")
     sequence = models.PositiveIntegerField(null=True, blank=True)
     content_hash = models.CharField(max_length=64, blank=True, default="")
     size = models.PositiveBigIntegerField(default=0)
+    header = models.JSONField(default=list, blank=True, help_text="The columns the file has, as read when it started.")
     rows_total = models.PositiveBigIntegerField(default=0)
     rows_done = models.PositiveBigIntegerField(default=0)
     created = models.PositiveBigIntegerField(default=0)
@@ -232,15 +259,20 @@ class ImportFile(models.Model):
 
 
 class ImportChunk(models.Model):
-    """A range of rows of one file, claimed and applied as a unit (resume point, later shared by workers)."""
+    """A range of rows of one file, claimed by one worker at a time and applied as a unit."""
 
     file = models.ForeignKey(ImportFile, on_delete=models.CASCADE, related_name="chunks")
     index = models.PositiveIntegerField()
     first_record = models.PositiveBigIntegerField(help_text="0-based index of the first data record.")
     record_count = models.PositiveBigIntegerField()
+    first_byte = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="Where the chunk's first record starts in the file (CSV and TSV)."
+    )
     status = models.CharField(max_length=10, choices=ChunkStatus.choices, default=ChunkStatus.PENDING)
-    claimed_by = models.CharField(max_length=100, blank=True, default="")
+    claimed_by = models.CharField(max_length=200, blank=True, default="")
     claimed_at = models.DateTimeField(null=True, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    rows_done = models.PositiveBigIntegerField(default=0)
     created = models.PositiveBigIntegerField(default=0)
     updated = models.PositiveBigIntegerField(default=0)
     unchanged = models.PositiveBigIntegerField(default=0)
@@ -253,6 +285,25 @@ class ImportChunk(models.Model):
 
     def __str__(self):
         return f"{self.file_id} chunk {self.index}"
+
+
+class ImportEvent(models.Model):
+    """One thing that happened to a job or one of its files: the job's log, a row per line, never rewritten."""
+
+    job = models.ForeignKey(ImportJob, on_delete=models.CASCADE, related_name="events")
+    file = models.ForeignKey(ImportFile, null=True, blank=True, on_delete=models.CASCADE, related_name="events")
+    at = models.DateTimeField(default=timezone.now)
+    level = models.CharField(max_length=10, choices=EventLevel.choices, default=EventLevel.INFO)
+    kind = models.CharField(max_length=30)
+    message = models.TextField()
+    worker = models.CharField(max_length=200, blank=True, default="")
+
+    class Meta:
+        ordering = ["job", "at", "id"]
+        indexes = [models.Index(fields=["job", "at"], name="importevent_job_at")]
+
+    def __str__(self):
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.message}"
 
 
 class RowError(models.Model):
@@ -290,7 +341,7 @@ class ImportedFileName(models.Model):
 
 
 class FileKey(models.Model):
-    """Keys a file has applied so far: catches duplicate keys across batches and drives FULL retirement."""
+    """A key a FULL file sends: what its connection still has, so that the rest is retired when it finishes."""
 
     # No database constraint: a million keys per file would each pay a foreign-key check at commit.
     # The engine deletes a file's keys when it finishes; the ORM cascade still applies.
@@ -302,6 +353,20 @@ class FileKey(models.Model):
 
     def __str__(self):
         return self.key
+
+
+class FileDuplicate(models.Model):
+    """A record whose key an earlier record of the same file has: found when the file starts, refused alone."""
+
+    file = models.ForeignKey(ImportFile, on_delete=models.CASCADE, related_name="+", db_constraint=False)
+    index = models.PositiveBigIntegerField(help_text="0-based index of the repeating record.")
+    first_row = models.PositiveBigIntegerField(help_text="Row of the record that has the key first.")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["file", "index"], name="fileduplicate_key")]
+
+    def __str__(self):
+        return f"{self.file_id} record {self.index}"
 
 
 class DeferredRow(models.Model):

@@ -1,77 +1,209 @@
-"""The job runner: drives an ImportJob from queued to completed, failed or errored, file by file, in order."""
+"""The job runner: claims a job, applies its files in order with any number of helpers, and ends it once.
+
+Modelled on NetBox's JobRunner: one worker claims the job (a conditional UPDATE with a lease it renews),
+runs it and ends it as completed, failed or errored, never swallowing a failure. Other workers on the
+same job help with the chunks of the file being imported. A job whose worker died is taken over when
+its lease runs out.
+"""
 
 import logging
 import shutil
+import threading
+import time
 import traceback
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from django.core.mail import send_mail
+from django.conf import settings
+from django.db import connection as db_connection
 from django.db import transaction
-from django.db.models import Sum
+from django.db.models import Q
 from django.utils import timezone
 
-from impex.choices import FileStatus, JobStatus, Mode
-from impex.exceptions import FileRejected
-from impex.models import Connection, ImportedFileName, ImportFile, ImportJob, RowError
+from impex import events
+from impex.choices import FILE_FINAL, JOB_FINAL, EventLevel, FileKind, FileStatus, JobStatus, Mode
+from impex.exceptions import FileRejected, ImportStuck, LeaseLost
+from impex.models import (
+    Connection,
+    ConnectionState,
+    DeferredRow,
+    FileDuplicate,
+    FileKey,
+    ImportedFileName,
+    ImportFile,
+    ImportJob,
+    RowError,
+)
 from impex.services.imports import FileImport, reject_reason
-from impex.services.jobs import connection_folder, file_match, file_reject, job_folder
+from impex.services.jobs import archive_unpack, connection_folder, file_match, file_reject, job_folder
+from impex.services.lifecycle import (
+    connection_hold,
+    connection_let_go,
+    file_transition,
+    job_claim,
+    job_lease_renew,
+    job_set_aside,
+    job_terminate,
+    worker_name,
+)
+from impex.services.sql import stuck_reason
 
 log = logging.getLogger(__name__)
 
-DONE_STATUSES = (FileStatus.IMPORTED, FileStatus.REJECTED, FileStatus.DUPLICATE)
+
+class _SetAside(Exception):
+    """The job waits for a connection another job holds; it went back to the queue."""
 
 
-class _DryRunRollback(Exception):
-    """Raised to undo a dry run's writes."""
+def run_job(job_id: int, *, worker: str | None = None, rerun: bool = False, wait: bool = True) -> ImportJob:
+    """Run or resume a job in this process; if another worker runs it, help with its chunks.
+
+    wait: stay until the job has ended (a command does); a cluster task stops helping when no chunk is
+    left to take. rerun: also run a job that ended in an error.
+    """
+    worker = worker or worker_name()
+    while True:
+        job, claimed = job_claim(job_id=job_id, worker=worker, rerun=rerun)
+        if claimed:
+            return _JobRun(job, worker=worker, wait=wait).handle()
+        if job.status != JobStatus.RUNNING:
+            return job
+        helped = _help(job, worker=worker, wait=wait)
+        if helped is not None:
+            return helped
 
 
-def _append_log(job: ImportJob, line: str) -> None:
-    stamp = timezone.now().strftime("%Y-%m-%d %H:%M:%S")
-    job.log += f"[{stamp}] {line}\n"
-    ImportJob.objects.filter(pk=job.pk).update(log=job.log)
+def _help(job: ImportJob, *, worker: str, wait: bool) -> ImportJob | None:
+    """Apply chunks of the files the job's runner is importing; return the job when done, None to claim it."""
+    handles: dict[int, FileImport] = {}
+    joined = False
+    try:
+        while True:
+            job.refresh_from_db()
+            if job.status != JobStatus.RUNNING:
+                return job if job.status in JOB_FINAL or job.status == JobStatus.ERRORED or not wait else None
+            if job.lease_until is None or job.lease_until < timezone.now():
+                return None
+            applied = 0
+            for f in ImportFile.objects.filter(processed_by=job, status=FileStatus.RUNNING).select_related(
+                "descriptor", "connection"
+            ):
+                handle = handles.get(f.pk)
+                if handle is None:
+                    handle = handles[f.pk] = FileImport(f, path=f.path, worker=worker, job_id=job.pk)
+                try:
+                    done = handle.work()
+                except FileRejected as exc:
+                    file_reject(f, message=reject_reason(exc), job_id=job.pk, worker=worker)
+                    continue
+                if done and not joined:
+                    events.job_helper_joined(job, worker=worker)
+                    joined = True
+                applied += done
+                if done:
+                    handle.finish()
+            if applied:
+                continue
+            if not wait:
+                return job
+            time.sleep(settings.IMPEX_POLL_SECONDS)
+    finally:
+        for handle in handles.values():
+            handle.close()
+
+
+class _Heartbeat:
+    """Renew the runner's lease from a thread of its own while a long step (a scan, a finish) runs."""
+
+    def __init__(self, job_id: int, worker: str):
+        self.job_id = job_id
+        self.worker = worker
+        self.stop = threading.Event()
+        self.thread = None
+
+    def __enter__(self):
+        # Inside a transaction (tests) another connection cannot see the job; the runner renews in line.
+        if not db_connection.in_atomic_block:
+            self.thread = threading.Thread(target=self._beat, name=f"lease-{self.job_id}", daemon=True)
+            self.thread.start()
+        return self
+
+    def _beat(self) -> None:
+        try:
+            while not self.stop.wait(max(1.0, settings.IMPEX_LEASE_SECONDS / 3)):
+                try:
+                    job_lease_renew(job_id=self.job_id, worker=self.worker)
+                except Exception:  # a busy database: the next beat or the runner's own renewal tries again
+                    log.warning("could not renew the lease of import job %s", self.job_id, exc_info=True)
+        finally:
+            db_connection.close()
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        if self.thread is not None:
+            self.thread.join()
+        return False
 
 
 def _sort_key(f: ImportFile):
     precedence = f.descriptor.precedence if f.descriptor else 0
-    return (f.connection_id or 0, f.order_key, precedence, f.name)
-
-
-def run_job(job_id: int) -> ImportJob:
-    """Run (or resume) a job: match, order and import its files, then report; never leave it running."""
-    job = ImportJob.objects.select_related("group", "connection").get(pk=job_id)
-    if job.status in (JobStatus.COMPLETED, JobStatus.FAILED):
-        return job
-    ImportJob.objects.filter(pk=job.pk).update(
-        status=JobStatus.RUNNING, started_at=job.started_at or timezone.now(), error=""
-    )
-    job.refresh_from_db()
-    _append_log(job, f"started{' (dry run)' if job.dry_run else ''}")
-    runner = _JobRun(job)
-    try:
-        runner.run()
-    except Exception as exc:  # the scheduler must keep running: record the failure on the job
-        log.exception("import job %s errored", job.pk)
-        ImportJob.objects.filter(pk=job.pk).update(
-            status=JobStatus.ERRORED, finished_at=timezone.now(), error=f"{exc.__class__.__name__}: {exc}"
-        )
-        _append_log(job, "errored:\n" + traceback.format_exc())
-        job.refresh_from_db()
-        return job
-    return runner.finish()
+    return (f.order_key, precedence, f.name, f.pk)
 
 
 class _JobRun:
-    """One pass of the runner over a job's files."""
+    """The runner of one job: unpack, match, then each connection's files in order, then end the job."""
 
-    def __init__(self, job: ImportJob):
+    def __init__(self, job: ImportJob, *, worker: str, wait: bool):
         self.job = job
-        self.expected: dict[int, int | None] = {}
+        self.worker = worker
+        self.wait = wait
+        self.problems: list[str] = []
+
+    def handle(self) -> ImportJob:
+        job = self.job
+        try:
+            with _Heartbeat(job.pk, self.worker):
+                self.run()
+        except (LeaseLost, _SetAside):
+            job.refresh_from_db()
+            return job
+        except Exception as exc:  # the scheduler must keep running: record the failure on the job
+            reason = stuck_reason(exc)
+            if reason is None and isinstance(exc, ImportStuck):
+                reason = str(exc)
+            if reason is None:
+                log.exception("import job %s errored", job.pk)
+                events.job_note(job, "errored:\n" + traceback.format_exc(), level=EventLevel.ERROR, worker=self.worker)
+                reason = f"{exc.__class__.__name__}: {exc}"
+            return job_terminate(job=job, worker=self.worker, status=JobStatus.ERRORED, error=reason)
+        finally:
+            _remove_empty_dirs(job_folder(job))
+        files = ImportFile.objects.filter(Q(job=job) | Q(processed_by=job)).exclude(kind=FileKind.ARCHIVE)
+        # A file waiting for its sequence is not a failure of this job: the job that fills the gap imports it.
+        bad = files.exclude(status__in=[FileStatus.IMPORTED, FileStatus.DUPLICATE, FileStatus.WAITING]).exists()
+        bad = bad or ImportFile.objects.filter(job=job, kind=FileKind.ARCHIVE, status=FileStatus.REJECTED).exists()
+        return job_terminate(
+            job=job,
+            worker=self.worker,
+            status=JobStatus.FAILED if bad else JobStatus.COMPLETED,
+            error="; ".join(self.problems),
+        )
+
+    def renew(self) -> None:
+        """Extend the lease; stop if another worker has taken the job over."""
+        if not job_lease_renew(job_id=self.job.pk, worker=self.worker):
+            raise LeaseLost(f"import job #{self.job.pk}: the lease of {self.worker} was taken over")
+
+    # -- the steps --------------------------------------------------------------------------------
 
     def run(self) -> None:
         job = self.job
-        for f in job.files.filter(status=FileStatus.PENDING, descriptor__isnull=True):
+        for archive in job.files.filter(kind=FileKind.ARCHIVE, status=FileStatus.QUEUED).order_by("pk"):
+            archive_unpack(archive, job=job, worker=self.worker)
+            self.renew()
+        self._refuse_repeated_names()
+        for f in job.files.filter(kind=FileKind.DATA, status=FileStatus.QUEUED, descriptor__isnull=True):
             try:
                 file_match(f, group=job.group)
             except FileRejected as exc:
@@ -84,69 +216,179 @@ class _JobRun:
                 job.connection_id = found.pop()
                 ImportJob.objects.filter(pk=job.pk).update(connection_id=job.connection_id)
         pending = list(
-            job.files.filter(status__in=[FileStatus.PENDING, FileStatus.RUNNING, FileStatus.WAITING]).select_related(
-                "descriptor", "connection"
-            )
+            job.files.filter(
+                kind=FileKind.DATA, status__in=[FileStatus.QUEUED, FileStatus.RUNNING, FileStatus.WAITING]
+            ).select_related("descriptor", "connection")
         )
-        pending.sort(key=_sort_key)
-        touched = {job.connection_id} if job.connection_id else set()
+        by_connection: dict[int, list[ImportFile]] = {}
         for f in pending:
-            self._process(f)
-            if f.connection_id:
-                touched.add(f.connection_id)
-        if not job.dry_run:
-            self._release_waiting(touched)
+            by_connection.setdefault(f.connection_id, []).append(f)
+        if job.connection_id is not None:
+            by_connection.setdefault(job.connection_id, [])  # a job of no files releases the waiting ones
+        for connection_id in sorted(by_connection, key=lambda pk: (pk is None, pk or 0)):
+            files = sorted(by_connection[connection_id], key=_sort_key)
+            if job.dry_run or connection_id is None:
+                for f in files:
+                    self.process(f)
+                continue
+            connection = Connection.objects.get(pk=connection_id)
+            self.hold(connection)
+            try:
+                for f in files:
+                    self.process(f)
+                    self.renew()
+                self.release_waiting(connection)
+            finally:
+                connection_let_go(connection_id=connection_id, job=job)
+
+    def _refuse_repeated_names(self) -> None:
+        """Reject every file after the first of a name: each name is one file of one job."""
+        seen: set[str] = set()
+        for f in self.job.files.filter(kind=FileKind.DATA).order_by("pk"):
+            if f.name in seen and f.status == FileStatus.QUEUED:
+                self._reject(f, f"{f.name}: the same file name twice in one job")
+            seen.add(f.name)
 
     def _report_unknown_archives(self) -> None:
         """Say so plainly when a zip holds nothing the group (or the connection's descriptors) knows."""
-        archives: dict[str, list[ImportFile]] = {}
-        for f in self.job.files.exclude(archive=""):
-            archives.setdefault(f.archive, []).append(f)
-        for name, files in archives.items():
-            if all(f.descriptor_id is None for f in files):
+        for archive in self.job.files.filter(kind=FileKind.ARCHIVE, status=FileStatus.UNPACKED):
+            entries = list(self.job.files.filter(kind=FileKind.DATA, archive=archive.name))
+            if entries and all(f.descriptor_id is None for f in entries):
                 known = f"the group {self.job.group.code}" if self.job.group else "any descriptor"
-                listing = ", ".join(f.name for f in files[:10])
-                message = f"{name}: the zip holds nothing {known} knows ({listing})"
-                ImportJob.objects.filter(pk=self.job.pk).update(error=message)
-                _append_log(self.job, message)
+                listing = ", ".join(f.name for f in entries[:10])
+                message = f"{archive.name}: the zip holds nothing {known} knows ({listing})"
+                self.problems.append(message)
+                events.job_note(self.job, message, level=EventLevel.WARNING, worker=self.worker)
 
-    def _release_waiting(self, connections: set[int]) -> None:
-        """Pick up files of earlier jobs that waited for a sequence this job brought."""
+    def hold(self, connection: Connection) -> None:
+        """Wait until no other job imports this connection's files, then hold it."""
+        limit = None if self.wait else time.monotonic() + settings.IMPEX_CONNECTION_WAIT_SECONDS
+        announced = False
+        while (holder := connection_hold(connection_id=connection.pk, job=self.job)) is not None:
+            if not announced:
+                events.job_waits_for_connection(self.job, connection=connection, holder_id=holder, worker=self.worker)
+                announced = True
+            if limit is not None and time.monotonic() > limit:
+                reason = f"job #{holder} is importing files of {connection.code}"
+                if job_set_aside(job=self.job, worker=self.worker, reason=reason, retry_in=60):
+                    raise _SetAside(reason)
+            time.sleep(settings.IMPEX_POLL_SECONDS)
+            self.renew()
+
+    def release_waiting(self, connection: Connection) -> None:
+        """Import the connection's files that waited (in this or earlier jobs) and may go in now."""
         progress = True
         while progress:
             progress = False
             waiting = list(
-                ImportFile.objects.filter(connection_id__in=connections, status=FileStatus.WAITING, job__dry_run=False)
-                .exclude(job=self.job)
+                ImportFile.objects.filter(connection=connection, status=FileStatus.WAITING, job__dry_run=False)
                 .select_related("descriptor", "connection")
+                .order_by("id")
             )
-            waiting.sort(key=_sort_key)
-            for f in waiting:
+            for f in sorted(waiting, key=_sort_key):
                 if self._blocked_reason(f):
                     continue
-                old_job = f.job_id
-                ImportFile.objects.filter(pk=f.pk).update(job=self.job)
-                f.job = self.job
-                _append_log(self.job, f"{f.name}: released from job #{old_job}")
-                self._process(f)
-                if f.status == FileStatus.IMPORTED:
-                    progress = True
+                self.process(f)
+                f.refresh_from_db(fields=["status"])
+                progress = progress or f.status == FileStatus.IMPORTED
 
-    def _expected(self, conn: Connection) -> int | None:
-        if conn.pk not in self.expected:
-            conn.refresh_from_db(fields=["next_expected_sequence"])
-            self.expected[conn.pk] = conn.next_expected_sequence
-        return self.expected[conn.pk]
+    # -- one file -------------------------------------------------------------------------------
+
+    def process(self, f: ImportFile) -> None:
+        """Take one file through the ledger and sequence gates, then import it (or dry-run it)."""
+        job = self.job
+        f.refresh_from_db()
+        if f.status in FILE_FINAL:
+            return
+        if f.processed_by_id != job.pk:
+            ImportFile.objects.filter(pk=f.pk).update(processed_by=job)
+            f.processed_by = job
+            if f.job_id != job.pk:
+                events.file_taken_up(f, job_id=job.pk, worker=self.worker)
+        if not self.gate(f):
+            return
+        if job.dry_run:
+            self._dry_run(f)
+            return
+        handle = FileImport(f, path=f.path, worker=self.worker, job_id=job.pk)
+        try:
+            if f.status != FileStatus.RUNNING and not handle.start():
+                return
+            self.renew()
+            while True:
+                handle.work(between=self.renew)
+                f.refresh_from_db(fields=["status"])
+                if f.status != FileStatus.RUNNING or not handle.chunks_left():
+                    break
+                # Helpers hold the last chunks: wait for them (or for their leases to run out).
+                time.sleep(settings.IMPEX_POLL_SECONDS)
+                self.renew()
+            handle.finish()
+        except FileRejected as exc:
+            self._reject(f, reject_reason(exc))
+            return
+        finally:
+            handle.close()
+        f.refresh_from_db()
+        if f.status == FileStatus.IMPORTED:
+            self._move(f, "archive")
+
+    def gate(self, f: ImportFile) -> bool:
+        """Decide whether a file may go in now: not imported before, not too late, not waiting; say why not."""
+        conn = f.connection
+        if conn is None:
+            return True
+        seen = ImportedFileName.objects.filter(connection=conn, name=f.name).exclude(file=f).first()
+        if seen is not None:
+            if seen.content_hash == f.content_hash:
+                message = f"already imported on {seen.imported_at:%Y-%m-%d %H:%M} (same content): skipped"
+                self._drop(f, FileStatus.DUPLICATE, message)
+                self._discard_copy(f)
+                return False
+            self._reject(
+                f,
+                f"{f.name}: a file of this name was imported on {seen.imported_at:%Y-%m-%d %H:%M} with other "
+                "content: conflict, not imported (send changed data under a new timestamp or sequence)",
+            )
+            return False
+        if f.sequence is not None:
+            last = ConnectionState.objects.filter(connection=conn).values_list("last_applied_sequence", flat=True)
+            last = last.first()
+            if last is not None and f.sequence < last:
+                self._reject(
+                    f,
+                    f"{f.name}: sequence {f.sequence} is behind: sequence {last} is already applied "
+                    "(send it again with a new sequence)",
+                )
+                return False
+        reason = self._blocked_reason(f)
+        if reason:
+            if f.status != FileStatus.RUNNING:
+                file_transition(
+                    f,
+                    new=FileStatus.WAITING,
+                    job_id=self.job.pk,
+                    message=reason,
+                    worker=self.worker,
+                    waiting_since=f.waiting_since or timezone.now(),
+                )
+                return False
+        if f.sequence is not None and not self.job.dry_run:
+            # The first file a connection ever receives starts its sequence (a rejection does not move it).
+            Connection.objects.filter(pk=conn.pk, next_expected_sequence__isnull=True).update(
+                next_expected_sequence=f.sequence
+            )
+        return True
 
     def _blocked_reason(self, f: ImportFile) -> str:
         """Say why a file must wait (a sequence gap or the full-refresh window), or return ''."""
         conn = f.connection
         if conn is None:
             return ""
-        if f.sequence is not None:
-            expected = self._expected(conn)
-            if expected is not None and f.sequence > expected:
-                return f"waiting for sequence {expected}"
+        conn.refresh_from_db(fields=["next_expected_sequence"])
+        expected = conn.next_expected_sequence
+        if f.sequence is not None and expected is not None and f.sequence > expected:
+            return f"waiting for sequence {expected}"
         if f.mode == Mode.FULL and conn.full_window_start and conn.full_window_end:
             now = datetime.now(ZoneInfo(conn.timezone or "UTC")).time()
             start, end = conn.full_window_start, conn.full_window_end
@@ -155,100 +397,53 @@ class _JobRun:
                 return f"held until the full-refresh window {start:%H:%M}-{end:%H:%M} ({conn.timezone})"
         return ""
 
-    def _process(self, f: ImportFile) -> None:
-        job = self.job
-        if f.status in DONE_STATUSES:
-            return
-        conn = f.connection
-        if conn is not None and f.status != FileStatus.RUNNING:
-            seen = ImportedFileName.objects.filter(connection=conn, name=f.name).first()
-            if seen is not None:
-                if seen.content_hash == f.content_hash:
-                    ImportFile.objects.filter(pk=f.pk).update(
-                        status=FileStatus.DUPLICATE,
-                        message=f"already imported on {seen.imported_at:%Y-%m-%d %H:%M} (same content): skipped",
-                    )
-                    f.status = FileStatus.DUPLICATE
-                    _append_log(job, f"{f.name}: duplicate, skipped")
-                    self._discard_copy(f)
-                    return
-                self._reject(
-                    f,
-                    f"{f.name}: a file of this name was imported on {seen.imported_at:%Y-%m-%d %H:%M} with other "
-                    "content: conflict, not imported (send changed data under a new timestamp or sequence)",
-                )
-                return
-        reason = self._blocked_reason(f)
-        if reason:
-            ImportFile.objects.filter(pk=f.pk).update(
-                status=FileStatus.WAITING, message=reason, waiting_since=f.waiting_since or timezone.now()
-            )
-            f.status = FileStatus.WAITING
-            _append_log(job, f"{f.name}: {reason}")
-            return
-        if f.sequence is not None and conn is not None and self._expected(conn) is None:
-            self.expected[conn.pk] = f.sequence
-        _append_log(job, f"{f.name}: importing with {f.descriptor.code} ({f.mode})")
-        importer = FileImport(f, dry_run=job.dry_run)
+    def _dry_run(self, f: ImportFile) -> None:
+        """Import the file in a transaction that is rolled back, then record what it would have done."""
+        handle = FileImport(f, path=f.path, worker=self.worker, job_id=self.job.pk)
         try:
-            if job.dry_run:
-                totals = self._dry_run(importer)
-            else:
-                totals = importer.run()
+            result = handle.dry_run_apply()
         except FileRejected as exc:
-            self._reject(f, reject_reason(exc) if str(exc).startswith(f.name) else f"{f.name}: {exc}")
+            self._reject(f, reject_reason(exc))
             return
-        if not job.dry_run and not importer.finished:
-            _append_log(job, f"{f.name}: chunks still held by another worker; it finishes the file")
-            return
-        f.refresh_from_db()
-        if f.sequence is not None and conn is not None:
-            self.expected[conn.pk] = max(self._expected(conn) or 0, f.sequence + 1)
-            if not job.dry_run:
-                Connection.objects.filter(pk=conn.pk).update(next_expected_sequence=self.expected[conn.pk])
-        _append_log(
-            job,
-            f"{f.name}: imported: {totals.created} created, {totals.updated} updated, {totals.unchanged} unchanged, "
-            f"{totals.retired} retired, {totals.failed} failed",
-        )
-        if not job.dry_run:
-            self._move(f, "archive")
+        now = timezone.now()
+        with transaction.atomic():
+            file_transition(f, new=FileStatus.RUNNING, job_id=self.job.pk, worker=self.worker, started_at=now)
+            for error in result.errors:
+                error.pk = None
+                error.file = f
+            RowError.objects.bulk_create(result.errors)
+            t = result.totals
+            file_transition(
+                f,
+                new=FileStatus.IMPORTED,
+                job_id=self.job.pk,
+                worker=self.worker,
+                message="dry run: nothing was written",
+                note=f"dry run: would be {t.created} created, {t.updated} updated, {t.unchanged} unchanged, "
+                f"{t.retired} retired, {t.failed} failed",
+                rows_total=result.rows_total,
+                finished_at=timezone.now(),
+                **{
+                    name: getattr(t, name)
+                    for name in ("rows_done", "created", "updated", "unchanged", "retired", "failed")
+                },
+            )
 
-    def _dry_run(self, importer: FileImport):
-        """Run the import inside a transaction that is rolled back, then record what it would have done."""
-        f = importer.file
-        try:
-            with transaction.atomic():
-                importer.run()
-                raise _DryRunRollback
-        except _DryRunRollback:
-            pass
-        t = importer.totals
-        ImportFile.objects.filter(pk=f.pk).update(
-            status=FileStatus.IMPORTED,
-            rows_total=importer.record_count,
-            rows_done=t.rows_done,
-            created=t.created,
-            updated=t.updated,
-            unchanged=t.unchanged,
-            retired=t.retired,
-            failed=t.failed,
-            message="dry run: nothing was written",
-            started_at=timezone.now(),
-            finished_at=timezone.now(),
-        )
-        for e in importer.reported_errors:
-            e.pk = None
-            e.file = f
-        RowError.objects.bulk_create(importer.reported_errors)
-        return t
+    def _drop(self, f: ImportFile, status: str, message: str) -> None:
+        """Mark a file skipped (a duplicate), dropping what a start had prepared."""
+        with transaction.atomic():
+            locked = ImportFile.objects.select_for_update().get(pk=f.pk)
+            f.status = locked.status
+            if f.status in FILE_FINAL:
+                return
+            for model in (FileKey, FileDuplicate, DeferredRow):
+                model.objects.filter(file=f).delete()
+            file_transition(
+                f, new=status, job_id=self.job.pk, message=message, worker=self.worker, finished_at=timezone.now()
+            )
 
     def _reject(self, f: ImportFile, message: str) -> None:
-        with transaction.atomic():
-            file_reject(f, message=message)
-            ImportFile.objects.filter(pk=f.pk).update(finished_at=timezone.now())
-        _append_log(self.job, f"rejected: {message}")
-        if not self.job.dry_run:
+        if file_reject(f, message=message, job_id=self.job.pk, worker=self.worker) and not self.job.dry_run:
             self._move(f, "error", reason=message)
 
     def _discard_copy(self, f: ImportFile) -> None:
@@ -256,7 +451,7 @@ class _JobRun:
         if self.job.dry_run or not f.path:
             return
         Path(f.path).unlink(missing_ok=True)
-        ImportFile.objects.filter(pk=f.pk).update(path="", finished_at=timezone.now())
+        ImportFile.objects.filter(pk=f.pk).update(path="")
 
     def _move(self, f: ImportFile, kind: str, *, reason: str = "") -> None:
         """Move the job's copy of a file to its connection's archive or error folder."""
@@ -265,7 +460,7 @@ class _JobRun:
         src = Path(f.path)
         if not src.exists():
             return
-        dest_dir = connection_folder(f.connection, kind)
+        dest_dir = connection_folder(f.connection or self.job.connection, kind)
         dest_dir.mkdir(parents=True, exist_ok=True)
         dest = dest_dir / f.name
         if dest.exists():
@@ -274,26 +469,6 @@ class _JobRun:
         if reason:
             dest.with_name(dest.name + ".reason.txt").write_text(reason + "\n", encoding="utf-8")
         ImportFile.objects.filter(pk=f.pk).update(path=str(dest))
-
-    def finish(self) -> ImportJob:
-        job = self.job
-        files = list(job.files.all())
-        # A file waiting for its sequence is not a failure of this job: the job that fills the gap imports it.
-        bad = [f for f in files if f.status not in (FileStatus.IMPORTED, FileStatus.DUPLICATE, FileStatus.WAITING)]
-        totals = job.files.aggregate(total=Sum("rows_total"), done=Sum("rows_done"))
-        status = JobStatus.COMPLETED if not bad else JobStatus.FAILED
-        ImportJob.objects.filter(pk=job.pk).update(
-            status=status,
-            finished_at=timezone.now(),
-            rows_total=totals["total"] or 0,
-            rows_done=totals["done"] or 0,
-        )
-        _append_log(job, f"finished: {status}")
-        _remove_empty_dirs(job_folder(job))
-        job.refresh_from_db()
-        if not job.dry_run:
-            transaction.on_commit(lambda: notify_contacts(job.pk))
-        return job
 
 
 def _remove_empty_dirs(folder: Path) -> None:
@@ -305,32 +480,3 @@ def _remove_empty_dirs(folder: Path) -> None:
             sub.rmdir()
     if not any(folder.iterdir()):
         folder.rmdir()
-
-
-def notify_contacts(job_id: int) -> int:
-    """E-mail each connection's contacts when the job rejected a file or refused rows; return mails sent."""
-    job = ImportJob.objects.get(pk=job_id)
-    sent = 0
-    by_conn: dict[int, list[ImportFile]] = {}
-    for f in job.files.select_related("connection").all():
-        if f.connection and (f.status == FileStatus.REJECTED or f.failed):
-            by_conn.setdefault(f.connection_id, []).append(f)
-    for files in by_conn.values():
-        conn = files[0].connection
-        if not conn.contact_list:
-            continue
-        lines = []
-        for f in files:
-            if f.status == FileStatus.REJECTED:
-                lines.append(f"- {f.name}: rejected: {f.message}")
-            else:
-                lines.append(f"- {f.name}: {f.failed} rows refused")
-        send_mail(
-            subject=f"[impex-hub] {conn.code}: import job #{job.pk} has errors",
-            message="Import job #{} for {}:\n\n{}\n".format(job.pk, conn.code, "\n".join(lines)),
-            from_email=None,
-            recipient_list=conn.contact_list,
-            fail_silently=True,
-        )
-        sent += 1
-    return sent

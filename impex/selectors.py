@@ -1,9 +1,12 @@
 """Reads of impex: job and file reports as plain data."""
 
-from impex.models import ImportJob
+from django.db.models import Q
+
+from impex.choices import FileKind, FileStatus
+from impex.models import ImportFile, ImportJob
 
 
-def file_report(import_file, *, max_errors: int = 100) -> dict:
+def file_report(import_file: ImportFile, *, max_errors: int = 100) -> dict:
     """Return one file's result in the JSON shape of SPEC section 9."""
     errors = [
         {"row": e.row, "column": e.column, "value": e.value, "message": e.message}
@@ -22,10 +25,24 @@ def file_report(import_file, *, max_errors: int = 100) -> dict:
     }
 
 
+def job_files(job: ImportJob):
+    """Return the files a job reports: its own and those it imported for earlier jobs; zips only when refused."""
+    return (
+        ImportFile.objects.filter(Q(job=job) | Q(processed_by=job))
+        .exclude(kind=FileKind.ARCHIVE, status__in=[FileStatus.UNPACKED])
+        .exclude(~Q(job=job), status=FileStatus.WAITING)
+        .select_related("descriptor")
+    )
+
+
 def job_report(job: ImportJob, *, max_errors: int = 100) -> dict:
     """Return a job's files in processing order with their results."""
     files = sorted(
-        job.files.select_related("descriptor"),
+        job_files(job),
         key=lambda f: (f.finished_at is None, f.finished_at.timestamp() if f.finished_at else 0, f.pk),
     )
-    return {"job": job.pk, "status": job.status, "files": [file_report(f, max_errors=max_errors) for f in files]}
+    return {
+        "job": job.pk,
+        "status": job.status,
+        "files": [file_report(f, max_errors=max_errors) for f in files],
+    }

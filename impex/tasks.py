@@ -1,8 +1,20 @@
-"""django-q2 tasks of impex: thin adapters that take ids and call the runner."""
+"""django-q2 tasks of impex: thin adapters that take ids and call the runner or a service."""
 
 from impex.runner import run_job
+from impex.services.lifecycle import jobs_requeue
+from impex.services.waits import wait_alerts_send
 
 
 def import_job_run(job_id: int) -> str:
-    """Run (or resume) an import job; return its final status."""
-    return run_job(job_id).status
+    """Run (or resume, or help with) an import job; a job already ended is left alone. Return its status."""
+    return run_job(job_id, wait=False).status
+
+
+def import_jobs_requeue() -> list[int]:
+    """Queue again the jobs whose worker died, that were set aside, or that no worker took; return their ids."""
+    return jobs_requeue()
+
+
+def sequence_wait_alerts() -> int:
+    """Tell contacts about files waiting long for a missing sequence; return the mails sent."""
+    return wait_alerts_send()

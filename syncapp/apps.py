@@ -6,3 +6,8 @@ from django.apps import AppConfig
 class SyncappConfig(AppConfig):
     name = "syncapp"
     verbose_name = "Synced data"
+
+    def ready(self):
+        from syncapp import entities
+
+        entities.register()

@@ -23,6 +23,7 @@ from impex.models import (
     DataGroup,
     ImportChunk,
     ImportedFileName,
+    ImportEvent,
     ImportFile,
     ImportJob,
     RowError,
@@ -46,7 +47,14 @@ from syncapp.resources import CustomerResource, PriceResource, ProductVariantRes
 REGISTERED = sorted(m._meta.label_lower for m in admin.site._registry)
 OUR_APPS = ("impex", "syncapp", "orders")
 # Working tables of the import engine, and columns (edited inline on their descriptor): no admin of their own.
-NOT_REGISTERED = {"impex.filekey", "impex.deferredrow", "impex.descriptorcolumn"}
+# Engine internals: keys and held-back rows of files in progress, which job holds a connection.
+NOT_REGISTERED = {
+    "impex.filekey",
+    "impex.fileduplicate",
+    "impex.deferredrow",
+    "impex.descriptorcolumn",
+    "impex.connectionstate",
+}
 
 
 def admin_url(model, view, *args):
@@ -108,8 +116,9 @@ def sample(bspk_connection, kore_connection):
         finished_at=now,
         rows_total=4,
         rows_done=2,
-        log="started\nfinished",
     )
+    ImportEvent.objects.create(job=job, kind="started", message="started by worker-1")
+    ImportEvent.objects.create(job=job, kind="completed", message="completed")
     file = ImportFile.objects.create(
         job=job,
         connection=kore_connection,

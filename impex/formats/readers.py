@@ -2,10 +2,11 @@
 
 import codecs
 import csv
+import io
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 from xml.etree.ElementTree import ParseError
@@ -75,6 +76,9 @@ class ScanResult:
 
     header: list[str]
     record_count: int
+    # With chunk_rows: the byte offset where record 0, chunk_rows, 2 * chunk_rows... start (CSV and TSV in
+    # UTF-8); empty when the format cannot be entered in the middle (XML) or none were asked for.
+    offsets: list[int] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -87,14 +91,26 @@ class Record:
     error: str | None
 
 
-def scan(path: str | Path, *, layout: Layout, max_bytes: int | None = None) -> ScanResult:
-    """Read the whole file once and raise FileRejected for anything that refuses it whole."""
+def scan(
+    path: str | Path,
+    *,
+    layout: Layout,
+    max_bytes: int | None = None,
+    on_header: Callable[[list[str]], None] | None = None,
+    visit: Callable[[int, list[str] | dict[str, str]], None] | None = None,
+    chunk_rows: int | None = None,
+) -> ScanResult:
+    """Read the whole file once and raise FileRejected for anything that refuses it whole.
+
+    on_header sees a CSV or TSV file's header before any row (it may refuse the file); visit sees every
+    well-formed record: its index and its cells (a list in header order, or a dict of an XML record).
+    """
     size = os.path.getsize(path)
     if max_bytes is not None and size > max_bytes:
         raise FileRejected(f"the file is {size:,} bytes, more than the limit of {max_bytes:,} bytes")
     if layout.format == "xml":
-        return _scan_xml(path, layout=layout)
-    return _scan_csv(path, layout=layout)
+        return _scan_xml(path, layout=layout, visit=visit)
+    return _scan_csv(path, layout=layout, on_header=on_header, visit=visit, chunk_rows=chunk_rows)
 
 
 def iter_records(
@@ -105,11 +121,13 @@ def iter_records(
     start: int = 0,
     stop: int | None = None,
     as_list: bool = False,
+    start_byte: int | None = None,
 ) -> Iterator[Record]:
     """Yield the records with index in [start, stop) of a file that scan() accepted.
 
     With as_list, values is a list of cells in the order of header (a missing XML element is "")
-    instead of a dict: the import engine reads cells by position.
+    instead of a dict: the import engine reads cells by position. start_byte (an offset scan() gave
+    for record start) reads from there instead of from the top.
     """
     if layout.format == "xml":
         records = _XmlReader(path, layout=layout).records()
@@ -124,9 +142,13 @@ def iter_records(
         return
     first_row = 2 if layout.has_header else 1
     width = len(header)
-    rows = _csv_records_checked(path, layout=layout)
-    with closing(rows):
+    if start_byte is not None and layout.is_utf8:
+        rows = _csv_records_from(path, layout=layout, start_byte=start_byte)
+        index = start - 1
+    else:
+        rows = _csv_records_checked(path, layout=layout)
         index = -1
+    with closing(rows):
         for cells in rows:
             index += 1
             if stop is not None and index >= stop:
@@ -163,18 +185,42 @@ def sniff_header(path: str | Path, *, layout: Layout) -> list[str]:
             raise _encoding_rejection(path, layout=layout) from None
 
 
-def _scan_csv(path: str | Path, *, layout: Layout) -> ScanResult:
-    """Validate a CSV or TSV file and count its records."""
-    rows = _csv_rows(path, layout=layout)
+def _scan_csv(
+    path: str | Path,
+    *,
+    layout: Layout,
+    on_header: Callable[[list[str]], None] | None = None,
+    visit: Callable[[int, list[str]], None] | None = None,
+    chunk_rows: int | None = None,
+) -> ScanResult:
+    """Validate a CSV or TSV file and count its records (noting where chunks start, if asked)."""
+    track = bool(chunk_rows) and layout.is_utf8
+    lines = _LineCounter(path, layout=layout) if track else None
+    rows = _csv_rows(path, layout=layout, lines=lines)
+    offsets: list[int] = []
+    count = 0
     with closing(rows):
         try:
             header = _header(rows) if layout.has_header else list(layout.columns)
-            count = sum(1 for _ in rows)
+            if on_header is not None:
+                on_header(header)
+            if visit is None and not track:
+                count = sum(1 for _ in rows)
+            else:
+                at = lines.position if track else 0
+                for cells in rows:
+                    if track and count % chunk_rows == 0:
+                        offsets.append(at)
+                    if visit is not None:
+                        visit(count, cells)
+                    count += 1
+                    if track:
+                        at = lines.position
         except UnicodeDecodeError:
             raise _encoding_rejection(path, layout=layout) from None
     if not layout.has_header and count == 0:
         raise FileRejected("the file is empty: at least one record is expected")
-    return ScanResult(header=header, record_count=count)
+    return ScanResult(header=header, record_count=count, offsets=offsets)
 
 
 def _header(rows: Iterator[list[str]]) -> list[str]:
@@ -193,12 +239,13 @@ def _header(rows: Iterator[list[str]]) -> list[str]:
     return header
 
 
-def _csv_rows(path: str | Path, *, layout: Layout) -> Iterator[list[str]]:
+def _csv_rows(path: str | Path, *, layout: Layout, lines: "_LineCounter | None" = None) -> Iterator[list[str]]:
     """Yield the cells of each non-blank row, raising FileRejected for broken quoting or oversized cells."""
     if not layout.has_header and not layout.columns:
         raise ConfigurationError("a layout without a header row needs its column names")
     with open(path, encoding=layout.python_encoding, errors="strict", newline="") as text:
-        reader = csv.reader(_bounded_lines(text), delimiter=layout.csv_delimiter, strict=True)
+        source = lines.count(_bounded_lines(text)) if lines is not None else _bounded_lines(text)
+        reader = csv.reader(source, delimiter=layout.csv_delimiter, strict=True)
         number = 0
         first_line = 1
         try:
@@ -209,6 +256,34 @@ def _csv_rows(path: str | Path, *, layout: Layout) -> Iterator[list[str]]:
                 first_line = reader.line_num + 1
         except csv.Error as exc:
             raise _csv_rejection(exc, row=number + 1, line=first_line) from None
+
+
+class _LineCounter:
+    """Count the bytes of the lines a CSV reader has taken, so that scan() can say where records start.
+
+    The csv module takes a line only when it needs one, so after it yields a record the count is where
+    the next record starts.
+    """
+
+    def __init__(self, path: str | Path, *, layout: Layout):
+        with open(path, "rb") as raw:
+            self.position = len(codecs.BOM_UTF8) if raw.read(3) == codecs.BOM_UTF8 else 0
+
+    def count(self, lines: Iterator[str]) -> Iterator[str]:
+        """Pass the lines through, adding up their size in UTF-8."""
+        for line in lines:
+            self.position += len(line) if line.isascii() else len(line.encode("utf-8"))
+            yield line
+
+
+def _csv_records_from(path: str | Path, *, layout: Layout, start_byte: int) -> Iterator[list[str]]:
+    """Yield the cells of each record of a file scan() accepted, from a record's start offset."""
+    with open(path, "rb") as raw:
+        raw.seek(start_byte)
+        text = io.TextIOWrapper(raw, encoding="utf-8", errors="strict", newline="")
+        for cells in csv.reader(text, delimiter=layout.csv_delimiter, strict=True):
+            if cells:
+                yield cells
 
 
 def _csv_records_checked(path: str | Path, *, layout: Layout) -> Iterator[list[str]]:
@@ -279,15 +354,21 @@ def _decode_error_position(path: str | Path, *, encoding: str) -> tuple[int, int
             newlines += chunk.count(b"\n")
 
 
-def _scan_xml(path: str | Path, *, layout: Layout) -> ScanResult:
+def _scan_xml(
+    path: str | Path, *, layout: Layout, visit: Callable[[int, dict[str, str]], None] | None = None
+) -> ScanResult:
     """Validate an XML file and count its records."""
     if os.path.getsize(path) == 0:
         raise FileRejected(f"the file is empty: an XML document with a <{layout.xml_root}> root is expected")
     reader = _XmlReader(path, layout=layout)
     records = reader.records()
+    count = 0
     with closing(records):
         try:
-            count = sum(1 for _ in records)
+            for values, error in records:
+                if visit is not None and error is None:
+                    visit(count, values)
+                count += 1
         except (ParseError, DefusedXmlException) as exc:
             raise _xml_rejection(exc, reader=reader) from None
     return ScanResult(header=list(reader.columns), record_count=count)

@@ -15,6 +15,8 @@ CHUNK_BYTES = 64 * 1024
 RATIO_MIN_BYTES = 1024 * 1024
 _DRIVE = re.compile(r"[A-Za-z]:")
 _END_OF_CENTRAL_DIRECTORY = b"PK\x05\x06"
+# A local file header, an empty archive's end record, a spanned archive's marker.
+_ZIP_STARTS = (b"PK\x03\x04", _END_OF_CENTRAL_DIRECTORY, b"PK\x07\x08")
 
 
 @dataclass
@@ -27,11 +29,9 @@ class ExtractedFile:
 
 
 def is_zip(path: str | Path) -> bool:
-    """Tell whether the file is a zip archive."""
+    """Tell whether the file is a zip archive by its first bytes (a damaged one too, so it is refused as a zip)."""
     with open(path, "rb") as raw:
-        if raw.read(2) != b"PK":
-            return False
-    return zipfile.is_zipfile(path)
+        return raw.read(4) in _ZIP_STARTS
 
 
 def extract_zip(
@@ -43,7 +43,11 @@ def extract_zip(
         raise ArchiveError(f"the archive has {declared:,} entries, more than the limit of {max_entries:,}")
     try:
         archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError) as exc:
+    except zipfile.BadZipFile as exc:
+        if is_zip(path):
+            raise ArchiveError(f"the zip archive is damaged or truncated ({exc}): send it again") from None
+        raise ArchiveError(f"not a readable zip archive: {exc}") from None
+    except (zipfile.LargeZipFile, OSError, EOFError, ValueError) as exc:
         raise ArchiveError(f"not a readable zip archive: {exc}") from None
     with archive:
         members = _members(

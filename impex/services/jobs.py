@@ -1,18 +1,31 @@
-"""Create import jobs from files and zips, and match each file to its connection and descriptor."""
+"""Create import jobs from files and zips, unpack zips, match each file to its connection and descriptor."""
 
 import fnmatch
 import hashlib
+import shutil
 from contextlib import nullcontext
 from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
 from impex import naming
-from impex.choices import FileStatus, JobSource
+from impex.choices import FileKind, FileStatus, JobSource
 from impex.exceptions import ArchiveError, FileNameError, FileRejected
-from impex.models import Connection, DataDescriptor, DataGroup, ImportFile, ImportJob, RowError
+from impex.models import (
+    Connection,
+    DataDescriptor,
+    DataGroup,
+    DeferredRow,
+    FileDuplicate,
+    FileKey,
+    ImportFile,
+    ImportJob,
+    RowError,
+)
 from impex.services.archive import extract_zip, is_zip
+from impex.services.lifecycle import file_transition
 
 
 def job_folder(job: ImportJob) -> Path:
@@ -39,13 +52,25 @@ def _hash(path: Path, *, copy_to: Path | None = None) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
-def file_reject(import_file: ImportFile, *, message: str) -> None:
-    """Mark a file rejected with its reason (a row error without a row)."""
-    ImportFile.objects.filter(pk=import_file.pk).update(status=FileStatus.REJECTED, message=message)
-    import_file.status = FileStatus.REJECTED
-    import_file.message = message
-    RowError.objects.filter(file=import_file).delete()
-    RowError.objects.create(file=import_file, row=None, message=message)
+def file_reject(import_file: ImportFile, *, message: str, job_id: int, worker: str = "") -> bool:
+    """Reject a file with its reason (a row error without a row), dropping what its start had prepared."""
+    with transaction.atomic():
+        locked = ImportFile.objects.select_for_update().get(pk=import_file.pk)
+        import_file.status = locked.status
+        if locked.status in (FileStatus.REJECTED, FileStatus.IMPORTED, FileStatus.DUPLICATE, FileStatus.UNPACKED):
+            return False
+        for model in (FileKey, FileDuplicate, DeferredRow, RowError):
+            model.objects.filter(file=import_file).delete()
+        file_transition(
+            import_file,
+            new=FileStatus.REJECTED,
+            job_id=job_id,
+            message=message,
+            worker=worker,
+            finished_at=timezone.now(),
+        )
+        RowError.objects.create(file=import_file, row=None, message=message)
+    return True
 
 
 def job_create(
@@ -58,71 +83,77 @@ def job_create(
     created_by: str = "",
     names: list[str] | None = None,
 ) -> ImportJob:
-    """Create a job with its own copies of the given files (zips unpacked safely), ready for the runner."""
+    """Create a queued job holding its own copy of each given file or zip (the runner unpacks zips)."""
     job = ImportJob.objects.create(
         connection=connection, group=group, dry_run=dry_run, source=source, created_by=created_by
     )
     folder = job_folder(job)
-    folder.mkdir(parents=True, exist_ok=True)
-    taken: set[str] = set()
     for n, raw_path in enumerate(paths):
         path = Path(raw_path)
-        shown = names[n] if names else path.name
-        if is_zip(path):
-            _add_zip(job, path=path, shown=shown, folder=folder, taken=taken, connection=connection)
+        name = naming.base_name(names[n] if names else path.name)
+        import_file = ImportFile(job=job, name=name, connection=connection, processed_by=job)
+        dest = folder / str(n) / name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            import_file.kind = FileKind.ARCHIVE if is_zip(path) else FileKind.DATA
+            import_file.content_hash, import_file.size = _hash(path, copy_to=dest)
+        except OSError as exc:
+            import_file.save()
+            file_reject(import_file, message=f"{name}: cannot be read ({exc.strerror or exc})", job_id=job.pk)
             continue
-        _add_file(job, path=path, name=naming.base_name(shown), folder=folder, taken=taken, connection=connection)
+        import_file.path = str(dest)
+        import_file.save()
     return job
 
 
-def _add_file(job, *, path: Path, name: str, folder: Path, taken: set, connection) -> ImportFile:
-    import_file = ImportFile(job=job, name=name, connection=connection)
-    if name in taken:
-        import_file.save()
-        file_reject(import_file, message=f"{name}: the same file name twice in one job")
-        return import_file
-    taken.add(name)
-    dest = folder / name
-    try:
-        import_file.content_hash, import_file.size = _hash(path, copy_to=dest)
-    except OSError as exc:
-        import_file.save()
-        file_reject(import_file, message=f"{name}: cannot be read ({exc.strerror or exc})")
-        return import_file
-    import_file.path = str(dest)
-    import_file.save()
-    return import_file
-
-
-def _add_zip(job, *, path: Path, shown: str, folder: Path, taken: set, connection) -> None:
-    unpack = folder / f"_zip_{len(taken)}_{naming.base_name(shown)}"
+def archive_unpack(archive: ImportFile, *, job: ImportJob, worker: str = "") -> list[ImportFile]:
+    """Unpack a job's zip into data files of the job (safely: paths, links, bombs); reject the zip if unsafe."""
+    dest = Path(archive.path).parent / f"_unzipped_{archive.pk}"
+    shutil.rmtree(dest, ignore_errors=True)  # a worker killed while unpacking left part of it
     try:
         extracted = extract_zip(
-            path,
-            dest=unpack,
+            archive.path,
+            dest=dest,
             max_entries=settings.IMPEX_MAX_ZIP_ENTRIES,
             max_total_bytes=settings.IMPEX_MAX_ZIP_BYTES,
             max_file_bytes=settings.IMPEX_MAX_FILE_BYTES,
             max_ratio=settings.IMPEX_MAX_ZIP_RATIO,
         )
+        if not extracted:
+            raise ArchiveError("the zip holds no files")
     except ArchiveError as exc:
-        zip_file = ImportFile.objects.create(job=job, name=naming.base_name(shown), connection=connection)
-        file_reject(zip_file, message=f"{naming.base_name(shown)}: {exc}")
-        return
-    if not extracted:
-        zip_file = ImportFile.objects.create(job=job, name=naming.base_name(shown), connection=connection)
-        file_reject(zip_file, message=f"{naming.base_name(shown)}: the zip holds no files")
-        return
-    for item in extracted:
-        import_file = ImportFile(job=job, name=item.name, connection=connection, archive=naming.base_name(shown))
-        if item.name in taken:
-            import_file.save()
-            file_reject(import_file, message=f"{item.name}: the same file name twice in one job")
-            continue
-        taken.add(item.name)
-        import_file.content_hash, import_file.size = _hash(item.path)
-        import_file.path = str(item.path)
-        import_file.save()
+        file_reject(archive, message=f"{archive.name}: {exc}", job_id=job.pk, worker=worker)
+        return []
+    entries = []
+    with transaction.atomic():
+        locked = ImportFile.objects.select_for_update().get(pk=archive.pk)
+        if locked.status != FileStatus.QUEUED:
+            return []
+        for item in extracted:
+            content_hash, size = _hash(item.path)
+            entries.append(
+                ImportFile(
+                    job=job,
+                    processed_by=job,
+                    name=item.name,
+                    connection=archive.connection,
+                    archive=archive.name,
+                    path=str(item.path),
+                    content_hash=content_hash,
+                    size=size,
+                )
+            )
+        ImportFile.objects.bulk_create(entries)
+        file_transition(
+            archive,
+            new=FileStatus.UNPACKED,
+            job_id=job.pk,
+            worker=worker,
+            note=f"{len(entries)} file{'s' if len(entries) != 1 else ''}",
+            finished_at=timezone.now(),
+        )
+    Path(archive.path).unlink(missing_ok=True)
+    return entries
 
 
 def candidate_descriptors(*, connection: Connection, group: DataGroup | None) -> list[DataDescriptor]:

@@ -3,6 +3,7 @@
 import itertools
 from collections.abc import Iterable, Sequence
 
+from django.conf import settings
 from django.db import connection, models
 
 _counter = itertools.count(1)
@@ -68,6 +69,40 @@ def db_param(field: models.Field, value):
 def distinct(a: str, b: str) -> str:
     """Return a null-safe 'differs' comparison for the current database."""
     return f"{a} IS DISTINCT FROM {b}" if is_postgres() else f"{a} IS NOT {b}"
+
+
+def guard_statements() -> None:
+    """Bound how long this transaction's statements wait for locks and run (PostgreSQL).
+
+    A stuck import then fails with a clear message (see stuck_reason) and can be run again, instead
+    of waiting forever behind a lock held elsewhere.
+    """
+    if is_postgres():
+        with connection.cursor() as cursor:
+            cursor.execute(f"SET LOCAL lock_timeout = '{int(settings.IMPEX_LOCK_TIMEOUT_SECONDS)}s'")
+            cursor.execute(f"SET LOCAL statement_timeout = '{int(settings.IMPEX_STATEMENT_TIMEOUT_SECONDS)}s'")
+
+
+def stuck_reason(exc: BaseException) -> str | None:
+    """Say why a database error means the import is stuck behind others (a lock or time limit), or None."""
+    sqlstate = getattr(getattr(exc, "__cause__", None), "sqlstate", None)
+    if sqlstate == "55P03":
+        return (
+            f"waited more than {settings.IMPEX_LOCK_TIMEOUT_SECONDS} s for a lock held by another database "
+            "session (another import, or someone editing the same records); nothing of the unfinished chunk "
+            "was kept: run the job again when that session is done"
+        )
+    if sqlstate == "57014":
+        return (
+            f"a statement ran longer than {settings.IMPEX_STATEMENT_TIMEOUT_SECONDS} s and was cancelled; "
+            "nothing of the unfinished chunk was kept: run the job again"
+        )
+    if connection.vendor == "sqlite" and "database is locked" in str(exc):
+        return (
+            "the SQLite database stayed locked by another process; nothing of the unfinished chunk was kept: "
+            "run the job again"
+        )
+    return None
 
 
 def relax_commit() -> None:

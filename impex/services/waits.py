@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from impex.choices import FileStatus, JobSource
 from impex.models import Connection, ImportFile, ImportJob
+from impex.services.lifecycle import job_enqueue
 
 
 def waiting_files(*, connection: Connection):
@@ -45,17 +46,16 @@ def wait_alerts_send(*, now=None) -> int:
 
 
 def connection_release_wait(*, connection: Connection, created_by: str = "") -> ImportJob | None:
-    """Skip the missing sequences: expect the oldest waiting file next and import the waiting files now."""
-    from impex.runner import run_job
-
+    """Skip the missing sequences: expect the oldest waiting file next and queue a job that imports them."""
     with transaction.atomic():
         first = waiting_files(connection=connection).first()
         if first is None:
             return None
         Connection.objects.filter(pk=connection.pk).update(next_expected_sequence=first.sequence)
         job = ImportJob.objects.create(connection=connection, source=JobSource.ADMIN, created_by=created_by)
-        job.log = (
-            f"sequence wait released by {created_by or 'an admin'}: next expected sequence set to {first.sequence}\n"
+        job_enqueue(
+            job=job,
+            reason=f"sequence wait released by {created_by or 'an admin'}: "
+            f"next expected sequence set to {first.sequence}",
         )
-        job.save(update_fields=["log"])
-    return run_job(job.pk)
+    return job

@@ -187,13 +187,22 @@ def test_an_error_keeps_files_that_were_already_in_dest(tmp_path):
     assert (dest / "orders.csv").read_bytes() == b"mine"
 
 
-@pytest.mark.parametrize("data", [b"id,name\n1,Ann\n", b"PK\x03\x04 truncated", b""])
+@pytest.mark.parametrize("data", [b"id,name\n1,Ann\n", b""])
 def test_a_file_that_is_not_a_zip_is_refused(tmp_path, data):
     path = tmp_path / "upload.zip"
     path.write_bytes(data)
 
     assert not is_zip(path)
     assert refusal(path, tmp_path / "out").startswith("not a readable zip archive: ")
+
+
+def test_a_truncated_zip_is_taken_for_a_zip_and_refused_as_damaged(tmp_path):
+    whole = make_zip(tmp_path / "whole.zip", [("data.csv", b"id,name\n" * 1000)]).read_bytes()
+    path = tmp_path / "upload.zip"
+    path.write_bytes(whole[: len(whole) // 2])
+
+    assert is_zip(path)
+    assert refusal(path, tmp_path / "out").startswith("the zip archive is damaged or truncated")
 
 
 def test_a_corrupt_entry_is_refused(tmp_path):

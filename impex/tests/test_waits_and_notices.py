@@ -52,19 +52,33 @@ def test_waiting_file_alerts_the_contacts_once_past_the_alert_time(tmp_path, con
     assert "waiting for sequence 2" in message.body
 
 
-def test_admin_release_imports_the_waiting_files_in_order(tmp_path, kore_connection):
-    run([customers_file(tmp_path, 1, "C1\tc1@example.com")], kore_connection)
-    run([customers_file(tmp_path, 4, "C1\tc1-four@example.com")], kore_connection)
-    run([customers_file(tmp_path, 3, "C1\tc1-three@example.com")], kore_connection)
+def test_admin_release_queues_a_job_that_imports_the_waiting_files_in_order(
+    tmp_path, kore_connection, django_capture_on_commit_callbacks
+):
+    first = run([customers_file(tmp_path, 1, "C1\tc1@example.com")], kore_connection)
+    fourth = run([customers_file(tmp_path, 4, "C1\tc1-four@example.com")], kore_connection)
+    third = run([customers_file(tmp_path, 3, "C1\tc1-three@example.com")], kore_connection)
     assert ImportFile.objects.filter(status="waiting").count() == 2
 
-    job = connection_release_wait(connection=kore_connection, created_by="admin")
+    with django_capture_on_commit_callbacks() as queued:
+        job = connection_release_wait(connection=kore_connection, created_by="admin")
+
+    assert (job.status, len(queued)) == ("queued", 1)  # handed to the cluster, not run in the request
+    assert Customer.objects.get(customer_id="C1").email == "c1@example.com"
+
+    job = run_job(job.pk)
 
     assert job.status == "completed"
-    assert sorted(job.files.values_list("name", "status")) == [
+    assert sorted(job.processed_files.values_list("name", "status")) == [
         ("ERP_0000003_INT1_KS_CUSTOMERS.NET", "imported"),
         ("ERP_0000004_INT1_KS_CUSTOMERS.NET", "imported"),
     ]
+    # Each file stays in the job it came with; the release job records that it imported them.
+    assert list(third.files.values_list("status", "message")) == [("imported", "")]
+    assert list(fourth.files.values_list("status", "message")) == [("imported", "")]
+    assert job.events.filter(kind="taken-up").count() == 2
+    assert third.events.filter(kind="taken-up", message__contains=f"imported by job #{job.pk}").exists()
+    assert first.files.get().status == "imported"
     assert Customer.objects.get(customer_id="C1").email == "c1-four@example.com"
     kore_connection.refresh_from_db()
     assert kore_connection.next_expected_sequence == 5
@@ -95,7 +109,7 @@ def test_a_clean_job_mails_nobody_and_reports_its_progress(
     f = job.files.get()
     assert f.chunks.count() == 3
     assert set(f.chunks.values_list("status", flat=True)) == {"done"}
-    assert "imported: 5 created" in job.log
+    assert job.events.filter(kind="imported", message__contains="imported: 5 created").exists()
 
 
 def test_statistics_are_refreshed_while_a_file_grows_a_table(tmp_path, kore_connection, settings):

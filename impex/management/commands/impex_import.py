@@ -1,20 +1,22 @@
-"""Import files or zips now, in order (SPEC section 9)."""
+"""Import files or zips now, in order, or queue them for the cluster (SPEC section 9)."""
 
-import sys
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
 
-from impex.choices import FileStatus, JobSource
-from impex.management.output import print_json
+from impex.choices import JobSource
+from impex.management.output import exit_with, print_json
+from impex.management.report import job_print
 from impex.models import Connection, DataGroup
 from impex.runner import run_job
 from impex.selectors import job_report
 from impex.services.jobs import job_create
+from impex.services.lifecycle import job_enqueue
 
 
 class Command(BaseCommand):
-    help = "Import files or zip archives now, in the order SPEC section 4 sets."
+    help = "Import files or zip archives now, in the order SPEC section 4 sets (or queue them with --queue)."
 
     def add_arguments(self, parser):
         parser.add_argument("paths", nargs="+", metavar="PATH", help="Files or zip archives to import.")
@@ -23,6 +25,9 @@ class Command(BaseCommand):
         )
         parser.add_argument("--group", help="Code of the import group whose descriptors the files are matched to.")
         parser.add_argument("--dry-run", action="store_true", help="Check and count everything, write nothing.")
+        parser.add_argument(
+            "--queue", action="store_true", help="Create the job and queue it for the cluster instead of running it."
+        )
         parser.add_argument("--json", action="store_true", help="Print one JSON object as the last line.")
 
     def handle(self, *args, **opts):
@@ -42,25 +47,19 @@ class Command(BaseCommand):
         job = job_create(
             paths=paths, connection=connection, group=group, dry_run=opts["dry_run"], source=JobSource.COMMAND
         )
+        if opts["queue"]:
+            with transaction.atomic():
+                job_enqueue(job=job, reason="by impex_import --queue")
+            report = job_report(job)
+            for f in report["files"]:
+                self.stdout.write(f"{f['name']}: {f['status']}")
+            self.stdout.write(f"Job #{job.pk}: queued (run it with `manage.py impex_job {job.pk}` or the cluster)")
+            if opts["json"]:
+                print_json(self, {"job": job.pk, "files": report["files"]})
+            exit_with(all(f["status"] == "queued" for f in report["files"]))
+            return
         job = run_job(job.pk)
-        report = job_report(job, max_errors=100)
-        for f in report["files"]:
-            counts = ", ".join(f"{f[k]} {k}" for k in ("created", "updated", "unchanged", "retired", "failed"))
-            self.stdout.write(f"{f['name']}: {f['status']} ({f['descriptor'] or '-'}): {counts}")
-            for e in f["errors"][:10]:
-                where = f"row {e['row']}" if e["row"] is not None else "file"
-                column = f", column {e['column']}" if e["column"] else ""
-                self.stdout.write(f"  {where}{column}: {e['message']}")
-            if len(f["errors"]) > 10:
-                self.stdout.write(f"  ... {f['failed']} rows refused in all (see the job in the admin)")
-        if job.error:
-            self.stderr.write(f"Job #{job.pk}: {job.error}")
-        self.stdout.write(f"Job #{job.pk}: {job.status}{' (dry run: nothing written)' if job.dry_run else ''}")
+        report = job_print(self, job)
         if opts["json"]:
             print_json(self, {"files": report["files"]})
-        ok = job.status != "errored" and all(
-            f["status"] in (FileStatus.IMPORTED, FileStatus.DUPLICATE) for f in report["files"]
-        )
-        if not ok:
-            sys.stdout.flush()
-            sys.exit(1)
+        exit_with(report["ok"])

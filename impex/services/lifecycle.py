@@ -1,0 +1,223 @@
+"""The life of an import job: queue it, claim it with a lease, end it once; the only code that moves statuses."""
+
+import os
+import socket
+import uuid
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q, Sum
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+from django_q.tasks import async_task
+
+from impex import events
+from impex.choices import FILE_TRANSITIONS, FileStatus, JobStatus
+from impex.exceptions import IllegalTransition
+from impex.models import ConnectionState, ImportFile, ImportJob
+
+TASK_RUN = "impex.tasks.import_job_run"
+
+
+def worker_name() -> str:
+    """Name this process as a worker: host, process id and a random tag (pids are reused)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def lease_end():
+    """Return when a claim taken now runs out unless renewed."""
+    return timezone.now() + timedelta(seconds=settings.IMPEX_LEASE_SECONDS)
+
+
+def _check(table: dict, old: str, new: str, what: str) -> None:
+    if new not in table.get(old, ()):
+        raise IllegalTransition(f"{what} cannot go from {old} to {new}")
+
+
+def job_enqueue(*, job: ImportJob, reason: str = "") -> None:
+    """Hand the job to the django-q2 cluster once the current transaction commits."""
+    now = timezone.now()
+    ImportJob.objects.filter(pk=job.pk).update(queued_at=now, retry_at=None)
+    job.queued_at = now
+    events.job_queued(job, reason=reason)
+    job_id = job.pk
+    transaction.on_commit(lambda: async_task(TASK_RUN, job_id, task_name=f"import job #{job_id}", group="impex-import"))
+
+
+def job_claim(*, job_id: int, worker: str, rerun: bool = False) -> tuple[ImportJob, bool]:
+    """Start the job for this worker if it is free (queued, or its worker's lease ran out); say if it was claimed.
+
+    rerun also takes a job that ended in an error. One conditional UPDATE decides, so of workers racing
+    for a job exactly one wins; the others may help with its chunks.
+    """
+    now = timezone.now()
+    free = Q(status=JobStatus.QUEUED) | Q(status=JobStatus.RUNNING, lease_until__lt=now)
+    free |= Q(status=JobStatus.RUNNING, lease_until__isnull=True)
+    if rerun:
+        free |= Q(status=JobStatus.ERRORED)
+    before = ImportJob.objects.filter(pk=job_id).values("status", "claimed_by").first()
+    if before is None:
+        raise ImportJob.DoesNotExist(f"no import job #{job_id}")
+    with transaction.atomic():
+        claimed = (
+            ImportJob.objects.filter(free, pk=job_id).update(
+                status=JobStatus.RUNNING,
+                claimed_by=worker,
+                lease_until=lease_end(),
+                attempts=F("attempts") + 1,
+                started_at=Coalesce("started_at", now),
+                finished_at=None,
+                retry_at=None,
+                error="",
+            )
+            == 1
+        )
+        job = ImportJob.objects.select_related("group", "connection").get(pk=job_id)
+        if claimed:
+            takeover = before["claimed_by"] if before["status"] == JobStatus.RUNNING else ""
+            events.job_started(job, worker=worker, takeover_from=takeover)
+    return job, claimed
+
+
+def job_lease_renew(*, job_id: int, worker: str) -> bool:
+    """Extend this worker's claim on the job; False when another worker has taken it over."""
+    return (
+        ImportJob.objects.filter(pk=job_id, status=JobStatus.RUNNING, claimed_by=worker).update(lease_until=lease_end())
+        == 1
+    )
+
+
+def job_terminate(*, job: ImportJob, worker: str, status: str, error: str = "") -> ImportJob:
+    """End a running job that this worker holds as completed, failed or errored, once; report it."""
+    if status not in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.ERRORED):
+        raise IllegalTransition(f"a job is not ended as {status}")
+    totals = ImportFile.objects.filter(Q(job=job) | Q(processed_by=job)).aggregate(
+        total=Sum("rows_total"), done=Sum("rows_done")
+    )
+    with transaction.atomic():
+        ended = (
+            ImportJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING, claimed_by=worker).update(
+                status=status,
+                finished_at=timezone.now(),
+                lease_until=None,
+                error=error,
+                rows_total=totals["total"] or 0,
+                rows_done=totals["done"] or 0,
+            )
+            == 1
+        )
+        job.refresh_from_db()
+        if not ended:
+            return job
+        ConnectionState.objects.filter(job=job).update(job=None)
+        events.job_finished(job, status=status, worker=worker, error=error)
+        if not job.dry_run:
+            from impex.services.notices import job_errors_mail
+
+            job_id = job.pk
+            transaction.on_commit(lambda: job_errors_mail(job_id=job_id))
+    return job
+
+
+def job_set_aside(*, job: ImportJob, worker: str, reason: str, retry_in: int) -> bool:
+    """Give a running job back to the queue to be taken again in retry_in seconds (it waits for others)."""
+    with transaction.atomic():
+        moved = (
+            ImportJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING, claimed_by=worker).update(
+                status=JobStatus.QUEUED,
+                claimed_by="",
+                lease_until=None,
+                retry_at=timezone.now() + timedelta(seconds=retry_in),
+            )
+            == 1
+        )
+        if moved:
+            events.job_requeued(job, reason=reason, worker=worker)
+    return moved
+
+
+def job_rerun(*, job: ImportJob, by: str) -> bool:
+    """Queue again a job that ended in an error, or whose worker died; False if it is not in such a state."""
+    now = timezone.now()
+    again = Q(status=JobStatus.ERRORED) | Q(status=JobStatus.RUNNING, lease_until__lt=now)
+    with transaction.atomic():
+        moved = (
+            ImportJob.objects.filter(again, pk=job.pk).update(status=JobStatus.QUEUED, claimed_by="", lease_until=None)
+            == 1
+        )
+        if moved:
+            job.refresh_from_db()
+            events.job_requeued(job, reason=f"run again by {by}")
+            job_enqueue(job=job)
+    return moved
+
+
+def jobs_requeue(*, now=None) -> list[int]:
+    """Queue again the jobs whose worker died (lease ran out), that were set aside, or that no worker took."""
+    now = now or timezone.now()
+    queued: list[int] = []
+    for job in ImportJob.objects.filter(status=JobStatus.RUNNING, lease_until__lt=now):
+        with transaction.atomic():
+            stale = ImportJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING, lease_until__lt=now)
+            if stale.update(status=JobStatus.QUEUED, claimed_by="", lease_until=None) == 1:
+                events.job_requeued(
+                    job, reason=f"the lease of {job.claimed_by} ran out at {job.lease_until:%Y-%m-%d %H:%M:%S} UTC"
+                )
+                job_enqueue(job=job)
+                queued.append(job.pk)
+    lost = now - timedelta(minutes=settings.IMPEX_REQUEUE_MINUTES)
+    due = Q(retry_at__lte=now) | Q(retry_at__isnull=True, queued_at__lt=lost)
+    for job in ImportJob.objects.filter(due, status=JobStatus.QUEUED):
+        with transaction.atomic():
+            if ImportJob.objects.filter(due, pk=job.pk, status=JobStatus.QUEUED).update(queued_at=now) == 1:
+                reason = "its wait is over" if job.retry_at else "no worker took it in time"
+                job_enqueue(job=job, reason=reason)
+                queued.append(job.pk)
+    return queued
+
+
+def file_transition(
+    f: ImportFile, *, new: str, job_id: int, message: str = "", note: str = "", worker: str = "", **fields
+) -> bool:
+    """Move a file to a new status if it still has the one we saw; write the event. False if it had moved on.
+
+    message is kept on the file (why it waits, why it was rejected); note only goes in the event.
+    """
+    old = f.status
+    _check(FILE_TRANSITIONS, old, new, f"the file {f.name}")
+    if new == FileStatus.WAITING and old == FileStatus.WAITING and f.message == message:
+        return True
+    moved = ImportFile.objects.filter(pk=f.pk, status=old).update(status=new, message=message, **fields) == 1
+    if not moved:
+        return False
+    f.status = new
+    f.message = message
+    for name, value in fields.items():
+        setattr(f, name, value)
+    events.file_status_changed(f, job_id=job_id, old=old, new=new, message=note or message, worker=worker)
+    return True
+
+
+def connection_hold(*, connection_id: int, job: ImportJob) -> int | None:
+    """Take the connection for this job so that its files go in order; return the holding job's id if another has it.
+
+    A holder whose job is no longer running, or whose worker's lease ran out, holds nothing.
+    """
+    with transaction.atomic():
+        state, _ = ConnectionState.objects.select_for_update().get_or_create(connection_id=connection_id)
+        holder = state.job_id
+        if holder is not None and holder != job.pk:
+            alive = ImportJob.objects.filter(
+                pk=holder, status=JobStatus.RUNNING, lease_until__gte=timezone.now()
+            ).exists()
+            if alive:
+                return holder
+        if holder != job.pk:
+            ConnectionState.objects.filter(pk=state.pk).update(job=job)
+    return None
+
+
+def connection_let_go(*, connection_id: int, job: ImportJob) -> None:
+    """Free the connection this job held."""
+    ConnectionState.objects.filter(connection_id=connection_id, job=job).update(job=None)

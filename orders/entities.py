@@ -1,0 +1,14 @@
+"""How the engine imports orders, order lines and shipments (KS_ORDERS, KS_ORDER_LINES, KS_SHIPMENTS)."""
+
+from impex.entities import EntitySpec, entity_register, natural_key_register
+
+
+def register() -> None:
+    """Register the order entities and the external id files name orders by."""
+    natural_key_register("orders.Order", "order_id")
+    for spec in (
+        EntitySpec("order", "Order", "orders.Order", ("order_id",)),
+        EntitySpec("order_line", "Order line", "orders.OrderLine", ("order", "line_no")),
+        EntitySpec("shipment", "Shipment", "orders.Shipment", ("shipment_id",)),
+    ):
+        entity_register(spec)
