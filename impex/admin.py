@@ -1,21 +1,24 @@
 """Admin of connections, descriptors and groups, and the read-only record of import jobs, files and errors."""
 
-import zoneinfo
 from collections import Counter
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import actions as admin_actions
+from django.contrib.admin.utils import unquote
 from django.contrib.auth import get_permission_codename
-from django.db import router
+from django.db import router, transaction
 from django.db.models import Count
 from django.db.models.deletion import Collector
 from django.forms.models import BaseInlineFormSet
+from django.http import HttpResponseRedirect
 from django.template.defaultfilters import pluralize
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from impex.choices import Convention, GroupDirection
+from impex.choices import GroupDirection
+from impex.exceptions import ConnectionDeleteRefused
 from impex.models import (
     Connection,
     DataDescriptor,
@@ -28,6 +31,7 @@ from impex.models import (
     ImportJob,
     RowError,
 )
+from impex.services.connections import connection_delete, connection_delete_check
 from syncapp.models import SyncLog
 
 INLINE_ROW_LIMIT = 200
@@ -116,25 +120,10 @@ class AuditRecordAdmin(CountedDeleteMixin, admin.ModelAdmin):
         return request.user.is_superuser
 
 
-class ConnectionAdminForm(forms.ModelForm):
-    """Checks that a connection names what its convention's file names carry, and a real time zone."""
-
-    def clean(self):
-        data = super().clean()
-        convention = data.get("convention")
-        if convention == Convention.BSPK and not data.get("company_name"):
-            self.add_error("company_name", "A BSPK connection needs the company name its file names carry.")
-        if convention == Convention.KORE and not data.get("integration_id"):
-            self.add_error("integration_id", "A Kore connection needs the integration id its file names carry.")
-        tz = data.get("timezone")
-        if tz and tz not in zoneinfo.available_timezones():
-            self.add_error("timezone", f"Unknown time zone '{tz}'; use an IANA name such as Europe/London.")
-        return data
-
-
 @admin.register(Connection)
 class ConnectionAdmin(CountedDeleteMixin, admin.ModelAdmin):
-    form = ConnectionAdminForm
+    """Connections: the form runs Connection.clean(), which holds their rules; deleting goes through the service."""
+
     list_display = (
         "code",
         "name",
@@ -149,7 +138,7 @@ class ConnectionAdmin(CountedDeleteMixin, admin.ModelAdmin):
     search_fields = ("code", "name", "company_name", "integration_id")
     list_per_page = 100
     readonly_fields = ("created_at", "updated_at", "activity")
-    actions = ("release_sequence_wait",)
+    actions = ("release_sequence_wait", "delete_selected")
 
     @admin.action(description="Release the sequence wait (import waiting files without the missing ones)")
     def release_sequence_wait(self, request, queryset):
@@ -165,6 +154,49 @@ class ConnectionAdmin(CountedDeleteMixin, admin.ModelAdmin):
                     f"{conn.code}: wait released; import job #{job.pk} {job.status}.",
                     messages.SUCCESS if job.status == "completed" else messages.WARNING,
                 )
+
+    @admin.action(permissions=["delete"], description="Delete selected connections")
+    def delete_selected(self, request, queryset):
+        """Django's delete action, refused as a whole if one of the connections may not be deleted."""
+        if not self.may_delete(request, queryset, confirming=not request.POST.get("post")):
+            return None
+        return admin_actions.delete_selected(self, request, queryset)
+
+    def delete_view(self, request, object_id, extra_context=None):
+        conn = self.get_object(request, unquote(object_id))
+        if conn is not None and self.has_delete_permission(request, conn):
+            if not self.may_delete(request, [conn], confirming=request.method != "POST"):
+                return HttpResponseRedirect(reverse("admin:impex_connection_change", args=[conn.pk]))
+        return super().delete_view(request, object_id, extra_context)
+
+    def may_delete(self, request, connections, *, confirming: bool) -> bool:
+        """Tell why connections may not be deleted, or on the confirmation page what deleting them forgets."""
+        refusals, warnings = [], []
+        for conn in connections:
+            try:
+                forgotten = connection_delete_check(connection=conn, confirm=True)
+            except ConnectionDeleteRefused as exc:
+                refusals.append(str(exc))
+                continue
+            if forgotten:
+                warnings.append(
+                    f"Connection '{conn}': {forgotten} imported file name{pluralize(forgotten)} will be forgotten, "
+                    f"so {'those names' if forgotten > 1 else 'that name'} could be imported again."
+                )
+        for message in refusals:
+            self.message_user(request, f"{message} Nothing was deleted.", messages.ERROR)
+        if confirming and not refusals:
+            for message in warnings:
+                self.message_user(request, message, messages.WARNING)
+        return not refusals
+
+    def delete_model(self, request, obj):
+        connection_delete(connection=obj, confirm=True)
+
+    @transaction.atomic
+    def delete_queryset(self, request, queryset):
+        for conn in queryset:
+            connection_delete(connection=conn, confirm=True)
 
     fieldsets = (
         (None, {"fields": ("code", "name", "convention", "company_name", "integration_id", "active")}),

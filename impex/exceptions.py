@@ -1,5 +1,7 @@
 """Domain errors of impex, with messages a user can act on."""
 
+from django.core.exceptions import NON_FIELD_ERRORS
+
 
 class ImpexError(Exception):
     """Base of impex's domain errors."""
@@ -41,3 +43,21 @@ class LeaseLost(ImpexError):
 
 class ImportStuck(ImpexError):
     """An import gave up waiting for the database (a lock held elsewhere, a time limit); it can be run again."""
+
+
+class ConnectionInvalid(ConfigurationError):
+    """A connection's settings break its rules; errors maps each field to what is wrong with it."""
+
+    def __init__(self, errors: dict[str, list[str]]):
+        super().__init__(
+            "\n".join(
+                message if field == NON_FIELD_ERRORS else f"{field}: {message}"
+                for field, messages in errors.items()
+                for message in messages
+            )
+        )
+        self.errors = errors
+
+
+class ConnectionDeleteRefused(ImpexError):
+    """A connection cannot be deleted (yet): deleting it would forget which file names it has imported."""

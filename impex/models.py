@@ -1,8 +1,15 @@
 """Connections, data descriptors and groups, import jobs with their files, chunks and row errors."""
 
+import re
+import zoneinfo
+from urllib.parse import urlsplit
+
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 from django.db import models
 from django.utils import timezone
 
+from impex import naming
 from impex.choices import (
     BooleanStyle,
     ChunkStatus,
@@ -36,12 +43,14 @@ class Connection(models.Model):
         max_length=500,
         blank=True,
         default="",
-        help_text="Folder path or s3:// / sftp:// URL; empty: IMPEX_ROOT/<code>/inbox.",
+        help_text="Folder path, s3://bucket/prefix or sftp://[user@]host[:port]/path; empty: IMPEX_ROOT/<code>/inbox.",
     )
     timezone = models.CharField(
         max_length=64, default="UTC", help_text="Naive datetimes in files are read in this zone."
     )
-    contacts = models.TextField(blank=True, default="", help_text="E-mail addresses, comma separated.")
+    contacts = models.TextField(
+        blank=True, default="", help_text="E-mail addresses told about errors, separated by commas or semicolons."
+    )
     interval_minutes = models.PositiveIntegerField(default=5, help_text="How often the inbox is scanned.")
     next_expected_sequence = models.PositiveIntegerField(
         null=True, blank=True, help_text="Kore: the sequence the next file must carry."
@@ -57,8 +66,26 @@ class Connection(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    INBOX_SHAPES = "a folder path, s3://bucket/prefix or sftp://[user@]host[:port]/path"
+
     class Meta:
         ordering = ["code"]
+        # Files are routed by the company or integration id their names carry: a shared one would
+        # send them all to one connection silently. clean() says which connection clashes.
+        constraints = [
+            models.UniqueConstraint(
+                fields=["company_name"],
+                condition=models.Q(convention=Convention.BSPK) & ~models.Q(company_name=""),
+                name="connection_bspk_company_once",
+                violation_error_message="Another BSPK connection already has this company name.",
+            ),
+            models.UniqueConstraint(
+                fields=["integration_id"],
+                condition=models.Q(convention=Convention.KORE) & ~models.Q(integration_id=""),
+                name="connection_kore_integration_once",
+                violation_error_message="Another Kore connection already has this integration id.",
+            ),
+        ]
 
     def __str__(self):
         return self.code
@@ -66,6 +93,115 @@ class Connection(models.Model):
     @property
     def contact_list(self) -> list[str]:
         return [c.strip() for c in self.contacts.replace(";", ",").split(",") if c.strip()]
+
+    def clean(self):
+        """Check what a connection needs to receive files: the admin, impex_connection and services rely on it."""
+        errors = {
+            "company_name": self._company_errors(),
+            "integration_id": self._integration_errors(),
+            "timezone": self._timezone_errors(),
+            "contacts": self._contact_errors(),
+            "inbox": self._inbox_errors(),
+            "interval_minutes": self._interval_errors(),
+        }
+        errors = {field: messages for field, messages in errors.items() if messages}
+        if errors:
+            raise ValidationError(errors)
+
+    def _company_errors(self) -> list[str]:
+        if self.convention != Convention.BSPK:
+            return []
+        if not self.company_name:
+            return ["A BSPK connection needs the company name its file names carry."]
+        if not naming.is_company_name(self.company_name):
+            return [
+                f"'{self.company_name}' cannot be the company part of a BSPK file name: "
+                "use the CamelCase name of letters and digits the names carry, e.g. AcmeRetail."
+            ]
+        other = self._clashing(company_name=self.company_name)
+        if other is not None:
+            return [
+                f"The BSPK connection '{other}' already has the company name '{self.company_name}', "
+                "so files could reach only one of them. Use another company name or change that connection."
+            ]
+        return []
+
+    def _integration_errors(self) -> list[str]:
+        if self.convention != Convention.KORE:
+            return []
+        if not self.integration_id:
+            return ["A Kore connection needs the integration id its file names carry."]
+        if not naming.is_integration_id(self.integration_id):
+            return [
+                f"'{self.integration_id}' cannot be the integration part of a Kore file name: "
+                "use letters and digits, with single - or _ between them, e.g. INT1."
+            ]
+        other = self._clashing(integration_id=self.integration_id)
+        if other is not None:
+            return [
+                f"The Kore connection '{other}' already has the integration id '{self.integration_id}', "
+                "so files could reach only one of them. Use another integration id or change that connection."
+            ]
+        return []
+
+    def _clashing(self, **value) -> "Connection | None":
+        """Return another connection of the same convention that carries the same company or integration id."""
+        others = Connection.objects.filter(convention=self.convention, **value)
+        if self.pk is not None:
+            others = others.exclude(pk=self.pk)
+        return others.order_by("code").first()
+
+    def _timezone_errors(self) -> list[str]:
+        # An empty one already fails the field's own check.
+        if not self.timezone or self.timezone in zoneinfo.available_timezones():
+            return []
+        return [f"Unknown time zone '{self.timezone}'; use an IANA name such as Europe/London."]
+
+    def _contact_errors(self) -> list[str]:
+        errors = []
+        for address in self.contact_list:
+            try:
+                validate_email(address)
+            except ValidationError:
+                errors.append(f"'{address}' is not an e-mail address; separate addresses with commas or semicolons.")
+        return errors
+
+    def _interval_errors(self) -> list[str]:
+        # A negative value already fails the field's own check (a positive integer); None, its null check.
+        if self.interval_minutes == 0:
+            return ["Scan the inbox every 1 minute or more."]
+        return []
+
+    def _inbox_errors(self) -> list[str]:
+        """Catch an inbox that is obviously wrong; whether the place exists is for the scan to find out."""
+        # C:\inbox is a Windows folder (a scheme has two letters or more), and old:inbox a folder name:
+        # only '//' after a scheme, or s3: and sftp:, make it a URL.
+        match = re.match(r"([A-Za-z][A-Za-z0-9+.-]+):(//)?", self.inbox)
+        if match is None:
+            return []
+        scheme, slashes = match.group(1).lower(), match.group(2)
+        if scheme not in ("s3", "sftp"):
+            return [f"Unknown scheme '{match.group(1)}://' in the inbox: use {self.INBOX_SHAPES}."] if slashes else []
+        url = urlsplit(self.inbox)
+        if not slashes or url.query or url.fragment:
+            return [f"Write the inbox as {self.INBOX_SHAPES}."]
+        if scheme == "s3":
+            if not url.netloc or "@" in url.netloc or ":" in url.netloc:
+                return ["An S3 inbox needs a bucket name right after s3:// (s3://bucket/prefix)."]
+            return []
+        if url.password is not None:
+            return ["Keep the password out of the inbox URL: it would be stored and shown in plain text."]
+        if not url.hostname:
+            return ["An SFTP inbox needs a host: sftp://[user@]host[:port]/path."]
+        try:
+            port = url.port
+        except ValueError:
+            port = 0
+        if port == 0:
+            return [f"The port in '{url.netloc}' must be a number from 1 to 65535: sftp://[user@]host[:port]/path."]
+        if not url.path:
+            return ["An SFTP inbox needs the folder after the host: sftp://[user@]host[:port]/path."]
+        return []
 
 
 class DataDescriptor(models.Model):

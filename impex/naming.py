@@ -180,6 +180,16 @@ def integration_of(name: str, *, known_types: Collection[str]) -> str | None:
     return parts[2] or None
 
 
+def is_company_name(value: str) -> bool:
+    """Return whether value can be the CamelCase company part of a BSPK name."""
+    return _COMPANY.fullmatch(value) is not None
+
+
+def is_integration_id(value: str) -> bool:
+    """Return whether value can be the integration part of a Kore name."""
+    return _INTEGRATION.fullmatch(value) is not None
+
+
 def _split_kore_rest(rest: str, known_types: Collection[str]) -> tuple[str | None, str | None]:
     """Split `integration_API` (or the short form `API`) on the longest known API suffix."""
     if rest in known_types:

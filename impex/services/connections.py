@@ -1,9 +1,10 @@
-"""Create, update and release connections."""
+"""Create, update and delete connections; the rules themselves are Connection.clean()'s."""
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.template.defaultfilters import pluralize
 
-from impex.exceptions import ConfigurationError
+from impex.exceptions import ConnectionDeleteRefused, ConnectionInvalid
 from impex.models import Connection
 
 
@@ -11,7 +12,7 @@ from impex.models import Connection
 def connection_save(
     *,
     code: str,
-    convention: str,
+    convention: str | None = None,
     company_name: str | None = None,
     integration_id: str | None = None,
     inbox: str | None = None,
@@ -23,9 +24,11 @@ def connection_save(
     conn = Connection.objects.select_for_update().filter(code=code).first()
     created = conn is None
     if created:
+        if not convention:
+            raise ConnectionInvalid({"convention": ["A new connection needs its naming convention (bspk or kore)."]})
         conn = Connection(code=code, name=code)
-    conn.convention = convention
     for name, value in (
+        ("convention", convention),
         ("company_name", company_name),
         ("integration_id", integration_id),
         ("inbox", inbox),
@@ -35,13 +38,36 @@ def connection_save(
     ):
         if value is not None:
             setattr(conn, name, value)
-    if conn.convention == "bspk" and not conn.company_name:
-        raise ConfigurationError("a BSPK connection needs --company (the company name in its file names)")
-    if conn.convention == "kore" and not conn.integration_id:
-        raise ConfigurationError("a Kore connection needs --integration (the integration id in its file names)")
     try:
         conn.full_clean()
     except ValidationError as exc:
-        raise ConfigurationError("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from exc
+        raise ConnectionInvalid(exc.message_dict) from exc
     conn.save()
     return conn, created
+
+
+def connection_delete_check(*, connection: Connection, confirm: bool) -> int:
+    """Refuse to delete a connection that would forget imported file names unasked; return how many it forgets."""
+    forgotten = connection.imported_names.count()
+    if forgotten and connection.active:
+        raise ConnectionDeleteRefused(
+            f"Connection '{connection}' has imported {forgotten} file name{pluralize(forgotten)}, and that record "
+            "is what keeps a file from being imported twice. Switch it off first (untick Active and save), "
+            "then delete it."
+        )
+    if forgotten and not confirm:
+        raise ConnectionDeleteRefused(
+            f"Deleting connection '{connection}' forgets its {forgotten} imported file name{pluralize(forgotten)}, "
+            "so files with those names could be imported again: confirm the deletion to go ahead."
+        )
+    return forgotten
+
+
+@transaction.atomic
+def connection_delete(*, connection: Connection, confirm: bool) -> int:
+    """Delete a connection with its imported file names and sync logs; return how many file names it forgot."""
+    # The lock holds back a job that would record a new imported name for it meanwhile.
+    locked = Connection.objects.select_for_update().get(pk=connection.pk)
+    forgotten = connection_delete_check(connection=locked, confirm=confirm)
+    locked.delete()
+    return forgotten

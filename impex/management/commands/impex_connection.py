@@ -1,43 +1,51 @@
 """Create or update a connection (SPEC section 9), so that deployments can be scripted."""
 
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
+from django.core.exceptions import NON_FIELD_ERRORS
 from django.core.management.base import BaseCommand, CommandError
 
 from impex.choices import Convention
-from impex.exceptions import ConfigurationError
+from impex.exceptions import ConnectionInvalid
 from impex.management.output import print_json
 from impex.services.connections import connection_save
 
+# The option that sets each field, so that a refusal says which option to change.
+OPTION_OF_FIELD = {
+    "code": "CODE",
+    "convention": "--convention",
+    "company_name": "--company",
+    "integration_id": "--integration",
+    "inbox": "--inbox",
+    "timezone": "--timezone",
+    "contacts": "--contacts",
+    "interval_minutes": "--interval",
+}
+
 
 class Command(BaseCommand):
-    help = "Create or update a connection (a reference system that sends files)."
+    help = (
+        "Create or update a connection (a reference system that sends files). An update changes only the options given."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("code", help="Unique code of the connection, e.g. acme-pos.")
         parser.add_argument(
-            "--convention", required=True, choices=[c.value for c in Convention], help="File naming convention."
+            "--convention",
+            choices=[c.value for c in Convention],
+            help="File naming convention; needed to create a connection.",
         )
         parser.add_argument("--company", help="BSPK: the CamelCase company name its file names carry.")
         parser.add_argument("--integration", help="Kore: the integration id its file names carry.")
-        parser.add_argument("--inbox", help="Inbox folder path or s3:// / sftp:// URL.")
+        parser.add_argument(
+            "--inbox", help="Inbox: a folder path, s3://bucket/prefix or sftp://[user@]host[:port]/path."
+        )
         parser.add_argument(
             "--timezone", help="Time zone naive datetimes in its files are read in (e.g. Europe/Paris)."
         )
-        parser.add_argument("--contacts", help="E-mail addresses told about errors, comma separated.")
-        parser.add_argument("--interval", type=int, help="Minutes between scans of the inbox.")
+        parser.add_argument("--contacts", help="E-mail addresses told about errors, separated by commas or semicolons.")
+        parser.add_argument("--interval", type=int, help="Minutes between scans of the inbox (1 or more).")
         parser.add_argument("--json", action="store_true", help="Print one JSON object as the last line.")
 
     def handle(self, *args, **opts):
-        if opts["timezone"]:
-            try:
-                ZoneInfo(opts["timezone"])
-            except (ZoneInfoNotFoundError, ValueError) as exc:
-                raise CommandError(f"unknown time zone '{opts['timezone']}'") from exc
-        if opts["interval"] is not None and opts["interval"] < 1:
-            raise CommandError("--interval must be at least 1 minute")
-        if opts["convention"] == Convention.BSPK and opts["company"] is not None and not opts["company"][:1].isupper():
-            raise CommandError("--company must be the CamelCase company name used in file names, e.g. AcmeRetail")
         try:
             conn, created = connection_save(
                 code=opts["code"],
@@ -49,8 +57,8 @@ class Command(BaseCommand):
                 contacts=opts["contacts"],
                 interval_minutes=opts["interval"],
             )
-        except ConfigurationError as exc:
-            raise CommandError(str(exc)) from exc
+        except ConnectionInvalid as exc:
+            raise CommandError(f"connection {opts['code']} not saved:{refusal(exc.errors)}") from exc
         self.stdout.write(
             f"{'Created' if created else 'Updated'} connection {conn.code} ({conn.get_convention_display()})"
         )
@@ -69,3 +77,12 @@ class Command(BaseCommand):
                     "interval": conn.interval_minutes,
                 },
             )
+
+
+def refusal(errors: dict[str, list[str]]) -> str:
+    """Say what is wrong, one problem a line, each led by the option that sets it."""
+    return "".join(
+        f"\n  {message}" if field == NON_FIELD_ERRORS else f"\n  {OPTION_OF_FIELD.get(field, field)}: {message}"
+        for field, messages in errors.items()
+        for message in messages
+    )

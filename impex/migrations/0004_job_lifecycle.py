@@ -39,7 +39,7 @@ def forwards(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('impex', '0002_builtin_descriptors'),
+        ('impex', '0003_connection_rules'),
     ]
 
     operations = [
