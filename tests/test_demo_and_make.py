@@ -291,7 +291,7 @@ def test_demo_prints_the_url_it_is_given():
         ([], "http://127.0.0.1:8000/admin/", False),
         (["ADDR=127.0.0.1:8001"], "http://127.0.0.1:8001/admin/", False),
         (["ADDR=8002"], "http://127.0.0.1:8002/admin/", False),
-        (["ADDR=0.0.0.0:8003", "RESET_PASSWORD=1"], "http://0.0.0.0:8003/admin/", True),
+        (["ADDR=localhost:8003", "RESET_PASSWORD=1"], "http://localhost:8003/admin/", True),
     ],
 )
 def test_make_run_passes_the_admin_url_and_reset_password_to_the_demo(variables, url, reset):
