@@ -41,7 +41,7 @@ $(VENV)/.installed-dev: requirements.txt requirements-dev.txt | $(BIN)/python
 # cluster then hung in "stopping". What is left of its group after 10 s (a task still running) is killed.
 run: $(VENV)/.installed
 	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/python manage.py impex_demo --url $(ADMIN_URL)$(if $(filter-out 0,$(RESET_PASSWORD)), --reset-password)
+	$(BIN)/python manage.py impex_demo --url "$(ADMIN_URL)"$(if $(filter-out 0,$(RESET_PASSWORD)), --reset-password)
 	@export DEBUG="$${DEBUG:-1}"; \
 	set -m; $(BIN)/python manage.py qcluster & qcluster=$$!; set +m; \
 	stop_cluster() { \
@@ -54,7 +54,7 @@ run: $(VENV)/.installed
 	trap stop_cluster EXIT; \
 	trap 'exit 129' HUP; trap 'exit 130' INT; trap 'exit 143' TERM; \
 	echo "Starting the django-q2 cluster (pid $$qcluster) and the web server at $(ADMIN_URL) (Ctrl-C stops both)"; \
-	$(BIN)/python manage.py runserver $(ADDR)
+	$(BIN)/python manage.py runserver "$(ADDR)"
 
 test: $(VENV)/.installed-dev
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -4,6 +4,7 @@ import io
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -292,6 +293,7 @@ def test_demo_prints_the_url_it_is_given():
         (["ADDR=127.0.0.1:8001"], "http://127.0.0.1:8001/admin/", False),
         (["ADDR=8002"], "http://127.0.0.1:8002/admin/", False),
         (["ADDR=localhost:8003", "RESET_PASSWORD=1"], "http://localhost:8003/admin/", True),
+        (["ADDR=[::1]:8004", "RESET_PASSWORD=0"], "http://[::1]:8004/admin/", False),
     ],
 )
 def test_make_run_passes_the_admin_url_and_reset_password_to_the_demo(variables, url, reset):
@@ -304,7 +306,7 @@ def test_make_run_passes_the_admin_url_and_reset_password_to_the_demo(variables,
     ).stdout
 
     demo = next(line for line in dry_run.splitlines() if "impex_demo" in line)
-    assert demo.split("impex_demo", 1)[1].split() == ["--url", url, *(["--reset-password"] if reset else [])]
+    assert shlex.split(demo.split("impex_demo", 1)[1]) == ["--url", url, *(["--reset-password"] if reset else [])]
     assert f"the web server at {url} (Ctrl-C stops both)" in dry_run
 
 
