@@ -5,6 +5,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 ADDR ?= 127.0.0.1:8000
+# ADDR is runserver's [host:]port; a bare port listens on 127.0.0.1.
+ADMIN_URL = http://$(if $(findstring :,$(ADDR)),$(ADDR),127.0.0.1:$(ADDR))/admin/
+RESET_PASSWORD ?=
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
@@ -12,6 +15,7 @@ BENCH_ARGS ?=
 
 help:
 	@echo "make run    set up .venv, migrate, load the demo, start the cluster and the web server on $(ADDR)"
+	@echo "           (RESET_PASSWORD=1: give the demo's admin a new random password)"
 	@echo "make test   run the whole test suite (extra pytest arguments: PYTEST_ARGS=...)"
 	@echo "make lint   ruff check and ruff format --check"
 	@echo "make bench  run bench/import_bench.py (arguments: BENCH_ARGS=...)"
@@ -29,16 +33,28 @@ $(VENV)/.installed-dev: requirements.txt requirements-dev.txt | $(BIN)/python
 	touch $@ $(VENV)/.installed
 
 # DEBUG defaults to on for `make run` only (a development command: runserver then serves the admin's
-# static files); settings keep DEBUG off unless it is set. Ctrl-C stops both processes.
+# static files); settings keep DEBUG off unless it is set.
+# The cluster runs in a process group of its own (`set -m` around its start), so that a signal to the
+# whole group (Ctrl-C, a service manager's or a closing terminal's SIGTERM/SIGHUP) reaches only its main
+# process, through the EXIT trap: django-q2 stops its sentinel through a multiprocessing Event, whose
+# set() blocks forever once the sentinel has died of that same signal (its SIGTERM is SIG_DFL), so the
+# cluster then hung in "stopping". What is left of its group after 10 s (a task still running) is killed.
 run: $(VENV)/.installed
 	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/python manage.py impex_demo
+	$(BIN)/python manage.py impex_demo --url "$(ADMIN_URL)"$(if $(filter-out 0,$(RESET_PASSWORD)), --reset-password)
 	@export DEBUG="$${DEBUG:-1}"; \
-	$(BIN)/python manage.py qcluster & qcluster=$$!; \
-	trap 'kill -TERM $$qcluster 2>/dev/null; wait $$qcluster 2>/dev/null' EXIT; \
-	trap 'exit 130' INT TERM; \
-	echo "Starting the django-q2 cluster (pid $$qcluster) and the web server at http://$(ADDR)/admin/ (Ctrl-C stops both)"; \
-	$(BIN)/python manage.py runserver $(ADDR)
+	set -m; $(BIN)/python manage.py qcluster & qcluster=$$!; set +m; \
+	stop_cluster() { \
+		trap '' HUP INT TERM; \
+		kill -TERM $$qcluster 2>/dev/null; \
+		for _ in {1..100}; do kill -0 $$qcluster 2>/dev/null || break; sleep 0.1; done; \
+		kill -KILL -- -$$qcluster 2>/dev/null; \
+		wait $$qcluster 2>/dev/null; \
+	}; \
+	trap stop_cluster EXIT; \
+	trap 'exit 129' HUP; trap 'exit 130' INT; trap 'exit 143' TERM; \
+	echo "Starting the django-q2 cluster (pid $$qcluster) and the web server at $(ADMIN_URL) (Ctrl-C stops both)"; \
+	$(BIN)/python manage.py runserver "$(ADDR)"
 
 test: $(VENV)/.installed-dev
 	$(BIN)/pytest $(PYTEST_ARGS)

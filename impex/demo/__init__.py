@@ -1,5 +1,7 @@
 """The demo data set: two connections, their sample files, an admin login, imported with the engine."""
 
+import hashlib
+import os
 import secrets
 import shutil
 from dataclasses import dataclass
@@ -10,7 +12,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 
 from impex.choices import JobSource
-from impex.models import Connection
+from impex.models import Connection, ImportedFileName
 from impex.runner import run_job
 from impex.selectors import job_report
 from impex.services.connections import connection_save
@@ -19,6 +21,7 @@ from impex.services.jobs import job_create
 SAMPLES_DIR = Path(__file__).resolve().parent
 ADMIN_USERNAME = "admin"
 ADMIN_URL = "http://127.0.0.1:8000/admin/"
+RESET_HINT = "`make run RESET_PASSWORD=1` or `python manage.py impex_demo --reset-password`"
 
 INBOX_README = """\
 This is the inbox of the demo connection '{code}' ({convention} naming convention).
@@ -79,19 +82,76 @@ def demo_inbox(code: str) -> Path:
     return Path(settings.IMPEX_ROOT) / code / "inbox"
 
 
+@dataclass(frozen=True)
+class AdminLogin:
+    """The demo's admin login: its password when it is known to work (else None), and what changed."""
+
+    username: str
+    password: str | None
+    created: bool
+    password_changed: bool
+
+
+@dataclass(frozen=True)
+class DemoImport:
+    """What the demo import did for one connection."""
+
+    connection: str
+    imported_before: tuple[str, ...]
+    earlier_jobs: tuple[int, ...]
+    report: dict | None
+
+
+def demo_password_file() -> Path:
+    """Return the file that keeps the admin password impex_demo generated (under VAR_DIR, out of the repository)."""
+    return Path(settings.VAR_DIR) / "demo_admin_password"
+
+
+def _password_store(password: str) -> None:
+    """Keep a generated password in the password file, readable by its owner only."""
+    path = demo_password_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    # An existing file keeps its mode on open: narrow it before the secret is written.
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(password + "\n")
+
+
+def _password_stored() -> str | None:
+    """Return the password impex_demo generated last, if its file is there."""
+    try:
+        return demo_password_file().read_text(encoding="utf-8").strip() or None
+    except FileNotFoundError:
+        return None
+
+
 @transaction.atomic
-def demo_admin_save(*, password: str | None = None) -> tuple[str, bool]:
-    """Create or update the superuser 'admin' with the given or a new random password; return it and if created."""
-    password = password or secrets.token_urlsafe(12)
+def demo_admin_save(*, password: str | None = None, reset: bool = False) -> AdminLogin:
+    """Create the superuser 'admin' with a random password, or keep its password unless one is given or reset."""
     User = get_user_model()
     user = User.objects.filter(username=ADMIN_USERNAME).first()
     created = user is None
     if created:
         user = User(username=ADMIN_USERNAME, email="admin@impex-hub.example")
     user.is_staff = user.is_superuser = user.is_active = True
-    user.set_password(password)
+    if password:
+        # A password the user chose is theirs to remember: it is not kept in a file.
+        user.set_password(password)
+        user.save()
+        demo_password_file().unlink(missing_ok=True)
+        return AdminLogin(username=ADMIN_USERNAME, password=password, created=created, password_changed=True)
+    if created or reset:
+        password = secrets.token_urlsafe(12)
+        user.set_password(password)
+        user.save()
+        _password_store(password)
+        return AdminLogin(username=ADMIN_USERNAME, password=password, created=created, password_changed=True)
     user.save()
-    return password, created
+    # The file is only a memo: it is shown again only while it still logs in (the admin may have changed it since).
+    stored = _password_stored()
+    known = stored if stored and user.check_password(stored) else None
+    return AdminLogin(username=ADMIN_USERNAME, password=known, created=created, password_changed=False)
 
 
 def demo_connection_save(*, demo: DemoConnection) -> tuple[Connection, bool]:
@@ -105,12 +165,33 @@ def demo_connection_save(*, demo: DemoConnection) -> tuple[Connection, bool]:
     return conn, created
 
 
-def demo_import(*, connection: Connection, demo: DemoConnection) -> dict:
-    """Import a demo connection's sample files now with the job runner; return the job report."""
+def _sha256(path: Path) -> str:
+    """Return the SHA-256 of a file, as the import ledger keeps it."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def demo_import(*, connection: Connection, demo: DemoConnection) -> DemoImport:
+    """Import the sample files of a demo connection that its ledger lacks (by name and content) with the job runner."""
+    ledger = {
+        name: (content_hash, job_id)
+        for name, content_hash, job_id in ImportedFileName.objects.filter(
+            connection=connection, name__in=demo.files
+        ).values_list("name", "content_hash", "file__job")
+    }
+    before = [name for name in demo.files if name in ledger and ledger[name][0] == _sha256(SAMPLES_DIR / name)]
+    new = [name for name in demo.files if name not in before]
+    earlier_jobs = tuple(sorted({ledger[name][1] for name in before if ledger[name][1] is not None}))
+    if not new:
+        return DemoImport(
+            connection=connection.code, imported_before=tuple(before), earlier_jobs=earlier_jobs, report=None
+        )
     # job_create copies the files into the job's own folder, so the samples themselves are never moved.
-    job = job_create(paths=[SAMPLES_DIR / name for name in demo.files], connection=connection, source=JobSource.COMMAND)
+    job = job_create(paths=[SAMPLES_DIR / name for name in new], connection=connection, source=JobSource.COMMAND)
     job = run_job(job.pk)
     report = job_report(job, max_errors=100)
     report["connection"] = connection.code
     report["error"] = job.error
-    return report
+    return DemoImport(
+        connection=connection.code, imported_before=tuple(before), earlier_jobs=earlier_jobs, report=report
+    )

@@ -3,7 +3,15 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from impex.choices import FileStatus
-from impex.demo import ADMIN_URL, ADMIN_USERNAME, DEMO_CONNECTIONS, demo_admin_save, demo_connection_save, demo_import
+from impex.demo import (
+    ADMIN_URL,
+    DEMO_CONNECTIONS,
+    RESET_HINT,
+    DemoImport,
+    demo_admin_save,
+    demo_connection_save,
+    demo_import,
+)
 from impex.exceptions import ConfigurationError
 from impex.management.output import print_json
 
@@ -14,45 +22,83 @@ class Command(BaseCommand):
     help = "Load the demo data set (idempotent): admin login, connections acme-pos and kore-erp, sample files."
 
     def add_arguments(self, parser):
-        parser.add_argument("--password", help="Password for the 'admin' user (default: a new random one each run).")
+        password = parser.add_mutually_exclusive_group()
+        password.add_argument(
+            "--password", help="Set this password for 'admin' (default: a random one when 'admin' is created)."
+        )
+        password.add_argument(
+            "--reset-password", action="store_true", help="Give 'admin' a new random password, even if it exists."
+        )
+        parser.add_argument("--url", default=ADMIN_URL, help=f"Admin URL to print (default: {ADMIN_URL}).")
         parser.add_argument("--no-import", action="store_true", help="Set everything up but import nothing.")
         parser.add_argument("--json", action="store_true", help="Print one JSON object as the last line.")
 
     def handle(self, *args, **opts):
-        password, admin_created = demo_admin_save(password=opts["password"])
-        connections, jobs = [], []
+        login = demo_admin_save(password=opts["password"], reset=opts["reset_password"])
+        connections, imports = [], []
         for demo in DEMO_CONNECTIONS:
             try:
                 conn, created = demo_connection_save(demo=demo)
             except ConfigurationError as exc:
                 raise CommandError(f"{demo.code}: {exc}") from exc
-            connections.append({"code": conn.code, "created": created, "inbox": conn.inbox})
+            entry = {"code": conn.code, "created": created, "inbox": conn.inbox, "imported_before": [], "job": None}
+            connections.append(entry)
             self.stdout.write(f"{'Created' if created else 'Updated'} connection {conn.code}; inbox: {conn.inbox}")
             if not opts["no_import"]:
-                self.stdout.write(f"Importing the sample files of {conn.code}...")
-                report = demo_import(connection=conn, demo=demo)
-                jobs.append(report)
-                self._summary(report)
-        self.stdout.write(f"Admin login: {ADMIN_USERNAME} / {password} at {ADMIN_URL}")
+                result = demo_import(connection=conn, demo=demo)
+                entry["imported_before"] = list(result.imported_before)
+                self._imported_before(result, total=len(demo.files))
+                if result.report is not None:
+                    entry["job"] = result.report["job"]
+                    imports.append(result.report)
+                    self._summary(result.report)
+        if login.password is not None:
+            self.stdout.write(f"Admin login: {login.username} / {login.password} at {opts['url']}")
+        else:
+            self.stdout.write(
+                f"Admin login: {login.username} at {opts['url']}; its password is unchanged, and no longer the one "
+                f"impex_demo generated. For a new random one: {RESET_HINT}"
+            )
         if opts["json"]:
             print_json(
                 self,
                 {
-                    "admin": {"username": ADMIN_USERNAME, "password": password, "created": admin_created},
-                    "url": ADMIN_URL,
+                    "admin": {
+                        "username": login.username,
+                        "password": login.password,
+                        "created": login.created,
+                        "password_changed": login.password_changed,
+                    },
+                    "url": opts["url"],
                     "connections": connections,
-                    "jobs": jobs,
+                    "jobs": imports,
                 },
             )
         bad = [
             f"{f['name']}: {f['status']}"
-            for report in jobs
+            for report in imports
             for f in report["files"]
             if f["status"] not in (FileStatus.IMPORTED, FileStatus.DUPLICATE)
         ]
-        errored = [f"job #{r['job']}: {r['error']}" for r in jobs if r["error"]]
+        errored = [f"job #{r['job']}: {r['error']}" for r in imports if r["error"]]
         if bad or errored:
             raise CommandError("the demo import did not complete: " + "; ".join(errored + bad))
+
+    def _imported_before(self, result: DemoImport, *, total: int) -> None:
+        """Say which sample files are not imported again, or that the import starts."""
+        done = len(result.imported_before)
+        jobs = ", ".join(f"#{pk}" for pk in result.earlier_jobs)
+        where = f" ({'job' if len(result.earlier_jobs) == 1 else 'jobs'} {jobs})" if jobs else ""
+        if done == total:
+            files = "the sample file was" if total == 1 else f"the {total} sample files were"
+            self.stdout.write(f"{result.connection}: {files} imported before{where}; nothing to do")
+        elif done:
+            self.stdout.write(
+                f"{result.connection}: {done} of the {total} sample files were imported before{where}; "
+                f"importing the other {total - done}..."
+            )
+        else:
+            self.stdout.write(f"Importing the sample files of {result.connection}...")
 
     def _summary(self, report: dict) -> None:
         """Print what one import job did, file by file."""
