@@ -130,6 +130,19 @@ IMPEX_MAX_FILE_BYTES = env_int("IMPEX_MAX_FILE_BYTES", 2 * 1024**3)
 IMPEX_MAX_ZIP_BYTES = env_int("IMPEX_MAX_ZIP_BYTES", 4 * 1024**3)
 IMPEX_MAX_ZIP_ENTRIES = env_int("IMPEX_MAX_ZIP_ENTRIES", 1000)
 IMPEX_MAX_ZIP_RATIO = env_int("IMPEX_MAX_ZIP_RATIO", 200)
+# Where the hub keeps job copies, archives, error folders and the outbox: an absolute folder,
+# file:///path, s3://bucket/prefix or sftp://[user@]host[:port]/path (empty: IMPEX_ROOT).
+IMPEX_STORAGE = os.environ.get("IMPEX_STORAGE", "")
+# Local copies of files held on S3 or SFTP while they are read (removed afterwards).
+IMPEX_CACHE_DIR = Path(os.environ.get("IMPEX_CACHE_DIR", VAR_DIR / "cache"))
+# s3:// locations; credentials come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or boto3's usual sources.
+AWS_S3_ENDPOINT_URL = os.environ.get("AWS_S3_ENDPOINT_URL") or None
+AWS_S3_REGION_NAME = os.environ.get("AWS_S3_REGION_NAME") or None
+# sftp:// locations: a host missing from the known-hosts file is refused unless SFTP_ALLOW_UNKNOWN_HOSTS is on.
+SFTP_KNOWN_HOST_FILE = os.environ.get("SFTP_KNOWN_HOST_FILE") or None
+SFTP_ALLOW_UNKNOWN_HOSTS = env_bool("SFTP_ALLOW_UNKNOWN_HOSTS")
+SFTP_KEY_FILE = os.environ.get("SFTP_KEY_FILE") or None
+SFTP_PASSWORD = os.environ.get("SFTP_PASSWORD") or None
 
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
