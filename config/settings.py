@@ -141,6 +141,19 @@ IMPEX_STATEMENT_TIMEOUT_SECONDS = env_int("IMPEX_STATEMENT_TIMEOUT_SECONDS", 180
 IMPEX_REQUEUE_MINUTES = env_int("IMPEX_REQUEUE_MINUTES", 10)
 # A cluster task waits this long for a connection another job is importing, then queues its job again.
 IMPEX_CONNECTION_WAIT_SECONDS = env_int("IMPEX_CONNECTION_WAIT_SECONDS", 30)
+# Where the hub keeps job copies, archives, error folders and the outbox: an absolute folder,
+# file:///path, s3://bucket/prefix or sftp://[user@]host[:port]/path (empty: IMPEX_ROOT).
+IMPEX_STORAGE = os.environ.get("IMPEX_STORAGE", "")
+# Local copies of files held on S3 or SFTP while they are read (removed afterwards).
+IMPEX_CACHE_DIR = Path(os.environ.get("IMPEX_CACHE_DIR", VAR_DIR / "cache"))
+# s3:// locations; credentials come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or boto3's usual sources.
+AWS_S3_ENDPOINT_URL = os.environ.get("AWS_S3_ENDPOINT_URL") or None
+AWS_S3_REGION_NAME = os.environ.get("AWS_S3_REGION_NAME") or None
+# sftp:// locations: a host missing from the known-hosts file is refused unless SFTP_ALLOW_UNKNOWN_HOSTS is on.
+SFTP_KNOWN_HOST_FILE = os.environ.get("SFTP_KNOWN_HOST_FILE") or None
+SFTP_ALLOW_UNKNOWN_HOSTS = env_bool("SFTP_ALLOW_UNKNOWN_HOSTS")
+SFTP_KEY_FILE = os.environ.get("SFTP_KEY_FILE") or None
+SFTP_PASSWORD = os.environ.get("SFTP_PASSWORD") or None
 
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},

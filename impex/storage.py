@@ -1,0 +1,396 @@
+"""One door to every file the hub reads or writes: a local folder, S3 or SFTP, named by a location string."""
+
+import errno
+import functools
+import logging
+import os
+import posixpath
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import IO
+from urllib.parse import SplitResult, unquote, urlsplit
+
+import paramiko
+from boto3.s3.transfer import TransferConfig
+from botocore.exceptions import ClientError
+from django.conf import settings
+from django.core.exceptions import SuspiciousFileOperation
+from django.core.files import File
+from django.core.files.storage import FileSystemStorage, Storage
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+from storages.backends.s3 import S3Storage
+from storages.backends.sftpstorage import SFTPStorage
+
+from impex.exceptions import ConfigurationError
+
+logger = logging.getLogger(__name__)
+
+CHUNK_BYTES = 1024 * 1024
+SFTP_TIMEOUT_SECONDS = 30
+LOCATION_FORMS = "an absolute folder path, file:///path, s3://bucket/prefix or sftp://[user@]host[:port]/path"
+# The password of a user:password@ part, kept out of error messages.
+URL_PASSWORD = re.compile(r"^([a-z][a-z0-9+.-]*://[^/@:]*):[^/@]*@", re.IGNORECASE)
+# S3's rules for bucket names (lower case, digits, dots and hyphens, 3 to 63 characters).
+BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """A file found by list_files: its name inside the storage, size in bytes and last modification."""
+
+    name: str
+    size: int
+    modified: datetime
+
+
+class CheckedSFTPStorage(SFTPStorage):
+    """SFTPStorage that refuses a server whose host key is not known, unless allow_unknown_hosts is set."""
+
+    def get_default_settings(self):
+        return {**super().get_default_settings(), "allow_unknown_hosts": False}
+
+    def _connect(self):
+        # django-storages trusts any unknown host key (AutoAddPolicy): a man in the middle would get the files.
+        self._ssh = paramiko.SSHClient()
+        known_hosts = self.known_host_file or os.path.expanduser("~/.ssh/known_hosts")
+        if os.path.exists(known_hosts):
+            self._ssh.load_host_keys(known_hosts)
+        policy = paramiko.AutoAddPolicy() if self.allow_unknown_hosts else paramiko.RejectPolicy()
+        self._ssh.set_missing_host_key_policy(policy)
+        try:
+            self._ssh.connect(self.host, **self.params)
+        except Exception:
+            self._ssh.close()  # else each failed attempt leaves a transport thread behind
+            raise
+        self._sftp = self._ssh.open_sftp()
+
+
+@functools.cache
+def storage_for(location: str) -> Storage:
+    """Return the storage of a location: an absolute folder, file:///path, s3://bucket/prefix or sftp://host/path."""
+    if not location:
+        raise ConfigurationError(f"empty storage location: use {LOCATION_FORMS}")
+    if location.startswith("/"):
+        return FileSystemStorage(location=os.path.normpath(location))
+    shown = URL_PASSWORD.sub(r"\1:***@", location)
+    if "://" not in location:
+        raise ConfigurationError(f"storage location {shown!r} is not an absolute folder path: use {LOCATION_FORMS}")
+    try:
+        url = urlsplit(location)
+        port = url.port
+    except ValueError as exc:
+        raise ConfigurationError(f"storage location {shown!r} is not a valid URL ({exc})") from exc
+    if url.query or url.fragment:
+        raise ConfigurationError(f"storage location {shown!r} may not have a ?query or #fragment")
+    scheme = url.scheme.lower()
+    if scheme == "file":
+        return _file_storage(shown, url)
+    if scheme == "s3":
+        return _s3_storage(shown, url)
+    if scheme == "sftp":
+        return _sftp_storage(shown, url, port)
+    raise ConfigurationError(f"unknown storage location {shown!r}: use {LOCATION_FORMS}")
+
+
+def _file_storage(shown: str, url: SplitResult) -> FileSystemStorage:
+    path = unquote(url.path)
+    if url.netloc not in ("", "localhost") or not path.startswith("/"):
+        raise ConfigurationError(f"storage location {shown!r} must be file:///absolute/path")
+    return FileSystemStorage(location=os.path.normpath(path))
+
+
+def _s3_storage(shown: str, url: SplitResult) -> S3Storage:
+    if not BUCKET_NAME.fullmatch(url.netloc):
+        raise ConfigurationError(
+            f"storage location {shown!r} does not name a valid S3 bucket (s3://bucket/prefix; "
+            "3 to 63 lower-case letters, digits, dots or hyphens; credentials come from the settings, not the URL)"
+        )
+    prefix = unquote(url.path).strip("/")
+    if prefix and not _is_safe(prefix):
+        raise ConfigurationError(f"storage location {shown!r} has a prefix with '..', '.' or empty parts")
+    endpoint = settings.AWS_S3_ENDPOINT_URL
+    return S3Storage(
+        bucket_name=url.netloc,
+        location=prefix,
+        # Never replace a file silently: a taken name gets a suffix, as on local disk.
+        file_overwrite=False,
+        endpoint_url=endpoint,
+        region_name=settings.AWS_S3_REGION_NAME,
+        # S3-compatible servers (MinIO, moto, ...) rarely resolve bucket.host names.
+        addressing_style="path" if endpoint else None,
+        # One part at a time: ~2 MB of memory whatever the size (boto3's 10 threads: 13 MB for a 60 MB file),
+        # and no threads in worker processes. Reading the file (the import) is slower than sending it anyway.
+        transfer_config=TransferConfig(use_threads=False),
+    )
+
+
+def _sftp_storage(shown: str, url: SplitResult, port: int | None) -> CheckedSFTPStorage:
+    if not url.hostname:
+        raise ConfigurationError(f"storage location {shown!r} has no host: use sftp://[user@]host[:port]/path")
+    if url.password is not None:
+        raise ConfigurationError(
+            f"storage location {shown!r} holds a password: "
+            "set SFTP_PASSWORD or SFTP_KEY_FILE instead (locations are shown in the admin)"
+        )
+    params = {"port": port or 22, "timeout": SFTP_TIMEOUT_SECONDS}
+    if url.username:
+        params["username"] = unquote(url.username)
+    if settings.SFTP_KEY_FILE:
+        params["key_filename"] = settings.SFTP_KEY_FILE
+    if settings.SFTP_PASSWORD:
+        params["password"] = settings.SFTP_PASSWORD
+    return CheckedSFTPStorage(
+        host=url.hostname,
+        root_path=unquote(url.path),
+        params=params,
+        known_host_file=settings.SFTP_KNOWN_HOST_FILE,
+        allow_unknown_hosts=settings.SFTP_ALLOW_UNKNOWN_HOSTS,
+    )
+
+
+@receiver(setting_changed)
+def _forget_storages(*, setting: str, **kwargs) -> None:
+    """Drop the cached storages when a setting they were built from changes (Django signals it in tests only)."""
+    if setting.startswith(("AWS_", "SFTP_")):
+        storage_for.cache_clear()
+
+
+def hub_storage() -> Storage:
+    """Return where the hub keeps its own files (job copies, archives, error folders, outbox)."""
+    return storage_for(settings.IMPEX_STORAGE or str(Path(settings.IMPEX_ROOT).resolve()))
+
+
+def _is_safe(name: str) -> bool:
+    """Tell whether a name is a plain relative path that stays inside its storage."""
+    return bool(name) and "\x00" not in name and all(part not in ("", ".", "..") for part in name.split("/"))
+
+
+def _check_name(name: str, *, what: str = "file name") -> str:
+    """Refuse a name that is not a plain relative path inside its storage (path traversal)."""
+    if not isinstance(name, str) or not _is_safe(name):
+        raise SuspiciousFileOperation(
+            f"unsafe {what} {name!r}: it must be a relative path inside its storage, without '..', '.' or empty parts"
+        )
+    return name
+
+
+def _is_local(storage: Storage) -> bool:
+    return isinstance(storage, FileSystemStorage)
+
+
+def _s3_key(storage: S3Storage, name: str) -> str:
+    return posixpath.join(storage.location, name)
+
+
+def _spool(stream: IO[bytes], path: str | Path) -> None:
+    """Copy a stream into a local file, a chunk at a time."""
+    with open(path, "wb") as out:
+        shutil.copyfileobj(stream, out, CHUNK_BYTES)
+
+
+@contextmanager
+def _temp_folder() -> Iterator[Path]:
+    """Yield a fresh folder under IMPEX_CACHE_DIR, removed with everything in it afterwards."""
+    os.makedirs(settings.IMPEX_CACHE_DIR, exist_ok=True)
+    folder = tempfile.mkdtemp(dir=settings.IMPEX_CACHE_DIR)
+    try:
+        yield Path(folder)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _claim_local(storage: FileSystemStorage, name: str, src: str) -> str:
+    """Give the local file src the name (or a free variant of it) in storage, never replacing a file; return it."""
+    while True:
+        name = storage.get_available_name(name)
+        target = storage.path(name)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        try:
+            # A hard link appears whole and fails if the name was taken since get_available_name.
+            os.link(src, target)
+        except FileExistsError:
+            continue
+        except OSError:
+            # No hard links here (another device, some network file systems): rename, which may race.
+            os.rename(src, target)
+            return name
+        os.unlink(src)
+        return name
+
+
+def save_file(storage: Storage, name: str, source: str | Path | IO[bytes]) -> str:
+    """Store a local file or a binary stream under name (a free variant if taken), a chunk at a time; return it."""
+    _check_name(name)
+    is_path = isinstance(source, str | os.PathLike)
+    if _is_local(storage):
+        target = Path(storage.path(name))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # Readers never see a partial file: write under a hidden name beside it, then give it its name.
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+        os.close(fd)
+        try:
+            if is_path:
+                shutil.copyfile(source, tmp)
+            else:
+                _spool(source, tmp)
+            if storage.file_permissions_mode is not None:
+                os.chmod(tmp, storage.file_permissions_mode)
+            return _claim_local(storage, name, tmp)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    if isinstance(storage, S3Storage):
+        return _save_s3(storage, name, source, is_path=is_path)
+    if is_path:
+        with open(source, "rb") as fh:
+            return storage.save(name, File(fh))
+    return storage.save(name, File(source))
+
+
+def _save_s3(storage: S3Storage, name: str, source, *, is_path: bool) -> str:
+    # boto3 holds the parts of a stream in memory (about twice the file measured) but reads a file lazily,
+    # so a stream goes through a local file first. An S3 object appears only once complete.
+    name = storage.get_available_name(name)
+    key = _s3_key(storage, name)
+    obj = storage.bucket.Object(key)
+    params = storage.get_object_parameters(key)
+    if is_path:
+        obj.upload_file(os.fspath(source), ExtraArgs=params, Config=storage.transfer_config)
+        return name
+    with _temp_folder() as folder:
+        spooled = folder / "upload"
+        _spool(source, spooled)
+        obj.upload_file(str(spooled), ExtraArgs=params, Config=storage.transfer_config)
+    return name
+
+
+def open_file(storage: Storage, name: str) -> IO[bytes]:
+    """Open a stored file for reading as a binary stream (use it in a with block); FileNotFoundError if missing."""
+    _check_name(name)
+    if _is_local(storage):
+        return open(storage.path(name), "rb")
+    if isinstance(storage, S3Storage):
+        # S3Storage.open downloads the whole object first (into memory by default); this streams it.
+        try:
+            return storage.bucket.Object(_s3_key(storage, name)).get()["Body"]
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] in ("NoSuchKey", "404"):
+                raise FileNotFoundError(f"no file {name!r} in {storage.bucket_name}/{storage.location}") from exc
+            raise
+    return storage.open(name, "rb")
+
+
+@contextmanager
+def local_copy(storage: Storage, name: str) -> Iterator[Path]:
+    """Yield a local path to a stored file: the file itself on local disk, else a download removed afterwards.
+
+    Hold it for as long as the file is read (e.g. across all the chunks a worker imports): each entry downloads.
+    """
+    _check_name(name)
+    if _is_local(storage):
+        path = Path(storage.path(name))
+        if not path.is_file():
+            raise FileNotFoundError(f"no file {name!r} in {storage.location}")
+        yield path
+        return
+    with _temp_folder() as folder:
+        path = folder / posixpath.basename(name)
+        with open_file(storage, name) as stream:
+            _spool(stream, path)
+        yield path
+
+
+def move_file(storage: Storage, name: str, *, to: Storage, to_name: str) -> str:
+    """Move a file to to_name in storage to (a free variant if taken) and return the name it got there.
+
+    A rename on the same local disk; otherwise a copy, then the source is deleted only once the copy is complete.
+    """
+    _check_name(name)
+    _check_name(to_name)
+    if _is_local(storage) and _is_local(to):
+        src = storage.path(name)
+        if not os.path.isfile(src):
+            raise FileNotFoundError(f"no file {name!r} in {storage.location}")
+        try:
+            return _claim_local(to, to_name, src)
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+    if _is_local(storage):
+        stored = save_file(to, to_name, Path(storage.path(name)))
+    else:
+        with open_file(storage, name) as stream:
+            stored = save_file(to, to_name, stream)
+    storage.delete(name)
+    return stored
+
+
+def delete_file(storage: Storage, name: str) -> None:
+    """Delete a stored file; a missing file is not an error."""
+    storage.delete(_check_name(name))
+
+
+def file_exists(storage: Storage, name: str) -> bool:
+    """Tell whether a file (not a folder) of that name is stored."""
+    _check_name(name)
+    if _is_local(storage):
+        return os.path.isfile(storage.path(name))
+    return storage.exists(name)
+
+
+def file_size(storage: Storage, name: str) -> int:
+    """Return a stored file's size in bytes; FileNotFoundError if missing."""
+    return storage.size(_check_name(name))
+
+
+def list_files(storage: Storage, prefix: str = "") -> Iterator[StoredFile]:
+    """Yield every file under a folder (prefix; empty: all), recursively, skipping hidden names (starting with '.').
+
+    Hidden names include the partial files of writers that give a file its name once complete (ours, rsync).
+    """
+    if prefix:
+        _check_name(prefix, what="folder name")
+    if isinstance(storage, S3Storage):
+        yield from _list_s3(storage, prefix)
+    else:
+        yield from _walk(storage, prefix)
+
+
+def _list_s3(storage: S3Storage, prefix: str) -> Iterator[StoredFile]:
+    base = posixpath.join(storage.location, "")
+    key_prefix = posixpath.join(storage.location, prefix, "") if prefix else base
+    for obj in storage.bucket.objects.filter(Prefix=key_prefix):
+        name = obj.key[len(base) :]
+        if obj.key.endswith("/") or any(part.startswith(".") for part in name.split("/")):
+            continue  # folder markers made by consoles, hidden names
+        if not _is_safe(name):
+            logger.warning(
+                "skipped S3 object %r in bucket %s: its name leaves its folder", obj.key, storage.bucket_name
+            )
+            continue
+        yield StoredFile(name=name, size=obj.size, modified=obj.last_modified)
+
+
+def _walk(storage: Storage, folder: str) -> Iterator[StoredFile]:
+    try:
+        dirs, files = storage.listdir(folder)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    for file_name in sorted(files):
+        if file_name.startswith("."):
+            continue
+        name = posixpath.join(folder, file_name)
+        try:
+            yield StoredFile(name=name, size=storage.size(name), modified=storage.get_modified_time(name))
+        except FileNotFoundError:
+            continue  # moved away since the listing
+    for dir_name in sorted(dirs):
+        if not dir_name.startswith("."):
+            yield from _walk(storage, posixpath.join(folder, dir_name))
