@@ -6,8 +6,8 @@ same job help with the chunks of the file being imported. A job whose worker die
 its lease runs out.
 """
 
+import io
 import logging
-import shutil
 import threading
 import time
 import traceback
@@ -16,6 +16,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
+from django.core.files.storage import FileSystemStorage
 from django.db import connection as db_connection
 from django.db import transaction
 from django.db.models import Q
@@ -36,7 +37,7 @@ from impex.models import (
     RowError,
 )
 from impex.services.imports import FileImport, reject_reason
-from impex.services.jobs import archive_unpack, connection_folder, file_match, file_reject, job_folder
+from impex.services.jobs import archive_unpack, connection_prefix, file_match, file_reject, job_prefix
 from impex.services.lifecycle import (
     connection_hold,
     connection_let_go,
@@ -48,6 +49,7 @@ from impex.services.lifecycle import (
     worker_name,
 )
 from impex.services.sql import stuck_reason
+from impex.storage import delete_file, file_exists, hub_storage, move_file, save_file
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +93,7 @@ def _help(job: ImportJob, *, worker: str, wait: bool) -> ImportJob | None:
             ):
                 handle = handles.get(f.pk)
                 if handle is None:
-                    handle = handles[f.pk] = FileImport(f, path=f.path, worker=worker, job_id=job.pk)
+                    handle = handles[f.pk] = FileImport(f, worker=worker, job_id=job.pk)
                 try:
                     done = handle.work()
                 except FileRejected as exc:
@@ -178,7 +180,7 @@ class _JobRun:
                 reason = f"{exc.__class__.__name__}: {exc}"
             return job_terminate(job=job, worker=self.worker, status=JobStatus.ERRORED, error=reason)
         finally:
-            _remove_empty_dirs(job_folder(job))
+            _remove_empty_dirs(job)
         files = ImportFile.objects.filter(Q(job=job) | Q(processed_by=job)).exclude(kind=FileKind.ARCHIVE)
         # A file waiting for its sequence is not a failure of this job: the job that fills the gap imports it.
         bad = files.exclude(status__in=[FileStatus.IMPORTED, FileStatus.DUPLICATE, FileStatus.WAITING]).exists()
@@ -310,7 +312,7 @@ class _JobRun:
         if job.dry_run:
             self._dry_run(f)
             return
-        handle = FileImport(f, path=f.path, worker=self.worker, job_id=job.pk)
+        handle = FileImport(f, worker=self.worker, job_id=job.pk)
         try:
             if f.status != FileStatus.RUNNING and not handle.start():
                 return
@@ -399,7 +401,7 @@ class _JobRun:
 
     def _dry_run(self, f: ImportFile) -> None:
         """Import the file in a transaction that is rolled back, then record what it would have done."""
-        handle = FileImport(f, path=f.path, worker=self.worker, job_id=self.job.pk)
+        handle = FileImport(f, worker=self.worker, job_id=self.job.pk)
         try:
             result = handle.dry_run_apply()
         except FileRejected as exc:
@@ -450,29 +452,28 @@ class _JobRun:
         """Remove the job's copy of a duplicate: the archive keeps the file imported first, same content."""
         if self.job.dry_run or not f.path:
             return
-        Path(f.path).unlink(missing_ok=True)
+        delete_file(hub_storage(), f.path)
         ImportFile.objects.filter(pk=f.pk).update(path="")
 
     def _move(self, f: ImportFile, kind: str, *, reason: str = "") -> None:
-        """Move the job's copy of a file to its connection's archive or error folder."""
-        if not f.path:
+        """Move the job's copy of a file to its connection's archive or error folder (with the reason)."""
+        hub = hub_storage()
+        if not f.path or not f.path.startswith(f"{job_prefix(f.job)}/") or not file_exists(hub, f.path):
             return
-        src = Path(f.path)
-        if not src.exists():
-            return
-        dest_dir = connection_folder(f.connection or self.job.connection, kind)
-        dest_dir.mkdir(parents=True, exist_ok=True)
-        dest = dest_dir / f.name
-        if dest.exists():
-            dest = dest_dir / f"{f.name}.{f.pk}"
-        shutil.move(str(src), dest)
+        folder = connection_prefix(f.connection or self.job.connection, kind)
+        name = f.name if f.name not in ("", ".", "..") else f"file-{f.pk}"
+        stored = move_file(hub, f.path, to=hub, to_name=f"{folder}/{name}")
         if reason:
-            dest.with_name(dest.name + ".reason.txt").write_text(reason + "\n", encoding="utf-8")
-        ImportFile.objects.filter(pk=f.pk).update(path=str(dest))
+            save_file(hub, f"{stored}.reason.txt", io.BytesIO((reason + "\n").encode("utf-8")))
+        ImportFile.objects.filter(pk=f.pk).update(path=stored)
 
 
-def _remove_empty_dirs(folder: Path) -> None:
-    """Remove a job's folder tree where nothing is left in it (waiting files keep theirs)."""
+def _remove_empty_dirs(job: ImportJob) -> None:
+    """Remove a job's folder tree on local disk where nothing is left in it (waiting files keep theirs)."""
+    hub = hub_storage()
+    if not isinstance(hub, FileSystemStorage):
+        return  # object stores have no folders
+    folder = Path(hub.path(job_prefix(job)))
     if not folder.is_dir():
         return
     for sub in sorted((p for p in folder.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):

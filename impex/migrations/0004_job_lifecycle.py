@@ -3,6 +3,9 @@
 import django.db.models.deletion
 import django.utils.timezone
 import impex.entities
+from pathlib import Path
+
+from django.conf import settings
 from django.db import migrations, models
 from django.db.models import Max
 
@@ -21,6 +24,12 @@ def forwards(apps, schema_editor):
                 events.append(ImportEvent(job_id=job.pk, at=job.created_at, kind="log", message=line))
     ImportEvent.objects.bulk_create(events, batch_size=1000)
     ImportFile.objects.filter(status="pending").update(status="queued")
+    # Paths become names inside the hub's storage (IMPEX_ROOT on local disk by default).
+    roots = {str(Path(settings.IMPEX_ROOT)) + "/", str(Path(settings.IMPEX_ROOT).resolve()) + "/"}
+    for f in ImportFile.objects.filter(path__startswith="/").only("pk", "path").iterator():
+        root = next((r for r in roots if f.path.startswith(r)), None)
+        if root is not None:
+            ImportFile.objects.filter(pk=f.pk).update(path=f.path[len(root) :])
     ImportFile.objects.filter(processed_by__isnull=True).update(processed_by=models.F("job"))
     for chunk in ImportChunk.objects.filter(status="done").iterator():
         ImportChunk.objects.filter(pk=chunk.pk).update(rows_done=chunk.record_count)

@@ -2,8 +2,10 @@
 
 import itertools
 import logging
+from contextlib import ExitStack
 from dataclasses import dataclass
 from itertools import islice
+from pathlib import Path
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -31,6 +33,7 @@ from impex.services.columns import CompiledDescriptor, compile_descriptor
 from impex.services.lifecycle import file_transition, lease_end
 from impex.services.pipeline import KEY_SEP, BatchResult, RecordPipeline, Totals, sync_log_record
 from impex.services.sql import db_param, distinct, guard_statements, is_postgres, qn, relax_commit
+from impex.storage import hub_storage, local_copy
 from syncapp import services as sync
 
 log = logging.getLogger(__name__)
@@ -175,9 +178,8 @@ class _DryRunRollback(Exception):
 class FileImport:
     """One worker's handle on one file: the runner starts it; any worker applies its chunks; one finishes it."""
 
-    def __init__(self, import_file: ImportFile, *, path: str, worker: str = "", job_id: int | None = None):
+    def __init__(self, import_file: ImportFile, *, worker: str = "", job_id: int | None = None):
         self.file = import_file
-        self.path = path  # a local copy of the file (see impex.storage)
         self.worker = worker
         self.job_id = job_id or import_file.processed_by_id or import_file.job_id
         self.connection: Connection | None = import_file.connection
@@ -191,6 +193,8 @@ class FileImport:
         self._analyzed_rows = 0
         self._grown = 0
         self._open_sync_errors: bool | None = None
+        self._local = ExitStack()
+        self._path: Path | None = None
 
     # -- set-up ---------------------------------------------------------------------------------
 
@@ -206,6 +210,13 @@ class FileImport:
             except ConfigurationError as exc:
                 raise FileRejected(f"descriptor {self.descriptor.code} cannot be used: {exc}") from exc
         return self._compiled
+
+    @property
+    def path(self) -> Path:
+        """Return a local path to the file, downloading it once from remote storage (kept until close)."""
+        if self._path is None:
+            self._path = self._local.enter_context(local_copy(hub_storage(), self.file.path))
+        return self._path
 
     @property
     def layout(self) -> Layout:
@@ -244,10 +255,12 @@ class FileImport:
         return self._open_sync_errors
 
     def close(self) -> None:
-        """Drop this worker's staging tables."""
+        """Drop this worker's staging tables and its local copy of the file."""
         if self._pipeline is not None:
             self._pipeline.drop()
         self._reader = None
+        self._local.close()
+        self._path = None
 
     # -- start (the job's runner) ---------------------------------------------------------------
 
@@ -366,7 +379,20 @@ class FileImport:
         return chunk.pk
 
     def chunk_apply(self, chunk_id: int) -> bool:
-        """Apply a chunk this worker claimed, in one transaction that also marks it done; False if it was lost."""
+        """Apply a chunk this worker claimed, in one transaction that also marks it done; False if it was lost.
+
+        If applying fails, the claim is given back at once, so whoever runs the job again need not wait
+        for the lease to run out.
+        """
+        try:
+            return self._chunk_apply(chunk_id)
+        except BaseException:
+            ImportChunk.objects.filter(pk=chunk_id, status=ChunkStatus.RUNNING, claimed_by=self.worker).update(
+                status=ChunkStatus.PENDING, lease_until=None
+            )
+            raise
+
+    def _chunk_apply(self, chunk_id: int) -> bool:
         f = self.file
         with transaction.atomic():
             relax_commit()

@@ -2,8 +2,7 @@
 
 import fnmatch
 import hashlib
-import shutil
-from contextlib import nullcontext
+import tempfile
 from pathlib import Path
 
 from django.conf import settings
@@ -26,30 +25,40 @@ from impex.models import (
 )
 from impex.services.archive import extract_zip, is_zip
 from impex.services.lifecycle import file_transition
+from impex.storage import delete_file, hub_storage, local_copy, save_file
 
 
-def job_folder(job: ImportJob) -> Path:
-    """Return the folder that holds a job's own copies of its files."""
-    return Path(settings.IMPEX_ROOT) / "jobs" / str(job.pk)
+def job_prefix(job: ImportJob) -> str:
+    """Return where a job's own copies of its files are kept in the hub's storage."""
+    return f"jobs/{job.pk}"
 
 
-def connection_folder(connection: Connection | None, kind: str) -> Path:
-    """Return a connection's archive or error folder on local disk."""
-    code = connection.code if connection else "_unmatched"
-    return Path(settings.IMPEX_ROOT) / code / kind
+def connection_prefix(connection: Connection | None, kind: str) -> str:
+    """Return a connection's archive or error folder in the hub's storage."""
+    return f"{connection.code if connection else '_unmatched'}/{kind}"
 
 
-def _hash(path: Path, *, copy_to: Path | None = None) -> tuple[str, int]:
-    """Return a file's SHA-256 and size, copying it on the way if asked (one read)."""
-    digest = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as fin, open(copy_to, "wb") if copy_to else nullcontext() as fout:
-        while chunk := fin.read(1024 * 1024):
-            digest.update(chunk)
-            if fout is not None:
-                fout.write(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size
+class _Hashing:
+    """A binary stream that computes the SHA-256 and size of what is read through it."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.stream.read(size)
+        self.digest.update(data)
+        self.size += len(data)
+        return data
+
+
+def store_copy(*, source: str | Path, name: str) -> tuple[str, str, int]:
+    """Copy a local file into the hub's storage in one read; return the name it got, its SHA-256 and size."""
+    with open(source, "rb") as raw:
+        reader = _Hashing(raw)
+        stored = save_file(hub_storage(), name, reader)
+    return stored, reader.digest.hexdigest(), reader.size
 
 
 def file_reject(import_file: ImportFile, *, message: str, job_id: int, worker: str = "") -> bool:
@@ -87,50 +96,47 @@ def job_create(
     job = ImportJob.objects.create(
         connection=connection, group=group, dry_run=dry_run, source=source, created_by=created_by
     )
-    folder = job_folder(job)
     for n, raw_path in enumerate(paths):
         path = Path(raw_path)
         name = naming.base_name(names[n] if names else path.name)
         import_file = ImportFile(job=job, name=name, connection=connection, processed_by=job)
-        dest = folder / str(n) / name
-        dest.parent.mkdir(parents=True, exist_ok=True)
         try:
             import_file.kind = FileKind.ARCHIVE if is_zip(path) else FileKind.DATA
-            import_file.content_hash, import_file.size = _hash(path, copy_to=dest)
+            # The copy is named by its place in the job, never by what the sender called it.
+            import_file.path, import_file.content_hash, import_file.size = store_copy(
+                source=path, name=f"{job_prefix(job)}/{n}"
+            )
         except OSError as exc:
             import_file.save()
             file_reject(import_file, message=f"{name}: cannot be read ({exc.strerror or exc})", job_id=job.pk)
             continue
-        import_file.path = str(dest)
         import_file.save()
     return job
 
 
 def archive_unpack(archive: ImportFile, *, job: ImportJob, worker: str = "") -> list[ImportFile]:
     """Unpack a job's zip into data files of the job (safely: paths, links, bombs); reject the zip if unsafe."""
-    dest = Path(archive.path).parent / f"_unzipped_{archive.pk}"
-    shutil.rmtree(dest, ignore_errors=True)  # a worker killed while unpacking left part of it
-    try:
-        extracted = extract_zip(
-            archive.path,
-            dest=dest,
-            max_entries=settings.IMPEX_MAX_ZIP_ENTRIES,
-            max_total_bytes=settings.IMPEX_MAX_ZIP_BYTES,
-            max_file_bytes=settings.IMPEX_MAX_FILE_BYTES,
-            max_ratio=settings.IMPEX_MAX_ZIP_RATIO,
-        )
-        if not extracted:
-            raise ArchiveError("the zip holds no files")
-    except ArchiveError as exc:
-        file_reject(archive, message=f"{archive.name}: {exc}", job_id=job.pk, worker=worker)
-        return []
+    hub = hub_storage()
     entries = []
-    with transaction.atomic():
-        locked = ImportFile.objects.select_for_update().get(pk=archive.pk)
-        if locked.status != FileStatus.QUEUED:
+    with local_copy(hub, archive.path) as zip_path, tempfile.TemporaryDirectory(
+        dir=_cache_dir(), prefix="unzip-"
+    ) as folder:
+        try:
+            extracted = extract_zip(
+                zip_path,
+                dest=Path(folder) / "x",
+                max_entries=settings.IMPEX_MAX_ZIP_ENTRIES,
+                max_total_bytes=settings.IMPEX_MAX_ZIP_BYTES,
+                max_file_bytes=settings.IMPEX_MAX_FILE_BYTES,
+                max_ratio=settings.IMPEX_MAX_ZIP_RATIO,
+            )
+            if not extracted:
+                raise ArchiveError("the zip holds no files")
+        except ArchiveError as exc:
+            file_reject(archive, message=f"{archive.name}: {exc}", job_id=job.pk, worker=worker)
             return []
-        for item in extracted:
-            content_hash, size = _hash(item.path)
+        for n, item in enumerate(extracted):
+            stored, content_hash, size = store_copy(source=item.path, name=f"{job_prefix(job)}/z{archive.pk}/{n}")
             entries.append(
                 ImportFile(
                     job=job,
@@ -138,11 +144,15 @@ def archive_unpack(archive: ImportFile, *, job: ImportJob, worker: str = "") -> 
                     name=item.name,
                     connection=archive.connection,
                     archive=archive.name,
-                    path=str(item.path),
+                    path=stored,
                     content_hash=content_hash,
                     size=size,
                 )
             )
+    with transaction.atomic():
+        locked = ImportFile.objects.select_for_update().get(pk=archive.pk)
+        if locked.status != FileStatus.QUEUED:
+            return []
         ImportFile.objects.bulk_create(entries)
         file_transition(
             archive,
@@ -152,8 +162,14 @@ def archive_unpack(archive: ImportFile, *, job: ImportJob, worker: str = "") -> 
             note=f"{len(entries)} file{'s' if len(entries) != 1 else ''}",
             finished_at=timezone.now(),
         )
-    Path(archive.path).unlink(missing_ok=True)
+    delete_file(hub, archive.path)
     return entries
+
+
+def _cache_dir() -> Path:
+    folder = Path(settings.IMPEX_CACHE_DIR)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def candidate_descriptors(*, connection: Connection, group: DataGroup | None) -> list[DataDescriptor]:

@@ -132,3 +132,30 @@ def special_order_row(special_order_id: str, **values) -> dict:
     }
     row.update(values)
     return row
+
+
+def database_url() -> str:
+    """Return the URL of the test database, for another process."""
+    from urllib.parse import quote
+
+    from django.db import connection
+
+    db = connection.settings_dict
+    user = quote(db["USER"] or "", safe="")
+    password = quote(db["PASSWORD"] or "", safe="")
+    return f"postgres://{user}:{password}@{db['HOST'] or 'localhost'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+def process_env(**extra) -> dict:
+    """Return the environment of a manage.py process working on this test's database and folders."""
+    import os
+
+    from django.conf import settings
+
+    return {
+        **os.environ,
+        "DATABASE_URL": database_url(),
+        "IMPEX_ROOT": str(settings.IMPEX_ROOT),
+        "IMPEX_CACHE_DIR": str(settings.IMPEX_CACHE_DIR),
+        **{k: str(v) for k, v in extra.items()},
+    }

@@ -8,7 +8,6 @@ import time
 import zipfile
 from decimal import Decimal
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 from django.conf import settings as django_settings
@@ -21,6 +20,7 @@ from impex.tests.helpers import (
     customer_row,
     file_named,
     only_file,
+    process_env,
     product_row,
     run_import,
     special_order_row,
@@ -277,14 +277,6 @@ def killed_rows() -> list[dict]:
     return rows
 
 
-def database_url() -> str:
-    """Return the URL of the test database, for another process."""
-    db = connection.settings_dict
-    user = quote(db["USER"] or "", safe="")
-    password = quote(db["PASSWORD"] or "", safe="")
-    return f"postgres://{user}:{password}@{db['HOST'] or 'localhost'}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
 def wait_for(condition, *, seconds: float, step: float = 0.005) -> bool:
     """Poll condition until it is true or time is up; return its last value."""
     deadline = time.monotonic() + seconds
@@ -310,13 +302,7 @@ def test_a_job_killed_half_way_is_resumed_to_the_end_state_of_one_clean_run(tmp_
         pytest.skip("needs a database shared between processes (runs on PostgreSQL)")
     rows = killed_rows()
     path = write_kore(tmp_path, "KS_CUSTOMERS", 1, rows)
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url(),
-        "IMPEX_ROOT": str(django_settings.IMPEX_ROOT),
-        "IMPEX_CHUNK_ROWS": "100",
-        "IMPEX_BATCH_SIZE": "50",
-    }
+    env = process_env(IMPEX_CHUNK_ROWS=100, IMPEX_BATCH_SIZE=50)
     log = tmp_path / "killed.log"
     with open(log, "wb") as output:
         process = subprocess.Popen(

@@ -1,0 +1,271 @@
+"""Jobs safe anywhere (issue 5): several worker processes on one job, one killed; racing imports; stuck locks.
+
+These start real `manage.py` processes on the test database, so they need a database that several
+processes share: they run on PostgreSQL (CI runs the suite on it).
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from decimal import Decimal
+
+import psycopg
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from impex.models import ImportChunk, ImportedFileName, ImportEvent, ImportFile, ImportJob
+from impex.services.jobs import job_create
+from impex.services.lifecycle import job_enqueue
+from impex.tests.helpers import customer_row, database_url, process_env, run_import, write_kore
+from syncapp.models import Customer
+
+pytestmark = [
+    pytest.mark.skipif(
+        connection.vendor != "postgresql",
+        reason="several processes share the database here: PostgreSQL only (CI runs it)",
+    ),
+    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+]
+
+ROWS = 200_000
+OLD = 20_000  # customers stored before the FULL file: the first half leave (retired), the second half stay
+
+
+def manage(*args, env: dict, log):
+    """Start a manage.py process."""
+    return subprocess.Popen(
+        [sys.executable, "manage.py", *map(str, args)],
+        cwd=settings.BASE_DIR,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def wait_for(condition, *, seconds: float, step: float = 0.05) -> bool:
+    """Poll condition until it is true or time is up; return its last value."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(step)
+    return bool(condition())
+
+
+def last_json(path) -> dict:
+    """Return the JSON object a command printed last."""
+    return json.loads(path.read_text().strip().splitlines()[-1])
+
+
+def full_file_rows() -> list[dict]:
+    """The FULL file: customers OLD/2 .. OLD/2+ROWS-1, some refused, three repeated, half the stored ones changed.
+
+    Stored customers with an odd number are sent as stored (unchanged), even ones with a new name (updated).
+    """
+    rows = []
+    for n in range(OLD // 2, OLD // 2 + ROWS):
+        row = customer_row(f"C{n:07d}", first_name=f"First {n}", discount_percentage=f"{n % 40}.5")
+        if n < OLD and n % 2:
+            row["first_name"] = f"Stored {n}"  # the same as stored: unchanged
+        if n % 25_000 == 7:
+            row["email"] = ""  # refused: a required value is missing
+        rows.append(row)
+    rows += [customer_row(f"C{n:07d}", first_name="Repeated") for n in (OLD, OLD + 1, 150_000)]
+    return rows
+
+
+def expected_customers(rows) -> dict:
+    """Return customer_id -> (email, first_name, discount, active) after one clean import of the FULL file."""
+    state = {
+        f"C{n:07d}": (f"c{n:07d}@example.com", f"Stored {n}", Decimal("0.500"), False) for n in range(OLD)
+    }
+    seen = set()
+    for row in rows:
+        key = row["customer_id"]
+        if key in seen:
+            continue  # a repeated key is refused; the first row stands
+        seen.add(key)
+        if not row["email"]:
+            if key in state:
+                state[key] = (*state[key][:3], True)  # sent, if badly: not retired, not changed
+            continue
+        state[key] = (row["email"], row["first_name"], Decimal(row["discount_percentage"]), True)
+    return state
+
+
+def stored_customers() -> dict:
+    return {
+        c.customer_id: (c.email, c.first_name, c.discount_percentage, c.active)
+        for c in Customer.objects.only("customer_id", "email", "first_name", "discount_percentage", "active")
+    }
+
+
+def test_three_workers_on_one_job_with_one_killed_end_in_the_state_of_one_clean_run(tmp_path, kore_connection):
+    Customer.objects.bulk_create(
+        [
+            Customer(
+                customer_id=f"C{n:07d}",
+                email=f"c{n:07d}@example.com",
+                first_name=f"Stored {n}",
+                discount_percentage=Decimal("0.5") if n < OLD // 2 or not n % 2 else Decimal(f"{n % 40}.5"),
+                connection=kore_connection,
+            )
+            for n in range(OLD)
+        ],
+        batch_size=5000,
+    )
+    rows = full_file_rows()
+    expected = expected_customers(rows)
+    path = write_kore(tmp_path, "KS_CUSTOMERS", 1, rows, mode="FULL")
+    job = job_create(paths=[path], connection=kore_connection)
+    job_enqueue(job=job)
+    env = process_env(IMPEX_CHUNK_ROWS=5000, IMPEX_LEASE_SECONDS=4, IMPEX_POLL_SECONDS=0.1)
+    logs = [tmp_path / f"worker{n}.log" for n in range(3)]
+    handles = [open(log, "wb") for log in logs]
+    workers = [manage("impex_job", job.pk, "--json", env=env, log=handle) for handle in handles]
+    try:
+        started = wait_for(lambda: ImportChunk.objects.filter(status="done").count() >= 8, seconds=240)
+        assert started, "\n".join(log.read_text() for log in logs)
+        runner = ImportJob.objects.get(pk=job.pk).claimed_by
+        pid = int(runner.split(":")[1])
+        killed = next(w for w in workers if w.pid == pid)
+        killed.send_signal(signal.SIGKILL)  # the job's runner dies half-way
+        survivors = [w for w in workers if w is not killed]
+        for w in survivors:
+            w.wait(timeout=600)
+        killed.wait()
+    finally:
+        for w in workers:
+            if w.poll() is None:
+                w.kill()
+        for handle in handles:
+            handle.close()
+
+    outputs = [last_json(log) for w, log in zip(workers, logs, strict=True) if w is not killed]
+    assert [w.returncode for w in survivors] == [0, 0], "\n".join(log.read_text() for log in logs)
+    assert outputs[0] == outputs[1]
+    (result,) = outputs[0]["files"]
+    job.refresh_from_db()
+    f = ImportFile.objects.get(job=job)
+    bad = sum(1 for r in rows if not r["email"])  # all of them new customers
+    assert (job.status, f.status) == ("completed", "imported")
+    assert (result["created"], result["updated"], result["unchanged"], result["retired"], result["failed"]) == (
+        ROWS - OLD // 2 - bad,
+        OLD // 4,
+        OLD // 4,
+        OLD // 2,
+        bad + 3,
+    )
+    assert (f.rows_total, f.rows_done) == (ROWS + 3, ROWS + 3)
+    assert stored_customers() == expected
+    # Imported once: one ledger entry, one "imported" event, every chunk done once, by more than one worker.
+    assert ImportedFileName.objects.filter(connection=kore_connection, name=path.name).count() == 1
+    assert ImportEvent.objects.filter(file=f, kind="imported").count() == 1
+    chunks = ImportChunk.objects.filter(file=f)
+    assert set(chunks.values_list("status", flat=True)) == {"done"}
+    assert sum(chunks.values_list("rows_done", flat=True)) == ROWS + 3
+    assert len(set(chunks.values_list("claimed_by", flat=True))) >= 2
+    assert job.events.filter(kind="takeover").exists()
+
+
+def test_two_imports_racing_on_copies_of_the_same_files_import_each_file_once(tmp_path, kore_connection):
+    n = 20_000
+    everyone = [customer_row(f"C{i:06d}", first_name="Full") for i in range(n)]
+    net2 = [customer_row(f"C{i:06d}", first_name="Full", email=f"new{i}@example.com") for i in range(0, n, 4)]
+    net3 = [customer_row(f"C{i:06d}", first_name="Three") for i in range(1, n, 4)]
+    folders = []
+    for copy in ("a", "b"):
+        folder = tmp_path / copy
+        folder.mkdir()
+        write_kore(folder, "KS_CUSTOMERS", 1, everyone, mode="FULL")
+        write_kore(folder, "KS_CUSTOMERS", 2, net2)
+        write_kore(folder, "KS_CUSTOMERS", 3, net3)
+        folders.append(folder)
+    env = process_env(IMPEX_CHUNK_ROWS=2000)
+    logs = [tmp_path / f"{copy}.log" for copy in ("a", "b")]
+    handles = [open(log, "wb") for log in logs]
+    runs = [
+        manage("impex_import", *sorted(folder.iterdir()), "--json", env=env, log=handle)
+        for folder, handle in zip(folders, handles, strict=True)
+    ]
+    for run in runs:
+        run.wait(timeout=600)
+    for handle in handles:
+        handle.close()
+
+    assert [r.returncode for r in runs] == [0, 0], "\n".join(log.read_text() for log in logs)
+    statuses: dict[str, list[str]] = {}
+    for log in logs:
+        for f in last_json(log)["files"]:
+            statuses.setdefault(f["name"], []).append(f["status"])
+    assert {name: sorted(s) for name, s in statuses.items()} == {
+        name: ["duplicate", "imported"] for name in statuses
+    }
+    assert len(statuses) == 3
+    stored = {c.customer_id: (c.email, c.first_name, c.active) for c in Customer.objects.all()}
+    expected = {}
+    for i in range(n):
+        email = f"new{i}@example.com" if i % 4 == 0 else f"c{i:06d}@example.com"
+        expected[f"C{i:06d}"] = (email, "Three" if i % 4 == 1 else "Full", True)
+    assert stored == expected
+    assert ImportedFileName.objects.filter(connection=kore_connection).count() == 3
+
+
+def test_an_import_stuck_behind_a_lock_errors_clearly_and_runs_again(tmp_path, kore_connection, settings):
+    settings.IMPEX_LOCK_TIMEOUT_SECONDS = 1
+    Customer.objects.create(customer_id="C1", email="c1@example.com", connection=kore_connection)
+    path = write_kore(tmp_path, "KS_CUSTOMERS", 1, [customer_row("C1", first_name="New"), customer_row("C2")])
+    with psycopg.connect(database_url()) as other:
+        other.execute("UPDATE syncapp_customer SET first_name = 'Editing' WHERE customer_id = 'C1'")
+
+        code, report = run_import(path)
+
+        job = ImportJob.objects.get()
+        assert (code, job.status) == (1, "errored")
+        assert "waited more than 1 s for a lock held by another database session" in job.error
+        assert "run the job again" in job.error
+        other.rollback()
+
+    job, _ = job.__class__.objects.get(pk=job.pk), None
+    out = subprocess.run(
+        [sys.executable, "manage.py", "impex_job", str(job.pk), "--json"],
+        cwd=settings.BASE_DIR,
+        env=process_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert json.loads(out.stdout.strip().splitlines()[-1])["files"][0]["status"] == "imported"
+    assert dict(Customer.objects.values_list("customer_id", "first_name")) == {"C1": "New", "C2": ""}
+
+
+def test_a_job_queued_twice_and_run_by_two_workers_at_once_is_applied_once(tmp_path, kore_connection):
+    rows = [customer_row(f"C{i:05d}") for i in range(30_000)]
+    job = job_create(paths=[write_kore(tmp_path, "KS_CUSTOMERS", 1, rows)], connection=kore_connection)
+    env = process_env(IMPEX_CHUNK_ROWS=3000)
+    code = f"from impex.tasks import import_job_run; print(import_job_run({job.pk}))"
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "manage.py", "shell", "-c", code],
+            cwd=settings.BASE_DIR,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outputs = [run.communicate(timeout=600)[0] for run in runs]
+
+    assert [run.returncode for run in runs] == [0, 0], outputs
+    job.refresh_from_db()
+    f = job.files.get()
+    assert (job.status, f.status, f.created, f.rows_done) == ("completed", "imported", 30_000, 30_000)
+    assert job.events.filter(kind="started").count() == 1
+    assert Customer.objects.count() == 30_000
+    assert os.path.exists(settings.IMPEX_ROOT / "kore-erp" / "archive" / f.name)
