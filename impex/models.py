@@ -183,6 +183,10 @@ class ImportJob(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        permissions = [
+            ("run_import", "Can run imports: upload files and zips, start and re-run jobs, release waits, scan"),
+            ("export_data", "Can download exports"),
+        ]
 
     def __str__(self):
         return f"Import job #{self.pk}"
