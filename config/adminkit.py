@@ -74,7 +74,7 @@ class ReadOnlyInline(admin.TabularInline):
 
     def get_queryset(self, request):
         # Read-only rows show their foreign keys as text: fetch them with the rows, not with a query per row.
-        related = [f.name for f in self.model._meta.get_fields() if f.many_to_one and f.name in (self.fields or ())]
+        related = [f.name for f in self.model._meta.fields if f.many_to_one and f.name in (self.fields or ())]
         return super().get_queryset(request).select_related(*related)
 
 
