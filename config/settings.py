@@ -162,6 +162,9 @@ STORAGES = {
 }
 IMPORT_EXPORT_TMP_STORAGE_CLASS = "import_export.tmp_storages.MediaStorage"
 IMPORT_EXPORT_SKIP_ADMIN_LOG = False
+# SPEC 13: an entity page's import needs the model's change permission, its export the view permission.
+IMPORT_EXPORT_IMPORT_PERMISSION_CODE = "change"
+IMPORT_EXPORT_EXPORT_PERMISSION_CODE = "view"
 
 Q_CLUSTER = {
     "name": "impex-hub",

@@ -1,22 +1,27 @@
 """Admin of connections, descriptors and groups, and the read-only record of import jobs, files and errors."""
 
-from collections import Counter
-
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import actions as admin_actions
 from django.contrib.admin.utils import unquote
-from django.contrib.auth import get_permission_codename
-from django.db import router, transaction
+from django.db import transaction
 from django.db.models import Count
-from django.db.models.deletion import Collector
-from django.forms.models import BaseInlineFormSet
 from django.http import HttpResponseRedirect
 from django.template.defaultfilters import pluralize
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from config.adminkit import (
+    INLINE_ROW_LIMIT,
+    AuditRecordAdmin,
+    CountedDeleteMixin,
+    FirstRowsInlineFormSet,
+    ReadOnlyInline,
+    changelist_link,
+    format_duration,
+    permission_check,
+)
 from impex.choices import GroupDirection
 from impex.exceptions import ConnectionDeleteRefused
 from impex.models import (
@@ -32,92 +37,6 @@ from impex.models import (
     RowError,
 )
 from impex.services.connections import connection_delete, connection_delete_check
-from syncapp.models import SyncLog
-
-INLINE_ROW_LIMIT = 200
-
-
-def changelist_link(model, text, **filters):
-    """Link to the admin changelist of model, filtered by the given lookups."""
-    query = "&".join(f"{key}={value}" for key, value in filters.items())
-    url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
-    return format_html('<a href="{}?{}">{}</a>', url, query, text)
-
-
-def format_duration(delta):
-    """Render a timedelta as H:MM:SS (with tenths under a minute)."""
-    if delta is None:
-        return "-"
-    seconds = delta.total_seconds()
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, secs = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}"
-
-
-class FirstRowsInlineFormSet(BaseInlineFormSet):
-    """An inline formset that shows only the first rows, so a file with a million errors still renders."""
-
-    def get_queryset(self):
-        if not hasattr(self, "_queryset"):
-            self._queryset = super().get_queryset()[:INLINE_ROW_LIMIT]
-        return self._queryset
-
-
-class ReadOnlyInline(admin.TabularInline):
-    """An inline that shows records and never changes them."""
-
-    extra = 0
-    can_delete = False
-    show_change_link = True
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
-class CountedDeleteMixin:
-    """Confirm a delete with counts per model instead of listing every row (a job may carry a million errors)."""
-
-    def get_deleted_objects(self, objs, request):
-        collector = Collector(using=router.db_for_write(self.model))
-        collector.collect(list(objs))
-        counts = Counter()
-        for model, instances in collector.data.items():
-            counts[model] += len(instances)
-        for queryset in collector.fast_deletes:
-            counts[queryset.model] += queryset.count()
-        counts = {model: count for model, count in counts.items() if count}
-        perms_needed = {
-            str(model._meta.verbose_name)
-            for model in counts
-            if model in self.admin_site._registry
-            and not request.user.has_perm(f"{model._meta.app_label}.{get_permission_codename('delete', model._meta)}")
-        }
-        names = {model: str(model._meta.verbose_name_plural) for model in counts}
-        summary = [f"{count} {names[model]}" for model, count in counts.items()]
-        return summary, {names[model]: count for model, count in counts.items()}, perms_needed, []
-
-
-class AuditRecordAdmin(CountedDeleteMixin, admin.ModelAdmin):
-    """An audit record: viewed, never added or edited here; only superusers may delete it."""
-
-    list_per_page = 100
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return request.user.is_superuser
 
 
 @admin.register(Connection)
@@ -140,7 +59,12 @@ class ConnectionAdmin(CountedDeleteMixin, admin.ModelAdmin):
     readonly_fields = ("created_at", "updated_at", "activity")
     actions = ("release_sequence_wait", "delete_selected")
 
-    @admin.action(description="Release the sequence wait (import waiting files without the missing ones)")
+    has_run_import_permission = permission_check("impex.run_import")
+
+    @admin.action(
+        description="Release the sequence wait (import waiting files without the missing ones)",
+        permissions=["run_import"],
+    )
     def release_sequence_wait(self, request, queryset):
         from impex.services.waits import connection_release_wait
 
@@ -215,7 +139,7 @@ class ConnectionAdmin(CountedDeleteMixin, admin.ModelAdmin):
             changelist_link(ImportJob, "import jobs", connection__id__exact=obj.pk),
             changelist_link(ImportFile, "files", connection__id__exact=obj.pk),
             changelist_link(ImportedFileName, "imported file names", connection__id__exact=obj.pk),
-            changelist_link(SyncLog, "sync logs", connection__id__exact=obj.pk),
+            changelist_link("syncapp.synclog", "sync logs", connection__id__exact=obj.pk),
         )
 
 

@@ -338,6 +338,10 @@ class ImportJob(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["status", "lease_until"], name="importjob_lease")]
+        permissions = [
+            ("run_import", "Can run imports: upload files and zips, start and re-run jobs, release waits, scan"),
+            ("export_data", "Can download exports"),
+        ]
 
     def __str__(self):
         return f"Import job #{self.pk}"

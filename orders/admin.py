@@ -2,12 +2,13 @@
 
 from django.contrib import admin
 
+from config.adminkit import LoadedAutocompleteInlineMixin
 from orders import resources
 from orders.models import Order, OrderLine, Shipment
 from syncapp.admin import SyncedEntityAdmin
 
 
-class OrderLineInline(admin.TabularInline):
+class OrderLineInline(LoadedAutocompleteInlineMixin, admin.TabularInline):
     model = OrderLine
     fields = ("line_no", "variant", "quantity", "unit_price")
     autocomplete_fields = ("variant",)

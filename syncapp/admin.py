@@ -8,7 +8,7 @@ from import_export.admin import ImportExportModelAdmin
 from import_export.formats.base_formats import CSV, JSON, TSV
 from import_export.forms import ImportForm
 
-from impex.admin import INLINE_ROW_LIMIT, AuditRecordAdmin, FirstRowsInlineFormSet, ReadOnlyInline, changelist_link
+from config.adminkit import INLINE_ROW_LIMIT, AuditRecordAdmin, FirstRowsInlineFormSet, ReadOnlyInline, changelist_link
 from syncapp import resources
 from syncapp.models import (
     Customer,

@@ -16,7 +16,7 @@ from django.urls import reverse
 from django.utils import timezone
 from tablib import Dataset
 
-from impex.admin import INLINE_ROW_LIMIT
+from config.adminkit import INLINE_ROW_LIMIT
 from impex.models import (
     Connection,
     DataDescriptor,

@@ -1,0 +1,158 @@
+"""Admin pieces shared by every app: read-only records and inlines, counted deletes, links, permission checks."""
+
+from collections import Counter
+
+from django import forms
+from django.contrib import admin
+from django.contrib.admin.widgets import AutocompleteSelect
+from django.contrib.auth import get_permission_codename
+from django.db import router
+from django.db.models.deletion import Collector
+from django.forms.models import BaseInlineFormSet
+from django.urls import reverse
+from django.utils.html import format_html
+
+INLINE_ROW_LIMIT = 200
+
+
+def changelist_link(model, text, **filters):
+    """Link to the admin changelist of model (a model class or an "app_label.model_name" label), filtered."""
+    label = model if isinstance(model, str) else model._meta.label_lower
+    app_label, model_name = label.split(".")
+    query = "&".join(f"{key}={value}" for key, value in filters.items())
+    url = reverse(f"admin:{app_label}_{model_name}_changelist")
+    return format_html('<a href="{}?{}">{}</a>', url, query, text)
+
+
+def format_duration(delta):
+    """Render a timedelta as H:MM:SS (with tenths under a minute)."""
+    if delta is None:
+        return "-"
+    seconds = delta.total_seconds()
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}"
+
+
+def permission_check(perm: str):
+    """Return a ModelAdmin method that tells whether the request's user holds perm ("app_label.codename")."""
+
+    # Bound as has_<name>_permission, it is what `@admin.action(permissions=["<name>"])` checks on
+    # every request, so an action is neither offered nor run without the permission.
+    def has_permission(self, request):
+        return request.user.has_perm(perm)
+
+    return has_permission
+
+
+class FirstRowsInlineFormSet(BaseInlineFormSet):
+    """An inline formset that shows only the first rows, so a file with a million errors still renders."""
+
+    def get_queryset(self):
+        if not hasattr(self, "_queryset"):
+            self._queryset = super().get_queryset()[:INLINE_ROW_LIMIT]
+        return self._queryset
+
+
+class ReadOnlyInline(admin.TabularInline):
+    """An inline that shows records and never changes them."""
+
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def get_queryset(self, request):
+        # Read-only rows show their foreign keys as text: fetch them with the rows, not with a query per row.
+        related = [f.name for f in self.model._meta.fields if f.many_to_one and f.name in (self.fields or ())]
+        return super().get_queryset(request).select_related(*related)
+
+
+class LoadedAutocompleteSelect(AutocompleteSelect):
+    """An autocomplete that labels the record its row has already loaded, instead of querying it for every row."""
+
+    loaded = None
+
+    def optgroups(self, name, value, attr=None):
+        loaded = self.loaded
+        key = None if loaded is None else getattr(loaded, self.field.target_field.attname)
+        if key is None or [str(v) for v in value] != [str(key)]:
+            return super().optgroups(name, value, attr)
+        options = [] if self.is_required else [self.create_option(name, "", "", False, 0)]
+        options.append(
+            self.create_option(name, key, self.choices.field.label_from_instance(loaded), True, len(options))
+        )
+        return [(None, options, 0)]
+
+
+class LoadedAutocompleteForm(forms.ModelForm):
+    """Hands each LoadedAutocompleteSelect the record the form's instance has already loaded."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name, field in self.fields.items():
+            widget = getattr(field.widget, "widget", field.widget)
+            if isinstance(widget, LoadedAutocompleteSelect) and widget.field.is_cached(self.instance):
+                widget.loaded = getattr(self.instance, name)
+
+
+class LoadedAutocompleteInlineMixin:
+    """An inline whose autocomplete fields load with its rows: no query per row to label the selected records."""
+
+    form = LoadedAutocompleteForm
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related(*self.autocomplete_fields)
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name in self.get_autocomplete_fields(request):
+            kwargs["widget"] = LoadedAutocompleteSelect(db_field, self.admin_site, using=kwargs.get("using"))
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+
+class CountedDeleteMixin:
+    """Confirm a delete with counts per model instead of listing every row (a job may carry a million errors)."""
+
+    def get_deleted_objects(self, objs, request):
+        collector = Collector(using=router.db_for_write(self.model))
+        collector.collect(list(objs))
+        counts = Counter()
+        for model, instances in collector.data.items():
+            counts[model] += len(instances)
+        for queryset in collector.fast_deletes:
+            counts[queryset.model] += queryset.count()
+        counts = {model: count for model, count in counts.items() if count}
+        perms_needed = {
+            str(model._meta.verbose_name)
+            for model in counts
+            if model in self.admin_site._registry
+            and not request.user.has_perm(f"{model._meta.app_label}.{get_permission_codename('delete', model._meta)}")
+        }
+        names = {model: str(model._meta.verbose_name_plural) for model in counts}
+        summary = [f"{count} {names[model]}" for model, count in counts.items()]
+        return summary, {names[model]: count for model, count in counts.items()}, perms_needed, []
+
+
+class AuditRecordAdmin(CountedDeleteMixin, admin.ModelAdmin):
+    """An audit record: viewed, never added or edited here; only superusers may delete it."""
+
+    list_per_page = 100
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return request.user.is_superuser

@@ -1,0 +1,194 @@
+"""Admin pages that list rows run as many queries for thirty rows as for three (no query per row)."""
+
+import pytest
+from django.apps import apps
+from django.contrib import admin
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from impex.models import (
+    DataDescriptor,
+    DescriptorColumn,
+    ImportChunk,
+    ImportFile,
+    ImportJob,
+    RowError,
+)
+from orders.models import Order, OrderLine, Shipment
+from syncapp.models import (
+    Product,
+    ProductVariant,
+    SpecialOrder,
+    SpecialOrderEvent,
+    SpecialOrderLineItem,
+    SyncError,
+    SyncLog,
+)
+from tests.admin_helpers import OUR_APPS, add_rows, admin_url, post_data
+
+LISTED = sorted(m._meta.label_lower for m in admin.site._registry if m._meta.app_label in OUR_APPS)
+FEW, MANY = 3, 30
+
+
+@pytest.fixture(autouse=True)
+def fast_passwords(settings):
+    """Hash the test users' passwords cheaply."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+def count_queries(client, url):
+    """Load url (once to warm caches, once measured) and return the number of queries of the measured load."""
+    assert client.get(url).status_code == 200
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(url)
+    assert response.status_code == 200
+    return len(queries)
+
+
+def test_every_listed_model_is_measured():
+    assert set(LISTED) == {
+        "impex.connection",
+        "impex.datadescriptor",
+        "impex.datagroup",
+        "impex.importchunk",
+        "impex.importedfilename",
+        "impex.importfile",
+        "impex.importjob",
+        "impex.rowerror",
+        "orders.order",
+        "orders.orderline",
+        "orders.shipment",
+        "syncapp.customer",
+        "syncapp.price",
+        "syncapp.pricelist",
+        "syncapp.product",
+        "syncapp.productvariant",
+        "syncapp.specialorder",
+        "syncapp.specialorderevent",
+        "syncapp.specialorderlineitem",
+        "syncapp.stocklevel",
+        "syncapp.syncerror",
+        "syncapp.synclog",
+    }
+
+
+@pytest.mark.parametrize("label", LISTED)
+def test_changelist_queries_do_not_grow_with_the_rows(admin_client, django_assert_max_num_queries, label):
+    model = apps.get_model(label)
+    url = admin_url(model, "changelist")
+    add_rows(FEW, "a")
+    few = count_queries(admin_client, url)
+
+    add_rows(MANY - FEW, "b")
+
+    with django_assert_max_num_queries(few):
+        response = admin_client.get(url)
+    assert response.status_code == 200
+    assert len(response.context["cl"].result_list) >= MANY
+
+
+def add_inline_rows(obj, count):
+    """Add count rows to each inline of obj's change page."""
+    start = {
+        Product: lambda: obj.variants.count(),
+        SpecialOrder: lambda: obj.line_items.count(),
+        Order: lambda: obj.lines.count(),
+        SyncLog: lambda: obj.errors.count(),
+        DataDescriptor: lambda: obj.columns.count(),
+        ImportJob: lambda: obj.files.count(),
+        ImportFile: lambda: obj.errors.count(),
+    }[type(obj)]()
+    numbers = range(start, start + count)
+    now = timezone.now()
+    if isinstance(obj, Product):
+        ProductVariant.objects.bulk_create(
+            ProductVariant(product=obj, variant_id=f"X{n}", sku=f"X{n}", connection=obj.connection) for n in numbers
+        )
+    elif isinstance(obj, SpecialOrder):
+        SpecialOrderLineItem.objects.bulk_create(
+            SpecialOrderLineItem(special_order=obj, line_item_id=f"X{n}", product_name="Ring", quantity=1)
+            for n in numbers
+        )
+        SpecialOrderEvent.objects.bulk_create(
+            SpecialOrderEvent(special_order=obj, event_id=f"X{n}", event_type="NOTE", event_at=now) for n in numbers
+        )
+    elif isinstance(obj, Order):
+        variants = list(ProductVariant.objects.all())
+        OrderLine.objects.bulk_create(
+            OrderLine(order=obj, line_no=n + 2, variant=variants[n % len(variants)], quantity=1, unit_price=1)
+            for n in numbers
+        )
+        Shipment.objects.bulk_create(Shipment(order=obj, shipment_id=f"X{n}", shipped_at=now) for n in numbers)
+    elif isinstance(obj, SyncLog):
+        SyncError.objects.bulk_create(SyncError(log=obj, external_id=f"X{n}", message="bad") for n in numbers)
+    elif isinstance(obj, DataDescriptor):
+        DescriptorColumn.objects.bulk_create(
+            DescriptorColumn(descriptor=obj, position=n + 2, name=f"x{n}", field=f"x{n}") for n in numbers
+        )
+    elif isinstance(obj, ImportJob):
+        descriptor = DataDescriptor.objects.first()
+        ImportFile.objects.bulk_create(
+            ImportFile(job=obj, connection=obj.connection, descriptor=descriptor, name=f"X{n}.NET") for n in numbers
+        )
+    else:
+        RowError.objects.bulk_create(RowError(file=obj, row=n, message="bad") for n in numbers)
+        ImportChunk.objects.bulk_create(
+            ImportChunk(file=obj, index=n + 1, first_record=n + 1, record_count=1) for n in numbers
+        )
+
+
+WITH_INLINES = sorted(label for label in LISTED if admin.site._registry[apps.get_model(label)].inlines)
+
+
+def test_every_change_page_with_inlines_is_measured():
+    assert WITH_INLINES == [
+        "impex.datadescriptor",
+        "impex.importfile",
+        "impex.importjob",
+        "orders.order",
+        "syncapp.product",
+        "syncapp.specialorder",
+        "syncapp.synclog",
+    ]
+
+
+@pytest.mark.parametrize("label", WITH_INLINES)
+def test_change_page_queries_do_not_grow_with_inline_rows(admin_client, django_assert_max_num_queries, label):
+    add_rows(1, "a")
+    model = apps.get_model(label)
+    obj = model.objects.order_by("pk").last()
+    url = admin_url(model, "change", obj.pk)
+    add_inline_rows(obj, FEW)
+    few = count_queries(admin_client, url)
+
+    add_inline_rows(obj, MANY - FEW)
+
+    with django_assert_max_num_queries(few):
+        response = admin_client.get(url)
+    assert response.status_code == 200
+    shown = [len(inline.formset.forms) for inline in response.context["inline_admin_formsets"]]
+    assert min(shown) >= MANY, shown
+
+
+def test_order_lines_show_their_variants_and_save(admin_client):
+    add_rows(2, "a")
+    order = Order.objects.order_by("pk").first()
+    add_inline_rows(order, 2)
+    url = admin_url(Order, "change", order.pk)
+    page = admin_client.get(url)
+    lines = list(order.lines.select_related("variant").order_by("line_no"))
+    other = ProductVariant.objects.exclude(pk=lines[0].variant_id).first()
+    formsets = page.context["inline_admin_formsets"]
+    data = {"_save": "Save", **post_data(page.context["adminform"].form)}
+    for inline in formsets:
+        data.update(post_data(inline.formset.management_form, *inline.formset.forms))
+    data["lines-0-variant"] = other.pk
+
+    response = admin_client.post(url, data)
+
+    for line in lines:
+        assert f'<option value="{line.variant_id}" selected>{line.variant.sku}</option>' in page.text
+    assert response.status_code == 302, [inline.formset.errors for inline in response.context["inline_admin_formsets"]]
+    assert order.lines.get(line_no=lines[0].line_no).variant == other
+    assert [line.variant_id for line in order.lines.order_by("line_no")][1:] == [line.variant_id for line in lines][1:]
