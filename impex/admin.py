@@ -37,6 +37,7 @@ from impex.models import (
     RowError,
 )
 from impex.services.connections import connection_delete, connection_delete_check
+from impex.services.lifecycle import job_rerun
 
 
 @admin.register(Connection)
@@ -75,8 +76,8 @@ class ConnectionAdmin(CountedDeleteMixin, admin.ModelAdmin):
             else:
                 self.message_user(
                     request,
-                    f"{conn.code}: wait released; import job #{job.pk} {job.status}.",
-                    messages.SUCCESS if job.status == "completed" else messages.WARNING,
+                    f"{conn.code}: wait released; import job #{job.pk} is queued to import the waiting files.",
+                    messages.SUCCESS,
                 )
 
     @admin.action(permissions=["delete"], description="Delete selected connections")
@@ -271,6 +272,23 @@ class ImportFileInline(ReadOnlyInline):
 
 @admin.register(ImportJob)
 class ImportJobAdmin(AuditRecordAdmin):
+    actions = ("run_again",)
+    has_run_import_permission = permission_check("impex.run_import")
+
+    @admin.action(description="Run again (jobs that errored, or whose worker died)", permissions=["run_import"])
+    def run_again(self, request, queryset):
+        by = request.user.get_username()
+        for job in queryset:
+            if job_rerun(job=job, by=by):
+                self.message_user(request, f"Import job #{job.pk} is queued to run again.", messages.SUCCESS)
+            else:
+                self.message_user(
+                    request,
+                    f"Import job #{job.pk} is {job.status}: only a job that errored, or whose worker stopped "
+                    "renewing its lease, runs again.",
+                    messages.WARNING,
+                )
+
     list_display = (
         "id",
         "created_at",

@@ -193,8 +193,8 @@ class _JobRun:
         )
 
     def renew(self) -> None:
-        """Extend the lease; stop if another worker has taken the job over."""
-        if not job_lease_renew(job_id=self.job.pk, worker=self.worker):
+        """Extend the lease (and show progress); stop if another worker has taken the job over."""
+        if not job_lease_renew(job_id=self.job.pk, worker=self.worker, progress=True):
             raise LeaseLost(f"import job #{self.job.pk}: the lease of {self.worker} was taken over")
 
     # -- the steps --------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from impex.models import (
     DataGroup,
     DescriptorColumn,
     ImportChunk,
+    ImportEvent,
     ImportedFileName,
     ImportFile,
     ImportJob,
@@ -102,6 +103,9 @@ def add_rows(count, tag):
         for k, j, c, d in zip(keys, jobs, conns, descriptors, strict=True)
     )
     ImportChunk.objects.bulk_create(ImportChunk(file=f, index=0, first_record=0, record_count=1) for f in files)
+    ImportEvent.objects.bulk_create(
+        ImportEvent(job=f.job, file=f, kind="imported", message=f"{f.name}: imported", worker="w-1") for f in files
+    )
     RowError.objects.bulk_create(RowError(file=f, row=1, column="email", message="bad") for f in files)
     ImportedFileName.objects.bulk_create(
         ImportedFileName(connection=c, name=f.name, content_hash="ab" * 32, file=f)

@@ -11,6 +11,7 @@ from impex.models import (
     DataDescriptor,
     DescriptorColumn,
     ImportChunk,
+    ImportEvent,
     ImportFile,
     ImportJob,
     RowError,
@@ -53,6 +54,7 @@ def test_every_listed_model_is_measured():
         "impex.datagroup",
         "impex.importchunk",
         "impex.importedfilename",
+        "impex.importevent",
         "impex.importfile",
         "impex.importjob",
         "impex.rowerror",
@@ -128,8 +130,11 @@ def add_inline_rows(obj, count):
         )
     elif isinstance(obj, ImportJob):
         descriptor = DataDescriptor.objects.first()
-        ImportFile.objects.bulk_create(
+        files = ImportFile.objects.bulk_create(
             ImportFile(job=obj, connection=obj.connection, descriptor=descriptor, name=f"X{n}.NET") for n in numbers
+        )
+        ImportEvent.objects.bulk_create(
+            ImportEvent(job=obj, file=f, kind="imported", message=f"{f.name}: imported", worker="w-1") for f in files
         )
     else:
         RowError.objects.bulk_create(RowError(file=obj, row=n, message="bad") for n in numbers)

@@ -236,7 +236,10 @@ def test_run_import_releases_a_wait(client, django_user_model, waiting):
     assert ImportJob.objects.count() == jobs + 1
     assert any("wait released" in m.message for m in get_messages(response.wsgi_request))
     waiting.refresh_from_db()
-    assert waiting.next_expected_sequence == 4
+    # The waiting file is imported by a queued job, never inside the web request.
+    assert waiting.next_expected_sequence == 3
+    assert ImportJob.objects.latest("pk").status == "queued"
+    assert ImportFile.objects.get(sequence=3).status == "waiting"
 
 
 # View permissions: everything visible, nothing changeable
@@ -365,7 +368,8 @@ def test_the_release_action_refuses_a_post_without_the_csrf_token(csrf_client, w
     accepted = release(csrf_client, waiting, csrfmiddlewaretoken=changelist_token)
     assert accepted.status_code == 302
     waiting.refresh_from_db()
-    assert waiting.next_expected_sequence == 4
+    assert waiting.next_expected_sequence == 3
+    assert ImportJob.objects.latest("pk").status == "queued"
 
 
 @pytest.mark.parametrize("view", ["change", "delete", "export"])

@@ -28,7 +28,8 @@ pytestmark = [
         connection.vendor != "postgresql",
         reason="several processes share the database here: PostgreSQL only (CI runs it)",
     ),
-    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("builtin_installed"),
 ]
 
 ROWS = 200_000
@@ -80,9 +81,7 @@ def full_file_rows() -> list[dict]:
 
 def expected_customers(rows) -> dict:
     """Return customer_id -> (email, first_name, discount, active) after one clean import of the FULL file."""
-    state = {
-        f"C{n:07d}": (f"c{n:07d}@example.com", f"Stored {n}", Decimal("0.500"), False) for n in range(OLD)
-    }
+    state = {f"C{n:07d}": (f"c{n:07d}@example.com", f"Stored {n}", Decimal("0.500"), False) for n in range(OLD)}
     seen = set()
     for row in rows:
         key = row["customer_id"]
@@ -202,9 +201,7 @@ def test_two_imports_racing_on_copies_of_the_same_files_import_each_file_once(tm
     for log in logs:
         for f in last_json(log)["files"]:
             statuses.setdefault(f["name"], []).append(f["status"])
-    assert {name: sorted(s) for name, s in statuses.items()} == {
-        name: ["duplicate", "imported"] for name in statuses
-    }
+    assert {name: sorted(s) for name, s in statuses.items()} == {name: ["duplicate", "imported"] for name in statuses}
     assert len(statuses) == 3
     stored = {c.customer_id: (c.email, c.first_name, c.active) for c in Customer.objects.all()}
     expected = {}

@@ -118,9 +118,10 @@ def archive_unpack(archive: ImportFile, *, job: ImportJob, worker: str = "") -> 
     """Unpack a job's zip into data files of the job (safely: paths, links, bombs); reject the zip if unsafe."""
     hub = hub_storage()
     entries = []
-    with local_copy(hub, archive.path) as zip_path, tempfile.TemporaryDirectory(
-        dir=_cache_dir(), prefix="unzip-"
-    ) as folder:
+    with (
+        local_copy(hub, archive.path) as zip_path,
+        tempfile.TemporaryDirectory(dir=_cache_dir(), prefix="unzip-") as folder,
+    ):
         try:
             extracted = extract_zip(
                 zip_path,

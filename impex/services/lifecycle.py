@@ -80,12 +80,14 @@ def job_claim(*, job_id: int, worker: str, rerun: bool = False) -> tuple[ImportJ
     return job, claimed
 
 
-def job_lease_renew(*, job_id: int, worker: str) -> bool:
-    """Extend this worker's claim on the job; False when another worker has taken it over."""
-    return (
-        ImportJob.objects.filter(pk=job_id, status=JobStatus.RUNNING, claimed_by=worker).update(lease_until=lease_end())
-        == 1
-    )
+def job_lease_renew(*, job_id: int, worker: str, progress: bool = False) -> bool:
+    """Extend this worker's claim on the job (and its rows done so far); False when another worker took it over."""
+    fields = {"lease_until": lease_end()}
+    if progress:
+        files = ImportFile.objects.filter(Q(job_id=job_id) | Q(processed_by_id=job_id))
+        totals = files.aggregate(total=Sum("rows_total"), done=Sum("rows_done"))
+        fields.update(rows_total=totals["total"] or 0, rows_done=totals["done"] or 0)
+    return ImportJob.objects.filter(pk=job_id, status=JobStatus.RUNNING, claimed_by=worker).update(**fields) == 1
 
 
 def job_terminate(*, job: ImportJob, worker: str, status: str, error: str = "") -> ImportJob:

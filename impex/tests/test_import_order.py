@@ -297,6 +297,7 @@ def other_backends() -> int:
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("builtin_installed")
 def test_a_job_killed_half_way_is_resumed_to_the_end_state_of_one_clean_run(tmp_path, kore_connection):
     if connection.vendor != "postgresql":
         pytest.skip("needs a database shared between processes (runs on PostgreSQL)")
