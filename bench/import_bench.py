@@ -89,12 +89,13 @@ def phase_prepare() -> dict:
     from django.core.management import call_command
     from django.db import connection
 
-    from impex.models import Connection, ImportedFileName
+    from impex.models import Connection, ConnectionState, ImportedFileName
     from impex.services.connections import connection_save
 
     call_command("migrate", verbosity=0)
     conn, _ = connection_save(code=CONNECTION, convention="kore", integration_id=INTEGRATION)
     ImportedFileName.objects.filter(connection=conn).delete()
+    ConnectionState.objects.filter(connection=conn).delete()
     Connection.objects.filter(pk=conn.pk).update(next_expected_sequence=None)
     with connection.cursor() as cursor:
         cursor.execute("UPDATE syncapp_customer SET parent_id = NULL WHERE customer_id LIKE 'BENCH-%%'")

@@ -4,6 +4,7 @@ A file's chunks, an uploaded sheet and a single record sent over HTTP all go thr
 book applies: absent columns are left alone, equal rows are not written, a bad row is refused alone.
 """
 
+import itertools
 from dataclasses import dataclass, field
 from operator import itemgetter
 
@@ -71,7 +72,7 @@ class BatchResult:
 class _Good:
     """A row that converted cleanly, on its way to the database."""
 
-    __slots__ = ("row", "index", "key", "values", "raw", "later")
+    __slots__ = ("row", "index", "key", "values", "raw")
 
     def __init__(self, row: int, index: int, key: str, values: list, raw: list):
         self.row = row
@@ -79,20 +80,10 @@ class _Good:
         self.key = key
         self.values = values
         self.raw = raw
-        self.later = {}  # self references to records that are new in the same batch
 
     @property
     def ext(self) -> str:
         return self.key.replace(KEY_SEP, "/")
-
-
-class _Missing:
-    """A self reference not found yet (the row is held back)."""
-
-    __slots__ = ("key",)
-
-    def __init__(self, key):
-        self.key = key
 
 
 def _getter(positions: list[int]):
@@ -193,11 +184,13 @@ class RecordPipeline:
             revive=revive,
         )
         self.stage_order = self.key_idx + data_idx
-        self.stage_fields = (
-            [None, None] + [None] * len(self.self_refs) + [present[i].model_field for i in self.stage_order]
-        )
-        # Stage FK columns as their target's key type; references were resolved to primary keys.
-        self.stage = stage_for(self.plan, extra=[(f"_ref{n}", "text") for n in range(len(self.self_refs))])
+        # References to the entity's own records (a customer's parent) are staged as the external id they
+        # name (_ref0...) and resolved in SQL, pass by pass (see _write_in_passes); _pass says which pass wrote
+        # a row. Other references were resolved to primary keys already.
+        self.self_ref_slots = {i for i, _ in self.self_refs}
+        extra = [("_pass", "integer")] + [(f"_ref{n}", "text") for n in range(len(self.self_refs))]
+        self.stage_fields = [None, None] + [None] * len(extra) + [present[i].model_field for i in self.stage_order]
+        self.stage = stage_for(self.plan, extra=extra)
 
     def _plan_cells(self, present: list[Column]) -> None:
         """Work out where each column's cell is in a row, and which cells need no converter call."""
@@ -269,10 +262,8 @@ class RecordPipeline:
             self._write_parents(good)
         for i, col in self.refs:
             good = self._resolve(good, i, col, out)
-        if self.self_refs:
-            good = self._check_self_refs(good, out, final=final)
         if good:
-            self._write(good, out, collect_applied=collect_applied)
+            self._write(good, out, final=final, collect_applied=collect_applied)
         return out
 
     @staticmethod
@@ -387,56 +378,6 @@ class RecordPipeline:
         # Keys built from references keep the natural key text (already in g.key).
         return kept
 
-    def _check_self_refs(self, good: list[_Good], out: BatchResult, *, final: bool) -> list[_Good]:
-        """Resolve references to the entity's own records: stored ones now, ones new in this batch after the
-        upsert, and hold back (or, on the last pass, refuse) rows whose record is neither."""
-        model = self.compiled.model
-        kept = []
-        batch_keys = {g.key for g in good}
-        for n, (i, col) in enumerate(self.self_refs):
-            wanted = {g.values[i] for g in good if g.values[i] is not None}
-            stored = dict(model.objects.filter(**{f"{col.ref_key}__in": wanted}).values_list(col.ref_key, "pk"))
-            for g in good:
-                v = g.values[i]
-                if v is None:
-                    g.later[n] = None
-                elif v in stored:
-                    g.values[i] = stored[v]
-                    g.later[n] = None
-                elif v in batch_keys:
-                    g.values[i] = None
-                    g.later[n] = v
-                else:
-                    g.values[i] = _Missing(v)
-        # A row held back takes with it the rows of the batch that name it, and so on down the chain.
-        held = {g.key for g in good if any(isinstance(g.values[i], _Missing) for i, _ in self.self_refs)}
-        spreading = bool(held)
-        while spreading:
-            spreading = False
-            for g in good:
-                if g.key in held:
-                    continue
-                for n, (i, _) in enumerate(self.self_refs):
-                    if g.later.get(n) in held:
-                        g.values[i] = _Missing(g.later[n])
-                        g.later[n] = None
-                        held.add(g.key)
-                        spreading = True
-                        break
-        for g in good:
-            missing = [(i, col) for i, col in self.self_refs if isinstance(g.values[i], _Missing)]
-            if not missing:
-                kept.append(g)
-                continue
-            if final:
-                i, col = missing[0]
-                v = g.values[i].key
-                self._refuse(out, g, col, f"unknown {model._meta.verbose_name} '{v}'", v)
-            else:
-                out.totals.rows_done -= 1
-                out.deferred.append(Record(index=g.index, row=g.row, values=g.raw[: self.width], error=None))
-        return kept
-
     def _write_parents(self, good: list[_Good]) -> None:
         """Upsert the parent records (products) named by the batch, last row winning."""
         i_key = self.parent_ref[0]
@@ -471,37 +412,147 @@ class RecordPipeline:
             )
         self._parent_changed_keys = {g.key for g in good if g.values[i_key] in changed_parents}
 
-    def _write(self, good: list[_Good], out: BatchResult, *, collect_applied: bool) -> None:
+    def _write(self, good: list[_Good], out: BatchResult, *, final: bool, collect_applied: bool) -> None:
         """Stage the batch and merge it into the table."""
-        order = self.stage_order
-        n_refs = range(len(self.self_refs))
-        rows = [(g.row, g.key, *[g.later.get(n) for n in n_refs], *[g.values[i] for i in order]) for g in good]
+        slots = self.self_ref_slots
+        refs = [i for i, _ in self.self_refs]
+        rows = [
+            (
+                g.row,
+                g.key,
+                None,
+                *[g.values[i] for i in refs],
+                *[None if i in slots else g.values[i] for i in self.stage_order],
+            )
+            for g in good
+        ]
         stage = self.stage
         with connection.cursor() as cursor:
             stage.load(cursor, rows, fields=self.stage_fields)
             parent_changed = [g.key for g in good if g.key in self._parent_changed_keys]
-            result = upsert(
-                cursor,
-                plan=self.plan,
-                stage=stage,
-                connection_id=self.connection_id,
-                want_pks=bool(self.self_refs or parent_changed),
-            )
-            created = result.created
-            updated = result.changed
-            extra: set = set()
-            if self.self_refs and any(g.later.get(n) for g in good for n in n_refs):
-                extra |= self._write_self_refs(cursor)
-            if parent_changed:
-                extra |= self._pks_of_staged(cursor, keys=parent_changed)
-            if extra:
-                updated = len(result.changed_pks | (extra - result.created_pks))
+            if self.self_refs:
+                created, updated, left = self._write_in_passes(cursor, good, final=final)
+            else:
+                result = upsert(
+                    cursor, plan=self.plan, stage=stage, connection_id=self.connection_id, want_pks=bool(parent_changed)
+                )
+                created, updated, left = result.created, result.changed, {}
+                if parent_changed:
+                    extra = self._pks_of_staged(cursor, keys=parent_changed)
+                    updated = len(result.changed_pks | (extra - result.created_pks))
+        for g, problem in left.values():
+            if problem is None:
+                out.totals.rows_done -= 1
+                out.deferred.append(Record(index=g.index, row=g.row, values=g.raw[: self.width], error=None))
+            else:
+                col, value = problem
+                self._refuse(out, g, col, f"unknown {self.compiled.model._meta.verbose_name} '{value}'", value)
+        written = [g for g in good if g.row not in left] if left else good
         out.totals.created += created
         out.totals.updated += updated
-        out.totals.unchanged += len(good) - created - updated
-        out.applied_keys.extend(g.key for g in good)
+        out.totals.unchanged += len(written) - created - updated
+        out.applied_keys.extend(g.key for g in written)
         if collect_applied:
-            out.applied_ext.extend(g.ext for g in good)
+            out.applied_ext.extend(g.ext for g in written)
+
+    def _write_in_passes(self, cursor, good: list[_Good], *, final: bool) -> tuple[int, int, dict]:
+        """Merge a staged batch whose rows name records of their own table (a customer's parent).
+
+        Each pass points rows at the stored records they name, then merges the rows whose every reference
+        is found: records the file has already written, this batch's earlier passes included. So a row is
+        written once, with its parent, and an unchanged one not at all. Rows naming a record that is nowhere
+        yet are held back (left), to be tried again when the file ends; on that last try, rows that name
+        each other in a circle are written first and linked after, and the rest are refused.
+        Return created, updated, and the rows left: row -> (row, None to hold back or (column, value) refused).
+        """
+        model = self.compiled.model
+        stage = qn(self.stage.name)
+        table = qn(model._meta.db_table)
+        pk = qn(model._meta.pk.column)
+        links = [
+            (n, qn(col.model_field.column), qn(model._meta.get_field(col.ref_key).column), col)
+            for n, (_, col) in enumerate(self.self_refs)
+        ]
+        ready = " AND ".join(f"(_ref{n} IS NULL OR {fk} IS NOT NULL)" for n, fk, _, _ in links)
+        created = updated = 0
+        passes = itertools.count(1)
+        while True:
+            number = next(passes)
+            for n, fk, nat, _ in links:
+                cursor.execute(
+                    f"UPDATE {stage} SET {fk} = (SELECT p.{pk} FROM {table} p WHERE p.{nat} = {stage}._ref{n}) "
+                    f"WHERE _pass IS NULL AND _ref{n} IS NOT NULL AND {fk} IS NULL"
+                )
+            cursor.execute(f"UPDATE {stage} SET _pass = %s WHERE _pass IS NULL AND {ready}", [number])
+            if cursor.rowcount:
+                result = upsert(
+                    cursor,
+                    plan=self.plan,
+                    stage=self.stage,
+                    connection_id=self.connection_id,
+                    where=f"s._pass = {number}",
+                )
+                created += result.created
+                updated += result.changed
+                continue
+            cursor.execute(f"SELECT _row FROM {stage} WHERE _pass IS NULL")
+            waiting = {r[0] for r in cursor.fetchall()}
+            if not waiting:
+                return created, updated, {}
+            by_row = {g.row: g for g in good}
+            if not final:
+                return created, updated, {row: (by_row[row], None) for row in waiting}
+            circle = self._write_circles(cursor, number, links)
+            if circle is None:
+                return created, updated, {row: (by_row[row], self._missing(by_row[row])) for row in waiting}
+            created += circle[0]
+            updated += circle[1]
+
+    def _write_circles(self, cursor, number: int, links) -> tuple[int, int] | None:
+        """Write held-back rows that name rows of the batch (a circle) without the link, then link them."""
+        model = self.compiled.model
+        stage = qn(self.stage.name)
+        table = qn(model._meta.db_table)
+        pk = qn(model._meta.pk.column)
+        in_batch = " AND ".join(
+            f"(_ref{n} IS NULL OR {fk} IS NOT NULL OR _ref{n} IN (SELECT _key FROM {stage}))" for n, fk, _, _ in links
+        )
+        cursor.execute(f"UPDATE {stage} SET _pass = %s WHERE _pass IS NULL AND {in_batch}", [number])
+        if not cursor.rowcount:
+            return None
+        result = upsert(
+            cursor,
+            plan=self.plan,
+            stage=self.stage,
+            connection_id=self.connection_id,
+            want_pks=True,
+            where=f"s._pass = {number}",
+        )
+        touched: set = set()
+        now = db_param(model._meta.get_field("updated_at"), timezone.now())
+        keys = [f.column for f in self.plan.key_fields]
+        on = " AND ".join(f"{table}.{qn(k)} = x.{qn(k)}" for k in keys)
+        key_select = ", ".join(f"s.{qn(k)} AS {qn(k)}" for k in keys)
+        for n, fk, nat, _ in links:
+            cursor.execute(
+                f"UPDATE {table} SET {fk} = x.pid, updated_at = %s "
+                f"FROM (SELECT {key_select}, p.{pk} AS pid FROM {stage} s "
+                f"JOIN {table} p ON p.{nat} = s._ref{n} WHERE s._pass = %s) x "
+                f"WHERE {on} AND {distinct(f'{table}.{fk}', 'x.pid')} RETURNING {table}.{pk}",
+                [now, number],
+            )
+            touched |= {r[0] for r in cursor.fetchall()}
+        return result.created, len(result.changed_pks | (touched - result.created_pks))
+
+    def _missing(self, g: _Good) -> tuple[Column, str]:
+        """Return the first reference of a refused row that names a record found nowhere."""
+        model = self.compiled.model
+        for i, col in self.self_refs:
+            value = g.values[i]
+            if value is not None and not model.objects.filter(**{col.ref_key: value}).exists():
+                return col, value
+        i, col = self.self_refs[0]
+        return col, g.values[i]
 
     def _pks_of_staged(self, cursor, *, keys: list[str]) -> set:
         """Return the primary keys of the stored records of some staged rows."""
@@ -518,29 +569,6 @@ class RecordPipeline:
             )
             found |= {r[0] for r in cursor.fetchall()}
         return found
-
-    def _write_self_refs(self, cursor) -> set:
-        """Point rows at records of their own table (customer parents) once the batch is in."""
-        model = self.compiled.model
-        table = qn(model._meta.db_table)
-        pk = qn(model._meta.pk.column)
-        keys = [f.column for f in self.plan.key_fields]
-        touched: set = set()
-        now = db_param(model._meta.get_field("updated_at"), timezone.now())
-        for n, (_, col) in enumerate(self.self_refs):
-            att = qn(col.model_field.column)
-            nat = qn(model._meta.get_field(col.ref_key).column)
-            key_select = ", ".join(f"s.{qn(k)} AS {qn(k)}" for k in keys)
-            on = " AND ".join(f"{table}.{qn(k)} = x.{qn(k)}" for k in keys)
-            cursor.execute(
-                f"UPDATE {table} SET {att} = x.pid, updated_at = %s "
-                f"FROM (SELECT {key_select}, p.{pk} AS pid FROM {qn(self.stage.name)} s "
-                f"JOIN {table} p ON p.{nat} = s._ref{n} WHERE s._ref{n} IS NOT NULL) x "
-                f"WHERE {on} AND {distinct(f'{table}.{att}', 'x.pid')} RETURNING {table}.{pk}",
-                [now],
-            )
-            touched |= {r[0] for r in cursor.fetchall()}
-        return touched
 
 
 def sync_log_record(result: BatchResult, *, connection, entity: str, file_name: str = "", open_errors: bool) -> bool:

@@ -71,9 +71,15 @@ class UpsertResult:
 
 
 def upsert(
-    cursor, *, plan: UpsertPlan, stage: Stage, connection_id: int | None, want_pks: bool = False
+    cursor,
+    *,
+    plan: UpsertPlan,
+    stage: Stage,
+    connection_id: int | None,
+    want_pks: bool = False,
+    where: str = "true",
 ) -> UpsertResult:
-    """Merge the staged rows into the table: insert new keys, update rows that differ, skip equal rows."""
+    """Merge the staged rows (those matching where) into the table: insert new keys, update rows that differ."""
     now = timezone.now()
     model_fields = {f.attname: f for f in plan.model._meta.concrete_fields}
     cols = [f.column for f in plan.key_fields + plan.data_fields]
@@ -98,30 +104,35 @@ def upsert(
     if compare:
         sets = [f"{qn(c)} = EXCLUDED.{qn(c)}" for c in compare]
         sets += [f"{qn(a)} = EXCLUDED.{qn(a)}" for a in ("updated_at", "connection_id") if a in model_fields]
-        where = " OR ".join(distinct(f"{table}.{qn(c)}", f"EXCLUDED.{qn(c)}") for c in compare)
-        action = f"DO UPDATE SET {', '.join(sets)} WHERE {where}"
+        changed = " OR ".join(distinct(f"{table}.{qn(c)}", f"EXCLUDED.{qn(c)}") for c in compare)
+        action = f"DO UPDATE SET {', '.join(sets)} WHERE {changed}"
     else:
         action = "DO NOTHING"
     pk = qn(plan.model._meta.pk.column)
     sql = (
         f"INSERT INTO {table} ({', '.join(qn(c) for c in insert_cols)}) "
-        f"SELECT {', '.join(select)} FROM {qn(stage.name)} s WHERE true "
+        f"SELECT {', '.join(select)} FROM {qn(stage.name)} s WHERE {where} "
         f"ON CONFLICT ({conflict}) {action}"
     )
     result = UpsertResult()
     if is_postgres():
+        if not want_pks:
+            # Only the counts: PostgreSQL adds them up instead of sending a row back for each record.
+            cursor.execute(
+                f"WITH w AS ({sql} RETURNING (xmax = 0) AS created) "
+                "SELECT count(*) FILTER (WHERE created), count(*) FILTER (WHERE NOT created) FROM w",
+                params,
+            )
+            result.created, result.changed = cursor.fetchone()
+            return result
         cursor.execute(f"{sql} RETURNING (xmax = 0), {table}.{pk}", params)
         rows = cursor.fetchall()
-        if want_pks:
-            result.created_pks = {r[1] for r in rows if r[0]}
-            result.changed_pks = {r[1] for r in rows if not r[0]}
-            result.created, result.changed = len(result.created_pks), len(result.changed_pks)
-        else:
-            result.created = sum(1 for r in rows if r[0])
-            result.changed = len(rows) - result.created
+        result.created_pks = {r[1] for r in rows if r[0]}
+        result.changed_pks = {r[1] for r in rows if not r[0]}
+        result.created, result.changed = len(result.created_pks), len(result.changed_pks)
         return result
     on = " AND ".join(f"t.{qn(f.column)} = s.{qn(f.column)}" for f in plan.key_fields)
-    cursor.execute(f"SELECT t.{pk} FROM {qn(stage.name)} s JOIN {table} t ON {on}")
+    cursor.execute(f"SELECT t.{pk} FROM {qn(stage.name)} s JOIN {table} t ON {on} WHERE {where}")
     existing = {r[0] for r in cursor.fetchall()}
     cursor.execute(f"{sql} RETURNING {pk}", params)
     touched = {r[0] for r in cursor.fetchall()}

@@ -764,6 +764,49 @@ def test_a_parent_customer_that_never_comes_refuses_that_row_only(tmp_path, kore
     }
 
 
+@pytest.mark.parametrize("batch_size", [5000, 2])
+def test_customers_naming_each_other_in_a_circle_are_written_and_linked(
+    tmp_path, kore_connection, settings, batch_size
+):
+    settings.IMPEX_BATCH_SIZE = batch_size
+    rows = [
+        customer_row("C1", parent_customer_id="C2"),
+        customer_row("C2", parent_customer_id="C1"),
+        customer_row("C3", parent_customer_id="C3"),
+        customer_row("C4", parent_customer_id="C1"),
+    ]
+
+    code, report = run_import(write_kore(tmp_path, "KS_CUSTOMERS", 1, rows))
+
+    assert (code, counts(only_file(report))) == (0, totals(created=4))
+    parents = dict(Customer.objects.values_list("customer_id", "parent__customer_id"))
+    assert parents == {"C1": "C2", "C2": "C1", "C3": "C3", "C4": "C1"}
+
+    code, report = run_import(write_kore(tmp_path, "KS_CUSTOMERS", 2, rows))
+
+    assert (code, counts(only_file(report))) == (0, totals(unchanged=4))
+
+
+def test_parents_in_later_chunks_and_unchanged_children_are_written_once(tmp_path, kore_connection, settings):
+    settings.IMPEX_CHUNK_ROWS = 3
+    settings.IMPEX_BATCH_SIZE = 2
+    rows = [customer_row(f"C{n}", parent_customer_id=f"C{n + 4}" if n < 4 else "") for n in range(8)]
+
+    code, report = run_import(write_kore(tmp_path, "KS_CUSTOMERS", 1, rows))
+
+    assert (code, counts(only_file(report))) == (0, totals(created=8))
+    stamps = dict(Customer.objects.values_list("customer_id", "updated_at"))
+    code, report = run_import(write_kore(tmp_path, "KS_CUSTOMERS", 2, rows))
+    assert (code, counts(only_file(report))) == (0, totals(unchanged=8))
+    assert dict(Customer.objects.values_list("customer_id", "updated_at")) == stamps
+
+    rows[1]["parent_customer_id"] = "C7"
+    code, report = run_import(write_kore(tmp_path, "KS_CUSTOMERS", 3, rows))
+
+    assert (code, counts(only_file(report))) == (0, totals(updated=1, unchanged=7))
+    assert Customer.objects.get(customer_id="C1").parent.customer_id == "C7"
+
+
 # -- 7. Error limits ----------------------------------------------------------------------------------
 
 
