@@ -16,7 +16,13 @@ from impex.exceptions import ConfigurationError, FileRejected, ImpexError
 from impex.exceptions import RowError as RowProblem
 from impex.formats.readers import Layout, Record, iter_records, scan
 from impex.models import DeferredRow, FileKey, ImportChunk, ImportedFileName, ImportFile, ImportJob, RowError
-from impex.services.columns import Column, CompiledDescriptor, compile_descriptor
+from impex.services.columns import (
+    Column,
+    CompiledDescriptor,
+    compile_descriptor,
+    row_has_control_character,
+    visible_text,
+)
 from impex.services.sql import db_param, distinct, is_postgres, qn, relax_commit
 from impex.services.upsert import UpsertPlan, plan_for, stage_for, upsert
 from syncapp import services as sync
@@ -403,10 +409,13 @@ class FileImport:
             if len(cells) == width:
                 cells.append("")  # the cell of key columns the file lacks (their default applies)
             try:
-                # Plain text cells within every text column's length, and every required one filled, need
-                # no per-cell call; the other cells go through their converters, which refuse bad values.
-                if (pick_chars is not None and max(map(len, pick_chars(cells))) > char_limit) or (
-                    pick_required is not None and "" in pick_required(cells)
+                # Plain text cells within every text column's length, every required one filled and none
+                # holding a control character, need no per-cell call; the other cells go through their
+                # converters, which refuse bad values.
+                if (
+                    (pick_chars is not None and max(map(len, pick_chars(cells))) > char_limit)
+                    or (pick_required is not None and "" in pick_required(cells))
+                    or row_has_control_character(cells)
                 ):
                     values = [convert(cell) for cell, convert in zip(pick(cells), self.all_convs, strict=True)]
                 else:
@@ -452,7 +461,7 @@ class FileImport:
             except RowProblem as exc:
                 problems.append(exc)
                 values.append(problems)
-        ext = external_id(raw[i] for i in self.key_idx)
+        ext = visible_text(external_id(raw[i] for i in self.key_idx))
         key_values = [values[i] for i in self.key_idx]
         if not any(v is problems for v in key_values):
             # The record was sent, if badly: keep a FULL file from retiring it, and catch a later duplicate.
