@@ -97,7 +97,7 @@ def _help(job: ImportJob, *, worker: str, wait: bool) -> ImportJob | None:
                 try:
                     done = handle.work()
                 except FileRejected as exc:
-                    file_reject(f, message=reject_reason(exc), job_id=job.pk, worker=worker)
+                    file_reject(f, message=reject_reason(exc, name=f.name), job_id=job.pk, worker=worker)
                     continue
                 if done and not joined:
                     events.job_helper_joined(job, worker=worker)
@@ -327,7 +327,7 @@ class _JobRun:
                 self.renew()
             handle.finish()
         except FileRejected as exc:
-            self._reject(f, reject_reason(exc))
+            self._reject(f, reject_reason(exc, name=f.name))
             return
         finally:
             handle.close()
@@ -405,7 +405,7 @@ class _JobRun:
         try:
             result = handle.dry_run_apply()
         except FileRejected as exc:
-            self._reject(f, reject_reason(exc))
+            self._reject(f, reject_reason(exc, name=f.name))
             return
         now = timezone.now()
         with transaction.atomic():

@@ -8,12 +8,14 @@ whole file into memory and writes row by row.
 
 import re
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from import_export import fields, resources, widgets
 
 from impex.builtin import column_names
+from impex.services.columns import control_character_error, within_utc_years
 from syncapp.models import (
     Customer,
     Price,
@@ -48,7 +50,10 @@ class IsoDateTimeWidget(widgets.DateTimeWidget):
         parsed = parse_datetime(value.strip())
         if parsed is None:
             raise ValueError(f"'{value}' is not an ISO 8601 datetime, e.g. 2024-05-01T09:30:00+02:00.")
-        return timezone.make_aware(parsed) if timezone.is_naive(parsed) else parsed
+        parsed = timezone.make_aware(parsed) if timezone.is_naive(parsed) else parsed
+        if not within_utc_years(parsed):
+            raise ValueError(f"'{value}' is outside the years 1-9999 once read in UTC.")
+        return parsed
 
     def render(self, value, obj=None, **kwargs):
         if not value:
@@ -112,6 +117,15 @@ class SafeExportResource(resources.ModelResource):
         report_skipped = True
         clean_model_instances = True
 
+    def before_import_row(self, row, **kwargs):
+        """Refuse a row with a control character in a cell (SPEC section 12) before anything looks it up."""
+        errors = {}
+        for column, value in row.items():
+            if isinstance(value, str) and (error := control_character_error(value, column=column)):
+                errors[column] = error.message
+        if errors:
+            raise ValidationError(errors)
+
     def export_field(self, field, instance, **kwargs):
         return neutralise_formula(super().export_field(field, instance, **kwargs))
 
@@ -173,6 +187,7 @@ class ProductVariantResource(SafeExportResource):
     def before_import_row(self, row, **kwargs):
         """Create or update the row's product from its product_id, title and slug, as a KS_PRODUCTS file does."""
         self._product_changed = False
+        super().before_import_row(row, **kwargs)
         product_id = (row.get("product_id") or "").strip()
         if not product_id or "title" not in row:
             return
@@ -237,6 +252,7 @@ class PriceResource(SafeExportResource):
 
     def before_import_row(self, row, **kwargs):
         """Create the price lists a file names, as KS_PRICES files do."""
+        super().before_import_row(row, **kwargs)
         code = (row.get("price_list") or "").strip()
         if code:
             PriceList.objects.get_or_create(code=code)

@@ -2,7 +2,8 @@
 
 import csv
 import re
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass
 from typing import TextIO
 
 from impex.formats.readers import Layout
@@ -13,6 +14,15 @@ _XML_NAME = re.compile(r"[^\W\d][\w.\-]*")
 # XML 1.0 cannot carry these characters at all, not even as character references.
 _XML_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 _XML_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "\r": "&#13;"})
+
+
+@dataclass(frozen=True)
+class Unwritable:
+    """A row the file's format cannot carry: its position among the rows, its cells, and each cell at fault."""
+
+    number: int
+    cells: Sequence[str]
+    faults: list[tuple[str, str]]  # (column, the first character of its cell that cannot be written)
 
 
 def neutralise_formula(value: str) -> str:
@@ -28,12 +38,16 @@ def write_rows(
     rows: Iterable[Sequence[str]],
     escape_formulae: bool = False,
     numeric_columns: Collection[str] = (),
+    left_out: Callable[[Unwritable], None] | None = None,
 ) -> int:
-    """Write the header (if the layout has one) and the rows to stream; return the number of rows."""
+    """Write the header (if the layout has one) and the rows to stream; return the number of rows written.
+
+    A row the format cannot carry is handed to left_out and not written; without left_out it raises ValueError.
+    """
     if escape_formulae:
         rows = _neutralised(rows, columns=columns, numeric_columns=numeric_columns)
     if layout.format == "xml":
-        return _write_xml(stream, layout=layout, columns=columns, rows=rows)
+        return _write_xml(stream, layout=layout, columns=columns, rows=rows, left_out=left_out)
     return _write_csv(stream, layout=layout, columns=columns, rows=rows)
 
 
@@ -70,7 +84,14 @@ def _write_csv(stream: TextIO, *, layout: Layout, columns: Sequence[str], rows: 
     return count
 
 
-def _write_xml(stream: TextIO, *, layout: Layout, columns: Sequence[str], rows: Iterable[Sequence[str]]) -> int:
+def _write_xml(
+    stream: TextIO,
+    *,
+    layout: Layout,
+    columns: Sequence[str],
+    rows: Iterable[Sequence[str]],
+    left_out: Callable[[Unwritable], None] | None,
+) -> int:
     """Write <root><record><column>text</column>...</record>...</root> one record at a time."""
     for name in (layout.xml_root, layout.xml_record, *columns):
         if not _XML_NAME.fullmatch(name):
@@ -81,20 +102,29 @@ def _write_xml(stream: TextIO, *, layout: Layout, columns: Sequence[str], rows: 
     closing = f"</{layout.xml_record}>\n"
     tags = [(f"<{name}>", f"</{name}>", f"<{name}/>") for name in columns]
     width = len(columns)
-    count = 0
+    number = written = 0
     for row in rows:
-        count += 1
+        number += 1
         if len(row) != width:
-            raise ValueError(f"row {count} has {len(row)} cells for {width} columns")
+            raise ValueError(f"row {number} has {len(row)} cells for {width} columns")
         cells = "".join(
             f"{start}{value.translate(_XML_ESCAPES)}{end}" if value else empty
             for (start, end, empty), value in zip(tags, row, strict=True)
         )
-        if bad := _XML_FORBIDDEN.search(cells):
-            column = next(name for name, value in zip(columns, row, strict=True) if bad.group() in value)
-            raise ValueError(
-                f"row {count}, column {column}: the character U+{ord(bad.group()):04X} cannot be written in XML"
-            )
+        if _XML_FORBIDDEN.search(cells):
+            faults = [
+                (name, found.group())
+                for name, value in zip(columns, row, strict=True)
+                if (found := _XML_FORBIDDEN.search(value))
+            ]
+            if left_out is None:
+                column, char = faults[0]
+                raise ValueError(
+                    f"row {number}, column {column}: the character U+{ord(char):04X} cannot be written in XML"
+                )
+            left_out(Unwritable(number=number, cells=row, faults=faults))
+            continue
         stream.write(f"{opening}{cells}{closing}")
+        written += 1
     stream.write(f"</{layout.xml_root}>\n")
-    return count
+    return written

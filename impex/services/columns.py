@@ -1,8 +1,9 @@
 """Compile a data descriptor into fast per-column converters, and format values for export."""
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time
+from datetime import UTC, date, datetime, time
 from decimal import Decimal, InvalidOperation
 from zoneinfo import ZoneInfo
 
@@ -23,6 +24,14 @@ _BOOLEANS = {
     **{v: False for v in ("N", "n", "false", "False", "FALSE", "0")},
 }
 INT32 = (-(2**31), 2**31 - 1)
+# SPEC section 12: a cell may hold no control character but tab, line feed and carriage return. PostgreSQL
+# cannot store NUL at all and XML 1.0 cannot carry any of them.
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")
+_CONTROL_NAMES = (
+    "NUL SOH STX ETX EOT ENQ ACK BEL BS HT LF VT FF CR SO SI DLE DC1 DC2 DC3 DC4 NAK SYN ETB CAN EM SUB ESC FS GS RS US"
+).split()
+# Control Pictures (U+2400-U+241F) show each control character as a visible symbol of its own.
+_VISIBLE = {code: 0x2400 + code for code in range(0x20) if code not in (0x09, 0x0A, 0x0D)}
 
 
 @dataclass
@@ -60,6 +69,52 @@ class CompiledDescriptor:
     @property
     def required_names(self) -> list[str]:
         return [c.name for c in self.columns.values() if c.required]
+
+
+def control_character_in(text: str) -> str | None:
+    """Return the first control character that text may not hold, or None."""
+    found = _CONTROL.search(text)
+    return found.group() if found else None
+
+
+def row_has_control_character(cells: Sequence[str]) -> bool:
+    """Tell whether any cell of a row holds a control character that a cell may not hold."""
+    return _CONTROL.search("\n".join(cells)) is not None
+
+
+def character_name(char: str) -> str:
+    """Name a character for people: 'U+0000 (NUL)' for a control character, 'U+FFFE' for another."""
+    code = ord(char)
+    return f"U+{code:04X} ({_CONTROL_NAMES[code]})" if code < 0x20 else f"U+{code:04X}"
+
+
+def control_character_error(raw: str, *, column: str) -> RowError | None:
+    """Return the row error of a cell holding a control character, or None if it holds none."""
+    char = control_character_in(raw)
+    if char is None:
+        return None
+    return RowError(
+        f"the cell holds the control character {character_name(char)}; "
+        "only tab, line feed and carriage return are allowed",
+        column=column,
+        value=visible_text(raw),
+    )
+
+
+def visible_text(text: str) -> str:
+    """Return text with its forbidden control characters shown as symbols, to store and show it safely."""
+    return text.translate(_VISIBLE)
+
+
+def within_utc_years(value: datetime) -> bool:
+    """Tell whether an aware date-time stays within the years 1-9999 once read in UTC."""
+    if 1 < value.year < 9999:
+        return True
+    try:
+        value.astimezone(UTC)
+    except OverflowError:
+        return False
+    return True
 
 
 def compile_descriptor(descriptor, *, tz: str = "UTC") -> CompiledDescriptor:
@@ -152,12 +207,20 @@ def _converter(column: Column, *, descriptor, zone: ZoneInfo):
             raise RowError("a value is required", column=name, value=raw)
         return empty
 
+    control = _CONTROL.search
+
+    def refuse_control_characters(raw):
+        if error := control_character_error(raw, column=name):
+            raise error
+
     if kind in (ColumnType.STRING, ColumnType.REFERENCE):
         max_length = getattr(field, "max_length", None) if kind == ColumnType.STRING else 100
 
         def convert(raw):
             if raw == "":
                 return missing(raw)
+            if control(raw):
+                refuse_control_characters(raw)
             if max_length and len(raw) > max_length:
                 raise RowError(f"longer than {max_length} characters", column=name, value=raw)
             return raw
@@ -170,6 +233,7 @@ def _converter(column: Column, *, descriptor, zone: ZoneInfo):
             if raw == "":
                 return missing(raw)
             if raw not in allowed:
+                refuse_control_characters(raw)
                 raise RowError(f"unknown choice '{raw}' (expected one of {listing})", column=name, value=raw)
             return raw
 
@@ -182,6 +246,7 @@ def _converter(column: Column, *, descriptor, zone: ZoneInfo):
             if raw == "":
                 return missing(raw)
             if not _INT.match(raw):
+                refuse_control_characters(raw)
                 raise RowError(f"'{raw}' is not a whole number", column=name, value=raw)
             value = int(raw)
             if value < lo:
@@ -203,6 +268,7 @@ def _converter(column: Column, *, descriptor, zone: ZoneInfo):
                 return Decimal(raw)
             if raw == "":
                 return missing(raw)
+            refuse_control_characters(raw)
             if not _DEC.match(raw):
                 raise RowError(f"'{raw}' is not a decimal number (use a dot for decimals)", column=name, value=raw)
             try:
@@ -226,6 +292,8 @@ def _converter(column: Column, *, descriptor, zone: ZoneInfo):
                 return value
             if raw == "":
                 return missing(raw)
+            # strip() takes U+001C-U+001F for white space: refuse them before it removes them.
+            refuse_control_characters(raw)
             low = raw.strip().lower()
             if low in _TRUE:
                 return True
@@ -239,6 +307,9 @@ def _converter(column: Column, *, descriptor, zone: ZoneInfo):
         def convert(raw):
             if raw == "":
                 return missing(raw)
+            if control(raw):
+                # strptime() reads U+001C-U+001F as the white space of a format.
+                refuse_control_characters(raw)
             try:
                 if fmt:
                     return datetime.strptime(raw, fmt).date()
@@ -252,10 +323,14 @@ def _converter(column: Column, *, descriptor, zone: ZoneInfo):
 
     elif kind == ColumnType.DATETIME:
         fmt = descriptor.datetime_format
+        zone_name = zone.key
 
         def convert(raw):
             if raw == "":
                 return missing(raw)
+            if control(raw):
+                # fromisoformat() takes "2026-11-01T09:30:00\x00" for a date-time.
+                refuse_control_characters(raw)
             try:
                 if fmt:
                     value = datetime.strptime(raw, fmt)
@@ -269,8 +344,12 @@ def _converter(column: Column, *, descriptor, zone: ZoneInfo):
                 raise RowError(
                     f"'{raw}' is not a date-time (ISO 8601, e.g. 2026-11-01T09:30:00+01:00)", column=name, value=raw
                 ) from exc
+            read_in = ""
             if value.tzinfo is None:
                 value = value.replace(tzinfo=zone)
+                read_in = f" (read in {zone_name})"
+            if not within_utc_years(value):
+                raise RowError(f"'{raw}'{read_in} is outside the years 1-9999 once read in UTC", column=name, value=raw)
             return value
 
     else:

@@ -1,7 +1,7 @@
 """Export an entity with a descriptor: exactly the columns the descriptor reads, so the file imports back."""
 
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -11,12 +11,22 @@ from django.utils import timezone
 from impex.choices import ColumnType, FileFormat
 from impex.entities import entity_spec, natural_key_of
 from impex.exceptions import ConfigurationError
-from impex.formats.writers import write_rows
+from impex.formats.writers import Unwritable, write_rows
 from impex.models import DataDescriptor, DataGroup
-from impex.services.columns import format_value
+from impex.services.columns import character_name, format_value, visible_text
 from impex.services.imports import layout_of
 
 EXTENSIONS = {FileFormat.CSV: "csv", FileFormat.TSV: "tsv", FileFormat.XML: "xml"}
+
+
+@dataclass(frozen=True)
+class LeftOut:
+    """A record an export could not write: its key, the column at fault, the value (shown safely) and why."""
+
+    row: str
+    column: str
+    value: str
+    message: str
 
 
 def export_descriptor_for(code: str) -> DataDescriptor:
@@ -69,9 +79,19 @@ def export_rows(*, descriptor: DataDescriptor, since: datetime | None = None) ->
 
 
 def export_to_stream(
-    stream, *, descriptor: DataDescriptor, fmt: str | None = None, since=None, escape_formulae: bool = False
+    stream,
+    *,
+    descriptor: DataDescriptor,
+    fmt: str | None = None,
+    since=None,
+    escape_formulae: bool = False,
+    left_out: list[LeftOut] | None = None,
 ) -> int:
-    """Write the export to a text stream; return the number of rows."""
+    """Write the export to a text stream; return the number of rows written.
+
+    With left_out, records the format cannot carry (a control character in XML) are reported there and the
+    rest is written; without it they raise ValueError.
+    """
     layout = layout_of(descriptor)
     if fmt:
         layout = replace(
@@ -81,8 +101,32 @@ def export_to_stream(
         )
     header, rows = export_rows(descriptor=descriptor, since=since)
     numeric = [c.name for c in descriptor.columns.all() if c.type in (ColumnType.INTEGER, ColumnType.DECIMAL)]
+    report = None
+    if left_out is not None:
+        key_idx = [i for i, c in enumerate(descriptor.columns.all()) if c.is_key]
+
+        def report(row: Unwritable) -> None:
+            key = visible_text("/".join(row.cells[i] for i in key_idx))
+            for column, char in row.faults:
+                kind = "control character" if char < " " else "character"
+                left_out.append(
+                    LeftOut(
+                        row=key,
+                        column=column,
+                        value=visible_text(row.cells[header.index(column)]),
+                        message=f"the cell holds the {kind} {character_name(char)}, which XML 1.0 cannot carry: "
+                        "the record is left out",
+                    )
+                )
+
     return write_rows(
-        stream, layout=layout, columns=header, rows=rows, escape_formulae=escape_formulae, numeric_columns=numeric
+        stream,
+        layout=layout,
+        columns=header,
+        rows=rows,
+        escape_formulae=escape_formulae,
+        numeric_columns=numeric,
+        left_out=report,
     )
 
 
@@ -93,15 +137,20 @@ def export_file_name(descriptor: DataDescriptor, *, fmt: str | None = None) -> s
 
 
 def export_to_path(
-    *, descriptor: DataDescriptor, path: str | Path | None = None, fmt: str | None = None, since=None
+    *,
+    descriptor: DataDescriptor,
+    path: str | Path | None = None,
+    fmt: str | None = None,
+    since=None,
+    left_out: list[LeftOut] | None = None,
 ) -> tuple[Path, int]:
-    """Write the export to a file (the outbox by default); return its path and row count."""
+    """Write the export to a file (the outbox by default); return its path and the number of rows written."""
     if path is None:
         path = Path(settings.IMPEX_ROOT) / "outbox" / export_file_name(descriptor, fmt=fmt)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".part")
     with open(tmp, "w", encoding=descriptor.encoding or "utf-8", newline="") as stream:
-        count = export_to_stream(stream, descriptor=descriptor, fmt=fmt, since=since)
+        count = export_to_stream(stream, descriptor=descriptor, fmt=fmt, since=since, left_out=left_out)
     tmp.replace(path)
     return path, count

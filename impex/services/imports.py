@@ -55,11 +55,10 @@ def layout_of(descriptor) -> Layout:
     )
 
 
-def reject_reason(exc: Exception) -> str:
-    """Return the message of a refusal for people."""
-    if isinstance(exc, ImpexError):
-        return str(exc)
-    return f"unexpected error: {exc.__class__.__name__}: {exc}"
+def reject_reason(exc: Exception, *, name: str = "") -> str:
+    """Return the message of a refusal for people, led by the file's name."""
+    message = str(exc) if isinstance(exc, ImpexError) else f"unexpected error: {exc.__class__.__name__}: {exc}"
+    return message if not name or message.startswith(name) else f"{name}: {message}"
 
 
 class _KeyReader:

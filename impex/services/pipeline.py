@@ -15,7 +15,7 @@ from impex.entities import natural_key_of
 from impex.exceptions import FileRejected
 from impex.exceptions import RowError as RowProblem
 from impex.formats.readers import Record
-from impex.services.columns import Column, CompiledDescriptor
+from impex.services.columns import Column, CompiledDescriptor, row_has_control_character, visible_text
 from impex.services.sql import db_param, distinct, qn
 from impex.services.upsert import UpsertPlan, plan_for, stage_for, upsert
 from syncapp import services as sync
@@ -301,10 +301,13 @@ class RecordPipeline:
                 self._problem(out, rec.row, message, column=present[key_idx[0]].name, value=ext, ext=ext)
                 continue
             try:
-                # Plain text cells within every text column's length, and every required one filled, need
-                # no per-cell call; the other cells go through their converters, which refuse bad values.
-                if (pick_chars is not None and max(map(len, pick_chars(cells))) > char_limit) or (
-                    pick_required is not None and "" in pick_required(cells)
+                # Plain text cells within every text column's length, every required one filled and none
+                # holding a control character, need no per-cell call; the other cells go through their
+                # converters, which refuse bad values.
+                if (
+                    (pick_chars is not None and max(map(len, pick_chars(cells))) > char_limit)
+                    or (pick_required is not None and "" in pick_required(cells))
+                    or row_has_control_character(cells)
                 ):
                     values = [convert(cell) for cell, convert in zip(pick(cells), self.all_convs, strict=True)]
                 else:
@@ -336,7 +339,7 @@ class RecordPipeline:
                 convert(cell)
             except RowProblem as exc:
                 problems.append(exc)
-        ext = external_id(raw[i] for i in self.key_idx)
+        ext = visible_text(external_id(raw[i] for i in self.key_idx))
         out.totals.failed += 1
         for p in problems:
             self._problem(out, rec.row, p.message, column=p.column, value=p.value, ext=ext)

@@ -349,6 +349,32 @@ def test_xml_writer_refuses_characters_xml_cannot_hold():
         write_rows(io.StringIO(), layout=XML, columns=["unit price"], rows=[])
 
 
+def test_xml_writer_leaves_out_rows_it_cannot_carry_and_writes_the_rest(tmp_path):
+    rows = [["A-1", "ok"], ["A-2", "bad\x00"], ["A-3", "fine"], ["A-4\x1f", "\ufffe"]]
+    left_out = []
+    path = tmp_path / "data.xml"
+
+    with open(path, "w", encoding="utf-8") as stream:
+        written = write_rows(stream, layout=XML, columns=["id", "name"], rows=rows, left_out=left_out.append)
+
+    assert written == 2
+    assert [(u.number, list(u.cells), u.faults) for u in left_out] == [
+        (2, ["A-2", "bad\x00"], [("name", "\x00")]),
+        (4, ["A-4\x1f", "\ufffe"], [("id", "\x1f"), ("name", "\ufffe")]),
+    ]
+    result = scan(path, layout=XML)
+    records = iter_records(path, layout=XML, header=result.header)
+    assert [r.values for r in records] == [{"id": "A-1", "name": "ok"}, {"id": "A-3", "name": "fine"}]
+
+
+def test_csv_writer_writes_control_characters_as_is():
+    stream = io.StringIO()
+
+    write_rows(stream, layout=CSV, columns=["id", "note"], rows=[["A-1", "a\x00b\x1fc"]], left_out=[].append)
+
+    assert stream.getvalue() == "id,note\nA-1,a\x00b\x1fc\n"
+
+
 def test_writer_refuses_a_row_of_the_wrong_width():
     with pytest.raises(ValueError, match="row 1 has 1 cells for 2 columns"):
         write_rows(io.StringIO(), layout=CSV, columns=["a", "b"], rows=[["x"]])

@@ -1,5 +1,7 @@
 """Export with a descriptor or export group (SPEC section 9)."""
 
+import sys
+from dataclasses import asdict
 from datetime import datetime
 
 from django.core.management.base import BaseCommand, CommandError
@@ -8,7 +10,7 @@ from django.utils import timezone
 from impex.choices import FileFormat
 from impex.exceptions import ConfigurationError
 from impex.management.output import print_json
-from impex.services.exports import export_descriptor_for, export_to_path
+from impex.services.exports import LeftOut, export_descriptor_for, export_to_path
 
 
 class Command(BaseCommand):
@@ -34,8 +36,18 @@ class Command(BaseCommand):
             descriptor = export_descriptor_for(opts["code"])
         except ConfigurationError as exc:
             raise CommandError(str(exc)) from exc
-        path, count = export_to_path(descriptor=descriptor, path=opts["out"], fmt=opts["format"], since=since)
+        left_out: list[LeftOut] = []
+        path, count = export_to_path(
+            descriptor=descriptor, path=opts["out"], fmt=opts["format"], since=since, left_out=left_out
+        )
         self.stdout.write(f"Exported {count} rows with {descriptor.code} to {path}")
+        records = len({e.row for e in left_out})
+        if records:
+            self.stdout.write(f"{records} record{'s' if records > 1 else ''} left out:")
+        for e in left_out[:10]:
+            self.stdout.write(f"  record {e.row}, column {e.column}: {e.message}")
+        if len(left_out) > 10:
+            self.stdout.write(f"  ... {len(left_out)} cells in all (the JSON lists the first 100)")
         if opts["json"]:
             print_json(
                 self,
@@ -44,5 +56,9 @@ class Command(BaseCommand):
                     "format": opts["format"] or descriptor.format,
                     "path": str(path),
                     "rows": count,
+                    "errors": [asdict(e) for e in left_out[:100]],
                 },
             )
+        if left_out:
+            sys.stdout.flush()
+            sys.exit(1)
