@@ -1,6 +1,7 @@
 """Benchmark the import engine on a KS_CUSTOMERS file: rows/s and peak RSS, against a COPY floor.
 
 Usage: python bench/import_bench.py [--rows 1000000] [--iie-rows 20000] [--keep]
+       python bench/import_bench.py --workers 1,2,4 [--rows 1000000]
 Runs against the DATABASE_URL database (SQLite file by default). Records it writes carry
 customer ids starting with BENCH- and are removed first. Each phase runs in its own process
 so that its peak RSS is its own.
@@ -202,6 +203,56 @@ def phase_iie(path: str, rows: int) -> dict:
     }
 
 
+def phase_queue(path: str) -> dict:
+    """Create a queued job for the file (as impex_import --queue does, without the broker)."""
+    _django()
+    from impex.models import Connection
+    from impex.services.jobs import job_create
+
+    job = job_create(paths=[path], connection=Connection.objects.get(code=CONNECTION))
+    return {"job": job.pk}
+
+
+def phase_job_result(job_id: str) -> dict:
+    """Read how a job ended."""
+    _django()
+    from impex.models import ImportJob
+
+    job = ImportJob.objects.get(pk=int(job_id))
+    f = job.files.get()
+    workers = set(f.chunks.values_list("claimed_by", flat=True))
+    return {
+        "status": f.status,
+        "rows": f.rows_total,
+        "created": f.created,
+        "updated": f.updated,
+        "unchanged": f.unchanged,
+        "failed": f.failed,
+        "error": job.error,
+        "workers": len(workers),
+    }
+
+
+def run_workers(path: Path, workers: int) -> dict:
+    """Import one file with `workers` impex_job processes started together; return the time and peak RSS."""
+    run_phase("prepare")
+    job_id = run_phase("queue", str(path))["job"]
+    start = time.perf_counter()
+    procs = [
+        subprocess.Popen([sys.executable, "manage.py", "impex_job", str(job_id)], cwd=ROOT, stdout=subprocess.DEVNULL)
+        for _ in range(workers)
+    ]
+    peaks = []
+    for proc in procs:
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        peaks.append(usage.ru_maxrss / 1024)
+    seconds = time.perf_counter() - start
+    result = run_phase("result", str(job_id))
+    result.update(seconds=seconds, peak_rss_mb=max(peaks), exit_codes=[p.returncode for p in procs])
+    return result
+
+
 def run_phase(*args: str) -> dict:
     """Run one phase in a child process and return its JSON result."""
     out = subprocess.run(
@@ -218,6 +269,10 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000, help="Rows of the KS_CUSTOMERS file.")
     parser.add_argument("--iie-rows", type=int, default=20_000, help="Rows for django-import-export's import_data.")
     parser.add_argument("--keep", action="store_true", help="Keep the generated files.")
+    parser.add_argument(
+        "--workers",
+        help="Instead: import one file with each number of impex_job processes given, e.g. 1,2,4.",
+    )
     parser.add_argument("--phase", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.phase:
@@ -226,6 +281,8 @@ def main() -> None:
             "prepare": lambda: phase_prepare(),
             "import": lambda: phase_import(rest[0]),
             "floor": lambda: phase_floor(rest[0]),
+            "queue": lambda: phase_queue(rest[0]),
+            "result": lambda: phase_job_result(rest[0]),
             "iie": lambda: phase_iie(rest[0], int(rest[1])),
         }[name]()
         print(json.dumps(result))
@@ -233,6 +290,9 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="impex-bench-"))
     n = args.rows
+    if args.workers:
+        bench_workers(work, rows=n, counts=[int(w) for w in args.workers.split(",")], keep=args.keep)
+        return
     first = work / f"BENCH_0000001_{INTEGRATION}_KS_CUSTOMERS.NET"
     same = work / f"BENCH_0000002_{INTEGRATION}_KS_CUSTOMERS.NET"
     changed = work / f"BENCH_0000003_{INTEGRATION}_KS_CUSTOMERS.NET"
@@ -282,6 +342,24 @@ def main() -> None:
             work.rmdir()
         except OSError:
             pass
+
+
+def bench_workers(work: Path, *, rows: int, counts: list[int], keep: bool) -> None:
+    """Import the same first-import file with 1, 2, 4... worker processes sharing its chunks."""
+    path = work / f"BENCH_0000001_{INTEGRATION}_KS_CUSTOMERS.NET"
+    make_file(path, rows=rows)
+    print(f"file: {rows:,} rows, {path.stat().st_size / 1024 / 1024:.0f} MB, {os.cpu_count()} CPU cores")
+    for count in counts:
+        r = run_workers(path, count)
+        rate = r["rows"] / r["seconds"] if r["seconds"] else 0
+        print(
+            f"{count} worker{'s' if count > 1 else ' '}  {r['seconds']:8.1f} s {rate:>10,.0f} rows/s  "
+            f"peak RSS {r['peak_rss_mb']:6.0f} MB per worker  [{r['status']}: created {r['created']:,}, "
+            f"failed {r['failed']:,}; chunks applied by {r['workers']} worker(s); exit {r['exit_codes']}]"
+        )
+    if not keep:
+        path.unlink(missing_ok=True)
+        work.rmdir()
 
 
 if __name__ == "__main__":

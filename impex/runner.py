@@ -203,6 +203,8 @@ class _JobRun:
         job = self.job
         for archive in job.files.filter(kind=FileKind.ARCHIVE, status=FileStatus.QUEUED).order_by("pk"):
             archive_unpack(archive, job=job, worker=self.worker)
+            if archive.status == FileStatus.REJECTED and not job.dry_run:
+                self._move(archive, "error", reason=archive.message)  # kept with its reason, like any file
             self.renew()
         self._refuse_repeated_names()
         for f in job.files.filter(kind=FileKind.DATA, status=FileStatus.QUEUED, descriptor__isnull=True):

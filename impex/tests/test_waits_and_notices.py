@@ -125,3 +125,25 @@ def test_statistics_are_refreshed_while_a_file_grows_a_table(tmp_path, kore_conn
         with connection.cursor() as cursor:
             cursor.execute("SELECT reltuples FROM pg_class WHERE relname = 'syncapp_customer'")
             assert cursor.fetchone()[0] >= 9  # analysed at 2, 4, 8 and 16 rows: the planner knows it grew
+
+
+def test_the_contacts_mail_lists_every_rejected_file_and_refused_rows(
+    tmp_path, contacts, django_capture_on_commit_callbacks
+):
+    bad_zip = tmp_path / "broken.zip"
+    bad_zip.write_bytes(b"PK\x03\x04 not really a zip")
+    bad_name = tmp_path / "ERP_0000001_INT1_KS_NOTHING.NET"
+    bad_name.write_text(HEADER + "\nC1\tc1@example.com\n", encoding="utf-8")
+    rows = customers_file(tmp_path, 1, "C1\tc1@example.com", "C2\t")
+    mail.outbox.clear()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        job = run([bad_zip, bad_name, rows], contacts)
+
+    assert job.status == "failed"
+    (message,) = mail.outbox
+    assert message.to == ["ops@example.com", "it@example.com"]
+    body = message.body
+    assert "- broken.zip: rejected: broken.zip: the zip archive is damaged or truncated" in body
+    assert "- ERP_0000001_INT1_KS_NOTHING.NET: rejected:" in body
+    assert "- ERP_0000001_INT1_KS_CUSTOMERS.NET: 1 rows refused" in body
