@@ -1,4 +1,4 @@
-"""The engine keeps its files (job copies, archive, error folder) on S3 when IMPEX_STORAGE says so (moto on loopback)."""
+"""The engine keeps its files (job copies, archive, error folder) on S3 when IMPEX_STORAGE says so."""
 
 import io
 import zipfile
