@@ -87,6 +87,21 @@ class ConnectionAdmin(CountedDeleteMixin, admin.ModelAdmin):
             return None
         return admin_actions.delete_selected(self, request, queryset)
 
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        field = super().formfield_for_dbfield(db_field, request, **kwargs)
+        if db_field.name == "next_expected_sequence":
+            # The engine moves it while imports run: the page keeps the value it showed, so that a save
+            # counts it as changed only if the admin changed it (not because an import moved it meanwhile).
+            field.show_hidden_initial = True
+        return field
+
+    def save_model(self, request, obj, form, change):
+        # Only what the admin changed is written: the rest may have moved since the page was opened.
+        if change:
+            obj.save(update_fields=[*form.changed_data, "updated_at"])
+        else:
+            obj.save()
+
     def delete_view(self, request, object_id, extra_context=None):
         conn = self.get_object(request, unquote(object_id))
         if conn is not None and self.has_delete_permission(request, conn):

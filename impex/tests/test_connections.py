@@ -587,3 +587,26 @@ def test_the_admin_bulk_delete_of_switched_off_connections_says_what_is_forgotte
     assert unchanged == (["acme-pos", "kore-erp"], 3, 1)
     assert page_messages(done) == ["Successfully deleted 2 connections."]
     assert state() == ([], 0, 0)
+
+
+def test_saving_a_connection_in_the_admin_keeps_the_sequence_an_import_moved_meanwhile(admin_client, kore_connection):
+    from django.urls import reverse
+
+    url = reverse("admin:impex_connection_change", args=[kore_connection.pk])
+    form = admin_client.get(url).context["adminform"].form
+    data = {name: ("" if value is None else value) for name, value in form.initial.items() if name in form.fields}
+    data.update(contacts="ops@example.com", interval_minutes=10)
+    data["initial-next_expected_sequence"] = ""  # the value the page showed
+    Connection.objects.filter(pk=kore_connection.pk).update(next_expected_sequence=7)  # an import ran meanwhile
+
+    response = admin_client.post(url, {k: v for k, v in data.items() if v is not False})
+
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    kore_connection.refresh_from_db()
+    assert (kore_connection.contacts, kore_connection.interval_minutes) == ("ops@example.com", 10)
+    assert kore_connection.next_expected_sequence == 7
+
+    data.update(next_expected_sequence=3, **{"initial-next_expected_sequence": "7"})
+    admin_client.post(url, {k: v for k, v in data.items() if v is not False})
+    kore_connection.refresh_from_db()
+    assert kore_connection.next_expected_sequence == 3  # an admin's own change is saved
