@@ -78,6 +78,20 @@ class _KeyReader:
         """Return the key function of rows laid out by header (None for a row of the wrong width)."""
         positions = [header.index(c.name) if c.name in header else None for c in self.columns]
         width = len(header)
+        if len(self.columns) == 1 and positions[0] is not None:
+            # The usual case (one key column, e.g. customer_id): no list, no join.
+            convert, position = self.columns[0].convert, positions[0]
+
+            def single(cells: list[str]) -> str | None:
+                if len(cells) != width:
+                    return None
+                try:
+                    value = convert(cells[position])
+                except RowProblem:
+                    return None
+                return "" if value is None else str(value)
+
+            return single
 
         def key(cells: list[str]) -> str | None:
             if len(cells) != width:
@@ -123,7 +137,7 @@ class _KeyLedger:
         self.buffer = []
 
     def save(self, *, file_id: int, full: bool) -> int:
-        """Write the file's repeated records (and a FULL file's keys); return how many keys the file has."""
+        """Write the file's repeated records (and a FULL file's keys); return how many keys a FULL file has."""
         if not self.table:
             first: dict[str, int] = {}
             duplicates = []
@@ -150,6 +164,8 @@ class _KeyLedger:
                     f"SELECT DISTINCT %s, substr(key, 1, 400) FROM {self.table}",
                     [file_id],
                 )
+            if not full:
+                return 0
             cursor.execute(f"SELECT count(DISTINCT key) FROM {self.table}")
             return cursor.fetchone()[0]
 
@@ -275,16 +291,18 @@ class FileImport:
         keys = _KeyLedger()
         reader = _KeyReader(compiled)
         first_row = 1 if layout.format == FileFormat.XML or not layout.has_header else 2
-        state = {}
+        key_of = reader.for_xml  # a CSV or TSV file's header says where the key cells are (on_header)
+        add = keys.add
 
         def on_header(header: list[str]) -> None:
+            nonlocal key_of
             self._pipeline = self._make_pipeline(header)
-            state["key"] = reader.for_header(header)
+            key_of = reader.for_header(header)
 
         def visit(index: int, values) -> None:
-            key = state["key"](values) if "key" in state else reader.for_xml(values)
+            key = key_of(values)
             if key is not None:
-                keys.add(index, index + first_row, key)
+                add(index, index + first_row, key)
 
         one_chunk = single_chunk or self.limited
         chunk_rows = max(1, settings.IMPEX_CHUNK_ROWS)

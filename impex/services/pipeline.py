@@ -284,8 +284,8 @@ class RecordPipeline:
         pick_required = self.pick_required
         width = self.width
         single_key = key_idx[0] if len(key_idx) == 1 else None
+        out.totals.rows_done = len(records)
         for rec in records:
-            out.totals.rows_done += 1
             if rec.error:
                 out.totals.failed += 1
                 self._problem(out, rec.row, rec.error)
@@ -293,7 +293,7 @@ class RecordPipeline:
             cells = rec.values
             if len(cells) == width:
                 cells.append("")  # the cell of key columns the file lacks (their default applies)
-            first_row = duplicates.get(rec.index)
+            first_row = duplicates.get(rec.index) if duplicates else None
             if first_row is not None:
                 ext = (self.key_of(cells[:width]) or "").replace(KEY_SEP, "/")
                 out.totals.failed += 1
@@ -476,29 +476,31 @@ class RecordPipeline:
             (n, qn(col.model_field.column), qn(model._meta.get_field(col.ref_key).column), col)
             for n, (_, col) in enumerate(self.self_refs)
         ]
+        any_ref = " OR ".join(f"_ref{n} IS NOT NULL" for n, _, _, _ in links)
         ready = " AND ".join(f"(_ref{n} IS NULL OR {fk} IS NOT NULL)" for n, fk, _, _ in links)
         created = updated = 0
-        passes = itertools.count(1)
-        while True:
-            number = next(passes)
+        for number in itertools.count(1):
+            # Only rows with a reference are looked at: the others go in with the first pass as they are.
             for n, fk, nat, _ in links:
                 cursor.execute(
                     f"UPDATE {stage} SET {fk} = (SELECT p.{pk} FROM {table} p WHERE p.{nat} = {stage}._ref{n}) "
                     f"WHERE _pass IS NULL AND _ref{n} IS NOT NULL AND {fk} IS NULL"
                 )
-            cursor.execute(f"UPDATE {stage} SET _pass = %s WHERE _pass IS NULL AND {ready}", [number])
-            if cursor.rowcount:
+            cursor.execute(f"UPDATE {stage} SET _pass = %s WHERE _pass IS NULL AND ({any_ref}) AND {ready}", [number])
+            marked = cursor.rowcount
+            if marked or number == 1:
+                no_ref = any_ref.replace("_ref", "s._ref")
                 result = upsert(
                     cursor,
                     plan=self.plan,
                     stage=self.stage,
                     connection_id=self.connection_id,
-                    where=f"s._pass = {number}",
+                    where=f"(s._pass = 1 OR NOT ({no_ref}))" if number == 1 else f"s._pass = {number}",
                 )
                 created += result.created
                 updated += result.changed
-                continue
-            cursor.execute(f"SELECT _row FROM {stage} WHERE _pass IS NULL")
+                continue  # rows naming the ones just written may be ready now
+            cursor.execute(f"SELECT _row FROM {stage} WHERE _pass IS NULL AND ({any_ref})")
             waiting = {r[0] for r in cursor.fetchall()}
             if not waiting:
                 return created, updated, {}
@@ -520,7 +522,8 @@ class RecordPipeline:
         in_batch = " AND ".join(
             f"(_ref{n} IS NULL OR {fk} IS NOT NULL OR _ref{n} IN (SELECT _key FROM {stage}))" for n, fk, _, _ in links
         )
-        cursor.execute(f"UPDATE {stage} SET _pass = %s WHERE _pass IS NULL AND {in_batch}", [number])
+        any_ref = " OR ".join(f"_ref{n} IS NOT NULL" for n, _, _, _ in links)
+        cursor.execute(f"UPDATE {stage} SET _pass = %s WHERE _pass IS NULL AND ({any_ref}) AND {in_batch}", [number])
         if not cursor.rowcount:
             return None
         result = upsert(
