@@ -36,9 +36,9 @@ class SmallFileImportForm(ImportForm):
     def __init__(self, formats, resources, **kwargs):
         super().__init__(formats, resources, **kwargs)
         self.fields["import_file"].help_text = (
-            f"A CSV or TSV sheet of up to {filesizeformat(ADMIN_IMPORT_MAX_BYTES)}, with a header row of the "
-            "columns below, checked and applied as an import file is. Bigger files and zips: "
-            "<code>manage.py impex_import</code>."
+            f"A CSV or TSV sheet of up to {filesizeformat(ADMIN_IMPORT_MAX_BYTES)} whose header names fields "
+            "listed above (absent ones are left alone), checked and applied as an import file is. "
+            "Bigger files and zips: <code>manage.py impex_import</code>."
         )
 
     def clean_import_file(self):
