@@ -1,67 +1,54 @@
 """django-import-export resources of orders, their lines and shipments (KS_ORDERS, KS_ORDER_LINES, KS_SHIPMENTS).
 
-For small ad-hoc files in the admin; big files go through ImpEx (`manage.py impex_import`). The order
-state is moved only by the state machine, so no resource reads or writes it.
+Sheets go through the record pipeline with these descriptors (see syncapp.resources). The order state is
+moved only by the state machine, so no resource reads or writes it.
 """
 
+from import_export import fields
+
+from impex.builtin import column_names
 from orders.models import Order, OrderLine, Shipment
-from syncapp.models import Customer, ProductVariant
-from syncapp.resources import SafeExportResource, reference
+from syncapp.resources import SheetResource
 
 
-class OrderResource(SafeExportResource):
+class OrderResource(SheetResource):
     """Orders in the KS_ORDERS layout."""
 
-    customer_id = reference("customer", "customer_id", Customer, "customer_id")
+    descriptor_code = "KS_ORDERS"
+    customer_id = fields.Field(attribute="customer__customer_id", column_name="customer_id")
 
-    class Meta(SafeExportResource.Meta):
+    class Meta:
         model = Order
-        import_id_fields = ("order_id",)
-        fields = (
-            "order_id",
-            "customer_id",
-            "order_date",
-            "currency",
-            "total",
-            "shipping_method",
-            "ship_to_name",
-            "ship_to_line1",
-            "ship_to_city",
-            "ship_to_postcode",
-            "ship_to_country",
-        )
-        export_order = fields
+        fields = export_order = column_names("KS_ORDERS")
 
     def get_queryset(self):
         return super().get_queryset().select_related("customer")
 
 
-class OrderLineResource(SafeExportResource):
+class OrderLineResource(SheetResource):
     """Order lines in the KS_ORDER_LINES layout, keyed by order_id and line_no."""
 
-    order_id = reference("order", "order_id", Order, "order_id")
-    sku = reference("variant", "sku", ProductVariant, "sku")
+    descriptor_code = "KS_ORDER_LINES"
+    order_id = fields.Field(attribute="order__order_id", column_name="order_id")
+    sku = fields.Field(attribute="variant__sku", column_name="sku")
 
-    class Meta(SafeExportResource.Meta):
+    class Meta:
         model = OrderLine
-        import_id_fields = ("order_id", "line_no")
-        fields = ("order_id", "line_no", "sku", "quantity", "unit_price")
-        export_order = fields
+        fields = export_order = column_names("KS_ORDER_LINES")
 
     def get_queryset(self):
         return super().get_queryset().select_related("order", "variant")
 
 
-class ShipmentResource(SafeExportResource):
+class ShipmentResource(SheetResource):
     """Shipments in the KS_SHIPMENTS layout."""
 
-    order_id = reference("order", "order_id", Order, "order_id")
+    descriptor_code = "KS_SHIPMENTS"
+    order_id = fields.Field(attribute="order__order_id", column_name="order_id")
 
-    class Meta(SafeExportResource.Meta):
+    class Meta:
         model = Shipment
-        import_id_fields = ("shipment_id",)
-        fields = ("shipment_id", "order_id", "carrier", "tracking_number", "shipped_at", "line_nos")
-        export_order = fields
+        fields = export_order = column_names("KS_SHIPMENTS")
 
     def get_queryset(self):
         return super().get_queryset().select_related("order")

@@ -1,14 +1,17 @@
-"""Admin of the synced entities (with small ad-hoc imports and exports) and of the sync logs."""
+"""Admin of the synced entities (with sheet imports and exports on their pages) and of the sync logs."""
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.contrib.admin.models import CHANGE, LogEntry
+from django.contrib.contenttypes.models import ContentType
 from django.db.models import Count
 from django.template.defaultfilters import filesizeformat
-from import_export.admin import ImportExportModelAdmin
+from import_export.admin import ExportMixin, ImportExportMixin
 from import_export.formats.base_formats import CSV, JSON, TSV
 from import_export.forms import ImportForm
 
 from config.adminkit import INLINE_ROW_LIMIT, AuditRecordAdmin, FirstRowsInlineFormSet, ReadOnlyInline, changelist_link
+from impex.exceptions import ImpexError
 from syncapp import resources
 from syncapp.models import (
     Customer,
@@ -28,13 +31,14 @@ ADMIN_IMPORT_MAX_BYTES = 5 * 1024 * 1024
 
 
 class SmallFileImportForm(ImportForm):
-    """The admin import form: small files only, since django-import-export holds the whole file in memory."""
+    """The admin import form: small sheets only, since django-import-export holds the whole file in memory."""
 
     def __init__(self, formats, resources, **kwargs):
         super().__init__(formats, resources, **kwargs)
         self.fields["import_file"].help_text = (
-            f"For small files (up to {filesizeformat(ADMIN_IMPORT_MAX_BYTES)}, a few thousand rows). "
-            "Big files and zips go through ImpEx: <code>manage.py impex_import</code> or an import job."
+            f"A CSV or TSV sheet of up to {filesizeformat(ADMIN_IMPORT_MAX_BYTES)} whose header names fields "
+            "listed above (absent ones are left alone), checked and applied as an import file is. "
+            "Bigger files and zips: <code>manage.py impex_import</code>."
         )
 
     def clean_import_file(self):
@@ -42,19 +46,68 @@ class SmallFileImportForm(ImportForm):
         if upload.size > ADMIN_IMPORT_MAX_BYTES:
             raise forms.ValidationError(
                 f"This file is {filesizeformat(upload.size)}; the admin import takes up to "
-                f"{filesizeformat(ADMIN_IMPORT_MAX_BYTES)}. Import it with ImpEx (manage.py impex_import)."
+                f"{filesizeformat(ADMIN_IMPORT_MAX_BYTES)}. Import it with manage.py impex_import."
             )
         return upload
 
 
-class SyncedEntityAdmin(ImportExportModelAdmin):
-    """Admin of a synced entity: big-table friendly, with ad-hoc import and export by external id."""
+class EntityExportAdmin(ExportMixin, admin.ModelAdmin):
+    """Admin of a synced entity: big-table friendly, with exports formatted as its descriptor writes them."""
 
-    import_form_class = SmallFileImportForm
-    formats = [CSV, TSV, JSON]
+    export_formats = [CSV, TSV, JSON]
     list_per_page = 100
     show_full_result_count = False
     readonly_fields = ("connection", "created_at", "updated_at")
+
+
+class SyncedEntityAdmin(ImportExportMixin, EntityExportAdmin):
+    """Admin of a synced entity whose sheets import through the record pipeline with the entity's descriptor."""
+
+    import_form_class = SmallFileImportForm
+    import_formats = [resources.SheetCSV, resources.SheetTSV]
+    import_template_name = "admin/sheet_import.html"
+
+    def import_action(self, request, **kwargs):
+        """Preview a sheet: a refused sheet is an error of the form; refused rows are listed and the rest offered."""
+        response = super().import_action(request, **kwargs)
+        context = getattr(response, "context_data", None) or {}
+        result = context.get("result")
+        if result is None:
+            return response
+        if result.base_errors:
+            for error in result.base_errors:
+                context["form"].add_error("import_file", str(error.error))
+            del context["result"]
+        elif "confirm_form" not in context and result.totals["invalid"] < result.total_rows:
+            # A refused row is refused alone, as in a file: the other rows may still go in.
+            context["confirm_form"] = self.create_confirm_form(request, import_form=context["form"])
+        return response
+
+    def add_data_read_fail_error_to_form(self, form, e):
+        if isinstance(e, ImpexError):
+            form.add_error("import_file", str(e))
+        elif isinstance(e, UnicodeDecodeError):
+            form.add_error("import_file", "not valid UTF-8: save the sheet as UTF-8")
+        else:
+            super().add_data_read_fail_error_to_form(form, e)
+
+    def generate_log_entries(self, result, request):
+        """Record the import in the admin history as one entry with its counts (the pipeline writes sets of rows)."""
+        if self.get_skip_admin_log():
+            return
+        LogEntry.objects.create(
+            user_id=request.user.pk,
+            content_type=ContentType.objects.get_for_model(self.model),
+            object_repr=(result.file_name or "sheet")[:200],
+            action_flag=CHANGE,
+            change_message=f"Imported the sheet {result.file_name}: {result.summary()}.",
+        )
+
+    def add_success_message(self, result, request):
+        level = messages.WARNING if result.totals["invalid"] else messages.SUCCESS
+        messages.add_message(
+            request, level, f"Import finished ({self.model._meta.verbose_name_plural}): {result.summary()}."
+        )
 
 
 @admin.register(Customer)
@@ -85,7 +138,9 @@ class ProductVariantInline(ReadOnlyInline):
 
 
 @admin.register(Product)
-class ProductAdmin(SyncedEntityAdmin):
+class ProductAdmin(EntityExportAdmin):
+    """Products: no import here, as no descriptor has products alone; the variants' page imports KS_PRODUCTS."""
+
     resource_classes = [resources.ProductResource]
     list_display = ("product_id", "title", "slug", "status", "variant_count", "connection")
     list_filter = ("status", "connection")
@@ -122,7 +177,9 @@ class StockLevelAdmin(SyncedEntityAdmin):
 
 
 @admin.register(PriceList)
-class PriceListAdmin(SyncedEntityAdmin):
+class PriceListAdmin(EntityExportAdmin):
+    """Price lists: no import here, as no descriptor has price lists alone; KS_PRICES sheets create them."""
+
     resource_classes = [resources.PriceListResource]
     list_display = ("code", "connection", "prices")
     list_filter = ("connection",)

@@ -1,21 +1,33 @@
-"""django-import-export resources of the synced entities, for small ad-hoc imports and exports in the admin.
+"""django-import-export resources of the synced entities: the sheets imported and exported on their admin pages.
 
-Columns are named as in the built-in descriptors (SPEC section 6) and records are matched by their
-external ids, so a file exported here imports back, and a small Kore or BSPK file can be imported
-here. Big files go through ImpEx (`manage.py impex_import` or an import job): this path reads the
-whole file into memory and writes row by row.
+A sheet uploaded on an entity's page goes through the record pipeline with the entity's built-in
+descriptor, as a file does: the descriptor's converters read the values, absent columns are left alone,
+rows equal to what is stored are not written, and a bad row is refused alone while the good rows go in.
+A sheet has no connection, so it has no ledger entry and no sync log. An export writes the descriptor's
+columns formatted as the descriptor exports them, text a spreadsheet would run as a formula neutralised
+(SPEC section 12), so an exported sheet imports back unchanged.
 """
 
-import re
+import tempfile
+from pathlib import Path
 
-from django.core.exceptions import ValidationError
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import transaction
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
-from import_export import fields, resources, widgets
+from django.utils.functional import cached_property
+from import_export import fields, resources
+from import_export.formats import base_formats
+from import_export.results import Error, Result, RowResult
+from tablib import Dataset
 
 from impex.builtin import column_names
-from impex.services.columns import control_character_error, within_utc_years
+from impex.choices import ColumnType
+from impex.exceptions import ImpexError
+from impex.formats.readers import Layout, Record, iter_records, scan
+from impex.formats.writers import neutralise_cell
+from impex.models import DataDescriptor
+from impex.services.columns import compile_descriptor, format_value
+from impex.services.pipeline import BatchResult, RecordPipeline
 from syncapp.models import (
     Customer,
     Price,
@@ -28,286 +40,257 @@ from syncapp.models import (
     StockLevel,
 )
 
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+NUMERIC = (ColumnType.INTEGER, ColumnType.DECIMAL)
 
 
-def neutralise_formula(value):
-    """Prefix a quote to a text cell that a spreadsheet would run as a formula; numbers stay as they are."""
-    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES) and not NUMBER.fullmatch(value):
-        return "'" + value
-    return value
+class SheetDataset(Dataset):
+    """A sheet read by the hub's file reader, with its records as read (one it could not read has an error)."""
+
+    def __init__(self, *, header: list[str], records: list[Record]):
+        blank = [""] * len(header)
+        super().__init__(*(blank if record.error else record.values for record in records), headers=header)
+        self.records = records
 
 
-class IsoDateTimeWidget(widgets.DateTimeWidget):
-    """Read ISO 8601 datetimes (offset or Z; naive ones in the current time zone) and write them with offset."""
-
-    def clean(self, value, row=None, **kwargs):
-        if value in (None, ""):
-            return None
-        if not isinstance(value, str):
-            return super().clean(value, row, **kwargs)
-        parsed = parse_datetime(value.strip())
-        if parsed is None:
-            raise ValueError(f"'{value}' is not an ISO 8601 datetime, e.g. 2024-05-01T09:30:00+02:00.")
-        parsed = timezone.make_aware(parsed) if timezone.is_naive(parsed) else parsed
-        if not within_utc_years(parsed):
-            raise ValueError(f"'{value}' is outside the years 1-9999 once read in UTC.")
-        return parsed
-
-    def render(self, value, obj=None, **kwargs):
-        if not value:
-            return ""
-        value = timezone.localtime(value)
-        if kwargs.get("force_native_type"):
-            return value.replace(tzinfo=None)
-        return value.isoformat()
+def read_sheet(data: str | bytes, *, layout: Layout) -> SheetDataset:
+    """Read an uploaded CSV or TSV sheet as files are read: header checks, quoting, cells per row."""
+    text = data.decode("utf-8-sig") if isinstance(data, bytes) else data
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "sheet"
+        path.write_text(text, encoding="utf-8", newline="")
+        header = scan(path, layout=layout).header
+        records = list(iter_records(path, layout=layout, header=header, as_list=True))
+    return SheetDataset(header=header, records=records)
 
 
-class PlainDecimalWidget(widgets.DecimalWidget):
-    """Write decimals with a dot whatever the locale, as SPEC section 6 says."""
+class SheetCSV(base_formats.CSV):
+    """A CSV sheet, read as the hub reads CSV files: a row with too many or too few cells is refused alone."""
 
-    def render(self, value, obj=None, **kwargs):
-        return "" if value is None else str(value)
-
-
-class FlexibleBooleanWidget(widgets.BooleanWidget):
-    """Read the boolean styles of SPEC section 6 (Y/N, true/false, 1/0) and write true/false."""
-
-    TRUE_VALUES = ["true", "1", 1, True, "TRUE", "True", "Y", "y", "yes", "Yes", "YES"]
-    FALSE_VALUES = ["false", "0", 0, False, "FALSE", "False", "N", "n", "no", "No", "NO"]
-
-    def clean(self, value, row=None, **kwargs):
-        if value in self.NULL_VALUES:
-            return None
-        if value in self.TRUE_VALUES:
-            return True
-        if value in self.FALSE_VALUES:
-            return False
-        raise ValueError(f"'{value}' is not a boolean: use true/false, Y/N or 1/0.")
+    def create_dataset(self, in_stream, **kwargs):
+        return read_sheet(in_stream, layout=Layout(format="csv"))
 
 
-class NaturalKeyWidget(widgets.ForeignKeyWidget):
-    """A reference by external id, with a message that names the missing record."""
+class SheetTSV(base_formats.TSV):
+    """A tab-delimited sheet, read as the hub reads Kore files."""
 
-    def clean(self, value, row=None, **kwargs):
-        try:
-            return super().clean(value, row, **kwargs)
-        except self.model.DoesNotExist:
-            raise ValueError(f"No {self.model._meta.verbose_name} with {self.field} '{value}'.") from None
+    def create_dataset(self, in_stream, **kwargs):
+        return read_sheet(in_stream, layout=Layout(format="tsv"))
 
 
-def reference(attribute, column_name, model, field):
-    """A column that refers to another record by its external id."""
-    return fields.Field(attribute=attribute, column_name=column_name, widget=NaturalKeyWidget(model, field=field))
+def sheet_records(dataset: Dataset) -> list[Record]:
+    """Return a dataset's rows as pipeline records, numbered as the sheet shows them (the header is row 1)."""
+    if isinstance(dataset, SheetDataset):
+        # Copies: the pipeline may add a cell to a record, and the dataset may be imported again.
+        return [Record(r.index, r.row, None if r.values is None else list(r.values), r.error) for r in dataset.records]
+    return [
+        Record(index=index, row=index + 2, values=["" if v is None else str(v) for v in row], error=None)
+        for index, row in enumerate(dataset)
+    ]
+
+
+class SheetResult(Result):
+    """What importing a sheet did: django-import-export's totals and refused rows, and the sheet's name."""
+
+    file_name = ""
+
+    def summary(self) -> str:
+        """Say what the import did, in counts."""
+        totals = self.totals
+        return (
+            f"{totals[RowResult.IMPORT_TYPE_NEW]} new, {totals[RowResult.IMPORT_TYPE_UPDATE]} updated, "
+            f"{totals[RowResult.IMPORT_TYPE_SKIP]} unchanged, {totals[RowResult.IMPORT_TYPE_INVALID]} refused"
+        )
 
 
 class SafeExportResource(resources.ModelResource):
-    """Base resource: natural keys, SPEC value formats, and exports that spreadsheets cannot run as formulas."""
+    """Exports formatted as the entity's descriptor writes them, with text a spreadsheet would run neutralised."""
 
-    WIDGETS_MAP = {
-        **resources.ModelResource.WIDGETS_MAP,
-        "DateTimeField": IsoDateTimeWidget,
-        "DecimalField": PlainDecimalWidget,
-        "BooleanField": FlexibleBooleanWidget,
-    }
+    descriptor_code = ""
 
-    class Meta:
-        skip_unchanged = True
-        report_skipped = True
-        clean_model_instances = True
-
-    def before_import_row(self, row, **kwargs):
-        """Refuse a row with a control character in a cell (SPEC section 12) before anything looks it up."""
-        errors = {}
-        for column, value in row.items():
-            if isinstance(value, str) and (error := control_character_error(value, column=column)):
-                errors[column] = error.message
-        if errors:
-            raise ValidationError(errors)
+    @cached_property
+    def export_styles(self) -> tuple[dict[str, str], dict[str, str]]:
+        """Return the descriptor's column types by name and its value styles (none for an entity without one)."""
+        if not self.descriptor_code:
+            return {}, {}
+        descriptor = DataDescriptor.objects.get(code=self.descriptor_code)
+        styles = {
+            "boolean_style": descriptor.boolean_style,
+            "date_format": descriptor.date_format,
+            "datetime_format": descriptor.datetime_format,
+        }
+        return dict(descriptor.columns.values_list("name", "type")), styles
 
     def export_field(self, field, instance, **kwargs):
-        return neutralise_formula(super().export_field(field, instance, **kwargs))
+        kinds, styles = self.export_styles
+        kind = kinds.get(field.column_name, ColumnType.STRING)
+        text = format_value(field.get_value(instance), kind=kind, **styles)
+        return neutralise_cell(text, numeric=kind in NUMERIC)
 
 
-class CustomerResource(SafeExportResource):
+class SheetResource(SafeExportResource):
+    """A synced entity's sheets: imported through the record pipeline with its descriptor, exported as it writes."""
+
+    def get_result_class(self):
+        return SheetResult
+
+    def import_data(self, dataset, dry_run=False, raise_errors=False, **kwargs):
+        """Apply a sheet's rows through the descriptor's pipeline in one transaction, rolled back on a dry run."""
+        result = self.get_result_class()()
+        result.file_name = kwargs.get("file_name") or ""
+        header = [str(name).strip() for name in dataset.headers or []]
+        records = sheet_records(dataset)
+        result.diff_headers = header
+        result.total_rows = len(records)
+        try:
+            applied = self.apply_sheet(header=header, records=records, dry_run=dry_run)
+        except ImpexError as exc:
+            if raise_errors:
+                raise
+            result.append_base_error(Error(exc))
+            return result
+        totals = applied.totals
+        result.totals[RowResult.IMPORT_TYPE_NEW] = totals.created
+        result.totals[RowResult.IMPORT_TYPE_UPDATE] = totals.updated
+        result.totals[RowResult.IMPORT_TYPE_SKIP] = totals.unchanged
+        result.totals[RowResult.IMPORT_TYPE_INVALID] = totals.failed
+        errors: dict[int, dict[str, list[str]]] = {}
+        for problem in applied.problems:
+            errors.setdefault(problem.row, {}).setdefault(problem.column or NON_FIELD_ERRORS, []).append(
+                problem.message
+            )
+        # An unreadable row has no cells; the pipeline may have added one for a key column the sheet lacks.
+        cells = {record.row: record.values or [] for record in records}
+        for row in sorted(errors):
+            values = dict(zip(header, cells[row], strict=False))
+            result.append_invalid_row(row, values, ValidationError(errors[row]))
+        return result
+
+    def apply_sheet(self, *, header: list[str], records: list[Record], dry_run: bool) -> BatchResult:
+        """Run the records through the pipeline as one batch (a sheet has no connection: no ledger, no sync log)."""
+        descriptor = DataDescriptor.objects.get(code=self.descriptor_code)
+        compiled = compile_descriptor(descriptor, tz=timezone.get_current_timezone_name())
+        pipeline = RecordPipeline(compiled=compiled, header=header, connection_id=None, in_file=False)
+        try:
+            with transaction.atomic():
+                applied = pipeline.apply(records, final=True)
+                if compiled.spec.after_file is not None:
+                    compiled.spec.after_file()
+                if dry_run:
+                    transaction.set_rollback(True)
+        finally:
+            pipeline.drop()
+        return applied
+
+
+class CustomerResource(SheetResource):
     """Customers in the KS_CUSTOMERS layout."""
 
-    parent_customer_id = reference("parent", "parent_customer_id", Customer, "customer_id")
+    descriptor_code = "KS_CUSTOMERS"
+    parent_customer_id = fields.Field(attribute="parent__customer_id", column_name="parent_customer_id")
 
-    class Meta(SafeExportResource.Meta):
+    class Meta:
         model = Customer
-        import_id_fields = ("customer_id",)
-        fields = column_names("KS_CUSTOMERS")
-        export_order = fields
+        fields = export_order = column_names("KS_CUSTOMERS")
 
     def get_queryset(self):
         return super().get_queryset().select_related("parent")
 
 
 class ProductResource(SafeExportResource):
-    """Products (the parent of variants)."""
+    """Products, exported only: no descriptor of their own; KS_PRODUCTS sheets (the variants' page) bring them."""
 
-    class Meta(SafeExportResource.Meta):
+    class Meta:
         model = Product
-        import_id_fields = ("product_id",)
-        fields = ("product_id", "title", "slug", "status")
-        export_order = fields
+        fields = export_order = ("product_id", "title", "slug", "status")
 
 
-class ProductVariantResource(SafeExportResource):
+class ProductVariantResource(SheetResource):
     """Product variants in the KS_PRODUCTS layout: one row per variant, carrying its product's title and slug."""
 
-    product_id = reference("product", "product_id", Product, "product_id")
-    title = fields.Field(attribute="product__title", column_name="title", readonly=True)
-    slug = fields.Field(attribute="product__slug", column_name="slug", readonly=True)
+    descriptor_code = "KS_PRODUCTS"
+    product_id = fields.Field(attribute="product__product_id", column_name="product_id")
+    title = fields.Field(attribute="product__title", column_name="title")
+    slug = fields.Field(attribute="product__slug", column_name="slug")
 
-    class Meta(SafeExportResource.Meta):
+    class Meta:
         model = ProductVariant
-        import_id_fields = ("variant_id",)
-        fields = (
-            "product_id",
-            "title",
-            "slug",
-            "status",
-            "variant_id",
-            "sku",
-            "weight_in_grams",
-            "position",
-            "cart_image_url",
-            "options",
-            "rrp",
-            "restock_date",
-        )
-        export_order = fields
+        fields = export_order = column_names("KS_PRODUCTS")
 
     def get_queryset(self):
         return super().get_queryset().select_related("product")
 
-    def before_import_row(self, row, **kwargs):
-        """Create or update the row's product from its product_id, title and slug, as a KS_PRODUCTS file does."""
-        self._product_changed = False
-        super().before_import_row(row, **kwargs)
-        product_id = (row.get("product_id") or "").strip()
-        if not product_id or "title" not in row:
-            return
-        values = {"title": row.get("title") or ""}
-        if not values["title"].strip():
-            raise ValueError("title is required.")
-        if "slug" in row:
-            values["slug"] = row.get("slug") or ""
-        with transaction.atomic():
-            product, created = Product.objects.select_for_update().get_or_create(product_id=product_id, defaults=values)
-            changed = [name for name, value in values.items() if getattr(product, name) != value]
-            if changed:
-                for name in changed:
-                    setattr(product, name, values[name])
-                product.save(update_fields=[*changed, "updated_at"])
-        self._product_changed = created or bool(changed)
 
-    def skip_row(self, instance, original, row, import_validation_errors=None):
-        if getattr(self, "_product_changed", False):
-            return False
-        return super().skip_row(instance, original, row, import_validation_errors)
-
-
-class StockLevelResource(SafeExportResource):
+class StockLevelResource(SheetResource):
     """Stock levels in the KS_INVENTORY layout, keyed by sku and location."""
 
-    sku = reference("variant", "sku", ProductVariant, "sku")
+    descriptor_code = "KS_INVENTORY"
+    sku = fields.Field(attribute="variant__sku", column_name="sku")
 
-    class Meta(SafeExportResource.Meta):
+    class Meta:
         model = StockLevel
-        import_id_fields = ("sku", "location")
-        fields = ("sku", "location", "quantity", "restock_date")
-        export_order = fields
+        fields = export_order = column_names("KS_INVENTORY")
 
     def get_queryset(self):
         return super().get_queryset().select_related("variant")
 
 
 class PriceListResource(SafeExportResource):
-    """Price lists by code."""
+    """Price lists by code, exported only: a KS_PRICES sheet (the prices' page) creates the lists it names."""
 
-    class Meta(SafeExportResource.Meta):
+    class Meta:
         model = PriceList
-        import_id_fields = ("code",)
-        fields = ("code",)
+        fields = export_order = ("code",)
 
 
-class PriceResource(SafeExportResource):
+class PriceResource(SheetResource):
     """Prices in the KS_PRICES layout, keyed by price list, sku and minimum quantity."""
 
-    price_list = reference("price_list", "price_list", PriceList, "code")
-    sku = reference("variant", "sku", ProductVariant, "sku")
+    descriptor_code = "KS_PRICES"
+    price_list = fields.Field(attribute="price_list__code", column_name="price_list")
+    sku = fields.Field(attribute="variant__sku", column_name="sku")
 
-    class Meta(SafeExportResource.Meta):
+    class Meta:
         model = Price
-        import_id_fields = ("price_list", "sku", "min_quantity")
-        fields = ("price_list", "sku", "currency", "price", "min_quantity")
-        export_order = fields
+        fields = export_order = column_names("KS_PRICES")
 
     def get_queryset(self):
         return super().get_queryset().select_related("price_list", "variant")
 
-    def before_import_row(self, row, **kwargs):
-        """Create the price lists a file names, as KS_PRICES files do."""
-        super().before_import_row(row, **kwargs)
-        code = (row.get("price_list") or "").strip()
-        if code:
-            PriceList.objects.get_or_create(code=code)
 
+class SpecialOrderResource(SheetResource):
+    """Special orders in the BSPK SPECIAL-ORDERS layout (the column created_at is the field ordered_at)."""
 
-class SpecialOrderResource(SafeExportResource):
-    """Special orders in the BSPK SPECIAL-ORDERS layout (ordered_at is the column created_at)."""
+    descriptor_code = "SPECIAL-ORDERS"
+    created_at = fields.Field(attribute="ordered_at", column_name="created_at")
 
-    ordered_at = fields.Field(attribute="ordered_at", column_name="created_at", widget=IsoDateTimeWidget())
-
-    class Meta(SafeExportResource.Meta):
+    class Meta:
         model = SpecialOrder
-        import_id_fields = ("special_order_id",)
-        fields = (
-            "special_order_id",
-            "store_id",
-            "client_id",
-            "associate_id",
-            "order_type",
-            "status",
-            "description",
-            "currency",
-            "deposit_amount",
-            "total_amount",
-            "ordered_at",
-            "promised_date",
-        )
-        export_order = fields
+        fields = export_order = column_names("SPECIAL-ORDERS")
 
 
-class SpecialOrderLineItemResource(SafeExportResource):
+class SpecialOrderLineItemResource(SheetResource):
     """Special order line items in the BSPK SPECIAL-ORDER-LINE-ITEMS layout."""
 
-    special_order_id = reference("special_order", "special_order_id", SpecialOrder, "special_order_id")
+    descriptor_code = "SPECIAL-ORDER-LINE-ITEMS"
+    special_order_id = fields.Field(attribute="special_order__special_order_id", column_name="special_order_id")
 
-    class Meta(SafeExportResource.Meta):
+    class Meta:
         model = SpecialOrderLineItem
-        import_id_fields = ("line_item_id",)
-        fields = ("line_item_id", "special_order_id", "sku", "product_name", "quantity", "unit_price", "notes")
-        export_order = fields
+        fields = export_order = column_names("SPECIAL-ORDER-LINE-ITEMS")
 
     def get_queryset(self):
         return super().get_queryset().select_related("special_order")
 
 
-class SpecialOrderEventResource(SafeExportResource):
+class SpecialOrderEventResource(SheetResource):
     """Special order events in the BSPK SPECIAL-ORDER-EVENTS layout."""
 
-    special_order_id = reference("special_order", "special_order_id", SpecialOrder, "special_order_id")
+    descriptor_code = "SPECIAL-ORDER-EVENTS"
+    special_order_id = fields.Field(attribute="special_order__special_order_id", column_name="special_order_id")
 
-    class Meta(SafeExportResource.Meta):
+    class Meta:
         model = SpecialOrderEvent
-        import_id_fields = ("event_id",)
-        fields = ("event_id", "special_order_id", "event_type", "event_at", "associate_id", "note")
-        export_order = fields
+        fields = export_order = column_names("SPECIAL-ORDER-EVENTS")
 
     def get_queryset(self):
         return super().get_queryset().select_related("special_order")

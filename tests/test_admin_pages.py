@@ -1,7 +1,5 @@
-"""The admin as integration admins use it: every page loads, audit records stay read-only, ad-hoc import/export."""
+"""The admin as integration admins use it: every page loads, audit records stay read-only."""
 
-import csv
-import io
 from datetime import timedelta
 from decimal import Decimal
 
@@ -10,11 +8,9 @@ from django import forms as django_forms
 from django.apps import apps
 from django.contrib import admin
 from django.contrib.auth.models import Permission
-from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import RequestFactory
 from django.urls import reverse
 from django.utils import timezone
-from tablib import Dataset
 
 from config.adminkit import INLINE_ROW_LIMIT
 from impex.models import (
@@ -42,7 +38,6 @@ from syncapp.models import (
     SyncError,
     SyncLog,
 )
-from syncapp.resources import CustomerResource, PriceResource, ProductVariantResource, neutralise_formula
 
 REGISTERED = sorted(m._meta.label_lower for m in admin.site._registry)
 OUR_APPS = ("impex", "syncapp", "orders")
@@ -60,11 +55,6 @@ NOT_REGISTERED = {
 def admin_url(model, view, *args):
     """Reverse an admin URL of model ("changelist", "add", "change", "import", "export", ...)."""
     return reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_{view}", args=args)
-
-
-def csv_upload(text, name="customers.csv"):
-    """An uploaded CSV file."""
-    return SimpleUploadedFile(name, text.encode(), content_type="text/csv")
 
 
 @pytest.fixture(autouse=True)
@@ -360,151 +350,6 @@ def test_order_state_is_read_only(admin_client, sample):
 
     assert "state" not in response.context["adminform"].form.fields
     assert "customer" in response.context["adminform"].form.fields
-
-
-def test_customer_import_page_loads(admin_client):
-    response = admin_client.get(admin_url(Customer, "import"))
-
-    assert response.status_code == 200
-    assert "impex_import" in response.text
-
-
-def test_admin_import_creates_customers_after_confirmation(admin_client, kore_connection):
-    upload = csv_upload(
-        "customer_id,email,first_name,discount_percentage,parent_customer_id,active\n"
-        "C1,ann@example.com,Ann,5.5,,Y\n"
-        "C2,bob@example.com,Bob,,C1,false\n"
-    )
-
-    preview = admin_client.post(admin_url(Customer, "import"), {"import_file": upload, "format": "0", "resource": "0"})
-
-    assert preview.status_code == 200
-    result = preview.context["result"]
-    assert not result.has_errors() and not result.has_validation_errors(), result.invalid_rows
-    assert not Customer.objects.exists()
-    confirm = preview.context["confirm_form"].initial
-
-    done = admin_client.post(admin_url(Customer, "process_import"), confirm)
-
-    assert done.status_code == 302
-    ann, bob = Customer.objects.order_by("customer_id")
-    assert (ann.email, ann.discount_percentage, ann.active) == ("ann@example.com", Decimal("5.5"), True)
-    assert ann.parent is None
-    assert (bob.parent, bob.active) == (ann, False)
-
-
-def test_admin_import_refuses_a_big_file(admin_client, settings):
-    big = csv_upload("customer_id,email\n" + "C1,a@example.com\n" * 400_000)
-
-    response = admin_client.post(admin_url(Customer, "import"), {"import_file": big, "format": "0", "resource": "0"})
-
-    assert response.status_code == 200
-    assert "impex_import" in str(response.context["form"].errors["import_file"])
-    assert not Customer.objects.exists()
-
-
-def test_admin_import_reports_an_unknown_reference(admin_client, db):
-    upload = csv_upload("customer_id,email,parent_customer_id\nC2,b@example.com,NOPE\n")
-
-    response = admin_client.post(admin_url(Customer, "import"), {"import_file": upload, "format": "0", "resource": "0"})
-
-    result = response.context["result"]
-    assert result.has_validation_errors()
-    assert "No customer with customer_id 'NOPE'." in str(result.invalid_rows[0].error_dict)
-    assert "confirm_form" not in response.context
-
-
-def export_customers(client):
-    """Download every customer as CSV through the admin export and return the rows as dicts."""
-    form = client.get(admin_url(Customer, "export")).context["form"]
-    data = {"format": "0", "resource": "0"}
-    data.update({name: "on" for name in form.fields if name.startswith("customerresource_")})
-    response = client.post(admin_url(Customer, "export"), data)
-    assert response.status_code == 200, response.content[:500]
-    return list(csv.DictReader(io.StringIO(response.content.decode())))
-
-
-def test_admin_export_neutralises_formulas_but_not_numbers(admin_client, db):
-    Customer.objects.create(
-        customer_id="C1", email="@evil", first_name="=1+1", last_name="-Smith", discount_percentage=Decimal("-12.5")
-    )
-
-    (row,) = export_customers(admin_client)
-
-    assert row["first_name"] == "'=1+1"
-    assert row["email"] == "'@evil"
-    assert row["last_name"] == "'-Smith"
-    assert row["discount_percentage"] == "-12.500"
-    assert list(row)[:2] == ["customer_id", "email"]
-    assert "parent_customer_id" in row
-    assert not {"id", "connection", "created_at", "updated_at"} & set(row)
-
-
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [
-        ("=SUM(A1)", "'=SUM(A1)"),
-        ("+491234", "+491234"),
-        ("+49 123", "'+49 123"),
-        ("-12.5", "-12.5"),
-        ("-1e3", "-1e3"),
-        ("@cmd", "'@cmd"),
-        ("\tx", "'\tx"),
-        ("\rx", "'\rx"),
-        ("plain", "plain"),
-        ("", ""),
-        (Decimal("-1"), Decimal("-1")),
-    ],
-)
-def test_neutralise_formula(value, expected):
-    assert neutralise_formula(value) == expected
-
-
-def test_exported_special_orders_use_descriptor_column_names(admin_client, sample):
-    response = admin_client.post(
-        admin_url(SpecialOrder, "export"),
-        {
-            "format": "0",
-            "resource": "0",
-            **{
-                name: "on"
-                for name in admin_client.get(admin_url(SpecialOrder, "export")).context["form"].fields
-                if name.startswith("specialorderresource_")
-            },
-        },
-    )
-
-    header = response.content.decode().splitlines()[0].split(",")
-    descriptor = DataDescriptor.objects.get(code="SPECIAL-ORDERS")
-    assert header == [c.name for c in descriptor.columns.order_by("position")]
-
-
-def test_reimporting_unchanged_rows_skips_them(db):
-    dataset = Dataset(headers=["customer_id", "email", "first_name"])
-    dataset.append(["C1", "ann@example.com", "Ann"])
-    CustomerResource().import_data(dataset)
-    before = Customer.objects.get().updated_at
-
-    result = CustomerResource().import_data(dataset)
-
-    assert result.totals["skip"] == 1
-    assert Customer.objects.get().updated_at == before
-
-
-def test_variant_import_creates_its_product_and_price_import_its_price_list(db):
-    variants = Dataset(headers=["product_id", "title", "variant_id", "sku", "rrp"])
-    variants.append(["P1", "Shirt", "V1", "SHIRT-M", "19.90"])
-    prices = Dataset(headers=["price_list", "sku", "currency", "price", "min_quantity"])
-    prices.append(["RETAIL", "SHIRT-M", "EUR", "17.50", ""])
-
-    variant_result = ProductVariantResource().import_data(variants)
-    price_result = PriceResource().import_data(prices)
-
-    assert not variant_result.has_errors() and not variant_result.has_validation_errors()
-    assert not price_result.has_errors() and not price_result.has_validation_errors()
-    assert ProductVariant.objects.get().product.title == "Shirt"
-    price = Price.objects.get()
-    assert (price.price_list.code, price.min_quantity, price.price) == ("RETAIL", 1, Decimal("17.50"))
 
 
 def test_anonymous_and_non_staff_users_are_sent_to_login(client, django_user_model):

@@ -30,6 +30,11 @@ def neutralise_formula(value: str) -> str:
     return "'" + value if value.startswith(FORMULA_STARTS) else value
 
 
+def neutralise_cell(value: str, *, numeric: bool = False) -> str:
+    """Neutralise a cell that a spreadsheet would run as a formula; a number in a numeric column stays as it is."""
+    return value if numeric and _NUMBER.fullmatch(value) else neutralise_formula(value)
+
+
 def write_rows(
     stream: TextIO,
     *,
@@ -57,10 +62,7 @@ def _neutralised(
     """Yield rows whose text cells cannot run as formulas; numbers in numeric columns stay as they are."""
     numeric = [name in numeric_columns for name in columns]
     for row in rows:
-        yield [
-            value if is_numeric and _NUMBER.fullmatch(value) else neutralise_formula(value)
-            for value, is_numeric in zip(row, numeric, strict=True)
-        ]
+        yield [neutralise_cell(value, numeric=is_numeric) for value, is_numeric in zip(row, numeric, strict=True)]
 
 
 def _write_csv(stream: TextIO, *, layout: Layout, columns: Sequence[str], rows: Iterable[Sequence[str]]) -> int:

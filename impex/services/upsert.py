@@ -103,7 +103,12 @@ def upsert(
     conflict = ", ".join(qn(f.column) for f in plan.key_fields)
     if compare:
         sets = [f"{qn(c)} = EXCLUDED.{qn(c)}" for c in compare]
-        sets += [f"{qn(a)} = EXCLUDED.{qn(a)}" for a in ("updated_at", "connection_id") if a in model_fields]
+        if "updated_at" in model_fields:
+            sets.append(f"{qn('updated_at')} = EXCLUDED.{qn('updated_at')}")
+        if "connection_id" in model_fields:
+            # A record keeps the connection that sent it when something without one (an admin's sheet) edits it:
+            # that connection's next FULL file must still be able to retire it.
+            sets.append(f"connection_id = COALESCE(EXCLUDED.connection_id, {table}.connection_id)")
         changed = " OR ".join(distinct(f"{table}.{qn(c)}", f"EXCLUDED.{qn(c)}") for c in compare)
         action = f"DO UPDATE SET {', '.join(sets)} WHERE {changed}"
     else:
