@@ -79,7 +79,9 @@ def control_character_in(text: str) -> str | None:
 
 def row_has_control_character(cells: Sequence[str]) -> bool:
     """Tell whether any cell of a row holds a control character that a cell may not hold."""
-    return _CONTROL.search("\n".join(cells)) is not None
+    text = "".join(cells)
+    # Nearly every row is all printable (checked in C); only the others need the search.
+    return not text.isprintable() and _CONTROL.search(text) is not None
 
 
 def character_name(char: str) -> str:

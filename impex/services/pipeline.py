@@ -187,10 +187,10 @@ class RecordPipeline:
         # References to the entity's own records (a customer's parent) are staged as the external id they
         # name (_ref0...) and resolved in SQL, pass by pass (see _write_in_passes); _pass says which pass wrote
         # a row. Other references were resolved to primary keys already.
-        self.self_ref_slots = {i for i, _ in self.self_refs}
         extra = [("_pass", "integer")] + [(f"_ref{n}", "text") for n in range(len(self.self_refs))]
         self.stage_fields = [None, None] + [None] * len(extra) + [present[i].model_field for i in self.stage_order]
         self.stage = stage_for(self.plan, extra=extra)
+        self.stage_pick = _getter(self.stage_order)
 
     def _plan_cells(self, present: list[Column]) -> None:
         """Work out where each column's cell is in a row, and which cells need no converter call."""
@@ -217,6 +217,8 @@ class RecordPipeline:
         self.pick_chars = _getter(chars) if chars else None
         self.char_limit = min(limits) if limits else 0
         self.pick_required = _getter(required) if required else None
+        # On the fast path only these columns need their converter called.
+        self.convert_at = [(i, f) for i, f in enumerate(self.fast_convs) if f is not None]
 
     @property
     def tables(self) -> list[str]:
@@ -277,7 +279,8 @@ class RecordPipeline:
         key_idx = self.key_idx
         good: list[_Good] = []
         seen: dict[str, int] = {}
-        convs = self.fast_convs
+        convert_at = self.convert_at
+        all_convs = self.all_convs
         pick = self.pick
         pick_chars = self.pick_chars
         char_limit = self.char_limit
@@ -309,9 +312,11 @@ class RecordPipeline:
                     or (pick_required is not None and "" in pick_required(cells))
                     or row_has_control_character(cells)
                 ):
-                    values = [convert(cell) for cell, convert in zip(pick(cells), self.all_convs, strict=True)]
+                    values = [convert(cell) for cell, convert in zip(pick(cells), all_convs, strict=True)]
                 else:
-                    values = [cell if f is None else f(cell) for cell, f in zip(pick(cells), convs, strict=True)]
+                    values = list(pick(cells))
+                    for i, convert in convert_at:
+                        values[i] = convert(values[i])
             except RowProblem:
                 self._refuse_cells(out, rec)
                 continue
@@ -417,18 +422,17 @@ class RecordPipeline:
 
     def _write(self, good: list[_Good], out: BatchResult, *, final: bool, collect_applied: bool) -> None:
         """Stage the batch and merge it into the table."""
-        slots = self.self_ref_slots
-        refs = [i for i, _ in self.self_refs]
-        rows = [
-            (
-                g.row,
-                g.key,
-                None,
-                *[g.values[i] for i in refs],
-                *[None if i in slots else g.values[i] for i in self.stage_order],
-            )
-            for g in good
-        ]
+        pick = self.stage_pick
+        if self.self_refs:
+            refs = [i for i, _ in self.self_refs]
+            rows = []
+            for g in good:
+                values = g.values.copy()
+                for i in refs:
+                    values[i] = None  # the link is resolved in SQL from the staged external id
+                rows.append((g.row, g.key, None, *[g.values[i] for i in refs], *pick(values)))
+        else:
+            rows = [(g.row, g.key, None, *pick(g.values)) for g in good]
         stage = self.stage
         with connection.cursor() as cursor:
             stage.load(cursor, rows, fields=self.stage_fields)
