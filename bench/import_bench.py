@@ -2,6 +2,7 @@
 
 Usage: python bench/import_bench.py [--rows 1000000] [--iie-rows 20000] [--keep]
        python bench/import_bench.py --workers 1,2,4 [--rows 1000000]
+       python bench/import_bench.py --command [--rows 500000]
 Runs against the DATABASE_URL database (SQLite file by default). Records it writes carry
 customer ids starting with BENCH- and are removed first. Each phase runs in its own process
 so that its peak RSS is its own.
@@ -203,6 +204,84 @@ def phase_iie(path: str, rows: int) -> dict:
     }
 
 
+def phase_plain_floor(path: str) -> dict:
+    """PostgreSQL floor on a plain table (only the key's unique index): COPY, then INSERT ... ON CONFLICT."""
+    _django()
+    from django.db import connection, transaction
+
+    if connection.vendor != "postgresql":
+        return {"skipped": "the COPY floor needs PostgreSQL"}
+    cols = [c if c != "group" else '"group"' for c in header()]
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TABLE IF EXISTS bench_plain_customer")
+        cursor.execute(
+            "CREATE TABLE bench_plain_customer (id bigserial PRIMARY KEY, customer_id text UNIQUE, email text, "
+            'first_name text, last_name text, company_name text, "group" text, accounting_id text, price_list text, '
+            "discount_percentage numeric, payment_on_account boolean, parent_customer_id text, active boolean)"
+        )
+    start = time.perf_counter()
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("CREATE TEMP TABLE plain_stage (LIKE bench_plain_customer) ON COMMIT DROP")
+        names = ", ".join(cols)
+        with (
+            open(path, "rb") as src,
+            cursor.cursor.copy(
+                f"COPY plain_stage ({names}) FROM STDIN WITH (FORMAT csv, DELIMITER E'\\t', HEADER true)"
+            ) as copy,
+        ):
+            while data := src.read(1024 * 1024):
+                copy.write(data)
+        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in cols[1:])
+        cursor.execute(
+            f"INSERT INTO bench_plain_customer ({names}) SELECT {names} FROM plain_stage "
+            f"ON CONFLICT (customer_id) DO UPDATE SET {updates}"
+        )
+        rows = cursor.rowcount
+    seconds = time.perf_counter() - start
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TABLE IF EXISTS bench_plain_customer")
+    return {"seconds": seconds, "rows": rows, "peak_rss_mb": peak_rss_mb()}
+
+
+def run_command(path: Path) -> dict:
+    """Time the whole impex_import command (a new process, as a user runs it) and its peak RSS."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "manage.py", "impex_import", str(path), "--connection", CONNECTION],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+    )
+    _, status, usage = os.wait4(proc.pid, 0)
+    return {
+        "seconds": time.perf_counter() - start,
+        "exit": os.waitstatus_to_exitcode(status),
+        "peak_rss_mb": usage.ru_maxrss / 1024,
+    }
+
+
+def bench_command(work: Path, *, rows: int, keep: bool) -> None:
+    """The whole impex_import command on a first-import file against COPY + ON CONFLICT into a plain table."""
+    path = work / f"BENCH_0000001_{INTEGRATION}_KS_CUSTOMERS.NET"
+    make_file(path, rows=rows)
+    print(f"file: {rows:,} rows, {path.stat().st_size / 1024 / 1024:.0f} MB")
+    run_phase("prepare")
+    command = run_command(path)
+    floor = run_phase("plain_floor", str(path))
+    rate = rows / command["seconds"]
+    print(
+        f"impex_import command        {command['seconds']:8.1f} s {rate:>10,.0f} rows/s  "
+        f"peak RSS {command['peak_rss_mb']:6.0f} MB  (exit {command['exit']})"
+    )
+    if "skipped" in floor:
+        print(f"plain-table floor           {floor['skipped']}")
+    else:
+        print(f"COPY + ON CONFLICT (plain)  {floor['seconds']:8.1f} s {rows / floor['seconds']:>10,.0f} rows/s")
+        print(f"command / floor: {command['seconds'] / floor['seconds']:.2f}x")
+    if not keep:
+        path.unlink(missing_ok=True)
+        work.rmdir()
+
+
 def phase_queue(path: str) -> dict:
     """Create a queued job for the file (as impex_import --queue does, without the broker)."""
     _django()
@@ -270,6 +349,11 @@ def main() -> None:
     parser.add_argument("--iie-rows", type=int, default=20_000, help="Rows for django-import-export's import_data.")
     parser.add_argument("--keep", action="store_true", help="Keep the generated files.")
     parser.add_argument(
+        "--command",
+        action="store_true",
+        help="Instead: time the whole impex_import command against COPY + ON CONFLICT into a plain table.",
+    )
+    parser.add_argument(
         "--workers",
         help="Instead: import one file with each number of impex_job processes given, e.g. 1,2,4.",
     )
@@ -282,6 +366,7 @@ def main() -> None:
             "import": lambda: phase_import(rest[0]),
             "floor": lambda: phase_floor(rest[0]),
             "queue": lambda: phase_queue(rest[0]),
+            "plain_floor": lambda: phase_plain_floor(rest[0]),
             "result": lambda: phase_job_result(rest[0]),
             "iie": lambda: phase_iie(rest[0], int(rest[1])),
         }[name]()
@@ -290,6 +375,9 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="impex-bench-"))
     n = args.rows
+    if args.command:
+        bench_command(work, rows=n, keep=args.keep)
+        return
     if args.workers:
         bench_workers(work, rows=n, counts=[int(w) for w in args.workers.split(",")], keep=args.keep)
         return

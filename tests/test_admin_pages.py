@@ -378,3 +378,19 @@ def test_staff_with_view_permission_reads_jobs_but_cannot_delete_them(client, dj
 
     assert client.get(admin_url(ImportJob, "change", sample["job"].pk)).status_code == 200
     assert client.get(admin_url(ImportJob, "delete", sample["job"].pk)).status_code == 403
+
+
+def test_a_job_page_counts_row_errors_apart_from_rejected_files(admin_client, kore_connection, tmp_path):
+    from impex.tests.helpers import customer_row, run_import, write_kore
+
+    rows = [customer_row("C1"), customer_row("C2", email=""), customer_row("C3", active="maybe")]
+    bad = tmp_path / "ERP_0000009_INT1_KS_NOTHING.NET"
+    bad.write_text("customer_id\temail\nC9\tc9@example.com\n", encoding="utf-8")
+    run_import(write_kore(tmp_path, "KS_CUSTOMERS", 1, rows), bad)
+    job = ImportJob.objects.get()
+
+    page = admin_client.get(admin_url(ImportJob, "change", job.pk))
+
+    assert page.status_code == 200
+    assert "2 row errors and 1 rejected file" in page.text
+    assert "ERP_0000009_INT1_KS_NOTHING.NET: rejected" in page.text  # the log, one event a line
