@@ -266,3 +266,61 @@ def test_a_job_queued_twice_and_run_by_two_workers_at_once_is_applied_once(tmp_p
     assert job.events.filter(kind="started").count() == 1
     assert Customer.objects.count() == 30_000
     assert os.path.exists(settings.IMPEX_ROOT / "kore-erp" / "archive" / f.name)
+
+
+def test_a_worker_stuck_in_its_chunk_holds_up_neither_other_chunks_nor_the_lease(tmp_path, kore_connection, settings):
+    import threading
+
+    from django.db import connection as db
+
+    from impex.services.imports import FileImport
+    from impex.services.jobs import file_match
+    from impex.services.lifecycle import job_claim, job_lease_renew
+
+    settings.IMPEX_CHUNK_ROWS = 3
+    rows = [customer_row(f"C{n}") for n in range(6)]
+    Customer.objects.create(customer_id="C0", email="old@example.com", connection=kore_connection)
+    job = job_create(paths=[write_kore(tmp_path, "KS_CUSTOMERS", 1, rows)], connection=kore_connection)
+    job, _ = job_claim(job_id=job.pk, worker="runner")
+    f = job.files.get()
+    file_match(f, group=None)
+    f.refresh_from_db()
+    assert FileImport(f, worker="runner", job_id=job.pk).start()
+    stuck = FileImport(ImportFile.objects.get(pk=f.pk), worker="stuck", job_id=job.pk)
+    first = stuck.chunk_claim()
+    outcome = {}
+
+    def apply_stuck():
+        try:
+            outcome["applied"] = stuck.chunk_apply(first)
+        finally:
+            stuck.close()
+            db.close()
+
+    with psycopg.connect(database_url()) as other:
+        other.execute("UPDATE syncapp_customer SET first_name = 'Editing' WHERE customer_id = 'C0'")
+        thread = threading.Thread(target=apply_stuck)
+        thread.start()
+
+        def stuck_waits() -> bool:
+            with db.cursor() as cursor:
+                cursor.execute(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE wait_event_type = 'Lock' AND datname = current_database()"
+                )
+                return cursor.fetchone()[0] == 1
+
+        assert wait_for(stuck_waits, seconds=30)
+
+        # The first chunk's worker waits inside its transaction; the rest of the job goes on.
+        helper = FileImport(ImportFile.objects.get(pk=f.pk), worker="helper", job_id=job.pk)
+        second = helper.chunk_claim()
+        assert second is not None and second != first
+        assert helper.chunk_apply(second) is True
+        assert job_lease_renew(job_id=job.pk, worker="runner", progress=True) is True
+        helper.close()
+        other.rollback()
+    thread.join(timeout=60)
+
+    assert outcome == {"applied": True}
+    assert ImportChunk.objects.filter(file=f, status="done").count() == 2

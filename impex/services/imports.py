@@ -380,8 +380,9 @@ class FileImport:
         """Claim the first chunk nobody holds (or whose holder's lease ran out); return its id."""
         now = timezone.now()
         with transaction.atomic():
+            # of=("self",): lock the chunk row only, never its file's or job's (other workers update those).
             chunk = (
-                ImportChunk.objects.select_for_update(skip_locked=True)
+                ImportChunk.objects.select_for_update(skip_locked=True, of=("self",))
                 .filter(file_id=self.file.pk)
                 .filter(Q(status=ChunkStatus.PENDING) | Q(status=ChunkStatus.RUNNING, lease_until__lt=now))
                 .order_by("index")
@@ -414,9 +415,12 @@ class FileImport:
         with transaction.atomic():
             relax_commit()
             guard_statements()
+            # Only the chunk row is locked (the model's default ordering would join and lock its file and job
+            # for the whole chunk, and so make every other worker wait).
             chunk = (
-                ImportChunk.objects.select_for_update()
+                ImportChunk.objects.select_for_update(of=("self",))
                 .filter(pk=chunk_id, status=ChunkStatus.RUNNING, claimed_by=self.worker)
+                .order_by("pk")
                 .first()
             )
             if chunk is None:
