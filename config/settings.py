@@ -137,6 +137,12 @@ IMPEX_POLL_SECONDS = float(os.environ.get("IMPEX_POLL_SECONDS", "0.5"))
 # An import gives up (and can be run again) rather than wait forever on a lock held elsewhere.
 IMPEX_LOCK_TIMEOUT_SECONDS = env_int("IMPEX_LOCK_TIMEOUT_SECONDS", 60)
 IMPEX_STATEMENT_TIMEOUT_SECONDS = env_int("IMPEX_STATEMENT_TIMEOUT_SECONDS", 1800)
+# Processes that apply one big file's chunks together: the job's runner asks for IMPEX_WORKERS - 1 helpers (child
+# `impex_job` processes of a command, more tasks in the cluster) when a file of IMPEX_WORKERS_MIN_ROWS records or more
+# starts. SQLite writes one transaction at a time, so there the runner works alone.
+_SQLITE = DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3"
+IMPEX_WORKERS = env_int("IMPEX_WORKERS", 1 if _SQLITE else min(os.cpu_count() or 1, 4))
+IMPEX_WORKERS_MIN_ROWS = env_int("IMPEX_WORKERS_MIN_ROWS", 100_000)
 # A queued job no worker has taken for this long is handed to the queue again.
 IMPEX_REQUEUE_MINUTES = env_int("IMPEX_REQUEUE_MINUTES", 10)
 # A cluster task waits this long for a connection another job is importing, then queues its job again.

@@ -8,6 +8,9 @@ its lease runs out.
 
 import io
 import logging
+import os
+import subprocess
+import sys
 import threading
 import time
 import traceback
@@ -21,6 +24,7 @@ from django.db import connection as db_connection
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
+from django_q.tasks import async_task
 
 from impex import events
 from impex.choices import FILE_FINAL, JOB_FINAL, EventLevel, FileKind, FileStatus, JobStatus, Mode
@@ -39,6 +43,7 @@ from impex.models import (
 from impex.services.imports import FileImport, reject_reason
 from impex.services.jobs import archive_unpack, connection_prefix, file_match, file_reject, job_prefix
 from impex.services.lifecycle import (
+    TASK_RUN,
     connection_hold,
     connection_let_go,
     file_transition,
@@ -48,23 +53,32 @@ from impex.services.lifecycle import (
     job_terminate,
     worker_name,
 )
-from impex.services.sql import stuck_reason
+from impex.services.sql import database_url, stuck_reason
 from impex.storage import delete_file, file_exists, hub_storage, move_file, save_file
 
 log = logging.getLogger(__name__)
+
+# Set in the environment of the helper processes a runner starts: they never start helpers of their own.
+HELPER_ENV = "IMPEX_HELPER"
 
 
 class _SetAside(Exception):
     """The job waits for a connection another job holds; it went back to the queue."""
 
 
-def run_job(job_id: int, *, worker: str | None = None, rerun: bool = False, wait: bool = True) -> ImportJob:
+def run_job(
+    job_id: int, *, worker: str | None = None, rerun: bool = False, wait: bool = True, helper_of: int | None = None
+) -> ImportJob:
     """Run or resume a job in this process; if another worker runs it, help with its chunks.
 
     wait: stay until the job has ended (a command does); a cluster task stops helping when no chunk is
-    left to take. rerun: also run a job that ended in an error.
+    left to take. rerun: also run a job that ended in an error. helper_of: only help the runner that
+    started this process (its pid), and stop when it is gone; never take the job over.
     """
     worker = worker or worker_name()
+    if helper_of is not None:
+        job = ImportJob.objects.get(pk=job_id)
+        return _help(job, worker=worker, wait=True, parent=helper_of) or job
     while True:
         job, claimed = job_claim(job_id=job_id, worker=worker, rerun=rerun)
         if claimed:
@@ -76,17 +90,19 @@ def run_job(job_id: int, *, worker: str | None = None, rerun: bool = False, wait
             return helped
 
 
-def _help(job: ImportJob, *, worker: str, wait: bool) -> ImportJob | None:
+def _help(job: ImportJob, *, worker: str, wait: bool, parent: int | None = None) -> ImportJob | None:
     """Apply chunks of the files the job's runner is importing; return the job when done, None to claim it."""
     handles: dict[int, FileImport] = {}
     joined = False
     try:
         while True:
             job.refresh_from_db()
+            if parent is not None and (os.getppid() != parent or job.status != JobStatus.RUNNING):
+                return job  # the runner that started this helper is gone, or its job has ended
             if job.status != JobStatus.RUNNING:
                 return job if job.status in JOB_FINAL or job.status == JobStatus.ERRORED or not wait else None
             if job.lease_until is None or job.lease_until < timezone.now():
-                return None
+                return job if parent is not None else None
             applied = 0
             for f in ImportFile.objects.filter(processed_by=job, status=FileStatus.RUNNING).select_related(
                 "descriptor", "connection"
@@ -148,6 +164,63 @@ class _Heartbeat:
         return False
 
 
+class _Helpers:
+    """More workers for a big file: child `impex_job` processes of a command, or more tasks of the cluster."""
+
+    def __init__(self, job: ImportJob, *, worker: str, in_cluster: bool):
+        self.job = job
+        self.worker = worker
+        self.in_cluster = in_cluster
+        self.processes: list[subprocess.Popen] = []
+        self.asked = False
+
+    def ask(self, f: ImportFile) -> None:
+        """Ask for IMPEX_WORKERS - 1 helpers once per job, when a file big enough is being imported."""
+        count = settings.IMPEX_WORKERS - 1
+        if self.asked or count < 1 or f.rows_total < settings.IMPEX_WORKERS_MIN_ROWS or os.environ.get(HELPER_ENV):
+            return
+        self.asked = True
+        job_id = self.job.pk
+        if self.in_cluster:
+            for _ in range(count):
+                async_task(TASK_RUN, job_id, task_name=f"import job #{job_id} (helper)", group="impex-import")
+        else:
+            env = {
+                **os.environ,
+                HELPER_ENV: "1",
+                "DATABASE_URL": database_url(),
+                "IMPEX_ROOT": str(settings.IMPEX_ROOT),
+                "IMPEX_STORAGE": settings.IMPEX_STORAGE,
+                "IMPEX_CACHE_DIR": str(settings.IMPEX_CACHE_DIR),
+                "IMPEX_BATCH_SIZE": str(settings.IMPEX_BATCH_SIZE),
+                "IMPEX_LEASE_SECONDS": str(settings.IMPEX_LEASE_SECONDS),
+                "IMPEX_POLL_SECONDS": str(settings.IMPEX_POLL_SECONDS),
+            }
+            command = [
+                sys.executable,
+                str(Path(settings.BASE_DIR) / "manage.py"),
+                "impex_job",
+                str(job_id),
+                "--helper-of",
+                str(os.getpid()),
+            ]
+            for _ in range(count):
+                self.processes.append(
+                    subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                )
+        helpers = ("task", "tasks of the cluster") if self.in_cluster else ("helper process", "helper processes")
+        events.job_note(self.job, f"{f.name}: {count} more {helpers[count > 1]} share its chunks", worker=self.worker)
+
+    def close(self) -> None:
+        """Wait for the helper processes (they stop once the job has ended); stop those that do not."""
+        for process in self.processes:
+            try:
+                process.wait(timeout=max(5.0, 10 * settings.IMPEX_POLL_SECONDS))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
 def _sort_key(f: ImportFile):
     precedence = f.descriptor.precedence if f.descriptor else 0
     return (f.order_key, precedence, f.name, f.pk)
@@ -161,8 +234,15 @@ class _JobRun:
         self.worker = worker
         self.wait = wait
         self.problems: list[str] = []
+        self.helpers = _Helpers(job, worker=worker, in_cluster=not wait)
 
     def handle(self) -> ImportJob:
+        try:
+            return self._handle()
+        finally:
+            self.helpers.close()
+
+    def _handle(self) -> ImportJob:
         job = self.job
         try:
             with _Heartbeat(job.pk, self.worker):
@@ -319,6 +399,7 @@ class _JobRun:
             if f.status != FileStatus.RUNNING and not handle.start():
                 return
             self.renew()
+            self.helpers.ask(f)
             while True:
                 handle.work(between=self.renew)
                 f.refresh_from_db(fields=["status"])

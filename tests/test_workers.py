@@ -20,7 +20,8 @@ from django.db import connection
 from impex.models import ImportChunk, ImportedFileName, ImportEvent, ImportFile, ImportJob
 from impex.services.jobs import job_create
 from impex.services.lifecycle import job_enqueue
-from impex.tests.helpers import customer_row, database_url, process_env, run_import, write_kore
+from impex.services.sql import database_url
+from impex.tests.helpers import customer_row, process_env, run_import, write_kore
 from syncapp.models import Customer
 
 pytestmark = [
@@ -324,3 +325,78 @@ def test_a_worker_stuck_in_its_chunk_holds_up_neither_other_chunks_nor_the_lease
 
     assert outcome == {"applied": True}
     assert ImportChunk.objects.filter(file=f, status="done").count() == 2
+
+
+def helpers_of(pid: int) -> list[int]:
+    """Return the processes started with `--helper-of pid`."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                    args = cmdline.read().split(b"\0")
+            except OSError:
+                continue
+            if b"--helper-of" in args and args[args.index(b"--helper-of") + 1] == str(pid).encode():
+                found.append(int(entry))
+    return found
+
+
+def test_impex_import_shares_a_big_files_chunks_with_helper_processes(tmp_path, kore_connection):
+    rows = [customer_row(f"C{n:05d}", first_name=f"N{n}") for n in range(30_000)]
+    path = write_kore(tmp_path, "KS_CUSTOMERS", 1, rows)
+    env = process_env(IMPEX_WORKERS=3, IMPEX_WORKERS_MIN_ROWS=1000, IMPEX_CHUNK_ROWS=1000, IMPEX_POLL_SECONDS=0.1)
+
+    out = subprocess.run(
+        [sys.executable, "manage.py", "impex_import", str(path), "--json"],
+        cwd=settings.BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+
+    assert out.returncode == 0, out.stdout + out.stderr
+    (result,) = json.loads(out.stdout.strip().splitlines()[-1])["files"]
+    assert (result["status"], result["created"], result["failed"]) == ("imported", 30_000, 0)
+    job = ImportJob.objects.get()
+    assert job.events.filter(kind="note", message__contains="2 more helper processes share its chunks").exists()
+    assert len(set(ImportChunk.objects.filter(file__job=job).values_list("claimed_by", flat=True))) >= 2
+    assert dict(Customer.objects.values_list("customer_id", "first_name")) == {
+        r["customer_id"]: r["first_name"] for r in rows
+    }
+
+
+def test_helper_processes_stop_with_the_import_that_started_them(tmp_path, kore_connection):
+    rows = [customer_row(f"C{n:06d}") for n in range(60_000)]
+    path = write_kore(tmp_path, "KS_CUSTOMERS", 1, rows)
+    env = process_env(IMPEX_WORKERS=3, IMPEX_WORKERS_MIN_ROWS=1000, IMPEX_CHUNK_ROWS=500, IMPEX_POLL_SECONDS=0.1)
+    log = tmp_path / "import.log"
+    with open(log, "wb") as output:
+        command = manage("impex_import", path, "--json", env=env, log=output)
+        try:
+            started = wait_for(lambda: len(helpers_of(command.pid)) == 2, seconds=120)
+            assert started, log.read_text()
+            assert wait_for(lambda: ImportChunk.objects.filter(status="done").count() >= 4, seconds=120)
+        finally:
+            command.send_signal(signal.SIGKILL)
+            command.wait()
+
+    assert wait_for(lambda: not helpers_of(command.pid), seconds=60)
+    job = ImportJob.objects.get()
+    assert job.status == "running"  # killed half-way: left for a worker to resume, not finished by orphans
+    resumed = subprocess.run(
+        [sys.executable, "manage.py", "impex_job", str(job.pk), "--json"],
+        cwd=settings.BASE_DIR,
+        env=process_env(IMPEX_LEASE_SECONDS=2, IMPEX_WORKERS=1),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    job.refresh_from_db()
+    f = job.files.get()
+    assert (job.status, f.status, f.created, f.rows_done) == ("completed", "imported", 60_000, 60_000)
+    assert Customer.objects.count() == 60_000

@@ -134,23 +134,13 @@ def special_order_row(special_order_id: str, **values) -> dict:
     return row
 
 
-def database_url() -> str:
-    """Return the URL of the test database, for another process."""
-    from urllib.parse import quote
-
-    from django.db import connection
-
-    db = connection.settings_dict
-    user = quote(db["USER"] or "", safe="")
-    password = quote(db["PASSWORD"] or "", safe="")
-    return f"postgres://{user}:{password}@{db['HOST'] or 'localhost'}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
 def process_env(**extra) -> dict:
     """Return the environment of a manage.py process working on this test's database and folders."""
     import os
 
     from django.conf import settings
+
+    from impex.services.sql import database_url
 
     return {
         **os.environ,

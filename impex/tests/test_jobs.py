@@ -308,3 +308,32 @@ def test_impex_job_exit_code_and_refusal_of_an_unknown_job(tmp_path, kore_connec
     assert "waiting for sequence 2" in text
     with pytest.raises(CommandError, match="no import job #999999"):
         call_command("impex_job", "999999")
+
+
+def test_a_cluster_task_asks_the_cluster_for_helpers_when_a_big_file_starts(tmp_path, kore_connection, settings):
+    settings.IMPEX_WORKERS = 3
+    settings.IMPEX_WORKERS_MIN_ROWS = 10
+    settings.IMPEX_CHUNK_ROWS = 5
+    job = job_create(
+        paths=[write_kore(tmp_path, "KS_CUSTOMERS", 1, [customer_row(f"C{n}") for n in range(30)])],
+        connection=kore_connection,
+    )
+
+    assert import_job_run(job.pk) == "completed"
+
+    assert OrmQ.objects.count() == 2  # two more tasks of the cluster may take its chunks
+    assert job.events.filter(message__contains="2 more tasks of the cluster share its chunks").exists()
+    assert Customer.objects.count() == 30
+
+
+def test_a_small_file_is_imported_by_its_runner_alone(tmp_path, kore_connection, settings):
+    settings.IMPEX_WORKERS = 3
+    settings.IMPEX_CHUNK_ROWS = 5
+    job = job_create(
+        paths=[write_kore(tmp_path, "KS_CUSTOMERS", 1, [customer_row(f"C{n}") for n in range(30)])],
+        connection=kore_connection,
+    )
+
+    assert import_job_run(job.pk) == "completed"
+
+    assert OrmQ.objects.count() == 0

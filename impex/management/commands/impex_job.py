@@ -1,5 +1,7 @@
 """Run or resume an import job in this process, as a cluster worker does (SPEC section 9)."""
 
+import argparse
+
 from django.core.management.base import BaseCommand, CommandError
 
 from impex.management.output import exit_with, print_json
@@ -17,12 +19,14 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("job_id", type=int, metavar="ID", help="The import job's id.")
         parser.add_argument("--json", action="store_true", help="Print one JSON object as the last line.")
+        # The runner of a big file starts helpers with this: they only help it, and stop when it is gone.
+        parser.add_argument("--helper-of", type=int, metavar="PID", help=argparse.SUPPRESS)
 
     def handle(self, *args, **opts):
         job_id = opts["job_id"]
         if not ImportJob.objects.filter(pk=job_id).exists():
             raise CommandError(f"no import job #{job_id}")
-        job = run_job(job_id, rerun=True)
+        job = run_job(job_id, rerun=True, helper_of=opts["helper_of"])
         report = job_print(self, job)
         if opts["json"]:
             print_json(self, {"job": job.pk, "files": report["files"]})
