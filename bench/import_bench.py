@@ -136,6 +136,13 @@ def phase_import(path: str) -> dict:
     }
 
 
+def copy_file(cursor, path: str, statement: str) -> None:
+    """Send a file's bytes to PostgreSQL's COPY as they are, a megabyte at a time."""
+    with open(path, "rb") as src, cursor.cursor.copy(statement) as copy:
+        while data := src.read(1024 * 1024):
+            copy.write(data)
+
+
 def phase_floor(path: str) -> dict:
     """PostgreSQL floor: COPY the file into a staging table, then INSERT ... ON CONFLICT DO UPDATE."""
     _django()
@@ -154,15 +161,12 @@ def phase_floor(path: str) -> dict:
             'company_name text, "group" text, accounting_id text, price_list text, discount_percentage numeric, '
             "payment_on_account boolean, parent_customer_id text, active boolean) ON COMMIT DROP"
         )
-        with (
-            open(path, "rb") as src,
-            cursor.cursor.copy(
-                "COPY floor_stage FROM STDIN WITH (FORMAT csv, DELIMITER E'\\t', HEADER true, "
-                'FORCE_NOT_NULL (first_name, last_name, company_name, "group", accounting_id, price_list))'
-            ) as copy,
-        ):
-            while data := src.read(1024 * 1024):
-                copy.write(data)
+        copy_file(
+            cursor,
+            path,
+            "COPY floor_stage FROM STDIN WITH (FORMAT csv, DELIMITER E'\\t', HEADER true, "
+            'FORCE_NOT_NULL (first_name, last_name, company_name, "group", accounting_id, price_list))',
+        )
         names = ", ".join(cols)
         updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in cols[1:])
         distinct = " OR ".join(f"t.{c} IS DISTINCT FROM EXCLUDED.{c}" for c in cols[1:])
@@ -227,14 +231,9 @@ def phase_plain_floor(path: str) -> dict:
             "payment_on_account boolean, parent_customer_id text, active boolean) ON COMMIT DROP"
         )
         names = ", ".join(cols)
-        with (
-            open(path, "rb") as src,
-            cursor.cursor.copy(
-                f"COPY plain_stage ({names}) FROM STDIN WITH (FORMAT csv, DELIMITER E'\\t', HEADER true)"
-            ) as copy,
-        ):
-            while data := src.read(1024 * 1024):
-                copy.write(data)
+        copy_file(
+            cursor, path, f"COPY plain_stage ({names}) FROM STDIN WITH (FORMAT csv, DELIMITER E'\\t', HEADER true)"
+        )
         updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in cols[1:])
         cursor.execute(
             f"INSERT INTO bench_plain_customer ({names}) SELECT {names} FROM plain_stage "
