@@ -196,7 +196,7 @@ def _spool(stream: IO[bytes], path: str | Path) -> None:
 
 
 @contextmanager
-def _temp_folder() -> Iterator[Path]:
+def temporary_folder() -> Iterator[Path]:
     """Yield a fresh folder under IMPEX_CACHE_DIR, removed with everything in it afterwards."""
     os.makedirs(settings.IMPEX_CACHE_DIR, exist_ok=True)
     folder = tempfile.mkdtemp(dir=settings.IMPEX_CACHE_DIR)
@@ -204,6 +204,18 @@ def _temp_folder() -> Iterator[Path]:
         yield Path(folder)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def location_of(storage: Storage, name: str) -> str:
+    """Say where a stored file is, for people: a local path, s3://bucket/key or sftp://host/path."""
+    _check_name(name)
+    if _is_local(storage):
+        return storage.path(name)
+    if isinstance(storage, S3Storage):
+        return f"s3://{storage.bucket_name}/{_s3_key(storage, name)}"
+    if isinstance(storage, SFTPStorage):
+        return f"sftp://{storage.host}{posixpath.join(storage.root_path or '/', name)}"
+    return name
 
 
 def _claim_local(storage: FileSystemStorage, name: str, src: str) -> str:
@@ -264,7 +276,7 @@ def _save_s3(storage: S3Storage, name: str, source, *, is_path: bool) -> str:
     if is_path:
         obj.upload_file(os.fspath(source), ExtraArgs=params, Config=storage.transfer_config)
         return name
-    with _temp_folder() as folder:
+    with temporary_folder() as folder:
         spooled = folder / "upload"
         _spool(source, spooled)
         obj.upload_file(str(spooled), ExtraArgs=params, Config=storage.transfer_config)
@@ -300,7 +312,7 @@ def local_copy(storage: Storage, name: str) -> Iterator[Path]:
             raise FileNotFoundError(f"no file {name!r} in {storage.location}")
         yield path
         return
-    with _temp_folder() as folder:
+    with temporary_folder() as folder:
         path = folder / posixpath.basename(name)
         with open_file(storage, name) as stream:
             _spool(stream, path)

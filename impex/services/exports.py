@@ -5,7 +5,6 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
-from django.conf import settings
 from django.utils import timezone
 
 from impex.choices import ColumnType, FileFormat
@@ -15,6 +14,7 @@ from impex.formats.writers import Unwritable, write_rows
 from impex.models import DataDescriptor, DataGroup
 from impex.services.columns import character_name, format_value, visible_text
 from impex.services.imports import layout_of
+from impex.storage import hub_storage, location_of, save_file, temporary_folder
 
 EXTENSIONS = {FileFormat.CSV: "csv", FileFormat.TSV: "tsv", FileFormat.XML: "xml"}
 
@@ -143,14 +143,24 @@ def export_to_path(
     fmt: str | None = None,
     since=None,
     left_out: list[LeftOut] | None = None,
-) -> tuple[Path, int]:
-    """Write the export to a file (the outbox by default); return its path and the number of rows written."""
-    if path is None:
-        path = Path(settings.IMPEX_ROOT) / "outbox" / export_file_name(descriptor, fmt=fmt)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    with open(tmp, "w", encoding=descriptor.encoding or "utf-8", newline="") as stream:
-        count = export_to_stream(stream, descriptor=descriptor, fmt=fmt, since=since, left_out=left_out)
-    tmp.replace(path)
-    return path, count
+) -> tuple[str, int]:
+    """Write the export to a file (the hub's outbox by default); return where it is and the rows written.
+
+    The outbox is in the hub's storage (IMPEX_STORAGE: a local folder, S3 or SFTP): the file is written
+    locally first and handed over whole, so a reader never sees half of it.
+    """
+    if path is not None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".part")
+        with open(tmp, "w", encoding=descriptor.encoding or "utf-8", newline="") as stream:
+            count = export_to_stream(stream, descriptor=descriptor, fmt=fmt, since=since, left_out=left_out)
+        tmp.replace(path)
+        return str(path), count
+    hub = hub_storage()
+    with temporary_folder() as folder:
+        local = folder / export_file_name(descriptor, fmt=fmt)
+        with open(local, "w", encoding=descriptor.encoding or "utf-8", newline="") as stream:
+            count = export_to_stream(stream, descriptor=descriptor, fmt=fmt, since=since, left_out=left_out)
+        stored = save_file(hub, f"outbox/{local.name}", local)
+    return location_of(hub, stored), count

@@ -2,7 +2,6 @@
 
 import fnmatch
 import hashlib
-import tempfile
 from pathlib import Path
 
 from django.conf import settings
@@ -25,7 +24,7 @@ from impex.models import (
 )
 from impex.services.archive import extract_zip, is_zip
 from impex.services.lifecycle import file_transition
-from impex.storage import delete_file, hub_storage, local_copy, save_file
+from impex.storage import delete_file, hub_storage, local_copy, save_file, temporary_folder
 
 
 def job_prefix(job: ImportJob) -> str:
@@ -118,10 +117,7 @@ def archive_unpack(archive: ImportFile, *, job: ImportJob, worker: str = "") -> 
     """Unpack a job's zip into data files of the job (safely: paths, links, bombs); reject the zip if unsafe."""
     hub = hub_storage()
     entries = []
-    with (
-        local_copy(hub, archive.path) as zip_path,
-        tempfile.TemporaryDirectory(dir=_cache_dir(), prefix="unzip-") as folder,
-    ):
+    with local_copy(hub, archive.path) as zip_path, temporary_folder() as folder:
         try:
             extracted = extract_zip(
                 zip_path,
@@ -165,12 +161,6 @@ def archive_unpack(archive: ImportFile, *, job: ImportJob, worker: str = "") -> 
         )
     delete_file(hub, archive.path)
     return entries
-
-
-def _cache_dir() -> Path:
-    folder = Path(settings.IMPEX_CACHE_DIR)
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 def candidate_descriptors(*, connection: Connection, group: DataGroup | None) -> list[DataDescriptor]:

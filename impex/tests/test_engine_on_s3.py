@@ -1,6 +1,7 @@
 """The engine keeps its files (job copies, archive, error folder) on S3 when IMPEX_STORAGE says so."""
 
 import io
+import json
 import zipfile
 
 from impex.models import ImportFile
@@ -69,3 +70,22 @@ def test_a_rejected_zip_is_kept_in_the_error_folder_with_its_reason(tmp_path, ko
     assert (error_folder / "upload.zip").read_bytes() == path.read_bytes()
     assert "damaged or truncated" in (error_folder / "upload.zip.reason.txt").read_text()
     assert not Customer.objects.exists()
+
+
+def test_an_export_goes_to_the_outbox_in_the_hubs_storage(settings, kore_connection, s3_bucket, s3_client):
+    from django.core.management import call_command
+
+    settings.IMPEX_STORAGE = f"s3://{s3_bucket}/hub"
+    storage_for.cache_clear()
+    Customer.objects.create(customer_id="C1", email="c1@example.com", connection=kore_connection)
+    out = io.StringIO()
+
+    call_command("impex_export", "KS_CUSTOMERS", "--json", stdout=out)
+
+    payload = json.loads(out.getvalue().strip().splitlines()[-1])
+    (key,) = keys(s3_client, s3_bucket)
+    assert key.startswith("hub/outbox/KS_CUSTOMERS_") and key.endswith(".tsv")
+    assert payload["path"] == f"s3://{s3_bucket}/{key}"
+    body = s3_client.get_object(Bucket=s3_bucket, Key=key)["Body"].read().decode()
+    assert body.splitlines()[1].startswith("C1\tc1@example.com")
+    assert not [p for p in settings.IMPEX_CACHE_DIR.rglob("*") if p.is_file()]
