@@ -90,6 +90,16 @@ def run_job(
             return helped
 
 
+class _Orphaned(Exception):
+    """The runner that started this helper process is gone."""
+
+
+def _check_parent(parent: int | None) -> None:
+    """Stop a helper process, between two chunks, once the runner that started it is gone."""
+    if parent is not None and os.getppid() != parent:
+        raise _Orphaned
+
+
 def _help(job: ImportJob, *, worker: str, wait: bool, parent: int | None = None) -> ImportJob | None:
     """Apply chunks of the files the job's runner is importing; return the job when done, None to claim it."""
     handles: dict[int, FileImport] = {}
@@ -111,7 +121,9 @@ def _help(job: ImportJob, *, worker: str, wait: bool, parent: int | None = None)
                 if handle is None:
                     handle = handles[f.pk] = FileImport(f, worker=worker, job_id=job.pk)
                 try:
-                    done = handle.work()
+                    done = handle.work(between=lambda: _check_parent(parent))
+                except _Orphaned:
+                    return job
                 except FileRejected as exc:
                     file_reject(f, message=reject_reason(exc, name=f.name), job_id=job.pk, worker=worker)
                     continue

@@ -386,6 +386,7 @@ def test_helper_processes_stop_with_the_import_that_started_them(tmp_path, kore_
     assert wait_for(lambda: not helpers_of(command.pid), seconds=60)
     job = ImportJob.objects.get()
     assert job.status == "running"  # killed half-way: left for a worker to resume, not finished by orphans
+    assert ImportChunk.objects.exclude(status="done").exists()
     resumed = subprocess.run(
         [sys.executable, "manage.py", "impex_job", str(job.pk), "--json"],
         cwd=settings.BASE_DIR,
