@@ -230,6 +230,18 @@ class DataDescriptor(models.Model):
         max_length=40, blank=True, default="", help_text="strftime format; empty: ISO 8601."
     )
     boolean_style = models.CharField(max_length=12, choices=BooleanStyle.choices, default=BooleanStyle.TRUE_FALSE)
+    true_words = models.CharField(
+        max_length=200,
+        blank=True,
+        default="",
+        help_text="Words read as true, separated by commas (e.g. yes); the first is written. Empty: the style above.",
+    )
+    false_words = models.CharField(
+        max_length=200,
+        blank=True,
+        default="",
+        help_text="Words read as false, separated by commas (e.g. no); the first is written. Empty: the style above.",
+    )
     xml_root = models.CharField(max_length=100, default="records")
     xml_record = models.CharField(max_length=100, default="record")
     max_error_count = models.PositiveIntegerField(
@@ -265,19 +277,26 @@ class DescriptorColumn(models.Model):
     descriptor = models.ForeignKey(DataDescriptor, on_delete=models.CASCADE, related_name="columns")
     position = models.PositiveIntegerField(default=0)
     name = models.CharField(max_length=100, help_text="Column header (or XML element name).")
-    field = models.CharField(max_length=100, help_text="Field of the entity it fills.")
+    field = models.CharField(
+        max_length=100, blank=True, default="", help_text="Field of the entity it fills (empty for an ignored column)."
+    )
     type = models.CharField(max_length=20, choices=ColumnType.choices, default=ColumnType.STRING)
     required = models.BooleanField(default=False)
     is_key = models.BooleanField(default=False)
     choices = models.CharField(
         max_length=500, blank=True, default="", help_text="Allowed values, comma separated (choice columns)."
     )
+    ignored = models.BooleanField(
+        default=False, help_text="The file has this column, and the import reads past it (nothing is stored)."
+    )
 
     class Meta:
         ordering = ["descriptor", "position", "id"]
         constraints = [
             models.UniqueConstraint(fields=["descriptor", "name"], name="descriptorcolumn_name"),
-            models.UniqueConstraint(fields=["descriptor", "field"], name="descriptorcolumn_field"),
+            models.UniqueConstraint(
+                fields=["descriptor", "field"], condition=~models.Q(field=""), name="descriptorcolumn_field"
+            ),
         ]
 
     def __str__(self):
@@ -322,6 +341,14 @@ class ImportJob(models.Model):
     connection = models.ForeignKey(Connection, null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs")
     group = models.ForeignKey(DataGroup, null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs")
     dry_run = models.BooleanField(default=False)
+    dry_run_of = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="real_runs",
+        help_text="The dry run whose upload this job imports for real.",
+    )
     created_by = models.CharField(max_length=150, blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     queued_at = models.DateTimeField(null=True, blank=True, help_text="When the job was last handed to the queue.")
@@ -378,6 +405,9 @@ class ImportFile(models.Model):
     content_hash = models.CharField(max_length=64, blank=True, default="")
     size = models.PositiveBigIntegerField(default=0)
     header = models.JSONField(default=list, blank=True, help_text="The columns the file has, as read when it started.")
+    preview = models.JSONField(
+        default=dict, blank=True, help_text="A dry run's findings: the first rows' changes and what would be retired."
+    )
     rows_total = models.PositiveBigIntegerField(default=0)
     rows_done = models.PositiveBigIntegerField(default=0)
     created = models.PositiveBigIntegerField(default=0)
