@@ -26,6 +26,9 @@ class EntitySpec:
     retire_within: tuple[str, ...] = ()
     # FULL mode: values given to records the file has again when their column is absent.
     revive: dict = field(default_factory=dict)
+    # Fields a descriptor may key records by instead of the key field, which then takes the same value
+    # ({"email": "customer_id"}: a file that names customers by e-mail only, e.g. a shop platform's export).
+    key_aliases: dict = field(default_factory=dict)
     # Referenced records created on the fly when a row names one that does not exist yet.
     create_missing_refs: frozenset = frozenset()
     # Runs in the transaction that finishes a file of this entity (derived fields of related records).

@@ -48,6 +48,7 @@ def register() -> None:
             retire="active",
             retire_value=False,
             revive={"active": True},
+            key_aliases={"email": "customer_id"},
         ),
         EntitySpec(
             "product_variant",

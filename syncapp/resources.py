@@ -26,7 +26,7 @@ from impex.exceptions import ImpexError
 from impex.formats.readers import Layout, Record, iter_records, scan
 from impex.formats.writers import neutralise_cell
 from impex.models import DataDescriptor
-from impex.services.columns import compile_descriptor, format_value
+from impex.services.columns import compile_descriptor, format_value, value_styles
 from impex.services.pipeline import BatchResult, RecordPipeline
 from syncapp.models import (
     Customer,
@@ -113,12 +113,7 @@ class SafeExportResource(resources.ModelResource):
         if not self.descriptor_code:
             return {}, {}
         descriptor = DataDescriptor.objects.get(code=self.descriptor_code)
-        styles = {
-            "boolean_style": descriptor.boolean_style,
-            "date_format": descriptor.date_format,
-            "datetime_format": descriptor.datetime_format,
-        }
-        return dict(descriptor.columns.values_list("name", "type")), styles
+        return dict(descriptor.columns.values_list("name", "type")), value_styles(descriptor)
 
     def export_field(self, field, instance, **kwargs):
         kinds, styles = self.export_styles

@@ -13,6 +13,13 @@ from django.db import models
 from impex.choices import ColumnType
 from impex.entities import EntitySpec, entity_spec, natural_key_of
 from impex.exceptions import ConfigurationError, RowError
+from impex.services.descriptors import (
+    ERRORS_COLUMN,
+    boolean_words,
+    descriptor_check,
+    key_alias_field,
+    model_field_of,
+)
 
 _INT = re.compile(r"[+-]?[0-9]+\Z")
 _DEC = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)\Z")
@@ -65,10 +72,15 @@ class CompiledDescriptor:
     model: type[models.Model]
     columns: dict[str, Column]
     key_columns: list[Column]
+    ignored: frozenset[str] = frozenset()  # declared columns read past
 
     @property
     def required_names(self) -> list[str]:
         return [c.name for c in self.columns.values() if c.required]
+
+    def reads_past(self, name: str) -> bool:
+        """Tell whether a column of a file is read past: declared as ignored, or a rejected-rows file's errors."""
+        return name in self.ignored or (name == ERRORS_COLUMN and name not in self.columns)
 
 
 def control_character_in(text: str) -> str | None:
@@ -121,26 +133,22 @@ def within_utc_years(value: datetime) -> bool:
 
 def compile_descriptor(descriptor, *, tz: str = "UTC") -> CompiledDescriptor:
     """Compile a DataDescriptor (with its columns) into converters; raise ConfigurationError if it can't work."""
+    declared = list(descriptor.columns.all())
+    problems = descriptor_check(descriptor=descriptor, columns=declared)
+    if problems:
+        raise ConfigurationError(
+            "; ".join(
+                f"{descriptor.code}.{declared[p.column].name}: {p.message}" if p.column is not None else p.message
+                for p in problems
+            )
+        )
     spec = entity_spec(descriptor.entity)
     model = spec.model
     zone = ZoneInfo(tz or "UTC")
+    words = boolean_words(descriptor)
     columns: dict[str, Column] = {}
-    for col in descriptor.columns.all():
-        parent = ""
-        target_model = model
-        field_name = col.field
-        if "." in field_name:
-            parent, field_name = field_name.split(".", 1)
-            try:
-                target_model = model._meta.get_field(parent).related_model
-            except Exception as exc:
-                raise ConfigurationError(f"{descriptor.code}.{col.name}: unknown field '{col.field}'") from exc
-        try:
-            model_field = target_model._meta.get_field(field_name)
-        except Exception as exc:
-            raise ConfigurationError(
-                f"{descriptor.code}.{col.name}: {target_model._meta.verbose_name} has no field '{field_name}'"
-            ) from exc
+    for col in (c for c in declared if not c.ignored):
+        parent, _, field_name = col.field.rpartition(".")
         column = Column(
             name=col.name,
             field_name=field_name,
@@ -148,29 +156,48 @@ def compile_descriptor(descriptor, *, tz: str = "UTC") -> CompiledDescriptor:
             required=col.required,
             is_key=col.is_key,
             convert=None,
-            model_field=model_field,
+            model_field=model_field_of(spec, col.field),
             parent=parent,
         )
-        if col.type == ColumnType.REFERENCE:
-            if not model_field.is_relation:
-                raise ConfigurationError(f"{descriptor.code}.{col.name}: '{col.field}' is not a reference")
-            column.ref_model = model_field.related_model
-            column.ref_key = natural_key_of(model_field.related_model)
-        column.choices = tuple(c.strip() for c in col.choices.split(",") if c.strip())
-        if not column.choices and model_field.choices and col.type == ColumnType.CHOICE:
-            column.choices = tuple(str(v) for v, _ in model_field.choices)
-        column.default = _empty_value(model_field)
-        column.convert = _converter(column, descriptor=descriptor, zone=zone)
+        _finish_column(column, choices=col.choices, descriptor=descriptor, zone=zone, words=words)
         columns[col.name] = column
     key_columns = [c for c in columns.values() if c.is_key]
-    key_fields = {c.field_name for c in key_columns}
-    if key_fields != set(spec.key_fields):
-        raise ConfigurationError(
-            f"{descriptor.code}: the key columns must fill {', '.join(spec.key_fields)} "
-            f"(they fill {', '.join(sorted(key_fields)) or 'nothing'})"
+    filled = {c.field_name for c in columns.values() if not c.parent}
+    target = key_alias_field(spec, {c.field_name for c in key_columns}, filled)
+    if target is not None:
+        # The key column (a customer's e-mail) is also the record's key field: a column of its own, reading the
+        # same cell, fills it; the pipeline finds the cell by the column's name.
+        (alias,) = key_columns
+        alias.is_key = False
+        key = Column(
+            name=alias.name,
+            field_name=target,
+            kind=ColumnType.STRING,
+            required=True,
+            is_key=True,
+            convert=None,
+            model_field=model._meta.get_field(target),
         )
+        _finish_column(key, choices="", descriptor=descriptor, zone=zone, words=words)
+        key_columns = [key]
     key_columns.sort(key=lambda c: spec.key_fields.index(c.field_name))
-    return CompiledDescriptor(descriptor=descriptor, spec=spec, model=model, columns=columns, key_columns=key_columns)
+    ignored = frozenset(c.name for c in declared if c.ignored)
+    return CompiledDescriptor(
+        descriptor=descriptor, spec=spec, model=model, columns=columns, key_columns=key_columns, ignored=ignored
+    )
+
+
+def _finish_column(column: Column, *, choices: str, descriptor, zone: ZoneInfo, words) -> None:
+    """Give a compiled column its reference target, choices, empty value and converter."""
+    model_field = column.model_field
+    if column.kind == ColumnType.REFERENCE:
+        column.ref_model = model_field.related_model
+        column.ref_key = natural_key_of(model_field.related_model)
+    column.choices = tuple(c.strip() for c in choices.split(",") if c.strip())
+    if not column.choices and model_field.choices and column.kind == ColumnType.CHOICE:
+        column.choices = tuple(str(v) for v, _ in model_field.choices)
+    column.default = _empty_value(model_field)
+    column.convert = _converter(column, descriptor=descriptor, zone=zone, words=words)
 
 
 def _empty_value(model_field: models.Field):
@@ -194,7 +221,7 @@ def _bounds(model_field: models.Field) -> tuple[int | None, int | None]:
     return lo, hi
 
 
-def _converter(column: Column, *, descriptor, zone: ZoneInfo):
+def _converter(column: Column, *, descriptor, zone: ZoneInfo, words: tuple[list[str], list[str]] | None):
     """Build the function that turns one cell into a value or raises RowError."""
     name = column.name
     kind = column.kind
@@ -286,6 +313,21 @@ def _converter(column: Column, *, descriptor, zone: ZoneInfo):
                 raise RowError(f"'{raw}' is too large (at most {whole} digits before the dot)", column=name, value=raw)
             return value
 
+    elif kind == ColumnType.BOOLEAN and words is not None:
+        # The descriptor's own words replace the usual ones: a shop's "yes"/"no", matched in any case.
+        meaning = {**{w.lower(): True for w in words[0]}, **{w.lower(): False for w in words[1]}}
+        listed = [*words[0], *words[1]]
+        accepted = " or ".join(listed) if len(listed) == 2 else f"one of {', '.join(listed)}"
+
+        def convert(raw):
+            if raw == "":
+                return missing(raw)
+            refuse_control_characters(raw)
+            value = meaning.get(raw.strip().lower())
+            if value is None:
+                raise RowError(f"'{raw}' is not a boolean (use {accepted})", column=name, value=raw)
+            return value
+
     elif kind == ColumnType.BOOLEAN:
 
         def convert(raw):
@@ -359,15 +401,32 @@ def _converter(column: Column, *, descriptor, zone: ZoneInfo):
     return convert
 
 
+def value_styles(descriptor) -> dict[str, str]:
+    """Return how a descriptor writes values: the keyword arguments of format_value."""
+    words = boolean_words(descriptor)
+    yes, no = (words[0][0], words[1][0]) if words else descriptor.boolean_style.split("/")
+    return {
+        "true_word": yes,
+        "false_word": no,
+        "date_format": descriptor.date_format,
+        "datetime_format": descriptor.datetime_format,
+    }
+
+
 def format_value(
-    value, *, kind: str, boolean_style: str = "true/false", date_format: str = "", datetime_format: str = ""
+    value,
+    *,
+    kind: str,
+    true_word: str = "true",
+    false_word: str = "false",
+    date_format: str = "",
+    datetime_format: str = "",
 ):
     """Format one value for export the way the descriptor reads it back."""
     if value is None:
         return ""
     if kind == ColumnType.BOOLEAN:
-        yes, no = boolean_style.split("/")
-        return yes if value else no
+        return true_word if value else false_word
     if kind == ColumnType.DECIMAL:
         text = format(value, "f")
         if "." in text:

@@ -12,7 +12,7 @@ from impex.entities import entity_spec, natural_key_of
 from impex.exceptions import ConfigurationError
 from impex.formats.writers import Unwritable, write_rows
 from impex.models import DataDescriptor, DataGroup
-from impex.services.columns import character_name, format_value, visible_text
+from impex.services.columns import character_name, format_value, value_styles, visible_text
 from impex.services.imports import layout_of
 from impex.storage import hub_storage, location_of, save_file, temporary_folder
 
@@ -60,20 +60,20 @@ def export_rows(*, descriptor: DataDescriptor, since: datetime | None = None) ->
     """Return the header and a stream of formatted rows of the descriptor's entity."""
     model = entity_spec(descriptor.entity).model
     columns = list(descriptor.columns.all())
-    lookups = [_lookup(model, c) for c in columns]
+    # An ignored column is written empty, so that the file has the layout the descriptor reads.
+    read = [c for c in columns if not c.ignored]
+    lookups = [_lookup(model, c) for c in read]
     qs = model.objects.order_by("pk")
     if since is not None:
         qs = qs.filter(updated_at__gte=since)
-    kinds = [c.type for c in columns]
-    style = descriptor.boolean_style
-    dfmt, dtfmt = descriptor.date_format, descriptor.datetime_format
+    kinds = [c.type for c in read]
+    styles = value_styles(descriptor)
+    places = [c.ignored for c in columns]
 
     def rows():
         for values in qs.values_list(*lookups).iterator(chunk_size=5000):
-            yield [
-                format_value(v, kind=k, boolean_style=style, date_format=dfmt, datetime_format=dtfmt)
-                for v, k in zip(values, kinds, strict=True)
-            ]
+            cells = iter([format_value(v, kind=k, **styles) for v, k in zip(values, kinds, strict=True)])
+            yield ["" if ignored else next(cells) for ignored in places]
 
     return [c.name for c in columns], rows()
 

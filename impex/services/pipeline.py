@@ -123,11 +123,12 @@ class RecordPipeline:
         """Refuse a header with unknown or missing required columns."""
         columns = self.compiled.columns
         code = self.compiled.descriptor.code
-        unknown = [h for h in self.header if h not in columns]
+        unknown = [h for h in self.header if h not in columns and not self.compiled.reads_past(h)]
         if unknown:
+            known = [*columns, *sorted(self.compiled.ignored)]
             raise FileRejected(
                 f"unknown column{'s' if len(unknown) > 1 else ''} {', '.join(repr(u) for u in unknown)} "
-                f"(descriptor {code} has: {', '.join(columns)})"
+                f"(descriptor {code} has: {', '.join(known)})"
             )
         missing = [c.name for c in columns.values() if c.required and c.name not in self.header]
         if missing:
@@ -339,11 +340,15 @@ class RecordPipeline:
         """Record every bad cell of a refused row."""
         problems = []
         raw = self.pick(rec.values)
+        seen = set()
         for cell, convert in zip(raw, self.all_convs, strict=True):
             try:
                 convert(cell)
             except RowProblem as exc:
-                problems.append(exc)
+                # A key field filled from another column's cell (a customer keyed by e-mail) fails with it: once.
+                if (exc.column, exc.message) not in seen:
+                    seen.add((exc.column, exc.message))
+                    problems.append(exc)
         ext = visible_text(external_id(raw[i] for i in self.key_idx))
         out.totals.failed += 1
         for p in problems:
