@@ -130,6 +130,8 @@ IMPEX_MAX_FILE_BYTES = env_int("IMPEX_MAX_FILE_BYTES", 2 * 1024**3)
 IMPEX_MAX_ZIP_BYTES = env_int("IMPEX_MAX_ZIP_BYTES", 4 * 1024**3)
 IMPEX_MAX_ZIP_ENTRIES = env_int("IMPEX_MAX_ZIP_ENTRIES", 1000)
 IMPEX_MAX_ZIP_RATIO = env_int("IMPEX_MAX_ZIP_RATIO", 200)
+# "Try it on a sample" (a descriptor's page) reads a whole uploaded file in the web request: keep it small.
+IMPEX_SAMPLE_MAX_BYTES = env_int("IMPEX_SAMPLE_MAX_BYTES", 10 * 1024**2)
 # A worker's claim on a job or a chunk lasts this long unless renewed; a killed worker's work is taken
 # over once it runs out.
 IMPEX_LEASE_SECONDS = env_int("IMPEX_LEASE_SECONDS", 60)

@@ -1,14 +1,20 @@
 """Admin of connections, descriptors and groups, and the read-only record of import jobs, files and errors."""
 
+from types import SimpleNamespace
+
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import actions as admin_actions
 from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Count
-from django.http import HttpResponseRedirect
-from django.template.defaultfilters import pluralize
-from django.urls import reverse
+from django.forms.models import BaseInlineFormSet
+from django.http import Http404, HttpResponseRedirect
+from django.template.defaultfilters import filesizeformat, pluralize
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
@@ -37,7 +43,10 @@ from impex.models import (
     RowError,
 )
 from impex.services.connections import connection_delete, connection_delete_check
+from impex.services.descriptors import descriptor_check
 from impex.services.lifecycle import job_rerun
+from impex.services.samples import SAMPLE_ROWS, descriptor_sample
+from impex.storage import temporary_folder
 
 
 @admin.register(Connection)
@@ -159,15 +168,60 @@ class ConnectionAdmin(CountedDeleteMixin, admin.ModelAdmin):
         )
 
 
+DESCRIPTOR_WORD_FIELDS = ("true_words", "false_words")
+
+
+class DescriptorColumnFormSet(BaseInlineFormSet):
+    """Checks the columns together with the descriptor on save, by the rules the engine compiles them with."""
+
+    def clean(self):
+        forms_ = [
+            form for form in self.forms if getattr(form, "cleaned_data", None) and not self._should_delete_form(form)
+        ]
+        if any(form.errors for form in self.forms):
+            return  # each row's own errors first: a half-read row would only add confusing ones
+        problems = descriptor_check(descriptor=self.instance, columns=[form.instance for form in forms_])
+        general = []
+        for problem in problems:
+            if problem.column is not None:
+                form = forms_[problem.column]
+                form.add_error(problem.attr if problem.attr in form.fields else None, problem.message)
+            elif not problem.attr:
+                general.append(problem.message)
+            # A problem of the descriptor's own fields is shown on them by its form.
+        if general:
+            raise forms.ValidationError(general)
+
+
 class DescriptorColumnInline(admin.TabularInline):
     model = DescriptorColumn
-    fields = ("position", "name", "field", "type", "required", "is_key", "choices")
+    formset = DescriptorColumnFormSet
+    fields = ("position", "name", "field", "type", "required", "is_key", "ignored", "choices")
     ordering = ("position", "id")
     extra = 0
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        field = super().formfield_for_dbfield(db_field, request, **kwargs)
+        # Narrow text boxes keep the eight columns of a row within a 1400 px window.
+        sizes = {"position": 3, "name": 18, "field": 18, "choices": 24}
+        if db_field.name in sizes:
+            field.widget.attrs["size"] = sizes[db_field.name]
+            field.widget.attrs["style"] = "width: auto"
+        return field
 
 
 class DataDescriptorAdminForm(forms.ModelForm):
     """Keeps a built-in descriptor's code (file names carry it); "Save as new" may give the copy a new one."""
+
+    def clean(self):
+        data = super().clean()
+        probe = SimpleNamespace(
+            entity=data.get("entity", ""), **{name: data.get(name, "") for name in DESCRIPTOR_WORD_FIELDS}
+        )
+        for problem in descriptor_check(descriptor=probe, columns=[]):
+            if problem.attr in DESCRIPTOR_WORD_FIELDS:
+                self.add_error(problem.attr, problem.message)
+        return data
 
     def clean_code(self):
         code = self.cleaned_data["code"]
@@ -205,6 +259,8 @@ class DataDescriptorAdmin(admin.ModelAdmin):
                     "date_format",
                     "datetime_format",
                     "boolean_style",
+                    "true_words",
+                    "false_words",
                     "xml_root",
                     "xml_record",
                 )
@@ -225,6 +281,66 @@ class DataDescriptorAdmin(admin.ModelAdmin):
         if obj is not None and obj.builtin:
             return False
         return super().has_delete_permission(request, obj)
+
+    def get_urls(self):
+        sample = path(
+            "<path:object_id>/sample/",
+            self.admin_site.admin_view(self.sample_view),
+            name="impex_datadescriptor_sample",
+        )
+        return [sample, *super().get_urls()]
+
+    def sample_view(self, request, object_id):
+        """Try the saved descriptor on an uploaded file: its first rows as an import reads them; nothing is kept."""
+        descriptor = self.get_object(request, unquote(object_id))
+        if descriptor is None:
+            raise Http404("No such descriptor.")
+        # Reading a file writes nothing, but the page is a tool for whoever shapes the descriptor.
+        if not self.has_change_permission(request, descriptor):
+            raise PermissionDenied
+        form = DescriptorSampleForm(request.POST or None, request.FILES or None)
+        sample = None
+        if request.method == "POST" and form.is_valid():
+            upload = form.cleaned_data["file"]
+            with temporary_folder() as folder:
+                local = folder / "sample"
+                with open(local, "wb") as out:
+                    for chunk in upload.chunks():
+                        out.write(chunk)
+                sample = descriptor_sample(
+                    descriptor=descriptor,
+                    path=local,
+                    max_bytes=settings.IMPEX_SAMPLE_MAX_BYTES,
+                    tz=timezone.get_current_timezone_name(),
+                )
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "original": descriptor,
+            "title": f"Try {descriptor.code} on a sample",
+            "form": form,
+            "sample": sample,
+            "sample_rows": SAMPLE_ROWS,
+            "max_size": filesizeformat(settings.IMPEX_SAMPLE_MAX_BYTES),
+            "has_view_permission": True,
+        }
+        return TemplateResponse(request, "admin/impex/datadescriptor/sample.html", context)
+
+
+class DescriptorSampleForm(forms.Form):
+    """A sample file to try a descriptor on."""
+
+    file = forms.FileField(label="Sample file", help_text="A CSV, TSV or XML file laid out as the descriptor says.")
+
+    def clean_file(self):
+        upload = self.cleaned_data["file"]
+        limit = settings.IMPEX_SAMPLE_MAX_BYTES
+        if upload.size > limit:
+            raise forms.ValidationError(
+                f"The file is {filesizeformat(upload.size)}; a sample may be up to {filesizeformat(limit)}. "
+                "Try the first rows of the file."
+            )
+        return upload
 
 
 class DataGroupAdminForm(forms.ModelForm):

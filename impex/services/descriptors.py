@@ -1,5 +1,6 @@
 """The rules a data descriptor must keep to read and write files: one book for the admin, the engine and migrations."""
 
+import fnmatch
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -8,6 +9,7 @@ from django.db import models
 
 from impex.choices import ColumnType
 from impex.entities import EntitySpec, entity_spec
+from impex.exceptions import FileRejected
 
 # Fields the engine fills itself: a column may not fill them.
 ENGINE_FIELDS = frozenset({"connection", "created_at", "updated_at"})
@@ -287,3 +289,24 @@ def _key_problems(spec: EntitySpec, key_fields: set[str], filled: set[str]) -> l
             f"is keyed by {keyed_by}."
         )
     return [DescriptorProblem(message)]
+
+
+def descriptor_claiming(*, name: str, group) -> object | None:
+    """Return the descriptor of a group that claims a file by its pattern alone (no naming convention), or None.
+
+    A third-party export (a shop's customers_export.csv) follows neither naming convention: a descriptor without
+    one claims it by its file pattern, on an upload to a group that holds that descriptor.
+    """
+    if group is None:
+        return None
+    claiming = [
+        d
+        for d in group.descriptors.filter(convention="").exclude(file_pattern="").order_by("code")
+        if fnmatch.fnmatchcase(name, d.file_pattern)
+    ]
+    if len(claiming) > 1:
+        raise FileRejected(
+            f"{name}: the patterns of several descriptors match it ({', '.join(d.code for d in claiming)}); "
+            "make them tell the files apart"
+        )
+    return claiming[0] if claiming else None

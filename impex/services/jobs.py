@@ -9,7 +9,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from impex import naming
-from impex.choices import FileKind, FileStatus, JobSource
+from impex.choices import FileKind, FileStatus, JobSource, Mode
 from impex.exceptions import ArchiveError, FileNameError, FileRejected
 from impex.models import (
     Connection,
@@ -23,6 +23,7 @@ from impex.models import (
     RowError,
 )
 from impex.services.archive import extract_zip, is_zip
+from impex.services.descriptors import descriptor_claiming
 from impex.services.lifecycle import file_transition
 from impex.storage import delete_file, hub_storage, local_copy, save_file, temporary_folder
 
@@ -208,6 +209,14 @@ def file_match(import_file: ImportFile, *, group: DataGroup | None) -> None:
     conn = import_file.connection
     if conn is None and group is not None and group.connection_id:
         conn = group.connection
+    claimed = descriptor_claiming(name=name, group=group)
+    if claimed is not None:
+        # Claimed by its pattern: no name parts to check, no order key; upserted like a delta.
+        import_file.connection = conn
+        import_file.descriptor = claimed
+        import_file.mode = Mode.DELTA
+        import_file.save(update_fields=["connection", "descriptor", "mode"])
+        return
     if conn is None:
         conn = find_connection(name)
     descriptors = candidate_descriptors(connection=conn, group=group)

@@ -69,6 +69,16 @@ class BatchResult:
     deferred: list = field(default_factory=list)  # Records held back: they name a record that comes later
 
 
+@dataclass
+class RecordReading:
+    """How the pipeline reads one record, writing nothing: each column's value or error, and the row's problems."""
+
+    row: int
+    values: dict = field(default_factory=dict)  # column name -> converted value
+    errors: dict = field(default_factory=dict)  # column name -> message
+    problems: list[str] = field(default_factory=list)
+
+
 class _Good:
     """A row that converted cleanly, on its way to the database."""
 
@@ -268,6 +278,47 @@ class RecordPipeline:
         if good:
             self._write(good, out, final=final, collect_applied=collect_applied)
         return out
+
+    def read(self, records: list[Record]) -> list[RecordReading]:
+        """Read records as apply() does, writing nothing: values, cell errors, repeated keys, unknown references."""
+        readings = []
+        seen: dict[str, int] = {}
+        width = self.width
+        for rec in records:
+            reading = RecordReading(row=rec.row)
+            readings.append(reading)
+            if rec.error:
+                reading.problems.append(rec.error)
+                continue
+            cells = [*rec.values, ""] if len(rec.values) == width else rec.values
+            # As the file's start does, every record whose key reads is keyed, refused cells or not.
+            key = self.key_of(cells[:width])
+            if key is not None and key in seen:
+                ext = key.replace(KEY_SEP, "/")
+                reading.problems.append(f"duplicate key {ext} in this file (first at row {seen[key]})")
+            elif key is not None:
+                seen[key] = rec.row
+            for column, raw in zip(self.present, self.pick(cells), strict=True):
+                try:
+                    reading.values[column.name] = column.convert(raw)
+                except RowProblem as exc:
+                    reading.errors.setdefault(column.name, exc.message)
+        for _, column in self.refs:
+            self._read_references(readings, column)
+        return readings
+
+    def _read_references(self, readings: list[RecordReading], column: Column) -> None:
+        """Mark the cells of a reference column that name no stored record (one query, nothing written)."""
+        named = {r.values.get(column.name) for r in readings if not r.errors and not r.problems}
+        named.discard(None)
+        if not named or column.field_name in self.compiled.spec.create_missing_refs:
+            return
+        model = column.ref_model
+        found = set(model.objects.filter(**{f"{column.ref_key}__in": named}).values_list(column.ref_key, flat=True))
+        for reading in readings:
+            value = reading.values.get(column.name)
+            if value is not None and value not in found and not reading.problems:
+                reading.errors[column.name] = f"unknown {model._meta.verbose_name} '{value}'"
 
     @staticmethod
     def _problem(out: BatchResult, row, message, *, column="", value="", ext=""):
