@@ -202,11 +202,10 @@ class DescriptorColumnInline(admin.TabularInline):
 
     def formfield_for_dbfield(self, db_field, request, **kwargs):
         field = super().formfield_for_dbfield(db_field, request, **kwargs)
-        # Narrow text boxes keep the eight columns of a row within a 1400 px window.
-        sizes = {"position": 3, "name": 18, "field": 18, "choices": 24}
-        if db_field.name in sizes:
-            field.widget.attrs["size"] = sizes[db_field.name]
-            field.widget.attrs["style"] = "width: auto"
+        # Narrow boxes keep the eight columns of a row within a 1400 px window, beside the navigation sidebar.
+        widths = {"position": "4em", "name": "12em", "field": "11em", "choices": "10em"}
+        if db_field.name in widths:
+            field.widget.attrs["style"] = f"width: {widths[db_field.name]}"
         return field
 
 

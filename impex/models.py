@@ -300,7 +300,7 @@ class DescriptorColumn(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.descriptor_id}.{self.name}"
+        return self.name
 
 
 class DataGroup(models.Model):

@@ -21,7 +21,6 @@ class SampleCell:
     text: str = ""
     error: str = ""
     empty: bool = False
-    note: str = ""  # "ignored" for a column read past
 
 
 @dataclass
@@ -46,6 +45,19 @@ class Sample:
     notes: dict[str, str] = field(default_factory=dict)  # column -> how it is read ("ignored", "key", ...)
     record_count: int = 0
     rows: list[SampleRow] = field(default_factory=list)
+
+    @property
+    def shown(self) -> list[str]:
+        """Return the columns the rows show: those read (the ignored ones are only listed)."""
+        return [name for name in self.header if self.notes.get(name) != "ignored"]
+
+    @property
+    def ignored(self) -> list[str]:
+        return [name for name in self.header if self.notes.get(name) == "ignored"]
+
+    @property
+    def read(self) -> dict[str, str]:
+        return {name: note for name, note in self.notes.items() if note != "ignored"}
 
     @property
     def refused_count(self) -> int:
@@ -95,10 +107,8 @@ def descriptor_sample(*, descriptor, path: str | Path, max_bytes: int, tz: str =
         if not reading.values and not reading.errors:
             sample.rows.append(row)
             continue
-        for name in header:
-            if sample.notes[name] == "ignored":
-                row.cells.append(SampleCell(note="ignored"))
-            elif name in reading.errors:
+        for name in sample.shown:
+            if name in reading.errors:
                 row.cells.append(SampleCell(error=reading.errors[name]))
             else:
                 value = reading.values.get(name)
