@@ -159,7 +159,8 @@ def archive_unpack(archive: ImportFile, *, job: ImportJob, worker: str = "") -> 
             note=f"{len(entries)} file{'s' if len(entries) != 1 else ''}",
             finished_at=timezone.now(),
         )
-    delete_file(hub, archive.path)
+    if not job.dry_run:  # a dry run keeps its upload whole, for a real run of the same zip
+        delete_file(hub, archive.path)
     return entries
 
 
