@@ -294,3 +294,18 @@ def test_without_run_import_uploads_and_runs_are_refused(client, django_user_mod
     client.logout()
     anonymous = client.get(UPLOAD)
     assert anonymous.status_code == 302 and "/login/" in anonymous["Location"]
+
+
+def test_file_of_a_type_the_group_does_not_hold_is_listed_as_such(client, importer, bspk_connection):
+    orders_only = DataGroup.objects.create(code="orders-only", name="Orders only")
+    from impex.models import DataDescriptor
+
+    orders_only.descriptors.add(DataDescriptor.objects.get(code="SPECIAL-ORDERS"))
+    job = uploaded_job(upload(client, orders_only, bspk_zip()))
+    import_job_run(job.pk)
+    events = ImportFile.objects.get(job=job, name=bspk_name("SPECIAL-ORDER-EVENTS"))
+    assert events.status == "rejected"
+    assert "no descriptor of the import group orders-only claims this file: it is SPECIAL-ORDER-EVENTS" in (
+        events.message
+    )
+    assert SpecialOrder.objects.count() == 2
