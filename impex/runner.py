@@ -38,8 +38,8 @@ from impex.models import (
     ImportedFileName,
     ImportFile,
     ImportJob,
-    RowError,
 )
+from impex.services.dryrun import Sandbox, file_dry_run
 from impex.services.imports import FileImport, reject_reason
 from impex.services.jobs import archive_unpack, connection_prefix, file_match, file_reject, job_prefix
 from impex.services.lifecycle import (
@@ -247,6 +247,7 @@ class _JobRun:
         self.wait = wait
         self.problems: list[str] = []
         self.helpers = _Helpers(job, worker=worker, in_cluster=not wait)
+        self.sandbox: Sandbox | None = None  # a dry run's copies of the tables, kept across its files
 
     def handle(self) -> ImportJob:
         try:
@@ -272,6 +273,8 @@ class _JobRun:
                 reason = f"{exc.__class__.__name__}: {exc}"
             return job_terminate(job=job, worker=self.worker, status=JobStatus.ERRORED, error=reason)
         finally:
+            if self.sandbox is not None:
+                self.sandbox.close()
             _remove_empty_dirs(job)
         files = ImportFile.objects.filter(Q(job=job) | Q(processed_by=job)).exclude(kind=FileKind.ARCHIVE)
         # A file waiting for its sequence is not a failure of this job: the job that fills the gap imports it.
@@ -495,36 +498,14 @@ class _JobRun:
         return ""
 
     def _dry_run(self, f: ImportFile) -> None:
-        """Import the file in a transaction that is rolled back, then record what it would have done."""
+        """Import the file into the job's sandbox (temporary copies of the tables), recording what it would do."""
+        if self.sandbox is None:
+            self.sandbox = Sandbox()
         handle = FileImport(f, worker=self.worker, job_id=self.job.pk)
         try:
-            result = handle.dry_run_apply()
+            file_dry_run(handle=handle, sandbox=self.sandbox)
         except FileRejected as exc:
             self._reject(f, reject_reason(exc, name=f.name))
-            return
-        now = timezone.now()
-        with transaction.atomic():
-            file_transition(f, new=FileStatus.RUNNING, job_id=self.job.pk, worker=self.worker, started_at=now)
-            for error in result.errors:
-                error.pk = None
-                error.file = f
-            RowError.objects.bulk_create(result.errors)
-            t = result.totals
-            file_transition(
-                f,
-                new=FileStatus.IMPORTED,
-                job_id=self.job.pk,
-                worker=self.worker,
-                message="dry run: nothing was written",
-                note=f"dry run: would be {t.created} created, {t.updated} updated, {t.unchanged} unchanged, "
-                f"{t.retired} retired, {t.failed} failed",
-                rows_total=result.rows_total,
-                finished_at=timezone.now(),
-                **{
-                    name: getattr(t, name)
-                    for name in ("rows_done", "created", "updated", "unchanged", "retired", "failed")
-                },
-            )
 
     def _drop(self, f: ImportFile, status: str, message: str) -> None:
         """Mark a file skipped (a duplicate), dropping what a start had prepared."""

@@ -3,7 +3,6 @@
 import itertools
 import logging
 from contextlib import ExitStack
-from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 
@@ -38,7 +37,6 @@ from syncapp import services as sync
 
 log = logging.getLogger(__name__)
 
-MAX_REPORTED_ERRORS = 1000
 _tables = itertools.count(1)
 
 
@@ -175,19 +173,6 @@ class _KeyLedger:
                 cursor.execute(f"DROP TABLE IF EXISTS {self.table}")
             self.table = ""
         self.buffer = []
-
-
-@dataclass
-class DryRunResult:
-    """What a dry run would have done."""
-
-    totals: Totals
-    rows_total: int
-    errors: list
-
-
-class _DryRunRollback(Exception):
-    """Raised to undo a dry run's writes."""
 
 
 class FileImport:
@@ -576,7 +561,8 @@ class FileImport:
                         name=f.name,
                         defaults={"content_hash": f.content_hash, "file": f, "imported_at": now},
                     )
-                    self._advance_sequence()
+                # A dry run advances its sandbox's copy (services/dryrun.py), so that its next file gets in.
+                self._advance_sequence()
                 sync.sync_log_finish(connection=self.connection, entity=self.descriptor.entity, full=self.full)
             FileKey.objects.filter(file_id=f.pk).delete()
             FileDuplicate.objects.filter(file_id=f.pk).delete()
@@ -585,8 +571,18 @@ class FileImport:
                 f"{counts['created']} created, {counts['updated']} updated, {counts['unchanged']} unchanged, "
                 f"{counts['retired']} retired, {counts['failed']} failed"
             )
+            message = ""
+            if self.dry_run:
+                note, message = f"dry run: would be {note}", "dry run: nothing was written"
             file_transition(
-                f, new=FileStatus.IMPORTED, job_id=self.job_id, worker=self.worker, note=note, finished_at=now, **counts
+                f,
+                new=FileStatus.IMPORTED,
+                job_id=self.job_id,
+                worker=self.worker,
+                message=message,
+                note=note,
+                finished_at=now,
+                **counts,
             )
         return True
 
@@ -629,14 +625,7 @@ class FileImport:
         spec = self.compiled.spec
         model = self.compiled.model
         table = qn(model._meta.db_table)
-        key_expr, params = self._key_expression(model, table, spec.key_fields)
-        exists = f"EXISTS (SELECT 1 FROM impex_filekey k WHERE k.file_id = %s AND k.key = {key_expr})"
-        where = f"connection_id = %s AND NOT {exists}"
-        params = [self._conn_id, self.file.pk, *params]
-        if spec.retire_within:
-            scope, scope_params = self._scope_sql(model, spec.retire_within)
-            where = f"{scope} AND {where}"
-            params = [*scope_params, *params]
+        where, params = self._retire_where()
         with connection.cursor() as cursor:
             if spec.retire_delete:
                 cursor.execute(f"DELETE FROM {table} WHERE {where}", params)
@@ -650,6 +639,40 @@ class FileImport:
                 [value, now, value, *params],
             )
             return cursor.rowcount
+
+    def _retire_where(self) -> tuple[str, list]:
+        """Build the SQL condition of the records a FULL file retires (those of the connection it lacks)."""
+        spec = self.compiled.spec
+        model = self.compiled.model
+        table = qn(model._meta.db_table)
+        key_expr, params = self._key_expression(model, table, spec.key_fields)
+        exists = f"EXISTS (SELECT 1 FROM impex_filekey k WHERE k.file_id = %s AND k.key = {key_expr})"
+        where = f"connection_id = %s AND NOT {exists}"
+        params = [self._conn_id, self.file.pk, *params]
+        if spec.retire_within:
+            scope, scope_params = self._scope_sql(model, spec.retire_within)
+            where = f"{scope} AND {where}"
+            params = [*scope_params, *params]
+        return where, params
+
+    def retire_preview(self, *, limit: int) -> list[str]:
+        """Return the first keys (by key) of the records the FULL file would retire, once it has started."""
+        spec = self.compiled.spec
+        model = self.compiled.model
+        table = qn(model._meta.db_table)
+        key_expr, key_params = self._key_expression(model, table, spec.key_fields)
+        where, params = self._retire_where()
+        if not spec.retire_delete:
+            field = model._meta.get_field(spec.retire)
+            value = db_param(field, spec.retire_value)
+            where = f"{distinct(qn(field.column), '%s')} AND {where}"
+            params = [value, *params]
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT {key_expr} AS k FROM {table} WHERE {where} ORDER BY k LIMIT {int(limit)}",
+                [*key_params, *params],
+            )
+            return [r[0] for r in cursor.fetchall()]
 
     @property
     def _conn_id(self):
@@ -685,26 +708,3 @@ class FileImport:
             f"AND substr(k.key, 1, length(r.{nat}) + 1) = r.{nat} || %s))",
             [self.file.pk, KEY_SEP],
         )
-
-    # -- dry run --------------------------------------------------------------------------------
-
-    def dry_run_apply(self) -> DryRunResult:
-        """Run the whole import in one transaction that is rolled back; return what it would have done."""
-        self.dry_run = True
-        outcome = {}
-        try:
-            with transaction.atomic():
-                self.start(single_chunk=True)
-                self.work()
-                self.finish()
-                done = ImportFile.objects.get(pk=self.file.pk)
-                outcome["totals"] = Totals(**{name: getattr(done, name) for name in Totals.FIELDS})
-                outcome["rows_total"] = done.rows_total
-                outcome["errors"] = list(RowError.objects.filter(file_id=self.file.pk)[:MAX_REPORTED_ERRORS])
-                raise _DryRunRollback
-        except _DryRunRollback:
-            pass
-        finally:
-            self.close()
-            self.file.refresh_from_db()  # the rolled-back transitions changed the object in memory
-        return DryRunResult(**outcome)
