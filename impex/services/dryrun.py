@@ -19,7 +19,7 @@ from impex.models import (
     ImportFile,
     RowError,
 )
-from impex.services.columns import Column, CompiledDescriptor, format_value, visible_text
+from impex.services.columns import Column, CompiledDescriptor, format_value, value_styles, visible_text
 from impex.services.imports import FileImport
 from impex.services.pipeline import KEY_SEP
 from impex.services.sql import is_postgres, qn
@@ -202,11 +202,7 @@ class _Preview:
         pipeline = handle.pipeline
         compiled = handle.compiled
         d = handle.descriptor
-        self.styles = {
-            "boolean_style": d.boolean_style,
-            "date_format": d.date_format,
-            "datetime_format": d.datetime_format,
-        }
+        self.styles = value_styles(d)
         self.present = pipeline.present
         self.position = {c.name: i for i, c in enumerate(pipeline.present)}
         self.columns = [compiled.columns[h] for h in pipeline.header if h in compiled.columns]
