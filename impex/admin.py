@@ -22,6 +22,7 @@ from config.adminkit import (
     format_duration,
     permission_check,
 )
+from impex.admin_export import GroupExportMixin
 from impex.choices import GroupDirection
 from impex.exceptions import ConnectionDeleteRefused
 from impex.models import (
@@ -239,8 +240,9 @@ class DataGroupAdminForm(forms.ModelForm):
 
 
 @admin.register(DataGroup)
-class DataGroupAdmin(admin.ModelAdmin):
+class DataGroupAdmin(GroupExportMixin, admin.ModelAdmin):
     form = DataGroupAdminForm
+    actions = ("export_group",)
     list_display = ("code", "name", "direction", "connection", "descriptor_count")
     list_filter = ("direction",)
     search_fields = ("code", "name")

@@ -73,25 +73,39 @@ def export_rows(
     """Return the header and a stream of formatted rows of the descriptor's entity (of records only, if given)."""
     model = entity_spec(descriptor.entity).model
     columns = list(descriptor.columns.all())
-    lookups = [_lookup(model, c) for c in columns]
+    # An ignored column is part of the layout but fills no field: it is written empty.
+    read = [c for c in columns if not c.ignored]
+    lookups = [_lookup(model, c) for c in read]
     qs = model.objects.order_by("pk")
     if records is not None:
         # By key, not the caller's queryset itself: its annotations and joins would change what values_list reads.
         qs = qs.filter(pk__in=records.values("pk"))
     if since is not None:
         qs = qs.filter(updated_at__gte=since)
-    kinds = [c.type for c in columns]
+    kinds = [c.type for c in read]
+    slots = [i for i, c in enumerate(columns) if not c.ignored]
+    width = len(columns)
     style = descriptor.boolean_style
     dfmt, dtfmt = descriptor.date_format, descriptor.datetime_format
 
+    def formatted(values):
+        return [
+            format_value(v, kind=k, boolean_style=style, date_format=dfmt, datetime_format=dtfmt)
+            for v, k in zip(values, kinds, strict=True)
+        ]
+
     def rows():
         for values in qs.values_list(*lookups).iterator(chunk_size=READ_BATCH):
-            yield [
-                format_value(v, kind=k, boolean_style=style, date_format=dfmt, datetime_format=dtfmt)
-                for v, k in zip(values, kinds, strict=True)
-            ]
+            yield formatted(values)
 
-    return [c.name for c in columns], rows()
+    def rows_with_ignored():
+        for values in qs.values_list(*lookups).iterator(chunk_size=READ_BATCH):
+            row = [""] * width
+            for slot, text in zip(slots, formatted(values), strict=True):
+                row[slot] = text
+            yield row
+
+    return [c.name for c in columns], rows() if len(read) == width else rows_with_ignored()
 
 
 def export_pieces(
