@@ -526,3 +526,17 @@ def test_the_export_forms_need_the_csrf_token(admin_user, customers):
 
     assert [r.status_code for r in refused] == [403, 403]
     assert all("CSRF" in r.text for r in refused)
+
+
+def test_an_ignored_column_is_written_empty(admin_client, customers, tmp_path):
+    descriptor = DataDescriptor.objects.get(code="KS_CUSTOMERS")
+    descriptor.columns.filter(name="group").update(field="", ignored=True)
+    group = export_group("customers-out", "KS_CUSTOMERS")
+
+    text = download(admin_client.post(group_export_url(group), {})).decode()
+
+    rows = rows_of(text, "\t")
+    assert list(rows[0]) == [c.name for c in descriptor.columns.all()]
+    assert {row["group"] for row in rows} == {""}
+    assert {row["customer_id"]: row["first_name"] for row in rows}["C3"] == "Zoë"
+    assert text == impex_export_text("customers-out", tmp_path)
