@@ -40,6 +40,7 @@ from config.adminkit import (
     format_duration,
     permission_check,
 )
+from impex.admin_export import GroupExportMixin
 from impex.choices import FileKind, FileStatus, GroupDirection, JobStatus
 from impex.exceptions import ConnectionDeleteRefused
 from impex.forms import UploadForm
@@ -371,8 +372,9 @@ class DataGroupAdminForm(forms.ModelForm):
 
 
 @admin.register(DataGroup)
-class DataGroupAdmin(admin.ModelAdmin):
+class DataGroupAdmin(GroupExportMixin, admin.ModelAdmin):
     form = DataGroupAdminForm
+    actions = ("export_group",)
     list_display = ("code", "name", "direction", "connection", "descriptor_count")
     list_filter = ("direction",)
     search_fields = ("code", "name")

@@ -11,6 +11,7 @@ from import_export.formats.base_formats import CSV, JSON, TSV
 from import_export.forms import ImportForm
 
 from config.adminkit import INLINE_ROW_LIMIT, AuditRecordAdmin, FirstRowsInlineFormSet, ReadOnlyInline, changelist_link
+from impex.admin_export import DescriptorExportMixin
 from impex.exceptions import ImpexError
 from syncapp import resources
 from syncapp.models import (
@@ -51,8 +52,8 @@ class SmallFileImportForm(ImportForm):
         return upload
 
 
-class EntityExportAdmin(ExportMixin, admin.ModelAdmin):
-    """Admin of a synced entity: big-table friendly, with exports formatted as its descriptor writes them."""
+class EntityExportAdmin(DescriptorExportMixin, ExportMixin, admin.ModelAdmin):
+    """Admin of a synced entity: big-table friendly, with "Export" (its descriptors' files) and sheet downloads."""
 
     export_formats = [CSV, TSV, JSON]
     list_per_page = 100

@@ -2,7 +2,7 @@
 
 import csv
 import re
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Generator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TextIO
 
@@ -49,11 +49,52 @@ def write_rows(
 
     A row the format cannot carry is handed to left_out and not written; without left_out it raises ValueError.
     """
+    pieces = file_pieces(
+        layout=layout,
+        columns=columns,
+        rows=rows,
+        escape_formulae=escape_formulae,
+        numeric_columns=numeric_columns,
+        left_out=left_out,
+    )
+    return write_pieces(stream, pieces)
+
+
+def write_pieces(stream: TextIO, pieces: Generator[str, None, int]) -> int:
+    """Write every piece of a file to stream; return what the pieces' generator returns (the rows written)."""
+    write = stream.write
+    while True:
+        try:
+            write(next(pieces))
+        except StopIteration as done:
+            return done.value
+
+
+def file_pieces(
+    *,
+    layout: Layout,
+    columns: Sequence[str],
+    rows: Iterable[Sequence[str]],
+    escape_formulae: bool = False,
+    numeric_columns: Collection[str] = (),
+    left_out: Callable[[Unwritable], None] | None = None,
+) -> Generator[str, None, int]:
+    """Yield the file's text a row at a time (the header first); return the number of rows written.
+
+    The same text as write_rows writes, for a caller that hands the file on while it is made (a download).
+    """
     if escape_formulae:
         rows = _neutralised(rows, columns=columns, numeric_columns=numeric_columns)
     if layout.format == "xml":
-        return _write_xml(stream, layout=layout, columns=columns, rows=rows, left_out=left_out)
-    return _write_csv(stream, layout=layout, columns=columns, rows=rows)
+        return (yield from _xml_pieces(layout=layout, columns=columns, rows=rows, left_out=left_out))
+    return (yield from _csv_pieces(layout=layout, columns=columns, rows=rows))
+
+
+class _Echo:
+    """A stream whose write returns the text, so that csv.writer's writerow hands back the line it made."""
+
+    def write(self, text: str) -> str:
+        return text
 
 
 def _neutralised(
@@ -65,41 +106,38 @@ def _neutralised(
         yield [neutralise_cell(value, numeric=is_numeric) for value, is_numeric in zip(row, numeric, strict=True)]
 
 
-def _write_csv(stream: TextIO, *, layout: Layout, columns: Sequence[str], rows: Iterable[Sequence[str]]) -> int:
-    """Write a CSV or TSV file; stream should be opened with newline=""."""
+def _csv_pieces(*, layout: Layout, columns: Sequence[str], rows: Iterable[Sequence[str]]) -> Generator[str, None, int]:
+    """Yield a CSV or TSV file line by line; the text is meant for a stream opened with newline=""."""
     delimiter = layout.csv_delimiter
-    writer = csv.writer(stream, delimiter=delimiter, quoting=csv.QUOTE_MINIMAL, lineterminator="\n")
+    echo = _Echo()
+    line = csv.writer(echo, delimiter=delimiter, quoting=csv.QUOTE_MINIMAL, lineterminator="\n").writerow
     # QUOTE_MINIMAL leaves a lone "\r" unquoted, which a reader takes for a line break; quote such rows whole.
-    quoting_writer = csv.writer(stream, delimiter=delimiter, quoting=csv.QUOTE_ALL, lineterminator="\n")
+    quoted_line = csv.writer(echo, delimiter=delimiter, quoting=csv.QUOTE_ALL, lineterminator="\n").writerow
     width = len(columns)
     if layout.has_header:
-        writer.writerow(columns)
+        yield line(columns)
     count = 0
     for row in rows:
         count += 1
         if len(row) != width:
             raise ValueError(f"row {count} has {len(row)} cells for {width} columns")
-        if "\r" in "".join(row):
-            quoting_writer.writerow(row)
-        else:
-            writer.writerow(row)
+        yield quoted_line(row) if "\r" in "".join(row) else line(row)
     return count
 
 
-def _write_xml(
-    stream: TextIO,
+def _xml_pieces(
     *,
     layout: Layout,
     columns: Sequence[str],
     rows: Iterable[Sequence[str]],
     left_out: Callable[[Unwritable], None] | None,
-) -> int:
-    """Write <root><record><column>text</column>...</record>...</root> one record at a time."""
+) -> Generator[str, None, int]:
+    """Yield <root><record><column>text</column>...</record>...</root> one record at a time."""
     for name in (layout.xml_root, layout.xml_record, *columns):
         if not _XML_NAME.fullmatch(name):
             raise ValueError(f"{name!r} cannot be an XML element name")
     encoding = "UTF-8" if layout.is_utf8 else layout.encoding
-    stream.write(f'<?xml version="1.0" encoding="{encoding}"?>\n<{layout.xml_root}>\n')
+    yield f'<?xml version="1.0" encoding="{encoding}"?>\n<{layout.xml_root}>\n'
     opening = f"  <{layout.xml_record}>"
     closing = f"</{layout.xml_record}>\n"
     tags = [(f"<{name}>", f"</{name}>", f"<{name}/>") for name in columns]
@@ -126,7 +164,7 @@ def _write_xml(
                 )
             left_out(Unwritable(number=number, cells=row, faults=faults))
             continue
-        stream.write(f"{opening}{cells}{closing}")
+        yield f"{opening}{cells}{closing}"
         written += 1
-    stream.write(f"</{layout.xml_root}>\n")
+    yield f"</{layout.xml_root}>\n"
     return written

@@ -1,22 +1,33 @@
 """Export an entity with a descriptor: exactly the columns the descriptor reads, so the file imports back."""
 
-from collections.abc import Iterator
+import codecs
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from impex.choices import ColumnType, FileFormat
 from impex.entities import entity_spec, natural_key_of
 from impex.exceptions import ConfigurationError
-from impex.formats.writers import Unwritable, write_rows
+from impex.formats.writers import Unwritable, file_pieces, write_pieces
 from impex.models import DataDescriptor, DataGroup
 from impex.services.columns import character_name, format_value, value_styles, visible_text
 from impex.services.imports import layout_of
 from impex.storage import hub_storage, location_of, save_file, temporary_folder
 
 EXTENSIONS = {FileFormat.CSV: "csv", FileFormat.TSV: "tsv", FileFormat.XML: "xml"}
+CONTENT_TYPES = {
+    FileFormat.CSV: "text/csv",
+    FileFormat.TSV: "text/tab-separated-values",
+    FileFormat.XML: "application/xml",
+}
+# Records are read this many at a time, and a download is handed on in pieces of about this many characters:
+# an export of millions of records never holds more than a batch in memory.
+READ_BATCH = 2000
+DOWNLOAD_CHUNK_CHARS = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -56,38 +67,53 @@ def _lookup(model, column) -> str:
     return column.field
 
 
-def export_rows(*, descriptor: DataDescriptor, since: datetime | None = None) -> tuple[list[str], Iterator[list[str]]]:
-    """Return the header and a stream of formatted rows of the descriptor's entity."""
+def export_rows(
+    *, descriptor: DataDescriptor, since: datetime | None = None, records: QuerySet | None = None
+) -> tuple[list[str], Iterator[list[str]]]:
+    """Return the header and a stream of formatted rows of the descriptor's entity (of records only, if given)."""
     model = entity_spec(descriptor.entity).model
     columns = list(descriptor.columns.all())
-    # An ignored column is written empty, so that the file has the layout the descriptor reads.
+    # An ignored column is part of the layout but fills no field: it is written empty.
     read = [c for c in columns if not c.ignored]
     lookups = [_lookup(model, c) for c in read]
     qs = model.objects.order_by("pk")
+    if records is not None:
+        # By key, not the caller's queryset itself: its annotations and joins would change what values_list reads.
+        qs = qs.filter(pk__in=records.values("pk"))
     if since is not None:
         qs = qs.filter(updated_at__gte=since)
     kinds = [c.type for c in read]
+    slots = [i for i, c in enumerate(columns) if not c.ignored]
+    width = len(columns)
     styles = value_styles(descriptor)
-    places = [c.ignored for c in columns]
+
+    def formatted(values):
+        return [format_value(v, kind=k, **styles) for v, k in zip(values, kinds, strict=True)]
 
     def rows():
-        for values in qs.values_list(*lookups).iterator(chunk_size=5000):
-            cells = iter([format_value(v, kind=k, **styles) for v, k in zip(values, kinds, strict=True)])
-            yield ["" if ignored else next(cells) for ignored in places]
+        for values in qs.values_list(*lookups).iterator(chunk_size=READ_BATCH):
+            yield formatted(values)
 
-    return [c.name for c in columns], rows()
+    def rows_with_ignored():
+        for values in qs.values_list(*lookups).iterator(chunk_size=READ_BATCH):
+            row = [""] * width
+            for slot, text in zip(slots, formatted(values), strict=True):
+                row[slot] = text
+            yield row
+
+    return [c.name for c in columns], rows() if len(read) == width else rows_with_ignored()
 
 
-def export_to_stream(
-    stream,
+def export_pieces(
     *,
     descriptor: DataDescriptor,
     fmt: str | None = None,
     since=None,
+    records: QuerySet | None = None,
     escape_formulae: bool = False,
     left_out: list[LeftOut] | None = None,
-) -> int:
-    """Write the export to a text stream; return the number of rows written.
+) -> Generator[str, None, int]:
+    """Yield the export's text a row at a time; return the number of rows written.
 
     With left_out, records the format cannot carry (a control character in XML) are reported there and the
     rest is written; without it they raise ValueError.
@@ -99,7 +125,7 @@ def export_to_stream(
             format=fmt,
             delimiter="\t" if fmt == FileFormat.TSV else (layout.delimiter if layout.delimiter != "\t" else ","),
         )
-    header, rows = export_rows(descriptor=descriptor, since=since)
+    header, rows = export_rows(descriptor=descriptor, since=since, records=records)
     numeric = [c.name for c in descriptor.columns.all() if c.type in (ColumnType.INTEGER, ColumnType.DECIMAL)]
     report = None
     if left_out is not None:
@@ -119,21 +145,81 @@ def export_to_stream(
                     )
                 )
 
-    return write_rows(
-        stream,
-        layout=layout,
-        columns=header,
-        rows=rows,
-        escape_formulae=escape_formulae,
-        numeric_columns=numeric,
-        left_out=report,
+    return (
+        yield from file_pieces(
+            layout=layout,
+            columns=header,
+            rows=rows,
+            escape_formulae=escape_formulae,
+            numeric_columns=numeric,
+            left_out=report,
+        )
     )
+
+
+def export_to_stream(
+    stream,
+    *,
+    descriptor: DataDescriptor,
+    fmt: str | None = None,
+    since=None,
+    escape_formulae: bool = False,
+    left_out: list[LeftOut] | None = None,
+) -> int:
+    """Write the export to a text stream; return the number of rows written.
+
+    With left_out, records the format cannot carry (a control character in XML) are reported there and the
+    rest is written; without it they raise ValueError.
+    """
+    pieces = export_pieces(
+        descriptor=descriptor, fmt=fmt, since=since, escape_formulae=escape_formulae, left_out=left_out
+    )
+    return write_pieces(stream, pieces)
+
+
+def export_download(
+    *,
+    descriptor: DataDescriptor,
+    fmt: str | None = None,
+    since=None,
+    records: QuerySet | None = None,
+    neutralise: bool = True,
+) -> Iterator[bytes]:
+    """Yield an export file's bytes in pieces, as it is made, for a download in the browser.
+
+    Text cells a spreadsheet would run as formulas are neutralised (SPEC section 12) unless neutralise is off.
+    An XML file leaves out the records it cannot carry and says how many in a closing comment.
+    """
+    fmt = fmt or descriptor.format
+    encoder = codecs.getincrementalencoder(descriptor.encoding or "utf-8")()
+    left_out: list[LeftOut] = []
+    buffer: list[str] = []
+    size = 0
+    for piece in export_pieces(
+        descriptor=descriptor, fmt=fmt, since=since, records=records, escape_formulae=neutralise, left_out=left_out
+    ):
+        buffer.append(piece)
+        size += len(piece)
+        if size >= DOWNLOAD_CHUNK_CHARS:
+            yield encoder.encode("".join(buffer))
+            buffer, size = [], 0
+    if left_out:
+        count = len({e.row for e in left_out})
+        buffer.append(
+            f"<!-- {count} record{'s' if count > 1 else ''} left out: a cell holds a character that XML 1.0 "
+            "cannot carry; export as CSV or TSV to have them -->\n"
+        )
+    yield encoder.encode("".join(buffer), final=True)
+
+
+def export_name(*, code: str, fmt: str) -> str:
+    """Name an export file after what makes it (a descriptor or an export group) and the time."""
+    return f"{code}_{timezone.now():%Y%m%d%H%M%S}.{EXTENSIONS.get(fmt, 'csv')}"
 
 
 def export_file_name(descriptor: DataDescriptor, *, fmt: str | None = None) -> str:
     """Name an export file after its descriptor and the time."""
-    ext = EXTENSIONS.get(fmt or descriptor.format, "csv")
-    return f"{descriptor.code}_{timezone.now():%Y%m%d%H%M%S}.{ext}"
+    return export_name(code=descriptor.code, fmt=fmt or descriptor.format)
 
 
 def export_to_path(
