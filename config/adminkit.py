@@ -2,9 +2,7 @@
 
 from collections import Counter
 
-from django import forms
 from django.contrib import admin
-from django.contrib.admin.widgets import AutocompleteSelect
 from django.contrib.auth import get_permission_codename
 from django.db import router
 from django.db.models.deletion import Collector
@@ -78,46 +76,23 @@ class ReadOnlyInline(admin.TabularInline):
         return super().get_queryset(request).select_related(*related)
 
 
-class LoadedAutocompleteSelect(AutocompleteSelect):
-    """An autocomplete that labels the record its row has already loaded, instead of querying it for every row."""
+class SyncedRecordAdminMixin:
+    """A record the imports keep in sync: viewed here, never added, changed or deleted by hand, superusers included.
 
-    loaded = None
+    A hand edit would be overwritten by the next import without a word, as the reference systems are the source of
+    truth. django-import-export's sheet import asks for the change permission itself, so it is not affected.
+    """
 
-    def optgroups(self, name, value, attr=None):
-        loaded = self.loaded
-        key = None if loaded is None else getattr(loaded, self.field.target_field.attname)
-        if key is None or [str(v) for v in value] != [str(key)]:
-            return super().optgroups(name, value, attr)
-        options = [] if self.is_required else [self.create_option(name, "", "", False, 0)]
-        options.append(
-            self.create_option(name, key, self.choices.field.label_from_instance(loaded), True, len(options))
-        )
-        return [(None, options, 0)]
+    change_form_template = "admin/synced_change_form.html"
 
+    def has_add_permission(self, request):
+        return False
 
-class LoadedAutocompleteForm(forms.ModelForm):
-    """Hands each LoadedAutocompleteSelect the record the form's instance has already loaded."""
+    def has_change_permission(self, request, obj=None):
+        return False
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        for name, field in self.fields.items():
-            widget = getattr(field.widget, "widget", field.widget)
-            if isinstance(widget, LoadedAutocompleteSelect) and widget.field.is_cached(self.instance):
-                widget.loaded = getattr(self.instance, name)
-
-
-class LoadedAutocompleteInlineMixin:
-    """An inline whose autocomplete fields load with its rows: no query per row to label the selected records."""
-
-    form = LoadedAutocompleteForm
-
-    def get_queryset(self, request):
-        return super().get_queryset(request).select_related(*self.autocomplete_fields)
-
-    def formfield_for_foreignkey(self, db_field, request, **kwargs):
-        if db_field.name in self.get_autocomplete_fields(request):
-            kwargs["widget"] = LoadedAutocompleteSelect(db_field, self.admin_site, using=kwargs.get("using"))
-        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+    def has_delete_permission(self, request, obj=None):
+        return False
 
 
 class CountedDeleteMixin:

@@ -10,7 +10,14 @@ from import_export.admin import ExportMixin, ImportExportMixin
 from import_export.formats.base_formats import CSV, JSON, TSV
 from import_export.forms import ImportForm
 
-from config.adminkit import INLINE_ROW_LIMIT, AuditRecordAdmin, FirstRowsInlineFormSet, ReadOnlyInline, changelist_link
+from config.adminkit import (
+    INLINE_ROW_LIMIT,
+    AuditRecordAdmin,
+    FirstRowsInlineFormSet,
+    ReadOnlyInline,
+    SyncedRecordAdminMixin,
+    changelist_link,
+)
 from impex.exceptions import ImpexError
 from syncapp import resources
 from syncapp.models import (
@@ -51,8 +58,8 @@ class SmallFileImportForm(ImportForm):
         return upload
 
 
-class EntityExportAdmin(ExportMixin, admin.ModelAdmin):
-    """Admin of a synced entity: big-table friendly, with exports formatted as its descriptor writes them."""
+class EntityExportAdmin(SyncedRecordAdminMixin, ExportMixin, admin.ModelAdmin):
+    """Admin of a synced entity: read-only, big-table friendly, with exports formatted as its descriptor writes them."""
 
     export_formats = [CSV, TSV, JSON]
     list_per_page = 100
@@ -128,7 +135,6 @@ class CustomerAdmin(SyncedEntityAdmin):
     list_filter = ("active", "payment_on_account", "connection")
     search_fields = ("customer_id", "email", "first_name", "last_name", "company_name", "accounting_id")
     list_select_related = ("parent", "connection")
-    autocomplete_fields = ("parent",)
 
 
 class ProductVariantInline(ReadOnlyInline):
@@ -163,7 +169,6 @@ class ProductVariantAdmin(SyncedEntityAdmin):
     list_filter = ("status", "connection")
     search_fields = ("sku", "variant_id", "product__product_id", "product__title")
     list_select_related = ("product", "connection")
-    autocomplete_fields = ("product",)
 
 
 @admin.register(StockLevel)
@@ -173,7 +178,6 @@ class StockLevelAdmin(SyncedEntityAdmin):
     list_filter = ("connection",)
     search_fields = ("variant__sku", "location")
     list_select_related = ("variant", "connection")
-    autocomplete_fields = ("variant",)
 
 
 @admin.register(PriceList)
@@ -198,19 +202,18 @@ class PriceAdmin(SyncedEntityAdmin):
     list_filter = ("price_list", "connection")
     search_fields = ("variant__sku", "price_list__code")
     list_select_related = ("price_list", "variant", "connection")
-    autocomplete_fields = ("price_list", "variant")
 
 
-class SpecialOrderLineItemInline(admin.TabularInline):
+class SpecialOrderLineItemInline(ReadOnlyInline):
     model = SpecialOrderLineItem
     fields = ("line_item_id", "sku", "product_name", "quantity", "unit_price", "notes")
-    extra = 0
+    readonly_fields = fields
 
 
-class SpecialOrderEventInline(admin.TabularInline):
+class SpecialOrderEventInline(ReadOnlyInline):
     model = SpecialOrderEvent
     fields = ("event_id", "event_type", "event_at", "associate_id", "note")
-    extra = 0
+    readonly_fields = fields
 
 
 @admin.register(SpecialOrder)
@@ -242,7 +245,6 @@ class SpecialOrderLineItemAdmin(SyncedEntityAdmin):
     list_filter = ("connection",)
     search_fields = ("line_item_id", "special_order__special_order_id", "sku", "product_name")
     list_select_related = ("special_order", "connection")
-    autocomplete_fields = ("special_order",)
 
 
 @admin.register(SpecialOrderEvent)
@@ -252,7 +254,6 @@ class SpecialOrderEventAdmin(SyncedEntityAdmin):
     list_filter = ("event_type", "connection")
     search_fields = ("event_id", "special_order__special_order_id", "associate_id")
     list_select_related = ("special_order", "connection")
-    autocomplete_fields = ("special_order",)
 
 
 class SyncErrorInline(ReadOnlyInline):
