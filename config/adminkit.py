@@ -113,7 +113,10 @@ class CountedDeleteMixin:
             if model in self.admin_site._registry
             and not request.user.has_perm(f"{model._meta.app_label}.{get_permission_codename('delete', model._meta)}")
         }
-        names = {model: str(model._meta.verbose_name_plural) for model in counts}
+        names = {
+            model: str(model._meta.verbose_name if count == 1 else model._meta.verbose_name_plural)
+            for model, count in counts.items()
+        }
         summary = [f"{count} {names[model]}" for model, count in counts.items()]
         return summary, {names[model]: count for model, count in counts.items()}, perms_needed, []
 

@@ -18,6 +18,7 @@ from config.adminkit import (
     SyncedRecordAdminMixin,
     changelist_link,
 )
+from impex.entities import entity_verbose_name
 from impex.exceptions import ImpexError
 from syncapp import resources
 from syncapp.models import (
@@ -267,13 +268,13 @@ class SyncErrorInline(ReadOnlyInline):
 
 @admin.register(SyncLog)
 class SyncLogAdmin(AuditRecordAdmin):
-    list_display = ("connection", "entity", "last_full_sync", "last_partial_sync", "open_error_count")
+    list_display = ("connection", "entity_name", "last_full_sync", "last_partial_sync", "open_error_count")
     list_filter = ("connection", "entity")
     search_fields = ("entity", "connection__code")
     list_select_related = ("connection",)
     fields = (
         "connection",
-        "entity",
+        "entity_name",
         "last_full_sync",
         "last_partial_sync",
         "full_sync_started_at",
@@ -289,9 +290,17 @@ class SyncLogAdmin(AuditRecordAdmin):
     def open_error_count(self, obj):
         return obj.open_error_count
 
+    @admin.display(description="entity", ordering="entity")
+    def entity_name(self, obj):
+        return entity_verbose_name(obj.entity)
+
     @admin.display(description="open errors")
     def open_errors(self, obj):
-        return changelist_link(SyncError, f"all {obj.open_error_count} open errors", log__id__exact=obj.pk)
+        count = obj.open_error_count
+        if not count:
+            return "none"
+        text = "1 open error" if count == 1 else f"all {count} open errors"
+        return changelist_link(SyncError, text, log__id__exact=obj.pk)
 
 
 @admin.register(SyncError)
