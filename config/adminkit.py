@@ -3,6 +3,7 @@
 from collections import Counter
 
 from django.contrib import admin
+from django.contrib.admin.views.main import ChangeList
 from django.contrib.auth import get_permission_codename
 from django.db import router
 from django.db.models.deletion import Collector
@@ -76,7 +77,25 @@ class ReadOnlyInline(admin.TabularInline):
         return super().get_queryset(request).select_related(*related)
 
 
-class SyncedRecordAdminMixin:
+class CountedChangeList(ChangeList):
+    """A changelist that counts an unfiltered list as all of it, so that it offers no "(Show all)" of itself."""
+
+    def get_results(self, request):
+        super().get_results(request)
+        # With show_full_result_count off (big tables are not counted twice), Django leaves the full count
+        # unknown and offers "N results (Show all)" even when nothing narrows the list.
+        if self.full_result_count is None and not self.query and not self.get_filters_params():
+            self.full_result_count = self.result_count
+
+
+class CountedChangeListMixin:
+    """Use CountedChangeList for the model's list."""
+
+    def get_changelist(self, request, **kwargs):
+        return CountedChangeList
+
+
+class SyncedRecordAdminMixin(CountedChangeListMixin):
     """A record the imports keep in sync: viewed here, never added, changed or deleted by hand, superusers included.
 
     A hand edit would be overwritten by the next import without a word, as the reference systems are the source of
@@ -121,7 +140,7 @@ class CountedDeleteMixin:
         return summary, {names[model]: count for model, count in counts.items()}, perms_needed, []
 
 
-class AuditRecordAdmin(CountedDeleteMixin, admin.ModelAdmin):
+class AuditRecordAdmin(CountedChangeListMixin, CountedDeleteMixin, admin.ModelAdmin):
     """An audit record: viewed, never added or edited here; only superusers may delete it."""
 
     list_per_page = 100

@@ -293,9 +293,7 @@ def test_deleting_a_job_confirms_with_counts_and_takes_its_files_and_errors(admi
     done = admin_client.post(url, {"post": "yes"})
 
     assert confirm.status_code == 200
-    assert {"1 import job", "1 import file", "1 import chunk", "1 row error"} <= set(
-        confirm.context["deleted_objects"]
-    )
+    assert {"1 import job", "1 import file", "1 import chunk", "1 row error"} <= set(confirm.context["deleted_objects"])
     assert done.status_code == 302
     assert not ImportJob.objects.filter(pk=job.pk).exists()
     assert not RowError.objects.filter(file__job_id=job.pk).exists()
