@@ -129,6 +129,8 @@ IMPEX_CHUNK_ROWS = env_int("IMPEX_CHUNK_ROWS", 20_000)
 # PostgreSQL: ANALYZE the tables a file grows once it has written this many rows, then at each doubling.
 IMPEX_ANALYZE_MIN_ROWS = env_int("IMPEX_ANALYZE_MIN_ROWS", 10_000)
 IMPEX_MAX_FILE_BYTES = env_int("IMPEX_MAX_FILE_BYTES", 2 * 1024**3)
+# The largest file or zip the admin's "Upload and import" page takes (bigger ones go through an inbox).
+IMPEX_MAX_UPLOAD_BYTES = env_int("IMPEX_MAX_UPLOAD_BYTES", 1024**3)
 IMPEX_MAX_ZIP_BYTES = env_int("IMPEX_MAX_ZIP_BYTES", 4 * 1024**3)
 IMPEX_MAX_ZIP_ENTRIES = env_int("IMPEX_MAX_ZIP_ENTRIES", 1000)
 IMPEX_MAX_ZIP_RATIO = env_int("IMPEX_MAX_ZIP_RATIO", 200)

@@ -164,6 +164,24 @@ def iter_records(
                 yield Record(index, index + first_row, None, error)
 
 
+def iter_raw_records(path: str | Path, *, layout: Layout) -> Iterator[tuple[int, list[str] | dict[str, str]]]:
+    """Yield each data record of a file scan() accepted as it was sent: its row and its cells, whatever their count.
+
+    CSV and TSV records are lists of cells (a record with too many or too few cells stays so); XML ones dicts.
+    """
+    if layout.format == "xml":
+        records = _XmlReader(path, layout=layout).records()
+        with closing(records):
+            for index, (values, _error) in enumerate(records):
+                yield index + 1, values or {}
+        return
+    first_row = 2 if layout.has_header else 1
+    rows = _csv_records_checked(path, layout=layout)
+    with closing(rows):
+        for index, cells in enumerate(rows):
+            yield index + first_row, cells
+
+
 def sniff_header(path: str | Path, *, layout: Layout) -> list[str]:
     """Return the column names of the file's first record without reading the rest."""
     if layout.format == "xml":

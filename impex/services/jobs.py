@@ -159,7 +159,8 @@ def archive_unpack(archive: ImportFile, *, job: ImportJob, worker: str = "") -> 
             note=f"{len(entries)} file{'s' if len(entries) != 1 else ''}",
             finished_at=timezone.now(),
         )
-    delete_file(hub, archive.path)
+    if not job.dry_run:  # a dry run keeps its upload whole, for a real run of the same zip
+        delete_file(hub, archive.path)
     return entries
 
 
@@ -223,6 +224,8 @@ def file_match(import_file: ImportFile, *, group: DataGroup | None) -> None:
     except FileNameError as exc:
         import_file.connection = conn
         import_file.save(update_fields=["connection"])
+        if group is not None:
+            exc = _not_in_group(name, connection=conn, group=group, known=known) or exc
         raise FileRejected(str(exc)) from exc
     descriptor = known[parsed.type_code]
     if descriptor.file_pattern and not fnmatch.fnmatchcase(name, descriptor.file_pattern):
@@ -235,3 +238,22 @@ def file_match(import_file: ImportFile, *, group: DataGroup | None) -> None:
     import_file.order_key = parsed.order_key
     import_file.sequence = parsed.sequence
     import_file.save(update_fields=["connection", "descriptor", "mode", "order_key", "sequence"])
+
+
+def _not_in_group(name: str, *, connection: Connection, group: DataGroup, known: dict) -> FileNameError | None:
+    """Say plainly that a file is of a type the group does not hold (rather than "unknown type")."""
+    every = DataDescriptor.objects.filter(convention__in=[connection.convention, ""]).values_list("code", flat=True)
+    try:
+        parsed = naming.parse_file_name(
+            name,
+            convention=connection.convention,
+            known_types=set(every),
+            company=connection.company_name or None,
+            integration=connection.integration_id or None,
+        )
+    except FileNameError:
+        return None
+    return FileNameError(
+        f"{name}: no descriptor of the import group {group.code} claims this file: it is {parsed.type_code}, "
+        f"and the group holds {', '.join(sorted(known)) or 'no descriptor'}"
+    )
