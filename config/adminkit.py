@@ -2,9 +2,8 @@
 
 from collections import Counter
 
-from django import forms
 from django.contrib import admin
-from django.contrib.admin.widgets import AutocompleteSelect
+from django.contrib.admin.views.main import ChangeList
 from django.contrib.auth import get_permission_codename
 from django.db import router
 from django.db.models.deletion import Collector
@@ -78,46 +77,41 @@ class ReadOnlyInline(admin.TabularInline):
         return super().get_queryset(request).select_related(*related)
 
 
-class LoadedAutocompleteSelect(AutocompleteSelect):
-    """An autocomplete that labels the record its row has already loaded, instead of querying it for every row."""
+class CountedChangeList(ChangeList):
+    """A changelist that counts an unfiltered list as all of it, so that it offers no "(Show all)" of itself."""
 
-    loaded = None
-
-    def optgroups(self, name, value, attr=None):
-        loaded = self.loaded
-        key = None if loaded is None else getattr(loaded, self.field.target_field.attname)
-        if key is None or [str(v) for v in value] != [str(key)]:
-            return super().optgroups(name, value, attr)
-        options = [] if self.is_required else [self.create_option(name, "", "", False, 0)]
-        options.append(
-            self.create_option(name, key, self.choices.field.label_from_instance(loaded), True, len(options))
-        )
-        return [(None, options, 0)]
+    def get_results(self, request):
+        super().get_results(request)
+        # With show_full_result_count off (big tables are not counted twice), Django leaves the full count
+        # unknown and offers "N results (Show all)" even when nothing narrows the list.
+        if self.full_result_count is None and not self.query and not self.get_filters_params():
+            self.full_result_count = self.result_count
 
 
-class LoadedAutocompleteForm(forms.ModelForm):
-    """Hands each LoadedAutocompleteSelect the record the form's instance has already loaded."""
+class CountedChangeListMixin:
+    """Use CountedChangeList for the model's list."""
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        for name, field in self.fields.items():
-            widget = getattr(field.widget, "widget", field.widget)
-            if isinstance(widget, LoadedAutocompleteSelect) and widget.field.is_cached(self.instance):
-                widget.loaded = getattr(self.instance, name)
+    def get_changelist(self, request, **kwargs):
+        return CountedChangeList
 
 
-class LoadedAutocompleteInlineMixin:
-    """An inline whose autocomplete fields load with its rows: no query per row to label the selected records."""
+class SyncedRecordAdminMixin(CountedChangeListMixin):
+    """A record the imports keep in sync: viewed here, never added, changed or deleted by hand, superusers included.
 
-    form = LoadedAutocompleteForm
+    A hand edit would be overwritten by the next import without a word, as the reference systems are the source of
+    truth. django-import-export's sheet import asks for the change permission itself, so it is not affected.
+    """
 
-    def get_queryset(self, request):
-        return super().get_queryset(request).select_related(*self.autocomplete_fields)
+    change_form_template = "admin/synced_change_form.html"
 
-    def formfield_for_foreignkey(self, db_field, request, **kwargs):
-        if db_field.name in self.get_autocomplete_fields(request):
-            kwargs["widget"] = LoadedAutocompleteSelect(db_field, self.admin_site, using=kwargs.get("using"))
-        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
 
 class CountedDeleteMixin:
@@ -138,12 +132,15 @@ class CountedDeleteMixin:
             if model in self.admin_site._registry
             and not request.user.has_perm(f"{model._meta.app_label}.{get_permission_codename('delete', model._meta)}")
         }
-        names = {model: str(model._meta.verbose_name_plural) for model in counts}
+        names = {
+            model: str(model._meta.verbose_name if count == 1 else model._meta.verbose_name_plural)
+            for model, count in counts.items()
+        }
         summary = [f"{count} {names[model]}" for model, count in counts.items()]
         return summary, {names[model]: count for model, count in counts.items()}, perms_needed, []
 
 
-class AuditRecordAdmin(CountedDeleteMixin, admin.ModelAdmin):
+class AuditRecordAdmin(CountedChangeListMixin, CountedDeleteMixin, admin.ModelAdmin):
     """An audit record: viewed, never added or edited here; only superusers may delete it."""
 
     list_per_page = 100

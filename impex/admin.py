@@ -28,7 +28,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.formats import date_format
-from django.utils.html import format_html
+from django.utils.html import escape, format_html
 
 from config.adminkit import (
     INLINE_ROW_LIMIT,
@@ -116,6 +116,10 @@ class ConnectionAdmin(CountedDeleteMixin, admin.ModelAdmin):
 
     def formfield_for_dbfield(self, db_field, request, **kwargs):
         field = super().formfield_for_dbfield(db_field, request, **kwargs)
+        if field is not None:
+            # The admin shows help texts as HTML: the inbox's "IMPEX_ROOT/<code>/inbox" would open a <code> element
+            # that turns the rest of the page monospace.
+            field.help_text = escape(field.help_text)
         if db_field.name == "next_expected_sequence":
             # The engine moves it while imports run: the page keeps the value it showed, so that a save
             # counts it as changed only if the admin changed it (not because an import moved it meanwhile).

@@ -58,6 +58,12 @@ def entity_spec(name: str) -> EntitySpec:
     return _ENTITIES[name]
 
 
+def entity_verbose_name(name: str) -> str:
+    """Return an entity's name as people read it ("Special order event"), or name itself if none is registered."""
+    spec = _ENTITIES.get(name)
+    return spec.verbose_name if spec else name
+
+
 def entity_choices() -> list[tuple[str, str]]:
     """Return the registered entities as choices for descriptors."""
     return [(spec.name, spec.verbose_name) for spec in _ENTITIES.values()]

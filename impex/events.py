@@ -1,5 +1,7 @@
 """The events of import jobs: one small function per kind, each writing one ImportEvent row."""
 
+from django.template.defaultfilters import pluralize
+
 from impex.choices import EventLevel
 from impex.models import ImportEvent, ImportFile, ImportJob
 
@@ -75,7 +77,7 @@ def file_taken_up(f: ImportFile, *, job_id: int, worker: str = "") -> ImportEven
 def file_importing(f: ImportFile, *, job_id: int, chunks: int, worker: str = "") -> ImportEvent:
     """Record that a file's rows start going in."""
     message = (
-        f"{f.name}: importing {f.rows_total:,} records with {f.descriptor.code} ({f.mode}) "
+        f"{f.name}: importing {f.rows_total:,} record{pluralize(f.rows_total)} with {f.descriptor.code} ({f.mode}) "
         f"in {chunks} chunk{'s' if chunks != 1 else ''}"
     )
     return _event(job_id, "importing", message, file_id=f.pk, worker=worker)

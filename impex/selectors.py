@@ -1,9 +1,13 @@
-"""Reads of impex: job and file reports as plain data."""
+"""Reads of impex: job and file reports as plain data, and what the hub's home page shows."""
 
-from django.db.models import Q
+from dataclasses import dataclass
+
+from django.db.models import Count, OuterRef, Q, Subquery, Sum
+from django.db.models.functions import Coalesce
 
 from impex.choices import FileKind, FileStatus
-from impex.models import ImportFile, ImportJob
+from impex.models import Connection, ImportFile, ImportJob
+from syncapp.models import SyncError
 
 
 def file_report(import_file: ImportFile, *, max_errors: int = 100) -> dict:
@@ -46,3 +50,70 @@ def job_report(job: ImportJob, *, max_errors: int = 100) -> dict:
         "status": job.status,
         "files": [file_report(f, max_errors=max_errors) for f in files],
     }
+
+
+COUNT_NAMES = ("created", "updated", "unchanged", "retired", "failed")
+
+
+@dataclass(frozen=True)
+class JobSummary:
+    """A job as the hub's home page lists it: the job (with connection and group) and its non-zero row counts."""
+
+    job: ImportJob
+    file_count: int
+    counts: list[tuple[str, int]]
+
+
+@dataclass(frozen=True)
+class ConnectionSummary:
+    """What the hub's home page says of one connection."""
+
+    connection: Connection
+    last_job: JobSummary | None
+    waiting_files: int
+    open_errors: int
+
+
+def _job_summaries(jobs, *, limit: int | None = None) -> list[JobSummary]:
+    """Return summaries of jobs (the first limit of them), fetched with their relations and counts in one query."""
+    totals = {f"total_{name}": Coalesce(Sum(f"files__{name}"), 0) for name in COUNT_NAMES}
+    jobs = jobs.select_related("connection", "group").annotate(
+        total_files=Count("files", filter=Q(files__kind=FileKind.DATA)), **totals
+    )[:limit]
+    return [
+        JobSummary(
+            job=job,
+            file_count=job.total_files,
+            counts=[(name, getattr(job, f"total_{name}")) for name in COUNT_NAMES if getattr(job, f"total_{name}")],
+        )
+        for job in jobs
+    ]
+
+
+def jobs_latest(*, limit: int = 10) -> list[JobSummary]:
+    """Return the latest import jobs with their file and row counts."""
+    return _job_summaries(ImportJob.objects.order_by("-created_at", "-id"), limit=limit)
+
+
+def connection_summaries() -> list[ConnectionSummary]:
+    """Return each connection with its last job, its files waiting or held, and its open sync errors."""
+    last_job = ImportJob.objects.filter(connection=OuterRef("pk")).order_by("-created_at", "-id").values("pk")[:1]
+    connections = list(Connection.objects.annotate(last_job_id=Subquery(last_job)).order_by("code"))
+    job_ids = [c.last_job_id for c in connections if c.last_job_id]
+    jobs = {s.job.pk: s for s in _job_summaries(ImportJob.objects.filter(pk__in=job_ids))}
+    waiting = dict(
+        ImportFile.objects.filter(status=FileStatus.WAITING, connection__isnull=False)
+        .values_list("connection")
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
+    errors = dict(SyncError.objects.values_list("log__connection").annotate(n=Count("pk")).order_by())
+    return [
+        ConnectionSummary(
+            connection=c,
+            last_job=jobs.get(c.last_job_id),
+            waiting_files=waiting.get(c.pk, 0),
+            open_errors=errors.get(c.pk, 0),
+        )
+        for c in connections
+    ]

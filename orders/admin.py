@@ -1,25 +1,24 @@
-"""Admin of orders, their lines and shipments; the order state is shown, and moved only by the state machine."""
+"""Admin of orders, their lines and shipments: read-only like every synced record; the state machine moves states."""
 
 from django.contrib import admin
 
-from config.adminkit import LoadedAutocompleteInlineMixin
+from config.adminkit import ReadOnlyInline
 from orders import resources
 from orders.models import Order, OrderLine, Shipment
 from syncapp.admin import SyncedEntityAdmin
 
 
-class OrderLineInline(LoadedAutocompleteInlineMixin, admin.TabularInline):
+class OrderLineInline(ReadOnlyInline):
     model = OrderLine
     fields = ("line_no", "variant", "quantity", "unit_price")
-    autocomplete_fields = ("variant",)
+    readonly_fields = fields
     ordering = ("line_no",)
-    extra = 0
 
 
-class ShipmentInline(admin.TabularInline):
+class ShipmentInline(ReadOnlyInline):
     model = Shipment
     fields = ("shipment_id", "carrier", "tracking_number", "shipped_at", "line_nos")
-    extra = 0
+    readonly_fields = fields
 
 
 @admin.register(Order)
@@ -29,8 +28,6 @@ class OrderAdmin(SyncedEntityAdmin):
     list_filter = ("state", "connection")
     search_fields = ("order_id", "customer__customer_id", "customer__email", "ship_to_name")
     list_select_related = ("customer", "connection")
-    autocomplete_fields = ("customer",)
-    readonly_fields = ("state", *SyncedEntityAdmin.readonly_fields)
     date_hierarchy = "order_date"
     inlines = (OrderLineInline, ShipmentInline)
     fieldsets = (
@@ -59,7 +56,6 @@ class OrderLineAdmin(SyncedEntityAdmin):
     list_filter = ("connection",)
     search_fields = ("order__order_id", "variant__sku")
     list_select_related = ("order", "variant", "connection")
-    autocomplete_fields = ("order", "variant")
 
 
 @admin.register(Shipment)
@@ -69,4 +65,3 @@ class ShipmentAdmin(SyncedEntityAdmin):
     list_filter = ("connection",)
     search_fields = ("shipment_id", "order__order_id", "tracking_number")
     list_select_related = ("order", "connection")
-    autocomplete_fields = ("order",)

@@ -10,8 +10,16 @@ from import_export.admin import ExportMixin, ImportExportMixin
 from import_export.formats.base_formats import CSV, JSON, TSV
 from import_export.forms import ImportForm
 
-from config.adminkit import INLINE_ROW_LIMIT, AuditRecordAdmin, FirstRowsInlineFormSet, ReadOnlyInline, changelist_link
+from config.adminkit import (
+    INLINE_ROW_LIMIT,
+    AuditRecordAdmin,
+    FirstRowsInlineFormSet,
+    ReadOnlyInline,
+    SyncedRecordAdminMixin,
+    changelist_link,
+)
 from impex.admin_export import DescriptorExportMixin
+from impex.entities import entity_verbose_name
 from impex.exceptions import ImpexError
 from syncapp import resources
 from syncapp.models import (
@@ -52,8 +60,8 @@ class SmallFileImportForm(ImportForm):
         return upload
 
 
-class EntityExportAdmin(DescriptorExportMixin, ExportMixin, admin.ModelAdmin):
-    """Admin of a synced entity: big-table friendly, with "Export" (its descriptors' files) and sheet downloads."""
+class EntityExportAdmin(SyncedRecordAdminMixin, DescriptorExportMixin, ExportMixin, admin.ModelAdmin):
+    """Admin of a synced entity: read-only, big-table friendly, with "Export" (its descriptors' files) and sheets."""
 
     export_formats = [CSV, TSV, JSON]
     list_per_page = 100
@@ -129,7 +137,6 @@ class CustomerAdmin(SyncedEntityAdmin):
     list_filter = ("active", "payment_on_account", "connection")
     search_fields = ("customer_id", "email", "first_name", "last_name", "company_name", "accounting_id")
     list_select_related = ("parent", "connection")
-    autocomplete_fields = ("parent",)
 
 
 class ProductVariantInline(ReadOnlyInline):
@@ -164,7 +171,6 @@ class ProductVariantAdmin(SyncedEntityAdmin):
     list_filter = ("status", "connection")
     search_fields = ("sku", "variant_id", "product__product_id", "product__title")
     list_select_related = ("product", "connection")
-    autocomplete_fields = ("product",)
 
 
 @admin.register(StockLevel)
@@ -174,7 +180,6 @@ class StockLevelAdmin(SyncedEntityAdmin):
     list_filter = ("connection",)
     search_fields = ("variant__sku", "location")
     list_select_related = ("variant", "connection")
-    autocomplete_fields = ("variant",)
 
 
 @admin.register(PriceList)
@@ -199,19 +204,18 @@ class PriceAdmin(SyncedEntityAdmin):
     list_filter = ("price_list", "connection")
     search_fields = ("variant__sku", "price_list__code")
     list_select_related = ("price_list", "variant", "connection")
-    autocomplete_fields = ("price_list", "variant")
 
 
-class SpecialOrderLineItemInline(admin.TabularInline):
+class SpecialOrderLineItemInline(ReadOnlyInline):
     model = SpecialOrderLineItem
     fields = ("line_item_id", "sku", "product_name", "quantity", "unit_price", "notes")
-    extra = 0
+    readonly_fields = fields
 
 
-class SpecialOrderEventInline(admin.TabularInline):
+class SpecialOrderEventInline(ReadOnlyInline):
     model = SpecialOrderEvent
     fields = ("event_id", "event_type", "event_at", "associate_id", "note")
-    extra = 0
+    readonly_fields = fields
 
 
 @admin.register(SpecialOrder)
@@ -243,7 +247,6 @@ class SpecialOrderLineItemAdmin(SyncedEntityAdmin):
     list_filter = ("connection",)
     search_fields = ("line_item_id", "special_order__special_order_id", "sku", "product_name")
     list_select_related = ("special_order", "connection")
-    autocomplete_fields = ("special_order",)
 
 
 @admin.register(SpecialOrderEvent)
@@ -253,7 +256,6 @@ class SpecialOrderEventAdmin(SyncedEntityAdmin):
     list_filter = ("event_type", "connection")
     search_fields = ("event_id", "special_order__special_order_id", "associate_id")
     list_select_related = ("special_order", "connection")
-    autocomplete_fields = ("special_order",)
 
 
 class SyncErrorInline(ReadOnlyInline):
@@ -267,13 +269,13 @@ class SyncErrorInline(ReadOnlyInline):
 
 @admin.register(SyncLog)
 class SyncLogAdmin(AuditRecordAdmin):
-    list_display = ("connection", "entity", "last_full_sync", "last_partial_sync", "open_error_count")
+    list_display = ("connection", "entity_name", "last_full_sync", "last_partial_sync", "open_error_count")
     list_filter = ("connection", "entity")
     search_fields = ("entity", "connection__code")
     list_select_related = ("connection",)
     fields = (
         "connection",
-        "entity",
+        "entity_name",
         "last_full_sync",
         "last_partial_sync",
         "full_sync_started_at",
@@ -289,9 +291,17 @@ class SyncLogAdmin(AuditRecordAdmin):
     def open_error_count(self, obj):
         return obj.open_error_count
 
+    @admin.display(description="entity", ordering="entity")
+    def entity_name(self, obj):
+        return entity_verbose_name(obj.entity)
+
     @admin.display(description="open errors")
     def open_errors(self, obj):
-        return changelist_link(SyncError, f"all {obj.open_error_count} open errors", log__id__exact=obj.pk)
+        count = obj.open_error_count
+        if not count:
+            return "none"
+        text = "1 open error" if count == 1 else f"all {count} open errors"
+        return changelist_link(SyncError, text, log__id__exact=obj.pk)
 
 
 @admin.register(SyncError)

@@ -3,6 +3,7 @@
 from django.core.validators import MinValueValidator
 from django.db import models
 
+from impex.entities import entity_verbose_name
 from syncapp.choices import ProductStatus, SpecialOrderEventType, SpecialOrderStatus, SpecialOrderType
 
 
@@ -186,7 +187,7 @@ class SyncLog(models.Model):
         constraints = [models.UniqueConstraint(fields=["connection", "entity"], name="synclog_key")]
 
     def __str__(self):
-        return f"{self.connection_id}/{self.entity}"
+        return f"{self.connection.code}: {entity_verbose_name(self.entity)}"
 
 
 class SyncError(models.Model):

@@ -26,7 +26,7 @@ from syncapp.models import (
     SyncError,
     SyncLog,
 )
-from tests.admin_helpers import OUR_APPS, add_rows, admin_url, post_data
+from tests.admin_helpers import OUR_APPS, add_rows, admin_url
 
 LISTED = sorted(m._meta.label_lower for m in admin.site._registry if m._meta.app_label in OUR_APPS)
 FEW, MANY = 3, 30
@@ -174,26 +174,3 @@ def test_change_page_queries_do_not_grow_with_inline_rows(admin_client, django_a
     assert response.status_code == 200
     shown = [len(inline.formset.forms) for inline in response.context["inline_admin_formsets"]]
     assert min(shown) >= MANY, shown
-
-
-def test_order_lines_show_their_variants_and_save(admin_client):
-    add_rows(2, "a")
-    order = Order.objects.order_by("pk").first()
-    add_inline_rows(order, 2)
-    url = admin_url(Order, "change", order.pk)
-    page = admin_client.get(url)
-    lines = list(order.lines.select_related("variant").order_by("line_no"))
-    other = ProductVariant.objects.exclude(pk=lines[0].variant_id).first()
-    formsets = page.context["inline_admin_formsets"]
-    data = {"_save": "Save", **post_data(page.context["adminform"].form)}
-    for inline in formsets:
-        data.update(post_data(inline.formset.management_form, *inline.formset.forms))
-    data["lines-0-variant"] = other.pk
-
-    response = admin_client.post(url, data)
-
-    for line in lines:
-        assert f'<option value="{line.variant_id}" selected>{line.variant.sku}</option>' in page.text
-    assert response.status_code == 302, [inline.formset.errors for inline in response.context["inline_admin_formsets"]]
-    assert order.lines.get(line_no=lines[0].line_no).variant == other
-    assert [line.variant_id for line in order.lines.order_by("line_no")][1:] == [line.variant_id for line in lines][1:]

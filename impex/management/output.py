@@ -3,6 +3,8 @@
 import json
 import sys
 
+from django.template.defaultfilters import pluralize
+
 from impex.choices import FileStatus, JobStatus
 
 COUNTS = ("created", "updated", "unchanged", "retired", "failed")
@@ -25,7 +27,9 @@ def report_files(command, files: list[dict], *, messages: dict[str, str] | None 
             column = f", column {e['column']}" if e["column"] else ""
             command.stdout.write(f"  {where}{column}: {e['message']}")
         if len(f["errors"]) > 10:
-            command.stdout.write(f"  ... {f['failed']} rows refused in all (see the job in the admin)")
+            command.stdout.write(
+                f"  ... {f['failed']} row{pluralize(f['failed'])} refused in all (see the job in the admin)"
+            )
 
 
 def job_succeeded(job, files: list[dict]) -> bool:

@@ -2,6 +2,7 @@
 
 from django.core.mail import send_mail
 from django.db.models import Q
+from django.template.defaultfilters import pluralize
 
 from impex.choices import FileKind, FileStatus
 from impex.models import ImportFile, ImportJob
@@ -30,7 +31,7 @@ def job_errors_mail(*, job_id: int) -> int:
         lines = [
             f"- {f.name}: rejected: {f.message}"
             if f.status == FileStatus.REJECTED
-            else f"- {f.name}: {f.failed} rows refused"
+            else f"- {f.name}: {f.failed} row{pluralize(f.failed)} refused"
             for f in bad
         ]
         send_mail(

@@ -4,6 +4,7 @@ from datetime import timedelta
 
 from django.core.mail import send_mail
 from django.db import transaction
+from django.template.defaultfilters import pluralize
 from django.utils import timezone
 
 from impex.choices import FileStatus, JobSource
@@ -30,7 +31,10 @@ def wait_alerts_send(*, now=None) -> int:
         if conn.contact_list:
             lines = "\n".join(f"- {f.name}: {f.message} (since {f.waiting_since:%Y-%m-%d %H:%M} UTC)" for f in overdue)
             send_mail(
-                subject=f"[impex-hub] {conn.code}: {len(overdue)} file(s) waiting for a missing sequence",
+                subject=(
+                    f"[impex-hub] {conn.code}: {len(overdue)} file{pluralize(len(overdue))} "
+                    "waiting for a missing sequence"
+                ),
                 message=(
                     f"These files of {conn.code} wait for an earlier sequence that has not arrived:\n\n{lines}\n\n"
                     "Send the missing file, or release the wait in the admin (Connections > Release the "

@@ -93,7 +93,7 @@ def test_a_job_with_refused_rows_mails_the_contacts(tmp_path, contacts, django_c
     assert job.status == "completed"
     (message,) = mail.outbox
     assert f"import job #{job.pk} has errors" in message.subject
-    assert "1 rows refused" in message.body
+    assert "1 row refused" in message.body
 
 
 def test_a_clean_job_mails_nobody_and_reports_its_progress(
@@ -146,4 +146,4 @@ def test_the_contacts_mail_lists_every_rejected_file_and_refused_rows(
     body = message.body
     assert "- broken.zip: rejected: broken.zip: the zip archive is damaged or truncated" in body
     assert "- ERP_0000001_INT1_KS_NOTHING.NET: rejected:" in body
-    assert "- ERP_0000001_INT1_KS_CUSTOMERS.NET: 1 rows refused" in body
+    assert "- ERP_0000001_INT1_KS_CUSTOMERS.NET: 1 row refused" in body

@@ -5,6 +5,7 @@ from dataclasses import asdict
 from datetime import datetime
 
 from django.core.management.base import BaseCommand, CommandError
+from django.template.defaultfilters import pluralize
 from django.utils import timezone
 
 from impex.choices import FileFormat
@@ -40,7 +41,7 @@ class Command(BaseCommand):
         path, count = export_to_path(
             descriptor=descriptor, path=opts["out"], fmt=opts["format"], since=since, left_out=left_out
         )
-        self.stdout.write(f"Exported {count} rows with {descriptor.code} to {path}")
+        self.stdout.write(f"Exported {count} row{pluralize(count)} with {descriptor.code} to {path}")
         records = len({e.row for e in left_out})
         if records:
             self.stdout.write(f"{records} record{'s' if records > 1 else ''} left out:")
