@@ -67,9 +67,31 @@ from impex.storage import hub_storage, open_file, temporary_folder
 ERRORS_PER_PAGE = 50
 
 
+class UploadLinkMixin:
+    """Offers "Upload and import" on a page of a record that uploads can go to (an import group, a connection)."""
+
+    upload_parameter = ""
+
+    def upload_url(self, request, obj) -> str:
+        """Return the upload page's URL with this record chosen, or "" when the user may not upload to it."""
+        if obj is None or not request.user.has_perm("impex.run_import"):
+            return ""
+        if getattr(obj, "direction", GroupDirection.IMPORT) != GroupDirection.IMPORT:
+            return ""
+        return f"{reverse('admin:impex_importjob_upload')}?{self.upload_parameter}={obj.pk}"
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        obj = self.get_object(request, unquote(object_id))
+        extra_context = {**(extra_context or {}), "upload_url": self.upload_url(request, obj)}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+
 @admin.register(Connection)
-class ConnectionAdmin(CountedDeleteMixin, admin.ModelAdmin):
+class ConnectionAdmin(UploadLinkMixin, CountedDeleteMixin, admin.ModelAdmin):
     """Connections: the form runs Connection.clean(), which holds their rules; deleting goes through the service."""
+
+    upload_parameter = "connection"
+    change_form_template = "admin/impex/upload_link_change_form.html"
 
     list_display = (
         "code",
@@ -376,8 +398,9 @@ class DataGroupAdminForm(forms.ModelForm):
 
 
 @admin.register(DataGroup)
-class DataGroupAdmin(GroupExportMixin, admin.ModelAdmin):
+class DataGroupAdmin(UploadLinkMixin, GroupExportMixin, admin.ModelAdmin):
     form = DataGroupAdminForm
+    upload_parameter = "group"
     actions = ("export_group",)
     list_display = ("code", "name", "direction", "connection", "descriptor_count")
     list_filter = ("direction",)
