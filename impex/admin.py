@@ -628,7 +628,7 @@ class ImportJobAdmin(AuditRecordAdmin):
                 what = "dry run" if job.dry_run else "import"
                 self.message_user(
                     request,
-                    f"{data['file'].name} is uploaded; the {what} is queued as job #{job.pk}.",
+                    f"The upload {data['file'].name} is stored; the {what} is queued as job #{job.pk}.",
                     messages.SUCCESS,
                 )
                 return HttpResponseRedirect(reverse("admin:impex_importjob_change", args=[job.pk]))
