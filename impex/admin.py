@@ -29,6 +29,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.html import escape, format_html
+from django.utils.http import content_disposition_header
 
 from config.adminkit import (
     INLINE_ROW_LIMIT,
@@ -694,7 +695,7 @@ class ImportJobAdmin(AuditRecordAdmin):
             if what == "reason" and f.status == FileStatus.REJECTED:
                 reason = f.message or "; ".join(f.errors.filter(row__isnull=True).values_list("message", flat=True))
                 response = HttpResponse(reason + "\n", content_type="text/plain; charset=utf-8")
-                response["Content-Disposition"] = f'attachment; filename="{f.name}.reason.txt"'
+                response["Content-Disposition"] = content_disposition_header(True, f"{f.name}.reason.txt")
                 return response
         except (FileNotFoundError, NoRejectedRows) as exc:
             message = str(exc) if isinstance(exc, NoRejectedRows) else f"The copy of {f.name} is no longer kept."
