@@ -29,6 +29,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.html import escape, format_html
+from django.utils.http import content_disposition_header
 
 from config.adminkit import (
     INLINE_ROW_LIMIT,
@@ -67,9 +68,31 @@ from impex.storage import hub_storage, open_file, temporary_folder
 ERRORS_PER_PAGE = 50
 
 
+class UploadLinkMixin:
+    """Offers "Upload and import" on a page of a record that uploads can go to (an import group, a connection)."""
+
+    upload_parameter = ""
+
+    def upload_url(self, request, obj) -> str:
+        """Return the upload page's URL with this record chosen, or "" when the user may not upload to it."""
+        if obj is None or not request.user.has_perm("impex.run_import"):
+            return ""
+        if getattr(obj, "direction", GroupDirection.IMPORT) != GroupDirection.IMPORT:
+            return ""
+        return f"{reverse('admin:impex_importjob_upload')}?{self.upload_parameter}={obj.pk}"
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        obj = self.get_object(request, unquote(object_id))
+        extra_context = {**(extra_context or {}), "upload_url": self.upload_url(request, obj)}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+
 @admin.register(Connection)
-class ConnectionAdmin(CountedDeleteMixin, admin.ModelAdmin):
+class ConnectionAdmin(UploadLinkMixin, CountedDeleteMixin, admin.ModelAdmin):
     """Connections: the form runs Connection.clean(), which holds their rules; deleting goes through the service."""
+
+    upload_parameter = "connection"
+    change_form_template = "admin/impex/upload_link_change_form.html"
 
     list_display = (
         "code",
@@ -376,8 +399,9 @@ class DataGroupAdminForm(forms.ModelForm):
 
 
 @admin.register(DataGroup)
-class DataGroupAdmin(GroupExportMixin, admin.ModelAdmin):
+class DataGroupAdmin(UploadLinkMixin, GroupExportMixin, admin.ModelAdmin):
     form = DataGroupAdminForm
+    upload_parameter = "group"
     actions = ("export_group",)
     list_display = ("code", "name", "direction", "connection", "descriptor_count")
     list_filter = ("direction",)
@@ -605,7 +629,7 @@ class ImportJobAdmin(AuditRecordAdmin):
                 what = "dry run" if job.dry_run else "import"
                 self.message_user(
                     request,
-                    f"{data['file'].name} is uploaded; the {what} is queued as job #{job.pk}.",
+                    f"The upload {data['file'].name} is stored; the {what} is queued as job #{job.pk}.",
                     messages.SUCCESS,
                 )
                 return HttpResponseRedirect(reverse("admin:impex_importjob_change", args=[job.pk]))
@@ -671,7 +695,7 @@ class ImportJobAdmin(AuditRecordAdmin):
             if what == "reason" and f.status == FileStatus.REJECTED:
                 reason = f.message or "; ".join(f.errors.filter(row__isnull=True).values_list("message", flat=True))
                 response = HttpResponse(reason + "\n", content_type="text/plain; charset=utf-8")
-                response["Content-Disposition"] = f'attachment; filename="{f.name}.reason.txt"'
+                response["Content-Disposition"] = content_disposition_header(True, f"{f.name}.reason.txt")
                 return response
         except (FileNotFoundError, NoRejectedRows) as exc:
             message = str(exc) if isinstance(exc, NoRejectedRows) else f"The copy of {f.name} is no longer kept."

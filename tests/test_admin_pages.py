@@ -116,6 +116,8 @@ def sample(bspk_connection, kore_connection):
         descriptor=DataDescriptor.objects.get(code="KS_CUSTOMERS"),
         status="imported",
         mode="NET",
+        rows_total=4,
+        rows_done=2,
         created=3,
         failed=1,
     )
@@ -268,7 +270,8 @@ def test_import_job_change_page_shows_progress_duration_and_files(admin_client, 
     response = admin_client.get(admin_url(ImportJob, "change", sample["job"].pk))
 
     assert response.status_code == 200
-    assert "50%" in response.text
+    assert 'id="job-rows-done">2 of 4<' in response.text
+    assert 'id="job-files-done">1 of 1 done<' in response.text
     assert "1:30" in response.text
     assert "DT_0000001_INT1_KS_CUSTOMERS.NET" in response.text
     assert "1 row error<" in response.text

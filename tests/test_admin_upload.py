@@ -309,3 +309,30 @@ def test_file_of_a_type_the_group_does_not_hold_is_listed_as_such(client, import
         events.message
     )
     assert SpecialOrder.objects.count() == 2
+
+
+def test_import_groups_and_connections_link_to_the_upload_page(client, django_user_model, group, bspk_connection):
+    from impex.models import Connection
+
+    user = staff_user(
+        django_user_model, "importer", "impex.view_datagroup", "impex.view_connection", "impex.run_import"
+    )
+    client.force_login(user)
+    group_page = client.get(reverse("admin:impex_datagroup_change", args=[group.pk])).content.decode()
+    assert f'href="{UPLOAD}?group={group.pk}"' in group_page and "Upload and import" in group_page
+    connection_page = client.get(reverse("admin:impex_connection_change", args=[bspk_connection.pk])).content.decode()
+    assert f'href="{UPLOAD}?connection={bspk_connection.pk}"' in connection_page
+    export_group = DataGroup.objects.filter(direction="export").first() or DataGroup.objects.create(
+        code="out", name="Out", direction="export"
+    )
+    assert UPLOAD not in client.get(reverse("admin:impex_datagroup_change", args=[export_group.pk])).content.decode()
+    prefilled = client.get(f"{UPLOAD}?group={group.pk}&connection={bspk_connection.pk}")
+    assert prefilled.context["form"]["connection"].value() == str(bspk_connection.pk)
+
+    viewer = staff_user(django_user_model, "viewer", "impex.view_datagroup", "impex.view_connection")
+    client.force_login(viewer)
+    assert UPLOAD not in client.get(reverse("admin:impex_datagroup_change", args=[group.pk])).content.decode()
+    assert (
+        UPLOAD
+        not in client.get(reverse("admin:impex_connection_change", args=[Connection.objects.get().pk])).content.decode()
+    )

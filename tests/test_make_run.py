@@ -165,7 +165,7 @@ def make_run(var_dir, tmp_path):
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP], ids=lambda s: s.name)
 def test_make_run_serves_the_admin_and_a_signal_to_its_group_stops_every_process(make_run, signum):
     assert len(make_run.started) == EXPECTED_PROCESSES, make_run.describe(make_run.started)
-    assert '<div id="site-name"><a href="/admin/">impex-hub</a></div>' in make_run.page
+    assert "impex-hub" in make_run.page and "Log in" in make_run.page
 
     left, _ = make_run.stop(signum)
 

@@ -343,7 +343,9 @@ def helpers_of(pid: int) -> list[int]:
 
 
 def test_impex_import_shares_a_big_files_chunks_with_helper_processes(tmp_path, kore_connection):
-    rows = [customer_row(f"C{n:05d}", first_name=f"N{n}") for n in range(30_000)]
+    # Enough chunks (80) that the helper processes have started (a Django start-up each) before the runner alone
+    # has applied them all, even on a busy machine.
+    rows = [customer_row(f"C{n:05d}", first_name=f"N{n}") for n in range(80_000)]
     path = write_kore(tmp_path, "KS_CUSTOMERS", 1, rows)
     env = process_env(IMPEX_WORKERS=3, IMPEX_WORKERS_MIN_ROWS=1000, IMPEX_CHUNK_ROWS=1000, IMPEX_POLL_SECONDS=0.1)
 
@@ -359,7 +361,7 @@ def test_impex_import_shares_a_big_files_chunks_with_helper_processes(tmp_path, 
 
     assert out.returncode == 0, out.stdout + out.stderr
     (result,) = json.loads(out.stdout.strip().splitlines()[-1])["files"]
-    assert (result["status"], result["created"], result["failed"]) == ("imported", 30_000, 0)
+    assert (result["status"], result["created"], result["failed"]) == ("imported", 80_000, 0)
     job = ImportJob.objects.get()
     assert job.events.filter(kind="note", message__contains="2 more helper processes share its chunks").exists()
     assert len(set(ImportChunk.objects.filter(file__job=job).values_list("claimed_by", flat=True))) >= 2

@@ -16,10 +16,10 @@ from impex.exceptions import FileNameError, ImpexError
 from impex.formats.readers import iter_raw_records
 from impex.formats.writers import neutralise_cell, write_rows
 from impex.models import ConnectionState, ImportFile, RowError
+from impex.services.descriptors import ERRORS_COLUMN
 from impex.services.imports import layout_of
 from impex.storage import hub_storage, local_copy
 
-ERRORS_COLUMN = "errors"
 _NUMERIC = (ColumnType.INTEGER, ColumnType.DECIMAL)
 
 
