@@ -848,7 +848,10 @@ class ImportFileAdmin(AuditRecordAdmin):
     @admin.display(description="row errors")
     def row_errors(self, obj):
         count = obj.errors.count()
-        return changelist_link(RowError, f"all {count} row error{pluralize(count)}", file__id__exact=obj.pk)
+        if not count:
+            return "none"
+        text = "the row error" if count == 1 else f"all {count} row errors"
+        return changelist_link(RowError, text, file__id__exact=obj.pk)
 
 
 class RowErrorJobFilter(admin.SimpleListFilter):

@@ -63,7 +63,7 @@ def job_progress(*, job: ImportJob, files: list[ImportFile] | None = None) -> di
         "files_total": len(data),
         "rows_done": rows_done,
         "rows_total": rows_total,
-        "rows_per_second": round(rows_done / elapsed) if elapsed > 0.5 else 0,
+        "rows_per_second": round(rows_done / elapsed) if elapsed > 0 else 0,
         "current_file": "" if finished else current,
         "elapsed_seconds": round(elapsed, 1),
         "elapsed": format_duration(end - job.started_at) if job.started_at else "-",
