@@ -688,6 +688,8 @@ class ImportJobAdmin(AuditRecordAdmin):
         )
         try:
             if what == "original":
+                if not f.path:
+                    raise FileNotFoundError(f.name)
                 return FileResponse(open_file(hub_storage(), f.path), as_attachment=True, filename=f.name)
             if what == "rejected-rows":
                 handle, _count = rejected_rows_write(import_file=f)

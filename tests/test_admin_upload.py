@@ -336,3 +336,17 @@ def test_import_groups_and_connections_link_to_the_upload_page(client, django_us
         UPLOAD
         not in client.get(reverse("admin:impex_connection_change", args=[Connection.objects.get().pk])).content.decode()
     )
+
+
+def test_a_file_no_longer_kept_is_said_so_not_a_server_error(client, importer, group, bspk_connection):
+    job = uploaded_job(upload(client, group, bspk_zip()))
+    import_job_run(job.pk)
+    archive = ImportFile.objects.get(job=job, kind="archive")
+    orders = ImportFile.objects.get(job=job, name=bspk_name("SPECIAL-ORDERS"))
+    ImportFile.objects.filter(pk=orders.pk).update(path="")
+    for f in (archive, orders):
+        response = client.get(job_url(job, "file", f, "original"), follow=True)
+        assert response.status_code == 200
+        assert "is no longer kept" in response.content.decode()
+    assert client.get(job_url(job, "file", orders, "nonsense")).status_code == 404
+    assert client.get(job_url(job, "file", orders, "rejected-rows"), follow=True).status_code == 200
