@@ -21,6 +21,7 @@ from django.http import (
     HttpResponseNotAllowed,
     HttpResponseRedirect,
     JsonResponse,
+    StreamingHttpResponse,
 )
 from django.shortcuts import get_object_or_404
 from django.template.defaultfilters import filesizeformat, pluralize
@@ -60,7 +61,7 @@ from impex.models import (
 from impex.services.connections import connection_delete, connection_delete_check
 from impex.services.descriptors import descriptor_check
 from impex.services.progress import COUNTS, file_status_label, job_files, job_progress, job_status_label
-from impex.services.rejected import NoRejectedRows, rejected_rows_available, rejected_rows_name, rejected_rows_write
+from impex.services.rejected import NoRejectedRows, rejected_rows_available, rejected_rows_download, rejected_rows_name
 from impex.services.samples import SAMPLE_ROWS, descriptor_sample
 from impex.services.uploads import UploadRefused, job_run_again, job_run_for_real, job_upload
 from impex.storage import hub_storage, open_file, temporary_folder
@@ -692,8 +693,11 @@ class ImportJobAdmin(AuditRecordAdmin):
                     raise FileNotFoundError(f.name)
                 return FileResponse(open_file(hub_storage(), f.path), as_attachment=True, filename=f.name)
             if what == "rejected-rows":
-                handle, _count = rejected_rows_write(import_file=f)
-                return FileResponse(handle, as_attachment=True, filename=rejected_rows_name(f))
+                response = StreamingHttpResponse(
+                    rejected_rows_download(import_file=f), content_type="application/octet-stream"
+                )
+                response["Content-Disposition"] = content_disposition_header(True, rejected_rows_name(f))
+                return response
             if what == "reason" and f.status == FileStatus.REJECTED:
                 reason = f.message or "; ".join(f.errors.filter(row__isnull=True).values_list("message", flat=True))
                 response = HttpResponse(reason + "\n", content_type="text/plain; charset=utf-8")

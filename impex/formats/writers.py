@@ -1,8 +1,9 @@
 """Write rows of formatted cells as CSV, TSV or XML, streaming."""
 
+import codecs
 import csv
 import re
-from collections.abc import Callable, Collection, Generator, Iterable, Sequence
+from collections.abc import Callable, Collection, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TextIO
 
@@ -78,16 +79,32 @@ def file_pieces(
     escape_formulae: bool = False,
     numeric_columns: Collection[str] = (),
     left_out: Callable[[Unwritable], None] | None = None,
+    ragged: bool = False,
 ) -> Generator[str, None, int]:
     """Yield the file's text a row at a time (the header first); return the number of rows written.
 
     The same text as write_rows writes, for a caller that hands the file on while it is made (a download).
+    ragged (CSV and TSV): a row with more or fewer cells than columns is written as it is instead of refused.
     """
     if escape_formulae:
         rows = _neutralised(rows, columns=columns, numeric_columns=numeric_columns)
     if layout.format == "xml":
         return (yield from _xml_pieces(layout=layout, columns=columns, rows=rows, left_out=left_out))
-    return (yield from _csv_pieces(layout=layout, columns=columns, rows=rows))
+    return (yield from _csv_pieces(layout=layout, columns=columns, rows=rows, ragged=ragged))
+
+
+def encoded_pieces(pieces: Iterable[str], *, encoding: str, chunk_chars: int = 64 * 1024) -> Iterator[bytes]:
+    """Yield a file's text pieces as bytes in the given encoding, gathered into chunks of about chunk_chars."""
+    encoder = codecs.getincrementalencoder(encoding)()
+    buffer: list[str] = []
+    size = 0
+    for piece in pieces:
+        buffer.append(piece)
+        size += len(piece)
+        if size >= chunk_chars:
+            yield encoder.encode("".join(buffer))
+            buffer, size = [], 0
+    yield encoder.encode("".join(buffer), final=True)
 
 
 class _Echo:
@@ -106,7 +123,9 @@ def _neutralised(
         yield [neutralise_cell(value, numeric=is_numeric) for value, is_numeric in zip(row, numeric, strict=True)]
 
 
-def _csv_pieces(*, layout: Layout, columns: Sequence[str], rows: Iterable[Sequence[str]]) -> Generator[str, None, int]:
+def _csv_pieces(
+    *, layout: Layout, columns: Sequence[str], rows: Iterable[Sequence[str]], ragged: bool = False
+) -> Generator[str, None, int]:
     """Yield a CSV or TSV file line by line; the text is meant for a stream opened with newline=""."""
     delimiter = layout.csv_delimiter
     echo = _Echo()
@@ -119,7 +138,7 @@ def _csv_pieces(*, layout: Layout, columns: Sequence[str], rows: Iterable[Sequen
     count = 0
     for row in rows:
         count += 1
-        if len(row) != width:
+        if len(row) != width and not ragged:
             raise ValueError(f"row {count} has {len(row)} cells for {width} columns")
         yield quoted_line(row) if "\r" in "".join(row) else line(row)
     return count

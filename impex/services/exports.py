@@ -1,9 +1,9 @@
 """Export an entity with a descriptor: exactly the columns the descriptor reads, so the file imports back."""
 
-import codecs
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
+from itertools import chain
 from pathlib import Path
 
 from django.db.models import QuerySet
@@ -12,7 +12,7 @@ from django.utils import timezone
 from impex.choices import ColumnType, FileFormat
 from impex.entities import entity_spec, natural_key_of
 from impex.exceptions import ConfigurationError
-from impex.formats.writers import Unwritable, file_pieces, write_pieces
+from impex.formats.writers import Unwritable, encoded_pieces, file_pieces, write_pieces
 from impex.models import DataDescriptor, DataGroup
 from impex.services.columns import character_name, format_value, value_styles, visible_text
 from impex.services.imports import layout_of
@@ -191,25 +191,23 @@ def export_download(
     An XML file leaves out the records it cannot carry and says how many in a closing comment.
     """
     fmt = fmt or descriptor.format
-    encoder = codecs.getincrementalencoder(descriptor.encoding or "utf-8")()
     left_out: list[LeftOut] = []
-    buffer: list[str] = []
-    size = 0
-    for piece in export_pieces(
+
+    def closing_comment():
+        # Runs once the rows are written, when left_out holds every record the file could not carry.
+        if left_out:
+            count = len({e.row for e in left_out})
+            yield (
+                f"<!-- {count} record{'s' if count > 1 else ''} left out: a cell holds a character that XML 1.0 "
+                "cannot carry; export as CSV or TSV to have them -->\n"
+            )
+
+    pieces = export_pieces(
         descriptor=descriptor, fmt=fmt, since=since, records=records, escape_formulae=neutralise, left_out=left_out
-    ):
-        buffer.append(piece)
-        size += len(piece)
-        if size >= DOWNLOAD_CHUNK_CHARS:
-            yield encoder.encode("".join(buffer))
-            buffer, size = [], 0
-    if left_out:
-        count = len({e.row for e in left_out})
-        buffer.append(
-            f"<!-- {count} record{'s' if count > 1 else ''} left out: a cell holds a character that XML 1.0 "
-            "cannot carry; export as CSV or TSV to have them -->\n"
-        )
-    yield encoder.encode("".join(buffer), final=True)
+    )
+    yield from encoded_pieces(
+        chain(pieces, closing_comment()), encoding=descriptor.encoding or "utf-8", chunk_chars=DOWNLOAD_CHUNK_CHARS
+    )
 
 
 def export_name(*, code: str, fmt: str) -> str:

@@ -1,11 +1,8 @@
 """Write a file's refused rows back in the file's own layout, with an `errors` column, for the sender to fix."""
 
-import csv
-import tempfile
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from itertools import groupby
-from typing import IO
 from zoneinfo import ZoneInfo
 
 from django.utils import timezone
@@ -14,7 +11,7 @@ from impex import naming
 from impex.choices import ColumnType, Convention, FileStatus
 from impex.exceptions import FileNameError, ImpexError
 from impex.formats.readers import iter_raw_records
-from impex.formats.writers import neutralise_cell, write_rows
+from impex.formats.writers import encoded_pieces, file_pieces, neutralise_cell
 from impex.models import ConnectionState, ImportFile, RowError
 from impex.services.descriptors import ERRORS_COLUMN
 from impex.services.imports import layout_of
@@ -67,42 +64,49 @@ def rejected_rows_name(import_file: ImportFile, *, now: datetime | None = None) 
     return f"{stem}-rejected-rows.{extension}" if dot else f"{import_file.name}-rejected-rows"
 
 
-def rejected_rows_write(*, import_file: ImportFile) -> tuple[IO[bytes], int]:
-    """Write the file's refused rows, each with its messages in an `errors` column, to a temporary file.
+def rejected_rows_download(*, import_file: ImportFile) -> Iterator[bytes]:
+    """Return the file's refused rows as a stream of bytes, each row with its messages in an `errors` column.
 
     The rows are read from the kept copy of the file, in its own format, delimiter and encoding, so that the
     sender can fix them and send the file again as it is (the `errors` column is read past on import). Text
     cells that a spreadsheet would run as formulas are neutralised: the file is downloaded in a browser.
-    Returns the open temporary file (deleted when closed), positioned at its start, and the number of rows.
+    Raises NoRejectedRows at once, before any byte, when there is nothing to give back.
     """
     if not rejected_rows_available(import_file):
         raise NoRejectedRows(f"{import_file.name} has no refused rows to download.")
-    descriptor = import_file.descriptor
-    layout = layout_of(descriptor)
-    numeric = {c.name for c in descriptor.columns.all() if c.type in _NUMERIC}
+    hub = hub_storage()
+    if not hub.exists(import_file.path):
+        raise FileNotFoundError(import_file.path)
+    layout = layout_of(import_file.descriptor)
+    return encoded_pieces(
+        _rejected_pieces(import_file, layout=layout), encoding=layout.python_encoding.replace("-sig", "")
+    )
+
+
+def _rejected_pieces(import_file: ImportFile, *, layout) -> Iterator[str]:
+    """Yield the text of the rejected-rows file, reading the kept copy and the row errors side by side."""
+    numeric = {c.name for c in import_file.descriptor.columns.all() if c.type in _NUMERIC}
     errors = (
         RowError.objects.filter(file=import_file, row__isnull=False)
         .order_by("row", "id")
         .values_list("row", "column", "message")
     )
-    by_row = groupby(errors.iterator(chunk_size=2000), key=lambda e: e[0])
-    out = tempfile.TemporaryFile()
+    header = list(import_file.header) or list(layout.columns)
+    columns = header if ERRORS_COLUMN in header else [*header, ERRORS_COLUMN]
     with local_copy(hub_storage(), import_file.path) as path:
-        header = list(import_file.header) or list(layout.columns)
-        columns = header if ERRORS_COLUMN in header else [*header, ERRORS_COLUMN]
-        refused = _refused(iter_raw_records(path, layout=layout), by_row)
-        text = _TextOut(out, encoding=layout.python_encoding.replace("-sig", ""))
+        refused = _refused(
+            iter_raw_records(path, layout=layout), groupby(errors.iterator(chunk_size=2000), key=lambda e: e[0])
+        )
         if layout.format == "xml":
             rows = (
                 [values.get(c, "") if c != ERRORS_COLUMN else message for c in columns] for values, message in refused
             )
-            count = write_rows(
-                text, layout=layout, columns=columns, rows=rows, escape_formulae=True, numeric_columns=numeric
-            )
         else:
-            count = _write_csv(text, layout=layout, header=header, columns=columns, refused=refused, numeric=numeric)
-    out.seek(0)
-    return out, count
+            rows = _with_errors(refused, header=header, numeric=numeric)
+        neutralise = layout.format == "xml"  # CSV rows are neutralised cell by cell above (they may be ragged)
+        yield from file_pieces(
+            layout=layout, columns=columns, rows=rows, escape_formulae=neutralise, numeric_columns=numeric, ragged=True
+        )
 
 
 def _refused(records: Iterator, by_row: Iterator) -> Iterator[tuple[list[str] | dict[str, str], str]]:
@@ -117,15 +121,11 @@ def _refused(records: Iterator, by_row: Iterator) -> Iterator[tuple[list[str] | 
             yield current[1], message
 
 
-def _write_csv(text, *, layout, header: list[str], columns: list[str], refused, numeric: set[str]) -> int:
-    """Write a CSV or TSV file of the refused rows; a row with the wrong number of cells keeps them as sent."""
-    writer = csv.writer(text, delimiter=layout.csv_delimiter, quoting=csv.QUOTE_MINIMAL, lineterminator="\n")
-    quoting = csv.writer(text, delimiter=layout.csv_delimiter, quoting=csv.QUOTE_ALL, lineterminator="\n")
-    if layout.has_header:
-        writer.writerow(columns)
+def _with_errors(refused, *, header: list[str], numeric: set[str]) -> Iterator[list[str]]:
+    """Yield each refused CSV or TSV row, neutralised, with its messages in the errors cell; a row with the wrong
+    number of cells keeps them as sent, the messages after them."""
     errors_at = header.index(ERRORS_COLUMN) if ERRORS_COLUMN in header else None
     is_numeric = [name in numeric for name in header]
-    count = 0
     for cells, message in refused:
         cells = [
             neutralise_cell(value, numeric=is_numeric[n] if n < len(is_numeric) else False)
@@ -136,18 +136,4 @@ def _write_csv(text, *, layout, header: list[str], columns: list[str], refused, 
             cells[errors_at] = message
         else:
             cells.append(message)
-        (quoting if "\r" in "".join(cells) else writer).writerow(cells)
-        count += 1
-    return count
-
-
-class _TextOut:
-    """A text stream over a binary file, in the file's own encoding."""
-
-    def __init__(self, raw: IO[bytes], *, encoding: str):
-        self.raw = raw
-        self.encoding = encoding
-
-    def write(self, text: str) -> int:
-        self.raw.write(text.encode(self.encoding, errors="replace"))
-        return len(text)
+        yield cells
