@@ -732,8 +732,8 @@ def job_page_context(request, job: ImportJob) -> dict:
     files = job_files(job)
     may_run = request.user.has_perm("impex.run_import")
     rows = []
+    link = partial(reverse, "admin:impex_importjob_file")
     for f in files:
-        link = partial(reverse, "admin:impex_importjob_file")
         rows.append(
             {
                 "file": f,
