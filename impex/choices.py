@@ -103,6 +103,23 @@ FILE_TRANSITIONS = {
 FILE_FINAL = frozenset({FileStatus.IMPORTED, FileStatus.REJECTED, FileStatus.DUPLICATE, FileStatus.UNPACKED})
 
 
+class InboxStatus(models.TextChoices):
+    SEEN = "seen"
+    CLAIMED = "claimed"
+    TAKEN = "taken", "taken into a job"
+    GONE = "gone", "gone before it was taken"
+
+
+# A seen file is claimed by one scanner; the claim ends with the file taken into a job, or given up (back to
+# seen: the copy failed, or a lease ran out and another scanner takes over), or the file gone from the inbox.
+INBOX_TRANSITIONS = {
+    InboxStatus.SEEN: {InboxStatus.SEEN, InboxStatus.CLAIMED, InboxStatus.GONE},
+    InboxStatus.CLAIMED: {InboxStatus.CLAIMED, InboxStatus.SEEN, InboxStatus.TAKEN, InboxStatus.GONE},
+    InboxStatus.TAKEN: set(),
+    InboxStatus.GONE: set(),
+}
+
+
 class ChunkStatus(models.TextChoices):
     PENDING = "pending"
     RUNNING = "running"

@@ -20,11 +20,59 @@ from impex.choices import (
     FileKind,
     FileStatus,
     GroupDirection,
+    InboxStatus,
     JobSource,
     JobStatus,
     Mode,
 )
 from impex.entities import entity_choices
+
+LOCATION_SHAPES = "a folder path, s3://bucket/prefix or sftp://[user@]host[:port]/path"
+
+
+def cron_errors(value: str) -> list[str]:
+    """Check a cron expression of five fields (minute hour day month weekday)."""
+    if not value:
+        return []
+    from croniter import croniter
+
+    if len(value.split()) != 5 or not croniter.is_valid(value):
+        return [
+            f"'{value}' is not a cron expression of five fields (minute hour day month weekday), e.g. */15 * * * *."
+        ]
+    return []
+
+
+def location_errors(value: str) -> list[str]:
+    """Catch a folder location that is obviously wrong; whether the place exists is for the scan to find out."""
+    # C:\inbox is a Windows folder (a scheme has two letters or more), and old:inbox a folder name:
+    # only '//' after a scheme, or s3: and sftp:, make it a URL.
+    match = re.match(r"([A-Za-z][A-Za-z0-9+.-]+):(//)?", value)
+    if match is None:
+        return []
+    scheme, slashes = match.group(1).lower(), match.group(2)
+    if scheme not in ("s3", "sftp"):
+        return [f"Unknown scheme '{match.group(1)}://' in the location: use {LOCATION_SHAPES}."] if slashes else []
+    url = urlsplit(value)
+    if not slashes or url.query or url.fragment:
+        return [f"Write the location as {LOCATION_SHAPES}."]
+    if scheme == "s3":
+        if not url.netloc or "@" in url.netloc or ":" in url.netloc:
+            return ["An S3 location needs a bucket name right after s3:// (s3://bucket/prefix)."]
+        return []
+    if url.password is not None:
+        return ["Keep the password out of the URL: it would be stored and shown in plain text."]
+    if not url.hostname:
+        return ["An SFTP location needs a host: sftp://[user@]host[:port]/path."]
+    try:
+        port = url.port
+    except ValueError:
+        port = 0
+    if port == 0:
+        return [f"The port in '{url.netloc}' must be a number from 1 to 65535: sftp://[user@]host[:port]/path."]
+    if not url.path:
+        return ["An SFTP location needs the folder after the host: sftp://[user@]host[:port]/path."]
+    return []
 
 
 class Connection(models.Model):
@@ -51,7 +99,41 @@ class Connection(models.Model):
     contacts = models.TextField(
         blank=True, default="", help_text="E-mail addresses told about errors, separated by commas or semicolons."
     )
-    interval_minutes = models.PositiveIntegerField(default=5, help_text="How often the inbox is scanned.")
+    scan_enabled = models.BooleanField(
+        "Scan on schedule",
+        default=True,
+        help_text="Scan the inbox on its schedule. Off: only 'Sync now' and impex_scan look at it.",
+    )
+    interval_minutes = models.PositiveIntegerField(
+        default=5, help_text="Minutes between two scans of the inbox: 1 to 44640 (a month)."
+    )
+    scan_cron = models.CharField(
+        "Scan cron",
+        max_length=100,
+        blank=True,
+        default="",
+        help_text="A cron expression (minute hour day month weekday, in UTC) used instead of the interval, "
+        "e.g. */10 6-22 * * 1-5.",
+    )
+    archive_folder = models.CharField(
+        max_length=500,
+        blank=True,
+        default="",
+        help_text="Where imported files are moved: a folder path, s3://bucket/prefix or sftp://[user@]host[:port]/path;"
+        " empty: IMPEX_ROOT/<code>/archive.",
+    )
+    error_folder = models.CharField(
+        max_length=500,
+        blank=True,
+        default="",
+        help_text="Where rejected files are moved, each with a .reason.txt beside it; empty: IMPEX_ROOT/<code>/error.",
+    )
+    outbox = models.CharField(
+        max_length=500,
+        blank=True,
+        default="",
+        help_text="Where scheduled exports of this connection's groups are written; empty: IMPEX_ROOT/<code>/outbox.",
+    )
     next_expected_sequence = models.PositiveIntegerField(
         null=True, blank=True, help_text="Kore: the sequence the next file must carry."
     )
@@ -67,6 +149,9 @@ class Connection(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     INBOX_SHAPES = "a folder path, s3://bucket/prefix or sftp://[user@]host[:port]/path"
+    # "1 month": the longest interval a schedule in minutes is given (31 days).
+    MAX_INTERVAL_MINUTES = 31 * 24 * 60
+    LOCATION_FIELDS = ("inbox", "archive_folder", "error_folder", "outbox")
 
     class Meta:
         ordering = ["code"]
@@ -101,8 +186,9 @@ class Connection(models.Model):
             "integration_id": self._integration_errors(),
             "timezone": self._timezone_errors(),
             "contacts": self._contact_errors(),
-            "inbox": self._inbox_errors(),
+            **{name: location_errors(getattr(self, name)) for name in self.LOCATION_FIELDS},
             "interval_minutes": self._interval_errors(),
+            "scan_cron": cron_errors(self.scan_cron),
         }
         errors = {field: messages for field, messages in errors.items() if messages}
         if errors:
@@ -170,37 +256,8 @@ class Connection(models.Model):
         # A negative value already fails the field's own check (a positive integer); None, its null check.
         if self.interval_minutes == 0:
             return ["Scan the inbox every 1 minute or more."]
-        return []
-
-    def _inbox_errors(self) -> list[str]:
-        """Catch an inbox that is obviously wrong; whether the place exists is for the scan to find out."""
-        # C:\inbox is a Windows folder (a scheme has two letters or more), and old:inbox a folder name:
-        # only '//' after a scheme, or s3: and sftp:, make it a URL.
-        match = re.match(r"([A-Za-z][A-Za-z0-9+.-]+):(//)?", self.inbox)
-        if match is None:
-            return []
-        scheme, slashes = match.group(1).lower(), match.group(2)
-        if scheme not in ("s3", "sftp"):
-            return [f"Unknown scheme '{match.group(1)}://' in the inbox: use {self.INBOX_SHAPES}."] if slashes else []
-        url = urlsplit(self.inbox)
-        if not slashes or url.query or url.fragment:
-            return [f"Write the inbox as {self.INBOX_SHAPES}."]
-        if scheme == "s3":
-            if not url.netloc or "@" in url.netloc or ":" in url.netloc:
-                return ["An S3 inbox needs a bucket name right after s3:// (s3://bucket/prefix)."]
-            return []
-        if url.password is not None:
-            return ["Keep the password out of the inbox URL: it would be stored and shown in plain text."]
-        if not url.hostname:
-            return ["An SFTP inbox needs a host: sftp://[user@]host[:port]/path."]
-        try:
-            port = url.port
-        except ValueError:
-            port = 0
-        if port == 0:
-            return [f"The port in '{url.netloc}' must be a number from 1 to 65535: sftp://[user@]host[:port]/path."]
-        if not url.path:
-            return ["An SFTP inbox needs the folder after the host: sftp://[user@]host[:port]/path."]
+        if self.interval_minutes is not None and self.interval_minutes > self.MAX_INTERVAL_MINUTES:
+            return [f"Scan the inbox at least once a month (every {self.MAX_INTERVAL_MINUTES} minutes or less)."]
         return []
 
 
@@ -328,9 +385,69 @@ class ConnectionState(models.Model):
     # Files of one connection are applied in order, one job at a time: the holder's lease is its job's lease.
     job = models.ForeignKey("ImportJob", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     last_applied_sequence = models.PositiveIntegerField(null=True, blank=True)
+    # One scan of the inbox at a time, whichever cluster runs it: the scanner's claim, with a lease.
+    scan_by = models.CharField(max_length=200, blank=True, default="")
+    scan_until = models.DateTimeField(null=True, blank=True)
+    last_scan_at = models.DateTimeField(null=True, blank=True)
+    last_scan_ok = models.BooleanField(null=True, blank=True)
+    last_scan_message = models.TextField(blank=True, default="")
+    last_scan_job = models.ForeignKey("ImportJob", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
 
     def __str__(self):
         return f"{self.connection_id}: job {self.job_id or '-'}, sequence {self.last_applied_sequence}"
+
+
+class InboxFile(models.Model):
+    """A file found in a connection's inbox, from the first look until it left the inbox for a job (or vanished)."""
+
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="inbox_files")
+    name = models.CharField(max_length=300)
+    size = models.PositiveBigIntegerField(default=0, help_text="Bytes at the last look.")
+    modified = models.DateTimeField(null=True, blank=True, help_text="Modification time at the last look.")
+    status = models.CharField(max_length=10, choices=InboxStatus.choices, default=InboxStatus.SEEN, db_index=True)
+    message = models.TextField(blank=True, default="")
+    first_seen = models.DateTimeField(default=timezone.now)
+    last_seen = models.DateTimeField(default=timezone.now)
+    claimed_by = models.CharField(max_length=200, blank=True, default="")
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    job = models.ForeignKey("ImportJob", null=True, blank=True, on_delete=models.SET_NULL, related_name="inbox_files")
+    import_file = models.ForeignKey(
+        "ImportFile", null=True, blank=True, on_delete=models.SET_NULL, related_name="inbox_files"
+    )
+    left_inbox_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the original was removed from the inbox (the job holds its copy)."
+    )
+
+    class Meta:
+        ordering = ["-first_seen", "-id"]
+        constraints = [
+            # A name in the inbox is one file until it leaves: two scanners find the same row to claim.
+            models.UniqueConstraint(
+                fields=["connection", "name"],
+                condition=models.Q(status__in=[InboxStatus.SEEN, InboxStatus.CLAIMED]),
+                name="inboxfile_present_once",
+            )
+        ]
+
+    def __str__(self):
+        return self.name
+
+
+class InboxEvent(models.Model):
+    """One step in an inbox file's history: seen, still being written, claimed, taken into a job, gone."""
+
+    inbox_file = models.ForeignKey(InboxFile, on_delete=models.CASCADE, related_name="events")
+    at = models.DateTimeField(default=timezone.now)
+    status = models.CharField(max_length=10, choices=InboxStatus.choices)
+    message = models.TextField(blank=True, default="")
+    worker = models.CharField(max_length=200, blank=True, default="")
+
+    class Meta:
+        ordering = ["inbox_file", "at", "id"]
+
+    def __str__(self):
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.status}: {self.message}"
 
 
 class ImportJob(models.Model):

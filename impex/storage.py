@@ -2,6 +2,7 @@
 
 import errno
 import functools
+import hashlib
 import logging
 import os
 import posixpath
@@ -406,3 +407,135 @@ def _walk(storage: Storage, folder: str) -> Iterator[StoredFile]:
     for dir_name in sorted(dirs):
         if not dir_name.startswith("."):
             yield from _walk(storage, posixpath.join(folder, dir_name))
+
+
+@dataclass(frozen=True)
+class Folder:
+    """A folder of some storage: where a connection's inbox, archive, error folder or outbox is."""
+
+    storage: Storage
+    prefix: str  # inside the storage; "" for its root
+    location: str  # as configured, for people and for paths kept outside the hub's storage
+    in_hub: bool  # inside the hub's own storage: paths of its files are kept relative to it
+
+    def name(self, file_name: str) -> str:
+        """Return a file's name inside the storage."""
+        return posixpath.join(self.prefix, file_name) if self.prefix else file_name
+
+    def path(self, name: str) -> str:
+        """Return how a file of this folder (its name in the storage) is recorded: see resolve_path."""
+        return name if self.in_hub else f"{self.location.rstrip('/')}/{name[len(self.prefix) :].lstrip('/')}"
+
+
+def folder_at(location: str, *, default: str) -> Folder:
+    """Return the folder a location names; empty: default, a folder inside the hub's storage (relative path)."""
+    value = location.strip()
+    if not value or not (value.startswith("/") or "://" in value):
+        prefix = (value or default).strip("/")
+        _check_name(prefix, what="folder name")
+        return Folder(hub_storage(), prefix, prefix, in_hub=True)
+    return Folder(storage_for(value.rstrip("/") or "/"), "", value, in_hub=False)
+
+
+def resolve_path(path: str) -> tuple[Storage, str]:
+    """Return the storage and name of a recorded file path: relative to the hub's storage, or a full location."""
+    if path.startswith("/") or "://" in path:
+        folder, _, name = path.rpartition("/")
+        return storage_for(folder or "/"), name
+    return hub_storage(), path
+
+
+def list_folder(storage: Storage, prefix: str = "") -> Iterator[StoredFile]:
+    """Yield the files right in a folder (not in its sub-folders), skipping hidden names (starting with '.')."""
+    if prefix:
+        _check_name(prefix, what="folder name")
+    if isinstance(storage, S3Storage):
+        base = posixpath.join(storage.location, prefix, "") if (storage.location or prefix) else ""
+        for obj in storage.bucket.objects.filter(Prefix=base, Delimiter="/"):
+            name = obj.key[len(base) :]
+            if not name or name.startswith(".") or "/" in name or not _is_safe(name):
+                continue
+            yield StoredFile(name=posixpath.join(prefix, name), size=obj.size, modified=obj.last_modified)
+        return
+    try:
+        _dirs, files = storage.listdir(prefix)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    for file_name in sorted(files):
+        if file_name.startswith("."):
+            continue
+        name = posixpath.join(prefix, file_name)
+        try:
+            yield StoredFile(name=name, size=storage.size(name), modified=storage.get_modified_time(name))
+        except FileNotFoundError:
+            continue  # moved away since the listing
+
+
+def look_at(storage: Storage, name: str) -> StoredFile | None:
+    """Look at one stored file again: its size and modification time now, or None if it is gone."""
+    _check_name(name)
+    try:
+        if isinstance(storage, S3Storage):
+            obj = storage.bucket.Object(_s3_key(storage, name))
+            obj.load()
+            return StoredFile(name=name, size=obj.content_length, modified=obj.last_modified)
+        return StoredFile(name=name, size=storage.size(name), modified=storage.get_modified_time(name))
+    except FileNotFoundError:
+        return None
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] in ("NoSuchKey", "404", "NotFound"):
+            return None
+        raise
+
+
+def copy_in(storage: Storage, name: str, *, to: Storage, to_name: str) -> tuple[str, str, int]:
+    """Copy a stored file to to_name in storage to (a free variant if taken); return that name, SHA-256 and size.
+
+    The source stays where it is. On one local disk the copy is a hard link: no bytes are written twice.
+    """
+    _check_name(name)
+    _check_name(to_name)
+    if _is_local(storage) and _is_local(to):
+        src = storage.path(name)
+        digest, size = hashlib.sha256(), 0
+        with open(src, "rb") as fh:
+            while chunk := fh.read(CHUNK_BYTES):
+                digest.update(chunk)
+                size += len(chunk)
+        try:
+            return _link_local(to, to_name, src), digest.hexdigest(), size
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+                raise
+    with open_file(storage, name) as raw:
+        reader = HashingReader(raw)
+        stored = save_file(to, to_name, reader)
+    return stored, reader.digest.hexdigest(), reader.size
+
+
+def _link_local(storage: FileSystemStorage, name: str, src: str) -> str:
+    """Give the local file src a second name (or a free variant of it) in storage; return the name."""
+    while True:
+        name = storage.get_available_name(name)
+        target = storage.path(name)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        try:
+            os.link(src, target)
+        except FileExistsError:
+            continue
+        return name
+
+
+class HashingReader:
+    """A binary stream that computes the SHA-256 and size of what is read through it."""
+
+    def __init__(self, stream: IO[bytes]):
+        self.stream = stream
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.stream.read(size)
+        self.digest.update(data)
+        self.size += len(data)
+        return data

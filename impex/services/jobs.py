@@ -1,7 +1,6 @@
 """Create import jobs from files and zips, unpack zips, match each file to its connection and descriptor."""
 
 import fnmatch
-import hashlib
 from pathlib import Path
 
 from django.conf import settings
@@ -25,7 +24,7 @@ from impex.models import (
 from impex.services.archive import extract_zip, is_zip
 from impex.services.descriptors import descriptor_claiming
 from impex.services.lifecycle import file_transition
-from impex.storage import delete_file, hub_storage, local_copy, save_file, temporary_folder
+from impex.storage import HashingReader, delete_file, hub_storage, local_copy, save_file, temporary_folder
 
 
 def job_prefix(job: ImportJob) -> str:
@@ -38,25 +37,10 @@ def connection_prefix(connection: Connection | None, kind: str) -> str:
     return f"{connection.code if connection else '_unmatched'}/{kind}"
 
 
-class _Hashing:
-    """A binary stream that computes the SHA-256 and size of what is read through it."""
-
-    def __init__(self, stream):
-        self.stream = stream
-        self.digest = hashlib.sha256()
-        self.size = 0
-
-    def read(self, size: int = -1) -> bytes:
-        data = self.stream.read(size)
-        self.digest.update(data)
-        self.size += len(data)
-        return data
-
-
 def store_copy(*, source: str | Path, name: str) -> tuple[str, str, int]:
     """Copy a local file into the hub's storage in one read; return the name it got, its SHA-256 and size."""
     with open(source, "rb") as raw:
-        reader = _Hashing(raw)
+        reader = HashingReader(raw)
         stored = save_file(hub_storage(), name, reader)
     return stored, reader.digest.hexdigest(), reader.size
 

@@ -1,8 +1,17 @@
-"""The django-q2 schedules of impex, derived from code and data by one idempotent function."""
+"""The django-q2 schedules of impex, derived from code and data (connections, export groups) by one function."""
+
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 from django.db import transaction
 from django.utils import timezone
 from django_q.models import Schedule
+
+from impex.models import Connection
+
+# Every schedule impex owns has a name starting so; schedules_sync removes those no longer wanted.
+PREFIX = "impex: "
+SCAN_TASK = "impex.tasks.inbox_scan"
 
 # name -> (task, minutes between runs)
 SYSTEM_SCHEDULES = {
@@ -11,22 +20,80 @@ SYSTEM_SCHEDULES = {
 }
 
 
+@dataclass(frozen=True)
+class Wanted:
+    """A schedule that should exist: by name, its task and arguments, every so many minutes or by cron."""
+
+    name: str
+    func: str
+    args: str = ""
+    minutes: int | None = None
+    cron: str = ""
+
+    @property
+    def fields(self) -> dict:
+        kind = Schedule.CRON if self.cron else Schedule.MINUTES
+        return {
+            "func": self.func,
+            "args": self.args or None,
+            "schedule_type": kind,
+            "minutes": None if self.cron else self.minutes,
+            "cron": self.cron or None,
+        }
+
+
+def scan_schedule_name(connection: Connection) -> str:
+    """Return the name of a connection's scan schedule."""
+    return f"{PREFIX}scan the inbox of {connection.code}"
+
+
+def _system() -> Iterator[Wanted]:
+    for name, (func, minutes) in SYSTEM_SCHEDULES.items():
+        yield Wanted(name=name, func=func, minutes=minutes)
+
+
+def _connection_scans() -> Iterator[Wanted]:
+    for conn in Connection.objects.filter(active=True, scan_enabled=True).order_by("code"):
+        yield Wanted(
+            name=scan_schedule_name(conn),
+            func=SCAN_TASK,
+            args=f"({conn.pk},)",
+            minutes=conn.interval_minutes or 1,
+            cron=conn.scan_cron,
+        )
+
+
+def _group_exports() -> Iterator[Wanted]:
+    from impex.services.export_runs import export_schedules_wanted
+
+    yield from export_schedules_wanted()
+
+
 @transaction.atomic
 def schedules_sync() -> list[str]:
-    """Install or update the schedules impex needs, each exactly once by name; return their names."""
-    for name, (func, minutes) in SYSTEM_SCHEDULES.items():
-        schedule = Schedule.objects.select_for_update().filter(name=name).order_by("pk").first()
-        if schedule is None:
-            Schedule.objects.create(
-                name=name,
-                func=func,
-                schedule_type=Schedule.MINUTES,
-                minutes=minutes,
-                repeats=-1,
-                next_run=timezone.now(),
-            )
-            continue
-        Schedule.objects.filter(name=name).exclude(pk=schedule.pk).delete()
-        if (schedule.func, schedule.schedule_type, schedule.minutes) != (func, Schedule.MINUTES, minutes):
-            Schedule.objects.filter(pk=schedule.pk).update(func=func, schedule_type=Schedule.MINUTES, minutes=minutes)
-    return list(SYSTEM_SCHEDULES)
+    """Create, update or remove impex's schedules so that exactly the wanted ones exist, once each; return names.
+
+    Idempotent: run on every migrate (deploys, make run) and whenever a connection or export group is saved.
+    A changed schedule runs next at once, so that a shorter interval is not held back by the old one.
+    """
+    wanted = {w.name: w for w in (*_system(), *_connection_scans(), *_group_exports())}
+    kept: dict[str, int] = {}  # name -> pk of the one schedule of that name that stays
+    now = timezone.now()
+    for schedule in Schedule.objects.select_for_update().filter(name__startswith=PREFIX).order_by("pk"):
+        want = wanted.get(schedule.name)
+        if want is None or schedule.name in kept:
+            continue  # not wanted, or a second of one name: removed below
+        kept[schedule.name] = schedule.pk
+        fields = want.fields
+        if any(getattr(schedule, key) != value for key, value in fields.items()):
+            Schedule.objects.filter(pk=schedule.pk).update(**fields, next_run=now, repeats=-1)
+    Schedule.objects.filter(name__startswith=PREFIX).exclude(pk__in=kept.values()).delete()
+    for name, want in wanted.items():
+        if name not in kept:
+            Schedule.objects.create(name=name, repeats=-1, next_run=now, **want.fields)
+    return list(wanted)
+
+
+def schedules_sync_on_commit() -> None:
+    """Bring the schedules in line once the change that calls this is committed."""
+    transaction.on_commit(schedules_sync)
