@@ -63,6 +63,7 @@ from impex.services.descriptors import descriptor_check
 from impex.services.progress import COUNTS, file_status_label, job_files, job_progress, job_status_label
 from impex.services.rejected import NoRejectedRows, rejected_rows_available, rejected_rows_download, rejected_rows_name
 from impex.services.samples import SAMPLE_ROWS, descriptor_sample
+from impex.services.schedules import schedules_sync_on_commit
 from impex.services.uploads import UploadRefused, job_run_again, job_run_for_real, job_upload
 from impex.storage import hub_storage, open_file, temporary_folder
 
@@ -156,6 +157,7 @@ class ConnectionAdmin(UploadLinkMixin, CountedDeleteMixin, admin.ModelAdmin):
             obj.save(update_fields=[*form.changed_data, "updated_at"])
         else:
             obj.save()
+        schedules_sync_on_commit()
 
     def delete_view(self, request, object_id, extra_context=None):
         conn = self.get_object(request, unquote(object_id))

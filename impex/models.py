@@ -43,7 +43,7 @@ def cron_errors(value: str) -> list[str]:
     return []
 
 
-def location_errors(value: str) -> list[str]:
+def location_errors(value: str, *, what: str = "location") -> list[str]:
     """Catch a folder location that is obviously wrong; whether the place exists is for the scan to find out."""
     # C:\inbox is a Windows folder (a scheme has two letters or more), and old:inbox a folder name:
     # only '//' after a scheme, or s3: and sftp:, make it a URL.
@@ -52,18 +52,18 @@ def location_errors(value: str) -> list[str]:
         return []
     scheme, slashes = match.group(1).lower(), match.group(2)
     if scheme not in ("s3", "sftp"):
-        return [f"Unknown scheme '{match.group(1)}://' in the location: use {LOCATION_SHAPES}."] if slashes else []
+        return [f"Unknown scheme '{match.group(1)}://' in the {what}: use {LOCATION_SHAPES}."] if slashes else []
     url = urlsplit(value)
     if not slashes or url.query or url.fragment:
-        return [f"Write the location as {LOCATION_SHAPES}."]
+        return [f"Write the {what} as {LOCATION_SHAPES}."]
     if scheme == "s3":
         if not url.netloc or "@" in url.netloc or ":" in url.netloc:
-            return ["An S3 location needs a bucket name right after s3:// (s3://bucket/prefix)."]
+            return [f"An S3 {what} needs a bucket name right after s3:// (s3://bucket/prefix)."]
         return []
     if url.password is not None:
-        return ["Keep the password out of the URL: it would be stored and shown in plain text."]
+        return [f"Keep the password out of the {what} URL: it would be stored and shown in plain text."]
     if not url.hostname:
-        return ["An SFTP location needs a host: sftp://[user@]host[:port]/path."]
+        return [f"An SFTP {what} needs a host: sftp://[user@]host[:port]/path."]
     try:
         port = url.port
     except ValueError:
@@ -71,7 +71,7 @@ def location_errors(value: str) -> list[str]:
     if port == 0:
         return [f"The port in '{url.netloc}' must be a number from 1 to 65535: sftp://[user@]host[:port]/path."]
     if not url.path:
-        return ["An SFTP location needs the folder after the host: sftp://[user@]host[:port]/path."]
+        return [f"An SFTP {what} needs the folder after the host: sftp://[user@]host[:port]/path."]
     return []
 
 
@@ -186,7 +186,10 @@ class Connection(models.Model):
             "integration_id": self._integration_errors(),
             "timezone": self._timezone_errors(),
             "contacts": self._contact_errors(),
-            **{name: location_errors(getattr(self, name)) for name in self.LOCATION_FIELDS},
+            **{
+                name: location_errors(getattr(self, name), what=self._meta.get_field(name).verbose_name)
+                for name in self.LOCATION_FIELDS
+            },
             "interval_minutes": self._interval_errors(),
             "scan_cron": cron_errors(self.scan_cron),
         }

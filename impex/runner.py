@@ -14,9 +14,7 @@ import sys
 import threading
 import time
 import traceback
-from datetime import datetime
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.core.files.storage import FileSystemStorage
@@ -27,7 +25,7 @@ from django.utils import timezone
 from django_q.tasks import async_task
 
 from impex import events
-from impex.choices import FILE_FINAL, JOB_FINAL, EventLevel, FileKind, FileStatus, JobStatus, Mode
+from impex.choices import FILE_FINAL, JOB_FINAL, EventLevel, FileKind, FileStatus, JobStatus
 from impex.exceptions import FileRejected, ImportStuck, LeaseLost
 from impex.models import (
     Connection,
@@ -41,7 +39,7 @@ from impex.models import (
 )
 from impex.services.dryrun import Sandbox, file_dry_run
 from impex.services.imports import FileImport, reject_reason
-from impex.services.jobs import archive_unpack, connection_prefix, file_match, file_reject, job_prefix
+from impex.services.jobs import archive_unpack, connection_folder, file_match, file_reject, job_prefix
 from impex.services.lifecycle import (
     TASK_RUN,
     connection_hold,
@@ -54,6 +52,7 @@ from impex.services.lifecycle import (
     worker_name,
 )
 from impex.services.sql import database_url, stuck_reason
+from impex.services.waits import file_blocked_reason
 from impex.storage import delete_file, file_exists, hub_storage, move_file, save_file
 
 log = logging.getLogger(__name__)
@@ -481,21 +480,7 @@ class _JobRun:
         return True
 
     def _blocked_reason(self, f: ImportFile) -> str:
-        """Say why a file must wait (a sequence gap or the full-refresh window), or return ''."""
-        conn = f.connection
-        if conn is None:
-            return ""
-        conn.refresh_from_db(fields=["next_expected_sequence"])
-        expected = conn.next_expected_sequence
-        if f.sequence is not None and expected is not None and f.sequence > expected:
-            return f"waiting for sequence {expected}"
-        if f.mode == Mode.FULL and conn.full_window_start and conn.full_window_end:
-            now = datetime.now(ZoneInfo(conn.timezone or "UTC")).time()
-            start, end = conn.full_window_start, conn.full_window_end
-            inside = start <= now < end if start <= end else (now >= start or now < end)
-            if not inside:
-                return f"held until the full-refresh window {start:%H:%M}-{end:%H:%M} ({conn.timezone})"
-        return ""
+        return file_blocked_reason(f)
 
     def _dry_run(self, f: ImportFile) -> None:
         """Import the file into the job's sandbox (temporary copies of the tables), recording what it would do."""
@@ -536,12 +521,21 @@ class _JobRun:
         hub = hub_storage()
         if not f.path or not f.path.startswith(f"{job_prefix(f.job)}/") or not file_exists(hub, f.path):
             return
-        folder = connection_prefix(f.connection or self.job.connection, kind)
+        folder = connection_folder(f.connection or self.job.connection, kind)
         name = f.name if f.name not in ("", ".", "..") else f"file-{f.pk}"
-        stored = move_file(hub, f.path, to=hub, to_name=f"{folder}/{name}")
-        if reason:
-            save_file(hub, f"{stored}.reason.txt", io.BytesIO((reason + "\n").encode("utf-8")))
-        ImportFile.objects.filter(pk=f.pk).update(path=stored)
+        try:
+            stored = move_file(hub, f.path, to=folder.storage, to_name=folder.name(name))
+            if reason:
+                save_file(folder.storage, f"{stored}.reason.txt", io.BytesIO((reason + "\n").encode("utf-8")))
+        except Exception as exc:  # the import stands; the copy stays in the job's folder, and the job says why
+            log.exception("could not move %s to the %s folder", f.name, kind)
+            message = (
+                f"{f.name}: could not be moved to the {kind} folder {folder.location} ({exc}); it stays at {f.path}"
+            )
+            self.problems.append(message)
+            events.job_note(self.job, message, level=EventLevel.WARNING, worker=self.worker)
+            return
+        ImportFile.objects.filter(pk=f.pk).update(path=folder.path(stored))
 
 
 def _remove_empty_dirs(job: ImportJob) -> None:

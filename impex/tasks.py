@@ -1,6 +1,8 @@
 """django-q2 tasks of impex: thin adapters that take ids and call the runner or a service."""
 
+from impex.models import Connection
 from impex.runner import run_job
+from impex.services.inbox import inbox_scan as scan
 from impex.services.lifecycle import jobs_requeue
 from impex.services.waits import wait_alerts_send
 
@@ -18,3 +20,11 @@ def import_jobs_requeue() -> list[int]:
 def sequence_wait_alerts() -> int:
     """Tell contacts about files waiting long for a missing sequence; return the mails sent."""
     return wait_alerts_send()
+
+
+def inbox_scan(connection_id: int) -> str:
+    """Scan a connection's inbox and queue a job for what arrived (the schedule's task); return what it did."""
+    connection = Connection.objects.filter(pk=connection_id, active=True).first()
+    if connection is None:
+        return "no such active connection"
+    return scan(connection=connection).summary

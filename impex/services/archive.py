@@ -31,7 +31,12 @@ class ExtractedFile:
 def is_zip(path: str | Path) -> bool:
     """Tell whether the file is a zip archive by its first bytes (a damaged one too, so it is refused as a zip)."""
     with open(path, "rb") as raw:
-        return raw.read(4) in _ZIP_STARTS
+        return is_zip_start(raw.read(4))
+
+
+def is_zip_start(head: bytes) -> bool:
+    """Tell whether a file's first four bytes are those of a zip archive."""
+    return head in _ZIP_STARTS
 
 
 def extract_zip(

@@ -6,6 +6,7 @@ from django.template.defaultfilters import pluralize
 
 from impex.exceptions import ConnectionDeleteRefused, ConnectionInvalid
 from impex.models import Connection
+from impex.services.schedules import schedules_sync_on_commit
 
 
 @transaction.atomic
@@ -43,6 +44,7 @@ def connection_save(
     except ValidationError as exc:
         raise ConnectionInvalid(exc.message_dict) from exc
     conn.save()
+    schedules_sync_on_commit()
     return conn, created
 
 
@@ -70,4 +72,5 @@ def connection_delete(*, connection: Connection, confirm: bool) -> int:
     locked = Connection.objects.select_for_update().get(pk=connection.pk)
     forgotten = connection_delete_check(connection=locked, confirm=confirm)
     locked.delete()
+    schedules_sync_on_commit()
     return forgotten

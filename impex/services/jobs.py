@@ -24,7 +24,16 @@ from impex.models import (
 from impex.services.archive import extract_zip, is_zip
 from impex.services.descriptors import descriptor_claiming
 from impex.services.lifecycle import file_transition
-from impex.storage import HashingReader, delete_file, hub_storage, local_copy, save_file, temporary_folder
+from impex.storage import (
+    Folder,
+    HashingReader,
+    delete_file,
+    folder_at,
+    hub_storage,
+    local_copy,
+    save_file,
+    temporary_folder,
+)
 
 
 def job_prefix(job: ImportJob) -> str:
@@ -32,9 +41,14 @@ def job_prefix(job: ImportJob) -> str:
     return f"jobs/{job.pk}"
 
 
-def connection_prefix(connection: Connection | None, kind: str) -> str:
-    """Return a connection's archive or error folder in the hub's storage."""
-    return f"{connection.code if connection else '_unmatched'}/{kind}"
+FOLDER_FIELDS = {"inbox": "inbox", "archive": "archive_folder", "error": "error_folder", "outbox": "outbox"}
+
+
+def connection_folder(connection: Connection | None, kind: str) -> Folder:
+    """Return a connection's inbox, archive, error folder or outbox (by default IMPEX_ROOT/<code>/<kind>)."""
+    if connection is None:  # a file rejected before its connection was known
+        return folder_at("", default=f"_unmatched/{kind}")
+    return folder_at(getattr(connection, FOLDER_FIELDS[kind]), default=f"{connection.code}/{kind}")
 
 
 def store_copy(*, source: str | Path, name: str) -> tuple[str, str, int]:

@@ -1,15 +1,34 @@
 """Files waiting for a Kore sequence: tell the contacts when a wait lasts, and let an admin release it."""
 
-from datetime import timedelta
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from django.core.mail import send_mail
 from django.db import transaction
 from django.template.defaultfilters import pluralize
 from django.utils import timezone
 
-from impex.choices import FileStatus, JobSource
+from impex.choices import FileStatus, JobSource, Mode
 from impex.models import Connection, ImportFile, ImportJob
 from impex.services.lifecycle import job_enqueue
+
+
+def file_blocked_reason(f: ImportFile) -> str:
+    """Say why a file must wait (a sequence gap, or the full-refresh window is closed), or return ''."""
+    conn = f.connection
+    if conn is None:
+        return ""
+    conn.refresh_from_db(fields=["next_expected_sequence"])
+    expected = conn.next_expected_sequence
+    if f.sequence is not None and expected is not None and f.sequence > expected:
+        return f"waiting for sequence {expected}"
+    if f.mode == Mode.FULL and conn.full_window_start and conn.full_window_end:
+        now = datetime.now(ZoneInfo(conn.timezone or "UTC")).time()
+        start, end = conn.full_window_start, conn.full_window_end
+        inside = start <= now < end if start <= end else (now >= start or now < end)
+        if not inside:
+            return f"held until the full-refresh window {start:%H:%M}-{end:%H:%M} ({conn.timezone})"
+    return ""
 
 
 def waiting_files(*, connection: Connection):

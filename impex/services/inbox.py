@@ -1,0 +1,409 @@
+"""The inbox scan: find the files that have arrived, take each into one job once, and move it out of the inbox.
+
+One scanner at a time holds a connection's scan (a conditional UPDATE with a lease, so two clusters on two
+machines never take a file twice); every file is also claimed on its own row. A file is copied into the job's
+folder of the hub's storage and recorded in the same transaction as its claim ends; only then is the original
+removed from the inbox, so a scanner killed at any point loses nothing and the next scan finishes its work.
+The job's runner then imports the files in SPEC section 4 order and moves each to the archive or error folder.
+"""
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.files.storage import FileSystemStorage
+from django.core.mail import send_mail
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+from django_q.tasks import async_task
+
+from impex import events
+from impex.choices import INBOX_TRANSITIONS, FileKind, FileStatus, InboxStatus, JobSource, JobStatus
+from impex.exceptions import IllegalTransition
+from impex.models import Connection, ConnectionState, ImportFile, ImportJob, InboxEvent, InboxFile
+from impex.services.archive import is_zip_start
+from impex.services.jobs import connection_folder, job_prefix
+from impex.services.lifecycle import job_enqueue, worker_name
+from impex.services.waits import file_blocked_reason
+from impex.storage import Folder, StoredFile, copy_in, delete_file, hub_storage, list_folder, look_at, open_file
+
+log = logging.getLogger(__name__)
+
+IGNORED_NAMES = {"readme.txt"}
+WRITING_SUFFIXES = (".part", ".tmp")
+SCAN_TASK = "impex.tasks.inbox_scan"
+OPEN_JOB = (JobStatus.QUEUED, JobStatus.RUNNING)
+
+
+@dataclass
+class ScanResult:
+    """What one pass over a connection's inbox did."""
+
+    connection: Connection
+    job: ImportJob | None = None
+    taken: list[str] = field(default_factory=list)
+    left: list[tuple[str, str]] = field(default_factory=list)  # (name, why) left for the next pass
+    busy_with: str = ""  # another scanner holds the connection's scan
+    error: str = ""
+
+    @property
+    def summary(self) -> str:
+        if self.error:
+            return self.error
+        if self.busy_with:
+            return f"another scan is running ({self.busy_with})"
+        parts = [f"{len(self.taken)} file{'s' if len(self.taken) != 1 else ''} taken"]
+        if self.job is not None:
+            parts.append(f"job #{self.job.pk}")
+        if self.left:
+            parts.append(f"{len(self.left)} left for the next scan")
+        return ", ".join(parts)
+
+
+def _lease() -> timedelta:
+    return timedelta(seconds=settings.IMPEX_SCAN_LEASE_SECONDS)
+
+
+# -- one inbox file's status: the only function that changes it, with its event row ---------------------
+
+
+def inbox_file_transition(
+    f: InboxFile, *, new: str, message: str = "", worker: str = "", expect: str | None = None, **fields
+) -> bool:
+    """Move an inbox file to a new status (only from expect, when given) and record the step; return whether it moved.
+
+    The UPDATE names the status it expects, so that of two scanners only one moves a file.
+    """
+    old = expect or f.status
+    if new not in INBOX_TRANSITIONS[old]:
+        raise IllegalTransition(f"inbox file {f.name}: {old} -> {new} is not allowed")
+    with transaction.atomic():
+        moved = InboxFile.objects.filter(pk=f.pk, status=old).update(status=new, message=message, **fields)
+        if not moved:
+            return False
+        InboxEvent.objects.create(inbox_file=f, status=new, message=message, worker=worker)
+    f.status, f.message = new, message
+    for name, value in fields.items():
+        setattr(f, name, value)
+    return True
+
+
+# -- the scan ------------------------------------------------------------------------------------------
+
+
+def inbox_scan(*, connection: Connection, run_here: bool = False, worker: str | None = None) -> ScanResult:
+    """Take the settled files of a connection's inbox into one job and start it (here, or queued for the cluster)."""
+    worker = worker or worker_name()
+    result = ScanResult(connection=connection)
+    if run_here:
+        _finish_open_jobs(connection)
+    if not _scan_claim(connection=connection, worker=worker, result=result):
+        return result
+    try:
+        _scan(connection=connection, worker=worker, result=result)
+    except Exception as exc:  # an unreachable inbox must not stop the scheduler: the connection says why
+        log.exception("scan of %s failed", connection.code)
+        result.error = f"the inbox {connection_folder(connection, 'inbox').location} could not be scanned: {exc}"
+    finally:
+        _scan_release(connection=connection, worker=worker, result=result)
+    if result.job is not None:
+        if run_here:
+            from impex.runner import run_job
+
+            result.job = run_job(result.job.pk, worker=worker)
+        else:
+            with transaction.atomic():
+                job_enqueue(job=result.job, reason="files taken from the inbox by a scan")
+    return result
+
+
+def _finish_open_jobs(connection: Connection) -> None:
+    """Run (or help with, or take over) the connection's unfinished scan jobs here, so that files go in order."""
+    from impex.runner import run_job
+
+    for job_id in ImportJob.objects.filter(
+        connection=connection, source=JobSource.SCAN, status__in=OPEN_JOB
+    ).values_list("pk", flat=True):
+        run_job(job_id)
+
+
+def _scan_claim(*, connection: Connection, worker: str, result: ScanResult) -> bool:
+    """Hold the connection's scan for this worker; say who holds it if another does."""
+    try:
+        with transaction.atomic():
+            ConnectionState.objects.get_or_create(connection=connection)
+    except IntegrityError:
+        pass  # another scanner made it first
+    now = timezone.now()
+    taken = (
+        ConnectionState.objects.filter(connection=connection)
+        .filter(Q(scan_until__isnull=True) | Q(scan_until__lt=now) | Q(scan_by=worker))
+        .update(scan_by=worker, scan_until=now + _lease())
+    )
+    if not taken:
+        result.busy_with = ConnectionState.objects.get(connection=connection).scan_by
+    return bool(taken)
+
+
+def _scan_renew(*, connection: Connection, worker: str) -> None:
+    ConnectionState.objects.filter(connection=connection, scan_by=worker).update(scan_until=timezone.now() + _lease())
+
+
+def _scan_release(*, connection: Connection, worker: str, result: ScanResult) -> None:
+    """Let the connection's scan go and record how it went; tell the contacts when the inbox starts failing."""
+    state = ConnectionState.objects.get(connection=connection)
+    failing_now = bool(result.error) and state.last_scan_ok is not False
+    ConnectionState.objects.filter(connection=connection, scan_by=worker).update(scan_by="", scan_until=None)
+    fields = {"last_scan_at": timezone.now(), "last_scan_ok": not result.error, "last_scan_message": result.summary}
+    if result.job is not None:
+        fields["last_scan_job"] = result.job
+    ConnectionState.objects.filter(connection=connection).update(**fields)
+    if failing_now and connection.contact_list:
+        transaction.on_commit(lambda: _scan_failure_mail(connection=connection, message=result.error))
+
+
+def _scan_failure_mail(*, connection: Connection, message: str) -> None:
+    send_mail(
+        subject=f"[impex-hub] {connection.code}: the inbox cannot be scanned",
+        message=(
+            f"The scan of {connection.code}'s inbox failed:\n\n{message}\n\nFiles that arrive there are not imported "
+            "until this is fixed. You get this mail once; the connections list shows each scan's result.\n"
+        ),
+        from_email=None,
+        recipient_list=connection.contact_list,
+        fail_silently=True,
+    )
+
+
+def _scan(*, connection: Connection, worker: str, result: ScanResult) -> None:
+    folder = connection_folder(connection, "inbox")
+    _check_inbox(folder)
+    _finish_removals(connection=connection, folder=folder, worker=worker)
+    listed = {}
+    for stored in list_folder(folder.storage, folder.prefix):
+        name = stored.name[len(folder.prefix) :].lstrip("/") if folder.prefix else stored.name
+        if name.lower() in IGNORED_NAMES:
+            continue
+        if name.lower().endswith(WRITING_SUFFIXES):
+            result.left.append((name, "still being written (a .part or .tmp name)"))
+            continue
+        listed[name] = stored
+    _mark_gone(connection=connection, present=set(listed), worker=worker)
+    settled = _settled(connection=connection, folder=folder, listed=listed, worker=worker, result=result)
+    if settled:
+        blocker = ImportJob.objects.filter(connection=connection, source=JobSource.SCAN, status__in=OPEN_JOB).first()
+        if blocker is not None:
+            # A later job could overtake it: the files wait so that they go in after that job's files.
+            result.left.extend((f.name, f"waits for job #{blocker.pk} to finish") for f in settled)
+            return
+        result.job = _take(connection=connection, folder=folder, files=settled, worker=worker, result=result)
+    if result.job is None and _released_waits(connection):
+        result.job = ImportJob.objects.create(connection=connection, source=JobSource.SCAN, created_by="scan")
+
+
+def _check_inbox(folder: Folder) -> None:
+    """Create a default local inbox; refuse to scan a configured local folder that is not there (a typo?)."""
+    if not isinstance(folder.storage, FileSystemStorage):
+        return
+    path = folder.storage.path(folder.prefix) if folder.prefix else folder.storage.location
+    if folder.in_hub:
+        os.makedirs(path, exist_ok=True)
+        return
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"no folder {path}")
+
+
+def _finish_removals(*, connection: Connection, folder: Folder, worker: str) -> None:
+    """Remove the originals of files an earlier scan took into a job but could not remove (it was stopped)."""
+    for f in InboxFile.objects.filter(connection=connection, status=InboxStatus.TAKEN, left_inbox_at__isnull=True):
+        now_there = look_at(folder.storage, folder.name(f.name))
+        if now_there is not None and now_there.size == f.size and now_there.modified == f.modified:
+            delete_file(folder.storage, folder.name(f.name))
+        InboxFile.objects.filter(pk=f.pk).update(left_inbox_at=timezone.now())
+
+
+def _mark_gone(*, connection: Connection, present: set[str], worker: str) -> None:
+    for f in InboxFile.objects.filter(connection=connection, status__in=[InboxStatus.SEEN, InboxStatus.CLAIMED]):
+        if f.name not in present:
+            inbox_file_transition(
+                f, new=InboxStatus.GONE, message="removed from the inbox before a scan took it", worker=worker
+            )
+
+
+def _settled(
+    *, connection: Connection, folder: Folder, listed: dict[str, StoredFile], worker: str, result: ScanResult
+) -> list[InboxFile]:
+    """Record this look at each file; return those whose size and time did not change since the last look."""
+    now = timezone.now()
+    quiet = timedelta(seconds=settings.IMPEX_INBOX_QUIET_SECONDS)
+    known = {
+        f.name: f
+        for f in InboxFile.objects.filter(connection=connection, status__in=[InboxStatus.SEEN, InboxStatus.CLAIMED])
+    }
+    settled, fresh = [], []
+    for name, stored in sorted(listed.items()):
+        f = known.get(name)
+        if f is None:
+            f = _first_look(connection=connection, name=name, stored=stored, worker=worker)
+            if stored.modified is not None and stored.modified > now - quiet:
+                fresh.append(f)  # just written: look again in a moment
+            else:
+                settled.append(f)
+            continue
+        if (f.size, f.modified) != (stored.size, stored.modified):
+            change = f"size {f.size:,} -> {stored.size:,} bytes" if f.size != stored.size else "modified again"
+            InboxFile.objects.filter(pk=f.pk).update(size=stored.size, modified=stored.modified, last_seen=now)
+            inbox_file_transition(
+                f,
+                new=InboxStatus.SEEN,
+                expect=f.status,
+                worker=worker,
+                message=f"still being written ({change} since the last look)",
+            )
+            result.left.append((name, f"still being written ({change} since the last look)"))
+            continue
+        InboxFile.objects.filter(pk=f.pk).update(last_seen=now)
+        settled.append(f)
+    if fresh:
+        newest = max(f.modified for f in fresh)
+        time.sleep(max(0.0, min(quiet, newest + quiet - timezone.now()).total_seconds()))
+        for f in fresh:
+            again = look_at(folder.storage, folder.name(f.name))
+            if again is None:
+                inbox_file_transition(
+                    f, new=InboxStatus.GONE, message="removed from the inbox before a scan took it", worker=worker
+                )
+            elif (again.size, again.modified) != (f.size, f.modified):
+                InboxFile.objects.filter(pk=f.pk).update(size=again.size, modified=again.modified)
+                inbox_file_transition(
+                    f,
+                    new=InboxStatus.SEEN,
+                    worker=worker,
+                    message="still being written (it changed while the scan looked)",
+                )
+                result.left.append((f.name, "still being written (it changed while the scan looked)"))
+            else:
+                settled.append(f)
+    return settled
+
+
+def _first_look(*, connection: Connection, name: str, stored: StoredFile, worker: str) -> InboxFile:
+    """Record a file seen for the first time (or find the row another scanner made a moment ago)."""
+    try:
+        with transaction.atomic():
+            f = InboxFile.objects.create(
+                connection=connection, name=name, size=stored.size, modified=stored.modified, message="seen"
+            )
+            InboxEvent.objects.create(
+                inbox_file=f, status=InboxStatus.SEEN, message=f"seen ({stored.size:,} bytes)", worker=worker
+            )
+            return f
+    except IntegrityError:
+        return InboxFile.objects.get(
+            connection=connection, name=name, status__in=[InboxStatus.SEEN, InboxStatus.CLAIMED]
+        )
+
+
+def _take(
+    *, connection: Connection, folder: Folder, files: list[InboxFile], worker: str, result: ScanResult
+) -> ImportJob | None:
+    """Claim each file, copy it into a new job and remove the original; return the job (None if nothing was taken)."""
+    job = None
+    hub = hub_storage()
+    now = timezone.now()
+    for n, f in enumerate(sorted(files, key=lambda f: f.name)):
+        claimed = inbox_file_transition(
+            f,
+            new=InboxStatus.CLAIMED,
+            expect=f.status,
+            worker=worker,
+            message=f"claimed by {worker}",
+            claimed_by=worker,
+            claimed_at=now,
+            lease_until=now + _lease(),
+        )
+        if not claimed:
+            continue  # another scanner has it
+        if job is None:
+            job = ImportJob.objects.create(connection=connection, source=JobSource.SCAN, created_by="scan")
+        source_name = folder.name(f.name)
+        try:
+            stored, content_hash, size = copy_in(folder.storage, source_name, to=hub, to_name=f"{job_prefix(job)}/{n}")
+            kind = FileKind.ARCHIVE if _starts_like_zip(hub, stored) else FileKind.DATA
+        except FileNotFoundError:
+            inbox_file_transition(
+                f, new=InboxStatus.GONE, message="removed from the inbox while the scan took it", worker=worker
+            )
+            continue
+        except Exception as exc:
+            log.exception("could not take %s from the inbox of %s", f.name, connection.code)
+            inbox_file_transition(
+                f,
+                new=InboxStatus.SEEN,
+                worker=worker,
+                message=f"could not be copied into a job ({exc}); the next scan tries again",
+            )
+            result.left.append((f.name, f"could not be copied ({exc})"))
+            continue
+        with transaction.atomic():
+            import_file = ImportFile.objects.create(
+                job=job,
+                processed_by=job,
+                connection=connection,
+                name=f.name,
+                kind=kind,
+                path=stored,
+                content_hash=content_hash,
+                size=size,
+            )
+            inbox_file_transition(
+                f,
+                new=InboxStatus.TAKEN,
+                worker=worker,
+                message=f"taken into import job #{job.pk}",
+                job=job,
+                import_file=import_file,
+                lease_until=None,
+            )
+        try:
+            delete_file(folder.storage, source_name)
+        except Exception:
+            log.exception("could not remove %s from the inbox of %s; the next scan does", f.name, connection.code)
+        else:
+            InboxFile.objects.filter(pk=f.pk).update(left_inbox_at=timezone.now())
+        result.taken.append(f.name)
+        _scan_renew(connection=connection, worker=worker)
+    if job is not None and not result.taken:
+        job.delete()
+        return None
+    if job is not None:
+        events.job_note(
+            job, f"{len(result.taken)} file(s) taken from the inbox {folder.location} by {worker}", worker=worker
+        )
+    return job
+
+
+def _starts_like_zip(storage, name: str) -> bool:
+    with open_file(storage, name) as stream:
+        return is_zip_start(stream.read(4))
+
+
+def _released_waits(connection: Connection) -> bool:
+    """Tell whether a file of the connection waits for nothing any more (its window opened, its gap was filled)."""
+    waiting = ImportFile.objects.filter(
+        connection=connection, status=FileStatus.WAITING, job__dry_run=False
+    ).select_related("connection")
+    if not waiting.exists():
+        return False
+    if ImportJob.objects.filter(connection=connection, status__in=OPEN_JOB).exists():
+        return False  # that job releases them when it ends
+    return any(not file_blocked_reason(f) for f in waiting)
+
+
+def inbox_scan_start(*, connection: Connection, by: str = "") -> None:
+    """Queue a scan of the connection's inbox now ("Sync now"), once the request's transaction is committed."""
+    transaction.on_commit(lambda: async_task(SCAN_TASK, connection.pk, task_name=f"scan {connection.code} ({by})"))
