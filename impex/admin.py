@@ -65,7 +65,7 @@ from impex.services.rejected import NoRejectedRows, rejected_rows_available, rej
 from impex.services.samples import SAMPLE_ROWS, descriptor_sample
 from impex.services.schedules import schedules_sync_on_commit
 from impex.services.uploads import UploadRefused, job_run_again, job_run_for_real, job_upload
-from impex.storage import hub_storage, open_file, temporary_folder
+from impex.storage import open_file, resolve_path, temporary_folder
 
 ERRORS_PER_PAGE = 50
 
@@ -693,7 +693,7 @@ class ImportJobAdmin(AuditRecordAdmin):
             if what == "original":
                 if not f.path:
                     raise FileNotFoundError(f.name)
-                return FileResponse(open_file(hub_storage(), f.path), as_attachment=True, filename=f.name)
+                return FileResponse(open_file(*resolve_path(f.path)), as_attachment=True, filename=f.name)
             if what == "rejected-rows":
                 response = StreamingHttpResponse(
                     rejected_rows_download(import_file=f), content_type="application/octet-stream"

@@ -32,7 +32,7 @@ from impex.services.columns import CompiledDescriptor, compile_descriptor
 from impex.services.lifecycle import file_transition, lease_end
 from impex.services.pipeline import KEY_SEP, BatchResult, RecordPipeline, Totals, sync_log_record
 from impex.services.sql import db_param, distinct, guard_statements, is_postgres, qn, relax_commit
-from impex.storage import hub_storage, local_copy
+from impex.storage import local_copy, resolve_path
 from syncapp import services as sync
 
 log = logging.getLogger(__name__)
@@ -215,7 +215,7 @@ class FileImport:
     def path(self) -> Path:
         """Return a local path to the file, downloading it once from remote storage (kept until close)."""
         if self._path is None:
-            self._path = self._local.enter_context(local_copy(hub_storage(), self.file.path))
+            self._path = self._local.enter_context(local_copy(*resolve_path(self.file.path)))
         return self._path
 
     @property

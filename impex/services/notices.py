@@ -1,11 +1,34 @@
 """Tell a connection's contacts by e-mail when a job rejected a file or refused rows."""
 
-from django.core.mail import send_mail
+import csv
+import io
+
+from django.conf import settings
+from django.core.mail import EmailMessage
 from django.db.models import Q
 from django.template.defaultfilters import pluralize
 
 from impex.choices import FileKind, FileStatus
-from impex.models import ImportFile, ImportJob
+from impex.formats import neutralise_formula
+from impex.models import ImportFile, ImportJob, RowError
+
+ERRORS_CSV_COLUMNS = ("file", "row", "column", "value", "message", "external_id")
+
+
+def rows_in_error_csv(*, files: list[ImportFile], limit: int) -> tuple[bytes, int]:
+    """Write the refused rows and file rejections of files as CSV for a spreadsheet; return it and how many rows."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(ERRORS_CSV_COLUMNS)
+    names = {f.pk: f.name for f in files}
+    written = 0
+    errors = RowError.objects.filter(file_id__in=names).order_by("file_id", "row", "id")
+    for e in errors.values_list("file_id", "row", "column", "value", "message", "external_id")[:limit].iterator():
+        file_id, row, column, value, message, external_id = e
+        cells = [names[file_id], "" if row is None else str(row), column, value, message, external_id]
+        writer.writerow([neutralise_formula(c) for c in cells])  # opened in a spreadsheet: never run a formula
+        written += 1
+    return out.getvalue().encode("utf-8-sig"), written
 
 
 def job_errors_mail(*, job_id: int) -> int:
@@ -25,6 +48,7 @@ def job_errors_mail(*, job_id: int) -> int:
         if conn is not None:
             by_conn.setdefault(conn.pk, (conn, []))[1].append(f)
     sent = 0
+    limit = settings.IMPEX_MAIL_MAX_ERROR_ROWS
     for conn, bad in by_conn.values():
         if not conn.contact_list:
             continue
@@ -34,12 +58,19 @@ def job_errors_mail(*, job_id: int) -> int:
             else f"- {f.name}: {f.failed} row{pluralize(f.failed)} refused"
             for f in bad
         ]
-        send_mail(
-            subject=f"[impex-hub] {conn.code}: import job #{job.pk} has errors",
-            message="Import job #{} for {}:\n\n{}\n".format(job.pk, conn.code, "\n".join(lines)),
-            from_email=None,
-            recipient_list=conn.contact_list,
-            fail_silently=True,
+        attachment, written = rows_in_error_csv(files=bad, limit=limit)
+        total = RowError.objects.filter(file__in=bad).count()
+        more = (
+            f"\nThe attachment holds the first {written:,} of {total:,} errors; the job's page has them all.\n"
+            if total > written
+            else "\nThe rows in error are attached as CSV.\n"
         )
+        message = EmailMessage(
+            subject=f"[impex-hub] {conn.code}: import job #{job.pk} has errors",
+            body="Import job #{} for {}:\n\n{}\n{}".format(job.pk, conn.code, "\n".join(lines), more),
+            to=conn.contact_list,
+        )
+        message.attach(f"rows-in-error-job-{job.pk}-{conn.code}.csv", attachment, "text/csv")
+        message.send(fail_silently=True)
         sent += 1
     return sent

@@ -15,7 +15,7 @@ from impex.formats.writers import encoded_pieces, file_pieces, neutralise_cell
 from impex.models import ConnectionState, ImportFile, RowError
 from impex.services.descriptors import ERRORS_COLUMN
 from impex.services.imports import layout_of
-from impex.storage import hub_storage, local_copy
+from impex.storage import file_exists, local_copy, resolve_path
 
 _NUMERIC = (ColumnType.INTEGER, ColumnType.DECIMAL)
 
@@ -74,8 +74,7 @@ def rejected_rows_download(*, import_file: ImportFile) -> Iterator[bytes]:
     """
     if not rejected_rows_available(import_file):
         raise NoRejectedRows(f"{import_file.name} has no refused rows to download.")
-    hub = hub_storage()
-    if not hub.exists(import_file.path):
+    if not file_exists(*resolve_path(import_file.path)):
         raise FileNotFoundError(import_file.path)
     layout = layout_of(import_file.descriptor)
     return encoded_pieces(
@@ -93,7 +92,7 @@ def _rejected_pieces(import_file: ImportFile, *, layout) -> Iterator[str]:
     )
     header = list(import_file.header) or list(layout.columns)
     columns = header if ERRORS_COLUMN in header else [*header, ERRORS_COLUMN]
-    with local_copy(hub_storage(), import_file.path) as path:
+    with local_copy(*resolve_path(import_file.path)) as path:
         refused = _refused(
             iter_raw_records(path, layout=layout), groupby(errors.iterator(chunk_size=2000), key=lambda e: e[0])
         )

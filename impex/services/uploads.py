@@ -13,7 +13,7 @@ from impex.exceptions import ImpexError
 from impex.models import Connection, DataGroup, ImportJob
 from impex.services.jobs import job_create
 from impex.services.lifecycle import job_enqueue, job_rerun
-from impex.storage import hub_storage, local_copy, temporary_folder
+from impex.storage import file_exists, local_copy, resolve_path, temporary_folder
 
 
 class UploadRefused(ImpexError):
@@ -72,8 +72,7 @@ def job_run_for_real(*, job: ImportJob, user: str) -> ImportJob:
     if job.status not in (JobStatus.COMPLETED, JobStatus.FAILED):
         raise UploadRefused(f"Import job #{job.pk} is {job.status}: wait until the dry run has ended.")
     uploaded = list(job.files.filter(archive="").exclude(path="").order_by("pk"))
-    hub = hub_storage()
-    if not uploaded or any(not hub.exists(f.path) for f in uploaded):
+    if not uploaded or any(not file_exists(*resolve_path(f.path)) for f in uploaded):
         raise UploadRefused(f"The upload of import job #{job.pk} is no longer kept: upload the files again.")
     with transaction.atomic():
         locked = ImportJob.objects.select_for_update().get(pk=job.pk)
@@ -83,7 +82,7 @@ def job_run_for_real(*, job: ImportJob, user: str) -> ImportJob:
         with ExitStack() as stack:
             # The connection the dry run was given, or found from the file names: the same either way.
             real = job_create(
-                paths=[stack.enter_context(local_copy(hub, f.path)) for f in uploaded],
+                paths=[stack.enter_context(local_copy(*resolve_path(f.path))) for f in uploaded],
                 names=[f.name for f in uploaded],
                 connection=job.connection,
                 group=job.group,
@@ -111,15 +110,16 @@ def job_run_again(*, job: ImportJob, user: str) -> ImportJob:
             f"Import job #{job.pk} is {job.status}: only a job that failed or errored, or whose worker stopped "
             "renewing its lease, runs again."
         )
-    hub = hub_storage()
     files = [
-        f for f in job.files.exclude(path="").exclude(status=FileStatus.UNPACKED).order_by("pk") if hub.exists(f.path)
+        f
+        for f in job.files.exclude(path="").exclude(status=FileStatus.UNPACKED).order_by("pk")
+        if file_exists(*resolve_path(f.path))
     ]
     if not files:
         raise UploadRefused(f"The files of import job #{job.pk} are no longer kept: upload them again.")
     with transaction.atomic(), ExitStack() as stack:
         again = job_create(
-            paths=[stack.enter_context(local_copy(hub, f.path)) for f in files],
+            paths=[stack.enter_context(local_copy(*resolve_path(f.path))) for f in files],
             names=[f.name for f in files],
             connection=job.connection,
             group=job.group,
