@@ -23,7 +23,7 @@ from django_q.tasks import async_task
 
 from impex import events
 from impex.choices import INBOX_TRANSITIONS, FileKind, FileStatus, InboxStatus, JobSource, JobStatus
-from impex.exceptions import IllegalTransition
+from impex.exceptions import ConfigurationError, IllegalTransition
 from impex.models import Connection, ConnectionState, ImportFile, ImportJob, InboxEvent, InboxFile
 from impex.services.archive import is_zip_start
 from impex.services.jobs import connection_folder, job_prefix
@@ -106,7 +106,10 @@ def inbox_scan(*, connection: Connection, run_here: bool = False, worker: str | 
     try:
         _scan(connection=connection, worker=worker, result=result)
     except Exception as exc:  # an unreachable inbox must not stop the scheduler: the connection says why
-        log.exception("scan of %s failed", connection.code)
+        if isinstance(exc, OSError | ConfigurationError):
+            log.warning("scan of %s failed: %s", connection.code, exc)
+        else:
+            log.exception("scan of %s failed", connection.code)
         result.error = f"the inbox {connection_folder(connection, 'inbox').location} could not be scanned: {exc}"
     finally:
         _scan_release(connection=connection, worker=worker, result=result)
@@ -214,7 +217,7 @@ def _check_inbox(folder: Folder) -> None:
         os.makedirs(path, exist_ok=True)
         return
     if not os.path.isdir(path):
-        raise FileNotFoundError(f"no folder {path}")
+        raise FileNotFoundError(f"there is no folder {path}")
 
 
 def _finish_removals(*, connection: Connection, folder: Folder, worker: str) -> None:
