@@ -123,7 +123,10 @@ def test_demo_imports_every_sample_file(impex_root):
     assert Connection.objects.get(code="kore-erp").integration_id == "INT1"
     inbox = impex_root / "acme-pos" / "inbox"
     assert acme.inbox == str(inbox)
-    assert sorted(p.name for p in inbox.iterdir()) == sorted([*DEMO_CONNECTIONS[0].files, "README.txt"])
+    # Scanned at once: the samples went from the inbox to the archive; the README stays.
+    assert sorted(p.name for p in inbox.iterdir()) == ["README.txt"]
+    archive = impex_root / "acme-pos" / "archive"
+    assert sorted(p.name for p in archive.iterdir()) == sorted(DEMO_CONNECTIONS[0].files)
 
     assert f"Admin login: admin / {PASSWORD} at http://127.0.0.1:8000/admin/" in text
     assert Client().login(username="admin", password=PASSWORD)

@@ -1,4 +1,4 @@
-"""The demo data set: two connections, their sample files, an admin login, imported with the engine."""
+"""The demo data set: two connections, their sample files in their inboxes, an admin login, scanned at once."""
 
 import hashlib
 import os
@@ -11,12 +11,10 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
-from impex.choices import JobSource
 from impex.models import Connection, ImportedFileName
-from impex.runner import run_job
 from impex.selectors import job_report
 from impex.services.connections import connection_save
-from impex.services.jobs import job_create
+from impex.services.inbox import inbox_scan
 
 SAMPLES_DIR = Path(__file__).resolve().parent
 ADMIN_USERNAME = "admin"
@@ -26,14 +24,17 @@ RESET_HINT = "`make run RESET_PASSWORD=1` or `python manage.py impex_demo --rese
 INBOX_README = """\
 This is the inbox of the demo connection '{code}' ({convention} naming convention).
 
-The sample files here were copied by `python manage.py impex_demo`, which also imported
-them straight away (see Import jobs in the admin); importing them again reports them as
-duplicates, because each file name is imported once.
+`python manage.py impex_demo` put the sample files here and scanned this inbox at once:
+they were imported in order and moved to the archive folder (see Import jobs and Inbox
+files in the admin).
 
-Drop new files here that follow the connection's naming convention, then import them with
-`python manage.py impex_import PATH... --connection {code}`. The inbox scan
-(`python manage.py impex_scan`, run by the scheduler) that picks new files up from this
-folder by itself comes with a later issue.
+Drop new files here that follow the connection's naming convention: the scheduler (the
+django-q2 cluster that `make run` starts) scans this folder every {interval} minutes and imports
+them, moving each to the archive, or to the error folder with a .reason.txt beside it.
+"Sync now" on the connection's page in the admin, or `python manage.py impex_scan
+--connection {code}`, scans at once. Give a file its name only once it is complete, or
+write it as NAME.part and rename it: files still being written are left for the next scan.
+This README and hidden files are never imported.
 """
 
 
@@ -159,10 +160,20 @@ def demo_connection_save(*, demo: DemoConnection) -> tuple[Connection, bool]:
     inbox = demo_inbox(demo.code)
     inbox.mkdir(parents=True, exist_ok=True)
     conn, created = connection_save(code=demo.code, inbox=str(inbox), **demo.settings)
-    for name in demo.files:
-        shutil.copyfile(SAMPLES_DIR / name, inbox / name)
-    (inbox / "README.txt").write_text(INBOX_README.format(code=conn.code, convention=conn.convention), encoding="utf-8")
+    for name in _not_imported(connection=conn, demo=demo):
+        # copy2 keeps the samples' old modification time: the scan sees files at rest, not being written.
+        shutil.copy2(SAMPLES_DIR / name, inbox / name)
+    readme = INBOX_README.format(code=conn.code, convention=conn.convention, interval=conn.interval_minutes)
+    (inbox / "README.txt").write_text(readme, encoding="utf-8")
     return conn, created
+
+
+def _not_imported(*, connection: Connection, demo: DemoConnection) -> list[str]:
+    """Return the sample files the connection's ledger lacks (by name and content)."""
+    ledger = dict(
+        ImportedFileName.objects.filter(connection=connection, name__in=demo.files).values_list("name", "content_hash")
+    )
+    return [name for name in demo.files if ledger.get(name) != _sha256(SAMPLES_DIR / name)]
 
 
 def _sha256(path: Path) -> str:
@@ -186,9 +197,12 @@ def demo_import(*, connection: Connection, demo: DemoConnection) -> DemoImport:
         return DemoImport(
             connection=connection.code, imported_before=tuple(before), earlier_jobs=earlier_jobs, report=None
         )
-    # job_create copies the files into the job's own folder, so the samples themselves are never moved.
-    job = job_create(paths=[SAMPLES_DIR / name for name in new], connection=connection, source=JobSource.COMMAND)
-    job = run_job(job.pk)
+    # The samples were put in the inbox: a scan imports them, as the scheduler would, and moves them out.
+    job = inbox_scan(connection=connection, run_here=True).job
+    if job is None:
+        return DemoImport(
+            connection=connection.code, imported_before=tuple(before), earlier_jobs=earlier_jobs, report=None
+        )
     report = job_report(job, max_errors=100)
     report["connection"] = connection.code
     report["error"] = job.error
