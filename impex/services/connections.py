@@ -20,6 +20,11 @@ def connection_save(
     timezone: str | None = None,
     contacts: str | None = None,
     interval_minutes: int | None = None,
+    scan_cron: str | None = None,
+    scan_enabled: bool | None = None,
+    archive_folder: str | None = None,
+    error_folder: str | None = None,
+    outbox: str | None = None,
 ) -> tuple[Connection, bool]:
     """Create the connection or update the fields given; return it and whether it was created."""
     conn = Connection.objects.select_for_update().filter(code=code).first()
@@ -36,6 +41,11 @@ def connection_save(
         ("timezone", timezone),
         ("contacts", contacts),
         ("interval_minutes", interval_minutes),
+        ("scan_cron", scan_cron),
+        ("scan_enabled", scan_enabled),
+        ("archive_folder", archive_folder),
+        ("error_folder", error_folder),
+        ("outbox", outbox),
     ):
         if value is not None:
             setattr(conn, name, value)

@@ -393,6 +393,11 @@ def test_an_update_changes_one_setting_without_repeating_the_convention(kore_con
         "timezone": "Europe/Paris",
         "contacts": ["ops@acme.example"],
         "interval": 15,
+        "cron": "",
+        "scan": True,
+        "archive": "",
+        "error_folder": "",
+        "outbox": "",
     }
     kore_connection.refresh_from_db()
     assert (kore_connection.convention, kore_connection.interval_minutes) == ("kore", 15)

@@ -457,3 +457,33 @@ def test_inbox_events_record_every_step(acme):
     inbox_scan(connection=acme, run_here=True)
     assert InboxEvent.objects.filter(status="taken").count() == 3
     assert set(InboxEvent.objects.values_list("worker", flat=True)) != {""}
+
+
+@pytest.mark.django_db
+def test_impex_connection_sets_the_schedule_and_folders_and_its_schedule_follows(django_capture_on_commit_callbacks):
+    def connection_command(*args):
+        out = io.StringIO()
+        with django_capture_on_commit_callbacks(execute=True):
+            call_command("impex_connection", "erp", "--json", *args, stdout=out)
+        return json.loads(out.getvalue().strip().splitlines()[-1])
+
+    made = connection_command(
+        "--convention", "kore", "--integration", "INT5", "--cron", "*/15 * * * *", "--archive", "s3://done-bucket/erp",
+        "--error-folder", "/srv/erp/error", "--outbox", "sftp://hub@files.example.com/out",
+    )  # fmt: skip
+    assert (made["cron"], made["archive"], made["error_folder"], made["outbox"], made["scan"]) == (
+        "*/15 * * * *",
+        "s3://done-bucket/erp",
+        "/srv/erp/error",
+        "sftp://hub@files.example.com/out",
+        True,
+    )
+    conn = Connection.objects.get(code="erp")
+    assert Schedule.objects.get(name=scan_schedule_name(conn)).cron == "*/15 * * * *"
+
+    # An interval given alone is the one used: it clears the cron expression.
+    assert connection_command("--interval", "30")["cron"] == ""
+    assert Schedule.objects.get(name=scan_schedule_name(conn)).minutes == 30
+
+    assert connection_command("--scan", "off")["scan"] is False
+    assert not Schedule.objects.filter(name=scan_schedule_name(conn)).exists()

@@ -18,7 +18,13 @@ OPTION_OF_FIELD = {
     "timezone": "--timezone",
     "contacts": "--contacts",
     "interval_minutes": "--interval",
+    "scan_cron": "--cron",
+    "scan_enabled": "--scan",
+    "archive_folder": "--archive",
+    "error_folder": "--error-folder",
+    "outbox": "--outbox",
 }
+LOCATION_HELP = "a folder path, s3://bucket/prefix or sftp://[user@]host[:port]/path; '' for the default"
 
 
 class Command(BaseCommand):
@@ -42,7 +48,16 @@ class Command(BaseCommand):
             "--timezone", help="Time zone naive datetimes in its files are read in (e.g. Europe/Paris)."
         )
         parser.add_argument("--contacts", help="E-mail addresses told about errors, separated by commas or semicolons.")
-        parser.add_argument("--interval", type=int, help="Minutes between scans of the inbox (1 or more).")
+        parser.add_argument(
+            "--interval", type=int, help="Minutes between scans of the inbox, 1 to 44640 (clears --cron unless given)."
+        )
+        parser.add_argument(
+            "--cron", help="Scan by a cron expression instead (minute hour day month weekday, UTC); '' clears it."
+        )
+        parser.add_argument("--scan", choices=["on", "off"], help="Scan the inbox on schedule, or not.")
+        parser.add_argument("--archive", help=f"Where imported files are moved: {LOCATION_HELP} (<code>/archive).")
+        parser.add_argument("--error-folder", help=f"Where rejected files are moved: {LOCATION_HELP} (<code>/error).")
+        parser.add_argument("--outbox", help=f"Where scheduled exports are written: {LOCATION_HELP} (<code>/outbox).")
         parser.add_argument("--json", action="store_true", help="Print one JSON object as the last line.")
 
     def handle(self, *args, **opts):
@@ -56,6 +71,11 @@ class Command(BaseCommand):
                 timezone=opts["timezone"],
                 contacts=opts["contacts"],
                 interval_minutes=opts["interval"],
+                scan_cron=opts["cron"] if opts["cron"] is not None else ("" if opts["interval"] is not None else None),
+                scan_enabled=None if opts["scan"] is None else opts["scan"] == "on",
+                archive_folder=opts["archive"],
+                error_folder=opts["error_folder"],
+                outbox=opts["outbox"],
             )
         except ConnectionInvalid as exc:
             raise CommandError(f"connection {opts['code']} not saved:{refusal(exc.errors)}") from exc
@@ -75,6 +95,11 @@ class Command(BaseCommand):
                     "timezone": conn.timezone,
                     "contacts": conn.contact_list,
                     "interval": conn.interval_minutes,
+                    "cron": conn.scan_cron,
+                    "scan": conn.scan_enabled,
+                    "archive": conn.archive_folder,
+                    "error_folder": conn.error_folder,
+                    "outbox": conn.outbox,
                 },
             )
 
