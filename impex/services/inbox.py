@@ -125,13 +125,25 @@ def inbox_scan(*, connection: Connection, run_here: bool = False, worker: str | 
 
 
 def _finish_open_jobs(connection: Connection) -> None:
-    """Run (or help with, or take over) the connection's unfinished scan jobs here, so that files go in order."""
+    """Run (or help with, or take over) the connection's unfinished scan jobs here, so that files go in order.
+
+    A job another scanner is still filling (it holds the connection's scan) is left to it: it starts it when full.
+    """
     from impex.runner import run_job
 
     for job_id in ImportJob.objects.filter(
         connection=connection, source=JobSource.SCAN, status__in=OPEN_JOB
     ).values_list("pk", flat=True):
-        run_job(job_id)
+        if not _scan_held_by_another(connection):
+            run_job(job_id)
+
+
+def _scan_held_by_another(connection: Connection) -> bool:
+    return (
+        ConnectionState.objects.filter(connection=connection, scan_until__gte=timezone.now())
+        .exclude(scan_by="")
+        .exists()
+    )
 
 
 def _scan_claim(*, connection: Connection, worker: str, result: ScanResult) -> bool:
@@ -196,6 +208,12 @@ def _scan(*, connection: Connection, worker: str, result: ScanResult) -> None:
             continue
         listed[name] = stored
     _mark_gone(connection=connection, present=set(listed), worker=worker)
+    abandoned = _abandoned_job(connection)
+    if abandoned is not None:
+        # A scanner stopped while filling this job: start it now; the files found meanwhile go in after it.
+        result.job = abandoned
+        result.left.extend((name, f"waits for job #{abandoned.pk} to finish") for name in sorted(listed))
+        return
     settled = _settled(connection=connection, folder=folder, listed=listed, worker=worker, result=result)
     if settled:
         blocker = ImportJob.objects.filter(connection=connection, source=JobSource.SCAN, status__in=OPEN_JOB).first()
@@ -206,6 +224,16 @@ def _scan(*, connection: Connection, worker: str, result: ScanResult) -> None:
         result.job = _take(connection=connection, folder=folder, files=settled, worker=worker, result=result)
     if result.job is None and _released_waits(connection):
         result.job = ImportJob.objects.create(connection=connection, source=JobSource.SCAN, created_by="scan")
+
+
+def _abandoned_job(connection: Connection) -> ImportJob | None:
+    """Return a scan job that was never started: its scanner stopped while taking files into it."""
+    return (
+        ImportJob.objects.filter(connection=connection, source=JobSource.SCAN, status=JobStatus.QUEUED)
+        .filter(queued_at__isnull=True)
+        .order_by("pk")
+        .first()
+    )
 
 
 def _check_inbox(folder: Folder) -> None:

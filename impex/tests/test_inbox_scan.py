@@ -295,7 +295,8 @@ def test_a_file_removed_from_the_inbox_before_it_was_taken_is_marked_gone(acme, 
     shutil.copyfile(DEMO / BSPK_FILES[0], path)  # fresh: the scan looks again first
     settings.IMPEX_INBOX_QUIET_SECONDS = 0.3
     ConnectionState.objects.create(connection=acme)
-    ImportJob.objects.create(connection=acme, source="scan")  # an open job holds the new files back
+    # A job the cluster has queued and not started yet holds the new files back.
+    ImportJob.objects.create(connection=acme, source="scan", queued_at=timezone.now())
 
     held = inbox_scan(connection=acme)
 
@@ -487,3 +488,26 @@ def test_impex_connection_sets_the_schedule_and_folders_and_its_schedule_follows
 
     assert connection_command("--scan", "off")["scan"] is False
     assert not Schedule.objects.filter(name=scan_schedule_name(conn)).exists()
+
+
+def test_a_job_a_stopped_scanner_was_filling_is_started_by_the_next_scan_before_newer_files(acme):
+    from impex.services.jobs import job_create
+
+    # What a scanner killed after taking a file, before starting its job, leaves: a scan job never queued.
+    abandoned = job_create(paths=[DEMO / BSPK_FILES[2]], connection=acme, source="scan")
+    newer = inbox_of(acme) / BSPK_FILES[0]
+    shutil.copyfile(DEMO / BSPK_FILES[0], newer)
+    aged(newer)
+
+    first = inbox_scan(connection=acme)  # as the schedule's task: it queues the job it found
+
+    assert first.job.pk == abandoned.pk
+    assert first.left == [(newer.name, f"waits for job #{abandoned.pk} to finish")] and newer.exists()
+    abandoned.refresh_from_db()
+    assert abandoned.queued_at is not None
+    # impex_scan runs the open job here first, then takes the newer file.
+    second = inbox_scan(connection=acme, run_here=True)
+    abandoned.refresh_from_db()
+    assert abandoned.status == "completed"
+    assert second.job.pk != abandoned.pk and second.taken == [newer.name] and second.job.status == "completed"
+    assert SpecialOrder.objects.count() == 5
