@@ -23,8 +23,8 @@ def sequence_wait_alerts() -> int:
 
 
 def inbox_scan(connection_id: int) -> str:
-    """Scan a connection's inbox and queue a job for what arrived (the schedule's task); return what it did."""
-    connection = Connection.objects.filter(pk=connection_id, active=True).first()
+    """Scan a connection's inbox and queue a job for what arrived (its schedule's task, and "Sync now")."""
+    connection = Connection.objects.filter(pk=connection_id).first()
     if connection is None:
-        return "no such active connection"
+        return f"connection {connection_id} no longer exists"
     return scan(connection=connection).summary
