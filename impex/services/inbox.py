@@ -37,6 +37,7 @@ IGNORED_NAMES = {"readme.txt"}
 WRITING_SUFFIXES = (".part", ".tmp")
 SCAN_TASK = "impex.tasks.inbox_scan"
 OPEN_JOB = (JobStatus.QUEUED, JobStatus.RUNNING)
+TAKE_BATCH = 200
 
 
 @dataclass
@@ -81,7 +82,7 @@ def inbox_file_transition(
     old = expect or f.status
     if new not in INBOX_TRANSITIONS[old]:
         raise IllegalTransition(f"inbox file {f.name}: {old} -> {new} is not allowed")
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):  # inside a batch's transaction, no savepoint per file
         moved = InboxFile.objects.filter(pk=f.pk, status=old).update(status=new, message=message, **fields)
         if not moved:
             return False
@@ -269,36 +270,33 @@ def _settled(
     *, connection: Connection, folder: Folder, listed: dict[str, StoredFile], worker: str, result: ScanResult
 ) -> list[InboxFile]:
     """Record this look at each file; return those whose size and time did not change since the last look."""
-    now = timezone.now()
     quiet = timedelta(seconds=settings.IMPEX_INBOX_QUIET_SECONDS)
-    known = {
-        f.name: f
-        for f in InboxFile.objects.filter(connection=connection, status__in=[InboxStatus.SEEN, InboxStatus.CLAIMED])
-    }
     settled, fresh = [], []
-    for name, stored in sorted(listed.items()):
-        f = known.get(name)
-        if f is None:
-            f = _first_look(connection=connection, name=name, stored=stored, worker=worker)
-            if stored.modified is not None and stored.modified > now - quiet:
-                fresh.append(f)  # just written: look again in a moment
+    with transaction.atomic():  # one commit for the looks, not one per file
+        now = timezone.now()
+        known = {
+            f.name: f
+            for f in InboxFile.objects.filter(connection=connection, status__in=[InboxStatus.SEEN, InboxStatus.CLAIMED])
+        }
+        unchanged = []
+        for name, stored in sorted(listed.items()):
+            f = known.get(name)
+            if f is None:
+                f = _first_look(connection=connection, name=name, stored=stored, worker=worker)
+                if stored.modified is not None and stored.modified > now - quiet:
+                    fresh.append(f)  # just written: look again in a moment
+                else:
+                    settled.append(f)
+            elif (f.size, f.modified) != (stored.size, stored.modified):
+                change = f"size {f.size:,} -> {stored.size:,} bytes" if f.size != stored.size else "modified again"
+                InboxFile.objects.filter(pk=f.pk).update(size=stored.size, modified=stored.modified, last_seen=now)
+                why = f"still being written ({change} since the last look)"
+                inbox_file_transition(f, new=InboxStatus.SEEN, expect=f.status, worker=worker, message=why)
+                result.left.append((name, why))
             else:
+                unchanged.append(f.pk)
                 settled.append(f)
-            continue
-        if (f.size, f.modified) != (stored.size, stored.modified):
-            change = f"size {f.size:,} -> {stored.size:,} bytes" if f.size != stored.size else "modified again"
-            InboxFile.objects.filter(pk=f.pk).update(size=stored.size, modified=stored.modified, last_seen=now)
-            inbox_file_transition(
-                f,
-                new=InboxStatus.SEEN,
-                expect=f.status,
-                worker=worker,
-                message=f"still being written ({change} since the last look)",
-            )
-            result.left.append((name, f"still being written ({change} since the last look)"))
-            continue
-        InboxFile.objects.filter(pk=f.pk).update(last_seen=now)
-        settled.append(f)
+        InboxFile.objects.filter(pk__in=unchanged).update(last_seen=now)
     if fresh:
         newest = max(f.modified for f in fresh)
         time.sleep(max(0.0, min(quiet, newest + quiet - timezone.now()).total_seconds()))
@@ -310,13 +308,9 @@ def _settled(
                 )
             elif (again.size, again.modified) != (f.size, f.modified):
                 InboxFile.objects.filter(pk=f.pk).update(size=again.size, modified=again.modified)
-                inbox_file_transition(
-                    f,
-                    new=InboxStatus.SEEN,
-                    worker=worker,
-                    message="still being written (it changed while the scan looked)",
-                )
-                result.left.append((f.name, "still being written (it changed while the scan looked)"))
+                why = "still being written (it changed while the scan looked)"
+                inbox_file_transition(f, new=InboxStatus.SEEN, worker=worker, message=why)
+                result.left.append((f.name, why))
             else:
                 settled.append(f)
     return settled
@@ -342,71 +336,31 @@ def _first_look(*, connection: Connection, name: str, stored: StoredFile, worker
 def _take(
     *, connection: Connection, folder: Folder, files: list[InboxFile], worker: str, result: ScanResult
 ) -> ImportJob | None:
-    """Claim each file, copy it into a new job and remove the original; return the job (None if nothing was taken)."""
+    """Claim the files, copy them into a new job and remove the originals; return the job (None if none was taken).
+
+    A batch of files at a time: one commit claims the batch, one records it once copied (a commit per file
+    would cost more than the copies on one local disk); the originals leave the inbox only after that.
+    """
     job = None
-    hub = hub_storage()
-    now = timezone.now()
-    for n, f in enumerate(sorted(files, key=lambda f: f.name)):
-        claimed = inbox_file_transition(
-            f,
-            new=InboxStatus.CLAIMED,
-            expect=f.status,
-            worker=worker,
-            message=f"claimed by {worker}",
-            claimed_by=worker,
-            claimed_at=now,
-            lease_until=now + _lease(),
-        )
-        if not claimed:
-            continue  # another scanner has it
+    ordered = sorted(files, key=lambda f: f.name)
+    for first in range(0, len(ordered), TAKE_BATCH):
+        batch = _claim(ordered[first : first + TAKE_BATCH], worker=worker)
+        if not batch:
+            continue
         if job is None:
             job = ImportJob.objects.create(connection=connection, source=JobSource.SCAN, created_by="scan")
-        source_name = folder.name(f.name)
-        try:
-            stored, content_hash, size = copy_in(folder.storage, source_name, to=hub, to_name=f"{job_prefix(job)}/{n}")
-            kind = FileKind.ARCHIVE if _starts_like_zip(hub, stored) else FileKind.DATA
-        except FileNotFoundError:
-            inbox_file_transition(
-                f, new=InboxStatus.GONE, message="removed from the inbox while the scan took it", worker=worker
-            )
-            continue
-        except Exception as exc:
-            log.exception("could not take %s from the inbox of %s", f.name, connection.code)
-            inbox_file_transition(
-                f,
-                new=InboxStatus.SEEN,
-                worker=worker,
-                message=f"could not be copied into a job ({exc}); the next scan tries again",
-            )
-            result.left.append((f.name, f"could not be copied ({exc})"))
-            continue
-        with transaction.atomic():
-            import_file = ImportFile.objects.create(
-                job=job,
-                processed_by=job,
-                connection=connection,
-                name=f.name,
-                kind=kind,
-                path=stored,
-                content_hash=content_hash,
-                size=size,
-            )
-            inbox_file_transition(
-                f,
-                new=InboxStatus.TAKEN,
-                worker=worker,
-                message=f"taken into import job #{job.pk}",
-                job=job,
-                import_file=import_file,
-                lease_until=None,
-            )
-        try:
-            delete_file(folder.storage, source_name)
-        except Exception:
-            log.exception("could not remove %s from the inbox of %s; the next scan does", f.name, connection.code)
-        else:
-            InboxFile.objects.filter(pk=f.pk).update(left_inbox_at=timezone.now())
-        result.taken.append(f.name)
+        copies = _copy(batch, first=first, folder=folder, job=job, worker=worker, result=result)
+        _record(copies, connection=connection, job=job, worker=worker)
+        left = []
+        for f, *_ in copies:
+            try:
+                delete_file(folder.storage, folder.name(f.name))
+            except Exception:
+                log.exception("could not remove %s from the inbox of %s; the next scan does", f.name, connection.code)
+            else:
+                left.append(f.pk)
+            result.taken.append(f.name)
+        InboxFile.objects.filter(pk__in=left).update(left_inbox_at=timezone.now())
         _scan_renew(connection=connection, worker=worker)
     if job is not None and not result.taken:
         job.delete()
@@ -416,6 +370,91 @@ def _take(
             job, f"{len(result.taken)} file(s) taken from the inbox {folder.location} by {worker}", worker=worker
         )
     return job
+
+
+@transaction.atomic
+def _claim(files: list[InboxFile], *, worker: str) -> list[InboxFile]:
+    """Claim each file for this worker (one UPDATE each, naming the status it expects); return those claimed."""
+    now = timezone.now()
+    return [
+        f
+        for f in files
+        if inbox_file_transition(
+            f,
+            new=InboxStatus.CLAIMED,
+            expect=f.status,
+            worker=worker,
+            message=f"claimed by {worker}",
+            claimed_by=worker,
+            claimed_at=now,
+            lease_until=now + _lease(),
+        )
+    ]
+
+
+def _copy(
+    files: list[InboxFile], *, first: int, folder: Folder, job: ImportJob, worker: str, result: ScanResult
+) -> list[tuple[InboxFile, str, str, int, str]]:
+    """Copy each claimed file into the job's folder; return (file, stored name, SHA-256, size, kind) of each copied."""
+    hub = hub_storage()
+    copies = []
+    for n, f in enumerate(files, start=first):
+        try:
+            stored, content_hash, size = copy_in(
+                folder.storage, folder.name(f.name), to=hub, to_name=f"{job_prefix(job)}/{n}"
+            )
+            kind = FileKind.ARCHIVE if _starts_like_zip(hub, stored) else FileKind.DATA
+        except FileNotFoundError:
+            inbox_file_transition(
+                f, new=InboxStatus.GONE, message="removed from the inbox while the scan took it", worker=worker
+            )
+            continue
+        except Exception as exc:
+            log.exception("could not take %s from the inbox of %s", f.name, job.connection_id)
+            inbox_file_transition(
+                f,
+                new=InboxStatus.SEEN,
+                worker=worker,
+                message=f"could not be copied into a job ({exc}); the next scan tries again",
+            )
+            result.left.append((f.name, f"could not be copied ({exc})"))
+            continue
+        copies.append((f, stored, content_hash, size, kind))
+    return copies
+
+
+@transaction.atomic
+def _record(copies: list, *, connection: Connection, job: ImportJob, worker: str) -> None:
+    """Record the copied files as the job's, and their inbox rows as taken, in one commit."""
+    import_files = ImportFile.objects.bulk_create(
+        [
+            ImportFile(
+                job=job,
+                processed_by=job,
+                connection=connection,
+                name=f.name,
+                kind=kind,
+                path=stored,
+                content_hash=content_hash,
+                size=size,
+            )
+            for f, stored, content_hash, size, kind in copies
+        ]
+    )
+    if any(i.pk is None for i in import_files):  # a database that returns no ids from a bulk insert
+        by_path = dict(ImportFile.objects.filter(job=job).values_list("path", "pk"))
+        for i in import_files:
+            i.pk = by_path[i.path]
+    for (f, *_), import_file in zip(copies, import_files, strict=True):
+        inbox_file_transition(
+            f,
+            new=InboxStatus.TAKEN,
+            worker=worker,
+            message=f"taken into import job #{job.pk}",
+            job=job,
+            import_file=import_file,
+            lease_until=None,
+        )
 
 
 def _starts_like_zip(storage, name: str) -> bool:

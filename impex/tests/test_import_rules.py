@@ -1398,6 +1398,11 @@ def test_impex_connection_creates_then_updates_a_connection(db):
         "timezone": "Europe/Paris",
         "contacts": [],
         "interval": 5,
+        "cron": "",
+        "scan": True,
+        "archive": "",
+        "error_folder": "",
+        "outbox": "",
     }
     assert updated["created"] is False
     assert (updated["integration"], updated["timezone"], updated["contacts"]) == (
