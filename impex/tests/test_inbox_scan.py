@@ -28,6 +28,7 @@ from syncapp.models import Customer, SpecialOrder
 
 DEMO = Path(__file__).resolve().parents[1] / "demo"
 BSPK_FILES = sorted(p.name for p in DEMO.glob("SPECIAL-ORDER*_V2_Acme_*.csv"))
+ORDERS_FILE = "SPECIAL-ORDERS_V2_Acme_202611010900.csv"
 
 
 @pytest.fixture(autouse=True)
@@ -511,3 +512,47 @@ def test_a_job_a_stopped_scanner_was_filling_is_started_by_the_next_scan_before_
     assert abandoned.status == "completed"
     assert second.job.pk != abandoned.pk and second.taken == [newer.name] and second.job.status == "completed"
     assert SpecialOrder.objects.count() == 5
+
+
+def _zip_leaving_its_folder(path: Path) -> None:
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("../SPECIAL-ORDERS_V2_Acme_202611011200.csv", (DEMO / BSPK_FILES[2]).read_bytes())
+
+
+@pytest.mark.parametrize(
+    ("name", "write", "reason"),
+    [
+        ("escape.zip", _zip_leaving_its_folder, "leaves its folder"),
+        (
+            "SPECIAL-ORDERS_V2_Acme_202611011100.csv",
+            lambda p: p.write_bytes("special_order_id,customer_name\nSO-1,Caf\xe9\n".encode("latin-1")),
+            "UTF-8",
+        ),
+        ("SPECIAL-ORDERS_V2_Globex_202611011100.csv", lambda p: p.write_text("special_order_id\nSO-1\n"), "Globex"),
+        ("SPECIAL-ORDERS_V2_Acme_202611011100.csv", lambda p: p.write_text(""), "empty"),
+    ],
+    ids=["zip-slip", "not-utf8", "wrong-company", "empty"],
+)
+def test_a_bad_file_in_the_inbox_goes_to_the_error_folder_with_its_reason_and_changes_nothing(
+    acme, name, write, reason
+):
+    good = inbox_of(acme) / ORDERS_FILE
+    shutil.copyfile(DEMO / ORDERS_FILE, good)
+    aged(good)
+    bad = inbox_of(acme) / name
+    write(bad)
+    aged(bad)
+
+    payload, code = scan_command()
+
+    statuses = {f["name"]: f["status"] for f in payload["connections"][0]["files"]}
+    assert statuses[ORDERS_FILE] == "imported" and code == 1
+    assert statuses.get(name, "rejected") == "rejected"
+    assert os.listdir(inbox_of(acme)) == []
+    errors = folder_of(acme, "error")
+    assert sorted(os.listdir(errors)) == [name, name + ".reason.txt"]
+    assert reason in (errors / (name + ".reason.txt")).read_text()
+    assert SpecialOrder.objects.count() == 5  # only the good file's orders
+    assert not SpecialOrder.objects.filter(special_order_id="SO-1").exists()
