@@ -153,11 +153,11 @@ IMPEX_WORKERS_MIN_ROWS = env_int("IMPEX_WORKERS_MIN_ROWS", 100_000)
 IMPEX_REQUEUE_MINUTES = env_int("IMPEX_REQUEUE_MINUTES", 10)
 # A cluster task waits this long for a connection another job is importing, then queues its job again.
 IMPEX_CONNECTION_WAIT_SECONDS = env_int("IMPEX_CONNECTION_WAIT_SECONDS", 30)
-# The inbox scan: a scanner's hold on a connection's scan lasts this long unless renewed (after each file taken);
+# The inbox scan: a scanner's hold on a connection's scan lasts this long unless renewed (every third of it);
 # a file first seen less than IMPEX_INBOX_QUIET_SECONDS after its last change is looked at again before it is taken.
 # The contacts' mail about a job with errors attaches at most this many rows in error (CSV); the admin has all.
 IMPEX_MAIL_MAX_ERROR_ROWS = env_int("IMPEX_MAIL_MAX_ERROR_ROWS", 10_000)
-IMPEX_SCAN_LEASE_SECONDS = env_int("IMPEX_SCAN_LEASE_SECONDS", 600)
+IMPEX_SCAN_LEASE_SECONDS = env_int("IMPEX_SCAN_LEASE_SECONDS", 120)
 IMPEX_INBOX_QUIET_SECONDS = float(os.environ.get("IMPEX_INBOX_QUIET_SECONDS", "2"))
 # Where the hub keeps job copies, archives, error folders and the outbox: an absolute folder,
 # file:///path, s3://bucket/prefix or sftp://[user@]host[:port]/path (empty: IMPEX_ROOT).

@@ -9,6 +9,7 @@ The job's runner then imports the files in SPEC section 4 order and moves each t
 
 import logging
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -17,6 +18,7 @@ from django.conf import settings
 from django.core.files.storage import FileSystemStorage
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
+from django.db import connection as db_connection
 from django.db.models import Q
 from django.utils import timezone
 from django_q.tasks import async_task
@@ -105,7 +107,8 @@ def inbox_scan(*, connection: Connection, run_here: bool = False, worker: str | 
     if not _scan_claim(connection=connection, worker=worker, result=result):
         return result
     try:
-        _scan(connection=connection, worker=worker, result=result)
+        with _ScanHeartbeat(connection=connection, worker=worker):
+            _scan(connection=connection, worker=worker, result=result)
     except Exception as exc:  # an unreachable inbox must not stop the scheduler: the connection says why
         if isinstance(exc, OSError | ConfigurationError):
             log.warning("scan of %s failed: %s", connection.code, exc)
@@ -163,6 +166,39 @@ def _scan_claim(*, connection: Connection, worker: str, result: ScanResult) -> b
     if not taken:
         result.busy_with = ConnectionState.objects.get(connection=connection).scan_by
     return bool(taken)
+
+
+class _ScanHeartbeat:
+    """Renew the scanner's hold on the connection's scan from a thread while it scans (a copy can take long)."""
+
+    def __init__(self, *, connection: Connection, worker: str):
+        self.connection = connection
+        self.worker = worker
+        self.stop = threading.Event()
+        self.thread = None
+
+    def __enter__(self):
+        # Inside a transaction (tests) another connection would wait on its locks: the scan renews in line.
+        if not db_connection.in_atomic_block:
+            self.thread = threading.Thread(target=self._beat, name=f"scan-{self.connection.code}", daemon=True)
+            self.thread.start()
+        return self
+
+    def _beat(self) -> None:
+        try:
+            while not self.stop.wait(max(1.0, settings.IMPEX_SCAN_LEASE_SECONDS / 3)):
+                try:
+                    _scan_renew(connection=self.connection, worker=self.worker)
+                except Exception:  # a busy database: the next beat or the scan's own renewal tries again
+                    log.warning("could not renew the scan of %s", self.connection.code, exc_info=True)
+        finally:
+            db_connection.close()
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        if self.thread is not None:
+            self.thread.join()
+        return False
 
 
 def _scan_renew(*, connection: Connection, worker: str) -> None:
