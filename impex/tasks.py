@@ -1,6 +1,8 @@
 """django-q2 tasks of impex: thin adapters that take ids and call the runner or a service."""
 
+from impex.choices import ExportTrigger
 from impex.runner import run_job
+from impex.services.export_runs import export_run
 from impex.services.lifecycle import jobs_requeue
 from impex.services.waits import wait_alerts_send
 
@@ -18,3 +20,8 @@ def import_jobs_requeue() -> list[int]:
 def sequence_wait_alerts() -> int:
     """Tell contacts about files waiting long for a missing sequence; return the mails sent."""
     return wait_alerts_send()
+
+
+def export_group_run(group_id: int, trigger: str = ExportTrigger.SCHEDULE, by: str = "") -> str:
+    """Export a group's file to its destination (a run that finds the group busy is skipped); return its status."""
+    return export_run(group_id=group_id, trigger=trigger, by=by).status
