@@ -42,24 +42,29 @@ from config.adminkit import (
     format_duration,
     permission_check,
 )
-from impex.admin_export import GroupExportMixin
-from impex.choices import FileKind, FileStatus, GroupDirection, JobStatus
-from impex.exceptions import ConnectionDeleteRefused
+from impex.admin_export import EXPORT_PERMISSION, GroupExportMixin
+from impex.choices import ExportRunStatus, FileKind, FileStatus, GroupDirection, JobStatus
+from impex.exceptions import ConfigurationError, ConnectionDeleteRefused
 from impex.forms import UploadForm
 from impex.models import (
     Connection,
     DataDescriptor,
     DataGroup,
     DescriptorColumn,
+    ExportRun,
+    ExportRunEvent,
+    ExportState,
     ImportChunk,
     ImportedFileName,
     ImportEvent,
     ImportFile,
     ImportJob,
     RowError,
+    SentFile,
 )
 from impex.services.connections import connection_delete, connection_delete_check
 from impex.services.descriptors import descriptor_check
+from impex.services.export_runs import export_destination, export_resend, export_run_enqueue
 from impex.services.progress import COUNTS, file_status_label, job_files, job_progress, job_status_label
 from impex.services.rejected import NoRejectedRows, rejected_rows_available, rejected_rows_download, rejected_rows_name
 from impex.services.samples import SAMPLE_ROWS, descriptor_sample
@@ -68,6 +73,7 @@ from impex.services.uploads import UploadRefused, job_run_again, job_run_for_rea
 from impex.storage import open_file, resolve_path, temporary_folder
 
 ERRORS_PER_PAGE = 50
+EXPORT_RUNS_SHOWN = 10
 
 
 class UploadLinkMixin:
@@ -406,20 +412,122 @@ class DataGroupAdmin(UploadLinkMixin, GroupExportMixin, admin.ModelAdmin):
     form = DataGroupAdminForm
     upload_parameter = "group"
     actions = ("export_group",)
-    list_display = ("code", "name", "direction", "connection", "descriptor_count")
-    list_filter = ("direction",)
+    list_display = ("code", "name", "direction", "connection", "descriptor_count", "schedule_display")
+    list_filter = ("direction", "schedule_enabled")
     search_fields = ("code", "name")
     list_select_related = ("connection",)
     list_per_page = 100
     filter_horizontal = ("descriptors",)
-    readonly_fields = ("created_at", "updated_at")
+    readonly_fields = ("created_at", "updated_at", "watermark_display")
+    change_form_template = "admin/impex/datagroup/change_form.html"
+    has_export_data_permission = permission_check(EXPORT_PERMISSION)
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(descriptor_count=Count("descriptors"))
 
+    def get_fieldsets(self, request, obj=None):
+        main = (None, {"fields": ("code", "name", "direction", "descriptors", "connection")})
+        record = ("Record", {"fields": ("created_at", "updated_at")})
+        if obj is not None and obj.direction != GroupDirection.EXPORT:
+            return (main, record)
+        schedule = (
+            "Scheduled export (export groups)",
+            {
+                "fields": (
+                    "schedule_enabled",
+                    ("interval_minutes", "cron"),
+                    "destination",
+                    "file_name_pattern",
+                    ("incremental", "write_empty"),
+                    "watermark_display",
+                ),
+                "description": "Each run writes the group's file to the destination under the name below, in one "
+                "step (never half a file). The watermark moves only when a run succeeds; downloads and "
+                "impex_export never move it.",
+            },
+        )
+        return (main, schedule, record)
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        field = super().formfield_for_dbfield(db_field, request, **kwargs)
+        if field is not None:
+            # Help texts are HTML: "IMPEX_ROOT/outbox/<code>" would open a <code> element.
+            field.help_text = escape(field.help_text)
+        return field
+
     @admin.display(description="descriptors", ordering="descriptor_count")
     def descriptor_count(self, obj):
         return obj.descriptor_count
+
+    @admin.display(description="schedule", ordering="schedule_enabled")
+    def schedule_display(self, obj):
+        if not obj.schedule_enabled:
+            return "-"
+        return f"cron {obj.cron}" if obj.cron else f"every {obj.interval_minutes} min"
+
+    @admin.display(description="watermark")
+    def watermark_display(self, obj):
+        state = ExportState.objects.filter(group=obj).first() if obj.pk else None
+        if state is None or state.watermark is None:
+            return "none yet: the next run writes every record"
+        local = date_format(timezone.localtime(state.watermark), "Y-m-d H:i:s")
+        return f"{local} (for {state.watermark_destination})"
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        schedules_sync_on_commit()
+
+    def delete_model(self, request, obj):
+        super().delete_model(request, obj)
+        schedules_sync_on_commit()
+
+    def delete_queryset(self, request, queryset):
+        super().delete_queryset(request, queryset)
+        schedules_sync_on_commit()
+
+    def get_urls(self):
+        own = [
+            path(
+                "<path:object_id>/run-export/",
+                self.admin_site.admin_view(self.run_export_view),
+                name="impex_datagroup_run_export",
+            )
+        ]
+        return own + super().get_urls()
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        group = self.get_object(request, unquote(object_id))
+        extra_context = extra_context or {}
+        if group is not None and group.direction == GroupDirection.EXPORT:
+            extra_context["export_runs"] = group.export_runs.select_related("resend_of")[:EXPORT_RUNS_SHOWN]
+            extra_context["sent_files"] = group.sent_files.select_related("run")[:EXPORT_RUNS_SHOWN]
+            extra_context["export_runs_shown"] = EXPORT_RUNS_SHOWN
+            extra_context["show_export_runs"] = True
+            if self.has_export_data_permission(request) and self.has_view_permission(request, group):
+                extra_context["run_export_url"] = reverse("admin:impex_datagroup_run_export", args=[group.pk])
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def run_export_view(self, request, object_id):
+        """Queue a run of the export group to its destination now (POST; impex.export_data)."""
+        group = self.get_object(request, unquote(object_id))
+        if group is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        if not (self.has_export_data_permission(request) and self.has_view_permission(request, group)):
+            raise PermissionDenied
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        try:
+            export_run_enqueue(group=group, by=request.user.get_username())
+        except ConfigurationError as exc:
+            self.message_user(request, f"{group.code} cannot export: {exc}.", messages.ERROR)
+        else:
+            self.message_user(
+                request,
+                f"A run of {group.code} is queued: its file goes to {export_destination(group=group).location}. "
+                "The run shows below once a worker starts it.",
+                messages.SUCCESS,
+            )
+        return HttpResponseRedirect(reverse("admin:impex_datagroup_change", args=[group.pk]))
 
 
 class ImportEventInline(ReadOnlyInline):
@@ -940,3 +1048,85 @@ class ImportedFileNameAdmin(AuditRecordAdmin):
     show_full_result_count = False
     fields = ("connection", "name", "content_hash", "file", "imported_at")
     readonly_fields = fields
+
+
+class ExportRunEventInline(ReadOnlyInline):
+    model = ExportRunEvent
+    fields = ("at", "level", "status", "message", "worker")
+    readonly_fields = fields
+    show_change_link = False
+    verbose_name = "event"
+    verbose_name_plural = "log"
+
+
+class SentFileInline(ReadOnlyInline):
+    model = SentFile
+    fields = ("name", "path", "rows", "size", "sha256", "sent_at")
+    readonly_fields = fields
+    verbose_name_plural = "file sent"
+
+
+@admin.register(ExportRun)
+class ExportRunAdmin(AuditRecordAdmin):
+    """Runs of export groups (scheduled, started in the admin, files sent again): read-only, with their log."""
+
+    list_display = ("__str__", "group", "trigger", "status", "created_by", "started_at", "finished_at", "rows")
+    list_filter = ("status", "trigger", "group")
+    list_select_related = ("group",)
+    search_fields = ("=id", "group__code", "created_by")
+    date_hierarchy = "created_at"
+    fields = (
+        "group",
+        "trigger",
+        "status",
+        "resend_of",
+        "created_by",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "destination",
+        "since",
+        "watermark",
+        "rows",
+        "worker",
+        "error",
+    )
+    readonly_fields = fields
+    inlines = (SentFileInline, ExportRunEventInline)
+
+
+@admin.register(SentFile)
+class SentFileAdmin(AuditRecordAdmin):
+    """Files the export runs sent: read-only; "Send again" puts the hub's copy in the destination again."""
+
+    actions = ("send_again",)
+    list_display = ("name", "group", "run", "rows", "size", "sent_at", "location", "resent_from")
+    list_filter = ("group", "sent_at")
+    list_select_related = ("group", "run", "run__resend_of")
+    search_fields = ("name", "sha256", "group__code")
+    date_hierarchy = "sent_at"
+    fields = ("name", "group", "run", "location", "path", "copy_path", "rows", "size", "sha256", "sent_at")
+    readonly_fields = fields
+    has_export_data_permission = permission_check(EXPORT_PERMISSION)
+
+    @admin.display(description="sent again from")
+    def resent_from(self, obj):
+        original = obj.run.resend_of
+        if original is None:
+            return "-"
+        return format_html(
+            '<a href="{}">{}</a>', reverse("admin:impex_sentfile_change", args=[original.pk]), original.name
+        )
+
+    @admin.action(description="Send again (the same file, to where it was sent)", permissions=["export_data"])
+    def send_again(self, request, queryset):
+        by = request.user.get_username()
+        for sent in queryset.order_by("sent_at", "pk"):
+            run = export_resend(sent_file_id=sent.pk, by=by)
+            if run.status == ExportRunStatus.COMPLETED:
+                again = run.sent_files.get()
+                self.message_user(request, f"Sent {sent.name} again: {again.path}.", messages.SUCCESS)
+            else:
+                self.message_user(
+                    request, f"{sent.name} was not sent again (export run #{run.pk}): {run.error}", messages.ERROR
+                )

@@ -130,3 +130,29 @@ class EventLevel(models.TextChoices):
     INFO = "info"
     WARNING = "warning"
     ERROR = "error"
+
+
+class ExportTrigger(models.TextChoices):
+    SCHEDULE = "schedule"
+    ADMIN = "admin"
+    COMMAND = "command"
+
+
+class ExportRunStatus(models.TextChoices):
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    SKIPPED = "skipped", "skipped (another run of the group was running)"
+
+
+# The only moves an export run's status may make (impex.services.export_runs applies them). A queued run is
+# skipped when another run of its group holds the group; a running run whose worker died (its lease ran out)
+# is failed by the run that takes the group over.
+EXPORT_RUN_TRANSITIONS = {
+    ExportRunStatus.QUEUED: {ExportRunStatus.RUNNING, ExportRunStatus.SKIPPED, ExportRunStatus.FAILED},
+    ExportRunStatus.RUNNING: {ExportRunStatus.COMPLETED, ExportRunStatus.FAILED},
+    ExportRunStatus.COMPLETED: set(),
+    ExportRunStatus.FAILED: set(),
+    ExportRunStatus.SKIPPED: set(),
+}

@@ -1,7 +1,9 @@
 """Connections, data descriptors and groups, import jobs with their files, chunks and row errors."""
 
 import re
+import string
 import zoneinfo
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError
@@ -16,6 +18,8 @@ from impex.choices import (
     ColumnType,
     Convention,
     EventLevel,
+    ExportRunStatus,
+    ExportTrigger,
     FileFormat,
     FileKind,
     FileStatus,
@@ -72,6 +76,67 @@ def location_errors(value: str, *, what: str = "location") -> list[str]:
         return [f"The port in '{url.netloc}' must be a number from 1 to 65535: sftp://[user@]host[:port]/path."]
     if not url.path:
         return [f"An SFTP {what} needs the folder after the host: sftp://[user@]host[:port]/path."]
+    return []
+
+
+# An export file's name: {timestamp} is the run's start in UTC (YYYYMMDDHHMMSS), {ext} the format's extension.
+EXPORT_NAME_DEFAULT = "{code}_{timestamp}.{ext}"
+EXPORT_NAME_FIELDS = {
+    "code": "the group's code",
+    "timestamp": "the run's start, UTC, YYYYMMDDHHMMSS",
+    "date": "the run's start, UTC, YYYYMMDD",
+    "time": "the run's start, UTC, HHMMSS",
+    "run": "the run's number",
+    "ext": "the format's extension: csv, tsv or xml",
+}
+# Each run needs a name of its own: the same name twice would be given a random suffix by the storage.
+EXPORT_NAME_UNIQUE = ("timestamp", "run")
+EXPORT_NAME_MAX = 200
+
+
+def export_name_render(pattern: str, *, code: str, at: datetime, run: int, ext: str) -> str:
+    """Fill an export file name pattern in for one run (at: its start)."""
+    utc = at.astimezone(UTC)
+    return pattern.format(
+        code=code,
+        timestamp=f"{utc:%Y%m%d%H%M%S}",
+        date=f"{utc:%Y%m%d}",
+        time=f"{utc:%H%M%S}",
+        run=run,
+        ext=ext,
+    )
+
+
+def export_name_errors(pattern: str, *, code: str = "CODE") -> list[str]:
+    """Check an export file name pattern: known placeholders, one that differs per run, a plain file name."""
+    known = ", ".join(f"{{{name}}} ({what})" for name, what in EXPORT_NAME_FIELDS.items())
+    if not pattern:
+        return [f"Give the file name, e.g. {EXPORT_NAME_DEFAULT}; placeholders: {known}."]
+    try:
+        parts = list(string.Formatter().parse(pattern))
+    except ValueError as exc:
+        return [f"'{pattern}' is not a file name pattern ({exc}); write a literal brace as {{{{ or }}}}."]
+    used = set()
+    for _literal, field, spec, conversion in parts:
+        if field is None:
+            continue
+        if field not in EXPORT_NAME_FIELDS or spec or conversion:
+            return [
+                f"Unknown placeholder {{{field}{'!' + conversion if conversion else ''}"
+                f"{':' + spec if spec else ''}}} in the file name; use {known}."
+            ]
+        used.add(field)
+    if not used.intersection(EXPORT_NAME_UNIQUE):
+        return ["The file name needs {timestamp} or {run}, so that each run writes a file of its own name."]
+    sample = export_name_render(pattern, code=code, at=timezone.now(), run=1, ext="csv")
+    if "/" in sample or "\\" in sample or sample in (".", ".."):
+        return ["The file name may not hold a folder (/ or \\): the destination says where the file goes."]
+    if sample.startswith("."):
+        return ["The file name may not start with a dot: receivers skip hidden files, and partial files are hidden."]
+    if any(ord(c) < 32 or ord(c) == 127 for c in sample):
+        return ["The file name may not hold control characters."]
+    if len(sample) > EXPORT_NAME_MAX:
+        return [f"The file name is too long ({len(sample)} characters; at most {EXPORT_NAME_MAX})."]
     return []
 
 
@@ -364,21 +429,110 @@ class DescriptorColumn(models.Model):
 
 
 class DataGroup(models.Model):
-    """A named set of descriptors imported together (or the one descriptor of an export)."""
+    """A named set of descriptors imported together (or the one descriptor of an export, maybe on a schedule)."""
 
     code = models.SlugField(max_length=100, unique=True)
     name = models.CharField(max_length=200)
     direction = models.CharField(max_length=10, choices=GroupDirection.choices, default=GroupDirection.IMPORT)
     descriptors = models.ManyToManyField(DataDescriptor, related_name="groups")
     connection = models.ForeignKey(Connection, null=True, blank=True, on_delete=models.SET_NULL, related_name="groups")
+    schedule_enabled = models.BooleanField(
+        "Export on schedule",
+        default=False,
+        help_text="Export groups: write the file to the destination on the schedule below.",
+    )
+    interval_minutes = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Minutes between two scheduled exports: 1 to 44640 (a month)."
+    )
+    cron = models.CharField(
+        max_length=100,
+        blank=True,
+        default="",
+        help_text="A cron expression (minute hour day month weekday, in UTC) used instead of the interval, "
+        "e.g. 0 2 * * *.",
+    )
+    destination = models.CharField(
+        max_length=500,
+        blank=True,
+        default="",
+        help_text="Where scheduled exports are written: a folder path, s3://bucket/prefix or "
+        "sftp://[user@]host[:port]/path; empty: the connection's outbox, or IMPEX_ROOT/outbox/<code> "
+        "without a connection.",
+    )
+    file_name_pattern = models.CharField(
+        max_length=200,
+        default=EXPORT_NAME_DEFAULT,
+        help_text="The name of each file written; placeholders: "
+        + ", ".join(f"{{{name}}} ({what})" for name, what in EXPORT_NAME_FIELDS.items())
+        + ".",
+    )
+    incremental = models.BooleanField(
+        default=False,
+        help_text="Write only the records changed since the last successful scheduled run. The first run, "
+        "and the first after the destination changes, write every record.",
+    )
+    write_empty = models.BooleanField(
+        "Write empty files",
+        default=False,
+        help_text="Write a file (its header only) when an incremental run finds no changed record.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    SCHEDULE_FIELDS = (
+        "schedule_enabled",
+        "interval_minutes",
+        "cron",
+        "destination",
+        "file_name_pattern",
+        "incremental",
+        "write_empty",
+    )
 
     class Meta:
         ordering = ["code"]
 
     def __str__(self):
         return self.name
+
+    def clean(self):
+        """Check an export group's schedule, destination and file name (the admin relies on it)."""
+        errors = {
+            "destination": location_errors(self.destination),
+            "file_name_pattern": export_name_errors(self.file_name_pattern, code=self.code or "CODE"),
+            "interval_minutes": self._interval_errors(),
+            "cron": cron_errors(self.cron),
+            "direction": self._direction_errors(),
+            "schedule_enabled": self._schedule_errors(),
+        }
+        errors = {field: messages for field, messages in errors.items() if messages}
+        if errors:
+            raise ValidationError(errors)
+
+    def _interval_errors(self) -> list[str]:
+        limit = Connection.MAX_INTERVAL_MINUTES
+        if self.interval_minutes is not None and not 1 <= self.interval_minutes <= limit:
+            return [f"Export every 1 to {limit} minutes (a month)."]
+        return []
+
+    def _direction_errors(self) -> list[str]:
+        # On direction, which every form of a group has (the admin shows the schedule to export groups only).
+        if self.schedule_enabled and self.direction != GroupDirection.EXPORT:
+            return ["Only export groups run on a schedule: turn 'Export on schedule' off first."]
+        return []
+
+    def _schedule_errors(self) -> list[str]:
+        if not self.schedule_enabled or self.direction != GroupDirection.EXPORT:
+            return []
+        if self.interval_minutes and self.cron:
+            return ["Give either an interval in minutes or a cron expression, not both."]
+        if not self.interval_minutes and not self.cron:
+            return ["A scheduled export needs an interval in minutes or a cron expression."]
+        return []
+
+    def export_file_name(self, *, at: datetime, run: int, ext: str) -> str:
+        """Name the file of the run started at (its number run) by the group's pattern."""
+        return export_name_render(self.file_name_pattern, code=self.code, at=at, run=run, ext=ext)
 
 
 class ConnectionState(models.Model):
@@ -672,3 +826,111 @@ class DeferredRow(models.Model):
 
     def __str__(self):
         return f"{self.file_id} row {self.row}"
+
+
+class ExportState(models.Model):
+    """A scheduled export's own state of a group: its watermark, and the run holding the group now (one at a time)."""
+
+    group = models.OneToOneField(DataGroup, primary_key=True, on_delete=models.CASCADE, related_name="export_state")
+    watermark = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="The start of the last successful run: the next incremental run writes the records changed since.",
+    )
+    watermark_destination = models.CharField(
+        max_length=500, blank=True, default="", help_text="The destination the watermark belongs to."
+    )
+    # Two runs of a group never overlap, whichever cluster or admin starts them: the holder's claim, with a lease.
+    run = models.ForeignKey("ExportRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    lease_until = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self):
+        return f"{self.group_id}: watermark {self.watermark or '-'}"
+
+
+class ExportRun(models.Model):
+    """One export of a group's file to its destination (or one file sent again), driven from start to end."""
+
+    group = models.ForeignKey(DataGroup, on_delete=models.CASCADE, related_name="export_runs")
+    trigger = models.CharField(max_length=10, choices=ExportTrigger.choices)
+    status = models.CharField(
+        max_length=10, choices=ExportRunStatus.choices, default=ExportRunStatus.QUEUED, db_index=True
+    )
+    resend_of = models.ForeignKey(
+        "SentFile",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="resends",
+        help_text="The file this run sends again; empty: the run exports.",
+    )
+    created_by = models.CharField(max_length=150, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    destination = models.CharField(max_length=500, blank=True, default="", help_text="Where the run writes.")
+    since = models.DateTimeField(
+        null=True, blank=True, help_text="The watermark used: records changed since then (empty: every record)."
+    )
+    watermark = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the run started (or an earlier write still open then): the group's watermark once the run "
+        "succeeds.",
+    )
+    rows = models.PositiveBigIntegerField(default=0)
+    worker = models.CharField(max_length=200, blank=True, default="")
+    error = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["group", "-created_at"], name="exportrun_group_created")]
+
+    def __str__(self):
+        return f"Export run #{self.pk}"
+
+    @property
+    def duration(self):
+        if self.started_at and self.finished_at:
+            return self.finished_at - self.started_at
+        return None
+
+
+class ExportRunEvent(models.Model):
+    """One change of an export run's status, with why: the run's log, never rewritten."""
+
+    run = models.ForeignKey(ExportRun, on_delete=models.CASCADE, related_name="events")
+    at = models.DateTimeField(default=timezone.now)
+    level = models.CharField(max_length=10, choices=EventLevel.choices, default=EventLevel.INFO)
+    status = models.CharField(max_length=10, choices=ExportRunStatus.choices)
+    message = models.TextField()
+    worker = models.CharField(max_length=200, blank=True, default="")
+
+    class Meta:
+        ordering = ["run", "at", "id"]
+
+    def __str__(self):
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.status}: {self.message}"
+
+
+class SentFile(models.Model):
+    """A file an export run wrote to a destination: what, where, how much, and the hub's copy to send it again."""
+
+    run = models.ForeignKey(ExportRun, on_delete=models.CASCADE, related_name="sent_files")
+    group = models.ForeignKey(DataGroup, on_delete=models.CASCADE, related_name="sent_files")
+    name = models.CharField(max_length=300, help_text="The file's name in the destination.")
+    location = models.CharField(max_length=500, help_text="The destination folder.")
+    path = models.CharField(max_length=1000, help_text="The file's path: in the hub's storage, or a full location.")
+    copy_path = models.CharField(
+        max_length=1000, help_text="The hub's copy of the file (in its storage), which 'Send again' sends."
+    )
+    rows = models.PositiveBigIntegerField(default=0)
+    sha256 = models.CharField("SHA-256", max_length=64)
+    size = models.PositiveBigIntegerField(default=0, help_text="Bytes.")
+    sent_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-sent_at", "-id"]
+
+    def __str__(self):
+        return self.name

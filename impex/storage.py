@@ -9,6 +9,7 @@ import posixpath
 import re
 import shutil
 import tempfile
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -539,3 +540,32 @@ class HashingReader:
         self.digest.update(data)
         self.size += len(data)
         return data
+
+
+def place_file(storage: Storage, name: str, source: str | Path) -> str:
+    """Store a local file under name (a free variant if taken) so that it appears whole, in one step; return it.
+
+    Local disk writes a hidden .part file and links it into place, and an S3 object appears only once complete
+    (save_file does both); SFTP writes a hidden .part file beside the name and renames it.
+    """
+    _check_name(name)
+    if not isinstance(storage, SFTPStorage):
+        return save_file(storage, name, source)
+    folder, base = posixpath.split(name)
+    hidden = posixpath.join(folder, f".{base}.{uuid.uuid4().hex[:8]}.part")
+    with open(source, "rb") as fh:
+        storage.save(hidden, File(fh))
+    try:
+        while True:
+            name = storage.get_available_name(name)
+            try:
+                # SFTP's own rename refuses a taken name (unlike posix_rename): a file written meanwhile stays.
+                storage.sftp.rename(storage._remote_path(hidden), storage._remote_path(name))
+            except OSError:
+                if storage.exists(name):
+                    continue
+                raise
+            return name
+    finally:
+        if storage.exists(hidden):
+            storage.delete(hidden)

@@ -1,7 +1,9 @@
 """django-q2 tasks of impex: thin adapters that take ids and call the runner or a service."""
 
+from impex.choices import ExportTrigger
 from impex.models import Connection
 from impex.runner import run_job
+from impex.services.export_runs import export_run
 from impex.services.inbox import inbox_scan as scan
 from impex.services.lifecycle import jobs_requeue
 from impex.services.waits import wait_alerts_send
@@ -28,3 +30,8 @@ def inbox_scan(connection_id: int) -> str:
     if connection is None:
         return f"connection {connection_id} no longer exists"
     return scan(connection=connection).summary
+
+
+def export_group_run(group_id: int, trigger: str = ExportTrigger.SCHEDULE, by: str = "") -> str:
+    """Export a group's file to its destination (a run that finds the group busy is skipped); return its status."""
+    return export_run(group_id=group_id, trigger=trigger, by=by).status

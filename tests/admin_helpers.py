@@ -13,12 +13,15 @@ from impex.models import (
     DataDescriptor,
     DataGroup,
     DescriptorColumn,
+    ExportRun,
+    ExportRunEvent,
     ImportChunk,
     ImportedFileName,
     ImportEvent,
     ImportFile,
     ImportJob,
     RowError,
+    SentFile,
 )
 from orders.models import Order, OrderLine, Shipment
 from syncapp.models import (
@@ -110,6 +113,18 @@ def add_rows(count, tag):
     ImportedFileName.objects.bulk_create(
         ImportedFileName(connection=c, name=f.name, content_hash="ab" * 32, file=f)
         for c, f in zip(conns, files, strict=True)
+    )
+    runs = ExportRun.objects.bulk_create(
+        ExportRun(group=g, trigger="schedule", status="completed", started_at=now, finished_at=now, rows=1)
+        for g in groups
+    )
+    ExportRunEvent.objects.bulk_create(ExportRunEvent(run=r, status="completed", message="completed") for r in runs)
+    sent = SentFile.objects.bulk_create(
+        SentFile(run=r, group=r.group, name=f"out_{k}.csv", location="outbox", path=f"outbox/out_{k}.csv", sha256="ab")
+        for k, r in zip(keys, runs, strict=True)
+    )
+    ExportRun.objects.bulk_create(
+        ExportRun(group=s.group, trigger="admin", status="completed", resend_of=s, created_by="ana") for s in sent
     )
     logs = SyncLog.objects.bulk_create(SyncLog(connection=c, entity="customer", last_partial_sync=now) for c in conns)
     SyncError.objects.bulk_create(SyncError(log=log, external_id="C1", message="bad") for log in logs)

@@ -17,12 +17,14 @@ from impex.models import (
     Connection,
     DataDescriptor,
     DataGroup,
+    ExportRun,
     ImportChunk,
     ImportedFileName,
     ImportEvent,
     ImportFile,
     ImportJob,
     RowError,
+    SentFile,
 )
 from orders.models import Order, OrderLine, Shipment
 from syncapp.models import (
@@ -49,6 +51,8 @@ NOT_REGISTERED = {
     "impex.deferredrow",
     "impex.descriptorcolumn",
     "impex.connectionstate",
+    "impex.exportstate",
+    "impex.exportrunevent",
 }
 
 
@@ -124,6 +128,12 @@ def sample(bspk_connection, kore_connection):
     ImportChunk.objects.create(file=file, index=0, first_record=0, record_count=4, status="done")
     RowError.objects.create(file=file, row=3, column="email", value="", message="email is required")
     ImportedFileName.objects.create(connection=kore_connection, name=file.name, content_hash="ab" * 32, file=file)
+    export = DataGroup.objects.create(code="customers-out", name="Customers out", direction="export")
+    run = ExportRun.objects.create(group=export, trigger="schedule", status="completed", started_at=now, rows=3)
+    run.events.create(status="completed", message="completed: 3 rows written")
+    SentFile.objects.create(
+        run=run, group=export, name="customers-out_1.tsv", location="outbox", path="outbox/customers-out_1.tsv"
+    )
     return {"customer": customer, "job": job, "file": file, "log": log, "order": order, "special": special}
 
 

@@ -10,11 +10,14 @@ from django.utils import timezone
 from impex.models import (
     DataDescriptor,
     DescriptorColumn,
+    ExportRun,
+    ExportRunEvent,
     ImportChunk,
     ImportEvent,
     ImportFile,
     ImportJob,
     RowError,
+    SentFile,
 )
 from orders.models import Order, OrderLine, Shipment
 from syncapp.models import (
@@ -52,12 +55,14 @@ def test_every_listed_model_is_measured():
         "impex.connection",
         "impex.datadescriptor",
         "impex.datagroup",
+        "impex.exportrun",
         "impex.importchunk",
         "impex.importedfilename",
         "impex.importevent",
         "impex.importfile",
         "impex.importjob",
         "impex.rowerror",
+        "impex.sentfile",
         "orders.order",
         "orders.orderline",
         "orders.shipment",
@@ -100,6 +105,7 @@ def add_inline_rows(obj, count):
         DataDescriptor: lambda: obj.columns.count(),
         ImportJob: lambda: obj.files.count(),
         ImportFile: lambda: obj.errors.count(),
+        ExportRun: lambda: obj.events.count(),
     }[type(obj)]()
     numbers = range(start, start + count)
     now = timezone.now()
@@ -136,6 +142,12 @@ def add_inline_rows(obj, count):
         ImportEvent.objects.bulk_create(
             ImportEvent(job=obj, file=f, kind="imported", message=f"{f.name}: imported", worker="w-1") for f in files
         )
+    elif isinstance(obj, ExportRun):
+        ExportRunEvent.objects.bulk_create(ExportRunEvent(run=obj, status="running", message="x") for n in numbers)
+        SentFile.objects.bulk_create(
+            SentFile(run=obj, group=obj.group, name=f"X{n}.csv", location="o", path=f"o/X{n}.csv", sha256="ab")
+            for n in numbers
+        )
     else:
         RowError.objects.bulk_create(RowError(file=obj, row=n, message="bad") for n in numbers)
         ImportChunk.objects.bulk_create(
@@ -149,6 +161,7 @@ WITH_INLINES = sorted(label for label in LISTED if admin.site._registry[apps.get
 def test_every_change_page_with_inlines_is_measured():
     assert WITH_INLINES == [
         "impex.datadescriptor",
+        "impex.exportrun",
         "impex.importfile",
         "impex.importjob",
         "orders.order",

@@ -1,8 +1,416 @@
-"""Scheduled exports of export groups: runs, the watermark, and the files sent (written by the export helper)."""
+"""Scheduled exports of export groups: runs, the watermark, and the files sent (SPEC section 1, channel 3)."""
 
-from collections.abc import Iterator
+import hashlib
+import logging
+import time
+from collections.abc import Generator, Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+from django_q.tasks import async_task
+
+from impex.choices import EXPORT_RUN_TRANSITIONS, EventLevel, ExportRunStatus, ExportTrigger, GroupDirection
+from impex.exceptions import ConfigurationError, IllegalTransition, LeaseLost
+from impex.formats.writers import write_pieces
+from impex.models import DataDescriptor, DataGroup, ExportRun, ExportRunEvent, ExportState, SentFile
+from impex.services.exports import EXTENSIONS, export_pieces
+from impex.services.lifecycle import worker_name
+from impex.services.schedules import PREFIX, Wanted
+from impex.storage import (
+    CHUNK_BYTES,
+    Folder,
+    HashingReader,
+    delete_file,
+    folder_at,
+    hub_storage,
+    open_file,
+    place_file,
+    resolve_path,
+    save_file,
+    temporary_folder,
+)
+
+logger = logging.getLogger(__name__)
+
+TASK_RUN = "impex.tasks.export_group_run"
+# A run that writes for long renews its claim on the group this often (a third of the lease).
+RENEW_FRACTION = 3
 
 
-def export_schedules_wanted() -> Iterator:
-    """Yield the schedules of the export groups that have one (none until scheduled exports exist)."""
-    return iter(())
+def export_schedule_name(group: DataGroup) -> str:
+    """Return the name of an export group's schedule."""
+    return f"{PREFIX}export {group.code}"
+
+
+def export_schedules_wanted() -> Iterator[Wanted]:
+    """Yield the schedules of the export groups that export on a schedule."""
+    groups = DataGroup.objects.filter(direction=GroupDirection.EXPORT, schedule_enabled=True).order_by("code")
+    for group in groups:
+        if not (group.cron or group.interval_minutes):
+            continue  # DataGroup.clean refuses it; a group made in code without either has no schedule
+        yield Wanted(
+            name=export_schedule_name(group),
+            func=TASK_RUN,
+            args=f"({group.pk},)",
+            minutes=None if group.cron else group.interval_minutes,
+            cron=group.cron,
+        )
+
+
+def export_destination(*, group: DataGroup) -> Folder:
+    """Return where a group's scheduled exports go: its destination, its connection's outbox, or the hub's outbox."""
+    if group.destination:
+        return folder_at(group.destination, default=f"outbox/{group.code}")
+    if group.connection is not None:
+        conn = group.connection
+        return folder_at(conn.outbox, default=f"{conn.code}/outbox")
+    return folder_at("", default=f"outbox/{group.code}")
+
+
+def _descriptor_of(group: DataGroup) -> DataDescriptor:
+    if group.direction != GroupDirection.EXPORT:
+        raise ConfigurationError(f"{group.code} is an import group: only export groups export")
+    descriptors = list(group.descriptors.all()[:2])
+    if len(descriptors) != 1:
+        raise ConfigurationError(
+            f"export group {group.code} must have exactly one descriptor, the layout of its file "
+            f"(it has {group.descriptors.count()})"
+        )
+    return descriptors[0]
+
+
+# -- the run's status: one function changes it, and writes the event ---------------------------------------------
+
+
+def _event(run: ExportRun, *, status: str, message: str, worker: str = "", level: str = EventLevel.INFO) -> None:
+    ExportRunEvent.objects.create(run=run, status=status, message=message, worker=worker, level=level)
+
+
+def export_run_set_status(
+    *, run: ExportRun, status: str, message: str, worker: str = "", level: str = EventLevel.INFO, **fields
+) -> ExportRun:
+    """Move a run to status (with fields) if the transition table allows it from its status now; record why."""
+    old = run.status
+    if status not in EXPORT_RUN_TRANSITIONS.get(old, ()):
+        raise IllegalTransition(f"export run #{run.pk} cannot go from {old} to {status}")
+    with transaction.atomic():
+        # Conditional on the status read: of two workers changing the same run, the second one fails here.
+        if ExportRun.objects.filter(pk=run.pk, status=old).update(status=status, **fields) != 1:
+            run.refresh_from_db()
+            raise IllegalTransition(f"export run #{run.pk} is {run.status} now, not {old}: not moved to {status}")
+        _event(run, status=status, message=message, worker=worker, level=level)
+    run.status = status
+    for key, value in fields.items():
+        setattr(run, key, value)
+    return run
+
+
+# -- one run at a time per group -----------------------------------------------------------------------------------
+
+
+def _lease_end() -> datetime:
+    return timezone.now() + timedelta(seconds=settings.IMPEX_LEASE_SECONDS)
+
+
+def _claim(*, group: DataGroup, run: ExportRun, worker: str) -> int | None:
+    """Take the group for this run unless another run holds it; return the holder's id, or None once claimed.
+
+    One conditional UPDATE decides, so of two runs started together (two clusters firing the same schedule,
+    a schedule and an admin) exactly one goes on. A holder whose lease ran out (its worker died) is failed.
+    """
+    ExportState.objects.get_or_create(group=group)
+    while True:
+        now = timezone.now()
+        holder = ExportState.objects.filter(pk=group.pk).values_list("run_id", "lease_until").get()
+        if holder[0] is not None and holder[1] is not None and holder[1] >= now:
+            return holder[0]
+        # Conditional on the holder read, so that the stale run failed below is the one replaced.
+        free = Q(run__isnull=True) | Q(lease_until__lt=now) | Q(lease_until__isnull=True)
+        if ExportState.objects.filter(free, pk=group.pk, run=holder[0]).update(run=run, lease_until=_lease_end()):
+            break
+    stale = ExportRun.objects.filter(pk=holder[0], status=ExportRunStatus.RUNNING).first()
+    if stale is not None:
+        _fail_quietly(stale, worker=worker, error=f"its worker stopped: the lease ran out; run #{run.pk} took over")
+    return None
+
+
+def _renew(*, group: DataGroup, run: ExportRun) -> None:
+    """Extend the run's claim on its group; LeaseLost if another run has taken it over."""
+    if ExportState.objects.filter(pk=group.pk, run=run).update(lease_until=_lease_end()) != 1:
+        raise LeaseLost(f"run #{run.pk} lost its claim on {group.code}: another run took the group over")
+
+
+def _renewing(pieces: Generator[str, None, int], *, group: DataGroup, run: ExportRun) -> Generator[str, None, int]:
+    """Pass the pieces on, renewing the claim now and then; return what the pieces return."""
+    every = settings.IMPEX_LEASE_SECONDS / RENEW_FRACTION
+    due = time.monotonic() + every
+    while True:
+        try:
+            piece = next(pieces)
+        except StopIteration as done:
+            return done.value
+        if time.monotonic() >= due:
+            _renew(group=group, run=run)
+            due = time.monotonic() + every
+        yield piece
+
+
+def _watermark_at(now: datetime) -> datetime:
+    """Return a run's watermark: its start, or on PostgreSQL when a writing transaction began, if one began earlier.
+
+    Records are stamped when saved, before their transaction commits: a transaction that began before the run
+    and commits after the run read would bring records older than the run's start, which the next run (from
+    the start) would miss. From the oldest such transaction's start they are written (some twice, none missed).
+    Only transactions that have written (have an xid) count; a role that may not see others' sessions sees none.
+    """
+    if connection.vendor != "postgresql":
+        return now
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT min(xact_start) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid() AND backend_xid IS NOT NULL AND xact_start IS NOT NULL"
+        )
+        oldest = cursor.fetchone()[0]
+    return min(now, oldest) if oldest is not None else now
+
+
+# -- runs -------------------------------------------------------------------------------------------------------------
+
+
+def export_run(*, group_id: int, trigger: str, by: str = "") -> ExportRun:
+    """Export a group's file to its destination, one run per group at a time; return the run as it ended.
+
+    The watermark is the run's start, taken before any record is read, and moves with the run's completion,
+    after the file is in place: a change made during a run goes in the next one, and a failed run leaves the
+    watermark and no file in the destination. Downloads and impex_export are not runs: they never move it.
+    """
+    group = DataGroup.objects.select_related("connection").get(pk=group_id)
+    worker = worker_name()
+    run = ExportRun.objects.create(group=group, trigger=trigger, created_by=by, worker=worker)
+    _event(run, status=run.status, message=f"queued ({trigger}{', by ' + by if by else ''})", worker=worker)
+    holder = _claim(group=group, run=run, worker=worker)
+    if holder is not None:
+        return export_run_set_status(
+            run=run,
+            status=ExportRunStatus.SKIPPED,
+            message=f"not run: run #{holder} of {group.code} is still running (runs of a group never overlap)",
+            worker=worker,
+            level=EventLevel.WARNING,
+            finished_at=timezone.now(),
+        )
+    try:
+        return _export(run=run, group=group, worker=worker)
+    except Exception as exc:
+        logger.exception("export run #%s of %s failed", run.pk, group.code)
+        return _fail(run=run, group=group, worker=worker, error=_error_text(exc))
+
+
+def _export(*, run: ExportRun, group: DataGroup, worker: str) -> ExportRun:
+    now = timezone.now()
+    watermark = _watermark_at(now)  # before anything is read
+    state = ExportState.objects.get(pk=group.pk)
+    folder = export_destination(group=group)
+    # The watermark belongs to the schedule's destination: another destination has had nothing yet.
+    since = None
+    if group.incremental and state.watermark is not None and state.watermark_destination == folder.location:
+        since = state.watermark
+    where = "every record" if since is None else f"the records changed since {since.isoformat()}"
+    export_run_set_status(
+        run=run,
+        status=ExportRunStatus.RUNNING,
+        message=f"started: {where}, to {folder.location}",
+        worker=worker,
+        started_at=now,
+        watermark=watermark,
+        since=since,
+        destination=folder.location,
+    )
+    descriptor = _descriptor_of(group)
+    name = group.export_file_name(at=now, run=run.pk, ext=EXTENSIONS.get(descriptor.format, "csv"))
+    with temporary_folder() as tmp:
+        local = tmp / name
+        pieces = export_pieces(descriptor=descriptor, since=since)
+        with open(local, "w", encoding=descriptor.encoding or "utf-8", newline="") as stream:
+            rows = write_pieces(stream, _renewing(pieces, group=group, run=run))
+        _renew(group=group, run=run)
+        if rows == 0 and since is not None and not group.write_empty:
+            return _complete(
+                run=run,
+                group=group,
+                worker=worker,
+                message=f"completed: no record changed since {since.isoformat()}, no file written",
+            )
+        sent = _send(run=run, group=group, folder=folder, local=local, name=name, rows=rows)
+    return _complete(
+        run=run,
+        group=group,
+        worker=worker,
+        sent=sent,
+        message=f"completed: {rows} row{'s' if rows != 1 else ''} written to {sent.path}",
+    )
+
+
+def _digest(path: Path) -> tuple[str, int]:
+    digest, size = hashlib.sha256(), 0
+    with open(path, "rb") as fh:
+        while chunk := fh.read(CHUNK_BYTES):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def _send(*, run: ExportRun, group: DataGroup, folder: Folder, local: Path, name: str, rows: int) -> SentFile:
+    """Keep a copy of the file in the hub, then put it in the destination in one step; return the unsaved record."""
+    sha256, size = _digest(local)
+    hub = hub_storage()
+    kept = save_file(hub, f"exports/{group.code}/sent/{name}", local)
+    try:
+        stored = place_file(folder.storage, folder.name(name), local)
+    except BaseException:
+        delete_file(hub, kept)
+        raise
+    return SentFile(
+        run=run,
+        group=group,
+        name=stored.rpartition("/")[2],
+        location=folder.location,
+        path=folder.path(stored),
+        copy_path=kept,
+        rows=rows,
+        sha256=sha256,
+        size=size,
+    )
+
+
+def _complete(
+    *, run: ExportRun, group: DataGroup, worker: str, message: str, sent: SentFile | None = None
+) -> ExportRun:
+    """Record the file sent, end the run, move the watermark and free the group: all or nothing."""
+    with transaction.atomic():
+        if sent is not None:
+            sent.sent_at = timezone.now()
+            sent.save()
+        moved = ExportState.objects.filter(pk=group.pk, run=run).update(
+            run=None, lease_until=None, watermark=run.watermark, watermark_destination=run.destination
+        )
+        if moved != 1:
+            raise LeaseLost(f"run #{run.pk} lost its claim on {group.code}: another run took the group over")
+        return export_run_set_status(
+            run=run,
+            status=ExportRunStatus.COMPLETED,
+            message=f"{message}; watermark moved to {run.watermark.isoformat()}",
+            worker=worker,
+            finished_at=timezone.now(),
+            rows=sent.rows if sent is not None else 0,
+        )
+
+
+def _fail(*, run: ExportRun, group: DataGroup, worker: str, error: str) -> ExportRun:
+    """End the run as failed and free the group; the watermark stays where it was."""
+    with transaction.atomic():
+        ExportState.objects.filter(pk=group.pk, run=run).update(run=None, lease_until=None)
+        return _fail_quietly(run, worker=worker, error=error)
+
+
+def _fail_quietly(run: ExportRun, *, worker: str, error: str) -> ExportRun:
+    run.refresh_from_db(fields=["status"])
+    if ExportRunStatus.FAILED not in EXPORT_RUN_TRANSITIONS[run.status]:
+        return run  # already ended (e.g. failed by the run that took its group over)
+    return export_run_set_status(
+        run=run,
+        status=ExportRunStatus.FAILED,
+        message=f"failed: {error}",
+        worker=worker,
+        level=EventLevel.ERROR,
+        finished_at=timezone.now(),
+        error=error,
+    )
+
+
+def _error_text(exc: BaseException) -> str:
+    """Say what went wrong in words a user can act on (the exception's class when it has no message)."""
+    text = str(exc).strip()
+    if isinstance(exc, OSError) and exc.filename:
+        text = f"{exc.strerror or text}: {exc.filename}"
+    return text or type(exc).__name__
+
+
+# -- sending a file again ---------------------------------------------------------------------------------------------
+
+
+def export_resend(*, sent_file_id: int, by: str = "") -> ExportRun:
+    """Send a sent file's kept copy to where it was sent, again (same bytes, in one step); return the run."""
+    original = SentFile.objects.select_related("group").get(pk=sent_file_id)
+    group = original.group
+    worker = worker_name()
+    run = ExportRun.objects.create(
+        group=group, trigger=ExportTrigger.ADMIN, created_by=by, worker=worker, resend_of=original
+    )
+    _event(run, status=run.status, message=f"queued: send {original.name} again{', by ' + by if by else ''}")
+    now = timezone.now()
+    export_run_set_status(
+        run=run,
+        status=ExportRunStatus.RUNNING,
+        message=f"started: sending {original.name} (run #{original.run_id}) again to {original.location}",
+        worker=worker,
+        started_at=now,
+        destination=original.location,
+    )
+    try:
+        sent = _resend(run=run, original=original)
+        with transaction.atomic():
+            sent.save()
+            return export_run_set_status(
+                run=run,
+                status=ExportRunStatus.COMPLETED,
+                message=f"completed: {original.name} sent again as {sent.path}",
+                worker=worker,
+                finished_at=timezone.now(),
+                rows=sent.rows,
+            )
+    except Exception as exc:
+        logger.exception("sending %s again (run #%s) failed", original.name, run.pk)
+        return _fail_quietly(run, worker=worker, error=_error_text(exc))
+
+
+def _resend(*, run: ExportRun, original: SentFile) -> SentFile:
+    folder = folder_at(original.location, default=original.location)
+    storage, copy_name = resolve_path(original.copy_path)
+    with temporary_folder() as tmp:
+        local = tmp / original.name
+        with open_file(storage, copy_name) as raw, open(local, "wb") as out:
+            reader = HashingReader(raw)
+            while chunk := reader.read(CHUNK_BYTES):
+                out.write(chunk)
+        if reader.digest.hexdigest() != original.sha256:
+            raise ConfigurationError(
+                f"the hub's copy of {original.name} ({original.copy_path}) is not the file sent: its SHA-256 differs"
+            )
+        stored = place_file(folder.storage, folder.name(original.name), local)
+    return SentFile(
+        run=run,
+        group=original.group,
+        name=stored.rpartition("/")[2],
+        location=original.location,
+        path=folder.path(stored),
+        copy_path=original.copy_path,
+        rows=original.rows,
+        sha256=original.sha256,
+        size=reader.size,
+        sent_at=timezone.now(),
+    )
+
+
+def export_run_enqueue(*, group: DataGroup, by: str = "") -> None:
+    """Queue a run of an export group's file to its destination, once the current transaction commits."""
+    _descriptor_of(group)  # refused now, not in the worker, when it cannot export
+    group_id = group.pk
+    transaction.on_commit(
+        lambda: async_task(
+            TASK_RUN, group_id, ExportTrigger.ADMIN.value, by, task_name=f"export {group.code}", group="impex-export"
+        )
+    )
