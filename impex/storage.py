@@ -8,10 +8,11 @@ import os
 import posixpath
 import re
 import shutil
+import stat
 import tempfile
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -36,6 +37,8 @@ logger = logging.getLogger(__name__)
 
 CHUNK_BYTES = 1024 * 1024
 SFTP_TIMEOUT_SECONDS = 30
+# SFTPStorage.params keys of the credentials, and the settings they come from.
+SFTP_CREDENTIALS = (("password", "SFTP_PASSWORD"), ("key_filename", "SFTP_KEY_FILE"))
 LOCATION_FORMS = "an absolute folder path, file:///path, s3://bucket/prefix or sftp://[user@]host[:port]/path"
 # The password of a user:password@ part, kept out of error messages.
 URL_PASSWORD = re.compile(r"^([a-z][a-z0-9+.-]*://[^/@:]*):[^/@]*@", re.IGNORECASE)
@@ -52,6 +55,20 @@ class StoredFile:
     modified: datetime
 
 
+class RefuseUnknownHost(paramiko.MissingHostKeyPolicy):
+    """Refuse a server whose host key is not in the known-hosts file, saying which key and what to do."""
+
+    def __init__(self, known_hosts: str):
+        self.known_hosts = known_hosts
+
+    def missing_host_key(self, client, hostname, key):
+        raise paramiko.SSHException(
+            f"Server {hostname!r} not found in known_hosts: its {key.get_name()} host key {key.fingerprint} is not in "
+            f"{self.known_hosts} (SFTP_KNOWN_HOST_FILE); add the server's key there after checking it "
+            "(ssh-keyscan), or set SFTP_ALLOW_UNKNOWN_HOSTS to trust any key"
+        )
+
+
 class CheckedSFTPStorage(SFTPStorage):
     """SFTPStorage that refuses a server whose host key is not known, unless allow_unknown_hosts is set."""
 
@@ -64,10 +81,19 @@ class CheckedSFTPStorage(SFTPStorage):
         known_hosts = self.known_host_file or os.path.expanduser("~/.ssh/known_hosts")
         if os.path.exists(known_hosts):
             self._ssh.load_host_keys(known_hosts)
-        policy = paramiko.AutoAddPolicy() if self.allow_unknown_hosts else paramiko.RejectPolicy()
+        policy = paramiko.AutoAddPolicy() if self.allow_unknown_hosts else RefuseUnknownHost(known_hosts)
         self._ssh.set_missing_host_key_policy(policy)
         try:
             self._ssh.connect(self.host, **self.params)
+        except paramiko.AuthenticationException as exc:
+            self._ssh.close()
+            # paramiko says only "Authentication failed.": say who logged in where, and what was tried.
+            given = [label for key, label in SFTP_CREDENTIALS if self.params.get(key)]
+            raise paramiko.AuthenticationException(
+                f"SFTP login as {self.params.get('username', '(the local user)')!r} to {self.host}:"
+                f"{self.params.get('port', 22)} refused ({exc}); tried "
+                f"{' and '.join(given) if given else 'no SFTP_PASSWORD or SFTP_KEY_FILE'}: check them and the user"
+            ) from exc
         except Exception:
             self._ssh.close()  # else each failed attempt leaves a transport thread behind
             raise
@@ -262,6 +288,8 @@ def save_file(storage: Storage, name: str, source: str | Path | IO[bytes]) -> st
                 os.unlink(tmp)
     if isinstance(storage, S3Storage):
         return _save_s3(storage, name, source, is_path=is_path)
+    if isinstance(storage, SFTPStorage):
+        return _save_sftp(storage, name, source, is_path=is_path)
     if is_path:
         with open(source, "rb") as fh:
             return storage.save(name, File(fh))
@@ -285,6 +313,41 @@ def _save_s3(storage: S3Storage, name: str, source, *, is_path: bool) -> str:
     return name
 
 
+def _save_sftp(storage: SFTPStorage, name: str, source, *, is_path: bool) -> str:
+    # SFTPStorage.save writes straight under the final name: a scan could take a partial file, and a file
+    # given that name meanwhile would be overwritten. Write under a hidden name beside it, then rename:
+    # a plain SFTP rename (not posix-rename) never replaces an existing file.
+    sftp = storage.sftp
+    folder = posixpath.dirname(storage._remote_path(name))
+    if folder and not storage._path_exists(folder):
+        try:
+            storage._mkdir(folder)
+        except OSError:
+            if not storage._path_exists(folder):  # else another writer made it first
+                raise
+    tmp = posixpath.join(folder, f".{posixpath.basename(name)}.{uuid.uuid4().hex[:12]}.part")
+    try:
+        if is_path:
+            sftp.put(os.fspath(source), tmp)
+        else:
+            sftp.putfo(source, tmp)
+        if storage.file_mode is not None:
+            sftp.chmod(tmp, storage.file_mode)
+        while True:
+            name = storage.get_available_name(name)
+            try:
+                sftp.rename(tmp, storage._remote_path(name))
+                return name
+            except OSError:
+                if not storage.exists(name):
+                    raise
+                # the name was taken since get_available_name: try the next free one
+    except BaseException:
+        with suppress(OSError, paramiko.SSHException):  # best effort: the connection may be what failed
+            sftp.remove(tmp)
+        raise
+
+
 def open_file(storage: Storage, name: str) -> IO[bytes]:
     """Open a stored file for reading as a binary stream (use it in a with block); FileNotFoundError if missing."""
     _check_name(name)
@@ -298,6 +361,9 @@ def open_file(storage: Storage, name: str) -> IO[bytes]:
             if exc.response["Error"]["Code"] in ("NoSuchKey", "404"):
                 raise FileNotFoundError(f"no file {name!r} in {storage.bucket_name}/{storage.location}") from exc
             raise
+    if isinstance(storage, SFTPStorage):
+        # SFTPStorage.open fails only at the first read; this fails here, as the other storages do.
+        return storage.sftp.open(storage._remote_path(name), "rb")
     return storage.open(name, "rb")
 
 
@@ -342,13 +408,21 @@ def move_file(storage: Storage, name: str, *, to: Storage, to_name: str) -> str:
     else:
         with open_file(storage, name) as stream:
             stored = save_file(to, to_name, stream)
-    storage.delete(name)
+    delete_file(storage, name)
     return stored
 
 
 def delete_file(storage: Storage, name: str) -> None:
     """Delete a stored file; a missing file is not an error."""
-    storage.delete(_check_name(name))
+    _check_name(name)
+    if isinstance(storage, SFTPStorage):
+        # SFTPStorage.delete swallows every error: a file it could not remove would be taken as gone.
+        try:
+            storage.sftp.remove(storage._remote_path(name))
+        except FileNotFoundError:
+            pass
+        return
+    storage.delete(name)
 
 
 def file_exists(storage: Storage, name: str) -> bool:
@@ -356,6 +430,11 @@ def file_exists(storage: Storage, name: str) -> bool:
     _check_name(name)
     if _is_local(storage):
         return os.path.isfile(storage.path(name))
+    if isinstance(storage, SFTPStorage):
+        try:
+            return stat.S_ISREG(storage.sftp.stat(storage._remote_path(name)).st_mode)
+        except FileNotFoundError:
+            return False
     return storage.exists(name)
 
 
@@ -393,21 +472,58 @@ def _list_s3(storage: S3Storage, prefix: str) -> Iterator[StoredFile]:
 
 
 def _walk(storage: Storage, folder: str) -> Iterator[StoredFile]:
+    dirs, files = _entries(storage, folder)
+    yield from files
+    for dir_name in dirs:
+        yield from _walk(storage, posixpath.join(folder, dir_name))
+
+
+def _entries(storage: Storage, folder: str) -> tuple[list[str], list[StoredFile]]:
+    """Return the sub-folder names and the files right in a folder of a local or SFTP storage, without hidden ones."""
+    if isinstance(storage, SFTPStorage):
+        return _sftp_entries(storage, folder)
     try:
         dirs, files = storage.listdir(folder)
     except (FileNotFoundError, NotADirectoryError):
-        return
+        return [], []
+    found = []
     for file_name in sorted(files):
         if file_name.startswith("."):
             continue
         name = posixpath.join(folder, file_name)
         try:
-            yield StoredFile(name=name, size=storage.size(name), modified=storage.get_modified_time(name))
+            found.append(StoredFile(name=name, size=storage.size(name), modified=storage.get_modified_time(name)))
         except FileNotFoundError:
             continue  # moved away since the listing
-    for dir_name in sorted(dirs):
-        if not dir_name.startswith("."):
-            yield from _walk(storage, posixpath.join(folder, dir_name))
+    return sorted(d for d in dirs if not d.startswith(".")), found
+
+
+def _sftp_entries(storage: SFTPStorage, folder: str) -> tuple[list[str], list[StoredFile]]:
+    # The listing carries each entry's size and time: no round trip per file as with storage.size().
+    path = storage._remote_path(folder)
+    try:
+        entries = storage.sftp.listdir_attr(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return [], []
+    dirs, files = [], []
+    for attrs in sorted(entries, key=lambda a: a.filename):
+        entry = attrs.filename
+        if entry.startswith("."):
+            continue
+        if stat.S_ISLNK(attrs.st_mode or 0):
+            try:
+                attrs = storage.sftp.stat(posixpath.join(path, entry))  # what the link points to
+            except FileNotFoundError:
+                continue  # a dangling link, or removed since the listing
+        if stat.S_ISDIR(attrs.st_mode or 0):
+            dirs.append(entry)
+        elif stat.S_ISREG(attrs.st_mode or 0):
+            files.append(_sftp_file(storage, posixpath.join(folder, entry), attrs))
+    return dirs, files
+
+
+def _sftp_file(storage: SFTPStorage, name: str, attrs: paramiko.SFTPAttributes) -> StoredFile:
+    return StoredFile(name=name, size=attrs.st_size, modified=storage._datetime_from_timestamp(attrs.st_mtime))
 
 
 @dataclass(frozen=True)
@@ -458,18 +574,7 @@ def list_folder(storage: Storage, prefix: str = "") -> Iterator[StoredFile]:
                 continue
             yield StoredFile(name=posixpath.join(prefix, name), size=obj.size, modified=obj.last_modified)
         return
-    try:
-        _dirs, files = storage.listdir(prefix)
-    except (FileNotFoundError, NotADirectoryError):
-        return
-    for file_name in sorted(files):
-        if file_name.startswith("."):
-            continue
-        name = posixpath.join(prefix, file_name)
-        try:
-            yield StoredFile(name=name, size=storage.size(name), modified=storage.get_modified_time(name))
-        except FileNotFoundError:
-            continue  # moved away since the listing
+    yield from _entries(storage, prefix)[1]
 
 
 def look_at(storage: Storage, name: str) -> StoredFile | None:
@@ -480,6 +585,9 @@ def look_at(storage: Storage, name: str) -> StoredFile | None:
             obj = storage.bucket.Object(_s3_key(storage, name))
             obj.load()
             return StoredFile(name=name, size=obj.content_length, modified=obj.last_modified)
+        if isinstance(storage, SFTPStorage):
+            attrs = storage.sftp.stat(storage._remote_path(name))  # size and time of one moment
+            return _sftp_file(storage, name, attrs) if stat.S_ISREG(attrs.st_mode) else None
         return StoredFile(name=name, size=storage.size(name), modified=storage.get_modified_time(name))
     except FileNotFoundError:
         return None

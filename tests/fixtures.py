@@ -1,10 +1,13 @@
-"""Fixtures shared by every test module: isolated folders, demo-like connections, an S3 server on loopback."""
+"""Fixtures shared by every test module: isolated folders, demo-like connections, S3 and SFTP servers on loopback."""
 
+import select
 import socket
 import subprocess
 import sys
 import time
 import uuid
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -107,3 +110,127 @@ def s3_bucket(s3_server, s3_client, settings):
     bucket = f"impex-{uuid.uuid4().hex[:12]}"
     s3_client.create_bucket(Bucket=bucket)
     return bucket
+
+
+@dataclass(frozen=True)
+class SFTPServer:
+    """The loopback SFTP server: where it listens, who may log in, and the folder it serves as /."""
+
+    host: str
+    port: int
+    user: str
+    password: str
+    root: Path  # on local disk: what a session sees as /
+    host_key_line: str  # the server's public host key, as a known_hosts line for host:port
+    client_key_file: Path  # a private key that also lets the user in (for SFTP_KEY_FILE)
+
+
+@dataclass(frozen=True)
+class SFTPLocation:
+    """A fresh, empty folder on the loopback SFTP server, and what a client needs to reach it."""
+
+    url: str  # sftp://user@127.0.0.1:port/folder, a storage location (no trailing slash)
+    path: Path  # the same folder on local disk: put files there to have them on the server
+    known_hosts: Path  # a known_hosts file holding the server's host key
+    env: dict[str, str]  # SFTP_* environment variables for a subprocess (e.g. `manage.py impex_scan`)
+
+
+@pytest.fixture(scope="session")
+def sftp_server(tmp_path_factory):
+    """Run a real SFTP server (asyncssh, tests/sftp_server.py) on loopback for the session; return an SFTPServer.
+
+    A process of its own, like the S3 server: a test that forks or kills processes does not disturb it, and the
+    hub's subprocesses reach it like any other server. Every session is chrooted to SFTPServer.root. Most tests
+    want `sftp_location` instead: a fresh folder there with the settings pointing at the server.
+    """
+    import asyncssh
+
+    base = tmp_path_factory.mktemp("sftp")
+    root = base / "root"
+    root.mkdir()
+    host_key = asyncssh.generate_private_key("ssh-ed25519")
+    host_key.write_private_key(base / "host_key")
+    client_key = asyncssh.generate_private_key("ssh-ed25519")
+    client_key.write_private_key(base / "client_key")
+    client_key.write_public_key(base / "client_key.pub")
+    user, password = "tester", uuid.uuid4().hex
+    with open(base / "server.log", "wb") as log:
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.sftp_server",
+                "--root",
+                str(root),
+                "--host-key",
+                str(base / "host_key"),
+                "--user",
+                user,
+                "--password",
+                password,
+                "--client-key",
+                str(base / "client_key.pub"),
+            ],
+            stdin=subprocess.PIPE,  # the server stops when this closes, even if the session is killed
+            stdout=subprocess.PIPE,
+            stderr=log,
+            cwd=Path(__file__).resolve().parent.parent,
+        )
+    try:
+        ready, _, _ = select.select([server.stdout], [], [], 30)
+        line = server.stdout.readline().decode() if ready else ""
+        if not line.startswith("PORT "):
+            raise RuntimeError(f"the SFTP server did not start: see {base / 'server.log'}")
+        port = int(line.split()[1])
+        key_text = host_key.export_public_key("openssh").decode().split()
+        yield SFTPServer(
+            host="127.0.0.1",
+            port=port,
+            user=user,
+            password=password,
+            root=root,
+            host_key_line=f"[127.0.0.1]:{port} {key_text[0]} {key_text[1]}\n",
+            client_key_file=base / "client_key",
+        )
+    finally:
+        server.stdin.close()
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        server.stdout.close()
+
+
+@pytest.fixture
+def sftp_location(sftp_server, settings, tmp_path):
+    """Point the SFTP settings at the loopback server (password login, its host key known) and give a fresh folder.
+
+    The host key check stays on: SFTP_KNOWN_HOST_FILE is a file holding the server's key and SFTP_ALLOW_UNKNOWN_HOSTS
+    is off. Use it as
+
+        storage = storage_for(sftp_location.url)          # or a connection's inbox = f"{sftp_location.url}/inbox"
+        (sftp_location.path / "a.csv").write_bytes(...)  # the file is now on the server, at <url>/a.csv
+
+    and, for a subprocess: `subprocess.run([...], env={**os.environ, **sftp_location.env})`.
+    """
+    known_hosts = tmp_path / "sftp_known_hosts"
+    known_hosts.write_text(sftp_server.host_key_line)
+    settings.SFTP_PASSWORD = sftp_server.password
+    settings.SFTP_KEY_FILE = None
+    settings.SFTP_KNOWN_HOST_FILE = str(known_hosts)
+    settings.SFTP_ALLOW_UNKNOWN_HOSTS = False
+    folder = f"t-{uuid.uuid4().hex[:12]}"
+    (sftp_server.root / folder).mkdir()
+    return SFTPLocation(
+        url=f"sftp://{sftp_server.user}@{sftp_server.host}:{sftp_server.port}/{folder}",
+        path=sftp_server.root / folder,
+        known_hosts=known_hosts,
+        env={
+            "SFTP_PASSWORD": sftp_server.password,
+            "SFTP_KNOWN_HOST_FILE": str(known_hosts),
+            "SFTP_ALLOW_UNKNOWN_HOSTS": "",
+            "SFTP_KEY_FILE": "",
+        },
+    )
