@@ -1,5 +1,6 @@
 """Admin of connections, descriptors and groups, and the read-only record of import jobs, files and errors."""
 
+from datetime import timedelta
 from functools import partial
 from types import SimpleNamespace
 from urllib.parse import urlencode
@@ -9,10 +10,12 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import actions as admin_actions
 from django.contrib.admin.utils import unquote
+from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db import transaction
-from django.db.models import BigIntegerField, Count, OuterRef, Q, Subquery, Sum
+from django.db.models import BigIntegerField, Count, F, IntegerField, OuterRef, Q, Subquery, Sum
+from django.db.models.functions import Coalesce
 from django.forms.models import BaseInlineFormSet
 from django.http import (
     FileResponse,
@@ -29,8 +32,11 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.formats import date_format
-from django.utils.html import escape, format_html
+from django.utils.html import escape, format_html, format_html_join
 from django.utils.http import content_disposition_header
+from django.utils.safestring import mark_safe
+from django.utils.text import Truncator
+from django_q.models import Schedule
 
 from config.adminkit import (
     INLINE_ROW_LIMIT,
@@ -43,11 +49,12 @@ from config.adminkit import (
     permission_check,
 )
 from impex.admin_export import EXPORT_PERMISSION, GroupExportMixin
-from impex.choices import ExportRunStatus, FileKind, FileStatus, GroupDirection, JobStatus
+from impex.choices import ExportRunStatus, FileKind, FileStatus, GroupDirection, InboxStatus, JobStatus
 from impex.exceptions import ConfigurationError, ConnectionDeleteRefused
 from impex.forms import UploadForm
 from impex.models import (
     Connection,
+    ConnectionState,
     DataDescriptor,
     DataGroup,
     DescriptorColumn,
@@ -59,21 +66,29 @@ from impex.models import (
     ImportEvent,
     ImportFile,
     ImportJob,
+    InboxEvent,
+    InboxFile,
     RowError,
     SentFile,
 )
 from impex.services.connections import connection_delete, connection_delete_check
 from impex.services.descriptors import descriptor_check
 from impex.services.export_runs import export_destination, export_resend, export_run_enqueue
+from impex.services.inbox import inbox_scan_start
 from impex.services.progress import COUNTS, file_status_label, job_files, job_progress, job_status_label
 from impex.services.rejected import NoRejectedRows, rejected_rows_available, rejected_rows_download, rejected_rows_name
 from impex.services.samples import SAMPLE_ROWS, descriptor_sample
-from impex.services.schedules import schedules_sync_on_commit
+from impex.services.schedules import scan_schedule_name, schedules_sync_on_commit
 from impex.services.uploads import UploadRefused, job_run_again, job_run_for_real, job_upload
+from impex.services.waits import HELD_FOR_WINDOW, WAITING_FOR_SEQUENCE
 from impex.storage import open_file, resolve_path, temporary_folder
+from syncapp.models import SyncError
 
 ERRORS_PER_PAGE = 50
 EXPORT_RUNS_SHOWN = 10
+# The connections list counts the files rejected this far back; the connection's page lists this many inbox files.
+REJECTED_RECENTLY = timedelta(days=7)
+INBOX_FILES_SHOWN = 20
 
 
 class UploadLinkMixin:
@@ -95,30 +110,214 @@ class UploadLinkMixin:
         return super().change_view(request, object_id, form_url, extra_context)
 
 
+def _count_of(queryset, *, by: str) -> Coalesce:
+    """Count, in a subquery, the rows of queryset (filtered on by=OuterRef("pk")) for each outer row; 0 if none."""
+    counted = queryset.order_by().values(by).annotate(n=Count("pk")).values("n")[:1]
+    return Coalesce(Subquery(counted, output_field=IntegerField()), 0)
+
+
+class ConnectionChangeList(ChangeList):
+    """The connections list: the page's connections get their next scan from their schedules in one query."""
+
+    def get_results(self, request):
+        super().get_results(request)
+        by_name = {scan_schedule_name(conn): conn for conn in self.result_list}
+        next_runs = dict(Schedule.objects.filter(name__in=by_name).values_list("name", "next_run"))
+        for name, conn in by_name.items():
+            conn.next_scan_at = next_runs.get(name)
+
+
 @admin.register(Connection)
 class ConnectionAdmin(UploadLinkMixin, CountedDeleteMixin, admin.ModelAdmin):
-    """Connections: the form runs Connection.clean(), which holds their rules; deleting goes through the service."""
+    """Connections: the form runs Connection.clean(), which holds their rules; deleting goes through the service.
+
+    The list shows each connection's scans at a glance (on or off, the last one and the next one) and what waits
+    for attention: files waiting or held, files rejected lately, open sync errors; all in the page's few queries.
+    """
 
     upload_parameter = "connection"
-    change_form_template = "admin/impex/upload_link_change_form.html"
+    change_form_template = "admin/impex/connection/change_form.html"
 
     list_display = (
-        "code",
-        "name",
-        "convention",
-        "company_name",
-        "integration_id",
-        "inbox",
-        "interval_minutes",
-        "active",
+        "connection_display",
+        "naming",
+        "scans",
+        "last_scan",
+        "next_scan",
+        "files_waiting",
+        "files_rejected",
+        "sync_errors",
     )
-    list_filter = ("convention", "active")
+    list_display_links = ("connection_display",)
+    list_filter = ("convention", "active", "scan_enabled")
     search_fields = ("code", "name", "company_name", "integration_id")
     list_per_page = 100
     readonly_fields = ("created_at", "updated_at", "activity")
-    actions = ("release_sequence_wait", "delete_selected")
+    actions = ("sync_now", "release_sequence_wait", "delete_selected")
 
     has_run_import_permission = permission_check("impex.run_import")
+
+    def get_changelist(self, request, **kwargs):
+        return ConnectionChangeList
+
+    def get_queryset(self, request):
+        # A dry run's files are a preview: they are never imported, so they neither wait nor fail for real.
+        real = ImportFile.objects.filter(connection=OuterRef("pk"), job__dry_run=False)
+        waiting = real.filter(status=FileStatus.WAITING)
+        rejected = real.filter(status=FileStatus.REJECTED, finished_at__gte=self.rejected_since())
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                last_scan_at=F("state__last_scan_at"),
+                last_scan_ok=F("state__last_scan_ok"),
+                last_scan_message=F("state__last_scan_message"),
+                last_scan_job_id=F("state__last_scan_job_id"),
+                scan_by=F("state__scan_by"),
+                scan_until=F("state__scan_until"),
+                waiting_count=_count_of(waiting.filter(message__startswith=WAITING_FOR_SEQUENCE), by="connection"),
+                held_count=_count_of(waiting.filter(message__startswith=HELD_FOR_WINDOW), by="connection"),
+                rejected_count=_count_of(rejected, by="connection"),
+                sync_error_count=_count_of(
+                    SyncError.objects.filter(log__connection=OuterRef("pk")), by="log__connection"
+                ),
+            )
+        )
+
+    @staticmethod
+    def rejected_since():
+        # Whole minutes: the list's link to the rejected files then names a time a reader can check.
+        return (timezone.now() - REJECTED_RECENTLY).replace(second=0, microsecond=0)
+
+    @admin.display(description="connection", ordering="code")
+    def connection_display(self, obj):
+        return format_html('{}<div class="help">{}</div>', obj.code, obj.name or "")
+
+    @admin.display(description="naming", ordering="convention")
+    def naming(self, obj):
+        part = obj.company_name if obj.convention == "bspk" else obj.integration_id
+        # The convention's name without the file-name pattern its label carries, which would widen the column.
+        return format_html('{}<div class="help">{}</div>', obj.get_convention_display().split(" ")[0], part or "-")
+
+    @admin.display(description="scans", ordering="scan_enabled")
+    def scans(self, obj):
+        if not obj.active or not obj.scan_enabled:
+            why = "not active" if not obj.active else "Sync now only"
+            return format_html('<span class="impex-scan-off">off</span><div class="help">{}</div>', why)
+        return scan_every(obj)
+
+    @admin.display(description="last scan", ordering="last_scan_at")
+    def last_scan(self, obj):
+        if obj.scan_until and obj.scan_until > timezone.now():
+            return format_html(
+                '<span class="impex-scan-busy">scanning now</span><div class="help">{}</div>', obj.scan_by
+            )
+        if obj.last_scan_at is None:
+            return "never"
+        return scan_result(
+            at=obj.last_scan_at, ok=obj.last_scan_ok, message=obj.last_scan_message, job_id=obj.last_scan_job_id
+        )
+
+    @admin.display(description="next scan")
+    def next_scan(self, obj):
+        at = getattr(obj, "next_scan_at", None)
+        if not (obj.active and obj.scan_enabled):
+            return "-"
+        if at is None:
+            return "not scheduled yet"
+        return _when(at)
+
+    @admin.display(description="files waiting", ordering="waiting_count")
+    def files_waiting(self, obj):
+        parts = []
+        if obj.waiting_count:
+            parts.append(
+                self._files_link(
+                    obj,
+                    f"{obj.waiting_count} for a sequence",
+                    status__exact="waiting",
+                    message__startswith=WAITING_FOR_SEQUENCE,
+                )
+            )
+        if obj.held_count:
+            parts.append(
+                self._files_link(
+                    obj, f"{obj.held_count} held", status__exact="waiting", message__startswith=HELD_FOR_WINDOW
+                )
+            )
+        if not parts:
+            return "-"
+        return format_html_join(mark_safe("<br>"), "{}", ((part,) for part in parts))
+
+    @admin.display(description="rejected, 7 days", ordering="rejected_count")
+    def files_rejected(self, obj):
+        if not obj.rejected_count:
+            return "-"
+        return self._files_link(
+            obj, str(obj.rejected_count), status__exact="rejected", finished_at__gte=self.rejected_since().isoformat()
+        )
+
+    @admin.display(description="sync errors", ordering="sync_error_count")
+    def sync_errors(self, obj):
+        if not obj.sync_error_count:
+            return "-"
+        url = reverse("admin:syncapp_syncerror_changelist")
+        return format_html(
+            '<a href="{}?{}">{}</a>', url, urlencode({"log__connection__id__exact": obj.pk}), obj.sync_error_count
+        )
+
+    @staticmethod
+    def _files_link(obj, text, **filters):
+        query = urlencode({"connection__id__exact": obj.pk, **filters})
+        return format_html('<a href="{}?{}">{}</a>', reverse("admin:impex_importfile_changelist"), query, text)
+
+    # -- "Sync now" ----------------------------------------------------------------------------
+
+    @admin.action(description="Sync now: scan the inbox at once", permissions=["run_import"])
+    def sync_now(self, request, queryset):
+        for conn in queryset:
+            self.sync_start(request, conn)
+
+    def sync_start(self, request, conn: Connection) -> None:
+        """Queue a scan of conn's inbox for the user and say so; a connection that is off is scanned all the same."""
+        inbox_scan_start(connection=conn, by=request.user.get_username())
+        note = ""
+        if not (conn.active and conn.scan_enabled):
+            why = "not active" if not conn.active else "no scans on schedule"
+            note = f" {conn.code} is switched off ({why}): this scan runs because you asked, and it stays off."
+        self.message_user(
+            request,
+            f"Scan of {conn.code} queued: a worker looks at the inbox in a moment and takes what has arrived into an "
+            f"import job; the connections list shows the result.{note}",
+            messages.SUCCESS,
+        )
+
+    def get_urls(self):
+        sync = path(
+            "<path:object_id>/sync-now/",
+            self.admin_site.admin_view(self.sync_now_view),
+            name="impex_connection_sync_now",
+        )
+        return [sync, *super().get_urls()]
+
+    def sync_now_view(self, request, object_id):
+        """Queue a scan of the connection's inbox now (POST, impex.run_import), then go back to its page."""
+        if not (self.has_view_or_change_permission(request) and self.has_run_import_permission(request)):
+            raise PermissionDenied
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        conn = self.get_object(request, unquote(object_id))
+        if conn is None:
+            raise Http404("No such connection.")
+        self.sync_start(request, conn)
+        return HttpResponseRedirect(reverse("admin:impex_connection_change", args=[conn.pk]))
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        conn = self.get_object(request, unquote(object_id))
+        extra = {}
+        if conn is not None:
+            extra = connection_page_context(request, conn, may_sync=self.has_run_import_permission(request))
+        return super().change_view(request, object_id, form_url, extra_context={**extra, **(extra_context or {})})
 
     @admin.action(
         description="Release the sequence wait (import waiting files without the missing ones)",
@@ -203,7 +402,11 @@ class ConnectionAdmin(UploadLinkMixin, CountedDeleteMixin, admin.ModelAdmin):
 
     fieldsets = (
         (None, {"fields": ("code", "name", "convention", "company_name", "integration_id", "active")}),
-        ("Inbox and schedule", {"fields": ("inbox", "interval_minutes", "timezone", "contacts")}),
+        (
+            "Inbox and schedule",
+            {"fields": ("inbox", "scan_enabled", "interval_minutes", "scan_cron", "timezone", "contacts")},
+        ),
+        ("Folders", {"fields": ("archive_folder", "error_folder", "outbox")}),
         ("Kore sequence", {"fields": ("next_expected_sequence", "sequence_wait_alert_minutes")}),
         ("Full refresh window", {"fields": ("full_window_start", "full_window_end")}),
         ("Activity", {"fields": ("activity", "created_at", "updated_at")}),
@@ -220,6 +423,67 @@ class ConnectionAdmin(UploadLinkMixin, CountedDeleteMixin, admin.ModelAdmin):
             changelist_link(ImportedFileName, "imported file names", connection__id__exact=obj.pk),
             changelist_link("syncapp.synclog", "sync logs", connection__id__exact=obj.pk),
         )
+
+
+def _when(at) -> str:
+    return date_format(timezone.localtime(at), "Y-m-d H:i")
+
+
+def scan_every(conn: Connection) -> str:
+    """Say how often a connection's inbox is scanned on schedule."""
+    if conn.scan_cron:
+        return f"cron {conn.scan_cron}"
+    return f"every {conn.interval_minutes} min"
+
+
+def scan_result(*, at, ok: bool | None, message: str, job_id: int | None):
+    """Render a scan's time and outcome (its message as the tooltip and below), with a link to the job it started."""
+    outcome = format_html(
+        '<span class="impex-scan-{}" title="{}">{}</span>', "ok" if ok else "failed", message, "ok" if ok else "failed"
+    )
+    job = (
+        format_html(
+            ' &middot; <a href="{}">job #{}</a>', reverse("admin:impex_importjob_change", args=[job_id]), job_id
+        )
+        if job_id
+        else ""
+    )
+    return format_html('{} {}{}<div class="help">{}</div>', _when(at), outcome, job, Truncator(message).chars(120))
+
+
+def inbox_outcome(f: InboxFile) -> str:
+    """Say what became of an inbox file's copy in its job: the import file's status and message ("rejected: why")."""
+    if f.import_file is None:
+        return f.message if f.status in (InboxStatus.SEEN, InboxStatus.CLAIMED, InboxStatus.GONE) else "-"
+    status, message = f.import_file.status, f.import_file.message
+    return f"{status}: {message}" if message else status
+
+
+def connection_page_context(request, conn: Connection, *, may_sync: bool) -> dict:
+    """Gather what a connection's page shows besides its fields: "Sync now", its scans, its latest inbox files."""
+    context = {"sync_now_url": reverse("admin:impex_connection_sync_now", args=[conn.pk]) if may_sync else ""}
+    if not request.user.has_perm("impex.view_inboxfile"):
+        return context
+    state = ConnectionState.objects.filter(connection=conn).first()
+    schedule = Schedule.objects.filter(name=scan_schedule_name(conn)).values_list("next_run", flat=True).first()
+    files = list(
+        InboxFile.objects.filter(connection=conn)
+        .select_related("job", "import_file")
+        .order_by("-first_seen", "-id")[:INBOX_FILES_SHOWN]
+    )
+    context["inbox"] = {
+        "scans": scan_every(conn) if conn.active and conn.scan_enabled else "off",
+        "last_scan": scan_result(
+            at=state.last_scan_at, ok=state.last_scan_ok, message=state.last_scan_message, job_id=state.last_scan_job_id
+        )
+        if state is not None and state.last_scan_at
+        else "never",
+        "next_scan": _when(schedule) if schedule and conn.active and conn.scan_enabled else "-",
+        "files": [{"file": f, "outcome": inbox_outcome(f)} for f in files],
+        "shown": INBOX_FILES_SHOWN,
+        "list_url": f"{reverse('admin:impex_inboxfile_changelist')}?connection__id__exact={conn.pk}",
+    }
+    return context
 
 
 DESCRIPTOR_WORD_FIELDS = ("true_words", "false_words")
@@ -1130,3 +1394,81 @@ class SentFileAdmin(AuditRecordAdmin):
                 self.message_user(
                     request, f"{sent.name} was not sent again (export run #{run.pk}): {run.error}", messages.ERROR
                 )
+
+
+class InboxEventInline(ReadOnlyInline):
+    model = InboxEvent
+    formset = FirstRowsInlineFormSet
+    fields = ("at", "status", "message", "worker")
+    readonly_fields = fields
+    show_change_link = False
+    verbose_name = "step"
+    verbose_name_plural = f"history (the first {INLINE_ROW_LIMIT} steps)"
+
+
+@admin.register(InboxFile)
+class InboxFileAdmin(AuditRecordAdmin):
+    """Each file a scan found in an inbox, with its history: seen, claimed, taken into a job (and what became of it).
+
+    The scans alone write these rows: nobody adds, changes or deletes one here, superusers included.
+    """
+
+    list_display = (
+        "connection",
+        "name",
+        "status",
+        "size_display",
+        "first_seen",
+        "last_seen",
+        "job_link",
+        "outcome",
+    )
+    list_filter = ("connection", "status")
+    search_fields = ("name",)
+    date_hierarchy = "first_seen"
+    list_select_related = ("connection", "job", "import_file")
+    show_full_result_count = False
+    fields = (
+        "connection",
+        "name",
+        "status",
+        "message",
+        "size_display",
+        "modified",
+        "first_seen",
+        "last_seen",
+        "claimed_by",
+        "claimed_at",
+        "left_inbox_at",
+        "job_link",
+        "import_file_link",
+        "outcome",
+    )
+    readonly_fields = fields
+    inlines = (InboxEventInline,)
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="size", ordering="size")
+    def size_display(self, obj):
+        return filesizeformat(obj.size)
+
+    @admin.display(description="job", ordering="job")
+    def job_link(self, obj):
+        if obj.job_id is None:
+            return "-"
+        return format_html(
+            '<a href="{}">import job #{}</a>', reverse("admin:impex_importjob_change", args=[obj.job_id]), obj.job_id
+        )
+
+    @admin.display(description="import file")
+    def import_file_link(self, obj):
+        if obj.import_file_id is None:
+            return "-"
+        url = reverse("admin:impex_importfile_change", args=[obj.import_file_id])
+        return format_html('<a href="{}">{}</a>', url, obj.import_file.name)
+
+    @admin.display(description="outcome")
+    def outcome(self, obj):
+        return Truncator(inbox_outcome(obj)).chars(200)

@@ -20,6 +20,8 @@ from impex.models import (
     ImportEvent,
     ImportFile,
     ImportJob,
+    InboxEvent,
+    InboxFile,
     RowError,
     SentFile,
 )
@@ -110,6 +112,14 @@ def add_rows(count, tag):
         ImportEvent(job=f.job, file=f, kind="imported", message=f"{f.name}: imported", worker="w-1") for f in files
     )
     RowError.objects.bulk_create(RowError(file=f, row=1, column="email", message="bad") for f in files)
+    inbox_files = InboxFile.objects.bulk_create(
+        InboxFile(connection=f.connection, name=f.name, status="taken", job=f.job, import_file=f) for f in files
+    )
+    InboxEvent.objects.bulk_create(
+        InboxEvent(inbox_file=i, status=status, message=status, worker="w-1")
+        for i in inbox_files
+        for status in ("seen", "claimed", "taken")
+    )
     ImportedFileName.objects.bulk_create(
         ImportedFileName(connection=c, name=f.name, content_hash="ab" * 32, file=f)
         for c, f in zip(conns, files, strict=True)

@@ -23,6 +23,8 @@ from impex.models import (
     ImportEvent,
     ImportFile,
     ImportJob,
+    InboxEvent,
+    InboxFile,
     RowError,
     SentFile,
 )
@@ -44,7 +46,8 @@ from syncapp.models import (
 REGISTERED = sorted(m._meta.label_lower for m in admin.site._registry)
 OUR_APPS = ("impex", "syncapp", "orders")
 # Working tables of the import engine, and columns (edited inline on their descriptor): no admin of their own.
-# Engine internals: keys and held-back rows of files in progress, which job holds a connection.
+# Engine internals: keys and held-back rows of files in progress, which job holds a connection; an inbox file's
+# steps are shown on its page.
 NOT_REGISTERED = {
     "impex.filekey",
     "impex.fileduplicate",
@@ -53,6 +56,7 @@ NOT_REGISTERED = {
     "impex.connectionstate",
     "impex.exportstate",
     "impex.exportrunevent",
+    "impex.inboxevent",
 }
 
 
@@ -134,6 +138,10 @@ def sample(bspk_connection, kore_connection):
     SentFile.objects.create(
         run=run, group=export, name="customers-out_1.tsv", location="outbox", path="outbox/customers-out_1.tsv"
     )
+    inbox_file = InboxFile.objects.create(
+        connection=kore_connection, name=file.name, size=120, status="taken", job=job, import_file=file
+    )
+    InboxEvent.objects.create(inbox_file=inbox_file, status="seen", message="seen (120 bytes)", worker="worker-1")
     return {"customer": customer, "job": job, "file": file, "log": log, "order": order, "special": special}
 
 

@@ -16,6 +16,8 @@ from impex.models import (
     ImportEvent,
     ImportFile,
     ImportJob,
+    InboxEvent,
+    InboxFile,
     RowError,
     SentFile,
 )
@@ -61,6 +63,7 @@ def test_every_listed_model_is_measured():
         "impex.importevent",
         "impex.importfile",
         "impex.importjob",
+        "impex.inboxfile",
         "impex.rowerror",
         "impex.sentfile",
         "orders.order",
@@ -106,6 +109,7 @@ def add_inline_rows(obj, count):
         ImportJob: lambda: obj.files.count(),
         ImportFile: lambda: obj.errors.count(),
         ExportRun: lambda: obj.events.count(),
+        InboxFile: lambda: obj.events.count(),
     }[type(obj)]()
     numbers = range(start, start + count)
     now = timezone.now()
@@ -148,6 +152,8 @@ def add_inline_rows(obj, count):
             SentFile(run=obj, group=obj.group, name=f"X{n}.csv", location="o", path=f"o/X{n}.csv", sha256="ab")
             for n in numbers
         )
+    elif isinstance(obj, InboxFile):
+        InboxEvent.objects.bulk_create(InboxEvent(inbox_file=obj, status="seen", message=f"look {n}") for n in numbers)
     else:
         RowError.objects.bulk_create(RowError(file=obj, row=n, message="bad") for n in numbers)
         ImportChunk.objects.bulk_create(
@@ -164,6 +170,7 @@ def test_every_change_page_with_inlines_is_measured():
         "impex.exportrun",
         "impex.importfile",
         "impex.importjob",
+        "impex.inboxfile",
         "orders.order",
         "syncapp.product",
         "syncapp.specialorder",

@@ -12,6 +12,10 @@ from impex.choices import FileStatus, JobSource, Mode
 from impex.models import Connection, ImportFile, ImportJob
 from impex.services.lifecycle import job_enqueue
 
+# How a waiting file's message starts, by what it waits for: the connections list counts them apart.
+WAITING_FOR_SEQUENCE = "waiting for sequence"
+HELD_FOR_WINDOW = "held until the full-refresh window"
+
 
 def file_blocked_reason(f: ImportFile) -> str:
     """Say why a file must wait (a sequence gap, or the full-refresh window is closed), or return ''."""
@@ -21,13 +25,13 @@ def file_blocked_reason(f: ImportFile) -> str:
     conn.refresh_from_db(fields=["next_expected_sequence"])
     expected = conn.next_expected_sequence
     if f.sequence is not None and expected is not None and f.sequence > expected:
-        return f"waiting for sequence {expected}"
+        return f"{WAITING_FOR_SEQUENCE} {expected}"
     if f.mode == Mode.FULL and conn.full_window_start and conn.full_window_end:
         now = datetime.now(ZoneInfo(conn.timezone or "UTC")).time()
         start, end = conn.full_window_start, conn.full_window_end
         inside = start <= now < end if start <= end else (now >= start or now < end)
         if not inside:
-            return f"held until the full-refresh window {start:%H:%M}-{end:%H:%M} ({conn.timezone})"
+            return f"{HELD_FOR_WINDOW} {start:%H:%M}-{end:%H:%M} ({conn.timezone})"
     return ""
 
 
