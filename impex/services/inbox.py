@@ -59,7 +59,7 @@ class ScanResult:
             return self.error
         if self.busy_with:
             return f"another scan is running ({self.busy_with})"
-        parts = [f"{len(self.taken)} file{'s' if len(self.taken) != 1 else ''} taken"]
+        parts = [f"{len(self.taken)} file{'s' if len(self.taken) != 1 else ''} taken" if self.taken else "nothing new"]
         if self.job is not None:
             parts.append(f"job #{self.job.pk}")
         if self.left:
@@ -210,10 +210,12 @@ def _scan_release(*, connection: Connection, worker: str, result: ScanResult) ->
     state = ConnectionState.objects.get(connection=connection)
     failing_now = bool(result.error) and state.last_scan_ok is not False
     ConnectionState.objects.filter(connection=connection, scan_by=worker).update(scan_by="", scan_until=None)
-    fields = {"last_scan_at": timezone.now(), "last_scan_ok": not result.error, "last_scan_message": result.summary}
-    if result.job is not None:
-        fields["last_scan_job"] = result.job
-    ConnectionState.objects.filter(connection=connection).update(**fields)
+    ConnectionState.objects.filter(connection=connection).update(
+        last_scan_at=timezone.now(),
+        last_scan_ok=not result.error,
+        last_scan_message=result.summary,
+        last_scan_job=result.job,  # none when the scan started none: the list links only this scan's job
+    )
     if failing_now and connection.contact_list:
         transaction.on_commit(lambda: _scan_failure_mail(connection=connection, message=result.error))
 
