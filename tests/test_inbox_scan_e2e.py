@@ -412,29 +412,53 @@ def rows_of_tsv(path: Path) -> list[dict]:
 
 # -- 3. two impex_scan processes at the same moment on one inbox ------------------------------------------------
 
-FILES = 12  # per round
+FILES = {"local": 12, "s3": 25}  # per round: on S3 taking each file takes longer, the window is wider anyway
 CUSTOMERS = 300
 # The second scan starts this long after the first: the rounds sweep the moments at which it can meet the first
 # one's work (Django starts in ~1 s, give or take a few hundred ms, so the moments overlap).
 OFFSETS = (0.0, 0.1, 0.25, 0.5)
 
 
-def test_two_impex_scans_started_together_import_each_file_once_in_sequence_order(env, tmp_path):
-    conn, _ = connection_save(code="kore-erp", convention="kore", integration_id="INT1")
-    inbox = Path(settings.IMPEX_ROOT) / conn.code / "inbox"
-    inbox.mkdir(parents=True)
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_two_impex_scans_started_together_import_each_file_once_in_sequence_order(where, env, tmp_path, request):
+    if where == "s3":
+        # On S3 each file is a request to copy and one to remove: the scan takes longer to fill its job.
+        bucket, client = request.getfixturevalue("s3_bucket"), request.getfixturevalue("s3_client")
+        env = {**env, **s3_env(request.getfixturevalue("s3_server"))}
+        conn, _ = connection_save(
+            code="kore-erp", convention="kore", integration_id="INT1", inbox=f"s3://{bucket}/inbox"
+        )
+
+        def in_inbox() -> list[str]:
+            return keys(client, bucket, "inbox")
+    else:
+        conn, _ = connection_save(code="kore-erp", convention="kore", integration_id="INT1")
+
+        def in_inbox() -> list[str]:
+            return listing(Path(settings.IMPEX_ROOT) / conn.code / "inbox")
+
     command = [sys.executable, "manage.py", "impex_scan", "--connection", conn.code, "--json"]
+    files = FILES[where]
     all_names: list[str] = []
     for round_, offset in enumerate(OFFSETS):
         # Every file sends every customer again with its sequence as the name, and one customer of its own.
-        for seq in range(round_ * FILES + 1, (round_ + 1) * FILES + 1):
+        drop = tmp_path / f"round{round_}"
+        drop.mkdir()
+        for seq in range(round_ * files + 1, (round_ + 1) * files + 1):
             rows = [customer_row(f"C{n:04d}", first_name=f"seq {seq}") for n in range(CUSTOMERS)]
             rows.append(customer_row(f"N{seq:04d}", first_name=f"new in {seq}"))
-            write_kore(inbox, "KS_CUSTOMERS", seq, rows)
-        past = time.time() - 60  # they have sat there a while: settled at the first look
-        for path in inbox.iterdir():
-            os.utime(path, (past, past))
-        names = sorted(os.listdir(inbox))
+            write_kore(drop, "KS_CUSTOMERS", seq, rows)
+        names = sorted(os.listdir(drop))
+        if where == "s3":
+            for name in names:
+                client.put_object(Bucket=bucket, Key=f"inbox/{name}", Body=(drop / name).read_bytes())
+            time.sleep(1.1)  # settled at the first look (S3 times are whole seconds; the quiet time is one)
+        else:
+            inbox = Path(settings.IMPEX_ROOT) / conn.code / "inbox"
+            inbox.mkdir(parents=True, exist_ok=True)
+            past = time.time() - 60  # they have sat there a while: settled at the first look
+            for name in names:
+                os.utime(shutil.copyfile(drop / name, inbox / name), (past, past))
         all_names += names
 
         logs = [tmp_path / f"scan{round_}-{n}.log" for n in range(2)]
@@ -460,13 +484,13 @@ def test_two_impex_scans_started_together_import_each_file_once_in_sequence_orde
                 for f in entry["files"]:
                     reported.setdefault(f["name"], []).append(f["status"])
         assert reported == {name: ["imported"] for name in names}, detail
-        assert listing(inbox) == []
+        assert in_inbox() == []
         assert sorted(ImportFile.objects.filter(connection=conn).values_list("name", "status")) == [
             (n, "imported") for n in all_names
         ], detail
         ledger = list(ImportedFileName.objects.filter(connection=conn).order_by("pk").values_list("name", flat=True))
         assert ledger == all_names, detail  # each once, applied in sequence order
-        last = (round_ + 1) * FILES
+        last = (round_ + 1) * files
         assert set(Customer.objects.filter(customer_id__startswith="C").values_list("first_name", flat=True)) == {
             f"seq {last}"
         }
@@ -577,14 +601,16 @@ def test_a_scan_killed_while_taking_files_loses_none_the_next_scans_import_each_
             stderr=subprocess.STDOUT,
         )
         try:
-            taking = wait_for(lambda: InboxFile.objects.filter(status="taken").exists(), seconds=60, step=0.01)
+            # The job exists from the moment the scanner has claimed files until it has queued the job.
+            taking = wait_for(lambda: ImportJob.objects.filter(connection=conn).exists(), seconds=60, step=0.01)
         finally:
             scanner.kill()
             scanner.wait()
     assert taking, log.read_text()
     (job,) = ImportJob.objects.filter(connection=conn)
-    taken = InboxFile.objects.filter(connection=conn, status="taken").count()
-    assert job.queued_at is None and 0 < taken < TAKEN, "the scan was not killed half-way: give it more files"
+    assert job.queued_at is None and keys(s3_client, s3_bucket, "inbox"), (
+        "the scan was not killed half-way: give it more files"
+    )
 
     cluster.start(**fast)
     time.sleep(3)  # the dead scanner's hold runs out
