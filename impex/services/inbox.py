@@ -291,7 +291,7 @@ def _finish_removals(*, connection: Connection, folder: Folder, worker: str) -> 
     """Remove the originals of files an earlier scan took into a job but could not remove (it was stopped)."""
     for f in InboxFile.objects.filter(connection=connection, status=InboxStatus.TAKEN, left_inbox_at__isnull=True):
         now_there = look_at(folder.storage, folder.name(f.name))
-        if now_there is not None and now_there.size == f.size and now_there.modified == f.modified:
+        if now_there is not None and _same_look(now_there.size, now_there.modified, f.size, f.modified):
             delete_file(folder.storage, folder.name(f.name))
         InboxFile.objects.filter(pk=f.pk).update(left_inbox_at=timezone.now())
 
@@ -325,7 +325,7 @@ def _settled(
                     fresh.append(f)  # just written: look again in a moment
                 else:
                     settled.append(f)
-            elif (f.size, f.modified) != (stored.size, stored.modified):
+            elif not _same_look(f.size, f.modified, stored.size, stored.modified):
                 change = f"size {f.size:,} -> {stored.size:,} bytes" if f.size != stored.size else "modified again"
                 InboxFile.objects.filter(pk=f.pk).update(size=stored.size, modified=stored.modified, last_seen=now)
                 why = f"still being written ({change} since the last look)"
@@ -344,7 +344,7 @@ def _settled(
                 inbox_file_transition(
                     f, new=InboxStatus.GONE, message="removed from the inbox before a scan took it", worker=worker
                 )
-            elif (again.size, again.modified) != (f.size, f.modified):
+            elif not _same_look(again.size, again.modified, f.size, f.modified):
                 InboxFile.objects.filter(pk=f.pk).update(size=again.size, modified=again.modified)
                 why = "still being written (it changed while the scan looked)"
                 inbox_file_transition(f, new=InboxStatus.SEEN, worker=worker, message=why)
@@ -352,6 +352,19 @@ def _settled(
             else:
                 settled.append(f)
     return settled
+
+
+def _same_look(size: int, modified, other_size: int, other_modified) -> bool:
+    """Tell whether two looks at a file saw the same size and time, to the second.
+
+    Listings and single look-ups may give times at different precisions (S3 lists milliseconds on some servers and
+    heads whole seconds; SFTP has seconds): a finer difference would keep a file "being written" for ever.
+    """
+    if size != other_size:
+        return False
+    if modified is None or other_modified is None:
+        return modified is other_modified
+    return int(modified.timestamp()) == int(other_modified.timestamp())
 
 
 def _first_look(*, connection: Connection, name: str, stored: StoredFile, worker: str) -> InboxFile:

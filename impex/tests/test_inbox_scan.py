@@ -556,3 +556,17 @@ def test_a_bad_file_in_the_inbox_goes_to_the_error_folder_with_its_reason_and_ch
     assert reason in (errors / (name + ".reason.txt")).read_text()
     assert SpecialOrder.objects.count() == 5  # only the good file's orders
     assert not SpecialOrder.objects.filter(special_order_id="SO-1").exists()
+
+
+def test_times_are_compared_to_the_second_so_a_coarser_look_does_not_keep_a_file_waiting(acme):
+    path = inbox_of(acme) / ORDERS_FILE
+    shutil.copyfile(DEMO / ORDERS_FILE, path)
+    aged(path)
+    stat = os.stat(path)
+    # The last look came from a listing that gave milliseconds; this one gives the same second.
+    looked = datetime.fromtimestamp(int(stat.st_mtime), tz=UTC) + timedelta(milliseconds=123)
+    InboxFile.objects.create(connection=acme, name=ORDERS_FILE, size=stat.st_size, modified=looked)
+
+    result = inbox_scan(connection=acme, run_here=True)
+
+    assert result.taken == [ORDERS_FILE] and result.job.status == "completed"
