@@ -1,10 +1,12 @@
 """Settings of impex-hub, read from the environment (see README, "Configuration")."""
 
+import json
 import os
 import secrets
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("IMPEX_VAR_DIR", BASE_DIR / "var"))
@@ -16,6 +18,20 @@ def env_bool(name: str, default: bool = False) -> bool:
     if value is None:
         return default
     return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_json_object(name: str) -> dict:
+    """Read an environment variable holding a JSON object (empty: {}); refuse anything else at start-up."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} is not valid JSON: {exc}") from exc
+    if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+        raise ImproperlyConfigured(f'{name} must be a JSON object of objects, e.g. {{"host": {{"password": "..."}}}}')
+    return value
 
 
 def env_int(name: str, default: int) -> int:
@@ -172,6 +188,9 @@ SFTP_KNOWN_HOST_FILE = os.environ.get("SFTP_KNOWN_HOST_FILE") or None
 SFTP_ALLOW_UNKNOWN_HOSTS = env_bool("SFTP_ALLOW_UNKNOWN_HOSTS")
 SFTP_KEY_FILE = os.environ.get("SFTP_KEY_FILE") or None
 SFTP_PASSWORD = os.environ.get("SFTP_PASSWORD") or None
+# Per-host logins, over SFTP_KEY_FILE / SFTP_PASSWORD: a JSON object keyed by "host" or "host:port", e.g.
+# {"files.acme.example": {"key_file": "/run/secrets/acme_key"}, "10.0.0.5:2222": {"password": "..."}}.
+SFTP_HOSTS = env_json_object("SFTP_HOSTS")
 
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},

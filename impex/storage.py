@@ -74,7 +74,8 @@ class CheckedSFTPStorage(SFTPStorage):
     """SFTPStorage that refuses a server whose host key is not known, unless allow_unknown_hosts is set."""
 
     def get_default_settings(self):
-        return {**super().get_default_settings(), "allow_unknown_hosts": False}
+        # login_from: the SFTP_HOSTS entry the login came from ("" for SFTP_PASSWORD / SFTP_KEY_FILE), for errors.
+        return {**super().get_default_settings(), "allow_unknown_hosts": False, "login_from": ""}
 
     def _connect(self):
         # django-storages trusts any unknown host key (AutoAddPolicy): a man in the middle would get the files.
@@ -89,7 +90,11 @@ class CheckedSFTPStorage(SFTPStorage):
         except paramiko.AuthenticationException as exc:
             self._ssh.close()
             # paramiko says only "Authentication failed.": say who logged in where, and what was tried.
-            given = [label for key, label in SFTP_CREDENTIALS if self.params.get(key)]
+            given = [
+                f"{self.login_from} {label.removeprefix('SFTP_').lower()}" if self.login_from else label
+                for key, label in SFTP_CREDENTIALS
+                if self.params.get(key)
+            ]
             raise paramiko.AuthenticationException(
                 f"SFTP login as {self.params.get('username', '(the local user)')!r} to {self.host}:"
                 f"{self.params.get('port', 22)} refused ({exc}); tried "
@@ -173,17 +178,29 @@ def _sftp_storage(shown: str, url: SplitResult, port: int | None) -> CheckedSFTP
     params = {"port": port or 22, "timeout": SFTP_TIMEOUT_SECONDS}
     if url.username:
         params["username"] = unquote(url.username)
-    if settings.SFTP_KEY_FILE:
-        params["key_filename"] = settings.SFTP_KEY_FILE
-    if settings.SFTP_PASSWORD:
-        params["password"] = settings.SFTP_PASSWORD
+    login, login_from = _sftp_login(url.hostname, port or 22)
+    if login.get("key_file"):
+        params["key_filename"] = login["key_file"]
+    if login.get("password"):
+        params["password"] = login["password"]
     return CheckedSFTPStorage(
         host=url.hostname,
         root_path=unquote(url.path),
         params=params,
         known_host_file=settings.SFTP_KNOWN_HOST_FILE,
         allow_unknown_hosts=settings.SFTP_ALLOW_UNKNOWN_HOSTS,
+        login_from=login_from,
     )
+
+
+def _sftp_login(host: str, port: int) -> tuple[dict, str]:
+    """Return the key file and password for an SFTP host, and where they came from (SFTP_HOSTS or the defaults)."""
+    hosts = settings.SFTP_HOSTS
+    for key in (f"{host}:{port}", host):
+        if key in hosts:
+            entry = hosts[key]
+            return {"key_file": entry.get("key_file"), "password": entry.get("password")}, f"SFTP_HOSTS[{key!r}]"
+    return {"key_file": settings.SFTP_KEY_FILE, "password": settings.SFTP_PASSWORD}, ""
 
 
 @receiver(setting_changed)

@@ -441,3 +441,17 @@ def test_a_subprocess_reaches_the_server_with_the_locations_environment(sftp_loc
 
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[('a.csv', 8)]"
+
+
+def test_a_host_of_its_own_login_in_sftp_hosts_wins_over_the_defaults(sftp_server, sftp_location, settings):
+    settings.SFTP_PASSWORD = "the-default-that-does-not-work"
+    settings.SFTP_HOSTS = {f"127.0.0.1:{sftp_server.port}": {"password": sftp_server.password}}
+    (sftp_location.path / "a.csv").write_bytes(b"x")
+
+    assert file_exists(storage_for(sftp_location.url), "a.csv")
+
+    settings.SFTP_HOSTS = {"127.0.0.1": {"password": "wrong-for-this-host"}}
+    with pytest.raises(paramiko.AuthenticationException) as refused:
+        file_exists(storage_for(sftp_location.url), "a.csv")
+    assert "tried SFTP_HOSTS['127.0.0.1'] password" in str(refused.value)
+    assert "wrong-for-this-host" not in str(refused.value)
