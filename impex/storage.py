@@ -515,6 +515,10 @@ def _entries(storage: Storage, folder: str) -> tuple[list[str], list[StoredFile]
         if file_name.startswith("."):
             continue
         name = posixpath.join(folder, file_name)
+        if os.path.islink(storage.path(name)):
+            # A link could hand the hub any file it can read (outside the folder): never taken, never moved.
+            logger.warning("skipped %s: a symbolic link, not a file", storage.path(name))
+            continue
         try:
             found.append(StoredFile(name=name, size=storage.size(name), modified=storage.get_modified_time(name)))
         except FileNotFoundError:

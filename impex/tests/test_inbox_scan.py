@@ -570,3 +570,17 @@ def test_times_are_compared_to_the_second_so_a_coarser_look_does_not_keep_a_file
     result = inbox_scan(connection=acme, run_here=True)
 
     assert result.taken == [ORDERS_FILE] and result.job.status == "completed"
+
+
+def test_a_symbolic_link_in_a_local_inbox_is_never_taken_nor_its_target_moved(acme, tmp_path):
+    outside = tmp_path / "secret.csv"
+    shutil.copyfile(DEMO / ORDERS_FILE, outside)
+    aged(outside)
+    (inbox_of(acme) / ORDERS_FILE).symlink_to(outside)
+
+    result = inbox_scan(connection=acme, run_here=True)
+
+    assert result.job is None and result.taken == []
+    assert outside.read_bytes() == (DEMO / ORDERS_FILE).read_bytes()
+    assert (inbox_of(acme) / ORDERS_FILE).is_symlink()
+    assert SpecialOrder.objects.count() == 0
