@@ -6,6 +6,7 @@ same job help with the chunks of the file being imported. A job whose worker die
 its lease runs out.
 """
 
+import hashlib
 import io
 import logging
 import os
@@ -525,17 +526,31 @@ class _JobRun:
         name = f.name if f.name not in ("", ".", "..") else f"file-{f.pk}"
         try:
             stored = move_file(hub, f.path, to=folder.storage, to_name=folder.name(name))
-            if reason:
-                save_file(folder.storage, f"{stored}.reason.txt", io.BytesIO((reason + "\n").encode("utf-8")))
         except Exception as exc:  # the import stands; the copy stays in the job's folder, and the job says why
             log.exception("could not move %s to the %s folder", f.name, kind)
-            message = (
+            self._note_problem(
                 f"{f.name}: could not be moved to the {kind} folder {folder.location} ({exc}); it stays at {f.path}"
             )
-            self.problems.append(message)
-            events.job_note(self.job, message, level=EventLevel.WARNING, worker=self.worker)
             return
         ImportFile.objects.filter(pk=f.pk).update(path=folder.path(stored))
+        if reason:
+            try:
+                save_file(folder.storage, reason_file_name(stored), io.BytesIO((reason + "\n").encode("utf-8")))
+            except Exception as exc:
+                log.exception("could not write the reason file of %s", f.name)
+                self._note_problem(f"{f.name}: its reason file could not be written in {folder.location} ({exc})")
+
+    def _note_problem(self, message: str) -> None:
+        self.problems.append(message)
+        events.job_note(self.job, message, level=EventLevel.WARNING, worker=self.worker)
+
+
+def reason_file_name(stored: str) -> str:
+    """Return the name of the reason file beside a stored file: NAME.reason.txt, shortened past the name limit."""
+    folder, _, base = stored.rpartition("/")
+    if len(f"{base}.reason.txt".encode()) > 255:
+        base = f"{base[:150]}-{hashlib.sha256(base.encode()).hexdigest()[:12]}"
+    return f"{folder}/{base}.reason.txt" if folder else f"{base}.reason.txt"
 
 
 def _remove_empty_dirs(job: ImportJob) -> None:

@@ -293,7 +293,8 @@ def save_file(storage: Storage, name: str, source: str | Path | IO[bytes]) -> st
         target = Path(storage.path(name))
         target.parent.mkdir(parents=True, exist_ok=True)
         # Readers never see a partial file: write under a hidden name beside it, then give it its name.
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+        # The hidden name stays under the file-name limit (255 bytes) whatever the name's length.
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name[:100]}.", suffix=".part")
         os.close(fd)
         try:
             if is_path:
@@ -345,7 +346,7 @@ def _save_sftp(storage: SFTPStorage, name: str, source, *, is_path: bool) -> str
         except OSError:
             if not storage._path_exists(folder):  # else another writer made it first
                 raise
-    tmp = posixpath.join(folder, f".{posixpath.basename(name)}.{uuid.uuid4().hex[:12]}.part")
+    tmp = posixpath.join(folder, f".{posixpath.basename(name)[:100]}.{uuid.uuid4().hex[:12]}.part")
     try:
         if is_path:
             sftp.put(os.fspath(source), tmp)
@@ -515,9 +516,14 @@ def _entries(storage: Storage, folder: str) -> tuple[list[str], list[StoredFile]
         if file_name.startswith("."):
             continue
         name = posixpath.join(folder, file_name)
-        if os.path.islink(storage.path(name)):
-            # A link could hand the hub any file it can read (outside the folder): never taken, never moved.
-            logger.warning("skipped %s: a symbolic link, not a file", storage.path(name))
+        try:
+            mode = os.lstat(storage.path(name)).st_mode
+        except FileNotFoundError:
+            continue
+        if not stat.S_ISREG(mode):
+            # A link could hand the hub any file it can read (outside the folder), a pipe would block a reader
+            # for ever: only regular files are files here.
+            logger.warning("skipped %s: not a regular file", storage.path(name))
             continue
         try:
             found.append(StoredFile(name=name, size=storage.size(name), modified=storage.get_modified_time(name)))
@@ -632,20 +638,49 @@ def copy_in(storage: Storage, name: str, *, to: Storage, to_name: str) -> tuple[
     """
     _check_name(name)
     _check_name(to_name)
-    if _is_local(storage) and _is_local(to):
-        src = storage.path(name)
-        digest, size = hashlib.sha256(), 0
-        with open(src, "rb") as fh:
-            while chunk := fh.read(CHUNK_BYTES):
-                digest.update(chunk)
-                size += len(chunk)
-        try:
-            return _link_local(to, to_name, src), digest.hexdigest(), size
-        except OSError as exc:
-            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
-                raise
+    if _is_local(storage):
+        return _copy_local(storage.path(name), to=to, to_name=to_name)
     with open_file(storage, name) as raw:
         reader = HashingReader(raw)
+        stored = save_file(to, to_name, reader)
+    return stored, reader.digest.hexdigest(), reader.size
+
+
+def _open_regular(path: str) -> IO[bytes]:
+    """Open a local file for reading only if it is a regular file: never through a link, never a pipe or device."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise FileNotFoundError(f"{path} is a symbolic link, not a file") from exc
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise FileNotFoundError(f"{path} is not a regular file")
+    return os.fdopen(fd, "rb")
+
+
+def _copy_local(src: str, *, to: Storage, to_name: str) -> tuple[str, str, int]:
+    """Copy a local regular file into storage to, checked against the file opened (a name swapped meanwhile)."""
+    with _open_regular(src) as fh:
+        opened = os.fstat(fh.fileno())
+        digest, size = hashlib.sha256(), 0
+        while chunk := fh.read(CHUNK_BYTES):
+            digest.update(chunk)
+            size += len(chunk)
+        if _is_local(to):
+            try:
+                stored = _link_local(to, to_name, src)
+            except OSError as exc:
+                if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+                    raise
+            else:
+                linked = os.lstat(to.path(stored))
+                if (linked.st_dev, linked.st_ino) == (opened.st_dev, opened.st_ino):
+                    return stored, digest.hexdigest(), size
+                os.unlink(to.path(stored))  # the name was swapped after it was opened: copy what was opened
+        fh.seek(0)
+        reader = HashingReader(fh)
         stored = save_file(to, to_name, reader)
     return stored, reader.digest.hexdigest(), reader.size
 
@@ -657,7 +692,7 @@ def _link_local(storage: FileSystemStorage, name: str, src: str) -> str:
         target = storage.path(name)
         os.makedirs(os.path.dirname(target), exist_ok=True)
         try:
-            os.link(src, target)
+            os.link(src, target, follow_symlinks=False)
         except FileExistsError:
             continue
         return name
@@ -688,7 +723,7 @@ def place_file(storage: Storage, name: str, source: str | Path) -> str:
     if not isinstance(storage, SFTPStorage):
         return save_file(storage, name, source)
     folder, base = posixpath.split(name)
-    hidden = posixpath.join(folder, f".{base}.{uuid.uuid4().hex[:8]}.part")
+    hidden = posixpath.join(folder, f".{base[:100]}.{uuid.uuid4().hex[:8]}.part")
     with open(source, "rb") as fh:
         storage.save(hidden, File(fh))
     try:

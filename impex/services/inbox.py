@@ -40,6 +40,7 @@ WRITING_SUFFIXES = (".part", ".tmp")
 SCAN_TASK = "impex.tasks.inbox_scan"
 OPEN_JOB = (JobStatus.QUEUED, JobStatus.RUNNING)
 TAKE_BATCH = 200
+NAME_LIMIT = min(InboxFile._meta.get_field("name").max_length, ImportFile._meta.get_field("name").max_length)
 
 
 @dataclass
@@ -244,6 +245,9 @@ def _scan(*, connection: Connection, worker: str, result: ScanResult) -> None:
             continue
         if name.lower().endswith(WRITING_SUFFIXES):
             result.left.append((name, "still being written (a .part or .tmp name)"))
+            continue
+        if len(name) > NAME_LIMIT:
+            result.left.append((name, f"a name of {len(name)} characters: the hub keeps names of {NAME_LIMIT} at most"))
             continue
         listed[name] = stored
     _mark_gone(connection=connection, present=set(listed), worker=worker)

@@ -1,4 +1,4 @@
-"""Review 7: hostile inputs to the automatic ImpEx (issue 7). Each test here failed on main when it was written.
+"""Hostile inputs to the automatic ImpEx (issue 7 review). Each test here failed on main when it was written.
 
 Real files, a real database, a real S3 server on loopback; no mocks.
 """
