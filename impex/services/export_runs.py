@@ -18,6 +18,7 @@ from impex.exceptions import ConfigurationError, IllegalTransition, LeaseLost
 from impex.formats.writers import write_pieces
 from impex.models import DataDescriptor, DataGroup, ExportRun, ExportRunEvent, ExportState, SentFile
 from impex.services.exports import EXTENSIONS, export_pieces
+from impex.services.heartbeat import Heartbeat
 from impex.services.lifecycle import worker_name
 from impex.services.schedules import PREFIX, Wanted
 from impex.storage import (
@@ -244,7 +245,14 @@ def _export(*, run: ExportRun, group: DataGroup, worker: str) -> ExportRun:
                 worker=worker,
                 message=f"completed: no record changed since {since.isoformat()}, no file written",
             )
-        sent = _send(run=run, group=group, folder=folder, local=local, name=name, rows=rows)
+        # Placing a big file on S3 or SFTP can outlast the lease: it is renewed meanwhile, so that no other run
+        # takes the group over and sends the same records again.
+        with Heartbeat(
+            lambda: _renew(group=group, run=run),
+            every=settings.IMPEX_LEASE_SECONDS / RENEW_FRACTION,
+            name=f"export-{group.code}",
+        ):
+            sent = _send(run=run, group=group, folder=folder, local=local, name=name, rows=rows)
     return _complete(
         run=run,
         group=group,

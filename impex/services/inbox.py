@@ -9,7 +9,6 @@ The job's runner then imports the files in SPEC section 4 order and moves each t
 
 import logging
 import os
-import threading
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -18,7 +17,6 @@ from django.conf import settings
 from django.core.files.storage import FileSystemStorage
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
-from django.db import connection as db_connection
 from django.db.models import Q
 from django.utils import timezone
 from django_q.tasks import async_task
@@ -28,6 +26,7 @@ from impex.choices import INBOX_TRANSITIONS, FileKind, FileStatus, InboxStatus, 
 from impex.exceptions import ConfigurationError, IllegalTransition
 from impex.models import Connection, ConnectionState, ImportFile, ImportJob, InboxEvent, InboxFile
 from impex.services.archive import is_zip_start
+from impex.services.heartbeat import Heartbeat
 from impex.services.jobs import connection_folder, job_prefix
 from impex.services.lifecycle import job_enqueue, worker_name
 from impex.services.waits import file_blocked_reason
@@ -108,7 +107,11 @@ def inbox_scan(*, connection: Connection, run_here: bool = False, worker: str | 
     if not _scan_claim(connection=connection, worker=worker, result=result):
         return result
     try:
-        with _ScanHeartbeat(connection=connection, worker=worker):
+        with Heartbeat(
+            lambda: _scan_renew(connection=connection, worker=worker),
+            every=settings.IMPEX_SCAN_LEASE_SECONDS / 3,
+            name=f"scan-{connection.code}",
+        ):
             _scan(connection=connection, worker=worker, result=result)
     except Exception as exc:  # an unreachable inbox must not stop the scheduler: the connection says why
         if isinstance(exc, OSError | ConfigurationError):
@@ -167,39 +170,6 @@ def _scan_claim(*, connection: Connection, worker: str, result: ScanResult) -> b
     if not taken:
         result.busy_with = ConnectionState.objects.get(connection=connection).scan_by
     return bool(taken)
-
-
-class _ScanHeartbeat:
-    """Renew the scanner's hold on the connection's scan from a thread while it scans (a copy can take long)."""
-
-    def __init__(self, *, connection: Connection, worker: str):
-        self.connection = connection
-        self.worker = worker
-        self.stop = threading.Event()
-        self.thread = None
-
-    def __enter__(self):
-        # Inside a transaction (tests) another connection would wait on its locks: the scan renews in line.
-        if not db_connection.in_atomic_block:
-            self.thread = threading.Thread(target=self._beat, name=f"scan-{self.connection.code}", daemon=True)
-            self.thread.start()
-        return self
-
-    def _beat(self) -> None:
-        try:
-            while not self.stop.wait(max(1.0, settings.IMPEX_SCAN_LEASE_SECONDS / 3)):
-                try:
-                    _scan_renew(connection=self.connection, worker=self.worker)
-                except Exception:  # a busy database: the next beat or the scan's own renewal tries again
-                    log.warning("could not renew the scan of %s", self.connection.code, exc_info=True)
-        finally:
-            db_connection.close()
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        if self.thread is not None:
-            self.thread.join()
-        return False
 
 
 def _scan_renew(*, connection: Connection, worker: str) -> None:
