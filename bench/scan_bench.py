@@ -12,7 +12,6 @@ reports rows/s of the whole pass, as impex_scan does it.
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -24,20 +23,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
+from export_bench import peak_rss_mb  # noqa: E402  (this folder is on the path when run as a script)
+
 CODE = "bench-scan"
 INTEGRATION = "BENCHSCAN"
-
-
-def peak_rss_mb() -> float:
-    """Return this process's peak resident memory (VmHWM: its own, not inherited across fork and exec)."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _setup(root: str):

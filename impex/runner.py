@@ -12,14 +12,12 @@ import logging
 import os
 import subprocess
 import sys
-import threading
 import time
 import traceback
 from pathlib import Path
 
 from django.conf import settings
 from django.core.files.storage import FileSystemStorage
-from django.db import connection as db_connection
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -39,6 +37,7 @@ from impex.models import (
     ImportJob,
 )
 from impex.services.dryrun import Sandbox, file_dry_run
+from impex.services.heartbeat import Heartbeat
 from impex.services.imports import FileImport, reject_reason
 from impex.services.jobs import archive_unpack, connection_folder, file_match, file_reject, job_prefix
 from impex.services.lifecycle import (
@@ -143,39 +142,6 @@ def _help(job: ImportJob, *, worker: str, wait: bool, parent: int | None = None)
             handle.close()
 
 
-class _Heartbeat:
-    """Renew the runner's lease from a thread of its own while a long step (a scan, a finish) runs."""
-
-    def __init__(self, job_id: int, worker: str):
-        self.job_id = job_id
-        self.worker = worker
-        self.stop = threading.Event()
-        self.thread = None
-
-    def __enter__(self):
-        # Inside a transaction (tests) another connection cannot see the job; the runner renews in line.
-        if not db_connection.in_atomic_block:
-            self.thread = threading.Thread(target=self._beat, name=f"lease-{self.job_id}", daemon=True)
-            self.thread.start()
-        return self
-
-    def _beat(self) -> None:
-        try:
-            while not self.stop.wait(max(1.0, settings.IMPEX_LEASE_SECONDS / 3)):
-                try:
-                    job_lease_renew(job_id=self.job_id, worker=self.worker)
-                except Exception:  # a busy database: the next beat or the runner's own renewal tries again
-                    log.warning("could not renew the lease of import job %s", self.job_id, exc_info=True)
-        finally:
-            db_connection.close()
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        if self.thread is not None:
-            self.thread.join()
-        return False
-
-
 class _Helpers:
     """More workers for a big file: child `impex_job` processes of a command, or more tasks of the cluster."""
 
@@ -258,7 +224,11 @@ class _JobRun:
     def _handle(self) -> ImportJob:
         job = self.job
         try:
-            with _Heartbeat(job.pk, self.worker):
+            with Heartbeat(
+                lambda: job_lease_renew(job_id=job.pk, worker=self.worker),
+                every=settings.IMPEX_LEASE_SECONDS / 3,
+                name=f"lease-{job.pk}",
+            ):
                 self.run()
         except (LeaseLost, _SetAside):
             job.refresh_from_db()
@@ -385,7 +355,7 @@ class _JobRun:
                 .order_by("id")
             )
             for f in sorted(waiting, key=_sort_key):
-                if self._blocked_reason(f):
+                if file_blocked_reason(f):
                     continue
                 self.process(f)
                 f.refresh_from_db(fields=["status"])
@@ -461,7 +431,7 @@ class _JobRun:
                     "(send it again with a new sequence)",
                 )
                 return False
-        reason = self._blocked_reason(f)
+        reason = file_blocked_reason(f)
         if reason:
             if f.status != FileStatus.RUNNING:
                 file_transition(
@@ -479,9 +449,6 @@ class _JobRun:
                 next_expected_sequence=f.sequence
             )
         return True
-
-    def _blocked_reason(self, f: ImportFile) -> str:
-        return file_blocked_reason(f)
 
     def _dry_run(self, f: ImportFile) -> None:
         """Import the file into the job's sandbox (temporary copies of the tables), recording what it would do."""

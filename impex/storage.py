@@ -268,21 +268,16 @@ def location_of(storage: Storage, name: str) -> str:
 
 def _claim_local(storage: FileSystemStorage, name: str, src: str) -> str:
     """Give the local file src the name (or a free variant of it) in storage, never replacing a file; return it."""
-    while True:
+    try:
+        # A hard link appears whole and fails if the name was taken since get_available_name.
+        name = _link_local(storage, name, src)
+    except OSError:
+        # No hard links here (another device, some network file systems): rename, which may race.
         name = storage.get_available_name(name)
-        target = storage.path(name)
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        try:
-            # A hard link appears whole and fails if the name was taken since get_available_name.
-            os.link(src, target)
-        except FileExistsError:
-            continue
-        except OSError:
-            # No hard links here (another device, some network file systems): rename, which may race.
-            os.rename(src, target)
-            return name
-        os.unlink(src)
+        os.rename(src, storage.path(name))
         return name
+    os.unlink(src)
+    return name
 
 
 def save_file(storage: Storage, name: str, source: str | Path | IO[bytes]) -> str:

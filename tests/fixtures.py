@@ -51,6 +51,16 @@ def kore_connection(db):
     return Connection.objects.create(code="kore-erp", name="Kore ERP", convention="kore", integration_id="INT1")
 
 
+def _stop(server: subprocess.Popen) -> None:
+    """Stop a server process a fixture started: politely, then for good after 10 s."""
+    server.terminate()
+    try:
+        server.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
+
+
 @pytest.fixture(scope="session")
 def s3_server():
     """Run moto's S3 server on loopback for the session and return its endpoint URL.
@@ -78,12 +88,7 @@ def s3_server():
                 time.sleep(0.1)
         yield f"http://127.0.0.1:{port}"
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        _stop(server)
 
 
 @pytest.fixture(scope="session")
@@ -194,12 +199,7 @@ def sftp_server(tmp_path_factory):
         )
     finally:
         server.stdin.close()
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        _stop(server)
         server.stdout.close()
 
 

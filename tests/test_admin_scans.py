@@ -1,12 +1,9 @@
 """The admin of inbox scans (issue 7): the connections list at a glance, "Sync now", and each inbox file's history."""
 
 import html
-import os
 import re
-import time
 from datetime import UTC, datetime, timedelta
 from datetime import time as clock
-from pathlib import Path
 
 import pytest
 from django.contrib.messages import get_messages
@@ -21,7 +18,7 @@ from django_q.models import OrmQ, Schedule
 from impex.models import Connection, ConnectionState, ImportFile, ImportJob, InboxEvent, InboxFile
 from impex.services.inbox import inbox_scan
 from impex.services.schedules import scan_schedule_name, schedules_sync
-from impex.tests.helpers import customer_row, write_kore, write_raw
+from impex.tests.helpers import aged, customer_row, inbox_of, write_kore, write_raw
 from syncapp.models import SyncError, SyncLog
 from tests.admin_helpers import admin_url, post_data, staff_user, table_snapshot
 
@@ -33,22 +30,6 @@ def quiet(settings):
     """Scans take the files at once instead of looking at new ones twice; passwords hash cheaply."""
     settings.IMPEX_INBOX_QUIET_SECONDS = 0
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-def inbox_of(conn: Connection) -> Path:
-    """The connection's default inbox folder (IMPEX_ROOT/<code>/inbox), created."""
-    from django.conf import settings
-
-    folder = Path(settings.IMPEX_ROOT) / conn.code / "inbox"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-def aged(*paths: Path) -> None:
-    """Give files a modification time a minute ago, as files that have sat in the inbox a while."""
-    past = time.time() - 60
-    for path in paths:
-        os.utime(path, (past, past))
 
 
 def kore(code: str, integration: str, **fields) -> Connection:
@@ -98,7 +79,8 @@ def hub(tmp_path, bspk_connection, kore_connection):
     quiet = kore("kore-quiet", "INT4", scan_enabled=False, scan_cron="*/10 6-22 * * 1-5")
     retired = kore("kore-retired", "INT5", active=False)
     for conn in (kore_connection, held, bspk_connection):
-        aged(*inbox_of(conn).iterdir())
+        for path in inbox_of(conn).iterdir():
+            aged(path)
     scans = {conn.code: inbox_scan(connection=conn, run_here=True) for conn in (kore_connection, held, bspk_connection)}
     scans[broken.code] = inbox_scan(connection=broken, run_here=True)
     log = SyncLog.objects.create(connection=bspk_connection, entity="special_order")

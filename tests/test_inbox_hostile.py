@@ -7,15 +7,15 @@ import errno
 import os
 import shutil
 import threading
-import time
 from pathlib import Path
 
 import pytest
 from django.conf import settings
 
-from impex.models import Connection, ConnectionState, ImportFile, InboxFile
+from impex.models import ConnectionState, ImportFile, InboxFile
 from impex.services.connections import connection_save
 from impex.services.inbox import inbox_scan
+from impex.tests.helpers import aged, inbox_of
 
 DEMO = Path(__file__).resolve().parents[1] / "impex" / "demo"
 ORDERS = "SPECIAL-ORDERS_V2_Acme_202611010900.csv"
@@ -24,18 +24,6 @@ ORDERS = "SPECIAL-ORDERS_V2_Acme_202611010900.csv"
 @pytest.fixture(autouse=True)
 def quiet(settings):
     settings.IMPEX_INBOX_QUIET_SECONDS = 0
-
-
-def inbox_of(conn: Connection) -> Path:
-    folder = Path(settings.IMPEX_ROOT) / conn.code / "inbox"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-def aged(path: Path) -> Path:
-    past = time.time() - 60
-    os.utime(path, (past, past), follow_symlinks=False)
-    return path
 
 
 class FifoWatch:

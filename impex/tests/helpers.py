@@ -3,8 +3,11 @@
 import csv
 import io
 import json
+import os
+import time
 from pathlib import Path
 
+from django.conf import settings
 from django.core.management import call_command
 
 
@@ -149,3 +152,17 @@ def process_env(**extra) -> dict:
         "IMPEX_CACHE_DIR": str(settings.IMPEX_CACHE_DIR),
         **{k: str(v) for k, v in extra.items()},
     }
+
+
+def inbox_of(conn) -> Path:
+    """Return (and make) a connection's default local inbox, IMPEX_ROOT/<code>/inbox."""
+    folder = Path(settings.IMPEX_ROOT) / conn.code / "inbox"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def aged(path: Path) -> Path:
+    """Give a file (or a link itself) a modification time in the past, as a file that has sat there a while."""
+    past = time.time() - 60
+    os.utime(path, (past, past), follow_symlinks=False)
+    return path

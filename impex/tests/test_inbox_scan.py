@@ -23,7 +23,7 @@ from impex.services.inbox import inbox_scan
 from impex.services.schedules import scan_schedule_name, schedules_sync
 from impex.services.waits import wait_alerts_send
 from impex.storage import resolve_path
-from impex.tests.helpers import write_kore
+from impex.tests.helpers import aged, inbox_of, write_kore
 from syncapp.models import Customer, SpecialOrder
 
 DEMO = Path(__file__).resolve().parents[1] / "demo"
@@ -36,25 +36,10 @@ def quiet(settings):
     settings.IMPEX_INBOX_QUIET_SECONDS = 0
 
 
-def inbox_of(conn: Connection) -> Path:
-    from django.conf import settings
-
-    folder = Path(settings.IMPEX_ROOT) / conn.code / "inbox"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
 def folder_of(conn: Connection, kind: str) -> Path:
     from django.conf import settings
 
     return Path(settings.IMPEX_ROOT) / conn.code / kind
-
-
-def aged(path: Path) -> Path:
-    """Give a file a modification time in the past, as a file that has sat there a while."""
-    past = time.time() - 60
-    os.utime(path, (past, past))
-    return path
 
 
 def drop_bspk(conn: Connection) -> list[Path]:
