@@ -6,9 +6,80 @@ from django.db import models
 class OrderState(models.TextChoices):
     NEW = "new"
     CONFIRMED = "confirmed"
-    ON_HOLD = "on_hold"
+    ON_HOLD = "on_hold", "On hold"
     EXPORTED = "exported"
-    PARTIALLY_SHIPPED = "partially_shipped"
+    PARTIALLY_SHIPPED = "partially_shipped", "Partially shipped"
     SHIPPED = "shipped"
     COMPLETED = "completed"
     CANCELLED = "cancelled"
+
+
+class OrderTransition(models.TextChoices):
+    """The transitions of SPEC section 7, by the name of their method on Order (orders/state.py)."""
+
+    CONFIRM = "confirm"
+    HOLD = "hold"
+    APPROVE = "approve"
+    REJECT = "reject"
+    MARK_EXPORTED = "mark_exported", "Mark exported"
+    SHIP_PARTIALLY = "ship_partially", "Ship partially"
+    SHIP = "ship"
+    COMPLETE = "complete"
+    CANCEL = "cancel"
+
+
+class OrderEventKind(models.TextChoices):
+    """What an order's timeline row records."""
+
+    TRANSITION = "transition"
+    FLAG_SET = "flag_set", "Flag set"
+    EXPORTED = "exported", "Exporter done"
+    EXPORT_FAILED = "export_failed", "Exporter failed"
+    HELD = "held", "Held for approval"
+    RETRY = "retry", "Retry asked"
+    SHIPMENT = "shipment"
+    NOTE = "note"
+
+
+class ExporterKind(models.TextChoices):
+    FILE = "file"
+    WEBHOOK = "webhook"
+    APPROVAL = "approval", "Approval gate"
+
+
+class FlagStatus(models.TextChoices):
+    """Where an order's export flag stands; a flag that is done is removed (its runs stay)."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    HELD = "held", "Held for approval"
+    FAILED = "failed", "Failed (retries used up)"
+
+
+# The one table of moves between flag statuses; orders.services.flag_transition refuses the others.
+FLAG_TRANSITIONS = {
+    FlagStatus.PENDING: {FlagStatus.RUNNING, FlagStatus.FAILED},
+    FlagStatus.RUNNING: {FlagStatus.PENDING, FlagStatus.HELD, FlagStatus.FAILED},
+    FlagStatus.HELD: {FlagStatus.PENDING},
+    FlagStatus.FAILED: {FlagStatus.PENDING},
+}
+
+
+class ExportRunStatus(models.TextChoices):
+    """The outcome of one exporter run on one order, as `orders_export` reports it."""
+
+    DONE = "done"
+    FAILED = "failed"
+    HELD = "held"
+
+
+class FeedSource(models.TextChoices):
+    API = "api", "HTTP feed"
+    FILE = "file", "KS_SHIPMENTS file"
+
+
+class FeedStatus(models.TextChoices):
+    PENDING = "pending"
+    APPLIED = "applied"
+    IGNORED = "ignored"
+    FAILED = "failed"

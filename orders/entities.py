@@ -3,12 +3,18 @@
 from impex.entities import EntitySpec, entity_register, natural_key_register
 
 
+def _confirm_ready() -> None:
+    from orders.services import orders_confirm_ready
+
+    orders_confirm_ready(by="import")
+
+
 def register() -> None:
     """Register the order entities and the external id files name orders by."""
     natural_key_register("orders.Order", "order_id")
     for spec in (
         EntitySpec("order", "Order", "orders.Order", ("order_id",)),
-        EntitySpec("order_line", "Order line", "orders.OrderLine", ("order", "line_no")),
+        EntitySpec("order_line", "Order line", "orders.OrderLine", ("order", "line_no"), after_file=_confirm_ready),
         EntitySpec("shipment", "Shipment", "orders.Shipment", ("shipment_id",)),
     ):
         entity_register(spec)

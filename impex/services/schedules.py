@@ -17,6 +17,8 @@ SCAN_TASK = "impex.tasks.inbox_scan"
 SYSTEM_SCHEDULES = {
     "impex: queue again import jobs whose worker died": ("impex.tasks.import_jobs_requeue", 1),
     "impex: tell contacts about long sequence waits": ("impex.tasks.sequence_wait_alerts", 5),
+    "impex: push flagged orders through their exporters": ("orders.tasks.orders_export", 1),
+    "impex: apply order update feed events": ("orders.tasks.orders_feed", 1),
 }
 
 

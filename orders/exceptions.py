@@ -1,0 +1,19 @@
+"""Domain errors of the order domain, with messages a user can act on."""
+
+
+class OrderError(Exception):
+    """Base of the order domain's errors."""
+
+
+class IllegalTransition(OrderError):
+    """A transition the order's state or a guard does not allow; nothing was changed."""
+
+
+class ExporterFailed(OrderError):
+    """An exporter could not hand the order on; retry says whether trying again later may succeed."""
+
+    def __init__(self, message: str, *, retry: bool = True, http_status: int | None = None):
+        super().__init__(message)
+        self.message = message
+        self.retry = retry
+        self.http_status = http_status

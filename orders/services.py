@@ -1,0 +1,220 @@
+"""Order state changes and export flags: each change in one transaction, with its timeline row (SPEC section 7)."""
+
+from django.db import transaction
+from django.db.models import Exists, OuterRef
+from django.utils import timezone
+from django_fsm import can_proceed
+from django_q.tasks import async_task
+
+from orders import events
+from orders.choices import FLAG_TRANSITIONS, ExportRunStatus, FlagStatus, OrderEventKind, OrderState, OrderTransition
+from orders.exceptions import IllegalTransition, OrderError
+from orders.models import Exporter, Order, OrderEvent, OrderExportRun, OrderFlag, OrderLine, TransitionFlag
+from orders.state import GUARD_MESSAGES
+
+# Transitions after which the order's waiting flags are dropped: nothing is exported for a cancelled order
+# (except what a flag configured for the cancel itself asks, e.g. telling the ERP).
+ENDING = {OrderTransition.CANCEL, OrderTransition.REJECT}
+CONFIRM_BATCH = 1000
+
+
+def flags_for(*, transition: str) -> list[str]:
+    """Return the flags a transition sets: those configured for it; for confirm, if none is, every chain's first."""
+    flags = sorted(TransitionFlag.objects.filter(transition=transition).values_list("flag", flat=True))
+    if flags or transition != OrderTransition.CONFIRM:
+        return flags
+    # No rule for confirm: it starts every chain, i.e. sets each enabled exporter's flag that no exporter sets next.
+    exporters = Exporter.objects.filter(enabled=True)
+    followers = set(exporters.exclude(next_flag="").values_list("next_flag", flat=True))
+    return sorted(set(exporters.values_list("flag", flat=True)) - followers)
+
+
+def transition_refusal(*, order: Order, transition: str) -> str:
+    """Return why the order cannot take the transition now, or "" if it can."""
+    method = getattr(order, transition, None)
+    if transition not in OrderTransition.values or method is None:
+        return f"'{transition}' is not a transition of an order (they are: {', '.join(OrderTransition.values)})"
+    meta = method._django_fsm
+    if not can_proceed(method, check_conditions=False):
+        sources = sorted({str(s) for s in meta.transitions})
+        return (
+            f"order {order.order_id} can't {transition}: it is {order.state} "
+            f"({transition} is allowed from {', '.join(sources)})"
+        )
+    for condition in meta.get_transition(order.state).conditions:
+        if not condition(order):
+            return f"order {order.order_id} can't {transition}: {GUARD_MESSAGES.get(condition, condition.__name__)}"
+    return ""
+
+
+def order_transition(
+    *, order: Order | int, transition: str, by: str, user=None, reason: str = "", lock: bool = True
+) -> Order:
+    """Move an order by one transition: check it, save it, record it, set its flags; refuse it whole if illegal."""
+    with transaction.atomic():
+        pk = order.pk if isinstance(order, Order) else order
+        order = (Order.objects.select_for_update() if lock else Order.objects).get(pk=pk)
+        refusal = transition_refusal(order=order, transition=transition)
+        if refusal:
+            raise IllegalTransition(refusal)
+        before = order.state
+        getattr(order, transition)()
+        order.state_changed_at = timezone.now()
+        order.save(update_fields=["state", "state_changed_at", "updated_at"])
+        events.transition_event(
+            order=order,
+            transition=transition,
+            from_state=before,
+            to_state=order.state,
+            by=by,
+            user=user,
+            message=reason,
+        )
+        if transition in ENDING:
+            dropped = sorted(order.flags.values_list("flag", flat=True))
+            if dropped:
+                order.flags.all().delete()
+                events.note_event(
+                    order=order, kind=OrderEventKind.NOTE, by=by, message=f"flags dropped: {', '.join(dropped)}"
+                )
+        for flag in flags_for(transition=transition):
+            flag_set(order=order, flag=flag, by=by)
+    return order
+
+
+def flag_set(*, order: Order, flag: str, by: str) -> OrderFlag:
+    """Put an export flag on the order (once: a flag already there stays as it is) and record it."""
+    found, created = OrderFlag.objects.get_or_create(order=order, flag=flag, defaults={"set_by": by})
+    if created:
+        events.flag_event(order=order, flag=flag, by=by)
+    return found
+
+
+def orders_confirm_ready(*, by: str = "import") -> int:
+    """Confirm every new order whose lines are in, set-based; return how many (runs as a lines file finishes)."""
+    flags = flags_for(transition=OrderTransition.CONFIRM)
+    ready = Order.objects.filter(state=OrderState.NEW).filter(Exists(OrderLine.objects.filter(order=OuterRef("pk"))))
+    done = 0
+    while True:
+        with transaction.atomic():
+            # skip_locked: an order another transaction is confirming (or moving) is left to it.
+            ids = list(
+                ready.select_for_update(skip_locked=True).order_by("pk").values_list("pk", flat=True)[:CONFIRM_BATCH]
+            )
+            if not ids:
+                return done
+            now = timezone.now()
+            Order.objects.filter(pk__in=ids).update(state=OrderState.CONFIRMED, state_changed_at=now, updated_at=now)
+            rows = [
+                OrderEvent(
+                    order_id=pk,
+                    at=now,
+                    kind=OrderEventKind.TRANSITION,
+                    transition=OrderTransition.CONFIRM,
+                    from_state=OrderState.NEW,
+                    to_state=OrderState.CONFIRMED,
+                    by=by,
+                    message="its lines are in",
+                )
+                for pk in ids
+            ]
+            rows += [
+                OrderEvent(order_id=pk, at=now, kind=OrderEventKind.FLAG_SET, flag=flag, by=by)
+                for pk in ids
+                for flag in flags
+            ]
+            OrderEvent.objects.bulk_create(rows, batch_size=CONFIRM_BATCH)
+            OrderFlag.objects.bulk_create(
+                [
+                    OrderFlag(order_id=pk, flag=flag, set_at=now, set_by=by, status=FlagStatus.PENDING)
+                    for pk in ids
+                    for flag in flags
+                ],
+                batch_size=CONFIRM_BATCH,
+                ignore_conflicts=True,
+            )
+            done += len(ids)
+
+
+def flag_transition(*, flag: OrderFlag, to: str, **fields) -> OrderFlag:
+    """Move an export flag to another status (FLAG_TRANSITIONS), saving the fields given with it."""
+    if to not in FLAG_TRANSITIONS[flag.status]:
+        raise OrderError(f"flag {flag.flag} of order {flag.order_id} can't go from {flag.status} to {to}")
+    flag.status = to
+    for name, value in fields.items():
+        setattr(flag, name, value)
+    flag.save(update_fields=["status", *fields])
+    return flag
+
+
+def flag_done(*, flag: OrderFlag, next_flag: str, by: str) -> None:
+    """Clear a flag whose exporter succeeded, set the next one; with no flag left, the confirmed order is exported."""
+    order = flag.order
+    flag.delete()
+    if next_flag:
+        flag_set(order=order, flag=next_flag, by=by)
+    elif not order.flags.exists() and order.state == OrderState.CONFIRMED:
+        order_transition(order=order, transition=OrderTransition.MARK_EXPORTED, by=by, reason="every exporter is done")
+
+
+def export_pass_enqueue() -> None:
+    """Have a worker run an order export pass once the current transaction commits (approved orders go on at once)."""
+    transaction.on_commit(lambda: async_task("orders.tasks.orders_export", task_name="orders export pass"))
+
+
+def order_approve(*, order: Order | int, user, reason: str = "") -> Order:
+    """Approve a held order: it is confirmed again and its held flags go on along their chains."""
+    with transaction.atomic():
+        order = order_transition(
+            order=order, transition=OrderTransition.APPROVE, by=user.get_username(), user=user, reason=reason
+        )
+        by = f"approved by {user.get_username()}"
+        for flag in order.flags.filter(status=FlagStatus.HELD).select_for_update():
+            exporter = Exporter.objects.filter(flag=flag.flag, enabled=True).first()
+            OrderExportRun.objects.create(
+                order=order,
+                exporter=exporter,
+                exporter_code=exporter.code if exporter else "",
+                flag=flag.flag,
+                attempt=flag.attempts,
+                status=ExportRunStatus.DONE,
+                message=by + (f": {reason}" if reason else ""),
+                event_id=flag.event_id,
+                finished_at=timezone.now(),
+            )
+            flag_done(flag=flag, next_flag=exporter.next_flag if exporter else "", by=by)
+        export_pass_enqueue()
+    return order
+
+
+def order_reject(*, order: Order | int, user, reason: str) -> Order:
+    """Reject a held order with a reason: it is cancelled and its flags are dropped."""
+    if not reason.strip():
+        raise OrderError("a reason is required to reject an order")
+    return order_transition(
+        order=order, transition=OrderTransition.REJECT, by=user.get_username(), user=user, reason=reason.strip()
+    )
+
+
+def flag_retry(*, flag: OrderFlag, user) -> OrderFlag:
+    """Try a failed flag's exporter again now, with its tries counted afresh."""
+    with transaction.atomic():
+        flag = OrderFlag.objects.select_for_update().get(pk=flag.pk)
+        flag_transition(
+            flag=flag,
+            to=FlagStatus.PENDING,
+            attempts=0,
+            next_attempt_at=timezone.now(),
+            claimed_by="",
+            lease_until=None,
+        )
+        events.note_event(
+            order=flag.order,
+            kind=OrderEventKind.RETRY,
+            flag=flag.flag,
+            by=user.get_username(),
+            user=user,
+            message=f"retry of {flag.flag} asked (last error: {flag.last_error})",
+        )
+        export_pass_enqueue()
+    return flag

@@ -1,0 +1,17 @@
+"""django-q2 tasks of the order domain: thin adapters that call a service and return a summary."""
+
+
+def orders_export() -> str:
+    """Run one pass of the order export task (the every-minute schedule, and after approvals and retries)."""
+    from orders.chain import orders_export_pass
+
+    runs = orders_export_pass(by="task: orders_export")
+    return f"{len(runs)} exporter run(s)"
+
+
+def orders_feed() -> str:
+    """Apply the order update feed events that are due (the every-minute schedule, and after a POST or a file)."""
+    from orders.feeds import orders_feed_pass
+
+    results = orders_feed_pass(by="task: orders_feed")
+    return f"{len(results)} feed event(s)"
