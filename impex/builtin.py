@@ -177,6 +177,27 @@ KORE_DESCRIPTORS = [
     },
 ]
 
+# Layouts the hub writes for other systems and never imports (SPEC section 6, "export only").
+EXPORT_DESCRIPTORS = [
+    {
+        "code": "ORDER-STATUS",
+        "name": "Order status (for the platform that took the order)",
+        "entity": "order",
+        "precedence": 60,
+        "columns": [
+            ("order_id", "order_id", S, True, True, ""),
+            ("state", "state", C, True, False, ""),
+            ("shipped_lines", "shipped_lines", S, False, False, ""),
+            ("tracking_numbers", "tracking_numbers", S, False, False, ""),
+            ("updated_at", "updated_at", DTT, True, False, ""),
+        ],
+    },
+]
+
+EXPORT_GROUPS = [
+    {"code": "order-status", "name": "Order status for the platform", "descriptors": ["ORDER-STATUS"]},
+]
+
 GROUPS = [
     {
         "code": "bspk-special-orders",
@@ -189,18 +210,19 @@ GROUPS = [
 
 def column_names(code: str) -> tuple[str, ...]:
     """Return the column names of a built-in descriptor, in file order."""
-    spec = next(d for d in BSPK_DESCRIPTORS + KORE_DESCRIPTORS if d["code"] == code)
+    spec = next(d for d in BSPK_DESCRIPTORS + KORE_DESCRIPTORS + EXPORT_DESCRIPTORS if d["code"] == code)
     return tuple(column[0] for column in spec["columns"])
 
 
 def install_builtin(apps) -> None:
-    """Create or refresh the built-in descriptors, their columns and the two import groups."""
+    """Create or refresh the built-in descriptors, their columns, the two import groups and the export group."""
     DataDescriptor = apps.get_model("impex", "DataDescriptor")
     DescriptorColumn = apps.get_model("impex", "DescriptorColumn")
     DataGroup = apps.get_model("impex", "DataGroup")
     for convention, fmt, delimiter, boolean_style, specs in (
         ("bspk", "csv", ",", "Y/N", BSPK_DESCRIPTORS),
         ("kore", "tsv", "\\t", "true/false", KORE_DESCRIPTORS),
+        ("kore", "tsv", "\\t", "true/false", EXPORT_DESCRIPTORS),
     ):
         for spec in specs:
             pattern = f"{spec['code']}_*" if convention == "bspk" else f"*{spec['code']}.*"
@@ -218,6 +240,7 @@ def install_builtin(apps) -> None:
                     "precedence": spec["precedence"],
                     "boolean_style": boolean_style,
                     "builtin": True,
+                    "export_only": specs is EXPORT_DESCRIPTORS,
                 },
             )
             descriptor.columns.all().delete()
@@ -234,8 +257,9 @@ def install_builtin(apps) -> None:
                 )
                 for i, (name, field, type_, required, is_key, choices) in enumerate(spec["columns"])
             )
-    for group in GROUPS:
-        obj, _ = DataGroup.objects.update_or_create(
-            code=group["code"], defaults={"name": group["name"], "direction": "import"}
-        )
-        obj.descriptors.set(DataDescriptor.objects.filter(code__in=group["descriptors"]))
+    for direction, groups in (("import", GROUPS), ("export", EXPORT_GROUPS)):
+        for group in groups:
+            obj, _ = DataGroup.objects.update_or_create(
+                code=group["code"], defaults={"name": group["name"], "direction": direction}
+            )
+            obj.descriptors.set(DataDescriptor.objects.filter(code__in=group["descriptors"]))

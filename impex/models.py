@@ -380,6 +380,11 @@ class DataDescriptor(models.Model):
         help_text="Reject the file past this share of bad rows (0-1).",
     )
     builtin = models.BooleanField(default=False, editable=False)
+    export_only = models.BooleanField(
+        default=False,
+        help_text="A layout the hub writes for other systems (e.g. ORDER-STATUS): files of it are never imported, "
+        "and it may have columns only the hub sets (an order's state, updated_at).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

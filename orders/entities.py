@@ -13,8 +13,21 @@ def register() -> None:
     """Register the order entities and the external id files name orders by."""
     natural_key_register("orders.Order", "order_id")
     for spec in (
-        EntitySpec("order", "Order", "orders.Order", ("order_id",)),
-        EntitySpec("order_line", "Order line", "orders.OrderLine", ("order", "line_no"), after_file=_confirm_ready),
+        EntitySpec(
+            "order",
+            "Order",
+            "orders.Order",
+            ("order_id",),
+            hub_fields=("state", "shipped_lines", "tracking_numbers", "state_changed_at"),
+        ),
+        EntitySpec(
+            "order_line",
+            "Order line",
+            "orders.OrderLine",
+            ("order", "line_no"),
+            after_file=_confirm_ready,
+            hub_fields=("shipped_at", "shipment"),
+        ),
         EntitySpec("shipment", "Shipment", "orders.Shipment", ("shipment_id",)),
     ):
         entity_register(spec)

@@ -15,7 +15,7 @@ from orders.state import GUARD_MESSAGES
 # Transitions after which the order's waiting flags are dropped: nothing is exported for a cancelled order
 # (except what a flag configured for the cancel itself asks, e.g. telling the ERP).
 ENDING = {OrderTransition.CANCEL, OrderTransition.REJECT}
-CONFIRM_BATCH = 1000
+BATCH = 1000
 
 
 def flags_for(*, transition: str) -> list[str]:
@@ -90,22 +90,17 @@ def flag_set(*, order: Order, flag: str, by: str) -> OrderFlag:
     return found
 
 
+@transaction.atomic
 def orders_confirm_ready(*, by: str = "import") -> int:
     """Confirm every new order whose lines are in, set-based; return how many (runs as a lines file finishes)."""
-    flags = flags_for(transition=OrderTransition.CONFIRM)
     ready = Order.objects.filter(state=OrderState.NEW).filter(Exists(OrderLine.objects.filter(order=OuterRef("pk"))))
+    flags = flags_for(transition=OrderTransition.CONFIRM)
     done = 0
-    while True:
-        with transaction.atomic():
-            # skip_locked: an order another transaction is confirming (or moving) is left to it.
-            ids = list(
-                ready.select_for_update(skip_locked=True).order_by("pk").values_list("pk", flat=True)[:CONFIRM_BATCH]
-            )
-            if not ids:
-                return done
-            now = timezone.now()
-            Order.objects.filter(pk__in=ids).update(state=OrderState.CONFIRMED, state_changed_at=now, updated_at=now)
-            rows = [
+    while ids := _lock_batch(ready):
+        now = timezone.now()
+        Order.objects.filter(pk__in=ids).update(state=OrderState.CONFIRMED, state_changed_at=now, updated_at=now)
+        OrderEvent.objects.bulk_create(
+            [
                 OrderEvent(
                     order_id=pk,
                     at=now,
@@ -117,23 +112,53 @@ def orders_confirm_ready(*, by: str = "import") -> int:
                     message="its lines are in",
                 )
                 for pk in ids
-            ]
-            rows += [
-                OrderEvent(order_id=pk, at=now, kind=OrderEventKind.FLAG_SET, flag=flag, by=by)
-                for pk in ids
-                for flag in flags
-            ]
-            OrderEvent.objects.bulk_create(rows, batch_size=CONFIRM_BATCH)
-            OrderFlag.objects.bulk_create(
-                [
-                    OrderFlag(order_id=pk, flag=flag, set_at=now, set_by=by, status=FlagStatus.PENDING)
-                    for pk in ids
-                    for flag in flags
-                ],
-                batch_size=CONFIRM_BATCH,
-                ignore_conflicts=True,
-            )
-            done += len(ids)
+            ],
+            batch_size=BATCH,
+        )
+        _flags_bulk_set(ids, flags=flags, by=by, at=now)
+        done += len(ids)
+    return done
+
+
+@transaction.atomic
+def orders_chains_start(*, by: str) -> int:
+    """Start the chains of confirmed orders that never carried a flag (confirmed before any exporter existed)."""
+    flags = flags_for(transition=OrderTransition.CONFIRM)
+    if not flags:
+        return 0
+    never = (
+        Order.objects.filter(state=OrderState.CONFIRMED)
+        .filter(~Exists(OrderFlag.objects.filter(order=OuterRef("pk"))))
+        .filter(~Exists(OrderExportRun.objects.filter(order=OuterRef("pk"))))
+        .filter(~Exists(OrderEvent.objects.filter(order=OuterRef("pk"), kind=OrderEventKind.FLAG_SET)))
+    )
+    done = 0
+    while ids := _lock_batch(never):
+        _flags_bulk_set(ids, flags=flags, by=by, at=timezone.now())
+        done += len(ids)
+    return done
+
+
+def _lock_batch(orders) -> list[int]:
+    """Return the ids of a batch of the orders, locked until the caller's transaction ends; others' are skipped."""
+    return list(orders.select_for_update(skip_locked=True).order_by("pk").values_list("pk", flat=True)[:BATCH])
+
+
+def _flags_bulk_set(ids: list[int], *, flags: list[str], by: str, at) -> None:
+    """Put flags on many orders at once, each with its timeline row."""
+    OrderFlag.objects.bulk_create(
+        [OrderFlag(order_id=pk, flag=flag, set_at=at, set_by=by) for pk in ids for flag in flags],
+        batch_size=BATCH,
+        ignore_conflicts=True,
+    )
+    OrderEvent.objects.bulk_create(
+        [
+            OrderEvent(order_id=pk, at=at, kind=OrderEventKind.FLAG_SET, flag=flag, by=by)
+            for pk in ids
+            for flag in flags
+        ],
+        batch_size=BATCH,
+    )
 
 
 def flag_transition(*, flag: OrderFlag, to: str, **fields) -> OrderFlag:

@@ -26,6 +26,7 @@ from impex.models import (
     SentFile,
 )
 from orders.models import Order, OrderLine, Shipment
+from orders.services import orders_confirm_ready
 from syncapp.models import (
     Customer,
     Price,
@@ -188,6 +189,7 @@ def add_rows(count, tag):
         OrderLine(order=o, line_no=1, variant=v, quantity=1, unit_price=Decimal("2"), connection=c)
         for o, v, c in zip(orders, variants, conns, strict=True)
     )
+    orders_confirm_ready(by="test")  # orders whose lines are in are confirmed, as when their files are imported
     Shipment.objects.bulk_create(
         Shipment(shipment_id=f"SH{k}", order=o, carrier="DHL", shipped_at=now, connection=c)
         for k, o, c in zip(keys, orders, conns, strict=True)

@@ -50,17 +50,21 @@ def boolean_words(descriptor) -> tuple[list[str], list[str]] | None:
     return None
 
 
-def entity_fields(spec: EntitySpec) -> list[str]:
-    """Return the fields of an entity that a column may fill, in the model's order."""
+def entity_fields(spec: EntitySpec, *, export_only: bool = False) -> list[str]:
+    """Return the fields of an entity that a column may fill (or, export only, write), in the model's order."""
+    barred = set() if export_only else {*ENGINE_FIELDS, *spec.hub_fields}
     return [
         f.name
         for f in spec.model._meta.concrete_fields
-        if not f.primary_key and f.name not in ENGINE_FIELDS and not f.name.endswith("_ptr")
+        if not f.primary_key and f.name not in barred and not f.name.endswith("_ptr")
     ]
 
 
-def model_field_of(spec: EntitySpec, path: str) -> models.Field:
-    """Return the model field a column's field names ("title", or "product.title" of a record it names)."""
+def model_field_of(spec: EntitySpec, path: str, *, export_only: bool = False) -> models.Field:
+    """Return the model field a column's field names ("title", or "product.title" of a record it names).
+
+    Fields the engine or the hub sets (updated_at, an order's state) are a column's only in an export-only layout.
+    """
     model = spec.model
     parent, dot, name = path.partition(".")
     if dot:
@@ -71,7 +75,9 @@ def model_field_of(spec: EntitySpec, path: str) -> models.Field:
     else:
         name = parent
     field = model._meta.get_field(name)
-    if not field.concrete or field.primary_key or field.name in ENGINE_FIELDS:
+    if not field.concrete or field.primary_key:
+        raise FieldDoesNotExist(name)
+    if not export_only and (field.name in ENGINE_FIELDS or (not dot and field.name in spec.hub_fields)):
         raise FieldDoesNotExist(name)
     return field
 
@@ -122,12 +128,13 @@ def descriptor_check(*, descriptor, columns: Sequence) -> list[DescriptorProblem
         spec = entity_spec(descriptor.entity)
     except KeyError:
         return [*problems, DescriptorProblem(f"Unknown entity '{descriptor.entity}'.", attr="entity")]
-    fields = entity_fields(spec)
+    export_only = bool(getattr(descriptor, "export_only", False))
+    fields = entity_fields(spec, export_only=export_only)
     names: dict[str, int] = {}
     filled: dict[str, int] = {}
     key_fields: dict[str, int] = {}
     for index, column in enumerate(columns):
-        problems += _column_problems(spec, column, index=index, fields=fields)
+        problems += _column_problems(spec, column, index=index, fields=fields, export_only=export_only)
         name = column.name.strip()
         if name in names:
             problems.append(
@@ -179,7 +186,9 @@ def _word_problems(descriptor) -> list[DescriptorProblem]:
     return []
 
 
-def _column_problems(spec: EntitySpec, column, *, index: int, fields: list[str]) -> list[DescriptorProblem]:
+def _column_problems(
+    spec: EntitySpec, column, *, index: int, fields: list[str], export_only: bool
+) -> list[DescriptorProblem]:
     """Check one column on its own: its name, its field and whether its type fits the field."""
     out = []
     name = column.name.strip()
@@ -212,8 +221,18 @@ def _column_problems(spec: EntitySpec, column, *, index: int, fields: list[str])
             ),
         ]
     try:
-        field = model_field_of(spec, column.field)
+        field = model_field_of(spec, column.field, export_only=export_only)
     except FieldDoesNotExist:
+        if column.field in {*ENGINE_FIELDS, *spec.hub_fields}:
+            return [
+                *out,
+                DescriptorProblem(
+                    f"'{column.field}' is set by the hub itself, never by a file: only an export-only descriptor "
+                    "may have a column for it.",
+                    column=index,
+                    attr="field",
+                ),
+            ]
         return [
             *out,
             DescriptorProblem(
@@ -301,7 +320,7 @@ def descriptor_claiming(*, name: str, group) -> object | None:
         return None
     claiming = [
         d
-        for d in group.descriptors.filter(convention="").exclude(file_pattern="").order_by("code")
+        for d in group.descriptors.filter(convention="", export_only=False).exclude(file_pattern="").order_by("code")
         if fnmatch.fnmatchcase(name, d.file_pattern)
     ]
     if len(claiming) > 1:

@@ -235,6 +235,12 @@ def file_match(import_file: ImportFile, *, group: DataGroup | None) -> None:
             exc = _not_in_group(name, connection=conn, group=group, known=known) or exc
         raise FileRejected(str(exc)) from exc
     descriptor = known[parsed.type_code]
+    if descriptor.export_only:
+        import_file.connection = conn
+        import_file.save(update_fields=["connection"])
+        raise FileRejected(
+            f"{name}: {descriptor.code} is a layout the hub writes for other systems, not one it imports"
+        )
     if descriptor.file_pattern and not fnmatch.fnmatchcase(name, descriptor.file_pattern):
         import_file.connection = conn
         import_file.save(update_fields=["connection"])

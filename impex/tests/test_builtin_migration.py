@@ -5,16 +5,26 @@ import importlib
 import pytest
 from django.apps import apps
 
-from impex.builtin import BSPK_DESCRIPTORS, GROUPS, KORE_DESCRIPTORS, column_names, install_builtin
+from impex.builtin import (
+    BSPK_DESCRIPTORS,
+    EXPORT_DESCRIPTORS,
+    EXPORT_GROUPS,
+    GROUPS,
+    KORE_DESCRIPTORS,
+    column_names,
+    install_builtin,
+)
 from impex.models import DataDescriptor, DataGroup, DescriptorColumn
 
 MIGRATION = importlib.import_module("impex.migrations.0002_builtin_descriptors")
+EXPORT_MIGRATION = importlib.import_module("impex.migrations.0010_order_status_export")
 SKIPPED_FIELDS = {"id", "created_at", "updated_at"}
 
 
 def install_from_migration():
-    """Run the migration's install function over the current database."""
+    """Run the migrations' install functions over the current database."""
     MIGRATION.forwards(apps, None)
+    EXPORT_MIGRATION.forwards(apps, None)
 
 
 def built_ins():
@@ -69,8 +79,8 @@ def test_migration_installs_what_impex_builtin_installs():
     install_builtin(apps)
 
     assert built_ins() == from_migration
-    assert len(from_migration[0]) == 10
-    assert set(from_migration[1]) == {"bspk-special-orders", "kore-inbound"}
+    assert len(from_migration[0]) == 11
+    assert set(from_migration[1]) == {"bspk-special-orders", "kore-inbound", "order-status"}
 
 
 @pytest.mark.django_db
@@ -101,3 +111,20 @@ def test_installing_again_keeps_admin_edits_and_creates_only_what_is_missing():
     assert "KS_PRICES" not in groups["kore-inbound"][2]
     assert "KS_SHIPMENTS" in groups["kore-inbound"][2]
     assert groups["bspk-special-orders"] == before[1]["bspk-special-orders"]
+
+
+def test_export_migration_holds_the_same_order_status_layout_and_group_as_impex_builtin():
+    (live,) = EXPORT_DESCRIPTORS
+    frozen = EXPORT_MIGRATION.ORDER_STATUS
+
+    assert (frozen["code"], frozen["name"], frozen["entity"], frozen["precedence"]) == (
+        live["code"],
+        live["name"],
+        live["entity"],
+        live["precedence"],
+    )
+    assert frozen["columns"] == live["columns"]
+    assert frozen["export_only"] is True
+    assert [(EXPORT_MIGRATION.GROUP["code"], EXPORT_MIGRATION.GROUP["name"])] == [
+        (g["code"], g["name"]) for g in EXPORT_GROUPS
+    ]
