@@ -1,6 +1,7 @@
 """Order state changes and export flags: each change in one transaction, with its timeline row (SPEC section 7)."""
 
-from django.db import transaction
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 from django_fsm import can_proceed
@@ -243,3 +244,52 @@ def flag_retry(*, flag: OrderFlag, user) -> OrderFlag:
         )
         export_pass_enqueue()
     return flag
+
+
+def exporter_problems(exporter: Exporter) -> dict[str, list[str]]:
+    """Return what keeps an exporter (saved or not) from working, by field; empty when it can work."""
+    from orders.exporters.registry import KINDS
+
+    problems: dict[str, list[str]] = {}
+    try:
+        exporter.full_clean(validate_unique=False, validate_constraints=False)
+    except ValidationError as exc:
+        problems = {field: list(messages) for field, messages in exc.message_dict.items()}
+    kind = KINDS.get(exporter.kind)
+    if kind is not None:
+        for field, message in kind.problems(exporter):
+            problems.setdefault(field, []).append(message)
+    if exporter.next_flag and exporter.next_flag == exporter.flag:
+        problems.setdefault("next_flag", []).append("an exporter cannot hand an order on to its own flag")
+    if exporter.enabled and exporter.flag:
+        other = Exporter.objects.filter(flag=exporter.flag, enabled=True).exclude(pk=exporter.pk).first()
+        if other is not None:
+            problems.setdefault("flag", []).append(
+                f"the exporter {other.code} already acts on the flag {exporter.flag}: switch it off first"
+            )
+    if exporter.code:
+        taken = Exporter.objects.filter(code=exporter.code).exclude(pk=exporter.pk).exists()
+        if taken:
+            problems.setdefault("code", []).append(f"an exporter is already called {exporter.code}")
+    return problems
+
+
+def exporter_save(*, code: str, values: dict) -> tuple[Exporter, bool]:
+    """Create or update an exporter with the values given (the rest unchanged); refuse one that cannot work."""
+    with transaction.atomic():
+        exporter = Exporter.objects.select_for_update().filter(code=code).first()
+        created = exporter is None
+        if created:
+            exporter = Exporter(code=code)
+        for name, value in values.items():
+            setattr(exporter, name, value)
+        problems = exporter_problems(exporter)
+        if problems:
+            raise ValidationError(problems)
+        try:
+            with transaction.atomic():
+                exporter.save()
+        except IntegrityError as exc:  # another exporter took the flag at the same moment
+            raise ValidationError({"flag": [f"another enabled exporter acts on the flag {exporter.flag}"]}) from exc
+    export_pass_enqueue()
+    return exporter, created

@@ -234,3 +234,14 @@ def sftp_location(sftp_server, settings, tmp_path):
             "SFTP_KEY_FILE": "",
         },
     )
+
+
+@pytest.fixture
+def webhook_receiver():
+    """A webhook receiver on loopback (orders/tests/receiver.py): records POSTs and answers as scripted."""
+    from orders.tests.receiver import start_receiver
+
+    receiver, server = start_receiver()
+    yield receiver
+    server.shutdown()
+    server.server_close()

@@ -67,3 +67,27 @@ def import_orders(folder: Path, orders: list[dict], lines: list[dict]) -> None:
     import_rows(folder, "KS_ORDERS", orders)
     if lines:
         import_rows(folder, "KS_ORDER_LINES", lines)
+
+
+def configure(*args: str) -> dict:
+    """Run orders_exporter with the arguments and --json; return its JSON."""
+    import io
+    import json
+
+    from django.core.management import call_command
+
+    out = io.StringIO()
+    call_command("orders_exporter", *args, "--json", stdout=out)
+    return json.loads(out.getvalue().strip().splitlines()[-1])
+
+
+def export_pass(*args: str) -> list[dict]:
+    """Run orders_export --json; return its runs."""
+    import io
+    import json
+
+    from django.core.management import call_command
+
+    out = io.StringIO()
+    call_command("orders_export", *args, "--json", stdout=out)
+    return json.loads(out.getvalue().strip().splitlines()[-1])["runs"]

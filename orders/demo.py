@@ -1,0 +1,45 @@
+"""The demo's order chain: an approval gate and a file exporter, an approvers group, and one pass of each task."""
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.contrib.auth.models import Group, Permission
+from django.db import transaction
+
+from orders.models import Exporter
+
+APPROVERS = "Order approvers"
+# What an approver needs: see orders and their runs, approve and reject.
+APPROVER_PERMISSIONS = ("view_order", "view_orderline", "view_shipment", "view_orderexportrun", "approve_order")
+DEMO_EXPORTERS = (
+    {
+        "code": "approval",
+        "name": "Approval of orders of 400 or more",
+        "flag": "approval",
+        "kind": "approval",
+        "next_flag": "erp",
+        "min_total": Decimal("400"),
+    },
+    {"code": "erp-file", "name": "Order files for the ERP", "flag": "erp", "kind": "file", "next_flag": ""},
+)
+
+
+@dataclass(frozen=True)
+class DemoChain:
+    """What the demo set up: the exporters (code -> created?) and the approvers group."""
+
+    exporters: dict[str, bool]
+    approvers_group: str
+
+
+@transaction.atomic
+def demo_chain_save() -> DemoChain:
+    """Create the demo exporters and the approvers group if missing; never change ones an admin edited."""
+    created = {}
+    for spec in DEMO_EXPORTERS:
+        _, created[spec["code"]] = Exporter.objects.get_or_create(code=spec["code"], defaults=spec)
+    group, _ = Group.objects.get_or_create(name=APPROVERS)
+    group.permissions.add(
+        *Permission.objects.filter(content_type__app_label="orders", codename__in=APPROVER_PERMISSIONS)
+    )
+    return DemoChain(exporters=created, approvers_group=group.name)

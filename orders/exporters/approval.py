@@ -1,0 +1,24 @@
+"""The approval gate: holds orders over a total, or of an inactive customer, until staff decide."""
+
+from orders.choices import ExporterKind as Kind
+from orders.choices import ExportRunStatus, OrderTransition
+from orders.exporters.base import ExporterKind, Outcome
+
+
+class ApprovalGate(ExporterKind):
+    name = Kind.APPROVAL
+    in_transaction = True
+
+    def run(self, *, order, exporter, flag) -> Outcome:
+        from orders.services import order_transition
+
+        reasons = []
+        if exporter.min_total is not None and order.total >= exporter.min_total:
+            reasons.append(f"its total {order.total.normalize():f} {order.currency} is at least {exporter.min_total.normalize():f}")
+        if not order.customer.active:
+            reasons.append(f"customer {order.customer.customer_id} is inactive")
+        if not reasons:
+            return Outcome(message="no approval needed")
+        why = "held for approval: " + " and ".join(reasons)
+        order_transition(order=order, transition=OrderTransition.HOLD, by=f"exporter {exporter.code}", reason=why)
+        return Outcome(status=ExportRunStatus.HELD, message=why)

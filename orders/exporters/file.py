@@ -1,0 +1,83 @@
+"""The file exporter: writes the order and its lines with export descriptors to the outbox, each file whole."""
+
+import re
+
+from orders.choices import ExporterKind as Kind
+from orders.exceptions import ExporterFailed
+from orders.exporters.base import ExporterKind, Outcome
+
+HEADER_DESCRIPTOR = "KS_ORDERS"
+LINES_DESCRIPTOR = "KS_ORDER_LINES"
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def order_file_names(*, exporter, order, ext: str) -> tuple[str, str]:
+    """Return the names of an order's header and lines files: the same on every retry, so a retry overwrites."""
+    stem = f"{exporter.code}_{_UNSAFE.sub('_', order.order_id)[:150]}"
+    return f"{stem}.{ext}", f"{stem}_lines.{ext}"
+
+
+def order_destination(*, exporter, order):
+    """Return the folder an exporter writes an order to: its destination, the order's connection's outbox, or ours."""
+    from impex.services.jobs import connection_folder
+    from impex.storage import folder_at
+
+    if exporter.destination:
+        return folder_at(exporter.destination, default="orders/outbox")
+    if order.connection_id and order.connection is not None:
+        return connection_folder(order.connection, "outbox")
+    return folder_at("", default="orders/outbox")
+
+
+class FileExporter(ExporterKind):
+    name = Kind.FILE
+
+    def problems(self, exporter) -> list[tuple[str, str]]:
+        from impex.models import location_errors
+
+        found = []
+        if exporter.descriptor_id and exporter.descriptor.entity != "order":
+            found.append(("descriptor", f"{exporter.descriptor.code} is not a layout of orders"))
+        if exporter.destination:
+            found += [("destination", message) for message in location_errors(exporter.destination, what="destination")]
+        return found
+
+    def run(self, *, order, exporter, flag) -> Outcome:
+        from impex.formats.writers import write_pieces
+        from impex.models import DataDescriptor
+        from impex.services.exports import EXTENSIONS, export_pieces
+        from impex.storage import delete_file, place_file, temporary_folder
+        from orders.models import Order, OrderLine
+
+        header = exporter.descriptor or DataDescriptor.objects.filter(code=HEADER_DESCRIPTOR).first()
+        lines = DataDescriptor.objects.filter(code=LINES_DESCRIPTOR).first()
+        if header is None or lines is None:
+            raise ExporterFailed(f"the descriptors {HEADER_DESCRIPTOR} and {LINES_DESCRIPTOR} are missing", retry=False)
+        ext = EXTENSIONS.get(header.format, "csv")
+        header_name, lines_name = order_file_names(exporter=exporter, order=order, ext=ext)
+        folder = order_destination(exporter=exporter, order=order)
+        try:
+            with temporary_folder() as tmp:
+                for descriptor, name, records in (
+                    (lines, lines_name, OrderLine.objects.filter(order=order)),
+                    (header, header_name, Order.objects.filter(pk=order.pk)),
+                ):
+                    local = tmp / name
+                    pieces = export_pieces(descriptor=descriptor, fmt=header.format, records=records)
+                    with open(local, "w", encoding=header.encoding or "utf-8", newline="") as stream:
+                        write_pieces(stream, pieces)
+                    target = folder.name(name)
+                    # A retry after a crash writes the same name again: the earlier copy is replaced, not doubled.
+                    delete_file(folder.storage, target)
+                    # Lines first, header last: a reader that sees the order's header finds its lines there.
+                    place_file(folder.storage, target, local)
+        except ExporterFailed:
+            raise
+        except (OSError, ValueError) as exc:
+            raise ExporterFailed(f"writing to {folder.location}: {exc}") from exc
+        except Exception as exc:  # storage back-ends raise their own errors (boto, paramiko)
+            raise ExporterFailed(f"writing to {folder.location}: {exc.__class__.__name__}: {exc}") from exc
+        return Outcome(
+            message=f"wrote {header_name} and {lines_name} to {folder.location}",
+            location=folder.path(folder.name(header_name)),
+        )
