@@ -71,6 +71,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "import_export",
     "django_q",
+    "rest_framework",
+    "drf_spectacular",
     "impex",
     "syncapp",
     "orders",
@@ -238,3 +240,25 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
 }
+
+# The HTTP API (SPEC section 10): JSON only, each request authenticated by a connection's token (no session,
+# hence no CSRF exposure), 400 with the field errors for a body that does not validate.
+REST_FRAMEWORK = {
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["impex.api_auth.ConnectionTokenAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "impex-hub API",
+    "DESCRIPTION": "Order update feeds (and, next, sync logs, single-record events and extraction). "
+    "Every request carries `Authorization: Bearer TOKEN`, a connection's token (impex_connection CODE --new-token).",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+}
+# A feed request carries at most this many events.
+API_MAX_FEED_EVENTS = env_int("API_MAX_FEED_EVENTS", 1000)

@@ -9,6 +9,12 @@ def _confirm_ready() -> None:
     orders_confirm_ready(by="import")
 
 
+def _shipments_to_feed() -> None:
+    from orders.feeds import feed_events_from_shipments
+
+    feed_events_from_shipments()
+
+
 def register() -> None:
     """Register the order entities and the external id files name orders by."""
     natural_key_register("orders.Order", "order_id")
@@ -28,6 +34,6 @@ def register() -> None:
             after_file=_confirm_ready,
             hub_fields=("shipped_at", "shipment"),
         ),
-        EntitySpec("shipment", "Shipment", "orders.Shipment", ("shipment_id",)),
+        EntitySpec("shipment", "Shipment", "orders.Shipment", ("shipment_id",), after_file=_shipments_to_feed),
     ):
         entity_register(spec)

@@ -253,6 +253,8 @@ class FeedEvent(models.Model):
     status = models.CharField(max_length=10, choices=FeedStatus.choices, default=FeedStatus.PENDING, db_index=True)
     message = models.TextField(blank=True, default="")
     attempts = models.PositiveIntegerField(default=0)
+    # A failed event is tried again (at next_attempt_at, and only once its order exists) unless retry is off.
+    retry = models.BooleanField(default=True)
     next_attempt_at = models.DateTimeField(default=timezone.now)
     claimed_by = models.CharField(max_length=200, blank=True, default="")
     lease_until = models.DateTimeField(null=True, blank=True)

@@ -14,7 +14,9 @@ class ApprovalGate(ExporterKind):
 
         reasons = []
         if exporter.min_total is not None and order.total >= exporter.min_total:
-            reasons.append(f"its total {order.total.normalize():f} {order.currency} is at least {exporter.min_total.normalize():f}")
+            reasons.append(
+                f"its total {order.total.normalize():f} {order.currency} is at least {exporter.min_total.normalize():f}"
+            )
         if not order.customer.active:
             reasons.append(f"customer {order.customer.customer_id} is inactive")
         if not reasons:

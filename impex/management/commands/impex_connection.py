@@ -6,7 +6,9 @@ from django.core.management.base import BaseCommand, CommandError
 from impex.choices import Convention
 from impex.exceptions import ConnectionInvalid
 from impex.management.output import print_json
+from impex.models import Connection
 from impex.services.connections import connection_save
+from impex.services.tokens import api_token_issue
 
 # The option that sets each field, so that a refusal says which option to change.
 OPTION_OF_FIELD = {
@@ -23,6 +25,15 @@ OPTION_OF_FIELD = {
     "archive_folder": "--archive",
     "error_folder": "--error-folder",
     "outbox": "--outbox",
+}
+# The option keys of fields whose command-line name differs.
+OPTION_KEYS = {
+    "company_name": "company",
+    "integration_id": "integration",
+    "interval_minutes": "interval",
+    "scan_cron": "cron",
+    "scan_enabled": "scan",
+    "archive_folder": "archive",
 }
 LOCATION_HELP = "a folder path, s3://bucket/prefix or sftp://[user@]host[:port]/path; '' for the default"
 
@@ -58,9 +69,20 @@ class Command(BaseCommand):
         parser.add_argument("--archive", help=f"Where imported files are moved: {LOCATION_HELP} (<code>/archive).")
         parser.add_argument("--error-folder", help=f"Where rejected files are moved: {LOCATION_HELP} (<code>/error).")
         parser.add_argument("--outbox", help=f"Where scheduled exports are written: {LOCATION_HELP} (<code>/outbox).")
+        parser.add_argument(
+            "--new-token",
+            action="store_true",
+            help="Issue a new API token for the connection and print it once (older tokens stay valid until revoked).",
+        )
         parser.add_argument("--json", action="store_true", help="Print one JSON object as the last line.")
 
     def handle(self, *args, **opts):
+        changes = [f for f in OPTION_OF_FIELD if f != "code" and opts.get(OPTION_KEYS.get(f, f)) is not None]
+        if opts["new_token"] and not changes:
+            conn = Connection.objects.filter(code=opts["code"]).first()
+            if conn is None:
+                raise CommandError(f"no connection is called {opts['code']} (create it first with --convention)")
+            return self._token(conn, opts)
         try:
             conn, created = connection_save(
                 code=opts["code"],
@@ -82,6 +104,8 @@ class Command(BaseCommand):
         self.stdout.write(
             f"{'Created' if created else 'Updated'} connection {conn.code} ({conn.get_convention_display()})"
         )
+        if opts["new_token"]:
+            return self._token(conn, opts)
         if opts["json"]:
             print_json(
                 self,
@@ -102,6 +126,16 @@ class Command(BaseCommand):
                     "outbox": conn.outbox,
                 },
             )
+
+    def _token(self, conn, opts):
+        raw = api_token_issue(connection=conn, by="command: impex_connection")
+        self.stdout.write(
+            f"New API token of {conn.code} (shown this once; the hub keeps only its hash; revoke it in the admin):"
+        )
+        if opts["json"]:
+            print_json(self, {"token": raw})
+        else:
+            self.stdout.write(raw)
 
 
 def refusal(errors: dict[str, list[str]]) -> str:

@@ -1,0 +1,11 @@
+"""URL routes of the HTTP API (SPEC section 10) and its OpenAPI schema."""
+
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView
+
+from orders.api import ShipmentFeedView
+
+urlpatterns = [
+    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("feeds/shipments/", ShipmentFeedView.as_view(), name="api-feed-shipments"),
+]
