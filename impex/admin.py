@@ -53,6 +53,7 @@ from impex.choices import ExportRunStatus, FileKind, FileStatus, GroupDirection,
 from impex.exceptions import ConfigurationError, ConnectionDeleteRefused
 from impex.forms import UploadForm
 from impex.models import (
+    ApiToken,
     Connection,
     ConnectionState,
     DataDescriptor,
@@ -79,6 +80,7 @@ from impex.services.progress import COUNTS, file_status_label, job_files, job_pr
 from impex.services.rejected import NoRejectedRows, rejected_rows_available, rejected_rows_download, rejected_rows_name
 from impex.services.samples import SAMPLE_ROWS, descriptor_sample
 from impex.services.schedules import scan_schedule_name, schedules_sync_on_commit
+from impex.services.tokens import api_token_revoke
 from impex.services.uploads import UploadRefused, job_run_again, job_run_for_real, job_upload
 from impex.services.waits import HELD_FOR_WINDOW, WAITING_FOR_SEQUENCE
 from impex.storage import open_file, resolve_path, temporary_folder
@@ -1472,3 +1474,34 @@ class InboxFileAdmin(AuditRecordAdmin):
     @admin.display(description="outcome")
     def outcome(self, obj):
         return Truncator(inbox_outcome(obj)).chars(200)
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(AuditRecordAdmin):
+    """A connection's API tokens: shown by their first characters only (the hub keeps a hash), revoked here."""
+
+    list_display = ("prefix_display", "connection", "created_at", "created_by", "last_used_at", "revoked")
+    list_filter = ("connection", ("revoked_at", admin.EmptyFieldListFilter))
+    search_fields = ("prefix", "connection__code")
+    list_select_related = ("connection",)
+    readonly_fields = ("prefix", "connection", "created_at", "created_by", "last_used_at", "revoked_at", "revoked_by")
+    fields = readonly_fields
+    actions = ("revoke",)
+
+    def has_revoke_permission(self, request):
+        return request.user.has_perm("impex.change_apitoken")
+
+    @admin.display(description="Token", ordering="prefix")
+    def prefix_display(self, obj):
+        return f"{obj.prefix}…"
+
+    @admin.display(description="Revoked")
+    def revoked(self, obj):
+        if obj.revoked_at is None:
+            return "-"
+        return f"{date_format(timezone.localtime(obj.revoked_at), 'SHORT_DATETIME_FORMAT')} by {obj.revoked_by or '?'}"
+
+    @admin.action(description="Revoke selected tokens (they stop working at once)", permissions=["revoke"])
+    def revoke(self, request, queryset):
+        done = sum(api_token_revoke(token=token, by=request.user.get_username()) for token in queryset)
+        self.message_user(request, f"{done} token{pluralize(done)} revoked.", messages.SUCCESS)
