@@ -1,16 +1,219 @@
-"""Admin of orders, their lines and shipments: read-only like every synced record; the state machine moves states."""
+"""Admin of orders (read-only records with their timeline, approvals of held orders and retries of failed exports),
+of exporters and the flags transitions set, and the read-only record of exporter runs and feed events (SPEC 7, 13)."""
 
-from django.contrib import admin
+from collections import defaultdict
+from collections.abc import Callable
+from typing import NamedTuple
+from urllib.parse import urlencode
 
-from config.adminkit import ReadOnlyInline
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, Exists, IntegerField, OuterRef, Subquery
+from django.db.models.functions import Coalesce
+from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.formats import date_format
+from django.utils.html import escape, format_html, format_html_join
+from django.utils.safestring import mark_safe
+from django.utils.text import Truncator
+
+from config.adminkit import AuditRecordAdmin, CountedChangeList, ReadOnlyInline, permission_check
+from impex.models import DataDescriptor, location_errors
 from orders import resources
-from orders.models import Order, OrderLine, Shipment
+from orders.choices import ExporterKind, ExportRunStatus, FlagStatus, OrderState, OrderTransition
+from orders.exceptions import OrderError
+from orders.models import (
+    Exporter,
+    FeedEvent,
+    Order,
+    OrderExportRun,
+    OrderFlag,
+    OrderLine,
+    Shipment,
+    TransitionFlag,
+)
+from orders.services import flag_retry, flags_for, order_approve, order_reject, transition_refusal
 from syncapp.admin import SyncedEntityAdmin
+
+APPROVE_PERMISSION = "orders.approve_order"
+# Retrying sends an order on again along its chain: whoever may change orders may ask for it.
+RETRY_PERMISSION = "orders.change_order"
+REASON_MAX_LENGTH = 2000
+ERROR_SHOWN = 60
+
+# Flag statuses behind each choice of the list's "exports" filter.
+EXPORTS_CHOICES = {
+    "failed": ("failed", [FlagStatus.FAILED]),
+    "pending": ("pending", [FlagStatus.PENDING, FlagStatus.RUNNING]),
+    "held": ("held for approval", [FlagStatus.HELD]),
+}
+# Query parameters that neither filter nor search the orders list: with only these, an approver's list is the
+# default one (awaiting approval).
+NOT_FILTERS = {"o", "p", "_facets", "e"}
+
+
+def _when(at) -> str:
+    """A time as a reader scanning a list wants it: H:i today, with the date on other days."""
+    local = timezone.localtime(at)
+    if local.date() == timezone.localdate():
+        return date_format(local, "H:i")
+    return date_format(local, "Y-m-d H:i")
+
+
+def flag_summary(flag: OrderFlag) -> str:
+    """Say where an order's flag stands in a few words: "erp (pending, try 3, next 12:04)", "approval (held)"."""
+    if flag.status == FlagStatus.PENDING:
+        detail = "pending"
+        if flag.attempts:
+            detail += f", try {flag.attempts + 1}, next {_when(flag.next_attempt_at)}"
+        elif flag.next_attempt_at > timezone.now():
+            detail += f", next {_when(flag.next_attempt_at)}"
+    elif flag.status == FlagStatus.RUNNING:
+        detail = f"running on {flag.claimed_by}" if flag.claimed_by else "running"
+    elif flag.status == FlagStatus.HELD:
+        detail = "held"
+    else:
+        detail = f"failed: {Truncator(flag.last_error).chars(ERROR_SHOWN)}" if flag.last_error else "failed"
+    return f"{flag.flag} ({detail})"
+
+
+def flags_by_order(order_ids) -> dict[int, list[OrderFlag]]:
+    """Return the flags of the given orders, by order id, in the order they were set (one query)."""
+    found = defaultdict(list)
+    for flag in OrderFlag.objects.filter(order_id__in=list(order_ids)).order_by("set_at", "pk"):
+        found[flag.order_id].append(flag)
+    return found
+
+
+class OrderChangeList(CountedChangeList):
+    """The orders list: the flags of the page's orders come in one query (not with exports of the whole list)."""
+
+    def get_results(self, request):
+        super().get_results(request)
+        flags = flags_by_order(order.pk for order in self.result_list)
+        for order in self.result_list:
+            order.flag_list = flags.get(order.pk, [])
+
+
+class ApprovalFilter(admin.SimpleListFilter):
+    """Held orders waiting for a decision: the default list of whoever may approve (with no filter or search)."""
+
+    title = "approval"
+    parameter_name = "approval"
+    AWAITING, ALL = "awaiting", "all"
+
+    def __init__(self, request, params, model, model_admin):
+        super().__init__(request, params, model, model_admin)
+        narrowed = any(key not in NOT_FILTERS for key in request.GET)
+        may_approve = request.user.has_perm(APPROVE_PERMISSION)
+        # A filter or search of its own makes the list "All": clicking "state: confirmed" must show confirmed orders.
+        self.default = self.AWAITING if may_approve and not narrowed else self.ALL
+
+    def lookups(self, request, model_admin):
+        return [(self.AWAITING, "Awaiting approval"), (self.ALL, "All")]
+
+    def value(self):
+        return super().value() or self.default
+
+    def choices(self, changelist):
+        # No "All" of Django's (which would mean "the default"): "All" is an explicit choice, so that an approver
+        # can leave the default list.
+        for lookup, title in self.lookup_choices:
+            yield {
+                "selected": self.value() == lookup,
+                "query_string": changelist.get_query_string({self.parameter_name: lookup}),
+                "display": title,
+            }
+
+    def queryset(self, request, queryset):
+        if self.value() == self.AWAITING:
+            return queryset.filter(state=OrderState.ON_HOLD)
+        return queryset
+
+
+class FlagFilter(admin.SimpleListFilter):
+    """Orders carrying one flag (the flags exporters act on or set, and the flags transitions set)."""
+
+    title = "export flag"
+    parameter_name = "flag"
+
+    def lookups(self, request, model_admin):
+        flags = set(Exporter.objects.values_list("flag", flat=True))
+        flags |= set(Exporter.objects.exclude(next_flag="").values_list("next_flag", flat=True))
+        flags |= set(TransitionFlag.objects.values_list("flag", flat=True))
+        return [(flag, flag) for flag in sorted(flags)]
+
+    def queryset(self, request, queryset):
+        if self.value():
+            return queryset.filter(Exists(OrderFlag.objects.filter(order=OuterRef("pk"), flag=self.value())))
+        return queryset
+
+
+class ExportsFilter(admin.SimpleListFilter):
+    """Orders by where their exports stand: a flag failed, waiting, held, or no flag at all (of the chosen flag)."""
+
+    title = "exports"
+    parameter_name = "exports"
+
+    def lookups(self, request, model_admin):
+        return [*((key, label) for key, (label, _) in EXPORTS_CHOICES.items()), ("none", "none")]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        flags = OrderFlag.objects.filter(order=OuterRef("pk"))
+        # With a flag chosen too, "failed" means that flag failed, not that another one did.
+        if request.GET.get(FlagFilter.parameter_name):
+            flags = flags.filter(flag=request.GET[FlagFilter.parameter_name])
+        if value == "none":
+            return queryset.filter(~Exists(flags))
+        if value in EXPORTS_CHOICES:
+            return queryset.filter(Exists(flags.filter(status__in=EXPORTS_CHOICES[value][1])))
+        return queryset
+
+
+class DecisionForm(forms.Form):
+    """The reason of a rejection (required) or the note of an approval (optional)."""
+
+    reason = forms.CharField(max_length=REASON_MAX_LENGTH, widget=forms.Textarea(attrs={"rows": 3, "cols": 70}))
+
+    def __init__(self, *args, required: bool, **kwargs):
+        super().__init__(*args, **kwargs)
+        field = self.fields["reason"]
+        field.required = required
+        field.label = "Reason" if required else "Note (optional)"
+        field.help_text = (
+            "Why the order is rejected: it is kept on the order's timeline with your name."
+            if required
+            else "Kept on the order's timeline with your name."
+        )
+        if required:
+            field.error_messages["required"] = "Give the reason for rejecting: it is kept on the order's timeline."
+
+
+class Decision(NamedTuple):
+    """What approving or rejecting a held order takes: its transition, its words and its service."""
+
+    transition: str
+    verb: str
+    past: str
+    service: Callable
+
+
+DECISIONS = {
+    "approve": Decision(OrderTransition.APPROVE, "approve", "approved", order_approve),
+    "reject": Decision(OrderTransition.REJECT, "reject", "rejected", order_reject),
+}
 
 
 class OrderLineInline(ReadOnlyInline):
     model = OrderLine
-    fields = ("line_no", "variant", "quantity", "unit_price")
+    fields = ("line_no", "variant", "quantity", "unit_price", "shipped_at")
     readonly_fields = fields
     ordering = ("line_no",)
 
@@ -23,15 +226,28 @@ class ShipmentInline(ReadOnlyInline):
 
 @admin.register(Order)
 class OrderAdmin(SyncedEntityAdmin):
+    """Orders: read-only records; their state moves by transitions only: approvals, rejections, export retries."""
+
     resource_classes = [resources.OrderResource]
-    list_display = ("order_id", "order_date", "customer", "currency", "total", "state", "connection")
-    list_filter = ("state", "connection")
+    change_form_template = "admin/orders/order/change_form.html"
+    list_display = (
+        "order_id",
+        "order_date",
+        "customer",
+        "currency",
+        "total",
+        "state",
+        "flags_display",
+        "connection",
+    )
+    list_filter = (ApprovalFilter, ExportsFilter, FlagFilter, "state", "connection")
     search_fields = ("order_id", "customer__customer_id", "customer__email", "ship_to_name")
     list_select_related = ("customer", "connection")
     date_hierarchy = "order_date"
     inlines = (OrderLineInline, ShipmentInline)
+    actions = ("approve_held", "reject_held", "retry_failed_exports")
     fieldsets = (
-        (None, {"fields": ("order_id", "customer", "order_date", "currency", "total", "state")}),
+        (None, {"fields": ("order_id", "customer", "order_date", "currency", "total", "state", "state_changed_at")}),
         (
             "Shipping",
             {
@@ -42,11 +258,650 @@ class OrderAdmin(SyncedEntityAdmin):
                     "ship_to_city",
                     "ship_to_postcode",
                     "ship_to_country",
+                    "shipped_lines",
+                    "tracking_numbers",
                 )
             },
         ),
         ("Sync", {"fields": ("connection", "created_at", "updated_at")}),
     )
+    readonly_fields = ("connection", "created_at", "updated_at", "state", "state_changed_at")
+
+    has_approve_permission = permission_check(APPROVE_PERMISSION)
+    has_retry_export_permission = permission_check(RETRY_PERMISSION)
+
+    def get_changelist(self, request, **kwargs):
+        return OrderChangeList
+
+    @admin.display(description="export flags")
+    def flags_display(self, obj):
+        flags = getattr(obj, "flag_list", None)
+        if flags is None:
+            flags = list(obj.flags.order_by("set_at", "pk"))
+        if not flags:
+            return "-"
+        return format_html_join(
+            mark_safe("<br>"),
+            '<span class="order-flag order-flag-{}" title="{}">{}</span>',
+            ((flag.status, flag.last_error, flag_summary(flag)) for flag in flags),
+        )
+
+    # -- actions -------------------------------------------------------------------------------
+
+    def changelist_view(self, request, extra_context=None):
+        # An action the user may not run is refused outright, not answered with "No action selected".
+        if request.method == "POST":
+            for name in request.POST.getlist("action"):
+                if name in self.actions and not self._may_run(request, name):
+                    raise PermissionDenied
+        return super().changelist_view(request, extra_context)
+
+    def _may_run(self, request, action: str) -> bool:
+        perms = getattr(getattr(self, action), "allowed_permissions", ())
+        return all(getattr(self, f"has_{perm}_permission")(request) for perm in perms)
+
+    def _chosen(self, request, queryset) -> list[Order]:
+        """The orders the user ticked: all of them, even those the list's filter no longer shows (they are skipped
+        with a word rather than left out without one)."""
+        if request.POST.get("select_across") == "1":
+            orders = queryset
+        else:
+            ids = [pk for pk in request.POST.getlist(helpers.ACTION_CHECKBOX_NAME) if pk.isdigit()]
+            orders = Order.objects.filter(pk__in=ids)
+        return list(orders.select_related("customer").order_by("order_id"))
+
+    @admin.action(description="Approve", permissions=["approve"])
+    def approve_held(self, request, queryset):
+        return self._decide_selected(request, queryset, decision="approve")
+
+    @admin.action(description="Reject", permissions=["approve"])
+    def reject_held(self, request, queryset):
+        return self._decide_selected(request, queryset, decision="reject")
+
+    def _decide_selected(self, request, queryset, *, decision: str):
+        """Ask for the reason (or note) of the decision on the held orders chosen, then take it; skip the others."""
+        past = DECISIONS[decision].past
+        orders = self._chosen(request, queryset)
+        held = [order for order in orders if order.state == OrderState.ON_HOLD]
+        skipped = [order for order in orders if order.state != OrderState.ON_HOLD]
+        form = DecisionForm(request.POST if request.POST.get("post") else None, required=decision == "reject")
+        if held and form.is_bound and form.is_valid():
+            self._decide(request, held, decision=decision, reason=form.cleaned_data["reason"])
+            self._report_skipped(request, skipped, past=past)
+            return None
+        if not held:
+            self._report_skipped(request, skipped, past=past)
+            self.message_user(request, f"No order was {past}: none of those chosen is on hold.", messages.WARNING)
+            return None
+        return self._decision_page(
+            request,
+            decision=decision,
+            orders=held,
+            skipped=skipped,
+            form=form,
+            action=f"{decision}_held",
+        )
+
+    def _decide(self, request, orders: list[Order], *, decision: str, reason: str) -> None:
+        """Take the decision on each order through its service; report what was done and what was refused."""
+        past, service = DECISIONS[decision].past, DECISIONS[decision].service
+        done = []
+        for order in orders:
+            try:
+                service(order=order, user=request.user, reason=reason)
+            except OrderError as exc:
+                self.message_user(request, f"{order.order_id} was not {past}: {exc}.", messages.ERROR)
+            else:
+                done.append(order.order_id)
+        if done:
+            then = "it goes on along its chain" if decision == "approve" else "cancelled"
+            if len(done) > 1:
+                then = "they go on along their chains" if decision == "approve" else "cancelled"
+            self.message_user(request, f"{past.capitalize()} {', '.join(done)}: {then}.", messages.SUCCESS)
+
+    def _report_skipped(self, request, skipped: list[Order], *, past: str) -> None:
+        if skipped:
+            listed = ", ".join(f"{order.order_id} ({order.get_state_display()})" for order in skipped)
+            self.message_user(
+                request,
+                f"Skipped {listed}: only orders on hold can be {past}, and "
+                f"{'this one is' if len(skipped) == 1 else 'these are'} not.",
+                messages.WARNING,
+            )
+
+    def _decision_page(self, request, *, decision, orders, skipped, form, action="", post_url=""):
+        """The page that asks for the reason of a rejection (or the note of an approval) before it is taken."""
+        verb = DECISIONS[decision].verb
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": f"{verb.capitalize()} {'this order' if len(orders) == 1 else f'{len(orders)} orders'}?",
+            "decision": decision,
+            "verb": verb,
+            "orders": orders,
+            "skipped": skipped,
+            "form": form,
+            "action": action,
+            "post_url": post_url,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            "held_runs": held_runs_by_order([order.pk for order in orders]),
+        }
+        for order in orders:
+            order.held_message = context["held_runs"].get(order.pk, "")
+        return TemplateResponse(request, "admin/orders/order/decide.html", context)
+
+    @admin.action(description="Retry failed exports", permissions=["retry_export"])
+    def retry_failed_exports(self, request, queryset):
+        orders = self._chosen(request, queryset)
+        failed = OrderFlag.objects.filter(order__in=[o.pk for o in orders], status=FlagStatus.FAILED)
+        retried = defaultdict(list)
+        for flag in failed.select_related("order").order_by("order__order_id", "flag"):
+            try:
+                flag_retry(flag=flag, user=request.user)
+            except OrderError as exc:
+                self.message_user(request, f"{flag.order.order_id}: {exc}.", messages.ERROR)
+            else:
+                retried[flag.order.order_id].append(flag.flag)
+        if retried:
+            listed = "; ".join(f"{order_id}: {', '.join(flags)}" for order_id, flags in retried.items())
+            self.message_user(
+                request,
+                f"Tried again: {listed}. The export pass takes them up in a moment; the orders' timelines tell how "
+                "it went.",
+                messages.SUCCESS,
+            )
+        idle = [o.order_id for o in orders if o.order_id not in retried]
+        if idle:
+            self.message_user(request, f"No failed export to retry on {', '.join(idle)}.", messages.WARNING)
+
+    # -- the order's page and its buttons ------------------------------------------------------
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        own = [
+            path("<path:object_id>/approve/", view(self.approve_view), name="orders_order_approve"),
+            path("<path:object_id>/reject/", view(self.reject_view), name="orders_order_reject"),
+            path(
+                "<path:object_id>/flags/<int:flag_id>/retry/",
+                view(self.retry_flag_view),
+                name="orders_order_retry_flag",
+            ),
+        ]
+        return own + super().get_urls()
+
+    def _order_for(self, request, object_id, *, may) -> Order:
+        """The order of a button's view, once the server has checked the user may view it and press the button."""
+        if not (self.has_view_permission(request) and may(request)):
+            raise PermissionDenied
+        order = self.get_object(request, unquote(object_id))
+        if order is None:
+            raise Http404("No such order.")
+        return order
+
+    def _back(self, order: Order) -> HttpResponseRedirect:
+        return HttpResponseRedirect(reverse("admin:orders_order_change", args=[order.pk]))
+
+    def approve_view(self, request, object_id):
+        """Approve the held order (POST, orders.approve_order); a GET shows the page that asks for a note."""
+        return self._decision_view(request, object_id, decision="approve")
+
+    def reject_view(self, request, object_id):
+        """Reject the held order with a reason (POST, orders.approve_order); a GET shows the page that asks for it."""
+        return self._decision_view(request, object_id, decision="reject")
+
+    def _decision_view(self, request, object_id, *, decision: str):
+        transition, past = DECISIONS[decision].transition, DECISIONS[decision].past
+        order = self._order_for(request, object_id, may=self.has_approve_permission)
+        refusal = transition_refusal(order=order, transition=transition)
+        if refusal:
+            self.message_user(request, f"Nothing was {past}: {refusal}.", messages.ERROR)
+            return self._back(order)
+        form = DecisionForm(request.POST if request.method == "POST" else None, required=decision == "reject")
+        if form.is_bound and form.is_valid():
+            self._decide(request, [order], decision=decision, reason=form.cleaned_data["reason"])
+            return self._back(order)
+        return self._decision_page(
+            request,
+            decision=decision,
+            orders=[order],
+            skipped=[],
+            form=form,
+            post_url=reverse(f"admin:orders_order_{decision}", args=[order.pk]),
+        )
+
+    def retry_flag_view(self, request, object_id, flag_id: int):
+        """Try a failed flag's exporter again now (POST, orders.change_order)."""
+        order = self._order_for(request, object_id, may=self.has_retry_export_permission)
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        flag = get_object_or_404(OrderFlag, pk=flag_id, order=order)
+        if flag.status != FlagStatus.FAILED:
+            self.message_user(
+                request,
+                f"{flag.flag} is {flag.get_status_display().lower()}, not failed: nothing to retry.",
+                messages.WARNING,
+            )
+            return self._back(order)
+        try:
+            flag_retry(flag=flag, user=request.user)
+        except OrderError as exc:
+            self.message_user(request, f"{flag.flag} was not retried: {exc}.", messages.ERROR)
+        else:
+            self.message_user(
+                request, f"{flag.flag} is tried again: the export pass takes it up in a moment.", messages.SUCCESS
+            )
+        return self._back(order)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        order = self.get_object(request, unquote(object_id))
+        extra = {}
+        if order is not None:
+            extra = order_page_context(
+                request,
+                order,
+                may_decide=self.has_approve_permission(request),
+                may_retry=self.has_retry_export_permission(request),
+            )
+        return super().change_view(request, object_id, form_url, extra_context={**extra, **(extra_context or {})})
+
+
+def held_runs_by_order(order_ids) -> dict[int, str]:
+    """Return, by order, the message of the latest run that held it (why it waits for approval)."""
+    held = {}
+    runs = OrderExportRun.objects.filter(order_id__in=order_ids, status=ExportRunStatus.HELD)
+    for order_id, message in runs.order_by("started_at", "pk").values_list("order_id", "message"):
+        held[order_id] = message
+    return held
+
+
+def order_timeline(order: Order) -> list[dict]:
+    """Every timeline row of the order and every exporter run on it, merged in time order."""
+    rows = []
+    for event in order.events.select_related("user").order_by("at", "pk"):
+        rows.append(
+            {
+                "at": event.at,
+                "order": (event.at, 0, event.pk),
+                "kind": "event",
+                "event": event,
+                "label": event.get_kind_display(),
+                "flag": event.flag,
+                "who": event.user.get_username() if event.user else event.by,
+                "message": event.message,
+            }
+        )
+    for run in order.export_runs.order_by("started_at", "pk"):
+        rows.append(
+            {
+                "at": run.started_at,
+                "order": (run.started_at, 1, run.pk),
+                "kind": "run",
+                "run": run,
+                "label": f"run {run.get_status_display()}",
+                "flag": run.flag,
+                "who": run.worker,
+                "message": run.message,
+            }
+        )
+    rows.sort(key=lambda row: row["order"])
+    return rows
+
+
+def order_page_context(request, order: Order, *, may_decide: bool, may_retry: bool) -> dict:
+    """Gather what an order's page shows besides its fields: the approval box, the flags now and the timeline."""
+    held = order.state == OrderState.ON_HOLD
+    flags = list(order.flags.order_by("set_at", "pk"))
+    return {
+        "order_held": held,
+        "held_message": held_runs_by_order([order.pk]).get(order.pk, "") if held else "",
+        "may_decide": may_decide and held,
+        "approve_url": reverse("admin:orders_order_approve", args=[order.pk]),
+        "reject_url": reverse("admin:orders_order_reject", args=[order.pk]),
+        "reason_max_length": REASON_MAX_LENGTH,
+        "order_flags": [
+            {
+                "flag": flag,
+                "retry_url": reverse("admin:orders_order_retry_flag", args=[order.pk, flag.pk])
+                if may_retry and flag.status == FlagStatus.FAILED
+                else "",
+            }
+            for flag in flags
+        ],
+        "timeline": order_timeline(order),
+        "may_see_exporters": request.user.has_perm("orders.view_exporter")
+        or request.user.has_perm("orders.change_exporter"),
+    }
+
+
+# -- exporters and the flags transitions set -------------------------------------------------------
+
+
+def flag_count(*statuses) -> Coalesce:
+    """Count, in a subquery, the orders whose flag (the exporter's own) stands in one of the statuses."""
+    counted = (
+        OrderFlag.objects.filter(flag=OuterRef("flag"), status__in=statuses)
+        .order_by()
+        .values("flag")
+        .annotate(n=Count("pk"))
+        .values("n")[:1]
+    )
+    return Coalesce(Subquery(counted, output_field=IntegerField()), 0)
+
+
+KIND_FIELDS = {
+    ExporterKind.FILE: ("descriptor", "destination"),
+    ExporterKind.WEBHOOK: ("url", "secret", "clear_secret", "timeout_seconds"),
+    ExporterKind.APPROVAL: ("min_total",),
+}
+CHAIN_LIMIT = 100
+
+
+def https_formfield(db_field, **kwargs):
+    """Make a model field's form field, a URL without a scheme read as https (Django 6's default)."""
+    if db_field.name == "url":
+        kwargs["assume_scheme"] = "https"
+    return db_field.formfield(**kwargs)
+
+
+class ExporterForm(forms.ModelForm):
+    """An exporter's settings, checked by its kind; the webhook's secret is never shown and kept when left empty."""
+
+    clear_secret = forms.BooleanField(
+        required=False, label="Remove the secret", help_text="Tick to send the webhook unsigned from now on."
+    )
+
+    class Meta:
+        model = Exporter
+        fields = (
+            "code",
+            "name",
+            "kind",
+            "flag",
+            "next_flag",
+            "enabled",
+            "max_attempts",
+            "descriptor",
+            "destination",
+            "url",
+            "secret",
+            "timeout_seconds",
+            "min_total",
+        )
+        widgets = {"secret": forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"})}
+        formfield_callback = https_formfield
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # The secret is never sent to the browser; an empty box means "keep it" (see clean).
+        self.initial["secret"] = ""
+        if self.instance.secret and "secret" in self.fields:
+            self.fields["secret"].help_text += " A secret is set: leave this empty to keep it."
+        if "descriptor" in self.fields:
+            self.fields["descriptor"].queryset = DataDescriptor.objects.filter(entity="order").order_by("code")
+
+    def clean(self):
+        data = super().clean()
+        kind = data.get("kind")
+        if not data.get("secret"):
+            data["secret"] = "" if data.get("clear_secret") else self.instance.secret
+        if kind == ExporterKind.WEBHOOK:
+            if not data.get("url") and "url" not in self.errors:
+                self.add_error("url", "A webhook exporter needs the URL to POST the order to.")
+            if data.get("timeout_seconds") == 0:
+                self.add_error("timeout_seconds", "Give the webhook at least 1 second to answer.")
+        if kind == ExporterKind.FILE:
+            if not data.get("descriptor") and "descriptor" not in self.errors:
+                self.add_error("descriptor", "A file exporter needs the descriptor its order file is written with.")
+            for message in location_errors(data.get("destination") or "", what="destination"):
+                self.add_error("destination", message)
+        if data.get("min_total") is not None and data["min_total"] < 0:
+            self.add_error("min_total", "Give a total of 0 or more.")
+        if data.get("max_attempts") == 0:
+            self.add_error("max_attempts", "Allow at least 1 try.")
+        self._check_chain(data)
+        return data
+
+    def _check_chain(self, data) -> None:
+        """One enabled exporter per flag (the database's rule, said here in words), and no chain that loops."""
+        flag, next_flag = data.get("flag"), data.get("next_flag")
+        if not flag:
+            return
+        others = Exporter.objects.exclude(pk=self.instance.pk)
+        if data.get("enabled"):
+            taken = others.filter(flag=flag, enabled=True).first()
+            if taken is not None:
+                self.add_error(
+                    "flag",
+                    f"The exporter {taken.code} already acts on the flag {flag}: only one enabled exporter may act "
+                    "on a flag. Disable that one first, or untick Enabled here.",
+                )
+                return
+        if not next_flag:
+            return
+        if next_flag == flag:
+            self.add_error("next_flag", "An exporter cannot set its own flag next: the order would go round for ever.")
+            return
+        if not data.get("enabled"):
+            return
+        # Follow the chain from the next flag through the enabled exporters: coming back to this flag is a loop.
+        following = dict(others.filter(enabled=True).exclude(next_flag="").values_list("flag", "next_flag"))
+        seen, current = [flag, next_flag], next_flag
+        while current in following and len(seen) < CHAIN_LIMIT:
+            current = following[current]
+            seen.append(current)
+            if current == flag:
+                self.add_error(
+                    "next_flag",
+                    f"This would make the chain {' → '.join(seen)} go round for ever: end it with an empty next flag.",
+                )
+                return
+
+
+@admin.register(Exporter)
+class ExporterAdmin(admin.ModelAdmin):
+    """Exporters: which flag each acts on, its kind and settings, and the flag it sets next (SPEC section 7)."""
+
+    form = ExporterForm
+    list_display = (
+        "code",
+        "name",
+        "kind",
+        "flag",
+        "next_flag_display",
+        "enabled",
+        "pending_count",
+        "failed_count",
+        "held_count",
+    )
+    list_filter = ("kind", "enabled")
+    search_fields = ("code", "name", "flag", "next_flag")
+    list_per_page = 100
+    readonly_fields = ("created_at", "updated_at")
+
+    def get_fieldsets(self, request, obj=None):
+        chain = (
+            None,
+            {"fields": ("code", "name", "kind", "flag", "next_flag", "enabled", "max_attempts")},
+        )
+        per_kind = []
+        for kind, fields in KIND_FIELDS.items():
+            # On a saved exporter the settings of the other kinds fold away; a new one shows them all.
+            classes = ("collapse",) if obj is not None and obj.kind != kind else ()
+            per_kind.append(
+                (
+                    f"{kind.label} settings",
+                    {"fields": fields, "classes": classes, "description": f"Used when the kind is {kind.label}."},
+                )
+            )
+        return (chain, *per_kind, ("History", {"fields": ("created_at", "updated_at")}))
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                pending=flag_count(FlagStatus.PENDING, FlagStatus.RUNNING),
+                failed=flag_count(FlagStatus.FAILED),
+                held=flag_count(FlagStatus.HELD),
+            )
+        )
+
+    @admin.display(description="next flag", ordering="next_flag")
+    def next_flag_display(self, obj):
+        return obj.next_flag or "- (end of the chain)"
+
+    def _orders_link(self, obj, count: int, exports: str):
+        if not count:
+            return "0"
+        query = urlencode({"flag": obj.flag, "exports": exports})
+        return format_html('<a href="{}?{}">{}</a>', reverse("admin:orders_order_changelist"), query, count)
+
+    @admin.display(description="orders pending", ordering="pending")
+    def pending_count(self, obj):
+        return self._orders_link(obj, obj.pending, "pending")
+
+    @admin.display(description="failed", ordering="failed")
+    def failed_count(self, obj):
+        return self._orders_link(obj, obj.failed, "failed")
+
+    @admin.display(description="held", ordering="held")
+    def held_count(self, obj):
+        return self._orders_link(obj, obj.held, "held")
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        if db_field.name == "url":
+            kwargs["assume_scheme"] = "https"
+        field = super().formfield_for_dbfield(db_field, request, **kwargs)
+        if field is not None:
+            # Help texts are HTML; "s3://bucket/prefix" and the like are text.
+            field.help_text = escape(field.help_text)
+        return field
+
+
+TRANSITION_HELP = (
+    "The transition that sets the flag on the order. With no rule for confirm, confirm sets the first flag of "
+    "every chain: each enabled exporter's flag that no exporter sets next."
+)
+
+
+@admin.register(TransitionFlag)
+class TransitionFlagAdmin(admin.ModelAdmin):
+    """Which transition sets which flag (e.g. confirm sets erp); the exporters do the rest."""
+
+    list_display = ("transition", "flag", "exporter_display")
+    list_filter = ("transition",)
+    search_fields = ("flag",)
+    fields = ("transition", "flag")
+
+    def get_queryset(self, request):
+        acting = Exporter.objects.filter(flag=OuterRef("flag"), enabled=True).values("code")[:1]
+        return super().get_queryset(request).annotate(exporter_code=Subquery(acting))
+
+    @admin.display(description="acted on by")
+    def exporter_display(self, obj):
+        return obj.exporter_code or "no enabled exporter: the flag waits"
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        field = super().formfield_for_dbfield(db_field, request, **kwargs)
+        if db_field.name == "transition":
+            field.help_text = TRANSITION_HELP
+        return field
+
+    def changelist_view(self, request, extra_context=None):
+        confirm = ", ".join(flags_for(transition=OrderTransition.CONFIRM)) or "no flag"
+        rules = TransitionFlag.objects.filter(transition=OrderTransition.CONFIRM).exists()
+        subtitle = (
+            f"confirm sets {confirm} (its rules below)."
+            if rules
+            else f"No rule for confirm: confirm sets the first flag of every chain, now {confirm}."
+        )
+        return super().changelist_view(request, extra_context={"subtitle": subtitle, **(extra_context or {})})
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if not Exporter.objects.filter(flag=obj.flag, enabled=True).exists():
+            self.message_user(
+                request,
+                f"No enabled exporter acts on {obj.flag} yet: orders will carry it, waiting, until one does.",
+                messages.WARNING,
+            )
+
+
+# -- read-only records -----------------------------------------------------------------------------
+
+
+@admin.register(OrderExportRun)
+class OrderExportRunAdmin(AuditRecordAdmin):
+    """Each run of an exporter on an order: done, failed (and when it is tried again) or held."""
+
+    list_display = (
+        "started_at",
+        "order",
+        "exporter_code",
+        "flag",
+        "attempt",
+        "status",
+        "http_status",
+        "short_message",
+        "retry_at",
+    )
+    list_filter = ("status", "exporter")
+    search_fields = ("order__order_id",)
+    list_select_related = ("order",)
+    show_full_result_count = False
+    date_hierarchy = "started_at"
+    fields = (
+        "order",
+        "exporter",
+        "exporter_code",
+        "flag",
+        "attempt",
+        "status",
+        "message",
+        "http_status",
+        "location",
+        "retry_at",
+        "event_id",
+        "worker",
+        "started_at",
+        "finished_at",
+    )
+    readonly_fields = fields
+
+    @admin.display(description="message", ordering="message")
+    def short_message(self, obj):
+        return Truncator(obj.message).chars(120)
+
+
+@admin.register(FeedEvent)
+class FeedEventAdmin(AuditRecordAdmin):
+    """Deliveries reported by carriers or KS_SHIPMENTS files, and whether the feed task applied them."""
+
+    list_display = ("received_at", "event_id", "shipment_id", "order_ref", "source", "connection", "status", "attempts")
+    list_filter = ("status", "source", "connection")
+    search_fields = ("event_id", "shipment_id", "order_ref", "tracking_number")
+    list_select_related = ("connection",)
+    show_full_result_count = False
+    fields = (
+        "event_id",
+        "source",
+        "connection",
+        "shipment_id",
+        "order_ref",
+        "carrier",
+        "tracking_number",
+        "shipped_at",
+        "line_nos",
+        "status",
+        "message",
+        "attempts",
+        "next_attempt_at",
+        "claimed_by",
+        "lease_until",
+        "received_at",
+        "applied_at",
+    )
+    readonly_fields = fields
 
 
 @admin.register(OrderLine)

@@ -9,6 +9,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from impex.models import (
+    ApiToken,
     Connection,
     DataDescriptor,
     DataGroup,
@@ -25,7 +26,17 @@ from impex.models import (
     RowError,
     SentFile,
 )
-from orders.models import Order, OrderLine, Shipment
+from orders.models import (
+    Exporter,
+    FeedEvent,
+    Order,
+    OrderEvent,
+    OrderExportRun,
+    OrderFlag,
+    OrderLine,
+    Shipment,
+    TransitionFlag,
+)
 from orders.services import orders_confirm_ready
 from syncapp.models import (
     Customer,
@@ -137,6 +148,10 @@ def add_rows(count, tag):
     ExportRun.objects.bulk_create(
         ExportRun(group=s.group, trigger="admin", status="completed", resend_of=s, created_by="ana") for s in sent
     )
+    ApiToken.objects.bulk_create(
+        ApiToken(connection=c, key_hash=f"{k:0>64}", prefix=f"ihub_{k}", created_by="ana")
+        for k, c in zip(keys, conns, strict=True)
+    )
     logs = SyncLog.objects.bulk_create(SyncLog(connection=c, entity="customer", last_partial_sync=now) for c in conns)
     SyncError.objects.bulk_create(SyncError(log=log, external_id="C1", message="bad") for log in logs)
     parent = Customer.objects.create(customer_id=f"parent-{tag}", email="p@example.com")
@@ -193,4 +208,27 @@ def add_rows(count, tag):
     Shipment.objects.bulk_create(
         Shipment(shipment_id=f"SH{k}", order=o, carrier="DHL", shipped_at=now, connection=c)
         for k, o, c in zip(keys, orders, conns, strict=True)
+    )
+    # The order domain's own rows: exporters on per-tag flags, a rule, flags in each status, timeline rows, runs.
+    exporters = Exporter.objects.bulk_create(
+        Exporter(code=f"exp-{k}", flag=f"f-{k}", kind="webhook", url="http://127.0.0.1:9/") for k in keys
+    )
+    TransitionFlag.objects.bulk_create(TransitionFlag(transition="confirm", flag=e.flag) for e in exporters)
+    statuses = ("pending", "failed", "held", "running")
+    OrderFlag.objects.bulk_create(
+        OrderFlag(order=o, flag=e.flag, status=statuses[i % len(statuses)], attempts=i, last_error="HTTP 500")
+        for i, (o, e) in enumerate(zip(orders, exporters, strict=True))
+    )
+    OrderEvent.objects.bulk_create(
+        OrderEvent(order=o, kind="flag_set", flag=e.flag, by="import") for o, e in zip(orders, exporters, strict=True)
+    )
+    OrderExportRun.objects.bulk_create(
+        OrderExportRun(order=o, exporter=e, exporter_code=e.code, flag=e.flag, status="failed", http_status=500)
+        for o, e in zip(orders, exporters, strict=True)
+    )
+    FeedEvent.objects.bulk_create(
+        FeedEvent(
+            connection=c, source="api", event_id=f"EV{k}", shipment_id=f"SH{k}", order_ref=f"O{k}", shipped_at=now
+        )
+        for k, c in zip(keys, conns, strict=True)
     )

@@ -28,7 +28,8 @@ from impex.models import (
     RowError,
     SentFile,
 )
-from orders.models import Order, OrderLine, Shipment
+from impex.services.tokens import api_token_issue
+from orders.models import Exporter, FeedEvent, Order, OrderExportRun, OrderLine, Shipment, TransitionFlag
 from syncapp.models import (
     Customer,
     Price,
@@ -57,6 +58,9 @@ NOT_REGISTERED = {
     "impex.exportstate",
     "impex.exportrunevent",
     "impex.inboxevent",
+    # An order's timeline rows and flags are shown on its page.
+    "orders.orderevent",
+    "orders.orderflag",
 }
 
 
@@ -104,6 +108,11 @@ def sample(bspk_connection, kore_connection):
     order = Order.objects.create(order_id="O1", customer=customer, order_date=now, currency="EUR", total=Decimal("35"))
     OrderLine.objects.create(order=order, line_no=1, variant=variant, quantity=2, unit_price=Decimal("17.50"))
     Shipment.objects.create(shipment_id="SH1", order=order, carrier="DHL", shipped_at=now)
+    exporter = Exporter.objects.create(code="erp-file", flag="erp", kind="file", next_flag="notify")
+    TransitionFlag.objects.create(transition="confirm", flag="erp")
+    OrderExportRun.objects.create(order=order, exporter=exporter, exporter_code="erp-file", flag="erp", status="done")
+    FeedEvent.objects.create(source="api", event_id="EV1", shipment_id="SH1", order_ref="O1", shipped_at=now)
+    api_token_issue(connection=kore_connection, by="ana")
     log = SyncLog.objects.create(connection=kore_connection, entity="customer", last_partial_sync=now)
     SyncError.objects.create(log=log, external_id="C9", message="email is required")
     job = ImportJob.objects.create(
