@@ -3,7 +3,6 @@
 import zoneinfo
 
 from django.conf import settings
-from django.utils import timezone
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.response import Response
@@ -11,6 +10,16 @@ from rest_framework.views import APIView
 
 from orders.feeds import feed_events_receive
 from orders.models import FeedEvent
+
+
+class ConnectionDateTimeField(serializers.DateTimeField):
+    """A date-time; one without an offset is read in the connection's time zone, as its files are."""
+
+    def default_timezone(self):
+        connection = self.context.get("connection")
+        if connection is not None and connection.timezone:
+            return zoneinfo.ZoneInfo(connection.timezone)
+        return super().default_timezone()
 
 
 class ShipmentEventSerializer(serializers.Serializer):
@@ -28,7 +37,7 @@ class ShipmentEventSerializer(serializers.Serializer):
         allow_blank=True,
         default="",
     )
-    shipped_at = serializers.DateTimeField()
+    shipped_at = ConnectionDateTimeField()
     line_nos = serializers.ListField(
         child=serializers.IntegerField(min_value=1, max_value=2_147_483_647),
         required=False,
@@ -38,12 +47,10 @@ class ShipmentEventSerializer(serializers.Serializer):
     )
 
     def validate_shipped_at(self, value):
-        if timezone.is_naive(value):
-            # A time without an offset is read in the connection's time zone, as its files are.
-            connection = self.context["connection"]
-            value = timezone.make_aware(value, zoneinfo.ZoneInfo(connection.timezone or "UTC"))
-        if not 1 <= value.astimezone(zoneinfo.ZoneInfo("UTC")).year <= 9999:
-            raise serializers.ValidationError("the date is outside the years 1-9999")
+        try:
+            value.astimezone(zoneinfo.ZoneInfo("UTC"))
+        except OverflowError as exc:
+            raise serializers.ValidationError("the date is outside the years 1-9999 once read in UTC") from exc
         return value
 
     def validate_line_nos(self, value):

@@ -43,3 +43,14 @@ def demo_chain_save() -> DemoChain:
         *Permission.objects.filter(content_type__app_label="orders", codename__in=APPROVER_PERMISSIONS)
     )
     return DemoChain(exporters=created, approvers_group=group.name)
+
+
+def demo_chain_run() -> dict[str, str]:
+    """Run the order export and feed passes once, as the cluster's schedules do; return each order's state."""
+    from orders.chain import orders_export_pass
+    from orders.feeds import orders_feed_pass
+    from orders.models import Order
+
+    orders_export_pass(by="command: impex_demo")
+    orders_feed_pass(by="command: impex_demo")
+    return dict(Order.objects.order_by("order_id").values_list("order_id", "state"))

@@ -204,6 +204,9 @@ def test_ks_shipments_rows_become_feed_events_and_apply(tmp_path, orders):
         ({"events": []}, "events"),
         ({"events": "nope"}, "events"),
         ({"events": [event(shipped_at="yesterday")]}, "shipped_at"),
+        ({"events": [event(shipped_at="9999-12-31T23:00:00-05:00")]}, "shipped_at"),
+        ({"events": [event(shipped_at="0001-01-01T00:30:00+01:00")]}, "shipped_at"),
+        ({"events": [event(order_id="x" * 101)]}, "order_id"),
         ({"events": [event(line_nos=["a"])]}, "line_nos"),
         ({"events": [event(line_nos=[0])]}, "line_nos"),
         ({"events": [event(line_nos=[1, 1])]}, "line_nos"),
@@ -280,3 +283,25 @@ def test_the_openapi_schema_is_served_and_describes_the_feed(client):
     schema = response.json()
     assert "/api/feeds/shipments/" in schema["paths"]
     assert "202" in schema["paths"]["/api/feeds/shipments/"]["post"]["responses"]
+
+
+def test_a_time_without_an_offset_is_read_in_the_connection_s_time_zone(post, orders, kore_connection):
+    kore_connection.timezone = "Europe/Paris"
+    kore_connection.save()
+
+    post({"events": [event("E1", "S1", order_id="O2", shipped_at="2026-11-02T10:00:00")]})
+
+    stored = FeedEvent.objects.get()
+    assert stored.shipped_at.isoformat() == "2026-11-02T09:00:00+00:00"
+
+
+def test_the_path_without_its_slash_takes_the_post_too(client, token, orders):
+    response = client.post(
+        URL.rstrip("/"),
+        data=json.dumps({"events": [event()]}),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {token}",
+    )
+
+    assert response.status_code == 202
+    assert FeedEvent.objects.count() == 1

@@ -14,6 +14,7 @@ from impex.demo import (
 )
 from impex.exceptions import ConfigurationError
 from impex.management.output import print_json
+from orders.demo import demo_chain_run, demo_chain_save
 
 COUNTS = ("created", "updated", "unchanged", "retired", "failed")
 
@@ -35,6 +36,11 @@ class Command(BaseCommand):
 
     def handle(self, *args, **opts):
         login = demo_admin_save(password=opts["password"], reset=opts["reset_password"])
+        chain = demo_chain_save()
+        self.stdout.write(
+            "Order exporters: approval (holds orders of 400 or more) -> erp-file (order files in kore-erp's outbox); "
+            f"group '{chain.approvers_group}' may approve"
+        )
         connections, imports = [], []
         for demo in DEMO_CONNECTIONS:
             try:
@@ -55,6 +61,9 @@ class Command(BaseCommand):
                     entry["job"] = result.report["job"]
                     imports.append(result.report)
                     self._summary(result.report)
+        orders = demo_chain_run() if not opts["no_import"] else {}
+        if orders:
+            self.stdout.write("Orders: " + ", ".join(f"{order} {state}" for order, state in orders.items()))
         if login.password is not None:
             self.stdout.write(f"Admin login: {login.username} / {login.password} at {opts['url']}")
         else:
@@ -75,6 +84,7 @@ class Command(BaseCommand):
                     "url": opts["url"],
                     "connections": connections,
                     "jobs": imports,
+                    "orders": orders,
                 },
             )
         bad = [
