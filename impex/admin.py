@@ -564,7 +564,7 @@ class DataDescriptorAdmin(admin.ModelAdmin):
     # "Save as new" copies a descriptor with its columns: the way to a new layout without code.
     save_as = True
     fieldsets = (
-        (None, {"fields": ("code", "name", "entity", "convention", "builtin")}),
+        (None, {"fields": ("code", "name", "entity", "convention", "builtin", "export_only")}),
         (
             "File layout",
             {

@@ -111,6 +111,9 @@ class ApprovalFilter(admin.SimpleListFilter):
     def __init__(self, request, params, model, model_admin):
         super().__init__(request, params, model, model_admin)
         narrowed = any(key not in NOT_FILTERS for key in request.GET)
+        # Only the list itself opens on the held orders: an export or other view without a filter takes every order.
+        match = request.resolver_match
+        narrowed = narrowed or not (match and (match.url_name or "").endswith("_changelist"))
         may_approve = request.user.has_perm(APPROVE_PERMISSION)
         # A filter or search of its own makes the list "All": clicking "state: confirmed" must show confirmed orders.
         self.default = self.AWAITING if may_approve and not narrowed else self.ALL

@@ -167,23 +167,35 @@ def _locked_own(flag: OrderFlag, worker: str) -> OrderFlag | None:
     )
 
 
-@transaction.atomic
-def _succeeded(*, flag, exporter, outcome, attempt, started, worker, by) -> RunReport:
-    order = flag.order
-    OrderExportRun.objects.create(
-        order=order,
+def _record_run(*, flag, exporter, attempt, started, worker, **outcome) -> OrderExportRun:
+    """Write the run's row: which exporter, which try, by which worker, from when to now, and its outcome."""
+    return OrderExportRun.objects.create(
+        order=flag.order,
         exporter=exporter,
         exporter_code=exporter.code,
         flag=flag.flag,
         attempt=attempt,
-        status=outcome.status,
-        message=outcome.message,
         event_id=flag.event_id,
-        http_status=outcome.http_status,
-        location=outcome.location,
         worker=worker,
         started_at=started,
         finished_at=timezone.now(),
+        **outcome,
+    )
+
+
+@transaction.atomic
+def _succeeded(*, flag, exporter, outcome, attempt, started, worker, by) -> RunReport:
+    order = flag.order
+    _record_run(
+        flag=flag,
+        exporter=exporter,
+        attempt=attempt,
+        started=started,
+        worker=worker,
+        status=outcome.status,
+        message=outcome.message,
+        http_status=outcome.http_status,
+        location=outcome.location,
     )
     own = _locked_own(flag, worker)
     if own is None:
@@ -214,21 +226,17 @@ def _failed(*, flag, exporter, error: ExporterFailed, attempt, started, worker, 
     elif error.retry:
         message = f"{error.message}; gave up after {attempt} tries: retry it in the admin"
     else:
-        message = f"{error.message}; not retried (the receiver refused it): retry it in the admin once mended"
-    OrderExportRun.objects.create(
-        order=order,
+        message = f"{error.message}; not retried: retry it in the admin once mended"
+    _record_run(
+        flag=flag,
         exporter=exporter,
-        exporter_code=exporter.code,
-        flag=flag.flag,
         attempt=attempt,
+        started=started,
+        worker=worker,
         status=ExportRunStatus.FAILED,
         message=message,
-        event_id=flag.event_id,
         http_status=error.http_status,
         retry_at=retry_at,
-        worker=worker,
-        started_at=started,
-        finished_at=now,
     )
     own = _locked_own(flag, worker)
     if own is not None:

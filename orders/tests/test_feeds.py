@@ -149,29 +149,19 @@ def test_a_delivery_for_a_cancelled_order_fails_for_good(post, orders):
     assert Order.objects.get(order_id="O2").state == "cancelled"
 
 
+def shipment_row(shipment_id: str, order_id: str, line_nos: str, tracking: str = "") -> dict:
+    return {
+        "shipment_id": shipment_id,
+        "order_id": order_id,
+        "carrier": "UPS",
+        "tracking_number": tracking,
+        "shipped_at": "2026-11-02T09:00:00Z",
+        "line_nos": line_nos,
+    }
+
+
 def test_ks_shipments_rows_become_feed_events_and_apply(tmp_path, orders):
-    import_rows(
-        tmp_path,
-        "KS_SHIPMENTS",
-        [
-            {
-                "shipment_id": "F1",
-                "order_id": "O1",
-                "carrier": "UPS",
-                "tracking_number": "1Z",
-                "shipped_at": "2026-11-02T09:00:00Z",
-                "line_nos": "1;3",
-            },
-            {
-                "shipment_id": "F2",
-                "order_id": "O2",
-                "carrier": "UPS",
-                "tracking_number": "",
-                "shipped_at": "2026-11-02T09:00:00Z",
-                "line_nos": "",
-            },
-        ],
-    )
+    import_rows(tmp_path, "KS_SHIPMENTS", [shipment_row("F1", "O1", "1;3", "1Z"), shipment_row("F2", "O2", "")])
 
     results = feed_pass()
 
@@ -179,20 +169,7 @@ def test_ks_shipments_rows_become_feed_events_and_apply(tmp_path, orders):
     assert dict(Order.objects.values_list("order_id", "state")) == {"O1": "partially_shipped", "O2": "completed"}
     assert Order.objects.get(order_id="O1").shipped_lines == "1;3"
     # The same file's shipments imported again make no second event.
-    import_rows(
-        tmp_path,
-        "KS_SHIPMENTS",
-        [
-            {
-                "shipment_id": "F1",
-                "order_id": "O1",
-                "carrier": "UPS",
-                "tracking_number": "1Z",
-                "shipped_at": "2026-11-02T09:00:00Z",
-                "line_nos": "1;3",
-            }
-        ],
-    )
+    import_rows(tmp_path, "KS_SHIPMENTS", [shipment_row("F1", "O1", "1;3", "1Z")])
     assert FeedEvent.objects.count() == 2
     assert feed_pass() == []
 
