@@ -1,6 +1,7 @@
 """Admin of orders (read-only records with their timeline, approvals of held orders and retries of failed exports),
 of exporters and the flags transitions set, and the read-only record of exporter runs and feed events (SPEC 7, 13)."""
 
+import copy
 from collections import defaultdict
 from collections.abc import Callable
 from typing import NamedTuple
@@ -13,6 +14,7 @@ from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Exists, IntegerField, OuterRef, Subquery
 from django.db.models.functions import Coalesce
+from django.forms.models import construct_instance
 from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -24,7 +26,7 @@ from django.utils.safestring import mark_safe
 from django.utils.text import Truncator
 
 from config.adminkit import AuditRecordAdmin, CountedChangeList, ReadOnlyInline, permission_check
-from impex.models import DataDescriptor, location_errors
+from impex.models import DataDescriptor
 from orders import resources
 from orders.choices import ExporterKind, ExportRunStatus, FlagStatus, OrderState, OrderTransition
 from orders.exceptions import OrderError
@@ -38,7 +40,7 @@ from orders.models import (
     Shipment,
     TransitionFlag,
 )
-from orders.services import flag_retry, flags_for, order_approve, order_reject, transition_refusal
+from orders.services import exporter_problems, flag_retry, flags_for, order_approve, order_reject, transition_refusal
 from syncapp.admin import SyncedEntityAdmin
 
 APPROVE_PERMISSION = "orders.approve_order"
@@ -644,60 +646,15 @@ class ExporterForm(forms.ModelForm):
 
     def clean(self):
         data = super().clean()
-        kind = data.get("kind")
         if not data.get("secret"):
             data["secret"] = "" if data.get("clear_secret") else self.instance.secret
-        if kind == ExporterKind.WEBHOOK:
-            if not data.get("url") and "url" not in self.errors:
-                self.add_error("url", "A webhook exporter needs the URL to POST the order to.")
-            if data.get("timeout_seconds") == 0:
-                self.add_error("timeout_seconds", "Give the webhook at least 1 second to answer.")
-        if kind == ExporterKind.FILE:
-            if not data.get("descriptor") and "descriptor" not in self.errors:
-                self.add_error("descriptor", "A file exporter needs the descriptor its order file is written with.")
-            for message in location_errors(data.get("destination") or "", what="destination"):
-                self.add_error("destination", message)
-        if data.get("min_total") is not None and data["min_total"] < 0:
-            self.add_error("min_total", "Give a total of 0 or more.")
-        if data.get("max_attempts") == 0:
-            self.add_error("max_attempts", "Allow at least 1 try.")
-        self._check_chain(data)
+        # The rules the command keeps too (orders.services.exporter_problems), said on the fields they concern;
+        # checked on a copy, before the model's own checks, which then leave those fields alone.
+        candidate = construct_instance(self, copy.copy(self.instance))
+        for field, found in exporter_problems(candidate, model_checks=False).items():
+            for message in found:
+                self.add_error(field if field in self.fields else None, message[0].upper() + message[1:] + ".")
         return data
-
-    def _check_chain(self, data) -> None:
-        """One enabled exporter per flag (the database's rule, said here in words), and no chain that loops."""
-        flag, next_flag = data.get("flag"), data.get("next_flag")
-        if not flag:
-            return
-        others = Exporter.objects.exclude(pk=self.instance.pk)
-        if data.get("enabled"):
-            taken = others.filter(flag=flag, enabled=True).first()
-            if taken is not None:
-                self.add_error(
-                    "flag",
-                    f"The exporter {taken.code} already acts on the flag {flag}: only one enabled exporter may act "
-                    "on a flag. Disable that one first, or untick Enabled here.",
-                )
-                return
-        if not next_flag:
-            return
-        if next_flag == flag:
-            self.add_error("next_flag", "An exporter cannot set its own flag next: the order would go round for ever.")
-            return
-        if not data.get("enabled"):
-            return
-        # Follow the chain from the next flag through the enabled exporters: coming back to this flag is a loop.
-        following = dict(others.filter(enabled=True).exclude(next_flag="").values_list("flag", "next_flag"))
-        seen, current = [flag, next_flag], next_flag
-        while current in following and len(seen) < CHAIN_LIMIT:
-            current = following[current]
-            seen.append(current)
-            if current == flag:
-                self.add_error(
-                    "next_flag",
-                    f"This would make the chain {' → '.join(seen)} go round for ever: end it with an empty next flag.",
-                )
-                return
 
 
 @admin.register(Exporter)

@@ -246,31 +246,55 @@ def flag_retry(*, flag: OrderFlag, user) -> OrderFlag:
     return flag
 
 
-def exporter_problems(exporter: Exporter) -> dict[str, list[str]]:
-    """Return what keeps an exporter (saved or not) from working, by field; empty when it can work."""
+CHAIN_LIMIT = 100
+
+
+def exporter_problems(exporter: Exporter, *, model_checks: bool = True) -> dict[str, list[str]]:
+    """Return what keeps an exporter (saved or not) from working, by field; empty when it can work.
+
+    The command and the admin's form both ask this (the form has run the model's own checks already).
+    """
     from orders.exporters.registry import KINDS
 
     problems: dict[str, list[str]] = {}
-    try:
-        exporter.full_clean(validate_unique=False, validate_constraints=False)
-    except ValidationError as exc:
-        problems = {field: list(messages) for field, messages in exc.message_dict.items()}
+
+    def add(field: str, message: str) -> None:
+        problems.setdefault(field, []).append(message)
+
+    if model_checks:
+        try:
+            exporter.full_clean(validate_unique=False, validate_constraints=False)
+        except ValidationError as exc:
+            problems = {field: list(messages) for field, messages in exc.message_dict.items()}
     kind = KINDS.get(exporter.kind)
     if kind is not None:
         for field, message in kind.problems(exporter):
-            problems.setdefault(field, []).append(message)
-    if exporter.next_flag and exporter.next_flag == exporter.flag:
-        problems.setdefault("next_flag", []).append("an exporter cannot hand an order on to its own flag")
+            add(field, message)
+    if exporter.timeout_seconds == 0:
+        add("timeout_seconds", "give the receiver at least 1 second to answer")
+    if exporter.max_attempts == 0:
+        add("max_attempts", "allow at least 1 try")
+    if exporter.min_total is not None and exporter.min_total < 0:
+        add("min_total", "give a total of 0 or more")
+    others = Exporter.objects.exclude(pk=exporter.pk)
+    if exporter.code and others.filter(code=exporter.code).exists():
+        add("code", f"an exporter is already called {exporter.code}")
     if exporter.enabled and exporter.flag:
-        other = Exporter.objects.filter(flag=exporter.flag, enabled=True).exclude(pk=exporter.pk).first()
-        if other is not None:
-            problems.setdefault("flag", []).append(
-                f"the exporter {other.code} already acts on the flag {exporter.flag}: switch it off first"
-            )
-    if exporter.code:
-        taken = Exporter.objects.filter(code=exporter.code).exclude(pk=exporter.pk).exists()
-        if taken:
-            problems.setdefault("code", []).append(f"an exporter is already called {exporter.code}")
+        taken = others.filter(flag=exporter.flag, enabled=True).first()
+        if taken is not None:
+            add("flag", f"the exporter {taken.code} already acts on the flag {exporter.flag}: switch it off first")
+    if exporter.next_flag and exporter.next_flag == exporter.flag:
+        add("next_flag", "an exporter cannot hand an order on to its own flag")
+    elif exporter.next_flag and exporter.enabled:
+        # Follow the chain from the next flag through the enabled exporters: coming back to this flag is a loop.
+        following = dict(others.filter(enabled=True).exclude(next_flag="").values_list("flag", "next_flag"))
+        seen, current = [exporter.flag, exporter.next_flag], exporter.next_flag
+        while current in following and len(seen) < CHAIN_LIMIT:
+            current = following[current]
+            seen.append(current)
+            if current == exporter.flag:
+                add("next_flag", f"the chain {' -> '.join(seen)} would go round for ever: end it with no next flag")
+                break
     return problems
 
 

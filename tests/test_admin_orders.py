@@ -497,7 +497,6 @@ def test_exporter_form_checks_each_kind(superuser_client):
     ks_orders = DataDescriptor.objects.get(code="KS_ORDERS")
 
     no_url = form_errors(superuser_client.post(url, exporter_data()))
-    no_descriptor = form_errors(superuser_client.post(url, exporter_data(kind="file", flag="files")))
     bad_place = form_errors(
         superuser_client.post(
             url, exporter_data(kind="file", flag="files", descriptor=ks_orders.pk, destination="ftp://host/out")
@@ -506,16 +505,14 @@ def test_exporter_form_checks_each_kind(superuser_client):
     same_flag = form_errors(superuser_client.post(url, exporter_data(url="https://x.test/", flag="erp")))
     own_next = form_errors(superuser_client.post(url, exporter_data(url="https://x.test/", next_flag="webhook")))
 
-    assert no_url == {"url": ["A webhook exporter needs the URL to POST the order to."]}
-    assert no_descriptor == {"descriptor": ["A file exporter needs the descriptor its order file is written with."]}
+    assert no_url == {"url": ["A webhook exporter needs an http:// or https:// URL."]}
     assert list(bad_place) == ["destination"] and "Unknown scheme 'ftp://'" in bad_place["destination"][0]
     assert same_flag == {
         "flag": [
-            "The exporter erp-file already acts on the flag erp: only one enabled exporter may act on a flag. "
-            "Disable that one first, or untick Enabled here."
+            "The exporter erp-file already acts on the flag erp: switch it off first."
         ]
     }
-    assert own_next == {"next_flag": ["An exporter cannot set its own flag next: the order would go round for ever."]}
+    assert own_next == {"next_flag": ["An exporter cannot hand an order on to its own flag."]}
     assert not Exporter.objects.filter(code="hook").exists()
 
 
@@ -530,8 +527,7 @@ def test_a_chain_that_loops_is_refused(superuser_client):
 
     assert errors == {
         "next_flag": [
-            "This would make the chain webhook → approval → erp → webhook go round for ever: end it with an empty "
-            "next flag."
+            "The chain webhook -> approval -> erp -> webhook would go round for ever: end it with no next flag."
         ]
     }
 
