@@ -324,12 +324,17 @@ class OrderAdmin(SyncedEntityAdmin):
         return self._decide_selected(request, queryset, decision="reject")
 
     def _decide_selected(self, request, queryset, *, decision: str):
-        """Ask for the reason (or note) of the decision on the held orders chosen, then take it; skip the others."""
+        """Approve the held orders chosen at once, or ask the reason to reject them first; skip the others."""
         past = DECISIONS[decision].past
         orders = self._chosen(request, queryset)
         held = [order for order in orders if order.state == OrderState.ON_HOLD]
         skipped = [order for order in orders if order.state != OrderState.ON_HOLD]
         form = DecisionForm(request.POST if request.POST.get("post") else None, required=decision == "reject")
+        # Approving needs no reason (a note is optional, on the order's page): the action takes it at once.
+        if held and decision == "approve" and not form.is_bound:
+            self._decide(request, held, decision=decision, reason="")
+            self._report_skipped(request, skipped, past=past)
+            return None
         if held and form.is_bound and form.is_valid():
             self._decide(request, held, decision=decision, reason=form.cleaned_data["reason"])
             self._report_skipped(request, skipped, past=past)
