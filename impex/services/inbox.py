@@ -113,6 +113,11 @@ def inbox_scan(*, connection: Connection, run_here: bool = False, worker: str | 
             name=f"scan-{connection.code}",
         ):
             _scan(connection=connection, worker=worker, result=result)
+            if result.job is not None:
+                # Filled: from now on it is this scanner's to start, not a job a stopped scanner left half-filled
+                # for the next scan to adopt (and report as its own); if this process dies before starting it,
+                # the requeue schedule hands it to the cluster.
+                ImportJob.objects.filter(pk=result.job.pk, queued_at__isnull=True).update(queued_at=timezone.now())
     except Exception as exc:  # an unreachable inbox must not stop the scheduler: the connection says why
         if isinstance(exc, OSError | ConfigurationError):
             log.warning("scan of %s failed: %s", connection.code, exc)
