@@ -1,13 +1,29 @@
-"""URL routes of the HTTP API (SPEC section 10) and its OpenAPI schema."""
+"""URL routes of the HTTP API (SPEC section 10) and its OpenAPI schema.
+
+Each route also takes its path without the trailing slash: a POST, PUT or PATCH to it would otherwise be
+redirected, and the redirect followed as a GET.
+"""
 
 from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView
 
 from orders.api import ShipmentFeedView
+from syncapp.api import ExtractView, RecordEventView, SyncLogView
+
+
+def both(route: str, view, name: str):
+    """Return the route with and without its trailing slash."""
+    return [
+        path(route, view, name=name),
+        re_path(f"^{route[:-1]}$".replace("<str:", "(?P<").replace(">", ">[^/]+)"), view),
+    ]
+
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("feeds/shipments/", ShipmentFeedView.as_view(), name="api-feed-shipments"),
-    # A POST to the path without its slash would be redirected, and the redirect followed as a GET: take it here.
-    re_path(r"^feeds/shipments$", ShipmentFeedView.as_view(), name="api-feed-shipments-no-slash"),
+    *both("feeds/shipments/", ShipmentFeedView.as_view(), "api-feed-shipments"),
+    *both("sync-logs/<str:entity>/", SyncLogView.as_view(), "api-sync-log"),
+    *both("events/customers/", RecordEventView.as_view(kind="customers"), "api-events-customers"),
+    *both("events/products/", RecordEventView.as_view(kind="products"), "api-events-products"),
+    *both("extract/<str:entity>/", ExtractView.as_view(), "api-extract"),
 ]

@@ -157,6 +157,10 @@ IMPEX_SAMPLE_MAX_BYTES = env_int("IMPEX_SAMPLE_MAX_BYTES", 10 * 1024**2)
 # A worker's claim on a job or a chunk lasts this long unless renewed; a killed worker's work is taken
 # over once it runs out.
 IMPEX_LEASE_SECONDS = env_int("IMPEX_LEASE_SECONDS", 60)
+# Outbound webhooks: a file's customers are announced in events of at most this many ids.
+IMPEX_WEBHOOK_BATCH_IDS = env_int("IMPEX_WEBHOOK_BATCH_IDS", 1000)
+# A single-record update (POST /api/events/...) is tried this many times before it fails for good.
+IMPEX_EVENT_MAX_ATTEMPTS = env_int("IMPEX_EVENT_MAX_ATTEMPTS", 10)
 IMPEX_POLL_SECONDS = float(os.environ.get("IMPEX_POLL_SECONDS", "0.5"))
 # An import gives up (and can be run again) rather than wait forever on a lock held elsewhere.
 IMPEX_LOCK_TIMEOUT_SECONDS = env_int("IMPEX_LOCK_TIMEOUT_SECONDS", 60)

@@ -156,3 +156,18 @@ EXPORT_RUN_TRANSITIONS = {
     ExportRunStatus.FAILED: set(),
     ExportRunStatus.SKIPPED: set(),
 }
+
+
+class WebhookEvent(models.TextChoices):
+    """Events outbound webhooks are sent for (SPEC section 10)."""
+
+    CUSTOMER_CREATED = "customer.created"
+    CUSTOMER_UPDATED = "customer.updated"
+    FILE_IMPORTED = "file.imported"
+
+
+class DeliveryStatus(models.TextChoices):
+    PENDING = "pending"
+    RUNNING = "running"
+    DELIVERED = "delivered"
+    FAILED = "failed", "Failed (retries used up or refused)"

@@ -33,6 +33,8 @@ class EntitySpec:
     create_missing_refs: frozenset = frozenset()
     # Runs in the transaction that finishes a file of this entity (derived fields of related records).
     after_file: Callable[[], None] | None = None
+    # The same for single records sent over HTTP, given the primary keys written (cheaper than after_file).
+    after_records: Callable[[list], None] | None = None
     # Fields the hub alone sets (an order's state): an export-only descriptor may write them, no import fills them.
     hub_fields: tuple[str, ...] = ()
 

@@ -35,3 +35,11 @@ def inbox_scan(connection_id: int) -> str:
 def export_group_run(group_id: int, trigger: str = ExportTrigger.SCHEDULE, by: str = "") -> str:
     """Export a group's file to its destination (a run that finds the group busy is skipped); return its status."""
     return export_run(group_id=group_id, trigger=trigger, by=by).status
+
+
+def webhooks_deliver() -> str:
+    """POST the outbound webhook deliveries that are due (the every-minute schedule, and after each event)."""
+    from impex.services.webhooks import webhooks_deliver_pass
+
+    reports = webhooks_deliver_pass()
+    return f"{len(reports)} webhook delivery attempt(s)"

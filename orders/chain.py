@@ -9,6 +9,7 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
+from impex.services.backoff import backoff
 from impex.services.heartbeat import Heartbeat
 from impex.services.lifecycle import worker_name
 from orders import events
@@ -21,7 +22,6 @@ from orders.services import flag_done, flag_transition, orders_chains_start
 log = logging.getLogger(__name__)
 
 CLAIM_BATCH = 50
-MAX_BACKOFF_MINUTES = 60
 
 
 @dataclass(frozen=True)
@@ -35,11 +35,6 @@ class RunReport:
 
     def as_json(self) -> dict:
         return asdict(self)
-
-
-def backoff(attempt: int) -> timedelta:
-    """Return how long to wait after the attempt-th failure: 1, 2, 4, 8 ... minutes, at most an hour."""
-    return timedelta(minutes=min(2 ** (attempt - 1), MAX_BACKOFF_MINUTES))
 
 
 def _lease_seconds(exporter: Exporter) -> int:

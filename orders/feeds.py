@@ -9,6 +9,7 @@ from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 from django_q.tasks import async_task
 
+from impex.services.backoff import backoff
 from impex.services.lifecycle import worker_name
 from orders import events
 from orders.choices import FeedSource, FeedStatus, OrderEventKind, OrderState, OrderTransition
@@ -16,7 +17,6 @@ from orders.models import FeedEvent, Order, OrderLine, Shipment
 from orders.services import order_transition
 
 CLAIM_BATCH = 100
-MAX_BACKOFF_MINUTES = 60
 SHIPPABLE = {OrderState.CONFIRMED, OrderState.EXPORTED, OrderState.PARTIALLY_SHIPPED, OrderState.SHIPPED}
 
 
@@ -192,11 +192,7 @@ def feed_event_apply(*, event: FeedEvent, by: str) -> FeedResult:
         event.attempts += 1
         event.retry = exc.retry
         # Waiting for its order: due as soon as the order exists (no back-off); else 1, 2, 4 ... 60 minutes.
-        wait = (
-            timedelta(0)
-            if exc.wait_for_order
-            else timedelta(minutes=min(2 ** (event.attempts - 1), MAX_BACKOFF_MINUTES))
-        )
+        wait = timedelta(0) if exc.wait_for_order else backoff(event.attempts)
         event.next_attempt_at = now + wait
         return _end(event, status=FeedStatus.FAILED, message=exc.message, now=now)
     return _end(event, status=FeedStatus.APPLIED, message=message, now=now)

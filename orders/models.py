@@ -45,6 +45,8 @@ class Order(OrderStateMachine, SyncedModel):
     class Meta:
         ordering = ["-order_date", "order_id"]
         permissions = [("approve_order", "Can approve and reject held orders")]
+        # GET /api/extract/orders/ pages by (updated_at, id).
+        indexes = [models.Index(fields=["updated_at", "id"], name="order_changed")]
 
     def __str__(self):
         return self.order_id

@@ -29,3 +29,17 @@ class SpecialOrderEventType(models.TextChoices):
 class ProductStatus(models.TextChoices):
     LIVE = "live"
     DISCONTINUED = "discontinued"
+
+
+class RecordEventStatus(models.TextChoices):
+    """Where a single-record update sent over HTTP is (SPEC section 10, POST /api/events/...)."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    APPLIED = "applied"
+    UNCHANGED = "unchanged", "Applied, nothing changed"
+    FAILED = "failed"
+
+
+# An event in one of these is finished: the next event of its record may go.
+RECORD_EVENT_FINISHED = (RecordEventStatus.APPLIED, RecordEventStatus.UNCHANGED, RecordEventStatus.FAILED)

@@ -8,18 +8,24 @@ from impex.entities import EntitySpec, entity_register, natural_key_register
 from syncapp.choices import ProductStatus
 
 
-def product_status_derive() -> None:
-    """Discontinue products whose variants all are, and bring back those with a live variant."""
+def product_status_derive(variant_pks=None) -> None:
+    """Discontinue products whose variants all are, and bring back those with a live variant.
+
+    variant_pks: only the products of these variants (a single-record update); None: every product.
+    """
     from syncapp.models import Product, ProductVariant
 
     now = timezone.now()
     variants = ProductVariant.objects.filter(product=OuterRef("pk"))
     live = variants.filter(status=ProductStatus.LIVE)
+    products = Product.objects.all()
+    if variant_pks is not None:
+        products = products.filter(pk__in=ProductVariant.objects.filter(pk__in=variant_pks).values("product_id"))
     with transaction.atomic():
-        Product.objects.filter(Exists(variants), ~Exists(live)).exclude(status=ProductStatus.DISCONTINUED).update(
+        products.filter(Exists(variants), ~Exists(live)).exclude(status=ProductStatus.DISCONTINUED).update(
             status=ProductStatus.DISCONTINUED, updated_at=now
         )
-        Product.objects.filter(Exists(live)).exclude(status=ProductStatus.LIVE).update(
+        products.filter(Exists(live)).exclude(status=ProductStatus.LIVE).update(
             status=ProductStatus.LIVE, updated_at=now
         )
 
@@ -59,6 +65,7 @@ def register() -> None:
             retire_value=ProductStatus.DISCONTINUED,
             revive={"status": ProductStatus.LIVE},
             after_file=product_status_derive,
+            after_records=lambda pks: product_status_derive(variant_pks=pks),
         ),
         EntitySpec(
             "stock_level",

@@ -2,9 +2,16 @@
 
 from django.core.validators import MinValueValidator
 from django.db import models
+from django.utils import timezone
 
 from impex.entities import entity_verbose_name
-from syncapp.choices import ProductStatus, SpecialOrderEventType, SpecialOrderStatus, SpecialOrderType
+from syncapp.choices import (
+    ProductStatus,
+    RecordEventStatus,
+    SpecialOrderEventType,
+    SpecialOrderStatus,
+    SpecialOrderType,
+)
 
 
 class SyncedModel(models.Model):
@@ -44,6 +51,8 @@ class Customer(SyncedModel):
 
     class Meta:
         ordering = ["customer_id"]
+        # GET /api/extract/customers/ pages by (updated_at, id).
+        indexes = [models.Index(fields=["updated_at", "id"], name="customer_changed")]
 
     def __str__(self):
         return self.customer_id
@@ -136,6 +145,7 @@ class SpecialOrder(SyncedModel):
 
     class Meta:
         ordering = ["special_order_id"]
+        indexes = [models.Index(fields=["updated_at", "id"], name="specialorder_changed")]
 
     def __str__(self):
         return self.special_order_id
@@ -198,8 +208,14 @@ class SyncError(models.Model):
     message = models.TextField()
     file_name = models.CharField(max_length=300, blank=True, default="")
     row = models.IntegerField(null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    # The job whose file refused the record, or the single-record update that failed; none when reported over HTTP.
+    job = models.ForeignKey("impex.ImportJob", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    record_event = models.ForeignKey(
+        "syncapp.RecordEvent", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Set by syncapp.services (one time for a whole batch): when the error was first and last seen.
+    created_at = models.DateTimeField(default=timezone.now, help_text="First seen.")
+    updated_at = models.DateTimeField(default=timezone.now, help_text="Last seen.")
 
     class Meta:
         ordering = ["log", "external_id"]
@@ -207,3 +223,38 @@ class SyncError(models.Model):
 
     def __str__(self):
         return f"{self.external_id}: {self.message}"
+
+
+class RecordEvent(models.Model):
+    """One changed record sent over HTTP (POST /api/events/customers/ or products/), applied later with retries.
+
+    The events of one record (entity and key) apply in the order they were received: an event waits while an
+    earlier one of its record is not finished.
+    """
+
+    connection = models.ForeignKey("impex.Connection", on_delete=models.CASCADE, related_name="record_events")
+    entity = models.CharField(max_length=50)
+    descriptor_code = models.CharField(max_length=100)
+    record_key = models.CharField(max_length=200, help_text="The record's external id.")
+    payload = models.JSONField(help_text="The record's columns as sent, as text.")
+    status = models.CharField(
+        max_length=10, choices=RecordEventStatus.choices, default=RecordEventStatus.PENDING, db_index=True
+    )
+    received_at = models.DateTimeField(default=timezone.now)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    claimed_by = models.CharField(max_length=200, blank=True, default="")
+    lease_until = models.DateTimeField(null=True, blank=True)
+    applied_at = models.DateTimeField(null=True, blank=True)
+    result = models.CharField(max_length=20, blank=True, default="", help_text="created, updated or unchanged.")
+    message = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["-pk"]
+        indexes = [
+            models.Index(fields=["entity", "record_key", "id"], name="recordevent_record"),
+            models.Index(fields=["status", "next_attempt_at"], name="recordevent_due"),
+        ]
+
+    def __str__(self):
+        return f"{self.entity} {self.record_key} #{self.pk}"

@@ -26,8 +26,13 @@ def sync_log_has_errors(*, connection, entity: str) -> bool:
     return SyncError.objects.filter(log__connection=connection, log__entity=entity).exists()
 
 
-def sync_log_add_errors(*, connection, entity: str, errors: dict, file_name: str = "") -> None:
-    """Add or refresh open errors, one per external id: errors maps external id -> (message, row)."""
+def sync_log_add_errors(
+    *, connection, entity: str, errors: dict, file_name: str = "", job_id=None, record_event_id=None
+) -> None:
+    """Add or refresh open errors, one per external id: errors maps external id -> (message, row).
+
+    An error seen again keeps when it was first seen and takes the newer message, source and time.
+    """
     log = sync_log_get(connection=connection, entity=entity)
     now = timezone.now()
     SyncError.objects.bulk_create(
@@ -38,6 +43,8 @@ def sync_log_add_errors(*, connection, entity: str, errors: dict, file_name: str
                 message=message,
                 file_name=file_name,
                 row=row,
+                job_id=job_id,
+                record_event_id=record_event_id,
                 created_at=now,
                 updated_at=now,
             )
@@ -45,7 +52,7 @@ def sync_log_add_errors(*, connection, entity: str, errors: dict, file_name: str
         ],
         update_conflicts=True,
         unique_fields=["log", "external_id"],
-        update_fields=["message", "file_name", "row", "updated_at"],
+        update_fields=["message", "file_name", "row", "job", "record_event", "updated_at"],
         batch_size=1000,
     )
 
@@ -70,11 +77,54 @@ def sync_log_resolve(*, connection, entity: str, external_ids) -> int:
     return deleted
 
 
-def sync_log_finish(*, connection, entity: str, full: bool) -> None:
+def sync_log_finish(*, connection, entity: str, full: bool, at=None) -> None:
     """Stamp the log when a sync has been applied in full: last_full_sync or last_partial_sync."""
     log = sync_log_get(connection=connection, entity=entity)
-    now = timezone.now()
+    now = at or timezone.now()
     if full:
         SyncLog.objects.filter(pk=log.pk).update(last_full_sync=now)
     else:
         SyncLog.objects.filter(pk=log.pk).update(last_partial_sync=now)
+
+
+# -- the same rules over HTTP (SPEC section 10: /api/sync-logs/{entity}/) --------------------------------
+
+
+def _reported(errors: list[dict]) -> dict:
+    return {e["external_id"]: (e["message"], None) for e in errors}
+
+
+@transaction.atomic
+def sync_log_report_full(*, connection, entity: str, errors: list[dict], last_full_sync=None) -> SyncLog:
+    """PUT: start a full sync log: the previous errors go, these are its errors; last_full_sync if it is done."""
+    log = sync_log_start_full(connection=connection, entity=entity)
+    if errors:
+        sync_log_add_errors(connection=connection, entity=entity, errors=_reported(errors))
+    if last_full_sync is not None:
+        SyncLog.objects.filter(pk=log.pk).update(last_full_sync=last_full_sync)
+    return SyncLog.objects.get(pk=log.pk)
+
+
+@transaction.atomic
+def sync_log_report_partial(
+    *, connection, entity: str, errors: list[dict], resolved: list[str], last_full_sync=None
+) -> SyncLog:
+    """PATCH: a partial sync: resolve the listed ids, add the errors, keep the rest; last_partial_sync now."""
+    log = sync_log_get(connection=connection, entity=entity)
+    # Lock the log: two reports at once apply one after the other.
+    SyncLog.objects.select_for_update().filter(pk=log.pk).first()
+    for start in range(0, len(resolved), 1000):
+        SyncError.objects.filter(log=log, external_id__in=resolved[start : start + 1000]).delete()
+    if errors:
+        sync_log_add_errors(connection=connection, entity=entity, errors=_reported(errors))
+    changes = {"last_partial_sync": timezone.now()}
+    if last_full_sync is not None:
+        changes["last_full_sync"] = last_full_sync
+    SyncLog.objects.filter(pk=log.pk).update(**changes)
+    return SyncLog.objects.get(pk=log.pk)
+
+
+def sync_log_delete(*, connection, entity: str) -> bool:
+    """DELETE: drop the log and its errors; say whether there was one."""
+    deleted, _ = SyncLog.objects.filter(connection=connection, entity=entity).delete()
+    return bool(deleted)

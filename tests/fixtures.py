@@ -245,3 +245,12 @@ def webhook_receiver():
     yield receiver
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture
+def api(client, kore_connection):
+    """The HTTP API called as an integration does, with a token of the kore connection (syncapp/tests/api_helpers)."""
+    from impex.services.tokens import api_token_issue
+    from syncapp.tests.api_helpers import Api
+
+    return Api(client, api_token_issue(connection=kore_connection, by="test"))

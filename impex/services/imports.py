@@ -501,6 +501,7 @@ class FileImport:
                 connection=self.connection,
                 entity=self.descriptor.entity,
                 file_name=f.name,
+                job_id=self.job_id,
                 open_errors=self.open_sync_errors,
             )
 

@@ -115,8 +115,11 @@ class RecordPipeline:
         connection_id: int | None,
         full: bool = False,
         in_file: bool = True,
+        partial: bool = False,
     ):
         self.compiled = compiled
+        # A single-record update may leave out required columns of a record that exists (absent: left alone).
+        self.partial = partial
         self.header = list(header)
         self.connection_id = connection_id
         self.full = full
@@ -141,7 +144,7 @@ class RecordPipeline:
                 f"(descriptor {code} has: {', '.join(known)})"
             )
         missing = [c.name for c in columns.values() if c.required and c.name not in self.header]
-        if missing:
+        if missing and not self.partial:
             raise FileRejected(
                 f"missing required column{'s' if len(missing) > 1 else ''} {', '.join(repr(m) for m in missing)}"
             )
@@ -637,10 +640,26 @@ class RecordPipeline:
         return found
 
 
-def sync_log_record(result: BatchResult, *, connection, entity: str, file_name: str = "", open_errors: bool) -> bool:
+def sync_log_record(
+    result: BatchResult,
+    *,
+    connection,
+    entity: str,
+    open_errors: bool,
+    file_name: str = "",
+    job_id=None,
+    record_event_id=None,
+) -> bool:
     """Add a batch's refused records to the sync log and resolve those now applied; say if errors stay open."""
     if result.failed_ext:
-        sync.sync_log_add_errors(connection=connection, entity=entity, errors=result.failed_ext, file_name=file_name)
+        sync.sync_log_add_errors(
+            connection=connection,
+            entity=entity,
+            errors=result.failed_ext,
+            file_name=file_name,
+            job_id=job_id,
+            record_event_id=record_event_id,
+        )
         open_errors = True
     if open_errors and result.applied_ext:
         sync.sync_log_resolve(connection=connection, entity=entity, external_ids=result.applied_ext)

@@ -19,6 +19,8 @@ SYSTEM_SCHEDULES = {
     "impex: tell contacts about long sequence waits": ("impex.tasks.sequence_wait_alerts", 5),
     "impex: push flagged orders through their exporters": ("orders.tasks.orders_export", 1),
     "impex: apply order update feed events": ("orders.tasks.orders_feed", 1),
+    "impex: apply single-record updates": ("syncapp.tasks.record_events", 1),
+    "impex: deliver outbound webhooks": ("impex.tasks.webhooks_deliver", 1),
 }
 
 

@@ -1,28 +1,11 @@
 """The webhook exporter: POSTs the order as JSON, signed with HMAC-SHA256 of the body, with a timeout."""
 
-import hashlib
-import hmac
-import json
-import urllib.error
-import urllib.request
-
+from impex.services.signed_post import PostFailed, json_body, signed_post
 from orders.choices import ExporterKind as Kind
 from orders.exceptions import ExporterFailed
 from orders.exporters.base import ExporterKind, Outcome
 
 USER_AGENT = "impex-hub order webhook"
-# The start of a receiver's answer kept in the run's message.
-BODY_SHOWN = 300
-
-
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    """A redirect is an answer, not a new destination: the order goes only where the exporter says."""
-
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
-        return None
-
-
-_opener = urllib.request.build_opener(_NoRedirects)
 
 
 def order_payload(*, order, exporter, flag) -> dict:
@@ -59,16 +42,6 @@ def order_payload(*, order, exporter, flag) -> dict:
     }
 
 
-def signature(secret: str, body: bytes) -> str:
-    """Return the X-Signature header of a body: sha256= and the hex HMAC-SHA256 with the secret."""
-    return "sha256=" + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
-
-
-def _shown(raw: bytes) -> str:
-    text = raw[:BODY_SHOWN].decode("utf-8", "replace").strip()
-    return f": {text}" if text else ""
-
-
 class WebhookExporter(ExporterKind):
     name = Kind.WEBHOOK
 
@@ -78,31 +51,16 @@ class WebhookExporter(ExporterKind):
         return []
 
     def run(self, *, order, exporter, flag) -> Outcome:
-        body = json.dumps(order_payload(order=order, exporter=exporter, flag=flag), separators=(",", ":")).encode()
-        headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, "X-Event-Id": str(flag.event_id)}
-        if exporter.secret:
-            headers["X-Signature"] = signature(exporter.secret, body)
-        request = urllib.request.Request(exporter.url, data=body, headers=headers, method="POST")
+        body = json_body(order_payload(order=order, exporter=exporter, flag=flag))
         try:
-            with _opener.open(request, timeout=exporter.timeout_seconds) as answer:
-                answer.read(BODY_SHOWN)
-                return Outcome(message=f"POST {exporter.url}: {answer.status}", http_status=answer.status)
-        except urllib.error.HTTPError as exc:
-            status, shown = exc.code, _shown(exc.read(BODY_SHOWN) if exc.fp else b"")
-            if 300 <= status < 400:
-                raise ExporterFailed(
-                    f"POST {exporter.url}: {status} redirect to {exc.headers.get('Location', '?')} (not followed: "
-                    "set the exporter's URL to where the receiver is)",
-                    retry=False,
-                    http_status=status,
-                ) from exc
-            # A refusal of the order itself (4xx) will not change by sending it again; a server error may.
-            retry = status >= 500 or status in (408, 429)
-            raise ExporterFailed(f"POST {exporter.url}: {status}{shown}", retry=retry, http_status=status) from exc
-        except TimeoutError as exc:
-            raise ExporterFailed(f"POST {exporter.url}: no answer within {exporter.timeout_seconds} s") from exc
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            if isinstance(reason, TimeoutError):
-                raise ExporterFailed(f"POST {exporter.url}: no answer within {exporter.timeout_seconds} s") from exc
-            raise ExporterFailed(f"POST {exporter.url}: {reason}") from exc
+            answer = signed_post(
+                url=exporter.url,
+                body=body,
+                secret=exporter.secret,
+                event_id=str(flag.event_id),
+                timeout=exporter.timeout_seconds,
+                user_agent=USER_AGENT,
+            )
+        except PostFailed as exc:
+            raise ExporterFailed(exc.message, retry=exc.retry, http_status=exc.http_status) from exc
+        return Outcome(message=f"POST {exporter.url}: {answer.status}", http_status=answer.status)

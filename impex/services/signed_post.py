@@ -1,0 +1,94 @@
+"""POST a JSON body signed with HMAC-SHA256 (`X-Signature: sha256=HEX`, `X-Event-Id`): order webhooks and
+outbound webhooks share it, so they sign, time out, refuse redirects and classify answers the same way."""
+
+import hashlib
+import hmac
+import json
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+
+# The start of a receiver's answer kept with the attempt.
+BODY_SHOWN = 300
+
+
+class PostFailed(Exception):
+    """A POST that did not land; retry says whether sending it again later may succeed."""
+
+    def __init__(self, message: str, *, retry: bool = True, http_status: int | None = None, response: str = ""):
+        super().__init__(message)
+        self.message = message
+        self.retry = retry
+        self.http_status = http_status
+        self.response = response
+
+
+@dataclass(frozen=True)
+class PostAnswer:
+    status: int
+    response: str
+    duration_ms: int
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect is an answer, not a new destination: the body goes only where it is configured to go."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
+_opener = urllib.request.build_opener(_NoRedirects)
+
+
+def json_body(payload: dict) -> bytes:
+    """Return the bytes a payload is sent (and signed) as."""
+    return json.dumps(payload, separators=(",", ":"), default=str).encode()
+
+
+def signature(secret: str, body: bytes) -> str:
+    """Return the X-Signature header of a body: sha256= and the hex HMAC-SHA256 with the secret."""
+    return "sha256=" + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+
+
+def _text(raw: bytes) -> str:
+    return raw[:BODY_SHOWN].decode("utf-8", "replace").strip()
+
+
+def signed_post(*, url: str, body: bytes, secret: str, event_id: str, timeout: float, user_agent: str) -> PostAnswer:
+    """POST body to url; return the answer of a 2xx, raise PostFailed otherwise.
+
+    5xx, 408, 429, timeouts and network errors may be retried; other 4xx and redirects (never followed) not.
+    """
+    headers = {"Content-Type": "application/json", "User-Agent": user_agent, "X-Event-Id": event_id}
+    if secret:
+        headers["X-Signature"] = signature(secret, body)
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    started = time.monotonic()
+    try:
+        with _opener.open(request, timeout=timeout) as answer:
+            shown = _text(answer.read(BODY_SHOWN))
+            took = int((time.monotonic() - started) * 1000)
+            return PostAnswer(status=answer.status, response=shown, duration_ms=took)
+    except urllib.error.HTTPError as exc:
+        status = exc.code
+        shown = _text(exc.read(BODY_SHOWN) if exc.fp else b"")
+        if 300 <= status < 400:
+            raise PostFailed(
+                f"POST {url}: {status} redirect to {exc.headers.get('Location', '?')} (not followed: "
+                "set the URL to where the receiver is)",
+                retry=False,
+                http_status=status,
+                response=shown,
+            ) from exc
+        # A refusal of the body itself (4xx) will not change by sending it again; a server error may.
+        retry = status >= 500 or status in (408, 429)
+        message = f"POST {url}: {status}" + (f": {shown}" if shown else "")
+        raise PostFailed(message, retry=retry, http_status=status, response=shown) from exc
+    except TimeoutError as exc:
+        raise PostFailed(f"POST {url}: no answer within {timeout} s") from exc
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        if isinstance(reason, TimeoutError):
+            raise PostFailed(f"POST {url}: no answer within {timeout} s") from exc
+        raise PostFailed(f"POST {url}: {reason}") from exc
