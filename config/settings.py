@@ -159,6 +159,8 @@ IMPEX_SAMPLE_MAX_BYTES = env_int("IMPEX_SAMPLE_MAX_BYTES", 10 * 1024**2)
 IMPEX_LEASE_SECONDS = env_int("IMPEX_LEASE_SECONDS", 60)
 # Outbound webhooks: a file's customers are announced in events of at most this many ids.
 IMPEX_WEBHOOK_BATCH_IDS = env_int("IMPEX_WEBHOOK_BATCH_IDS", 1000)
+# impex_import and impex_job deliver the webhooks of their files for up to this long before they exit.
+IMPEX_WEBHOOK_INLINE_SECONDS = env_int("IMPEX_WEBHOOK_INLINE_SECONDS", 30)
 # A single-record update (POST /api/events/...) is tried this many times before it fails for good.
 IMPEX_EVENT_MAX_ATTEMPTS = env_int("IMPEX_EVENT_MAX_ATTEMPTS", 10)
 IMPEX_POLL_SECONDS = float(os.environ.get("IMPEX_POLL_SECONDS", "0.5"))

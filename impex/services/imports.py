@@ -11,7 +11,7 @@ from django.db import connection, transaction
 from django.db.models import F, Q, Sum
 from django.utils import timezone
 
-from impex.choices import ChunkStatus, FileFormat, FileStatus, Mode
+from impex.choices import ChunkStatus, FileFormat, FileStatus, Mode, WebhookEvent
 from impex.entities import natural_key_of
 from impex.events import file_importing
 from impex.exceptions import ConfigurationError, FileRejected, ImpexError
@@ -32,6 +32,7 @@ from impex.services.columns import CompiledDescriptor, compile_descriptor
 from impex.services.lifecycle import file_transition, lease_end
 from impex.services.pipeline import KEY_SEP, BatchResult, RecordPipeline, Totals, sync_log_record
 from impex.services.sql import db_param, distinct, guard_statements, is_postgres, qn, relax_commit
+from impex.services.webhooks import RECORD_EVENTS, webhook_emit, webhook_records_changed
 from impex.storage import local_copy, resolve_path
 from syncapp import services as sync
 
@@ -186,6 +187,7 @@ class FileImport:
         self.descriptor = import_file.descriptor
         self.batch_size = max(1, settings.IMPEX_BATCH_SIZE)
         self.dry_run = False
+        self._batch_since = timezone.now()
         self._compiled: CompiledDescriptor | None = None
         self._pipeline: RecordPipeline | None = None
         self._reader = None
@@ -420,6 +422,7 @@ class FileImport:
             totals = Totals()
             records = self._records_of(chunk)
             while batch := list(islice(records, self.batch_size)):
+                self._batch_since = timezone.now()
                 result = pipeline.apply(batch, duplicates=duplicates, collect_applied=self.open_sync_errors)
                 self._record(result)
                 totals.add(result.totals)
@@ -504,6 +507,17 @@ class FileImport:
                 job_id=self.job_id,
                 open_errors=self.open_sync_errors,
             )
+        if not self.dry_run and result.applied_keys and self.descriptor.entity in RECORD_EVENTS:
+            # Outbound webhooks: one event per batch with the ids written, in the batch's transaction.
+            webhook_records_changed(
+                entity=self.descriptor.entity,
+                model=self.compiled.model,
+                key_field=self.compiled.key_columns[0].model_field.name,
+                keys=[k.replace(KEY_SEP, "/") for k in result.applied_keys],
+                since=self._batch_since,
+                connection=self.connection,
+                source={"source": "file", "file": f.name, "job": self.job_id},
+            )
 
     def _refresh_statistics(self) -> None:
         """ANALYZE the tables this file is growing once they have doubled (PostgreSQL).
@@ -575,6 +589,19 @@ class FileImport:
             message = ""
             if self.dry_run:
                 note, message = f"dry run: would be {note}", "dry run: nothing was written"
+            else:
+                webhook_emit(
+                    WebhookEvent.FILE_IMPORTED,
+                    data={
+                        "file": f.name,
+                        "descriptor": self.descriptor.code,
+                        "entity": self.descriptor.entity,
+                        "job": self.job_id,
+                        "mode": f.mode,
+                        **counts,
+                    },
+                    connection=self.connection,
+                )
             file_transition(
                 f,
                 new=FileStatus.IMPORTED,
@@ -615,6 +642,7 @@ class FileImport:
             for start in range(0, len(pending), self.batch_size):
                 part = pending[start : start + self.batch_size]
                 records = [Record(index=d.index, row=d.row, values=list(d.values), error=None) for d in part]
+                self._batch_since = timezone.now()
                 result = self.pipeline.apply(records, final=final, collect_applied=self.open_sync_errors)
                 self._record(result)
                 totals.add(result.totals)

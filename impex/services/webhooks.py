@@ -7,6 +7,7 @@ records sends one event per batch of up to IMPEX_WEBHOOK_BATCH_IDS ids, never on
 """
 
 import logging
+import time
 import uuid
 from dataclasses import asdict, dataclass
 from datetime import timedelta
@@ -29,6 +30,8 @@ log = logging.getLogger(__name__)
 USER_AGENT = "impex-hub webhook"
 CLAIM_BATCH = 50
 EVENT_NAMES = tuple(WebhookEvent.values)
+# Entities whose records are announced: entity -> (event of records created, event of records updated).
+RECORD_EVENTS = {"customer": (WebhookEvent.CUSTOMER_CREATED, WebhookEvent.CUSTOMER_UPDATED)}
 
 
 @dataclass(frozen=True)
@@ -127,11 +130,8 @@ def webhook_records_changed(*, entity: str, model, key_field: str, keys: list[st
 
     Records found equal were not written (their updated_at is older) and send nothing.
     """
-    if (
-        entity != "customer"
-        or not keys
-        or not webhooks_wanted(WebhookEvent.CUSTOMER_CREATED, WebhookEvent.CUSTOMER_UPDATED)
-    ):
+    events = RECORD_EVENTS.get(entity)
+    if not events or not keys or not webhooks_wanted(*events):
         return
     created, updated = [], []
     for start in range(0, len(keys), 1000):
@@ -141,10 +141,20 @@ def webhook_records_changed(*, entity: str, model, key_field: str, keys: list[st
         ):
             (created if created_at >= since else updated).append(key)
     size = settings.IMPEX_WEBHOOK_BATCH_IDS
-    for event, ids in ((WebhookEvent.CUSTOMER_CREATED, created), (WebhookEvent.CUSTOMER_UPDATED, updated)):
+    for event, ids in zip(events, (created, updated), strict=True):
         for start in range(0, len(ids), size):
             part = sorted(ids[start : start + size])
             webhook_emit(event, data={"customer_ids": part, "count": len(part), **source}, connection=connection)
+
+
+def webhooks_deliver_now() -> list[DeliveryReport]:
+    """Deliver what is due from this process for a short while (commands that import: a cluster may not run).
+
+    What is not delivered within IMPEX_WEBHOOK_INLINE_SECONDS is left to the every-minute schedule.
+    """
+    if not _due(timezone.now()).exists():
+        return []
+    return webhooks_deliver_pass(seconds=settings.IMPEX_WEBHOOK_INLINE_SECONDS)
 
 
 def deliver_soon() -> None:
@@ -189,11 +199,14 @@ def _claim(*, worker: str, size: int) -> list[WebhookDelivery]:
     )
 
 
-def webhooks_deliver_pass(*, limit: int | None = None, worker: str | None = None) -> list[DeliveryReport]:
-    """POST every due delivery once (or up to limit); return what each did."""
+def webhooks_deliver_pass(
+    *, limit: int | None = None, worker: str | None = None, seconds: float | None = None
+) -> list[DeliveryReport]:
+    """POST every due delivery once (or up to limit, or for about so many seconds); return what each did."""
     worker = worker or worker_name()
     reports = []
-    while limit is None or len(reports) < limit:
+    stop = time.monotonic() + seconds if seconds is not None else None
+    while (limit is None or len(reports) < limit) and (stop is None or time.monotonic() < stop):
         size = CLAIM_BATCH if limit is None else min(CLAIM_BATCH, limit - len(reports))
         claimed = _claim(worker=worker, size=size)
         if not claimed:

@@ -13,6 +13,7 @@ from impex.runner import run_job
 from impex.selectors import job_report
 from impex.services.jobs import job_create
 from impex.services.lifecycle import job_enqueue
+from impex.services.webhooks import webhooks_deliver_now
 
 
 class Command(BaseCommand):
@@ -59,6 +60,7 @@ class Command(BaseCommand):
             exit_with(all(f["status"] == "queued" for f in report["files"]))
             return
         job = run_job(job.pk)
+        webhooks_deliver_now()
         report = job_print(self, job)
         if opts["json"]:
             print_json(self, {"files": report["files"]})

@@ -8,6 +8,7 @@ from impex.management.output import exit_with, print_json
 from impex.management.report import job_print
 from impex.models import ImportJob
 from impex.runner import run_job
+from impex.services.webhooks import webhooks_deliver_now
 
 
 class Command(BaseCommand):
@@ -27,6 +28,8 @@ class Command(BaseCommand):
         if not ImportJob.objects.filter(pk=job_id).exists():
             raise CommandError(f"no import job #{job_id}")
         job = run_job(job_id, rerun=True, helper_of=opts["helper_of"])
+        if not opts["helper_of"]:
+            webhooks_deliver_now()
         report = job_print(self, job)
         if opts["json"]:
             print_json(self, {"job": job.pk, "files": report["files"]})
