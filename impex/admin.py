@@ -49,7 +49,7 @@ from config.adminkit import (
     permission_check,
 )
 from impex.admin_export import EXPORT_PERMISSION, GroupExportMixin
-from impex.choices import ExportRunStatus, FileKind, FileStatus, GroupDirection, InboxStatus, JobStatus
+from impex.choices import ExportRunStatus, FileKind, FileStatus, GroupDirection, InboxStatus, JobStatus, WebhookEvent
 from impex.exceptions import ConfigurationError, ConnectionDeleteRefused
 from impex.forms import UploadForm
 from impex.models import (
@@ -71,6 +71,9 @@ from impex.models import (
     InboxFile,
     RowError,
     SentFile,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookSubscription,
 )
 from impex.services.connections import connection_delete, connection_delete_check
 from impex.services.descriptors import descriptor_check
@@ -83,6 +86,7 @@ from impex.services.schedules import scan_schedule_name, schedules_sync_on_commi
 from impex.services.tokens import api_token_revoke
 from impex.services.uploads import UploadRefused, job_run_again, job_run_for_real, job_upload
 from impex.services.waits import HELD_FOR_WINDOW, WAITING_FOR_SEQUENCE
+from impex.services.webhooks import subscription_problems, webhook_retry
 from impex.storage import open_file, resolve_path, temporary_folder
 from syncapp.models import SyncError
 
@@ -1505,3 +1509,119 @@ class ApiTokenAdmin(AuditRecordAdmin):
     def revoke(self, request, queryset):
         done = sum(api_token_revoke(token=token, by=request.user.get_username()) for token in queryset)
         self.message_user(request, f"{done} token{pluralize(done)} revoked.", messages.SUCCESS)
+
+
+class WebhookSubscriptionForm(forms.ModelForm):
+    """A subscription's events as boxes to tick, its secret write-only, and the same checks as impex_webhook."""
+
+    url = forms.URLField(
+        max_length=2000, assume_scheme="https", help_text="Where events are POSTed (http:// or https://)."
+    )
+    events = forms.MultipleChoiceField(
+        choices=WebhookEvent.choices,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="A file of many customers sends one event per batch of ids, not one per customer.",
+    )
+    secret = forms.CharField(
+        required=False,
+        max_length=200,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="The key of the X-Signature HMAC-SHA256 of each body. Left empty on a change, it stays as it is.",
+    )
+
+    class Meta:
+        model = WebhookSubscription
+        fields = ("code", "url", "events", "secret", "enabled", "timeout_seconds", "max_attempts")
+
+    def clean_secret(self):
+        secret = self.cleaned_data.get("secret", "")
+        if not secret and self.instance.pk:
+            return self.instance.secret
+        return secret
+
+    def clean(self):
+        cleaned = super().clean()
+        for field, message in subscription_problems(
+            url=cleaned.get("url") or "",
+            events=cleaned.get("events") or [],
+            timeout_seconds=cleaned.get("timeout_seconds") or 0,
+            max_attempts=cleaned.get("max_attempts") or 0,
+        ):
+            if field not in self.errors:
+                self.add_error(field, message)
+        return cleaned
+
+
+@admin.register(WebhookSubscription)
+class WebhookSubscriptionAdmin(admin.ModelAdmin):
+    """Outbound webhooks: where events go. The same as `manage.py impex_webhook`."""
+
+    form = WebhookSubscriptionForm
+    list_display = ("code", "url", "events_display", "signed", "enabled", "deliveries_link")
+    list_filter = ("enabled",)
+    search_fields = ("code", "url")
+
+    @admin.display(description="events")
+    def events_display(self, obj):
+        return ", ".join(obj.events or [])
+
+    @admin.display(description="signed", boolean=True)
+    def signed(self, obj):
+        return bool(obj.secret)
+
+    @admin.display(description="deliveries")
+    def deliveries_link(self, obj):
+        return changelist_link(WebhookDelivery, "deliveries", subscription__id__exact=obj.pk)
+
+
+class WebhookAttemptInline(ReadOnlyInline):
+    model = WebhookAttempt
+    fields = ("number", "at", "ok", "http_status", "response", "message", "duration_ms", "worker")
+    readonly_fields = fields
+    show_change_link = False
+    verbose_name_plural = "attempts (each POST and what came back)"
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(AuditRecordAdmin):
+    """Every event on its way to a subscriber, with each attempt; failed ones can be sent again."""
+
+    list_display = (
+        "event",
+        "subscription",
+        "status",
+        "attempts",
+        "created_at",
+        "delivered_at",
+        "next_attempt_at",
+        "last_error",
+    )
+    list_filter = ("status", "event", "subscription")
+    search_fields = ("=event_id", "last_error")
+    list_select_related = ("subscription",)
+    show_full_result_count = False
+    fields = (
+        "subscription",
+        "event",
+        "event_id",
+        "status",
+        "attempts",
+        "created_at",
+        "next_attempt_at",
+        "delivered_at",
+        "last_error",
+        "payload",
+        "claimed_by",
+        "lease_until",
+    )
+    readonly_fields = fields
+    inlines = (WebhookAttemptInline,)
+    actions = ("retry",)
+
+    def has_retry_permission(self, request):
+        return request.user.has_perm("impex.change_webhookdelivery")
+
+    @admin.action(description="Send failed deliveries again (from their first try)", permissions=["retry"])
+    def retry(self, request, queryset):
+        count = webhook_retry(deliveries=queryset)
+        self.message_user(request, f"{count} deliver{pluralize(count, 'y,ies')} queued again.", messages.SUCCESS)

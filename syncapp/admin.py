@@ -4,16 +4,19 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.contenttypes.models import ContentType
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
 from django.db.models import Count
 from django.template.defaultfilters import filesizeformat
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.html import format_html
 from import_export.admin import ExportMixin, ImportExportMixin
 from import_export.formats.base_formats import CSV, JSON, TSV
 from import_export.forms import ImportForm
 
 from config.adminkit import (
-    INLINE_ROW_LIMIT,
     AuditRecordAdmin,
-    FirstRowsInlineFormSet,
     ReadOnlyInline,
     SyncedRecordAdminMixin,
     changelist_link,
@@ -28,6 +31,7 @@ from syncapp.models import (
     PriceList,
     Product,
     ProductVariant,
+    RecordEvent,
     SpecialOrder,
     SpecialOrderEvent,
     SpecialOrderLineItem,
@@ -35,8 +39,10 @@ from syncapp.models import (
     SyncError,
     SyncLog,
 )
+from syncapp.selectors import chart_bars, open_errors, sync_days
 
 ADMIN_IMPORT_MAX_BYTES = 5 * 1024 * 1024
+DASHBOARD_ERRORS_PER_PAGE = 50
 
 
 class SmallFileImportForm(ImportForm):
@@ -258,31 +264,22 @@ class SpecialOrderEventAdmin(SyncedEntityAdmin):
     list_select_related = ("special_order", "connection")
 
 
-class SyncErrorInline(ReadOnlyInline):
-    model = SyncError
-    formset = FirstRowsInlineFormSet
-    fields = ("external_id", "message", "file_name", "row", "updated_at")
-    readonly_fields = fields
-    show_change_link = False
-    verbose_name_plural = f"open errors (the first {INLINE_ROW_LIMIT})"
-
-
 @admin.register(SyncLog)
 class SyncLogAdmin(AuditRecordAdmin):
-    list_display = ("connection", "entity_name", "last_full_sync", "last_partial_sync", "open_error_count")
-    list_filter = ("connection", "entity")
-    search_fields = ("entity", "connection__code")
-    list_select_related = ("connection",)
-    fields = (
+    """Sync logs: the list of every connection's entities, and a dashboard per log (its change page)."""
+
+    list_display = (
         "connection",
         "entity_name",
         "last_full_sync",
         "last_partial_sync",
-        "full_sync_started_at",
-        "open_errors",
+        "open_error_count",
+        "dashboard_link",
     )
-    readonly_fields = fields
-    inlines = (SyncErrorInline,)
+    list_display_links = ("entity_name",)
+    list_filter = ("connection", "entity")
+    search_fields = ("entity", "connection__code")
+    list_select_related = ("connection",)
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(open_error_count=Count("errors"))
@@ -295,21 +292,101 @@ class SyncLogAdmin(AuditRecordAdmin):
     def entity_name(self, obj):
         return entity_verbose_name(obj.entity)
 
-    @admin.display(description="open errors")
-    def open_errors(self, obj):
-        count = obj.open_error_count
-        if not count:
-            return "none"
-        text = "1 open error" if count == 1 else f"all {count} open errors"
-        return changelist_link(SyncError, text, log__id__exact=obj.pk)
+    @admin.display(description="dashboard")
+    def dashboard_link(self, obj):
+        url = reverse("admin:syncapp_synclog_change", args=[obj.pk])
+        return format_html('<a href="{}">Dashboard</a>', url)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        log = self.get_object(request, object_id)
+        if log is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        # The dashboard is read-only, for everyone: nothing to post.
+        if request.method != "GET" or not self.has_view_or_change_permission(request, log):
+            raise PermissionDenied
+        query = request.GET.get("q", "").strip()[:200]
+        errors = open_errors(log, query=query)
+        page = Paginator(errors, DASHBOARD_ERRORS_PER_PAGE).get_page(request.GET.get("p"))
+        days = sync_days(log)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": f"Sync log: {log.connection.code}, {entity_verbose_name(log.entity)}",
+            "subtitle": None,
+            "log": log,
+            "entity_name": entity_verbose_name(log.entity),
+            "open_count": SyncError.objects.filter(log=log).count(),
+            "errors_page": page,
+            "query": query,
+            "chart": chart_bars(days),
+            "days": days,
+            "totals": {"rows": sum(d.rows for d in days), "errors": sum(d.errors for d in days)},
+            "connection_url": reverse("admin:impex_connection_change", args=[log.connection_id]),
+            "errors_url": reverse("admin:syncapp_syncerror_changelist") + f"?log__id__exact={log.pk}",
+            "original": log,
+            "has_view_permission": True,
+            "has_change_permission": False,
+            "has_delete_permission": False,
+            "has_add_permission": False,
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, "admin/syncapp/synclog/dashboard.html", context)
 
 
 @admin.register(SyncError)
 class SyncErrorAdmin(AuditRecordAdmin):
-    list_display = ("external_id", "log", "message", "file_name", "row", "updated_at")
+    list_display = ("external_id", "log", "message", "file_name", "row", "job", "created_at", "updated_at")
     list_filter = ("log__connection", "log__entity")
     search_fields = ("external_id", "message", "file_name")
-    list_select_related = ("log", "log__connection")
+    list_select_related = ("log", "log__connection", "job")
     show_full_result_count = False
-    fields = ("log", "external_id", "message", "file_name", "row", "created_at", "updated_at")
+    fields = (
+        "log",
+        "external_id",
+        "message",
+        "file_name",
+        "row",
+        "job",
+        "record_event",
+        "created_at",
+        "updated_at",
+    )
+    readonly_fields = fields
+
+
+@admin.register(RecordEvent)
+class RecordEventAdmin(AuditRecordAdmin):
+    """Single-record updates sent over HTTP: what came, when it was applied, and how it went."""
+
+    list_display = (
+        "pk",
+        "connection",
+        "entity",
+        "record_key",
+        "status",
+        "result",
+        "attempts",
+        "received_at",
+        "applied_at",
+    )
+    list_filter = ("status", "entity", "connection")
+    search_fields = ("record_key", "message")
+    list_select_related = ("connection",)
+    show_full_result_count = False
+    fields = (
+        "connection",
+        "entity",
+        "descriptor_code",
+        "record_key",
+        "payload",
+        "status",
+        "result",
+        "message",
+        "attempts",
+        "received_at",
+        "next_attempt_at",
+        "applied_at",
+        "claimed_by",
+        "lease_until",
+    )
     readonly_fields = fields

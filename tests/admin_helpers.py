@@ -25,6 +25,9 @@ from impex.models import (
     InboxFile,
     RowError,
     SentFile,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookSubscription,
 )
 from orders.models import (
     Exporter,
@@ -44,6 +47,7 @@ from syncapp.models import (
     PriceList,
     Product,
     ProductVariant,
+    RecordEvent,
     SpecialOrder,
     SpecialOrderEvent,
     SpecialOrderLineItem,
@@ -230,5 +234,20 @@ def add_rows(count, tag):
         FeedEvent(
             connection=c, source="api", event_id=f"EV{k}", shipment_id=f"SH{k}", order_ref=f"O{k}", shipped_at=now
         )
+        for k, c in zip(keys, conns, strict=True)
+    )
+    # Outbound webhooks with a delivery and its attempt each; single-record updates.
+    subs = WebhookSubscription.objects.bulk_create(
+        WebhookSubscription(code=f"hook-{k}", url="http://127.0.0.1:9/", events=["file.imported"]) for k in keys
+    )
+    deliveries = WebhookDelivery.objects.bulk_create(
+        WebhookDelivery(subscription=s, event="file.imported", payload={"n": 1}, status="failed", attempts=1)
+        for s in subs
+    )
+    WebhookAttempt.objects.bulk_create(
+        WebhookAttempt(delivery=d, number=1, http_status=500, response="oops") for d in deliveries
+    )
+    RecordEvent.objects.bulk_create(
+        RecordEvent(connection=c, entity="customer", descriptor_code="KS_CUSTOMERS", record_key=f"C{k}", payload={})
         for k, c in zip(keys, conns, strict=True)
     )

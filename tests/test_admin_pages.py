@@ -27,6 +27,9 @@ from impex.models import (
     InboxFile,
     RowError,
     SentFile,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookSubscription,
 )
 from impex.services.tokens import api_token_issue
 from orders.models import Exporter, FeedEvent, Order, OrderExportRun, OrderLine, Shipment, TransitionFlag
@@ -36,6 +39,7 @@ from syncapp.models import (
     PriceList,
     Product,
     ProductVariant,
+    RecordEvent,
     SpecialOrder,
     SpecialOrderEvent,
     SpecialOrderLineItem,
@@ -58,6 +62,8 @@ NOT_REGISTERED = {
     "impex.exportstate",
     "impex.exportrunevent",
     "impex.inboxevent",
+    # A delivery's attempts are shown on its page.
+    "impex.webhookattempt",
     # An order's timeline rows and flags are shown on its page.
     "orders.orderevent",
     "orders.orderflag",
@@ -115,6 +121,12 @@ def sample(bspk_connection, kore_connection):
     api_token_issue(connection=kore_connection, by="ana")
     log = SyncLog.objects.create(connection=kore_connection, entity="customer", last_partial_sync=now)
     SyncError.objects.create(log=log, external_id="C9", message="email is required")
+    hook = WebhookSubscription.objects.create(code="crm", url="http://127.0.0.1:9/", events=["file.imported"])
+    delivery = WebhookDelivery.objects.create(subscription=hook, event="file.imported", payload={"n": 1})
+    WebhookAttempt.objects.create(delivery=delivery, number=1, http_status=500, response="oops")
+    RecordEvent.objects.create(
+        connection=kore_connection, entity="customer", descriptor_code="KS_CUSTOMERS", record_key="C1", payload={}
+    )
     job = ImportJob.objects.create(
         status="completed",
         connection=kore_connection,

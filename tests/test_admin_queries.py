@@ -20,6 +20,8 @@ from impex.models import (
     InboxFile,
     RowError,
     SentFile,
+    WebhookAttempt,
+    WebhookDelivery,
 )
 from orders.models import Order, OrderLine, Shipment
 from syncapp.models import (
@@ -66,6 +68,9 @@ def test_every_listed_model_is_measured():
         "impex.importfile",
         "impex.importjob",
         "impex.apitoken",
+        "impex.webhooksubscription",
+        "impex.webhookdelivery",
+        "syncapp.recordevent",
         "impex.inboxfile",
         "impex.rowerror",
         "impex.sentfile",
@@ -117,6 +122,7 @@ def add_inline_rows(obj, count):
         ImportFile: lambda: obj.errors.count(),
         ExportRun: lambda: obj.events.count(),
         InboxFile: lambda: obj.events.count(),
+        WebhookDelivery: lambda: obj.attempt_log.count(),
     }[type(obj)]()
     numbers = range(start, start + count)
     now = timezone.now()
@@ -159,6 +165,10 @@ def add_inline_rows(obj, count):
             SentFile(run=obj, group=obj.group, name=f"X{n}.csv", location="o", path=f"o/X{n}.csv", sha256="ab")
             for n in numbers
         )
+    elif isinstance(obj, WebhookDelivery):
+        WebhookAttempt.objects.bulk_create(
+            WebhookAttempt(delivery=obj, number=n + 2, http_status=500, response="oops") for n in numbers
+        )
     elif isinstance(obj, InboxFile):
         InboxEvent.objects.bulk_create(InboxEvent(inbox_file=obj, status="seen", message=f"look {n}") for n in numbers)
     else:
@@ -178,10 +188,10 @@ def test_every_change_page_with_inlines_is_measured():
         "impex.importfile",
         "impex.importjob",
         "impex.inboxfile",
+        "impex.webhookdelivery",
         "orders.order",
         "syncapp.product",
         "syncapp.specialorder",
-        "syncapp.synclog",
     ]
 
 
@@ -201,3 +211,18 @@ def test_change_page_queries_do_not_grow_with_inline_rows(admin_client, django_a
     assert response.status_code == 200
     shown = [len(inline.formset.forms) for inline in response.context["inline_admin_formsets"]]
     assert min(shown) >= MANY, shown
+
+
+def test_the_sync_log_dashboard_queries_do_not_grow_with_its_errors(admin_client, django_assert_max_num_queries):
+    add_rows(1, "a")
+    log = SyncLog.objects.order_by("pk").last()
+    url = admin_url(SyncLog, "change", log.pk)
+    add_inline_rows(log, FEW)
+    few = count_queries(admin_client, url)
+
+    add_inline_rows(log, MANY - FEW)
+
+    with django_assert_max_num_queries(few):
+        response = admin_client.get(url)
+    assert response.status_code == 200
+    assert len(response.context["errors_page"].object_list) == MANY + 1

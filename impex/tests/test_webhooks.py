@@ -23,7 +23,17 @@ SECRET = "s3cret"
 def subscribe(receiver, events="customer.created,customer.updated,file.imported", code="crm", *extra) -> dict:
     out = io.StringIO()
     call_command(
-        "impex_webhook", code, "--url", receiver.url, "--events", events, "--secret", SECRET, *extra, "--json", stdout=out
+        "impex_webhook",
+        code,
+        "--url",
+        receiver.url,
+        "--events",
+        events,
+        "--secret",
+        SECRET,
+        *extra,
+        "--json",
+        stdout=out,
     )
     return json.loads(out.getvalue().strip().splitlines()[-1])
 

@@ -35,9 +35,7 @@ def test_a_changed_customer_is_202_then_applied(api, customers):
     event_id = response.json()["event"]
     assert set(response.json()) == {"event"}
     assert Customer.objects.get(customer_id="C-1").email != "new@example.com"  # applied later, not now
-    assert apply_all() == [
-        {"event": event_id, "record": "C-1", "status": "applied", "message": "C-1 updated"}
-    ]
+    assert apply_all() == [{"event": event_id, "record": "C-1", "status": "applied", "message": "C-1 updated"}]
     customer = Customer.objects.get(customer_id="C-1")
     assert customer.email == "new@example.com"
     assert customer.first_name == "Ada"  # absent columns are left alone
