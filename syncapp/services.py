@@ -12,6 +12,13 @@ def sync_log_get(*, connection, entity: str) -> SyncLog:
     return log
 
 
+def sync_log_lock(*, connection, entity: str) -> SyncLog:
+    """Lock the log's row until the caller's transaction ends (PostgreSQL; SQLite has one writer anyway)."""
+    log = sync_log_get(connection=connection, entity=entity)
+    # NO KEY: errors being added to the log (their foreign key takes KEY SHARE) need not wait.
+    return SyncLog.objects.select_for_update(no_key=True).get(pk=log.pk)
+
+
 @transaction.atomic
 def sync_log_start_full(*, connection, entity: str) -> SyncLog:
     """Start a full sync: clear the errors of the previous log."""
@@ -112,7 +119,7 @@ def sync_log_report_partial(
     """PATCH: a partial sync: resolve the listed ids, add the errors, keep the rest; last_partial_sync now."""
     log = sync_log_get(connection=connection, entity=entity)
     # Lock the log: two reports at once apply one after the other.
-    SyncLog.objects.select_for_update().filter(pk=log.pk).first()
+    SyncLog.objects.select_for_update(no_key=True).filter(pk=log.pk).first()
     for start in range(0, len(resolved), 1000):
         SyncError.objects.filter(log=log, external_id__in=resolved[start : start + 1000]).delete()
     if errors:

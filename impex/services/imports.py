@@ -11,7 +11,7 @@ from django.db import connection, transaction
 from django.db.models import F, Q, Sum
 from django.utils import timezone
 
-from impex.choices import ChunkStatus, FileFormat, FileStatus, Mode, WebhookEvent
+from impex.choices import ChunkStatus, FileFormat, FileKind, FileStatus, Mode, WebhookEvent
 from impex.entities import natural_key_of
 from impex.events import file_importing
 from impex.exceptions import ConfigurationError, FileRejected, ImpexError
@@ -37,6 +37,8 @@ from impex.storage import local_copy, resolve_path
 from syncapp import services as sync
 
 log = logging.getLogger(__name__)
+# A FULL file in one of these has done its part of a full sync (a duplicate was applied before).
+FULL_SYNC_DONE = (FileStatus.IMPORTED, FileStatus.DUPLICATE)
 
 _tables = itertools.count(1)
 
@@ -327,7 +329,15 @@ class FileImport:
                     model.objects.filter(file=f).delete()
                 distinct_keys = keys.save(file_id=f.pk, full=self.full)
                 ImportChunk.objects.bulk_create(chunks)
-                if self.full and self.connection:
+                if (
+                    self.full
+                    and self.connection
+                    and not self._full_sync_siblings()
+                    .filter(status__in=(FileStatus.RUNNING, FileStatus.IMPORTED))
+                    .exists()
+                ):
+                    # The first file of the full sync starts the log over; its job's other FULL files of the
+                    # entity (a full-data-set zip) add to it.
                     sync.sync_log_start_full(connection=self.connection, entity=self.descriptor.entity)
                 file_transition(
                     f,
@@ -578,7 +588,12 @@ class FileImport:
                     )
                 # A dry run advances its sandbox's copy (services/dryrun.py), so that its next file gets in.
                 self._advance_sequence()
-                sync.sync_log_finish(connection=self.connection, entity=self.descriptor.entity, full=self.full)
+                # A full sync is done when every FULL file of the entity in the job is imported, whoever did which;
+                # the log's lock makes two workers finishing two of its files see each other's finish.
+                sync.sync_log_lock(connection=self.connection, entity=self.descriptor.entity)
+                full_done = self.full and not self._full_sync_siblings().exclude(status__in=FULL_SYNC_DONE).exists()
+                if not self.full or full_done:
+                    sync.sync_log_finish(connection=self.connection, entity=self.descriptor.entity, full=self.full)
             FileKey.objects.filter(file_id=f.pk).delete()
             FileDuplicate.objects.filter(file_id=f.pk).delete()
             f.status = locked.status
@@ -613,6 +628,20 @@ class FileImport:
                 **counts,
             )
         return True
+
+    def _full_sync_siblings(self):
+        """Return the other FULL files of this file's entity and connection in its job (one full sync)."""
+        return (
+            ImportFile.objects.filter(
+                job_id=self.file.job_id,
+                connection=self.connection,
+                descriptor__entity=self.descriptor.entity,
+                mode=Mode.FULL,
+                kind=FileKind.DATA,
+            )
+            .exclude(pk=self.file.pk)
+            .exclude(job__dry_run=True)
+        )
 
     def _advance_sequence(self) -> None:
         """Record the file's Kore sequence as applied, and expect the next one (inside the finish)."""
