@@ -259,12 +259,14 @@ REST_FRAMEWORK = {
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "impex-hub API",
-    "DESCRIPTION": "Order update feeds (and, next, sync logs, single-record events and extraction). "
+    "DESCRIPTION": "Order update feeds, sync logs, single-record updates and paged extraction (SPEC section 10). "
     "Every request carries `Authorization: Bearer TOKEN`, a connection's token (impex_connection CODE --new-token).",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SERVE_AUTHENTICATION": [],
+    # Each route is also served without its trailing slash (config/api_urls.py); the schema lists it once.
+    "PREPROCESSING_HOOKS": ["config.api_urls.schema_endpoints"],
 }
 # A feed request carries at most this many events.
 API_MAX_FEED_EVENTS = env_int("API_MAX_FEED_EVENTS", 1000)

@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
 from impex.models import Connection
@@ -40,3 +41,17 @@ class ConnectionTokenAuthentication(authentication.BaseAuthentication):
 
     def authenticate_header(self, request):
         return f'{self.keyword} realm="impex-hub"'
+
+
+class ConnectionTokenScheme(OpenApiAuthenticationExtension):
+    """Describe the token in the OpenAPI schema: HTTP bearer, a connection's token."""
+
+    target_class = "impex.api_auth.ConnectionTokenAuthentication"
+    name = "connectionToken"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "A connection's API token: manage.py impex_connection CODE --new-token.",
+        }

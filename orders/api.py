@@ -8,6 +8,7 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from impex.api_schema import responses
 from orders.feeds import feed_events_receive
 from orders.models import FeedEvent
 
@@ -61,7 +62,7 @@ class ShipmentEventSerializer(serializers.Serializer):
 
 
 class ShipmentFeedSerializer(serializers.Serializer):
-    events = serializers.ListField(child=ShipmentEventSerializer(), allow_empty=False)
+    events = serializers.ListField(child=ShipmentEventSerializer(), allow_empty=False, min_length=1)
 
     def validate_events(self, value):
         limit = settings.API_MAX_FEED_EVENTS
@@ -75,7 +76,7 @@ class ShipmentFeedView(APIView):
 
     @extend_schema(
         request=ShipmentFeedSerializer,
-        responses={202: inline_serializer("FeedAccepted", {"accepted": serializers.IntegerField()})},
+        responses=responses({202: inline_serializer("FeedAccepted", {"accepted": serializers.IntegerField()})}),
         summary="Report deliveries (order update feed)",
     )
     def post(self, request):

@@ -6,6 +6,7 @@ from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from impex.api_schema import responses
 from impex.entities import entity_choices
 from orders.api import ConnectionDateTimeField
 from syncapp import services as sync
@@ -86,6 +87,13 @@ def _log_json(log: SyncLog) -> dict:
     ).data
 
 
+def _entity_parameter():
+    return OpenApiParameter(
+        "entity", str, OpenApiParameter.PATH, enum=[n for n, _ in entity_choices()], description="The entity's name."
+    )
+
+
+@extend_schema(parameters=[_entity_parameter()])
 class SyncLogView(APIView):
     """The connection's sync log of one entity, with the rules of SPEC section 8."""
 
@@ -94,7 +102,9 @@ class SyncLogView(APIView):
         report.is_valid(raise_exception=True)
         return report.validated_data
 
-    @extend_schema(responses={200: SyncLogOutSerializer, 404: OpenApiTypes.OBJECT}, summary="Read a sync log")
+    @extend_schema(
+        responses=responses({200: SyncLogOutSerializer}, bad_body=False, not_found=True), summary="Read a sync log"
+    )
     def get(self, request, entity):
         log = SyncLog.objects.filter(connection=request.user.connection, entity=_entity(entity)).first()
         if log is None:
@@ -103,7 +113,7 @@ class SyncLogView(APIView):
 
     @extend_schema(
         request=SyncLogReportSerializer,
-        responses={200: SyncLogOutSerializer},
+        responses=responses({200: SyncLogOutSerializer}, not_found=True),
         summary="Start a full sync log: the previous errors are cleared, these are its errors",
     )
     def put(self, request, entity):
@@ -121,7 +131,7 @@ class SyncLogView(APIView):
 
     @extend_schema(
         request=SyncLogReportSerializer,
-        responses={200: SyncLogOutSerializer},
+        responses=responses({200: SyncLogOutSerializer}, not_found=True),
         summary="A partial sync: add errors, resolve the listed ids, keep the rest",
     )
     def patch(self, request, entity):
@@ -136,7 +146,9 @@ class SyncLogView(APIView):
         )
         return Response(_log_json(log))
 
-    @extend_schema(responses={204: None, 404: OpenApiTypes.OBJECT}, summary="Delete a sync log and its errors")
+    @extend_schema(
+        responses=responses({204: None}, bad_body=False, not_found=True), summary="Delete a sync log and its errors"
+    )
     def delete(self, request, entity):
         if not sync.sync_log_delete(connection=request.user.connection, entity=_entity(entity)):
             raise exceptions.NotFound(f"connection {request.user.connection.code} has no sync log of {entity}")
@@ -150,7 +162,7 @@ class RecordEventView(APIView):
 
     @extend_schema(
         request=OpenApiTypes.OBJECT,
-        responses={202: inline_serializer("EventAccepted", {"event": serializers.IntegerField()})},
+        responses=responses({202: inline_serializer("EventAccepted", {"event": serializers.IntegerField()})}),
         summary="Send one changed record (columns of KS_CUSTOMERS or KS_PRODUCTS; absent ones are left alone)",
     )
     def post(self, request):
@@ -175,16 +187,18 @@ class ExtractView(APIView):
             OpenApiParameter("entity", str, OpenApiParameter.PATH, enum=list(EXTRACT_DESCRIPTORS)),
             ExtractQuerySerializer,
         ],
-        responses={
-            200: inline_serializer(
-                "ExtractPage",
-                {
-                    "results": serializers.ListField(child=serializers.DictField()),
-                    "next_cursor": serializers.CharField(allow_null=True),
-                },
-            ),
-            404: OpenApiTypes.OBJECT,
-        },
+        responses=responses(
+            {
+                200: inline_serializer(
+                    "ExtractPage",
+                    {
+                        "results": serializers.ListField(child=serializers.DictField()),
+                        "next_cursor": serializers.CharField(allow_null=True),
+                    },
+                )
+            },
+            not_found=True,
+        ),
         summary="Extract records changed since a time, page by page",
     )
     def get(self, request, entity):
