@@ -1,0 +1,93 @@
+"""Several workers at once over single-record updates and outbound webhooks (SPEC section 10): each event is
+applied once, the events of one record in the order received, and each webhook delivery is POSTed once.
+
+Real processes share the test database, so this runs on PostgreSQL (CI runs it).
+"""
+
+import json
+import subprocess
+import sys
+from collections import Counter
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from impex.models import WebhookDelivery, WebhookSubscription
+from impex.tests.helpers import customer_row, process_env, run_import, write_kore
+from syncapp.models import Customer, RecordEvent
+from syncapp.record_events import record_event_receive
+
+pytestmark = [
+    pytest.mark.skipif(
+        connection.vendor != "postgresql",
+        reason="several processes share the database here: PostgreSQL only (CI runs it)",
+    ),
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("builtin_installed"),
+]
+
+RECORDS, VERSIONS, WORKERS = 40, 8, 3
+
+RUN_EVENTS = (
+    "import json; from syncapp.record_events import record_events_pass; "
+    "print(json.dumps([r.as_json() for r in record_events_pass(by='worker')]))"
+)
+RUN_DELIVERIES = (
+    "import json; from impex.services.webhooks import webhooks_deliver_pass; "
+    "print(json.dumps([r.as_json() for r in webhooks_deliver_pass()]))"
+)
+
+
+def race(tmp_path, code: str, name: str) -> list[list[dict]]:
+    logs = [tmp_path / f"{name}-{n}.log" for n in range(WORKERS)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "manage.py", "shell", "-c", code],
+            cwd=settings.BASE_DIR,
+            env=process_env(),
+            stdout=log.open("w"),
+            stderr=subprocess.STDOUT,
+        )
+        for log in logs
+    ]
+    assert [p.wait(timeout=300) for p in procs] == [0] * WORKERS, [log.read_text()[-2000:] for log in logs]
+    return [json.loads(log.read_text().strip().splitlines()[-1]) for log in logs]
+
+
+def test_three_workers_apply_each_event_once_in_order_and_deliver_each_webhook_once(
+    tmp_path, kore_connection, webhook_receiver
+):
+    ids = [f"C-{n:03}" for n in range(RECORDS)]
+    code, report = run_import(write_kore(tmp_path, "KS_CUSTOMERS", 1, [customer_row(i) for i in ids]))
+    assert code == 0, report
+    WebhookSubscription.objects.create(code="crm", url=webhook_receiver.url, events=["customer.updated"], secret="k")
+    for version in range(VERSIONS):
+        for customer_id in ids:
+            record_event_receive(
+                connection=kore_connection,
+                kind="customers",
+                body={"customer_id": customer_id, "last_name": f"v{version}"},
+            )
+
+    per_worker = race(tmp_path, RUN_EVENTS, "events")
+    reports = [r for worker in per_worker for r in worker]
+
+    assert Counter(r["event"] for r in reports) == dict.fromkeys(RecordEvent.objects.values_list("pk", flat=True), 1)
+    assert {r["status"] for r in reports} == {"applied"}
+    assert set(Customer.objects.values_list("last_name", flat=True)) == {f"v{VERSIONS - 1}"}
+    for customer_id in ids:
+        applied = list(
+            RecordEvent.objects.filter(record_key=customer_id).order_by("applied_at").values_list("pk", flat=True)
+        )
+        assert applied == sorted(applied), f"{customer_id}: applied out of order"
+    assert RecordEvent.objects.filter(attempts=1).count() == RECORDS * VERSIONS
+    assert sum(1 for worker in per_worker if worker) >= 2, "the work was not shared: one worker did it all"
+
+    deliveries = [r for worker in race(tmp_path, RUN_DELIVERIES, "hooks") for r in worker]
+
+    assert len(deliveries) == RECORDS * VERSIONS
+    assert set(WebhookDelivery.objects.values_list("status", flat=True)) == {"delivered"}
+    receipts = Counter(post.headers["X-Event-Id"] for post in webhook_receiver.received)
+    assert set(receipts.values()) == {1}
+    assert len(receipts) == RECORDS * VERSIONS
