@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from impex.services.backoff import backoff
 from impex.services.heartbeat import Heartbeat
-from impex.services.lifecycle import worker_name
+from impex.services.lifecycle import claim_due, worker_name
 from orders import events
 from orders.choices import ExportRunStatus, FlagStatus, OrderEventKind, OrderState
 from orders.exceptions import ExporterFailed
@@ -56,26 +56,9 @@ def _due(now):
 def _claim(*, worker: str, size: int) -> list[OrderFlag]:
     """Take up to size due flags for this worker; two workers never take the same flag."""
     now = timezone.now()
-    with transaction.atomic():
-        # PostgreSQL: rows another worker is claiming are skipped, not waited for. SQLite has no row locks but
-        # one writer at a time (IMMEDIATE transactions), and the conditional UPDATE below re-checks each row.
-        ids = list(
-            _due(now)
-            .select_for_update(skip_locked=True, of=("self",))
-            .order_by("next_attempt_at", "pk")
-            .values_list("pk", flat=True)[:size]
-        )
-        if not ids:
-            return []
-        # The claim moves pending (or abandoned running) flags to running in one statement, as FLAG_TRANSITIONS
-        # allows; each run's outcome then goes through flag_transition.
-        OrderFlag.objects.filter(pk__in=ids).filter(
-            Q(status=FlagStatus.PENDING) | Q(status=FlagStatus.RUNNING, lease_until__lt=now)
-        ).update(
-            status=FlagStatus.RUNNING,
-            claimed_by=worker,
-            lease_until=now + timedelta(seconds=settings.IMPEX_LEASE_SECONDS),
-        )
+    # The claim moves pending (or abandoned running) flags to running, as FLAG_TRANSITIONS allows; each run's
+    # outcome then goes through flag_transition.
+    ids = claim_due(_due(now), worker=worker, size=size, lease_seconds=settings.IMPEX_LEASE_SECONDS, now=now)
     return list(
         OrderFlag.objects.filter(pk__in=ids, claimed_by=worker, status=FlagStatus.RUNNING)
         .select_related("order", "order__customer", "order__connection")

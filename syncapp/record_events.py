@@ -9,7 +9,6 @@ reference to a record that is not there yet (a parent customer) is tried again w
 
 import logging
 from dataclasses import asdict, dataclass
-from datetime import timedelta
 
 from django.conf import settings
 from django.db import DatabaseError, transaction
@@ -24,7 +23,7 @@ from impex.models import DataDescriptor
 from impex.services.backoff import backoff
 from impex.services.columns import compile_descriptor, format_value, value_styles
 from impex.services.exports import _lookup
-from impex.services.lifecycle import worker_name
+from impex.services.lifecycle import claim_due, worker_name
 from impex.services.pipeline import KEY_SEP, RecordPipeline, sync_log_record
 from impex.services.webhooks import webhook_records_changed
 from syncapp import services as sync
@@ -157,17 +156,9 @@ def _due(now):
 def _claim(*, worker: str, size: int) -> list[RecordEvent]:
     """Take up to size due events for this worker; two workers never take the same one, nor two of one record."""
     now = timezone.now()
-    with transaction.atomic():
-        ids = list(_due(now).select_for_update(skip_locked=True).order_by("pk").values_list("pk", flat=True)[:size])
-        if not ids:
-            return []
-        RecordEvent.objects.filter(pk__in=ids).filter(
-            Q(status=RecordEventStatus.PENDING) | Q(status=RecordEventStatus.RUNNING, lease_until__lt=now)
-        ).update(
-            status=RecordEventStatus.RUNNING,
-            claimed_by=worker,
-            lease_until=now + timedelta(seconds=settings.IMPEX_LEASE_SECONDS),
-        )
+    ids = claim_due(
+        _due(now), worker=worker, size=size, lease_seconds=settings.IMPEX_LEASE_SECONDS, now=now, order_by=("pk",)
+    )
     return list(
         RecordEvent.objects.filter(pk__in=ids, claimed_by=worker, status=RecordEventStatus.RUNNING)
         .select_related("connection")

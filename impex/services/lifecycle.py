@@ -223,3 +223,24 @@ def connection_hold(*, connection_id: int, job: ImportJob) -> int | None:
 def connection_let_go(*, connection_id: int, job: ImportJob) -> None:
     """Free the connection this job held."""
     ConnectionState.objects.filter(connection_id=connection_id, job=job).update(job=None)
+
+
+def claim_due(due, *, worker: str, size: int, lease_seconds: int, now, order_by=("next_attempt_at", "pk")) -> list:
+    """Claim up to size rows of a due queryset for worker, under a lease; return their primary keys.
+
+    The rows have status (pending/running), claimed_by and lease_until. PostgreSQL skips rows another worker is
+    claiming (SKIP LOCKED); the conditional UPDATE re-checks each row (SQLite: no row locks, one writer), so two
+    workers never hold one row. Order flags, single-record updates and webhook deliveries are claimed so.
+    """
+    model = due.model
+    with transaction.atomic():
+        ids = list(
+            due.select_for_update(skip_locked=True, of=("self",))
+            .order_by(*order_by)
+            .values_list("pk", flat=True)[:size]
+        )
+        if ids:
+            model.objects.filter(pk__in=ids).filter(
+                Q(status="pending") | Q(status="running", lease_until__lt=now)
+            ).update(status="running", claimed_by=worker, lease_until=now + timedelta(seconds=lease_seconds))
+    return ids

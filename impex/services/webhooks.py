@@ -10,7 +10,6 @@ import logging
 import time
 import uuid
 from dataclasses import asdict, dataclass
-from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -22,7 +21,7 @@ from impex.choices import DeliveryStatus, WebhookEvent
 from impex.exceptions import ConfigurationError
 from impex.models import WebhookAttempt, WebhookDelivery, WebhookSubscription
 from impex.services.backoff import backoff
-from impex.services.lifecycle import worker_name
+from impex.services.lifecycle import claim_due, worker_name
 from impex.services.signed_post import PostFailed, json_body, signed_post
 
 log = logging.getLogger(__name__)
@@ -175,23 +174,9 @@ def _due(now):
 def _claim(*, worker: str, size: int) -> list[WebhookDelivery]:
     """Take up to size due deliveries for this worker; two workers never take the same one."""
     now = timezone.now()
-    with transaction.atomic():
-        ids = list(
-            _due(now)
-            .select_for_update(skip_locked=True, of=("self",))
-            .order_by("next_attempt_at", "pk")
-            .values_list("pk", flat=True)[:size]
-        )
-        if not ids:
-            return []
-        WebhookDelivery.objects.filter(pk__in=ids).filter(
-            Q(status=DeliveryStatus.PENDING) | Q(status=DeliveryStatus.RUNNING, lease_until__lt=now)
-        ).update(
-            status=DeliveryStatus.RUNNING,
-            claimed_by=worker,
-            # The lease outlasts the longest POST a subscription allows.
-            lease_until=now + timedelta(seconds=max(settings.IMPEX_LEASE_SECONDS, 330)),
-        )
+    # The lease outlasts the longest POST a subscription allows.
+    lease = max(settings.IMPEX_LEASE_SECONDS, 330)
+    ids = claim_due(_due(now), worker=worker, size=size, lease_seconds=lease, now=now)
     return list(
         WebhookDelivery.objects.filter(pk__in=ids, claimed_by=worker, status=DeliveryStatus.RUNNING)
         .select_related("subscription")
