@@ -199,6 +199,11 @@ SFTP_PASSWORD = os.environ.get("SFTP_PASSWORD") or None
 # Per-host logins, over SFTP_KEY_FILE / SFTP_PASSWORD: a JSON object keyed by "host" or "host:port", e.g.
 # {"files.acme.example": {"key_file": "/run/secrets/acme_key"}, "10.0.0.5:2222": {"password": "..."}}.
 SFTP_HOSTS = env_json_object("SFTP_HOSTS")
+# Outbound calls (webhooks, webhook exporters, SFTP hosts) go only to public addresses, unless the host name, the
+# address or a network holding it is listed here (comma-separated), e.g. "erp.internal,10.20.0.0/16,127.0.0.1".
+IMPEX_ALLOWED_HOSTS_OUTBOUND = [
+    h.strip() for h in os.environ.get("IMPEX_ALLOWED_HOSTS_OUTBOUND", "").split(",") if h.strip()
+]
 
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},

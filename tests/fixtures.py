@@ -18,6 +18,8 @@ def impex_root(tmp_path, settings):
     settings.IMPEX_ROOT = tmp_path / "impex"
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.IMPEX_CACHE_DIR = tmp_path / "cache"
+    # The tests' receivers and servers listen on loopback, which the hub refuses unless listed (impex.outbound).
+    settings.IMPEX_ALLOWED_HOSTS_OUTBOUND = ["127.0.0.1", "localhost", "::1"]
     return settings.IMPEX_ROOT
 
 

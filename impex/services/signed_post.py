@@ -9,6 +9,8 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 
+from impex.outbound import OutboundRefused, opener
+
 # The start of a receiver's answer kept with the attempt.
 BODY_SHOWN = 300
 
@@ -38,7 +40,8 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
         return None
 
 
-_opener = urllib.request.build_opener(_NoRedirects)
+# Only to addresses the hub may call (impex.outbound), checked when the connection is made.
+_opener = opener(_NoRedirects)
 
 
 def json_body(payload: dict) -> bytes:
@@ -87,8 +90,11 @@ def signed_post(*, url: str, body: bytes, secret: str, event_id: str, timeout: f
         raise PostFailed(message, retry=retry, http_status=status, response=shown) from exc
     except TimeoutError as exc:
         raise PostFailed(f"POST {url}: no answer within {timeout} s") from exc
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        if isinstance(reason, TimeoutError):
+    except urllib.error.URLError as exc:
+        if isinstance(exc.reason, OutboundRefused):
+            raise PostFailed(f"POST {url}: refused: {exc.reason}", retry=False) from exc
+        if isinstance(exc.reason, TimeoutError):
             raise PostFailed(f"POST {url}: no answer within {timeout} s") from exc
-        raise PostFailed(f"POST {url}: {reason}") from exc
+        raise PostFailed(f"POST {url}: {exc.reason}") from exc
+    except OSError as exc:
+        raise PostFailed(f"POST {url}: {exc}") from exc

@@ -150,6 +150,7 @@ def process_env(**extra) -> dict:
         "DATABASE_URL": database_url(),
         "IMPEX_ROOT": str(settings.IMPEX_ROOT),
         "IMPEX_CACHE_DIR": str(settings.IMPEX_CACHE_DIR),
+        "IMPEX_ALLOWED_HOSTS_OUTBOUND": ",".join(settings.IMPEX_ALLOWED_HOSTS_OUTBOUND),
         **{k: str(v) for k, v in extra.items()},
     }
 
