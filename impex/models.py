@@ -223,6 +223,14 @@ class Connection(models.Model):
 
     class Meta:
         ordering = ["code"]
+        # SPEC 13: a folder, URL or host the hub reads from, writes to or calls is set with this permission only;
+        # a change permission without it leaves those fields read-only.
+        permissions = [
+            (
+                "change_locations",
+                "Can set the folders, URLs and hosts the hub reads from, writes to or calls",
+            )
+        ]
         # Files are routed by the company or integration id their names carry: a shared one would
         # send them all to one connection silently. clean() says which connection clashes.
         constraints = [
