@@ -1,6 +1,7 @@
 """The admin site of impex-hub: its name on every page and a home page that tells how the connections are doing."""
 
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 from django.urls import NoReverseMatch, reverse
 
 from impex import selectors
@@ -15,6 +16,31 @@ def upload_url(request) -> str | None:
     except NoReverseMatch:
         # The page comes with the browser upload of issue 6; until then the home page has no link to it.
         return None
+
+
+# Apps whose admin pages only superusers may open, whatever permissions others hold (SPEC 13). django-q2's: a
+# schedule's func is any importable name the cluster then runs (os.system), so its add and change permissions, and
+# resubmitting a task, amount to running code on the cluster's machines.
+SUPERUSER_APPS = ("django_q",)
+
+
+class SuperusersOnly:
+    """Mix into a ModelAdmin: its pages and actions are for superusers only, whatever permissions others hold."""
+
+    def has_module_permission(self, request):
+        return request.user.is_superuser and super().has_module_permission(request)
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.is_superuser and super().has_view_permission(request, obj)
+
+    def has_add_permission(self, request):
+        return request.user.is_superuser and super().has_add_permission(request)
+
+    def has_change_permission(self, request, obj=None):
+        return request.user.is_superuser and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return request.user.is_superuser and super().has_delete_permission(request, obj)
 
 
 class HubAdminSite(admin.AdminSite):
@@ -36,3 +62,17 @@ class HubAdminSite(admin.AdminSite):
         context["show_waiting_links"] = user.has_perm("impex.view_importfile")
         context["show_error_links"] = user.has_perm("syncapp.view_syncerror")
         return super().index(request, extra_context={**context, **(extra_context or {})})
+
+    def app_index(self, request, app_label, extra_context=None):
+        """An app's page; a superusers' app answers others 403 (Django's default for them would be a 404)."""
+        if app_label in SUPERUSER_APPS and not request.user.is_superuser:
+            raise PermissionDenied
+        return super().app_index(request, app_label, extra_context)
+
+    def restrict_to_superusers(self) -> None:
+        """Re-register the models of SUPERUSER_APPS with their own admin classes made superusers-only."""
+        for model, model_admin in list(self._registry.items()):
+            if model._meta.app_label in SUPERUSER_APPS and not isinstance(model_admin, SuperusersOnly):
+                base = type(model_admin)
+                self.unregister(model)
+                self.register(model, type(base.__name__, (SuperusersOnly, base), {"__module__": __name__}))
