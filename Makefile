@@ -32,18 +32,19 @@ $(VENV)/.installed-dev: requirements.txt requirements-dev.txt | $(BIN)/python
 	$(BIN)/python -m pip install -q -r requirements-dev.txt
 	touch $@ $(VENV)/.installed
 
-# DEBUG defaults to on for `make run` only (a development command: runserver then serves the admin's
-# static files); settings keep DEBUG off unless it is set.
+# DEBUG defaults to on for every step of `make run` only (a development command: runserver then serves the admin's
+# static files, and with no SECRET_KEY set the steps share this machine's key file, var/secret_key); settings keep
+# DEBUG off unless it is set, and then require SECRET_KEY.
 # The cluster runs in a process group of its own (`set -m` around its start), so that a signal to the
 # whole group (Ctrl-C, a service manager's or a closing terminal's SIGTERM/SIGHUP) reaches only its main
 # process, through the EXIT trap: django-q2 stops its sentinel through a multiprocessing Event, whose
 # set() blocks forever once the sentinel has died of that same signal (its SIGTERM is SIG_DFL), so the
 # cluster then hung in "stopping". What is left of its group after 10 s (a task still running) is killed.
+run: export DEBUG ?= 1
 run: $(VENV)/.installed
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py impex_demo --url "$(ADMIN_URL)"$(if $(filter-out 0,$(RESET_PASSWORD)), --reset-password)
-	@export DEBUG="$${DEBUG:-1}"; \
-	set -m; $(BIN)/python manage.py qcluster & qcluster=$$!; set +m; \
+	@set -m; $(BIN)/python manage.py qcluster & qcluster=$$!; set +m; \
 	stop_cluster() { \
 		trap '' HUP INT TERM; \
 		kill -TERM $$qcluster 2>/dev/null; \

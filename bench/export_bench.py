@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import resource
+import secrets
 import subprocess
 import sys
 import time
@@ -19,6 +20,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+# Settings require a SECRET_KEY with DEBUG off: a throwaway one unless set, inherited by the processes started here.
+os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
 
 PREFIX = "BENCHX-"
 BATCH = 5000

@@ -13,6 +13,7 @@ import json
 import os
 import random
 import resource
+import secrets
 import shutil
 import subprocess
 import sys
@@ -23,6 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+# Settings require a SECRET_KEY with DEBUG off: a throwaway one unless set, inherited by the processes started here.
+os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
 
 CONNECTION = "bench-kore"
 INTEGRATION = "BENCH"

@@ -12,6 +12,7 @@ at once (PostgreSQL). Prints orders/s of each phase and the peak RSS of this pro
 import argparse
 import json
 import os
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -22,6 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+# Settings require a SECRET_KEY with DEBUG off: a throwaway one unless set, inherited by the processes started here.
+os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
 
 from export_bench import peak_rss_mb  # noqa: E402  (this folder is on the path when run as a script)
 

@@ -15,6 +15,7 @@ Prints rows/s of each phase and the peak RSS of this process.
 import argparse
 import json
 import os
+import secrets
 import sys
 import tempfile
 import time
@@ -23,6 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+# Settings require a SECRET_KEY with DEBUG off: a throwaway one unless set, inherited by the processes started here.
+os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
 # The deliveries are timed on their own, not inside impex_import.
 os.environ["IMPEX_WEBHOOK_INLINE_SECONDS"] = "0"
 

@@ -3,6 +3,7 @@
 import json
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -40,11 +41,16 @@ def env_int(name: str, default: int) -> int:
     return int(value) if value not in (None, "") else default
 
 
-def _secret_key() -> str:
-    """Take SECRET_KEY from the environment, or a per-machine key kept out of the repo."""
-    key = os.environ.get("SECRET_KEY")
-    if key:
-        return key
+DEBUG = env_bool("DEBUG")
+
+
+# SECRET_KEY (issue 16, R3). Every machine of one deployment (web servers, clusters, commands) must use the same key:
+# django-q2 signs each task with it (a cluster drops tasks signed with another key as BadSignature), and sessions and
+# CSRF tokens made on one web server must hold on the next. So it comes from the environment whenever DEBUG is off;
+# a key file of this machine is only for development (`make run` sets DEBUG=1). The test suite's settings
+# (config/test_settings.py) set a key of their own in the environment.
+def _development_secret_key() -> str:
+    """Return this machine's development key, kept in VAR_DIR/secret_key (made on first use)."""
     key_file = VAR_DIR / "secret_key"
     if key_file.exists():
         return key_file.read_text().strip()
@@ -55,8 +61,18 @@ def _secret_key() -> str:
     return key
 
 
-SECRET_KEY = _secret_key()
-DEBUG = env_bool("DEBUG")
+SECRET_KEY = os.environ.get("SECRET_KEY", "")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "SECRET_KEY is not set. With DEBUG off, set the environment variable SECRET_KEY to a long random value "
+            "(e.g. the output of: python -c 'import secrets; print(secrets.token_urlsafe(50))'), the same on every "
+            "machine of this deployment (web servers, clusters, commands): django-q2 signs tasks with it, and "
+            "sessions and CSRF tokens depend on it. Only a development run (DEBUG=1, as `make run` sets) uses a "
+            "key file of its own machine."
+        )
+    SECRET_KEY = _development_secret_key()
+
 ALLOWED_HOSTS = [
     h.strip() for h in os.environ.get("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",") if h.strip()
 ]
@@ -244,6 +260,32 @@ if not DEBUG:
     SESSION_COOKIE_HTTPONLY = True
     CSRF_COOKIE_HTTPONLY = False
     X_FRAME_OPTIONS = "DENY"
+
+
+# HTTPS (issue 16, L5): off unless set, so `make run` and other local runs work over plain http; README "Production"
+# gives the values behind TLS, with which `manage.py check --deploy` is clean.
+def env_proxy_ssl_header(name: str) -> tuple[str, str] | None:
+    """Read SECURE_PROXY_SSL_HEADER as "HTTP_X_FORWARDED_PROTO,https" (a request.META key and its HTTPS value)."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return None
+    header, _, value = (part.strip() for part in raw.partition(","))
+    if not header.startswith("HTTP_") or not value:
+        raise ImproperlyConfigured(
+            f'{name} must be "HEADER,value" with HEADER as request.META names it, e.g. "HTTP_X_FORWARDED_PROTO,https"'
+        )
+    return header, value
+
+
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT")
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS")
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD")
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE")
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE")
+# Only behind a proxy that sets (or strips) this header on every request: otherwise a client could claim HTTPS.
+SECURE_PROXY_SSL_HEADER = env_proxy_ssl_header("SECURE_PROXY_SSL_HEADER")
+
 
 LOGGING = {
     "version": 1,

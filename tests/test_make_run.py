@@ -84,7 +84,10 @@ def command_line(pid: int) -> str:
 
 def start_make_run(*, var_dir: Path, port: int, log: Path) -> subprocess.Popen:
     """Start `make run` on the port, as a terminal would in the foreground, in a new session (its own group)."""
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "IMPEX_ROOT", "MEDIA_ROOT", "DEBUG")}
+    # As on a fresh machine: no SECRET_KEY (make run's steps share the key file it writes in the var dir) and
+    # manage.py's own settings module, not the test suite's.
+    unset = ("DATABASE_URL", "IMPEX_ROOT", "MEDIA_ROOT", "DEBUG", "SECRET_KEY", "DJANGO_SETTINGS_MODULE")
+    env = {k: v for k, v in os.environ.items() if k not in unset}
     env.update(IMPEX_VAR_DIR=str(var_dir), PYTHONUNBUFFERED="1")
     with open(log, "wb") as out:
         return subprocess.Popen(
@@ -163,9 +166,10 @@ def make_run(var_dir, tmp_path):
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP], ids=lambda s: s.name)
-def test_make_run_serves_the_admin_and_a_signal_to_its_group_stops_every_process(make_run, signum):
+def test_make_run_serves_the_admin_and_a_signal_to_its_group_stops_every_process(make_run, var_dir, signum):
     assert len(make_run.started) == EXPECTED_PROCESSES, make_run.describe(make_run.started)
     assert "impex-hub" in make_run.page and "Log in" in make_run.page
+    assert (var_dir / "secret_key").is_file()  # with no SECRET_KEY set, a development key of this machine
 
     left, _ = make_run.stop(signum)
 

@@ -148,6 +148,8 @@ def process_env(**extra) -> dict:
     return {
         **os.environ,
         "DATABASE_URL": database_url(),
+        # Every process of one deployment shares the key: the cluster drops tasks signed with another one.
+        "SECRET_KEY": settings.SECRET_KEY,
         "IMPEX_ROOT": str(settings.IMPEX_ROOT),
         "IMPEX_CACHE_DIR": str(settings.IMPEX_CACHE_DIR),
         "IMPEX_ALLOWED_HOSTS_OUTBOUND": ",".join(settings.IMPEX_ALLOWED_HOSTS_OUTBOUND),
