@@ -286,6 +286,24 @@ CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE")
 # Only behind a proxy that sets (or strips) this header on every request: otherwise a client could claim HTTPS.
 SECURE_PROXY_SSL_HEADER = env_proxy_ssl_header("SECURE_PROXY_SSL_HEADER")
 
+# Login throttling (issue 16, L6; django-axes): after AXES_FAILURE_LIMIT failed logins in a row for one username from
+# one address, that username is refused from that address, the right password included, until AXES_COOLOFF_MINUTES
+# have passed since the last attempt (0: until a superuser deletes the lock under "Axes" or runs `axes_reset`).
+INSTALLED_APPS += ["axes"]
+# Last, as axes asks: it turns a refused login into the lockout page.
+MIDDLEWARE += ["axes.middleware.AxesMiddleware"]
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("AXES_COOLOFF_MINUTES", 15)) or None
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "config.security.lockout_response"
+AXES_CLIENT_IP_CALLABLE = "config.security.client_ip"
+# Failures and lockouts are still logged; verbose would add a start-up line to every command's output.
+AXES_VERBOSE = False
+# The number of reverse proxies in front of the web server, each appending to X-Forwarded-For: the client's address
+# is then taken from there (0: the connecting address, for a server that clients reach directly).
+IMPEX_PROXY_COUNT = env_int("IMPEX_PROXY_COUNT", 0)
 
 LOGGING = {
     "version": 1,
