@@ -27,8 +27,9 @@ PRODUCTION = {
     "CSRF_COOKIE_SECURE": "1",
     "SECURE_PROXY_SSL_HEADER": "HTTP_X_FORWARDED_PROTO,https",
 }
-# Left out of a process's environment unless a test gives them: what this machine or the test suite may have set.
-UNSET = {"DEBUG", "SECRET_KEY", "DJANGO_SETTINGS_MODULE", *PRODUCTION}
+# Left out of a process's environment unless a test gives them: what this machine or the test suite may have set
+# (the browser tests set DJANGO_ALLOW_ASYNC_UNSAFE while their browser runs, which check --deploy warns about).
+UNSET = {"DEBUG", "SECRET_KEY", "DJANGO_SETTINGS_MODULE", "DJANGO_ALLOW_ASYNC_UNSAFE", *PRODUCTION}
 SHOW = "from django.conf import settings as s; import json; print(json.dumps({n: getattr(s, n) for n in %r}))"
 
 
