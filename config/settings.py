@@ -316,9 +316,12 @@ LOGGING = {
 # hence no CSRF exposure), 400 with the field errors for a body that does not validate.
 REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # Reads the body itself (Django's DATA_UPLOAD_MAX_MEMORY_SIZE does not apply: IMPEX_API_MAX_BODY does); bad JSON,
+    # nesting too deep and lone surrogates are a 400.
+    "DEFAULT_PARSER_CLASSES": ["impex.api_limits.JSONBodyParser"],
     "DEFAULT_AUTHENTICATION_CLASSES": ["impex.api_auth.ConnectionTokenAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_THROTTLE_CLASSES": ["impex.api_limits.TokenRateThrottle"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
 }
@@ -328,10 +331,48 @@ SPECTACULAR_SETTINGS = {
     "Every request carries `Authorization: Bearer TOKEN`, a connection's token (impex_connection CODE --new-token).",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
-    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
-    "SERVE_AUTHENTICATION": [],
+    # SPEC 13: anonymous users see the login page only; the schema is for integrations (a token) and staff.
+    "SERVE_PERMISSIONS": ["impex.api_auth.ConnectionOrStaff"],
+    "SERVE_AUTHENTICATION": [
+        "impex.api_auth.ConnectionTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
     # Each route is also served without its trailing slash (config/api_urls.py); the schema lists it once.
     "PREPROCESSING_HOOKS": ["config.api_urls.schema_endpoints"],
 }
 # A feed request carries at most this many events.
 API_MAX_FEED_EVENTS = env_int("API_MAX_FEED_EVENTS", 1000)
+
+# -- Request bodies, uploads and the API's request rate (SPEC 10, 13) ------------------------------------------------
+# Every body is judged by its declared length (Content-Length) before anything reads it: the middleware comes
+# before the CSRF check, which reads (and spools) a form post to find its token. A body without a length (chunked) is
+# refused with 411, since Django's WSGI handler would read it as empty.
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("django.middleware.csrf.CsrfViewMiddleware"), "impex.middleware.RequestBodyLimitMiddleware"
+)
+# The API reads bodies up to this many bytes; a bigger one gets a JSON 413.
+IMPEX_API_MAX_BODY = env_int("IMPEX_API_MAX_BODY", 10 * 1024**2)
+# Someone not logged in (the login form) sends at most this many bytes; a bigger body gets 413 unread.
+IMPEX_ANONYMOUS_MAX_BODY = env_int("IMPEX_ANONYMOUS_MAX_BODY", 64 * 1024)
+# A logged-in user's upload is stopped once its files pass IMPEX_MAX_UPLOAD_BYTES, before more of it is stored.
+FILE_UPLOAD_HANDLERS = [
+    "impex.uploadhandler.UploadLimitHandler",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
+# Requests per API token (N/s, N/min, N/hour or N/day); past it, 429 with Retry-After.
+IMPEX_API_RATE = os.environ.get("IMPEX_API_RATE", "600/min").strip()
+_count, _, _period = IMPEX_API_RATE.partition("/")
+if not (_count.isdigit() and int(_count) > 0 and _period in {"s", "sec", "m", "min", "h", "hour", "d", "day"}):
+    raise ImproperlyConfigured(f"IMPEX_API_RATE is {IMPEX_API_RATE!r}: requests per s, min, hour or day, e.g. 600/min")
+# The rate is counted in the database (a cache table every web process and machine shares, made by migrate),
+# under a lock on the token's row, so several web servers count one token together, and exactly.
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "api_rate": {
+        "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+        "LOCATION": "impex_api_rate",
+        # One entry per token: culling (past MAX_ENTRIES) would forget live counts.
+        "OPTIONS": {"MAX_ENTRIES": 100_000},
+    },
+}

@@ -88,6 +88,7 @@ from impex.services.uploads import UploadRefused, job_run_again, job_run_for_rea
 from impex.services.waits import HELD_FOR_WINDOW, WAITING_FOR_SEQUENCE
 from impex.services.webhooks import subscription_problems, webhook_retry
 from impex.storage import open_file, resolve_path, temporary_folder
+from impex.uploadhandler import upload_stopped
 from syncapp.models import SyncError
 
 ERRORS_PER_PAGE = 50
@@ -997,7 +998,7 @@ class ImportJobAdmin(AuditRecordAdmin):
         """The "Upload and import" page: a file or zip for an import group; the job is queued, never run here."""
         self._require_run_import(request)
         if request.method == "POST":
-            form = UploadForm(request.POST, request.FILES)
+            form = UploadForm(request.POST, request.FILES, stopped=upload_stopped(request))
             if form.is_valid():
                 data = form.cleaned_data
                 job = job_upload(

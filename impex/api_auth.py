@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
-from rest_framework import authentication, exceptions
+from rest_framework import authentication, exceptions, permissions
 
 from impex.models import Connection
 from impex.services.tokens import api_token_check
@@ -41,6 +41,14 @@ class ConnectionTokenAuthentication(authentication.BaseAuthentication):
 
     def authenticate_header(self, request):
         return f'{self.keyword} realm="impex-hub"'
+
+
+class ConnectionOrStaff(permissions.BasePermission):
+    """A connection's token or a logged-in staff user: who may read the OpenAPI schema (SPEC 13: not anonymous)."""
+
+    def has_permission(self, request, view):
+        user = request.user
+        return isinstance(user, ConnectionClient) or bool(user and user.is_active and user.is_staff)
 
 
 class ConnectionTokenScheme(OpenApiAuthenticationExtension):

@@ -31,8 +31,11 @@ class UploadForm(forms.Form):
         help_text="Show what would happen (counts, changes, what would be retired) and write nothing.",
     )
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, stopped: str = "", **kwargs):
         super().__init__(*args, **kwargs)
+        if stopped:
+            # The upload handler stopped the file at the limit: say so where "this field is required" would be.
+            self.fields["file"].error_messages["required"] = stopped
         limit = upload_limit()
         self.fields["file"].help_text = self.fields["file"].help_text.format(limit=filesizeformat(limit))
         self.fields["file"].widget.attrs["data-max-bytes"] = str(limit)

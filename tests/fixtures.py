@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,6 +64,32 @@ def _stop(server: subprocess.Popen) -> None:
         server.wait()
 
 
+def free_port() -> int:
+    """Return a TCP port free on loopback."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def server_process(command: list[str], port: int, *, name: str, timeout: float = 30, **popen):
+    """Run a server process for the block, once it accepts connections on the loopback port; stop it after."""
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **popen)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"{name} did not start on port {port}") from None
+                time.sleep(0.1)
+        yield
+    finally:
+        _stop(server)
+
+
 @pytest.fixture(scope="session")
 def s3_server():
     """Run moto's S3 server on loopback for the session and return its endpoint URL.
@@ -70,27 +97,11 @@ def s3_server():
     A process of its own, not ThreadedMotoServer: the server keeps what it receives in memory, which
     tracemalloc would count against the client in the same process.
     """
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"moto's S3 server did not start on port {port}") from None
-                time.sleep(0.1)
+    port = free_port()
+    with server_process(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], port, name="moto's S3 server"
+    ):
         yield f"http://127.0.0.1:{port}"
-    finally:
-        _stop(server)
 
 
 @pytest.fixture(scope="session")

@@ -32,10 +32,16 @@ def upload_check(*, upload: UploadedFile, group: DataGroup | None) -> None:
     if upload.size == 0:
         raise UploadRefused(f"{upload.name} is empty.")
     if upload.size > upload_limit():
-        raise UploadRefused(
-            f"{upload.name} is {filesizeformat(upload.size)}; an upload may be up to "
-            f"{filesizeformat(upload_limit())} (IMPEX_MAX_UPLOAD_BYTES). Put bigger files in the connection's inbox."
-        )
+        raise UploadRefused(upload_too_big(name=upload.name, size=upload.size))
+
+
+def upload_too_big(*, name: str, size: int | None) -> str:
+    """Return why an upload over the limit is refused (size None: it was stopped while it streamed in)."""
+    said = f"{name} is {filesizeformat(size)}" if size is not None else f"{name} was stopped and nothing of it kept"
+    return (
+        f"{said}; an upload may be up to {filesizeformat(upload_limit())} (IMPEX_MAX_UPLOAD_BYTES). "
+        "Put bigger files in the connection's inbox."
+    )
 
 
 def job_upload(

@@ -252,9 +252,8 @@ def test_new_token_of_an_unknown_connection_is_refused():
     assert not ApiToken.objects.exists()
 
 
-@pytest.mark.django_db
-def test_the_openapi_schema_is_served_and_describes_the_feed(client):
-    response = client.get("/api/schema/?format=json")
+def test_the_openapi_schema_is_served_and_describes_the_feed(client, token):
+    response = client.get("/api/schema/?format=json", HTTP_AUTHORIZATION=f"Bearer {token}")
 
     assert response.status_code == 200
     schema = response.json()

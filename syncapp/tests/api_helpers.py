@@ -8,7 +8,9 @@ class Api:
         self.client = client
         self.token = token
 
-    def call(self, method: str, url: str, body=None, *, token: str | None = None, raw: str | None = None, **query):
+    def call(
+        self, method: str, url: str, body=None, *, token: str | None = None, raw: str | bytes | None = None, **query
+    ):
         headers = {}
         token = self.token if token is None else token
         if token:
