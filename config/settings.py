@@ -35,6 +35,15 @@ def env_json_object(name: str) -> dict:
     return value
 
 
+def env_paths(name: str) -> list[str]:
+    """Read an environment variable holding absolute paths separated by commas; refuse a relative one at start-up."""
+    paths = [p.strip() for p in os.environ.get(name, "").split(",") if p.strip()]
+    relative = [p for p in paths if not os.path.isabs(p)]
+    if relative:
+        raise ImproperlyConfigured(f"{name} takes absolute paths separated by commas, not {', '.join(relative)}")
+    return paths
+
+
 def env_int(name: str, default: int) -> int:
     """Read an integer environment variable."""
     value = os.environ.get(name)
@@ -158,6 +167,10 @@ MEDIA_URL = "media/"
 # Inboxes, archives, error folders and outboxes live under IMPEX_ROOT unless a connection
 # names another folder or an s3:// / sftp:// URL.
 IMPEX_ROOT = Path(os.environ.get("IMPEX_ROOT", VAR_DIR / "impex"))
+# Local folders a connection, an export group or a file exporter may name, besides IMPEX_ROOT (and IMPEX_STORAGE when
+# it is a local folder): absolute paths separated by commas. Links are followed; the hub's own files (var/, its code,
+# its Python) are never allowed, whatever this lists (impex.locations).
+IMPEX_ALLOWED_LOCAL_ROOTS = env_paths("IMPEX_ALLOWED_LOCAL_ROOTS")
 IMPEX_BATCH_SIZE = env_int("IMPEX_BATCH_SIZE", 5000)
 IMPEX_CHUNK_ROWS = env_int("IMPEX_CHUNK_ROWS", 20_000)
 # PostgreSQL: ANALYZE the tables a file grows once it has written this many rows, then at each doubling.
@@ -212,8 +225,10 @@ SFTP_KNOWN_HOST_FILE = os.environ.get("SFTP_KNOWN_HOST_FILE") or None
 SFTP_ALLOW_UNKNOWN_HOSTS = env_bool("SFTP_ALLOW_UNKNOWN_HOSTS")
 SFTP_KEY_FILE = os.environ.get("SFTP_KEY_FILE") or None
 SFTP_PASSWORD = os.environ.get("SFTP_PASSWORD") or None
-# Per-host logins, over SFTP_KEY_FILE / SFTP_PASSWORD: a JSON object keyed by "host" or "host:port", e.g.
-# {"files.acme.example": {"key_file": "/run/secrets/acme_key"}, "10.0.0.5:2222": {"password": "..."}}.
+# The SFTP hosts the hub logs in to, a JSON object keyed by "host" or "host:port": an entry's own key_file / password,
+# or {} for SFTP_KEY_FILE / SFTP_PASSWORD, e.g. {"files.acme.example": {"key_file": "/run/secrets/acme_key"},
+# "10.0.0.5:2222": {"password": "..."}, "sftp.example": {}}. A host not listed (other than IMPEX_STORAGE's) is
+# refused: no login goes to a host a connection editor names.
 SFTP_HOSTS = env_json_object("SFTP_HOSTS")
 # Outbound calls (webhooks, webhook exporters, SFTP hosts) go only to public addresses, unless the host name, the
 # address or a network holding it is listed here (comma-separated), e.g. "erp.internal,10.20.0.0/16,127.0.0.1".

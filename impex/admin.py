@@ -50,7 +50,7 @@ from config.adminkit import (
 )
 from impex.admin_export import EXPORT_PERMISSION, GroupExportMixin
 from impex.choices import ExportRunStatus, FileKind, FileStatus, GroupDirection, InboxStatus, JobStatus, WebhookEvent
-from impex.exceptions import ConfigurationError, ConnectionDeleteRefused
+from impex.exceptions import ConfigurationError, ConnectionDeleteRefused, LocationRefused
 from impex.forms import UploadForm
 from impex.models import (
     ApiToken,
@@ -95,6 +95,7 @@ ERRORS_PER_PAGE = 50
 EXPORT_RUNS_SHOWN = 10
 # The connections list counts the files rejected this far back; the connection's page lists this many inbox files.
 REJECTED_RECENTLY = timedelta(days=7)
+CHANGE_LOCATIONS_PERMISSION = "impex.change_locations"
 INBOX_FILES_SHOWN = 20
 
 
@@ -117,6 +118,19 @@ class UploadLinkMixin:
         return super().change_view(request, object_id, form_url, extra_context)
 
 
+class LocationsReadOnlyMixin:
+    """Shows a model's folder locations read-only, on add and change, to a user without impex.change_locations (SPEC
+    13): a read-only field is not in the form, so a crafted POST carrying it changes nothing."""
+
+    location_fields: tuple[str, ...] = ()
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = tuple(super().get_readonly_fields(request, obj))
+        if request.user.has_perm(CHANGE_LOCATIONS_PERMISSION):
+            return fields
+        return fields + tuple(name for name in self.location_fields if name not in fields)
+
+
 def _count_of(queryset, *, by: str) -> Coalesce:
     """Count, in a subquery, the rows of queryset (filtered on by=OuterRef("pk")) for each outer row; 0 if none."""
     counted = queryset.order_by().values(by).annotate(n=Count("pk")).values("n")[:1]
@@ -135,7 +149,7 @@ class ConnectionChangeList(ChangeList):
 
 
 @admin.register(Connection)
-class ConnectionAdmin(UploadLinkMixin, CountedDeleteMixin, admin.ModelAdmin):
+class ConnectionAdmin(UploadLinkMixin, LocationsReadOnlyMixin, CountedDeleteMixin, admin.ModelAdmin):
     """Connections: the form runs Connection.clean(), which holds their rules; deleting goes through the service.
 
     The list shows each connection's scans at a glance (on or off, the last one and the next one) and what waits
@@ -161,6 +175,7 @@ class ConnectionAdmin(UploadLinkMixin, CountedDeleteMixin, admin.ModelAdmin):
     list_per_page = 100
     readonly_fields = ("created_at", "updated_at", "activity")
     actions = ("sync_now", "release_sequence_wait", "delete_selected")
+    location_fields = Connection.LOCATION_FIELDS
 
     has_run_import_permission = permission_check("impex.run_import")
 
@@ -679,8 +694,9 @@ class DataGroupAdminForm(forms.ModelForm):
 
 
 @admin.register(DataGroup)
-class DataGroupAdmin(UploadLinkMixin, GroupExportMixin, admin.ModelAdmin):
+class DataGroupAdmin(UploadLinkMixin, LocationsReadOnlyMixin, GroupExportMixin, admin.ModelAdmin):
     form = DataGroupAdminForm
+    location_fields = DataGroup.LOCATION_FIELDS
     upload_parameter = "group"
     actions = ("export_group",)
     list_display = ("code", "name", "direction", "connection", "descriptor_count", "schedule_display")
@@ -1084,6 +1100,9 @@ class ImportJobAdmin(AuditRecordAdmin):
                 response = HttpResponse(reason + "\n", content_type="text/plain; charset=utf-8")
                 response["Content-Disposition"] = content_disposition_header(True, f"{f.name}.reason.txt")
                 return response
+        except LocationRefused as exc:  # kept where the hub may no longer go (impex.locations): nothing is read
+            self.message_user(request, f"{f.name} cannot be downloaded: {exc}.", messages.ERROR)
+            return HttpResponseRedirect(reverse("admin:impex_importjob_change", args=[job.pk]))
         except (FileNotFoundError, NoRejectedRows) as exc:
             message = str(exc) if isinstance(exc, NoRejectedRows) else f"The copy of {f.name} is no longer kept."
             self.message_user(request, message, messages.ERROR)

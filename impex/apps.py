@@ -22,3 +22,4 @@ class ImpexConfig(AppConfig):
     def ready(self):
         # Django's own hook for set-up after migrate: the schedules need the database, so not at import time.
         post_migrate.connect(_install_schedules, sender=self, dispatch_uid="impex-schedules")
+        from impex import checks  # noqa: F401 (registers the start-up checks)

@@ -33,6 +33,10 @@ class ConfigurationError(ImpexError):
     """A connection, descriptor or group is set up in a way that cannot work."""
 
 
+class LocationRefused(ConfigurationError):
+    """A folder or host the hub may not use: outside the allowed roots, the hub's own files, or an unlisted host."""
+
+
 class IllegalTransition(ImpexError):
     """A status change the transition table does not allow; nothing was changed."""
 

@@ -1,5 +1,6 @@
 """Connections, data descriptors and groups, import jobs with their files, chunks and row errors."""
 
+import os
 import re
 import string
 import uuid
@@ -50,16 +51,22 @@ def cron_errors(value: str) -> list[str]:
     return []
 
 
-def location_errors(value: str, *, what: str = "location") -> list[str]:
-    """Catch a folder location that is obviously wrong; whether the place exists is for the scan to find out."""
+def location_errors(value: str, *, what: str = "location", resolve: bool = True) -> list[str]:
+    """Check a folder location: its shape, and that the hub may use it (SPEC 13); whether it exists is the scan's.
+
+    A local folder must lie under the allowed roots, links followed (impex.locations); an SFTP host must be listed in
+    SFTP_HOSTS and, unless resolve is off, resolve to an address the hub may call (impex.outbound).
+    """
     # C:\inbox is a Windows folder (a scheme has two letters or more), and old:inbox a folder name:
     # only '//' after a scheme, or s3: and sftp:, make it a URL.
     match = re.match(r"([A-Za-z][A-Za-z0-9+.-]+):(//)?", value)
     if match is None:
-        return []
+        return _folder_errors(value, what=what)
     scheme, slashes = match.group(1).lower(), match.group(2)
     if scheme not in ("s3", "sftp"):
-        return [f"Unknown scheme '{match.group(1)}://' in the {what}: use {LOCATION_SHAPES}."] if slashes else []
+        if slashes:
+            return [f"Unknown scheme '{match.group(1)}://' in the {what}: use {LOCATION_SHAPES}."]
+        return _folder_errors(value, what=what)
     url = urlsplit(value)
     if not slashes or url.query or url.fragment:
         return [f"Write the {what} as {LOCATION_SHAPES}."]
@@ -79,7 +86,50 @@ def location_errors(value: str, *, what: str = "location") -> list[str]:
         return [f"The port in '{url.netloc}' must be a number from 1 to 65535: sftp://[user@]host[:port]/path."]
     if not url.path:
         return [f"An SFTP {what} needs the folder after the host: sftp://[user@]host[:port]/path."]
-    return []
+    from impex.storage import sftp_host_refusal
+
+    refusal = sftp_host_refusal(url.hostname, port or 22, resolve=resolve)
+    return [f"The {what} cannot be used: {refusal}."] if refusal else []
+
+
+def _folder_errors(value: str, *, what: str) -> list[str]:
+    """Check a local folder: an absolute path, or a folder name inside the hub's storage; both confined."""
+    from impex.locations import hub_folder, local_refusal
+
+    value = value.strip()
+    if not value:
+        return []
+    if value.startswith("/"):
+        refusal = local_refusal(value)
+    else:
+        name = value.strip("/")
+        if any(part in ("", ".", "..") for part in name.split("/")):
+            return [f"Write the {what} as a folder name inside the hub's storage without '..', '.' or empty parts."]
+        hub = hub_folder()
+        refusal = local_refusal(os.path.join(hub, name)) if hub else ""
+    return [f"The {what} {refusal}."] if refusal else []
+
+
+class LocationFieldsMixin:
+    """Checks a model's folder locations (LOCATION_FIELDS) with the other fields, so that a field left out of a
+    form (read-only without impex.change_locations) is not checked: Django would fail on an error for it."""
+
+    LOCATION_FIELDS: tuple[str, ...] = ()
+
+    def clean_fields(self, exclude=None):
+        errors = {}
+        try:
+            super().clean_fields(exclude=exclude)
+        except ValidationError as exc:
+            errors = exc.update_error_dict(errors)
+        for name in self.LOCATION_FIELDS:
+            if name in (exclude or ()) or name in errors:
+                continue
+            found = location_errors(getattr(self, name), what=self._meta.get_field(name).verbose_name)
+            if found:
+                errors[name] = found
+        if errors:
+            raise ValidationError(errors)
 
 
 # An export file's name: {timestamp} is the run's start in UTC (YYYYMMDDHHMMSS), {ext} the format's extension.
@@ -143,7 +193,7 @@ def export_name_errors(pattern: str, *, code: str = "CODE") -> list[str]:
     return []
 
 
-class Connection(models.Model):
+class Connection(LocationFieldsMixin, models.Model):
     """A reference system that sends files (and receives exports), with its naming convention."""
 
     code = models.SlugField(max_length=50, unique=True)
@@ -262,10 +312,6 @@ class Connection(models.Model):
             "integration_id": self._integration_errors(),
             "timezone": self._timezone_errors(),
             "contacts": self._contact_errors(),
-            **{
-                name: location_errors(getattr(self, name), what=self._meta.get_field(name).verbose_name)
-                for name in self.LOCATION_FIELDS
-            },
             "interval_minutes": self._interval_errors(),
             "scan_cron": cron_errors(self.scan_cron),
         }
@@ -444,7 +490,7 @@ class DescriptorColumn(models.Model):
         return self.name
 
 
-class DataGroup(models.Model):
+class DataGroup(LocationFieldsMixin, models.Model):
     """A named set of descriptors imported together (or the one descriptor of an export, maybe on a schedule)."""
 
     code = models.SlugField(max_length=100, unique=True)
@@ -495,6 +541,7 @@ class DataGroup(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    LOCATION_FIELDS = ("destination",)
     SCHEDULE_FIELDS = (
         "schedule_enabled",
         "interval_minutes",
@@ -514,7 +561,6 @@ class DataGroup(models.Model):
     def clean(self):
         """Check an export group's schedule, destination and file name (the admin relies on it)."""
         errors = {
-            "destination": location_errors(self.destination),
             "file_name_pattern": export_name_errors(self.file_name_pattern, code=self.code or "CODE"),
             "interval_minutes": self._interval_errors(),
             "cron": cron_errors(self.cron),

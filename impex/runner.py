@@ -25,7 +25,7 @@ from django_q.tasks import async_task
 
 from impex import events
 from impex.choices import FILE_FINAL, JOB_FINAL, EventLevel, FileKind, FileStatus, JobStatus
-from impex.exceptions import FileRejected, ImportStuck, LeaseLost
+from impex.exceptions import FileRejected, ImportStuck, LeaseLost, LocationRefused
 from impex.models import (
     Connection,
     ConnectionState,
@@ -39,7 +39,14 @@ from impex.models import (
 from impex.services.dryrun import Sandbox, file_dry_run
 from impex.services.heartbeat import Heartbeat
 from impex.services.imports import FileImport, reject_reason
-from impex.services.jobs import archive_unpack, connection_folder, file_match, file_reject, job_prefix
+from impex.services.jobs import (
+    archive_unpack,
+    connection_folder,
+    connection_folders_check,
+    file_match,
+    file_reject,
+    job_prefix,
+)
 from impex.services.lifecycle import (
     TASK_RUN,
     connection_hold,
@@ -168,6 +175,7 @@ class _Helpers:
                 HELPER_ENV: "1",
                 "DATABASE_URL": database_url(),
                 "IMPEX_ROOT": str(settings.IMPEX_ROOT),
+                "IMPEX_ALLOWED_LOCAL_ROOTS": ",".join(settings.IMPEX_ALLOWED_LOCAL_ROOTS),
                 "IMPEX_STORAGE": settings.IMPEX_STORAGE,
                 "IMPEX_CACHE_DIR": str(settings.IMPEX_CACHE_DIR),
                 "IMPEX_BATCH_SIZE": str(settings.IMPEX_BATCH_SIZE),
@@ -235,7 +243,7 @@ class _JobRun:
             return job
         except Exception as exc:  # the scheduler must keep running: record the failure on the job
             reason = stuck_reason(exc)
-            if reason is None and isinstance(exc, ImportStuck):
+            if reason is None and isinstance(exc, ImportStuck | LocationRefused):
                 reason = str(exc)
             if reason is None:
                 log.exception("import job %s errored", job.pk)
@@ -266,6 +274,8 @@ class _JobRun:
 
     def run(self) -> None:
         job = self.job
+        if job.connection is not None:
+            self._check_folders(job.connection)
         for archive in job.files.filter(kind=FileKind.ARCHIVE, status=FileStatus.QUEUED).order_by("pk"):
             archive_unpack(archive, job=job, worker=self.worker)
             if archive.status == FileStatus.REJECTED and not job.dry_run:
@@ -291,6 +301,8 @@ class _JobRun:
         )
         by_connection: dict[int, list[ImportFile]] = {}
         for f in pending:
+            if f.connection is not None and f.connection_id not in by_connection:
+                self._check_folders(f.connection)
             by_connection.setdefault(f.connection_id, []).append(f)
         if job.connection_id is not None:
             by_connection.setdefault(job.connection_id, [])  # a job of no files releases the waiting ones
@@ -309,6 +321,11 @@ class _JobRun:
                 self.release_waiting(connection)
             finally:
                 connection_let_go(connection_id=connection_id, job=job)
+
+    def _check_folders(self, connection: Connection) -> None:
+        """Stop the job before any file is imported or moved if the connection's archive or error folder is refused."""
+        if not self.job.dry_run:  # a dry run moves nothing
+            connection_folders_check(connection, kinds=("archive", "error"))
 
     def _refuse_repeated_names(self) -> None:
         """Reject every file after the first of a name: each name is one file of one job."""

@@ -31,7 +31,9 @@ from django.dispatch import receiver
 from storages.backends.s3 import S3Storage
 from storages.backends.sftpstorage import SFTPStorage
 
-from impex.exceptions import ConfigurationError
+from impex import outbound
+from impex.exceptions import ConfigurationError, LocationRefused
+from impex.locations import confined, hub_folder, local_path
 
 logger = logging.getLogger(__name__)
 
@@ -71,11 +73,17 @@ class RefuseUnknownHost(paramiko.MissingHostKeyPolicy):
 
 
 class CheckedSFTPStorage(SFTPStorage):
-    """SFTPStorage that refuses a server whose host key is not known, unless allow_unknown_hosts is set."""
+    """SFTPStorage that refuses a server whose host key is not known (unless allow_unknown_hosts is set), and a host
+    at an address the hub may not call (impex.outbound; unless check_address is off: IMPEX_STORAGE's own host)."""
 
     def get_default_settings(self):
         # login_from: the SFTP_HOSTS entry the login came from ("" for SFTP_PASSWORD / SFTP_KEY_FILE), for errors.
-        return {**super().get_default_settings(), "allow_unknown_hosts": False, "login_from": ""}
+        return {
+            **super().get_default_settings(),
+            "allow_unknown_hosts": False,
+            "login_from": "",
+            "check_address": True,
+        }
 
     def _connect(self):
         # django-storages trusts any unknown host key (AutoAddPolicy): a man in the middle would get the files.
@@ -85,10 +93,16 @@ class CheckedSFTPStorage(SFTPStorage):
             self._ssh.load_host_keys(known_hosts)
         policy = paramiko.AutoAddPolicy() if self.allow_unknown_hosts else RefuseUnknownHost(known_hosts)
         self._ssh.set_missing_host_key_policy(policy)
+        sock = None
         try:
-            self._ssh.connect(self.host, **self.params)
+            if self.check_address:
+                # Resolved and checked once, and the socket goes to the address checked (no DNS rebinding); paramiko
+                # still checks the host key by the name.
+                port = self.params.get("port", 22)
+                sock = outbound.connect(self.host, port, timeout=self.params.get("timeout", SFTP_TIMEOUT_SECONDS))
+            self._ssh.connect(self.host, sock=sock, **self.params)
         except paramiko.AuthenticationException as exc:
-            self._ssh.close()
+            self._close_after_failure(sock)
             # paramiko says only "Authentication failed.": say who logged in where, and what was tried.
             given = [
                 f"{self.login_from} {label.removeprefix('SFTP_').lower()}" if self.login_from else label
@@ -101,20 +115,38 @@ class CheckedSFTPStorage(SFTPStorage):
                 f"{' and '.join(given) if given else 'no SFTP_PASSWORD or SFTP_KEY_FILE'}: check them and the user"
             ) from exc
         except Exception:
-            self._ssh.close()  # else each failed attempt leaves a transport thread behind
+            self._close_after_failure(sock)
             raise
         self._sftp = self._ssh.open_sftp()
         # The connect timeout covers only the connection: a server that stalls later would hang a worker for good.
         self._sftp.get_channel().settimeout(SFTP_TIMEOUT_SECONDS)
 
+    def _close_after_failure(self, sock) -> None:
+        self._ssh.close()  # else each failed attempt leaves a transport thread behind
+        if sock is not None:
+            sock.close()  # paramiko closes it with its transport, unless it failed before making one
 
-@functools.cache
+
 def storage_for(location: str) -> Storage:
-    """Return the storage of a location: an absolute folder, file:///path, s3://bucket/prefix or sftp://host/path."""
+    """Return the storage of a location: an absolute folder, file:///path, s3://bucket/prefix or sftp://host/path.
+
+    A local folder is confined (impex.locations) on every call, so a link changed since is seen: LocationRefused.
+    """
     if not location:
         raise ConfigurationError(f"empty storage location: use {LOCATION_FORMS}")
     if location.startswith("/"):
-        return FileSystemStorage(location=os.path.normpath(location))
+        return FileSystemStorage(location=confined(location))
+    shown, url, _ = _parse(location)
+    if url.scheme.lower() == "file":
+        path = local_path(location)
+        if path is None:
+            raise ConfigurationError(f"storage location {shown!r} must be file:///absolute/path")
+        return FileSystemStorage(location=confined(path))
+    return _remote_storage(location)
+
+
+def _parse(location: str) -> tuple[str, SplitResult, int | None]:
+    """Split a location URL; return it as shown to people (no password), its parts and its port."""
     shown = URL_PASSWORD.sub(r"\1:***@", location)
     if "://" not in location:
         raise ConfigurationError(f"storage location {shown!r} is not an absolute folder path: use {LOCATION_FORMS}")
@@ -125,21 +157,19 @@ def storage_for(location: str) -> Storage:
         raise ConfigurationError(f"storage location {shown!r} is not a valid URL ({exc})") from exc
     if url.query or url.fragment:
         raise ConfigurationError(f"storage location {shown!r} may not have a ?query or #fragment")
+    return shown, url, port
+
+
+@functools.cache
+def _remote_storage(location: str) -> Storage:
+    """Return the storage of an s3:// or sftp:// location, kept for the process (an SFTP one keeps its connection)."""
+    shown, url, port = _parse(location)
     scheme = url.scheme.lower()
-    if scheme == "file":
-        return _file_storage(shown, url)
     if scheme == "s3":
         return _s3_storage(shown, url)
     if scheme == "sftp":
         return _sftp_storage(shown, url, port)
     raise ConfigurationError(f"unknown storage location {shown!r}: use {LOCATION_FORMS}")
-
-
-def _file_storage(shown: str, url: SplitResult) -> FileSystemStorage:
-    path = unquote(url.path)
-    if url.netloc not in ("", "localhost") or not path.startswith("/"):
-        raise ConfigurationError(f"storage location {shown!r} must be file:///absolute/path")
-    return FileSystemStorage(location=os.path.normpath(path))
 
 
 def _s3_storage(shown: str, url: SplitResult) -> S3Storage:
@@ -178,11 +208,14 @@ def _sftp_storage(shown: str, url: SplitResult, port: int | None) -> CheckedSFTP
     params = {"port": port or 22, "timeout": SFTP_TIMEOUT_SECONDS}
     if url.username:
         params["username"] = unquote(url.username)
-    login, login_from = _sftp_login(url.hostname, port or 22)
-    if login.get("key_file"):
-        params["key_filename"] = login["key_file"]
-    if login.get("password"):
-        params["password"] = login["password"]
+    login = _sftp_login(url.hostname, port or 22)
+    if login is None:
+        raise LocationRefused(f"storage location {shown!r}: {_unlisted(url.hostname, port or 22)}")
+    credentials, login_from = login
+    if credentials.get("key_file"):
+        params["key_filename"] = credentials["key_file"]
+    if credentials.get("password"):
+        params["password"] = credentials["password"]
     return CheckedSFTPStorage(
         host=url.hostname,
         root_path=unquote(url.path),
@@ -190,29 +223,74 @@ def _sftp_storage(shown: str, url: SplitResult, port: int | None) -> CheckedSFTP
         known_host_file=settings.SFTP_KNOWN_HOST_FILE,
         allow_unknown_hosts=settings.SFTP_ALLOW_UNKNOWN_HOSTS,
         login_from=login_from,
+        check_address=not _is_hub_host(url.hostname, port or 22),
     )
 
 
-def _sftp_login(host: str, port: int) -> tuple[dict, str]:
-    """Return the key file and password for an SFTP host, and where they came from (SFTP_HOSTS or the defaults)."""
-    hosts = settings.SFTP_HOSTS
+def _sftp_login(host: str, port: int) -> tuple[dict, str] | None:
+    """Return the key file and password for an SFTP host and where they came from; None for a host not listed.
+
+    Only the hosts an operator listed in SFTP_HOSTS (and IMPEX_STORAGE's host) get a login: an entry's own, or the
+    defaults SFTP_KEY_FILE / SFTP_PASSWORD for an entry without one. A host a connection editor names is not sent them.
+    """
     for key in (f"{host}:{port}", host):
-        if key in hosts:
-            entry = hosts[key]
-            return {"key_file": entry.get("key_file"), "password": entry.get("password")}, f"SFTP_HOSTS[{key!r}]"
-    return {"key_file": settings.SFTP_KEY_FILE, "password": settings.SFTP_PASSWORD}, ""
+        for listed, entry in settings.SFTP_HOSTS.items():
+            if listed.lower() != key.lower():
+                continue
+            if entry.get("key_file") or entry.get("password"):
+                return {"key_file": entry.get("key_file"), "password": entry.get("password")}, f"SFTP_HOSTS[{listed!r}]"
+            return {"key_file": settings.SFTP_KEY_FILE, "password": settings.SFTP_PASSWORD}, ""
+    if _is_hub_host(host, port):
+        return {"key_file": settings.SFTP_KEY_FILE, "password": settings.SFTP_PASSWORD}, ""
+    return None
+
+
+def _is_hub_host(host: str, port: int) -> bool:
+    """Tell whether host:port is the SFTP server of IMPEX_STORAGE, which the operator chose (not an editor)."""
+    if not settings.IMPEX_STORAGE.lower().startswith("sftp://"):
+        return False
+    try:
+        hub = urlsplit(settings.IMPEX_STORAGE)
+        return (hub.hostname, hub.port or 22) == (host.lower(), port)
+    except ValueError:
+        return False
+
+
+def _unlisted(host: str, port: int) -> str:
+    return (
+        f"the SFTP host {host}:{port} is not listed in SFTP_HOSTS, and the hub logs in only to the hosts listed there "
+        "(an entry of {} takes SFTP_PASSWORD / SFTP_KEY_FILE): ask the operator to list it"
+    )
+
+
+def sftp_host_refusal(host: str, port: int, *, resolve: bool = True) -> str:
+    """Say why the hub may not use an SFTP host (empty: it may): not listed in SFTP_HOSTS, or an address refused.
+
+    resolve: also resolve the name and check its addresses (impex.outbound), as a connection does.
+    """
+    if _sftp_login(host, port) is None:
+        return _unlisted(host, port)
+    if resolve and not _is_hub_host(host, port):
+        return outbound.host_refusal(host, port)
+    return ""
 
 
 @receiver(setting_changed)
 def _forget_storages(*, setting: str, **kwargs) -> None:
     """Drop the cached storages when a setting they were built from changes (Django signals it in tests only)."""
-    if setting.startswith(("AWS_", "SFTP_")):
-        storage_for.cache_clear()
+    if setting.startswith(("AWS_", "SFTP_")) or setting == "IMPEX_STORAGE":
+        _remote_storage.cache_clear()
 
 
 def hub_storage() -> Storage:
-    """Return where the hub keeps its own files (job copies, archives, error folders, outbox)."""
-    return storage_for(settings.IMPEX_STORAGE or str(Path(settings.IMPEX_ROOT).resolve()))
+    """Return where the hub keeps its own files (job copies, archives, error folders, outbox).
+
+    The operator's choice (IMPEX_STORAGE, else IMPEX_ROOT), so not confined like the locations an editor names.
+    """
+    folder = hub_folder()
+    if folder is not None:
+        return FileSystemStorage(location=folder)
+    return storage_for(settings.IMPEX_STORAGE)
 
 
 def _is_safe(name: str) -> bool:
@@ -574,21 +652,34 @@ class Folder:
 
 
 def folder_at(location: str, *, default: str) -> Folder:
-    """Return the folder a location names; empty: default, a folder inside the hub's storage (relative path)."""
+    """Return the folder a location names; empty: default, a folder inside the hub's storage (relative path).
+
+    A local folder is confined (impex.locations): LocationRefused if it, or a link on its way, leads where it may not.
+    """
     value = location.strip()
     if not value or not (value.startswith("/") or "://" in value):
         prefix = (value or default).strip("/")
         _check_name(prefix, what="folder name")
-        return Folder(hub_storage(), prefix, prefix, in_hub=True)
+        hub = hub_storage()
+        if _is_local(hub):
+            confined(hub.path(prefix))  # a link inside the hub's folder may not lead out of it
+        return Folder(hub, prefix, prefix, in_hub=True)
     return Folder(storage_for(value.rstrip("/") or "/"), "", value, in_hub=False)
 
 
 def resolve_path(path: str) -> tuple[Storage, str]:
-    """Return the storage and name of a recorded file path: relative to the hub's storage, or a full location."""
+    """Return the storage and name of a recorded file path: relative to the hub's storage, or a full location.
+
+    A local file is confined like its folder, the file itself included (a link to elsewhere): LocationRefused.
+    """
     if path.startswith("/") or "://" in path:
         folder, _, name = path.rpartition("/")
-        return storage_for(folder or "/"), name
-    return hub_storage(), path
+        storage = storage_for(folder or "/")
+    else:
+        storage, name = hub_storage(), path
+    if _is_local(storage):
+        confined(storage.path(_check_name(name)), what="file")
+    return storage, name
 
 
 def list_folder(storage: Storage, prefix: str = "") -> Iterator[StoredFile]:

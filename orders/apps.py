@@ -8,6 +8,6 @@ class OrdersConfig(AppConfig):
     verbose_name = "Orders"
 
     def ready(self):
-        from orders import entities
+        from orders import checks, entities  # noqa: F401 (checks registers the start-up checks)
 
         entities.register()

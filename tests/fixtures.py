@@ -1,11 +1,14 @@
 """Fixtures shared by every test module: isolated folders, demo-like connections, S3 and SFTP servers on loopback."""
 
+import json
 import select
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +22,13 @@ def impex_root(tmp_path, settings):
     settings.IMPEX_ROOT = tmp_path / "impex"
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.IMPEX_CACHE_DIR = tmp_path / "cache"
+    # Tests name folders of their own beside IMPEX_ROOT (inboxes, destinations), which the hub refuses unless their
+    # root is listed (impex.locations); the tests of that rule list tighter roots.
+    settings.IMPEX_ALLOWED_LOCAL_ROOTS = [str(tmp_path)]
     # The tests' receivers and servers listen on loopback, which the hub refuses unless listed (impex.outbound).
     settings.IMPEX_ALLOWED_HOSTS_OUTBOUND = ["127.0.0.1", "localhost", "::1"]
+    # The SFTP servers of the tests listen on loopback: the hub logs in only to listed hosts (SFTP_PASSWORD: {}).
+    settings.SFTP_HOSTS = {"127.0.0.1": {}}
     return settings.IMPEX_ROOT
 
 
@@ -245,8 +253,58 @@ def sftp_location(sftp_server, settings, tmp_path):
             "SFTP_KNOWN_HOST_FILE": str(known_hosts),
             "SFTP_ALLOW_UNKNOWN_HOSTS": "",
             "SFTP_KEY_FILE": "",
+            "SFTP_HOSTS": json.dumps(settings.SFTP_HOSTS),
+            "IMPEX_ALLOWED_HOSTS_OUTBOUND": ",".join(settings.IMPEX_ALLOWED_HOSTS_OUTBOUND),
         },
     )
+
+
+@dataclass(frozen=True)
+class SSHHost:
+    """An SSH server on loopback (ssh_on_loopback): its port, its host key as a known_hosts line, its connections."""
+
+    port: int
+    known_hosts_line: str
+    transports: list  # the paramiko transports of the connections made so far
+
+
+@contextmanager
+def ssh_on_loopback(interface: Callable[[], object], *, prepare: Callable[[object], None] | None = None):
+    """Serve SSH on a loopback port with a new host key, each connection answered by interface() (a paramiko
+    ServerInterface) after prepare(transport) if given (e.g. an SFTP subsystem); yield an SSHHost."""
+    import paramiko
+
+    host_key = paramiko.RSAKey.generate(2048)
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    transports: list = []
+
+    def serve():
+        while True:
+            try:
+                sock, _ = listener.accept()
+            except OSError:
+                return  # the listener was shut down
+            transport = paramiko.Transport(sock)
+            transports.append(transport)
+            transport.add_server_key(host_key)
+            if prepare is not None:
+                prepare(transport)
+            try:
+                transport.start_server(server=interface())
+            except (paramiko.SSHException, EOFError):
+                transport.close()  # the client walked away (e.g. an unknown host key)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield SSHHost(port, f"[127.0.0.1]:{port} {host_key.get_name()} {host_key.get_base64()}\n", transports)
+    finally:
+        listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept(), which close() alone does not
+        listener.close()
+        for transport in transports:
+            transport.close()
+        thread.join(timeout=5)
 
 
 @pytest.fixture

@@ -6,8 +6,6 @@ import csv
 import hashlib
 import io
 import os
-import socket
-import threading
 import uuid
 from datetime import timedelta
 
@@ -27,6 +25,7 @@ from impex.storage import hub_storage, list_files, open_file, place_file, storag
 from impex.tasks import export_group_run
 from syncapp.models import Customer
 from tests.admin_helpers import admin_url, staff_user
+from tests.fixtures import ssh_on_loopback
 
 EXPORT_DATA = "impex.export_data"
 
@@ -518,40 +517,18 @@ def sftp_folder(tmp_path, settings):
     """Serve a local folder over SFTP on loopback; return the sftp:// location of its root and the folder."""
     folder = tmp_path / "sftp-root"
     folder.mkdir()
-    host_key = paramiko.RSAKey.generate(2048)
-    listener = socket.create_server(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-    transports = []
+    root = type("Root", (OneFolderSFTP,), {"root": str(folder)})
 
-    def serve():
-        while True:
-            try:
-                sock, _ = listener.accept()
-            except OSError:
-                return  # the listener was shut down
-            transport = paramiko.Transport(sock)
-            transport.add_server_key(host_key)
-            transport.set_subsystem_handler(
-                "sftp", paramiko.SFTPServer, type("Root", (OneFolderSFTP,), {"root": str(folder)})
-            )
-            transports.append(transport)
-            transport.start_server(server=LetEveryoneIn())
+    def sftp(transport):
+        transport.set_subsystem_handler("sftp", paramiko.SFTPServer, root)
 
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    known_hosts = tmp_path / "known_hosts"
-    known_hosts.write_text(f"[127.0.0.1]:{port} {host_key.get_name()} {host_key.get_base64()}\n")
-    settings.SFTP_KNOWN_HOST_FILE = str(known_hosts)
-    settings.SFTP_PASSWORD = "secret"
-    settings.SFTP_KEY_FILE = None
-    try:
-        yield f"sftp://tester@127.0.0.1:{port}/", folder
-    finally:
-        listener.shutdown(socket.SHUT_RDWR)
-        listener.close()
-        for transport in transports:
-            transport.close()
-        thread.join(timeout=5)
+    with ssh_on_loopback(LetEveryoneIn, prepare=sftp) as host:
+        known_hosts = tmp_path / "known_hosts"
+        known_hosts.write_text(host.known_hosts_line)
+        settings.SFTP_KNOWN_HOST_FILE = str(known_hosts)
+        settings.SFTP_PASSWORD = "secret"
+        settings.SFTP_KEY_FILE = None
+        yield f"sftp://tester@127.0.0.1:{host.port}/", folder
 
 
 def test_place_file_on_sftp_writes_a_hidden_part_file_and_renames_it(sftp_folder, tmp_path, monkeypatch):

@@ -416,6 +416,7 @@ def _resend(*, run: ExportRun, original: SentFile) -> SentFile:
 def export_run_enqueue(*, group: DataGroup, by: str = "") -> None:
     """Queue a run of an export group's file to its destination, once the current transaction commits."""
     _descriptor_of(group)  # refused now, not in the worker, when it cannot export
+    export_destination(group=group)  # LocationRefused: a destination the hub may not use (impex.locations)
     group_id = group.pk
     transaction.on_commit(
         lambda: async_task(

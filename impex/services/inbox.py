@@ -27,7 +27,7 @@ from impex.exceptions import ConfigurationError, IllegalTransition
 from impex.models import Connection, ConnectionState, ImportFile, ImportJob, InboxEvent, InboxFile
 from impex.services.archive import is_zip_start
 from impex.services.heartbeat import Heartbeat
-from impex.services.jobs import connection_folder, job_prefix
+from impex.services.jobs import connection_folder, connection_folders_check, job_prefix
 from impex.services.lifecycle import job_enqueue, worker_name
 from impex.services.waits import file_blocked_reason
 from impex.storage import Folder, StoredFile, copy_in, delete_file, hub_storage, list_folder, look_at, open_file
@@ -123,7 +123,9 @@ def inbox_scan(*, connection: Connection, run_here: bool = False, worker: str | 
             log.warning("scan of %s failed: %s", connection.code, exc)
         else:
             log.exception("scan of %s failed", connection.code)
-        result.error = f"the inbox {connection_folder(connection, 'inbox').location} could not be scanned: {exc}"
+        # The inbox as configured: building its folder again could fail again (a location the hub refuses).
+        inbox = connection.inbox.strip() or f"{connection.code}/inbox"
+        result.error = f"the inbox {inbox} could not be scanned: {exc}"
     finally:
         _scan_release(connection=connection, worker=worker, result=result)
     if result.job is not None:
@@ -210,6 +212,9 @@ def _scan_failure_mail(*, connection: Connection, message: str) -> None:
 
 
 def _scan(*, connection: Connection, worker: str, result: ScanResult) -> None:
+    # The job the scan fills moves its files to the archive and error folders: all three are checked before a file
+    # leaves the inbox.
+    connection_folders_check(connection, kinds=("inbox", "archive", "error"))
     folder = connection_folder(connection, "inbox")
     _check_inbox(folder)
     _finish_removals(connection=connection, folder=folder, worker=worker)

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from impex import naming
 from impex.choices import FileKind, FileStatus, JobSource, Mode
-from impex.exceptions import ArchiveError, FileNameError, FileRejected
+from impex.exceptions import ArchiveError, FileNameError, FileRejected, LocationRefused
 from impex.models import (
     Connection,
     DataDescriptor,
@@ -49,6 +49,22 @@ def connection_folder(connection: Connection | None, kind: str) -> Folder:
     if connection is None:  # a file rejected before its connection was known
         return folder_at("", default=f"_unmatched/{kind}")
     return folder_at(getattr(connection, FOLDER_FIELDS[kind]), default=f"{connection.code}/{kind}")
+
+
+def connection_folders_check(connection: Connection, *, kinds: tuple[str, ...]) -> None:
+    """Refuse, before anything is touched, a connection whose folders of those kinds the hub may not use now.
+
+    Raises LocationRefused naming each one: a folder saved before the location rules, or a link that leads elsewhere
+    since, stops the scan or import of the connection instead of failing half-way.
+    """
+    refusals = []
+    for kind in kinds:
+        try:
+            connection_folder(connection, kind)
+        except LocationRefused as exc:
+            refusals.append(f"its {Connection._meta.get_field(FOLDER_FIELDS[kind]).verbose_name}: {exc}")
+    if refusals:
+        raise LocationRefused(f"{connection.code} cannot be used: {'; '.join(refusals)}")
 
 
 def store_copy(*, source: str | Path, name: str) -> tuple[str, str, int]:

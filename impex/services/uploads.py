@@ -9,8 +9,8 @@ from django.db import transaction
 from django.template.defaultfilters import filesizeformat
 
 from impex.choices import FileStatus, GroupDirection, JobSource, JobStatus
-from impex.exceptions import ImpexError
-from impex.models import Connection, DataGroup, ImportJob
+from impex.exceptions import ImpexError, LocationRefused
+from impex.models import Connection, DataGroup, ImportFile, ImportJob
 from impex.services.jobs import job_create
 from impex.services.lifecycle import job_enqueue, job_rerun
 from impex.storage import file_exists, local_copy, resolve_path, temporary_folder
@@ -71,6 +71,14 @@ def job_upload(
     return job
 
 
+def _still_kept(f: ImportFile) -> bool:
+    """Tell whether a job's file is still kept; UploadRefused if it is kept where the hub may no longer go."""
+    try:
+        return file_exists(*resolve_path(f.path))
+    except LocationRefused as exc:  # an archive or error folder saved before the location rules (impex.locations)
+        raise UploadRefused(f"{f.name} cannot be read again: {exc}.") from exc
+
+
 def job_run_for_real(*, job: ImportJob, user: str) -> ImportJob:
     """Queue a real import of what a dry run was given, from the dry run's own copy of the upload."""
     if not job.dry_run:
@@ -78,7 +86,7 @@ def job_run_for_real(*, job: ImportJob, user: str) -> ImportJob:
     if job.status not in (JobStatus.COMPLETED, JobStatus.FAILED):
         raise UploadRefused(f"Import job #{job.pk} is {job.status}: wait until the dry run has ended.")
     uploaded = list(job.files.filter(archive="").exclude(path="").order_by("pk"))
-    if not uploaded or any(not file_exists(*resolve_path(f.path)) for f in uploaded):
+    if not uploaded or any(not _still_kept(f) for f in uploaded):
         raise UploadRefused(f"The upload of import job #{job.pk} is no longer kept: upload the files again.")
     with transaction.atomic():
         locked = ImportJob.objects.select_for_update().get(pk=job.pk)
@@ -116,11 +124,7 @@ def job_run_again(*, job: ImportJob, user: str) -> ImportJob:
             f"Import job #{job.pk} is {job.status}: only a job that failed or errored, or whose worker stopped "
             "renewing its lease, runs again."
         )
-    files = [
-        f
-        for f in job.files.exclude(path="").exclude(status=FileStatus.UNPACKED).order_by("pk")
-        if file_exists(*resolve_path(f.path))
-    ]
+    files = [f for f in job.files.exclude(path="").exclude(status=FileStatus.UNPACKED).order_by("pk") if _still_kept(f)]
     if not files:
         raise UploadRefused(f"The files of import job #{job.pk} are no longer kept: upload them again.")
     with transaction.atomic(), ExitStack() as stack:

@@ -153,6 +153,8 @@ def process_env(**extra) -> dict:
         "IMPEX_ROOT": str(settings.IMPEX_ROOT),
         "IMPEX_CACHE_DIR": str(settings.IMPEX_CACHE_DIR),
         "IMPEX_ALLOWED_HOSTS_OUTBOUND": ",".join(settings.IMPEX_ALLOWED_HOSTS_OUTBOUND),
+        "IMPEX_ALLOWED_LOCAL_ROOTS": ",".join(settings.IMPEX_ALLOWED_LOCAL_ROOTS),
+        "SFTP_HOSTS": json.dumps(settings.SFTP_HOSTS),
         **{k: str(v) for k, v in extra.items()},
     }
 

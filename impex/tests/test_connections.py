@@ -235,11 +235,12 @@ def test_the_admin_change_page_refuses_a_connection_that_breaks_a_rule(admin_cli
     assert snapshot() == before
 
 
-def test_the_admin_saves_a_connection_that_follows_the_rules(admin_client, others):
+def test_the_admin_saves_a_connection_that_follows_the_rules(admin_client, others, settings):
+    settings.SFTP_HOSTS = {"93.184.216.34:2222": {}}
     values = {
         "convention": "kore",
         "integration_id": "INT-7_b",
-        "inbox": "sftp://drop@files.acme.example:2222/kore/in",
+        "inbox": "sftp://drop@93.184.216.34:2222/kore/in",
         "timezone": "Europe/Paris",
         "contacts": "ops@acme.example; it@acme.example, night@acme.example",
         "interval_minutes": 1,
@@ -251,7 +252,7 @@ def test_the_admin_saves_a_connection_that_follows_the_rules(admin_client, other
     saved = Connection.objects.get(code="new-one")
     assert (saved.integration_id, saved.inbox, saved.timezone, saved.interval_minutes) == (
         "INT-7_b",
-        "sftp://drop@files.acme.example:2222/kore/in",
+        "sftp://drop@93.184.216.34:2222/kore/in",
         "Europe/Paris",
         1,
     )
@@ -267,11 +268,15 @@ def test_the_admin_saves_a_connection_that_follows_the_rules(admin_client, other
         r"C:\impex\inbox",
         "s3://acme-drops",
         "s3://acme-drops/kore/in",
-        "sftp://files.acme.example/in",
+        "sftp://93.184.216.34/in",
         "sftp://drop@10.0.0.5:22/",
     ],
 )
-def test_a_folder_path_or_an_s3_or_sftp_url_is_a_good_inbox(db, inbox):
+def test_a_folder_path_or_an_s3_or_sftp_url_is_a_good_inbox(db, inbox, settings):
+    # Folders under a listed root, SFTP hosts listed for their login and at a public or listed address.
+    settings.IMPEX_ALLOWED_LOCAL_ROOTS = ["/srv/impex"]
+    settings.SFTP_HOSTS = {"93.184.216.34": {}, "10.0.0.5": {}}
+    settings.IMPEX_ALLOWED_HOSTS_OUTBOUND = ["10.0.0.0/8"]
     conn, created = connection_save(code="new-one", inbox=inbox, **KORE)
 
     assert created

@@ -5,7 +5,6 @@ import json
 import zipfile
 
 from impex.models import ImportFile
-from impex.storage import storage_for
 from impex.tests.helpers import customer_row, file_named, run_import, table_text, write_kore
 from syncapp.models import Customer
 
@@ -20,7 +19,6 @@ def test_an_import_keeps_its_files_on_s3_and_leaves_no_local_copy(
     tmp_path, kore_connection, settings, s3_bucket, s3_client
 ):
     settings.IMPEX_STORAGE = f"s3://{s3_bucket}/hub"
-    storage_for.cache_clear()
     settings.IMPEX_CHUNK_ROWS = 2
     good = write_kore(tmp_path, "KS_CUSTOMERS", 1, [customer_row(f"C{n}") for n in range(5)])
     bad_name = tmp_path / "ERP_0000003_INT1_KS_NOTHING.NET"
@@ -76,7 +74,6 @@ def test_an_export_goes_to_the_outbox_in_the_hubs_storage(settings, kore_connect
     from django.core.management import call_command
 
     settings.IMPEX_STORAGE = f"s3://{s3_bucket}/hub"
-    storage_for.cache_clear()
     Customer.objects.create(customer_id="C1", email="c1@example.com", connection=kore_connection)
     out = io.StringIO()
 

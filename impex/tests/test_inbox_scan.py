@@ -447,7 +447,12 @@ def test_inbox_events_record_every_step(acme):
 
 
 @pytest.mark.django_db
-def test_impex_connection_sets_the_schedule_and_folders_and_its_schedule_follows(django_capture_on_commit_callbacks):
+def test_impex_connection_sets_the_schedule_and_folders_and_its_schedule_follows(
+    django_capture_on_commit_callbacks, settings
+):
+    settings.IMPEX_ALLOWED_LOCAL_ROOTS = ["/srv/erp"]
+    settings.SFTP_HOSTS = {"93.184.216.34": {}}
+
     def connection_command(*args):
         out = io.StringIO()
         with django_capture_on_commit_callbacks(execute=True):
@@ -456,13 +461,13 @@ def test_impex_connection_sets_the_schedule_and_folders_and_its_schedule_follows
 
     made = connection_command(
         "--convention", "kore", "--integration", "INT5", "--cron", "*/15 * * * *", "--archive", "s3://done-bucket/erp",
-        "--error-folder", "/srv/erp/error", "--outbox", "sftp://hub@files.example.com/out",
+        "--error-folder", "/srv/erp/error", "--outbox", "sftp://hub@93.184.216.34/out",
     )  # fmt: skip
     assert (made["cron"], made["archive"], made["error_folder"], made["outbox"], made["scan"]) == (
         "*/15 * * * *",
         "s3://done-bucket/erp",
         "/srv/erp/error",
-        "sftp://hub@files.example.com/out",
+        "sftp://hub@93.184.216.34/out",
         True,
     )
     conn = Connection.objects.get(code="erp")

@@ -3,8 +3,6 @@
 import hashlib
 import io
 import os
-import socket
-import threading
 import tracemalloc
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -31,6 +29,7 @@ from impex.storage import (
     save_file,
     storage_for,
 )
+from tests.fixtures import ssh_on_loopback
 
 BIG_BYTES = 20 * 1024 * 1024
 
@@ -83,18 +82,17 @@ def big_file(tmp_path):
 # -- locations ------------------------------------------------------------------------------------
 
 
-def test_an_absolute_folder_or_file_url_is_a_local_storage_cached_per_location(tmp_path):
+def test_an_absolute_folder_or_file_url_is_a_local_storage(tmp_path):
     folder = tmp_path / "inbox"
 
     storage = storage_for(str(folder))
 
     assert type(storage) is FileSystemStorage
     assert storage.location == str(folder)
-    assert storage_for(str(folder)) is storage
     by_url = storage_for(f"file://{folder}/")
     assert type(by_url) is FileSystemStorage
     assert by_url.location == str(folder)
-    assert storage_for("file://localhost/srv/in%20box").location == "/srv/in box"
+    assert storage_for(f"file://localhost{tmp_path}/in%20box").location == f"{tmp_path}/in box"
 
 
 def test_an_s3_url_is_an_s3_storage_on_the_configured_endpoint(settings):
@@ -126,6 +124,7 @@ def test_an_sftp_url_is_an_sftp_storage_with_credentials_and_known_hosts_from_se
     settings.SFTP_KEY_FILE = "/etc/impex/id_ed25519"
     settings.SFTP_PASSWORD = None
     settings.SFTP_KNOWN_HOST_FILE = "/etc/impex/known_hosts"
+    settings.SFTP_HOSTS = {"files.example.com": {}}  # the defaults go to listed hosts only
 
     storage = storage_for("sftp://deploy@files.example.com:2222/srv/kore/inbox")
 
@@ -467,35 +466,8 @@ class RefuseEveryLogin(paramiko.ServerInterface):
 @pytest.fixture(scope="module")
 def ssh_server():
     """Run an SSH server on loopback (host key check only, no SFTP); return its port and host-key line."""
-    host_key = paramiko.RSAKey.generate(2048)
-    listener = socket.create_server(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-    transports = []
-
-    def serve():
-        while True:
-            try:
-                sock, _ = listener.accept()
-            except OSError:
-                return  # the listener was shut down
-            transport = paramiko.Transport(sock)
-            transport.add_server_key(host_key)
-            transports.append(transport)
-            try:
-                transport.start_server(server=RefuseEveryLogin())
-            except (paramiko.SSHException, EOFError):
-                transport.close()  # the client walked away (unknown host key)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield port, f"[127.0.0.1]:{port} {host_key.get_name()} {host_key.get_base64()}\n"
-    finally:
-        listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept(), which close() alone does not
-        listener.close()
-        for transport in transports:
-            transport.close()
-        thread.join(timeout=5)
+    with ssh_on_loopback(RefuseEveryLogin) as host:
+        yield host.port, host.known_hosts_line
 
 
 @pytest.fixture

@@ -43,6 +43,7 @@ class FileExporter(ExporterKind):
         return found
 
     def run(self, *, order, exporter, flag) -> Outcome:
+        from impex.exceptions import ConfigurationError
         from impex.formats.writers import write_pieces
         from impex.models import DataDescriptor
         from impex.services.exports import EXTENSIONS, export_pieces
@@ -55,7 +56,10 @@ class FileExporter(ExporterKind):
             raise ExporterFailed(f"the descriptors {HEADER_DESCRIPTOR} and {LINES_DESCRIPTOR} are missing", retry=False)
         ext = EXTENSIONS.get(header.format, "csv")
         header_name, lines_name = order_file_names(exporter=exporter, order=order, ext=ext)
-        folder = order_destination(exporter=exporter, order=order)
+        try:
+            folder = order_destination(exporter=exporter, order=order)
+        except ConfigurationError as exc:  # a destination the hub may not use (impex.locations): nothing written
+            raise ExporterFailed(f"the destination cannot be used: {exc}", retry=False) from exc
         try:
             with temporary_folder() as tmp:
                 for descriptor, name, records in (
