@@ -22,6 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+# The receiver listens on loopback, which the hub calls only when listed (impex.outbound).
+os.environ.setdefault("IMPEX_ALLOWED_HOSTS_OUTBOUND", "127.0.0.1")
 
 from export_bench import peak_rss_mb  # noqa: E402  (this folder is on the path when run as a script)
 

@@ -23,6 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+# The receiver listens on loopback, which the hub calls only when listed (impex.outbound).
+os.environ.setdefault("IMPEX_ALLOWED_HOSTS_OUTBOUND", "127.0.0.1")
 # The deliveries are timed on their own, not inside impex_import.
 os.environ["IMPEX_WEBHOOK_INLINE_SECONDS"] = "0"
 
