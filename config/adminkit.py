@@ -90,10 +90,13 @@ class WriteOnlySecretForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         self.initial["secret"] = ""
         if "secret" in self.fields:
-            state = "A secret is set" if self.instance.secret else "No secret is set"
-            self.fields[
-                "secret"
-            ].help_text = f"{self.secret_help} {state}: leave this empty to keep the current secret."
+            if not self.instance.pk:
+                state = "Left empty, bodies are sent unsigned."
+            elif self.instance.secret:
+                state = "A secret is set: leave this empty to keep the current secret."
+            else:
+                state = "No secret is set: bodies are sent unsigned unless you type one."
+            self.fields["secret"].help_text = f"{self.secret_help} {state}"
         if "clear_secret" in self.fields:
             self.fields["clear_secret"].help_text = "Tick to send unsigned from now on (a new secret above wins)."
 
@@ -110,7 +113,10 @@ class WriteOnlySecretForm(forms.ModelForm):
             return
         if field in getattr(self._meta.model, "LOCATION_FIELDS", ()):
             label = self._meta.model._meta.get_field(field).verbose_name
-            message += f" The {label} is read-only for you: setting it takes the permission {LOCATIONS_PERMISSION}."
+            message = (
+                f"{message[0].upper()}{message[1:].rstrip('.')}. The {label} is read-only for you: setting it takes "
+                f"the permission {LOCATIONS_PERMISSION}."
+            )
         self.add_error(None, message)
 
 
@@ -125,19 +131,24 @@ class WriteOnlySecretAdminMixin:
         return self.secret_hidden(request, obj, super().get_fieldsets(request, obj))
 
     def secret_hidden(self, request, obj, fieldsets):
-        """Return the fieldsets with the secret as set / not set where the user may not change the record."""
-        if obj is None or self.has_change_permission(request, obj):
+        """Return the fieldsets as the user may see them: the secret as set / not set where the user may not change
+        the record, and no "remove" box on a new one."""
+        if obj is not None and self.has_change_permission(request, obj):
             return fieldsets
-        return [(name, {**options, "fields": _secret_state(options["fields"])}) for name, options in fieldsets]
+        as_state = obj is not None
+        return [
+            (name, {**options, "fields": _without_secret(options["fields"], as_state=as_state)})
+            for name, options in fieldsets
+        ]
 
 
-def _secret_state(fields) -> tuple:
-    """Fields (or a line of fields) with secret as secret_state and without clear_secret."""
+def _without_secret(fields, *, as_state: bool) -> tuple:
+    """Fields (or a line of fields) without clear_secret, and with secret as secret_state if as_state."""
     shown = []
     for field in fields:
         if isinstance(field, (list, tuple)):
-            shown.append(_secret_state(field))
-        elif field == "secret":
+            shown.append(_without_secret(field, as_state=as_state))
+        elif field == "secret" and as_state:
             shown.append("secret_state")
         elif field != "clear_secret":
             shown.append(field)
