@@ -25,6 +25,8 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 # Settings require a SECRET_KEY with DEBUG off: a throwaway one unless set, inherited by the processes started here.
 os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
+# The receiver listens on loopback, which the hub calls only when listed (impex.outbound).
+os.environ.setdefault("IMPEX_ALLOWED_HOSTS_OUTBOUND", "127.0.0.1")
 
 from export_bench import peak_rss_mb  # noqa: E402  (this folder is on the path when run as a script)
 

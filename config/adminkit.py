@@ -1,7 +1,9 @@
-"""Admin pieces shared by every app: read-only records and inlines, counted deletes, links, permission checks."""
+"""Admin pieces shared by every app: read-only records and inlines, counted deletes, links, permission checks,
+write-only secrets and the fields that only impex.change_locations sets."""
 
 from collections import Counter
 
+from django import forms
 from django.contrib import admin
 from django.contrib.admin.views.main import ChangeList
 from django.contrib.auth import get_permission_codename
@@ -44,6 +46,113 @@ def permission_check(perm: str):
         return request.user.has_perm(perm)
 
     return has_permission
+
+
+# SPEC 13: the folders, URLs and hosts the hub reads from, writes to or calls are set with this permission only.
+LOCATIONS_PERMISSION = "impex.change_locations"
+
+
+class LocationFieldsAdminMixin:
+    """Show the model's LOCATION_FIELDS read-only, on add and change, to users without impex.change_locations.
+
+    A read-only field is left out of the form, so a crafted POST carrying it changes nothing.
+    """
+
+    def get_readonly_fields(self, request, obj=None):
+        readonly = tuple(super().get_readonly_fields(request, obj))
+        if request.user.has_perm(LOCATIONS_PERMISSION):
+            return readonly
+        return readonly + tuple(name for name in self.model.LOCATION_FIELDS if name not in readonly)
+
+
+def https_formfield(db_field, **kwargs):
+    """Make a model field's form field, a URL without a scheme read as https (Django 6's default)."""
+    if db_field.name == "url":
+        kwargs["assume_scheme"] = "https"
+    return db_field.formfield(**kwargs)
+
+
+class WriteOnlySecretForm(forms.ModelForm):
+    """A model form whose `secret` is write-only: never sent to the browser, kept when left empty, cleared on request.
+
+    Errors on a field the user sees read-only (not in the form) are said at the top, with the permission it takes.
+    """
+
+    secret = forms.CharField(
+        required=False,
+        max_length=200,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+    )
+    clear_secret = forms.BooleanField(required=False, label="Remove the secret")
+    secret_help = "The key of the X-Signature HMAC-SHA256 of each body."
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.initial["secret"] = ""
+        if "secret" in self.fields:
+            if not self.instance.pk:
+                state = "Left empty, bodies are sent unsigned."
+            elif self.instance.secret:
+                state = "A secret is set: leave this empty to keep the current secret."
+            else:
+                state = "No secret is set: bodies are sent unsigned unless you type one."
+            self.fields["secret"].help_text = f"{self.secret_help} {state}"
+        if "clear_secret" in self.fields:
+            self.fields["clear_secret"].help_text = "Tick to send unsigned from now on (a new secret above wins)."
+
+    def clean(self):
+        data = super().clean()
+        if "secret" in self.fields and not data.get("secret"):
+            data["secret"] = "" if data.get("clear_secret") else self.instance.secret
+        return data
+
+    def add_problem(self, field: str, message: str) -> None:
+        """Add a problem to its field, or at the top when the user sees that field read-only (not in the form)."""
+        if field in self.fields:
+            self.add_error(field, message)
+            return
+        if field in getattr(self._meta.model, "LOCATION_FIELDS", ()):
+            label = self._meta.model._meta.get_field(field).verbose_name
+            message = (
+                f"{message[0].upper()}{message[1:].rstrip('.')}. The {label} is read-only for you: setting it takes "
+                f"the permission {LOCATIONS_PERMISSION}."
+            )
+        self.add_error(None, message)
+
+
+class WriteOnlySecretAdminMixin:
+    """Pages that only show a record (no change permission) say whether its secret is set, never what it is."""
+
+    @admin.display(description="secret")
+    def secret_state(self, obj):
+        return "set" if obj.secret else "not set"
+
+    def get_fieldsets(self, request, obj=None):
+        return self.secret_hidden(request, obj, super().get_fieldsets(request, obj))
+
+    def secret_hidden(self, request, obj, fieldsets):
+        """Return the fieldsets as the user may see them: the secret as set / not set where the user may not change
+        the record, and no "remove" box on a new one."""
+        if obj is not None and self.has_change_permission(request, obj):
+            return fieldsets
+        as_state = obj is not None
+        return [
+            (name, {**options, "fields": _without_secret(options["fields"], as_state=as_state)})
+            for name, options in fieldsets
+        ]
+
+
+def _without_secret(fields, *, as_state: bool) -> tuple:
+    """Fields (or a line of fields) without clear_secret, and with secret as secret_state if as_state."""
+    shown = []
+    for field in fields:
+        if isinstance(field, (list, tuple)):
+            shown.append(_without_secret(field, as_state=as_state))
+        elif field == "secret" and as_state:
+            shown.append("secret_state")
+        elif field != "clear_secret":
+            shown.append(field)
+    return tuple(shown)
 
 
 class FirstRowsInlineFormSet(BaseInlineFormSet):

@@ -43,9 +43,13 @@ from config.adminkit import (
     AuditRecordAdmin,
     CountedDeleteMixin,
     FirstRowsInlineFormSet,
+    LocationFieldsAdminMixin,
     ReadOnlyInline,
+    WriteOnlySecretAdminMixin,
+    WriteOnlySecretForm,
     changelist_link,
     format_duration,
+    https_formfield,
     permission_check,
 )
 from impex.admin_export import EXPORT_PERMISSION, GroupExportMixin
@@ -97,6 +101,8 @@ EXPORT_RUNS_SHOWN = 10
 REJECTED_RECENTLY = timedelta(days=7)
 CHANGE_LOCATIONS_PERMISSION = "impex.change_locations"
 INBOX_FILES_SHOWN = 20
+# A receiver's answer may tell about the system behind it: shown to who may change where the webhook goes.
+ANSWERS_PERMISSION = "impex.change_webhooksubscription"
 
 
 class UploadLinkMixin:
@@ -1531,7 +1537,7 @@ class ApiTokenAdmin(AuditRecordAdmin):
         self.message_user(request, f"{done} token{pluralize(done)} revoked.", messages.SUCCESS)
 
 
-class WebhookSubscriptionForm(forms.ModelForm):
+class WebhookSubscriptionForm(WriteOnlySecretForm):
     """A subscription's events as boxes to tick, its secret write-only, and the same checks as impex_webhook."""
 
     url = forms.URLField(
@@ -1542,41 +1548,38 @@ class WebhookSubscriptionForm(forms.ModelForm):
         widget=forms.CheckboxSelectMultiple,
         help_text="A file of many customers sends one event per batch of ids, not one per customer.",
     )
-    secret = forms.CharField(
-        required=False,
-        max_length=200,
-        widget=forms.PasswordInput(render_value=False),
-        help_text="The key of the X-Signature HMAC-SHA256 of each body. Left empty on a change, it stays as it is.",
-    )
 
     class Meta:
         model = WebhookSubscription
         fields = ("code", "url", "events", "secret", "enabled", "timeout_seconds", "max_attempts")
-
-    def clean_secret(self):
-        secret = self.cleaned_data.get("secret", "")
-        if not secret and self.instance.pk:
-            return self.instance.secret
-        return secret
+        formfield_callback = https_formfield
 
     def clean(self):
         cleaned = super().clean()
+        saved = self.instance.url if self.instance.pk else None
+        # A URL the user sees read-only is the saved one (impex.change_locations).
+        url = (cleaned.get("url") or "") if "url" in self.fields else self.instance.url
         for field, message in subscription_problems(
-            url=cleaned.get("url") or "",
+            url=url,
             events=cleaned.get("events") or [],
             timeout_seconds=cleaned.get("timeout_seconds") or 0,
             max_attempts=cleaned.get("max_attempts") or 0,
+            saved_url=saved,
         ):
             if field not in self.errors:
-                self.add_error(field, message)
+                self.add_problem(field, message)
         return cleaned
 
 
 @admin.register(WebhookSubscription)
-class WebhookSubscriptionAdmin(admin.ModelAdmin):
-    """Outbound webhooks: where events go. The same as `manage.py impex_webhook`."""
+class WebhookSubscriptionAdmin(LocationFieldsAdminMixin, WriteOnlySecretAdminMixin, admin.ModelAdmin):
+    """Outbound webhooks: where events go. The same as `manage.py impex_webhook`.
+
+    Its URL is set with impex.change_locations only; its secret is never shown.
+    """
 
     form = WebhookSubscriptionForm
+    fields = ("code", "url", "events", "secret", "clear_secret", "enabled", "timeout_seconds", "max_attempts")
     list_display = ("code", "url", "events_display", "signed", "enabled", "deliveries_link")
     list_filter = ("enabled",)
     search_fields = ("code", "url")
@@ -1595,11 +1598,18 @@ class WebhookSubscriptionAdmin(admin.ModelAdmin):
 
 
 class WebhookAttemptInline(ReadOnlyInline):
+    """Each POST of a delivery; the receiver's answer only for who may change the subscription (where it goes)."""
+
     model = WebhookAttempt
     fields = ("number", "at", "ok", "http_status", "response", "message", "duration_ms", "worker")
     readonly_fields = fields
     show_change_link = False
     verbose_name_plural = "attempts (each POST and what came back)"
+
+    def get_fields(self, request, obj=None):
+        if request.user.has_perm(ANSWERS_PERMISSION):
+            return self.fields
+        return tuple(name for name in self.fields if name != "response")
 
 
 @admin.register(WebhookDelivery)

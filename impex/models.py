@@ -1023,6 +1023,9 @@ class ApiToken(models.Model):
 class WebhookSubscription(models.Model):
     """An outbound webhook: which events go to which URL, signed with which secret (SPEC section 10)."""
 
+    # SPEC 13: set with impex.change_locations only (config.adminkit.LocationFieldsAdminMixin).
+    LOCATION_FIELDS = ("url",)
+
     code = models.SlugField(max_length=100, unique=True)
     url = models.URLField(max_length=2000, help_text="Where events are POSTed (http:// or https://).")
     events = models.JSONField(default=list, help_text="customer.created, customer.updated, file.imported.")
@@ -1080,7 +1083,9 @@ class WebhookAttempt(models.Model):
     worker = models.CharField(max_length=200, blank=True, default="")
     ok = models.BooleanField(default=False)
     http_status = models.PositiveIntegerField(null=True, blank=True)
-    response = models.TextField(blank=True, default="", help_text="The start of the receiver's answer.")
+    response = models.TextField(
+        blank=True, default="", help_text="The start of the receiver's answer (for who may change the subscription)."
+    )
     message = models.TextField(blank=True, default="")
     duration_ms = models.PositiveIntegerField(default=0)
 

@@ -25,7 +25,16 @@ from django.utils.html import escape, format_html, format_html_join
 from django.utils.safestring import mark_safe
 from django.utils.text import Truncator
 
-from config.adminkit import AuditRecordAdmin, CountedChangeList, ReadOnlyInline, permission_check
+from config.adminkit import (
+    AuditRecordAdmin,
+    CountedChangeList,
+    LocationFieldsAdminMixin,
+    ReadOnlyInline,
+    WriteOnlySecretAdminMixin,
+    WriteOnlySecretForm,
+    https_formfield,
+    permission_check,
+)
 from impex.models import DataDescriptor
 from orders import resources
 from orders.choices import ExporterKind, ExportRunStatus, FlagStatus, OrderState, OrderTransition
@@ -46,6 +55,8 @@ from syncapp.admin import SyncedEntityAdmin
 APPROVE_PERMISSION = "orders.approve_order"
 # Retrying sends an order on again along its chain: whoever may change orders may ask for it.
 RETRY_PERMISSION = "orders.change_order"
+# Receivers' answers are shown with exporter runs to who may change exporters (where orders are sent) only.
+ANSWERS_PERMISSION = "orders.change_exporter"
 REASON_MAX_LENGTH = 2000
 ERROR_SHOWN = 60
 
@@ -580,6 +591,7 @@ def order_page_context(request, order: Order, *, may_decide: bool, may_retry: bo
         "timeline": order_timeline(order),
         "may_see_exporters": request.user.has_perm("orders.view_exporter")
         or request.user.has_perm("orders.change_exporter"),
+        "may_see_answers": request.user.has_perm(ANSWERS_PERMISSION),
     }
 
 
@@ -606,19 +618,10 @@ KIND_FIELDS = {
 CHAIN_LIMIT = 100
 
 
-def https_formfield(db_field, **kwargs):
-    """Make a model field's form field, a URL without a scheme read as https (Django 6's default)."""
-    if db_field.name == "url":
-        kwargs["assume_scheme"] = "https"
-    return db_field.formfield(**kwargs)
-
-
-class ExporterForm(forms.ModelForm):
+class ExporterForm(WriteOnlySecretForm):
     """An exporter's settings, checked by its kind; the webhook's secret is never shown and kept when left empty."""
 
-    clear_secret = forms.BooleanField(
-        required=False, label="Remove the secret", help_text="Tick to send the webhook unsigned from now on."
-    )
+    secret_help = "webhook: the key of the X-Signature HMAC-SHA256."
 
     class Meta:
         model = Exporter
@@ -637,34 +640,37 @@ class ExporterForm(forms.ModelForm):
             "timeout_seconds",
             "min_total",
         )
-        widgets = {"secret": forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"})}
         formfield_callback = https_formfield
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        # The secret is never sent to the browser; an empty box means "keep it" (see clean).
-        self.initial["secret"] = ""
-        if self.instance.secret and "secret" in self.fields:
-            self.fields["secret"].help_text += " A secret is set: leave this empty to keep it."
         if "descriptor" in self.fields:
             self.fields["descriptor"].queryset = DataDescriptor.objects.filter(entity="order").order_by("code")
 
     def clean(self):
         data = super().clean()
-        if not data.get("secret"):
-            data["secret"] = "" if data.get("clear_secret") else self.instance.secret
+        kind = data.get("kind")
+        place = next((f for f in Exporter.LOCATION_FIELDS if f in KIND_FIELDS.get(kind, ())), "")
+        if place and place not in self.fields and self.instance.pk and kind != self.instance.kind:
+            # The place was set for another kind; a new kind that starts using it changes where orders go.
+            value = getattr(self.instance, place)
+            if value:
+                self.add_problem(place, f"As a {kind} exporter it would start using the {place} {value}.")
         # The rules the command keeps too (orders.services.exporter_problems), said on the fields they concern;
         # checked on a copy, before the model's own checks, which then leave those fields alone.
         candidate = construct_instance(self, copy.copy(self.instance))
         for field, found in exporter_problems(candidate, model_checks=False).items():
             for message in found:
-                self.add_error(field if field in self.fields else None, message[0].upper() + message[1:] + ".")
+                self.add_problem(field, message[0].upper() + message[1:] + ".")
         return data
 
 
 @admin.register(Exporter)
-class ExporterAdmin(admin.ModelAdmin):
-    """Exporters: which flag each acts on, its kind and settings, and the flag it sets next (SPEC section 7)."""
+class ExporterAdmin(LocationFieldsAdminMixin, WriteOnlySecretAdminMixin, admin.ModelAdmin):
+    """Exporters: which flag each acts on, its kind and settings, and the flag it sets next (SPEC section 7).
+
+    The URL and the destination are set with impex.change_locations only; the secret is never shown.
+    """
 
     form = ExporterForm
     list_display = (
@@ -698,7 +704,8 @@ class ExporterAdmin(admin.ModelAdmin):
                     {"fields": fields, "classes": classes, "description": f"Used when the kind is {kind.label}."},
                 )
             )
-        return (chain, *per_kind, ("History", {"fields": ("created_at", "updated_at")}))
+        history = ("History", {"fields": ("created_at", "updated_at")})
+        return self.secret_hidden(request, obj, (chain, *per_kind, history))
 
     def get_queryset(self, request):
         return (
@@ -832,6 +839,12 @@ class OrderExportRunAdmin(AuditRecordAdmin):
         "finished_at",
     )
     readonly_fields = fields
+
+    def get_fields(self, request, obj=None):
+        # A receiver's answer may tell about the system behind it: for who may change where exporters send.
+        if request.user.has_perm(ANSWERS_PERMISSION):
+            return (*self.fields, "response")
+        return self.fields
 
     @admin.display(description="message", ordering="message")
     def short_message(self, obj):

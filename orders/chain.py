@@ -174,6 +174,7 @@ def _succeeded(*, flag, exporter, outcome, attempt, started, worker, by) -> RunR
         message=outcome.message,
         http_status=outcome.http_status,
         location=outcome.location,
+        response=outcome.response,
     )
     own = _locked_own(flag, worker)
     if own is None:
@@ -214,6 +215,7 @@ def _failed(*, flag, exporter, error: ExporterFailed, attempt, started, worker, 
         status=ExportRunStatus.FAILED,
         message=message,
         http_status=error.http_status,
+        response=error.response,
         retry_at=retry_at,
     )
     own = _locked_own(flag, worker)

@@ -12,8 +12,10 @@ class IllegalTransition(OrderError):
 class ExporterFailed(OrderError):
     """An exporter could not hand the order on; retry says whether trying again later may succeed."""
 
-    def __init__(self, message: str, *, retry: bool = True, http_status: int | None = None):
+    def __init__(self, message: str, *, retry: bool = True, http_status: int | None = None, response: str = ""):
         super().__init__(message)
         self.message = message
         self.retry = retry
         self.http_status = http_status
+        # The start of the receiver's answer: kept with the run, shown only to who may change the exporter.
+        self.response = response

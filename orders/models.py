@@ -115,6 +115,9 @@ class OrderEvent(models.Model):
 class Exporter(models.Model):
     """Acts on orders carrying its flag; on success clears the flag and sets its next flag (SPEC section 7)."""
 
+    # SPEC 13: set with impex.change_locations only (config.adminkit.LocationFieldsAdminMixin).
+    LOCATION_FIELDS = ("destination", "url")
+
     code = models.SlugField(max_length=50, unique=True)
     name = models.CharField(max_length=200, blank=True, default="")
     flag = models.SlugField(max_length=50, help_text="The flag this exporter acts on. " + flag_help)
@@ -225,6 +228,9 @@ class OrderExportRun(models.Model):
     event_id = models.UUIDField(null=True, blank=True)
     http_status = models.PositiveIntegerField(null=True, blank=True)
     location = models.CharField(max_length=1000, blank=True, default="", help_text="file: where the files were placed.")
+    response = models.TextField(
+        blank=True, default="", help_text="webhook: the start of the receiver's answer (for who may change exporters)."
+    )
     retry_at = models.DateTimeField(null=True, blank=True, help_text="failed: when it is tried again, if it is.")
     worker = models.CharField(max_length=200, blank=True, default="")
     started_at = models.DateTimeField(default=timezone.now)

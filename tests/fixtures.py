@@ -33,6 +33,12 @@ def impex_root(tmp_path, settings):
 
 
 @pytest.fixture
+def nothing_listed(settings):
+    """List no host in IMPEX_ALLOWED_HOSTS_OUTBOUND: the hub may call public addresses only, as by default."""
+    settings.IMPEX_ALLOWED_HOSTS_OUTBOUND = []
+
+
+@pytest.fixture
 def builtin_installed(transactional_db):
     """The built-in descriptors and groups, for tests on a transactional database.
 

@@ -3,6 +3,7 @@ outbound webhooks share it, so they sign, time out, refuse redirects and classif
 
 import hashlib
 import hmac
+import http
 import json
 import time
 import urllib.error
@@ -11,12 +12,16 @@ from dataclasses import dataclass
 
 from impex.outbound import OutboundRefused, opener
 
-# The start of a receiver's answer kept with the attempt.
+# The start of a receiver's answer kept with the attempt (shown only to who may change where the POST goes).
 BODY_SHOWN = 300
 
 
 class PostFailed(Exception):
-    """A POST that did not land; retry says whether sending it again later may succeed."""
+    """A POST that did not land; retry says whether sending it again later may succeed.
+
+    The message is for everyone who may view deliveries or runs: it never carries the receiver's answer, which is in
+    response (for those who may change the subscription or exporter).
+    """
 
     def __init__(self, message: str, *, retry: bool = True, http_status: int | None = None, response: str = ""):
         super().__init__(message)
@@ -58,6 +63,14 @@ def _text(raw: bytes) -> str:
     return raw[:BODY_SHOWN].decode("utf-8", "replace").strip()
 
 
+def _status(status: int) -> str:
+    """A status with its standard phrase: the receiver's own reason phrase is part of its answer, not shown."""
+    try:
+        return f"{status} {http.HTTPStatus(status).phrase}"
+    except ValueError:
+        return str(status)
+
+
 def signed_post(*, url: str, body: bytes, secret: str, event_id: str, timeout: float, user_agent: str) -> PostAnswer:
     """POST body to url; return the answer of a 2xx, raise PostFailed otherwise.
 
@@ -77,17 +90,16 @@ def signed_post(*, url: str, body: bytes, secret: str, event_id: str, timeout: f
         status = exc.code
         shown = _text(exc.read(BODY_SHOWN) if exc.fp else b"")
         if 300 <= status < 400:
+            location = f"Location: {exc.headers.get('Location', '?')}"
             raise PostFailed(
-                f"POST {url}: {status} redirect to {exc.headers.get('Location', '?')} (not followed: "
-                "set the URL to where the receiver is)",
+                f"POST {url}: {_status(status)}, a redirect (not followed: set the URL to where the receiver is)",
                 retry=False,
                 http_status=status,
-                response=shown,
+                response=f"{location}\n{shown}".strip()[:BODY_SHOWN],
             ) from exc
         # A refusal of the body itself (4xx) will not change by sending it again; a server error may.
         retry = status >= 500 or status in (408, 429)
-        message = f"POST {url}: {status}" + (f": {shown}" if shown else "")
-        raise PostFailed(message, retry=retry, http_status=status, response=shown) from exc
+        raise PostFailed(f"POST {url}: {_status(status)}", retry=retry, http_status=status, response=shown) from exc
     except TimeoutError as exc:
         raise PostFailed(f"POST {url}: no answer within {timeout} s") from exc
     except urllib.error.URLError as exc:

@@ -20,6 +20,7 @@ from django_q.tasks import async_task
 from impex.choices import DeliveryStatus, WebhookEvent
 from impex.exceptions import ConfigurationError
 from impex.models import WebhookAttempt, WebhookDelivery, WebhookSubscription
+from impex.outbound import url_refusal
 from impex.services.backoff import backoff
 from impex.services.lifecycle import claim_due, worker_name
 from impex.services.signed_post import PostFailed, json_body, signed_post
@@ -48,11 +49,20 @@ class DeliveryReport:
 # -- subscriptions -------------------------------------------------------------------------------------
 
 
-def subscription_problems(*, url: str, events: list[str], timeout_seconds: int = 10, max_attempts: int = 10):
-    """Return (field, message) for each setting of a subscription that cannot work."""
+def subscription_problems(
+    *, url: str, events: list[str], timeout_seconds: int = 10, max_attempts: int = 10, saved_url: str | None = None
+) -> list[tuple[str, str]]:
+    """Return (field, message) for each setting of a subscription that cannot work.
+
+    A URL other than saved_url (the one stored, if any) must name a host the hub may call (impex.outbound).
+    """
     problems = []
     if not url.startswith(("http://", "https://")):
         problems.append(("url", "a webhook needs an http:// or https:// URL"))
+    elif url != saved_url:
+        refusal = url_refusal(url)
+        if refusal:
+            problems.append(("url", refusal))
     unknown = [e for e in events if e not in EVENT_NAMES]
     if unknown:
         problems.append(("events", f"unknown event {', '.join(unknown)} (known: {', '.join(EVENT_NAMES)})"))
@@ -68,6 +78,7 @@ def subscription_problems(*, url: str, events: list[str], timeout_seconds: int =
 def subscription_save(*, code: str, url: str | None, events: list[str] | None, secret: str | None, enabled=None):
     """Create or update a subscription (impex_webhook and the admin); return it and whether it is new."""
     current = WebhookSubscription.objects.filter(code=code).first()
+    saved_url = current.url if current else None
     sub = current or WebhookSubscription(code=code)
     if url is not None:
         sub.url = url
@@ -78,7 +89,11 @@ def subscription_save(*, code: str, url: str | None, events: list[str] | None, s
     if enabled is not None:
         sub.enabled = enabled
     problems = subscription_problems(
-        url=sub.url, events=sub.events, timeout_seconds=sub.timeout_seconds, max_attempts=sub.max_attempts
+        url=sub.url,
+        events=sub.events,
+        timeout_seconds=sub.timeout_seconds,
+        max_attempts=sub.max_attempts,
+        saved_url=saved_url,
     )
     if problems:
         raise ConfigurationError("; ".join(f"{field}: {message}" for field, message in problems))

@@ -10,11 +10,6 @@ from impex.outbound import OutboundRefused, connect, host_refusal, url_refusal
 from impex.services.signed_post import PostFailed, signed_post
 
 
-@pytest.fixture
-def nothing_listed(settings):
-    settings.IMPEX_ALLOWED_HOSTS_OUTBOUND = []
-
-
 @pytest.mark.parametrize(
     ("host", "why"),
     [

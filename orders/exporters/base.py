@@ -13,6 +13,8 @@ class Outcome:
     message: str = ""
     http_status: int | None = None
     location: str = ""
+    # The start of the receiver's answer: kept with the run, shown only to who may change the exporter.
+    response: str = ""
 
 
 class ExporterKind:

@@ -1,5 +1,6 @@
 """The webhook exporter: POSTs the order as JSON, signed with HMAC-SHA256 of the body, with a timeout."""
 
+from impex.outbound import url_refusal
 from impex.services.signed_post import PostFailed, json_body, signed_post
 from orders.choices import ExporterKind as Kind
 from orders.exceptions import ExporterFailed
@@ -46,9 +47,14 @@ class WebhookExporter(ExporterKind):
     name = Kind.WEBHOOK
 
     def problems(self, exporter) -> list[tuple[str, str]]:
+        from orders.models import Exporter
+
         if not exporter.url.startswith(("http://", "https://")):
             return [("url", "a webhook exporter needs an http:// or https:// URL")]
-        return []
+        # A URL is checked when it is set (or the exporter becomes a webhook); connect() checks it again on each POST.
+        saved = Exporter.objects.filter(pk=exporter.pk, kind=Kind.WEBHOOK).values_list("url", flat=True).first()
+        refusal = url_refusal(exporter.url) if exporter.pk is None or exporter.url != saved else ""
+        return [("url", refusal)] if refusal else []
 
     def run(self, *, order, exporter, flag) -> Outcome:
         body = json_body(order_payload(order=order, exporter=exporter, flag=flag))
@@ -62,5 +68,9 @@ class WebhookExporter(ExporterKind):
                 user_agent=USER_AGENT,
             )
         except PostFailed as exc:
-            raise ExporterFailed(exc.message, retry=exc.retry, http_status=exc.http_status) from exc
-        return Outcome(message=f"POST {exporter.url}: {answer.status}", http_status=answer.status)
+            raise ExporterFailed(
+                exc.message, retry=exc.retry, http_status=exc.http_status, response=exc.response
+            ) from exc
+        return Outcome(
+            message=f"POST {exporter.url}: {answer.status}", http_status=answer.status, response=answer.response
+        )

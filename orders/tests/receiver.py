@@ -22,12 +22,13 @@ class Received:
 
 @dataclass
 class Receiver:
-    """The running server: its URL, what it received, and the answers to give next (status, delay seconds)."""
+    """The running server: its URL, what it received, the answers to give next (status, delay seconds), their body."""
 
     url: str
     received: list[Received] = field(default_factory=list)
     answers: list[tuple[int, float]] = field(default_factory=list)
     default: tuple[int, float] = (200, 0.0)
+    body: bytes | None = None  # what every answer says; None: "answer <status>"
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def answer_next(self, *statuses: int, delay: float = 0.0) -> None:
@@ -52,7 +53,7 @@ def start_receiver() -> tuple[Receiver, ThreadingHTTPServer]:
                 self.send_response(status)
                 self.send_header("Content-Type", "text/plain")
                 self.end_headers()
-                self.wfile.write(f"answer {status}".encode())
+                self.wfile.write(receiver.body if receiver.body is not None else f"answer {status}".encode())
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the client gave up waiting (a timeout test)
 

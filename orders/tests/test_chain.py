@@ -151,7 +151,9 @@ def test_a_server_error_is_retried_with_back_off_and_a_refusal_is_not(tmp_path, 
     o2 = OrderFlag.objects.get(order__order_id="O2")
     assert (o1.status, o1.attempts) == ("pending", 1)
     assert timedelta(seconds=50) < o1.next_attempt_at - timezone.now() <= timedelta(minutes=1)
-    assert (o2.status, o2.attempts, o2.last_error.split(": ", 1)[1]) == ("failed", 1, "422: answer 422")
+    assert (o2.status, o2.attempts, o2.last_error.split(": ", 1)[1]) == ("failed", 1, "422 Unprocessable Entity")
+    # The receiver's answer is kept with the run only (shown to who may change exporters), not in the messages.
+    assert OrderExportRun.objects.get(order__order_id="O2").response == "answer 422"
     assert export_pass() == []  # not due yet: backing off
 
     webhook_receiver.answer_next(503, 503)
