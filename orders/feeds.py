@@ -206,7 +206,7 @@ def feed_event_apply(*, event: FeedEvent, by: str, worker: str) -> FeedResult | 
     )
     if not renewed:
         return None
-    event = FeedEvent.objects.select_for_update().select_related("connection").get(pk=event.pk)
+    event = FeedEvent.objects.select_for_update().get(pk=event.pk)
     # Event ids and shipments are the sender's: one connection's cannot shadow another's.
     earlier = FeedEvent.objects.filter(pk__lt=event.pk, connection=event.connection_id).exclude(
         status=FeedStatus.IGNORED
