@@ -192,6 +192,11 @@ IMPEX_WEBHOOK_BATCH_IDS = env_int("IMPEX_WEBHOOK_BATCH_IDS", 1000)
 IMPEX_WEBHOOK_INLINE_SECONDS = env_int("IMPEX_WEBHOOK_INLINE_SECONDS", 30)
 # A single-record update (POST /api/events/...) is tried this many times before it fails for good.
 IMPEX_EVENT_MAX_ATTEMPTS = env_int("IMPEX_EVENT_MAX_ATTEMPTS", 10)
+# The cluster's passes over leased work (order exports, the order feed, single-record updates, webhook deliveries):
+# at most IMPEX_PASS_WORKERS tasks of one pass run at once and at most one more waits in the queue; a pass takes
+# no new item after IMPEX_PASS_SECONDS and queues its follow-up behind the scans, imports and exports waiting.
+IMPEX_PASS_WORKERS = env_int("IMPEX_PASS_WORKERS", 1)
+IMPEX_PASS_SECONDS = env_int("IMPEX_PASS_SECONDS", 60)
 IMPEX_POLL_SECONDS = float(os.environ.get("IMPEX_POLL_SECONDS", "0.5"))
 # An import gives up (and can be run again) rather than wait forever on a lock held elsewhere.
 IMPEX_LOCK_TIMEOUT_SECONDS = env_int("IMPEX_LOCK_TIMEOUT_SECONDS", 60)

@@ -1094,3 +1094,15 @@ class WebhookAttempt(models.Model):
 
     def __str__(self):
         return f"{self.delivery_id} #{self.number}"
+
+
+class WorkPass(models.Model):
+    """A pass the cluster runs over leased work (webhook deliveries, order exports ...): whether a task for it waits
+    in the broker, and which workers run one now, each until its lease ends (impex.services.passes)."""
+
+    name = models.CharField(max_length=100, unique=True)
+    queued_at = models.DateTimeField(null=True, blank=True, help_text="When its one waiting task was queued.")
+    runners = models.JSONField(default=dict, blank=True, help_text="Worker -> the end of its lease (ISO 8601).")
+
+    def __str__(self):
+        return self.name

@@ -38,8 +38,7 @@ def export_group_run(group_id: int, trigger: str = ExportTrigger.SCHEDULE, by: s
 
 
 def webhooks_deliver() -> str:
-    """POST the outbound webhook deliveries that are due (the every-minute schedule, and after each event)."""
-    from impex.services.webhooks import webhooks_deliver_pass
+    """POST the outbound webhook deliveries that are due, in a bounded pass (the every-minute schedule, and events)."""
+    from impex.services.webhooks import webhooks_deliver_task
 
-    reports = webhooks_deliver_pass()
-    return f"{len(reports)} webhook delivery attempt(s)"
+    return webhooks_deliver_task()

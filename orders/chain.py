@@ -2,22 +2,22 @@
 
 import logging
 from dataclasses import asdict, dataclass
-from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, Max, OuterRef, Q
 from django.utils import timezone
 
 from impex.services.backoff import backoff
 from impex.services.heartbeat import Heartbeat
-from impex.services.lifecycle import claim_due, worker_name
+from impex.services.lifecycle import claim_due, claim_release, claim_renew, claim_size, claimed_pass, worker_name
+from impex.services.passes import pass_run
 from orders import events
-from orders.choices import ExportRunStatus, FlagStatus, OrderEventKind, OrderState
+from orders.choices import ExporterKind, ExportRunStatus, FlagStatus, OrderEventKind, OrderState
 from orders.exceptions import ExporterFailed
 from orders.exporters.registry import exporter_kind
-from orders.models import Exporter, OrderExportRun, OrderFlag
-from orders.services import flag_done, flag_transition, orders_chains_start
+from orders.models import Exporter, Order, OrderExportRun, OrderFlag
+from orders.services import EXPORT_PASS, flag_done, flag_transition, orders_chains_start
 
 log = logging.getLogger(__name__)
 
@@ -41,15 +41,26 @@ def _lease_seconds(exporter: Exporter) -> int:
     return max(settings.IMPEX_LEASE_SECONDS, exporter.timeout_seconds + 30)
 
 
+def _gate_flags():
+    """The flags an enabled approval gate acts on."""
+    return Exporter.objects.filter(enabled=True, kind=ExporterKind.APPROVAL).values("flag")
+
+
 def _due(now):
-    """Flags an exporter can take now: waiting and due, or running under a lease that ran out (a worker died)."""
+    """Flags an exporter can take now: waiting and due, or running under a lease that ran out (a worker died).
+
+    A held order exports nothing until staff decide, whatever chain the flag is on; and while an order carries a
+    gate's flag, only the gate acts on it: the gate decides before any other chain sends the order anywhere.
+    """
+    gates = _gate_flags()
+    gate_waiting = Exists(OrderFlag.objects.filter(order=OuterRef("order"), flag__in=gates))
     return (
         OrderFlag.objects.filter(Exists(Exporter.objects.filter(enabled=True, flag=OuterRef("flag"))))
         .filter(
             Q(status=FlagStatus.PENDING, next_attempt_at__lte=now) | Q(status=FlagStatus.RUNNING, lease_until__lt=now)
         )
-        # A held order exports nothing until staff decide, whatever chain the flag is on.
         .exclude(order__state=OrderState.ON_HOLD)
+        .exclude(~Q(flag__in=gates) & Q(gate_waiting))
     )
 
 
@@ -60,43 +71,78 @@ def _claim(*, worker: str, size: int) -> list[OrderFlag]:
     # outcome then goes through flag_transition.
     ids = claim_due(_due(now), worker=worker, size=size, lease_seconds=settings.IMPEX_LEASE_SECONDS, now=now)
     return list(
-        OrderFlag.objects.filter(pk__in=ids, claimed_by=worker, status=FlagStatus.RUNNING)
-        .select_related("order", "order__customer", "order__connection")
-        .order_by("next_attempt_at", "pk")
+        OrderFlag.objects.filter(pk__in=ids, claimed_by=worker, status=FlagStatus.RUNNING).order_by(
+            "next_attempt_at", "pk"
+        )
     )
 
 
-def orders_export_pass(*, by: str, limit: int | None = None, worker: str | None = None) -> list[RunReport]:
-    """Run the exporters of every due flag until none is due (or limit runs); return what each run did.
+def orders_export_pass(
+    *, by: str, limit: int | None = None, worker: str | None = None, seconds: float | None = None
+) -> list[RunReport]:
+    """Run the exporters of every due flag until none is due (or limit runs, or about so many seconds); return
+    what each run did.
 
-    A chain whose exporters all succeed finishes in one pass: the flag a success sets is due at once.
+    A chain whose exporters all succeed finishes in one pass: the flag a success sets is due at once. A batch is
+    no larger than one lease covers at the slowest exporter's timeout; each flag's claim is renewed, and checked,
+    just before its exporter runs.
     """
     worker = worker or worker_name()
     orders_chains_start(by=by)
-    reports: list[RunReport] = []
-    while limit is None or len(reports) < limit:
-        size = CLAIM_BATCH if limit is None else min(CLAIM_BATCH, limit - len(reports))
-        claimed = _claim(worker=worker, size=size)
-        if not claimed:
-            break
-        for flag in claimed:
-            report = _run(flag=flag, worker=worker, by=by)
-            if report is not None:
-                reports.append(report)
-    return reports
+    slowest = Exporter.objects.filter(enabled=True).aggregate(t=Max("timeout_seconds"))["t"] or 1
+    return claimed_pass(
+        claim=lambda size: _claim(worker=worker, size=size),
+        act=lambda flag: _run(flag=flag, worker=worker, by=by),
+        release=lambda rest: claim_release(OrderFlag, pks=[f.pk for f in rest], worker=worker),
+        size=claim_size(item_seconds=slowest, limit=CLAIM_BATCH),
+        limit=limit,
+        seconds=seconds,
+    )
+
+
+def orders_export_task() -> str:
+    """Run one bounded pass of the order export as a cluster task (impex.services.passes); say what it did."""
+    return pass_run(
+        EXPORT_PASS,
+        run=lambda worker, seconds: len(orders_export_pass(by="task: orders_export", worker=worker, seconds=seconds)),
+        due=lambda: _due(timezone.now()).exists(),
+    )
 
 
 def _renewer(flag: OrderFlag, worker: str, seconds: int):
     def renew() -> None:
-        OrderFlag.objects.filter(pk=flag.pk, claimed_by=worker, status=FlagStatus.RUNNING).update(
-            lease_until=timezone.now() + timedelta(seconds=seconds)
-        )
+        claim_renew(OrderFlag, pk=flag.pk, worker=worker, seconds=seconds)
 
     return renew
 
 
+def _order_for(order_id: int):
+    """Return the order locked until the caller's transaction ends (a chain acts on one order at a time)."""
+    return Order.objects.select_for_update(of=("self",)).select_related("customer", "connection").get(pk=order_id)
+
+
+def _start(*, flag: OrderFlag, exporter: Exporter, worker: str, kind) -> Order | None:
+    """Check, under the order's lock, that this worker may run the exporter on the flag's order now; renew its claim.
+
+    None, with the flag given back, if the order is held or waits for a gate (it changed since the claim); None
+    if another worker took the flag over.
+    """
+    order = _order_for(flag.order_id)
+    if not claim_renew(OrderFlag, pk=flag.pk, worker=worker, seconds=_lease_seconds(exporter)):
+        return None
+    waits = order.state == OrderState.ON_HOLD
+    if not waits and kind.name != ExporterKind.APPROVAL:
+        waits = OrderFlag.objects.filter(order=order, flag__in=_gate_flags()).exclude(pk=flag.pk).exists()
+    if waits:
+        own = _locked_own(flag, worker)
+        flag_transition(flag=own, to=FlagStatus.PENDING, claimed_by="", lease_until=None)
+        return None
+    return order
+
+
 def _run(*, flag: OrderFlag, worker: str, by: str) -> RunReport | None:
-    """Run the flag's exporter on its order and record the outcome; None if the exporter went away meanwhile."""
+    """Run the flag's exporter on its order and record the outcome; None if the exporter went away meanwhile, the
+    order is held or waits for a gate, or another worker took the flag over."""
     exporter = Exporter.objects.filter(flag=flag.flag, enabled=True).select_related("descriptor").first()
     if exporter is None:  # switched off since the claim: the flag waits for an exporter again
         OrderFlag.objects.filter(pk=flag.pk, claimed_by=worker).update(
@@ -104,15 +150,17 @@ def _run(*, flag: OrderFlag, worker: str, by: str) -> RunReport | None:
         )
         return None
     kind = exporter_kind(exporter.kind)
-    order = flag.order
     attempt = flag.attempts + 1
     started = timezone.now()
     seconds = _lease_seconds(exporter)
-    _renewer(flag, worker, seconds)()
     try:
         if kind.in_transaction:
-            # A gate only writes to the database: its decision and the flag's new status commit together.
+            # A gate only writes to the database: its decision and the flag's new status commit together, under
+            # the order's lock.
             with transaction.atomic():
+                order = _start(flag=flag, exporter=exporter, worker=worker, kind=kind)
+                if order is None:
+                    return None
                 outcome = kind.run(order=order, exporter=exporter, flag=flag)
                 return _succeeded(
                     flag=flag,
@@ -123,12 +171,17 @@ def _run(*, flag: OrderFlag, worker: str, by: str) -> RunReport | None:
                     worker=worker,
                     by=by,
                 )
+        with transaction.atomic():
+            order = _start(flag=flag, exporter=exporter, worker=worker, kind=kind)
+        if order is None:
+            return None
+        flag.order = order
         with Heartbeat(_renewer(flag, worker, seconds), every=seconds / 3, name=f"order flag {flag.pk}"):
             outcome = kind.run(order=order, exporter=exporter, flag=flag)
     except ExporterFailed as exc:
         return _failed(flag=flag, exporter=exporter, error=exc, attempt=attempt, started=started, worker=worker, by=by)
     except Exception as exc:  # a bug or an unexpected library error: recorded and retried, never swallowed silently
-        log.exception("exporter %s failed on order %s", exporter.code, order.order_id)
+        log.exception("exporter %s failed on order %s", exporter.code, flag.order_id)
         error = ExporterFailed(f"unexpected error: {exc.__class__.__name__}: {exc}")
         return _failed(
             flag=flag, exporter=exporter, error=error, attempt=attempt, started=started, worker=worker, by=by
@@ -163,7 +216,8 @@ def _record_run(*, flag, exporter, attempt, started, worker, **outcome) -> Order
 
 @transaction.atomic
 def _succeeded(*, flag, exporter, outcome, attempt, started, worker, by) -> RunReport:
-    order = flag.order
+    # Locks are taken order first, then flag, everywhere: two workers never wait on each other in a circle.
+    order = flag.order = _order_for(flag.order_id)
     _record_run(
         flag=flag,
         exporter=exporter,
@@ -196,7 +250,7 @@ def _succeeded(*, flag, exporter, outcome, attempt, started, worker, by) -> RunR
 
 @transaction.atomic
 def _failed(*, flag, exporter, error: ExporterFailed, attempt, started, worker, by) -> RunReport:
-    order = flag.order
+    order = flag.order = _order_for(flag.order_id)
     now = timezone.now()
     again = error.retry and attempt < exporter.max_attempts
     retry_at = now + backoff(attempt) if again else None

@@ -7,16 +7,19 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
-from django_q.tasks import async_task
 
 from impex.services.backoff import backoff
-from impex.services.lifecycle import worker_name
+from impex.services.lifecycle import claim_size, claimed_pass, worker_name
+from impex.services.passes import Pass, pass_enqueue, pass_run
 from orders import events
 from orders.choices import FeedSource, FeedStatus, OrderEventKind, OrderState, OrderTransition
 from orders.models import FeedEvent, Order, OrderLine, Shipment
 from orders.services import order_transition
 
 CLAIM_BATCH = 100
+# What one event may take (a few database writes): batches are sized so that one lease covers them.
+EVENT_SECONDS = 1
+FEED_PASS = Pass("order feed", "orders.tasks.orders_feed", "orders feed pass", "feed event(s)")
 SHIPPABLE = {OrderState.CONFIRMED, OrderState.EXPORTED, OrderState.PARTIALLY_SHIPPED, OrderState.SHIPPED}
 
 
@@ -43,8 +46,17 @@ class _Refused(Exception):
 
 
 def feed_pass_enqueue() -> None:
-    """Have a worker apply the feed once the current transaction commits."""
-    transaction.on_commit(lambda: async_task("orders.tasks.orders_feed", task_name="orders feed pass"))
+    """Have a worker apply the feed once the current transaction commits (one task waits at most)."""
+    pass_enqueue(FEED_PASS)
+
+
+def orders_feed_task() -> str:
+    """Run one bounded pass of the feed as a cluster task (impex.services.passes); say what it did."""
+    return pass_run(
+        FEED_PASS,
+        run=lambda worker, seconds: len(orders_feed_pass(by="task: orders_feed", worker=worker, seconds=seconds)),
+        due=lambda: _due(timezone.now()).exists(),
+    )
 
 
 def line_numbers(text: str) -> list[int]:
@@ -133,8 +145,11 @@ def feed_events_from_shipments() -> int:
 
 
 def _due(now):
-    """Events to apply now: new ones, and failed ones whose retry time has come and whose order exists."""
-    order_exists = Exists(Order.objects.filter(order_id=OuterRef("order_ref")))
+    """Events to apply now: new ones, and failed ones whose retry time has come and whose order exists.
+
+    An event acts only on an order of its own connection: another connection's order is as unknown to it.
+    """
+    order_exists = Exists(Order.objects.filter(order_id=OuterRef("order_ref"), connection=OuterRef("connection")))
     return FeedEvent.objects.filter(
         Q(status=FeedStatus.PENDING, lease_until__isnull=True)
         | Q(status=FeedStatus.PENDING, lease_until__lt=now)
@@ -160,25 +175,42 @@ def _claim(*, worker: str, size: int) -> list[FeedEvent]:
     return list(FeedEvent.objects.filter(pk__in=ids, claimed_by=worker, lease_until=until).order_by("pk"))
 
 
-def orders_feed_pass(*, by: str, limit: int | None = None, worker: str | None = None) -> list[FeedResult]:
-    """Apply every due feed event, in the order received (or limit of them); return what became of each."""
+def _release(events: list[FeedEvent], *, worker: str) -> None:
+    """Give back claimed events this worker did not reach (a pass out of time): due again at once."""
+    FeedEvent.objects.filter(pk__in=[e.pk for e in events], claimed_by=worker).update(claimed_by="", lease_until=None)
+
+
+def orders_feed_pass(
+    *, by: str, limit: int | None = None, worker: str | None = None, seconds: float | None = None
+) -> list[FeedResult]:
+    """Apply every due feed event, in the order received (or limit of them, or for about so many seconds)."""
     worker = worker or worker_name()
-    results: list[FeedResult] = []
-    while limit is None or len(results) < limit:
-        size = CLAIM_BATCH if limit is None else min(CLAIM_BATCH, limit - len(results))
-        claimed = _claim(worker=worker, size=size)
-        if not claimed:
-            break
-        results += [feed_event_apply(event=event, by=by) for event in claimed]
-    return results
+    return claimed_pass(
+        claim=lambda size: _claim(worker=worker, size=size),
+        act=lambda event: feed_event_apply(event=event, by=by, worker=worker),
+        release=lambda rest: _release(rest, worker=worker),
+        size=claim_size(item_seconds=EVENT_SECONDS, limit=CLAIM_BATCH),
+        limit=limit,
+        seconds=seconds,
+    )
 
 
 @transaction.atomic
-def feed_event_apply(*, event: FeedEvent, by: str) -> FeedResult:
-    """Apply one delivery event: its shipment recorded, its lines shipped, the order moved; or say why not."""
+def feed_event_apply(*, event: FeedEvent, by: str, worker: str) -> FeedResult | None:
+    """Apply one delivery event this worker holds: its shipment recorded, its lines shipped, the order moved; or say
+    why not. None if the worker lost its claim (another took the event over)."""
     now = timezone.now()
+    # The claim is renewed, and so checked, under the event's lock, which the apply keeps until it commits.
+    renewed = FeedEvent.objects.filter(pk=event.pk, claimed_by=worker).update(
+        lease_until=now + timedelta(seconds=settings.IMPEX_LEASE_SECONDS)
+    )
+    if not renewed:
+        return None
     event = FeedEvent.objects.select_for_update().get(pk=event.pk)
-    earlier = FeedEvent.objects.filter(pk__lt=event.pk).exclude(status=FeedStatus.IGNORED)
+    # Event ids and shipments are the sender's: one connection's cannot shadow another's.
+    earlier = FeedEvent.objects.filter(pk__lt=event.pk, connection=event.connection_id).exclude(
+        status=FeedStatus.IGNORED
+    )
     same_id = earlier.filter(event_id=event.event_id).first()
     same_shipment = earlier.filter(shipment_id=event.shipment_id).first()
     if same_id is not None or same_shipment is not None:
@@ -210,7 +242,8 @@ def _end(event: FeedEvent, *, status: str, message: str, now) -> FeedResult:
 
 
 def _apply(*, event: FeedEvent, by: str, now) -> str:
-    order = Order.objects.select_for_update().filter(order_id=event.order_ref).first()
+    # Another connection's order is unknown to this one, and said so in the same words (no way to probe for it).
+    order = Order.objects.select_for_update().filter(order_id=event.order_ref, connection=event.connection_id).first()
     if order is None:
         raise _Refused(f"order {event.order_ref} is not known yet: applied when it arrives", wait_for_order=True)
     if order.state == OrderState.CANCELLED:

@@ -251,7 +251,8 @@ class FeedEvent(models.Model):
         "impex.Connection", null=True, blank=True, on_delete=models.SET_NULL, related_name="feed_events"
     )
     source = models.CharField(max_length=10, choices=FeedSource.choices)
-    event_id = models.CharField(max_length=200, db_index=True)
+    # The sender's id: an event is applied once per connection (another connection's ids are its own).
+    event_id = models.CharField(max_length=200)
     shipment_id = models.CharField(max_length=100, db_index=True)
     order_ref = models.CharField(max_length=100, db_index=True, help_text="The order_id the event names.")
     carrier = models.CharField(max_length=100, blank=True, default="")
@@ -271,7 +272,10 @@ class FeedEvent(models.Model):
 
     class Meta:
         ordering = ["received_at", "pk"]
-        indexes = [models.Index(fields=["status", "next_attempt_at"], name="feedevent_due")]
+        indexes = [
+            models.Index(fields=["status", "next_attempt_at"], name="feedevent_due"),
+            models.Index(fields=["connection", "event_id"], name="feedevent_sender_id"),
+        ]
 
     def __str__(self):
         return f"{self.event_id} ({self.shipment_id})"

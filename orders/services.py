@@ -2,11 +2,11 @@
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, Prefetch
 from django.utils import timezone
 from django_fsm import can_proceed
-from django_q.tasks import async_task
 
+from impex.services.passes import Pass, pass_enqueue
 from orders import events
 from orders.choices import FLAG_TRANSITIONS, ExportRunStatus, FlagStatus, OrderEventKind, OrderState, OrderTransition
 from orders.exceptions import IllegalTransition, OrderError
@@ -17,6 +17,7 @@ from orders.state import GUARD_MESSAGES
 # (except what a flag configured for the cancel itself asks, e.g. telling the ERP).
 ENDING = {OrderTransition.CANCEL, OrderTransition.REJECT}
 BATCH = 1000
+EXPORT_PASS = Pass("order export", "orders.tasks.orders_export", "orders export pass", "exporter run(s)")
 
 
 def flags_for(*, transition: str) -> list[str]:
@@ -96,28 +97,33 @@ def orders_confirm_ready(*, by: str = "import") -> int:
     """Confirm every new order whose lines are in, set-based; return how many (runs as a lines file finishes)."""
     ready = Order.objects.filter(state=OrderState.NEW).filter(Exists(OrderLine.objects.filter(order=OuterRef("pk"))))
     flags = flags_for(transition=OrderTransition.CONFIRM)
-    done = 0
-    while ids := _lock_batch(ready):
-        now = timezone.now()
-        Order.objects.filter(pk__in=ids).update(state=OrderState.CONFIRMED, state_changed_at=now, updated_at=now)
+    done = last = 0
+    while ids := _lock_batch(ready.filter(pk__gt=last)):
+        last = ids[-1]
+        # The state machine's own method and guard for each order (its lines, prefetched), one UPDATE for all.
+        lines = Prefetch("lines", queryset=OrderLine.objects.only("pk", "order_id"))
+        moved = Order.objects.filter(pk__in=ids).prefetch_related(lines).transition(OrderTransition.CONFIRM)
+        if not moved:
+            continue
+        now = moved[0][0].state_changed_at
         OrderEvent.objects.bulk_create(
             [
                 OrderEvent(
-                    order_id=pk,
+                    order_id=order.pk,
                     at=now,
                     kind=OrderEventKind.TRANSITION,
                     transition=OrderTransition.CONFIRM,
-                    from_state=OrderState.NEW,
-                    to_state=OrderState.CONFIRMED,
+                    from_state=before,
+                    to_state=order.state,
                     by=by,
                     message="its lines are in",
                 )
-                for pk in ids
+                for order, before in moved
             ],
             batch_size=BATCH,
         )
-        _flags_bulk_set(ids, flags=flags, by=by, at=now)
-        done += len(ids)
+        _flags_bulk_set([order.pk for order, _ in moved], flags=flags, by=by, at=now)
+        done += len(moved)
     return done
 
 
@@ -184,8 +190,11 @@ def flag_done(*, flag: OrderFlag, next_flag: str, by: str) -> None:
 
 
 def export_pass_enqueue() -> None:
-    """Have a worker run an order export pass once the current transaction commits (approved orders go on at once)."""
-    transaction.on_commit(lambda: async_task("orders.tasks.orders_export", task_name="orders export pass"))
+    """Have a worker run an order export pass once the current transaction commits (approved orders go on at once).
+
+    One task waits at most (impex.services.passes).
+    """
+    pass_enqueue(EXPORT_PASS)
 
 
 def order_approve(*, order: Order | int, user, reason: str = "") -> Order:

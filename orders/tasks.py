@@ -3,15 +3,13 @@
 
 def orders_export() -> str:
     """Run one pass of the order export task (the every-minute schedule, and after approvals and retries)."""
-    from orders.chain import orders_export_pass
+    from orders.chain import orders_export_task
 
-    runs = orders_export_pass(by="task: orders_export")
-    return f"{len(runs)} exporter run(s)"
+    return orders_export_task()
 
 
 def orders_feed() -> str:
     """Apply the order update feed events that are due (the every-minute schedule, and after a POST or a file)."""
-    from orders.feeds import orders_feed_pass
+    from orders.feeds import orders_feed_task
 
-    results = orders_feed_pass(by="task: orders_feed")
-    return f"{len(results)} feed event(s)"
+    return orders_feed_task()

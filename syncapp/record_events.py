@@ -14,7 +14,6 @@ from django.conf import settings
 from django.db import DatabaseError, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
-from django_q.tasks import async_task
 
 from impex.choices import ColumnType
 from impex.exceptions import ImpexError
@@ -23,7 +22,8 @@ from impex.models import DataDescriptor
 from impex.services.backoff import backoff
 from impex.services.columns import compile_descriptor, format_value, value_styles
 from impex.services.exports import _lookup
-from impex.services.lifecycle import claim_due, worker_name
+from impex.services.lifecycle import claim_due, claim_release, claim_renew, claim_size, claimed_pass, worker_name
+from impex.services.passes import Pass, pass_enqueue, pass_run
 from impex.services.pipeline import KEY_SEP, RecordPipeline, sync_log_record
 from impex.services.webhooks import webhook_records_changed
 from syncapp import services as sync
@@ -35,6 +35,11 @@ log = logging.getLogger(__name__)
 # The path's name -> the descriptor whose columns a body carries.
 EVENT_DESCRIPTORS = {"customers": "KS_CUSTOMERS", "products": "KS_PRODUCTS"}
 CLAIM_BATCH = 50
+# What one update may take (a database write): batches are sized so that one lease covers them.
+EVENT_SECONDS = 1
+RECORD_EVENTS_PASS = Pass(
+    "single-record updates", "syncapp.tasks.record_events", "single-record updates", "single-record update(s)"
+)
 
 
 class RecordRefused(ImpexError):
@@ -137,7 +142,17 @@ def record_event_receive(*, connection, kind: str, body) -> RecordEvent:
 
 
 def record_events_soon() -> None:
-    transaction.on_commit(lambda: async_task("syncapp.tasks.record_events", task_name="single-record updates"))
+    """Have a worker apply the updates once the current transaction commits (one task waits at most)."""
+    pass_enqueue(RECORD_EVENTS_PASS)
+
+
+def record_events_task() -> str:
+    """Run one bounded pass of single-record updates as a cluster task (impex.services.passes)."""
+    return pass_run(
+        RECORD_EVENTS_PASS,
+        run=lambda worker, seconds: len(record_events_pass(by="task: record_events", worker=worker, seconds=seconds)),
+        due=lambda: _due(timezone.now()).exists(),
+    )
 
 
 # -- applying ------------------------------------------------------------------------------------------
@@ -166,31 +181,33 @@ def _claim(*, worker: str, size: int) -> list[RecordEvent]:
     )
 
 
-def record_events_pass(*, by: str = "", limit: int | None = None, worker: str | None = None) -> list[EventReport]:
-    """Apply every due single-record update (or up to limit); return what each did."""
+def record_events_pass(
+    *, by: str = "", limit: int | None = None, worker: str | None = None, seconds: float | None = None
+) -> list[EventReport]:
+    """Apply every due single-record update (or up to limit, or for about so many seconds); return what each did."""
     worker = worker or worker_name()
-    reports: list[EventReport] = []
-    while limit is None or len(reports) < limit:
-        size = CLAIM_BATCH if limit is None else min(CLAIM_BATCH, limit - len(reports))
-        claimed = _claim(worker=worker, size=size)
-        if not claimed:
-            break
-        reports.extend(_run(event, worker=worker) for event in claimed)
-    return reports
+    return claimed_pass(
+        claim=lambda size: _claim(worker=worker, size=size),
+        act=lambda event: _run(event, worker=worker),
+        release=lambda rest: claim_release(RecordEvent, pks=[e.pk for e in rest], worker=worker),
+        size=claim_size(item_seconds=EVENT_SECONDS, limit=CLAIM_BATCH),
+        limit=limit,
+        seconds=seconds,
+    )
 
 
 class _TryAgain(Exception):
     pass
 
 
-def _run(event: RecordEvent, *, worker: str) -> EventReport:
+def _run(event: RecordEvent, *, worker: str) -> EventReport | None:
+    """Apply one event if this worker still holds its claim (None if another took it over) and record it."""
     try:
         with transaction.atomic():
-            mine = RecordEvent.objects.select_for_update().filter(
-                pk=event.pk, claimed_by=worker, status=RecordEventStatus.RUNNING
-            )
-            if not mine.exists():
-                return EventReport(event.pk, event.record_key, "skipped", "taken over by another worker")
+            # The renewal locks the event's row until the apply commits: a worker claiming it meanwhile skips it
+            # (SKIP LOCKED); one that took it over after a lost lease holds it, and this renewal finds no row.
+            if not claim_renew(RecordEvent, pk=event.pk, worker=worker, seconds=settings.IMPEX_LEASE_SECONDS):
+                return None
             status, result, message = _apply(event)
             _end(event, status=status, result=result, message=message)
         return EventReport(event.pk, event.record_key, status, message)

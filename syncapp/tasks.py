@@ -3,7 +3,6 @@
 
 def record_events() -> str:
     """Apply the single-record updates that are due (the every-minute schedule, and after each POST)."""
-    from syncapp.record_events import record_events_pass
+    from syncapp.record_events import record_events_task
 
-    reports = record_events_pass(by="task: record_events")
-    return f"{len(reports)} single-record update(s)"
+    return record_events_task()

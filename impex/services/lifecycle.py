@@ -2,7 +2,9 @@
 
 import os
 import socket
+import time
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 
 from django.conf import settings
@@ -230,7 +232,8 @@ def claim_due(due, *, worker: str, size: int, lease_seconds: int, now, order_by=
 
     The rows have status (pending/running), claimed_by and lease_until. PostgreSQL skips rows another worker is
     claiming (SKIP LOCKED); the conditional UPDATE re-checks each row (SQLite: no row locks, one writer), so two
-    workers never hold one row. Order flags, single-record updates and webhook deliveries are claimed so.
+    workers never hold one row. Order flags, single-record updates and webhook deliveries are claimed so; each
+    item's claim is checked again (claim_renew) just before its side effect.
     """
     model = due.model
     with transaction.atomic():
@@ -244,3 +247,56 @@ def claim_due(due, *, worker: str, size: int, lease_seconds: int, now, order_by=
                 Q(status="pending") | Q(status="running", lease_until__lt=now)
             ).update(status="running", claimed_by=worker, lease_until=now + timedelta(seconds=lease_seconds))
     return ids
+
+
+def claim_size(*, item_seconds: float, limit: int) -> int:
+    """Return how many items one claim may take: no more than one lease covers at item_seconds each (at least 1).
+
+    Items claimed but not yet started keep the claim's lease only; past it, another worker may take them.
+    """
+    return max(1, min(limit, int(settings.IMPEX_LEASE_SECONDS // max(item_seconds, 1))))
+
+
+def claim_renew(model, *, pk: int, worker: str, seconds: float) -> bool:
+    """Extend this worker's claim on one row for seconds; False when it lost the claim (the row was taken over)."""
+    until = timezone.now() + timedelta(seconds=seconds)
+    return model.objects.filter(pk=pk, claimed_by=worker, status="running").update(lease_until=until) == 1
+
+
+def claim_release(model, *, pks, worker: str) -> int:
+    """Give back claimed rows this worker did not start (a pass out of time): due again at once for any worker."""
+    return model.objects.filter(pk__in=pks, claimed_by=worker, status="running").update(
+        status="pending", claimed_by="", lease_until=None
+    )
+
+
+def claimed_pass(
+    *,
+    claim: Callable[[int], list],
+    act: Callable[[object], object | None],
+    release: Callable[[list], object],
+    size: int,
+    limit: int | None = None,
+    seconds: float | None = None,
+) -> list:
+    """Claim batches of up to size items and act on each until none is due, limit results or seconds are up.
+
+    act returns an item's result, or None if it skipped the item (its claim was lost). Once seconds are up (after
+    one item at least, so that every pass moves on), the items claimed but not reached are released.
+    """
+    results: list = []
+    stop = time.monotonic() + seconds if seconds is not None else None
+    acted = 0
+    while limit is None or len(results) < limit:
+        claimed = claim(size if limit is None else min(size, limit - len(results)))
+        if not claimed:
+            break
+        for index, item in enumerate(claimed):
+            if stop is not None and acted and time.monotonic() >= stop:
+                release(claimed[index:])
+                return results
+            result = act(item)
+            acted += 1
+            if result is not None:
+                results.append(result)
+    return results

@@ -105,10 +105,9 @@ def upsert(
         sets = [f"{qn(c)} = EXCLUDED.{qn(c)}" for c in compare]
         if "updated_at" in model_fields:
             sets.append(f"{qn('updated_at')} = EXCLUDED.{qn('updated_at')}")
-        if "connection_id" in model_fields:
-            # A record keeps the connection that sent it when something without one (an admin's sheet) edits it:
-            # that connection's next FULL file must still be able to retire it.
-            sets.append(f"connection_id = COALESCE(EXCLUDED.connection_id, {table}.connection_id)")
+        # connection_id is not set here: a record's source is the connection whose file or update created it, and
+        # files and updates of other connections (or an admin's sheet) change its columns, never its source
+        # (SPEC section 5); that connection's next FULL file must still be able to retire it.
         changed = " OR ".join(distinct(f"{table}.{qn(c)}", f"EXCLUDED.{qn(c)}") for c in compare)
         action = f"DO UPDATE SET {', '.join(sets)} WHERE {changed}"
     else:

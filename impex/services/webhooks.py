@@ -7,28 +7,31 @@ records sends one event per batch of up to IMPEX_WEBHOOK_BATCH_IDS ids, never on
 """
 
 import logging
-import time
 import uuid
 from dataclasses import asdict, dataclass
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Max, Q
 from django.utils import timezone
-from django_q.tasks import async_task
 
 from impex.choices import DeliveryStatus, WebhookEvent
 from impex.exceptions import ConfigurationError
 from impex.models import WebhookAttempt, WebhookDelivery, WebhookSubscription
 from impex.outbound import url_refusal
 from impex.services.backoff import backoff
-from impex.services.lifecycle import claim_due, worker_name
+from impex.services.heartbeat import Heartbeat
+from impex.services.lifecycle import claim_due, claim_release, claim_renew, claim_size, claimed_pass, worker_name
+from impex.services.passes import Pass, pass_enqueue, pass_run
 from impex.services.signed_post import PostFailed, json_body, signed_post
 
 log = logging.getLogger(__name__)
 
 USER_AGENT = "impex-hub webhook"
 CLAIM_BATCH = 50
+DELIVERY_PASS = Pass(
+    "webhook deliveries", "impex.tasks.webhooks_deliver", "webhook deliveries", "webhook delivery attempt(s)"
+)
 EVENT_NAMES = tuple(WebhookEvent.values)
 # Entities whose records are announced: entity -> (event of records created, event of records updated).
 RECORD_EVENTS = {"customer": (WebhookEvent.CUSTOMER_CREATED, WebhookEvent.CUSTOMER_UPDATED)}
@@ -172,8 +175,17 @@ def webhooks_deliver_now() -> list[DeliveryReport]:
 
 
 def deliver_soon() -> None:
-    """Have a worker run a delivery pass once the current transaction commits."""
-    transaction.on_commit(lambda: async_task("impex.tasks.webhooks_deliver", task_name="webhook deliveries"))
+    """Have a worker run a delivery pass once the current transaction commits (one task waits at most)."""
+    pass_enqueue(DELIVERY_PASS)
+
+
+def webhooks_deliver_task() -> str:
+    """Run one bounded delivery pass as a cluster task (impex.services.passes); say what it did."""
+    return pass_run(
+        DELIVERY_PASS,
+        run=lambda worker, seconds: len(webhooks_deliver_pass(worker=worker, seconds=seconds)),
+        due=lambda: _due(timezone.now()).exists(),
+    )
 
 
 # -- delivery ------------------------------------------------------------------------------------------
@@ -186,12 +198,15 @@ def _due(now):
     )
 
 
+def _lease_seconds(sub: WebhookSubscription) -> int:
+    """Return how long a delivery's claim lasts once its POST starts: the subscription's timeout and a margin."""
+    return sub.timeout_seconds + 30
+
+
 def _claim(*, worker: str, size: int) -> list[WebhookDelivery]:
     """Take up to size due deliveries for this worker; two workers never take the same one."""
     now = timezone.now()
-    # The lease outlasts the longest POST a subscription allows.
-    lease = max(settings.IMPEX_LEASE_SECONDS, 330)
-    ids = claim_due(_due(now), worker=worker, size=size, lease_seconds=lease, now=now)
+    ids = claim_due(_due(now), worker=worker, size=size, lease_seconds=settings.IMPEX_LEASE_SECONDS, now=now)
     return list(
         WebhookDelivery.objects.filter(pk__in=ids, claimed_by=worker, status=DeliveryStatus.RUNNING)
         .select_related("subscription")
@@ -202,32 +217,47 @@ def _claim(*, worker: str, size: int) -> list[WebhookDelivery]:
 def webhooks_deliver_pass(
     *, limit: int | None = None, worker: str | None = None, seconds: float | None = None
 ) -> list[DeliveryReport]:
-    """POST every due delivery once (or up to limit, or for about so many seconds); return what each did."""
+    """POST every due delivery once (or up to limit, or for about so many seconds); return what each did.
+
+    A batch is no larger than one lease covers at the slowest subscription's timeout; each delivery's claim is
+    renewed, and checked, just before its POST.
+    """
     worker = worker or worker_name()
-    reports = []
-    stop = time.monotonic() + seconds if seconds is not None else None
-    while (limit is None or len(reports) < limit) and (stop is None or time.monotonic() < stop):
-        size = CLAIM_BATCH if limit is None else min(CLAIM_BATCH, limit - len(reports))
-        claimed = _claim(worker=worker, size=size)
-        if not claimed:
-            break
-        reports.extend(_deliver(delivery, worker=worker) for delivery in claimed)
-    return reports
+    slowest = WebhookSubscription.objects.filter(enabled=True).aggregate(t=Max("timeout_seconds"))["t"] or 1
+    return claimed_pass(
+        claim=lambda size: _claim(worker=worker, size=size),
+        act=lambda delivery: _deliver(delivery, worker=worker),
+        release=lambda rest: claim_release(WebhookDelivery, pks=[d.pk for d in rest], worker=worker),
+        size=claim_size(item_seconds=slowest, limit=CLAIM_BATCH),
+        limit=limit,
+        seconds=seconds,
+    )
 
 
-def _deliver(delivery: WebhookDelivery, *, worker: str) -> DeliveryReport:
+def _deliver(delivery: WebhookDelivery, *, worker: str) -> DeliveryReport | None:
+    """POST one delivery if this worker still holds its claim (None if another took it over) and record it."""
     sub = delivery.subscription
+    seconds = _lease_seconds(sub)
+    if not claim_renew(WebhookDelivery, pk=delivery.pk, worker=worker, seconds=seconds):
+        return None
     number = delivery.attempts + 1
     attempt = WebhookAttempt(delivery=delivery, number=number, worker=worker)
+
+    def renew() -> None:
+        claim_renew(WebhookDelivery, pk=delivery.pk, worker=worker, seconds=seconds)
+
     try:
-        answer = signed_post(
-            url=sub.url,
-            body=json_body(delivery.payload),
-            secret=sub.secret,
-            event_id=str(delivery.event_id),
-            timeout=sub.timeout_seconds,
-            user_agent=USER_AGENT,
-        )
+        # The timeout bounds each wait on the socket, not the whole answer: a receiver that answers drop by drop
+        # keeps the POST going, and the claim with it.
+        with Heartbeat(renew, every=seconds / 3, name=f"webhook delivery {delivery.pk}"):
+            answer = signed_post(
+                url=sub.url,
+                body=json_body(delivery.payload),
+                secret=sub.secret,
+                event_id=str(delivery.event_id),
+                timeout=sub.timeout_seconds,
+                user_agent=USER_AGENT,
+            )
     except PostFailed as exc:
         attempt.http_status, attempt.response, attempt.message = exc.http_status, exc.response, exc.message
         final = not exc.retry or number >= sub.max_attempts

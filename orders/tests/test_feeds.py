@@ -281,3 +281,69 @@ def test_the_path_without_its_slash_takes_the_post_too(client, token, orders):
 
     assert response.status_code == 202
     assert FeedEvent.objects.count() == 1
+
+
+# -- one connection's feed acts on its own orders (issue 16 L7) -------------------------------------------------
+
+
+@pytest.fixture
+def shop(tmp_path, orders):
+    """A second connection with its own order O5 (line 1), confirmed, and a token."""
+    from impex.models import Connection
+    from impex.tests.helpers import run_import, write_kore
+
+    connection = Connection.objects.create(code="kore-shop", name="Shop", convention="kore", integration_id="INT2")
+    folder = tmp_path / "shop"
+    folder.mkdir()
+    for sequence, (api, rows) in enumerate(
+        [("KS_ORDERS", [order_row("O5")]), ("KS_ORDER_LINES", [line_row("O5", 1)])], start=1
+    ):
+        code, report = run_import(write_kore(folder, api, sequence, rows, integration="INT2"))
+        assert code == 0, report
+    assert Order.objects.get(order_id="O5").connection == connection
+    return api_token_issue(connection=connection, by="test")
+
+
+def test_an_event_for_another_connection_s_order_fails_as_an_unknown_order_and_changes_nothing(post, shop):
+    post({"events": [event("E5", "S5", order_id="O1")]}, auth=f"Bearer {shop}")
+
+    (result,) = feed_pass()
+
+    assert result == {
+        "event_id": "E5",
+        "status": "failed",
+        "message": "order O1 is not known yet: applied when it arrives",
+    }
+    assert feed_pass() == []  # not retried: O1 is not, and never becomes, an order of this connection
+    assert Order.objects.get(order_id="O1").state == "confirmed"
+    assert not Shipment.objects.exists()
+
+
+def test_event_ids_are_the_sender_s_two_connections_may_send_the_same_one(post, shop):
+    post({"events": [event("E1", "S1", order_id="O1")]})
+    post({"events": [event("E1", "S5", order_id="O5")]}, auth=f"Bearer {shop}")
+    post({"events": [event("E1", "S6", order_id="O5")]}, auth=f"Bearer {shop}")
+
+    results = feed_pass()
+
+    assert [(r["event_id"], r["status"]) for r in results] == [("E1", "applied"), ("E1", "applied"), ("E1", "ignored")]
+    assert "event E1 came before" in results[2]["message"]
+    assert dict(Order.objects.filter(order_id__in=["O1", "O5"]).values_list("order_id", "state")) == {
+        "O1": "completed",
+        "O5": "completed",
+    }
+
+
+def test_an_apply_by_a_worker_that_lost_the_event_s_claim_changes_nothing(post, orders):
+    from orders.feeds import feed_event_apply
+
+    post({"events": [event("E1", "S1", order_id="O1")]})
+    stored = FeedEvent.objects.get()
+    # Another worker holds the claim now (this one's lease ran out and the event was taken over).
+    FeedEvent.objects.filter(pk=stored.pk).update(claimed_by="worker-b", lease_until=timezone.now())
+
+    assert feed_event_apply(event=stored, by="test", worker="worker-a") is None
+
+    assert FeedEvent.objects.values_list("status", "claimed_by").get() == ("pending", "worker-b")
+    assert Order.objects.get(order_id="O1").state == "confirmed"
+    assert not Shipment.objects.exists()

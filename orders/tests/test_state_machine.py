@@ -1,6 +1,7 @@
 """The order state machine of SPEC section 7: the transition table, guards, timeline rows and flags set."""
 
 import pytest
+from django.db import transaction
 
 from orders.choices import OrderState, OrderTransition
 from orders.exceptions import IllegalTransition
@@ -71,9 +72,10 @@ ALLOWED = {
 
 
 def _order_in(state: str) -> Order:
-    """An order with two lines, put in the state by updating the row (the table under test is not used to get there)."""
+    """An order with two lines, put in the state by updating the row (the table under test is not used to get there:
+    the base manager's plain queryset, as Order.objects refuses to write a state)."""
     order = Order.objects.get(order_id="O1")
-    Order.objects.filter(pk=order.pk).update(state=state)
+    Order._base_manager.filter(pk=order.pk).update(state=state)
     return Order.objects.get(pk=order.pk)
 
 
@@ -150,6 +152,34 @@ def test_cancelling_drops_the_flags_waiting_on_the_order(order_with_lines):
 def test_state_cannot_be_assigned_directly(order_with_lines):
     with pytest.raises(AttributeError):
         order_with_lines.state = "completed"
+
+
+def test_a_queryset_update_or_bulk_update_cannot_write_the_state_only_a_transition_can(order_with_lines):
+    order = Order.objects.get(pk=order_with_lines.pk)
+
+    with pytest.raises(IllegalTransition, match="changes only by a transition"):
+        Order.objects.filter(pk=order.pk).update(state="shipped")
+    order.__dict__["state"] = "shipped"  # as a bulk path would carry it, past the protected field
+    with pytest.raises(IllegalTransition, match="changes only by a transition"), transaction.atomic():
+        Order.objects.bulk_update([order], ["state"])
+    assert Order.objects.get(pk=order.pk).state == "confirmed"
+
+
+def test_the_bulk_confirm_moves_orders_by_the_state_machine_and_records_each(tmp_path, kore_connection):
+    import_catalogue(tmp_path)
+    ids = [f"O{n}" for n in range(5)]
+
+    import_orders(tmp_path, [order_row(i) for i in ids], [line_row(i, 1) for i in ids[:3]])
+
+    assert dict(Order.objects.values_list("order_id", "state")) == {
+        **dict.fromkeys(ids[:3], "confirmed"),
+        **dict.fromkeys(ids[3:], "new"),
+    }
+    confirmed = Order.objects.filter(state="confirmed")
+    assert all(o.state_changed_at is not None and o.state_changed_at == o.updated_at for o in confirmed)
+    assert sorted(
+        OrderEvent.objects.filter(kind="transition").values_list("order__order_id", "from_state", "to_state")
+    ) == [(i, "new", "confirmed") for i in ids[:3]]
 
 
 def test_an_unknown_transition_is_refused_by_name(order_with_lines):

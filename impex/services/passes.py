@@ -1,0 +1,105 @@
+"""The cluster's passes over leased work, bounded so that slow receivers never hold every worker.
+
+Order exports, the order feed, single-record updates and webhook deliveries each run as a pass task: it claims due
+items, acts on each, and stops. Every new item asks for a pass, so without a bound a slow receiver would fill
+the queue with passes and every worker would sit in one while scans and imports wait. Here a pass has at most
+one task waiting in the queue (the ticket, queued_at), at most IMPEX_PASS_WORKERS tasks running (each under a
+lease, renewed while it runs), and takes no new item after IMPEX_PASS_SECONDS: what is left gets one follow-up
+task, queued behind whatever else waits.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from django_q.tasks import async_task
+
+from impex.models import WorkPass
+from impex.services.heartbeat import Heartbeat
+from impex.services.lifecycle import worker_name
+
+
+@dataclass(frozen=True)
+class Pass:
+    """A pass: its name (a WorkPass row), the django-q2 task that runs it, the task's title, what it counts."""
+
+    name: str
+    func: str
+    title: str
+    unit: str
+
+
+def pass_enqueue(work: Pass) -> None:
+    """Queue the pass's task once the current transaction commits, unless one is waiting in the queue already."""
+    transaction.on_commit(lambda: _enqueue(work))
+
+
+def _enqueue(work: Pass) -> None:
+    WorkPass.objects.get_or_create(name=work.name)
+    # One conditional UPDATE decides: of many events at once, one queues the task, the others find it queued.
+    if WorkPass.objects.filter(name=work.name, queued_at__isnull=True).update(queued_at=timezone.now()) == 1:
+        async_task(work.func, task_name=work.title)
+
+
+def pass_run(work: Pass, *, run: Callable[[str, float], int], due: Callable[[], bool]) -> str:
+    """Run one bounded pass as a cluster task (run(worker, seconds) returns how many items it did); say what it did.
+
+    A task that finds IMPEX_PASS_WORKERS passes running leaves the work to them: each looks for due work once it
+    has let go of its place, and queues a follow-up if there is any.
+    """
+    WorkPass.objects.get_or_create(name=work.name)
+    # From here on a new item queues another task: this one may have started after the item was claimed.
+    WorkPass.objects.filter(name=work.name).update(queued_at=None)
+    worker = worker_name()
+    if not _take(work.name, worker):
+        return (
+            f"0 {work.unit}: left to the {work.title} already running (at most {settings.IMPEX_PASS_WORKERS} at once)"
+        )
+    lease = settings.IMPEX_LEASE_SECONDS
+    try:
+        with Heartbeat(lambda: _hold(work.name, worker), every=lease / 3, name=f"{work.title} pass"):
+            done = run(worker, settings.IMPEX_PASS_SECONDS)
+    finally:
+        _leave(work.name, worker)
+    more = due()
+    if more:
+        pass_enqueue(work)
+    return f"{done} {work.unit}{'; more are due: a follow-up is queued' if more else ''}"
+
+
+def _live(runners: dict, now) -> dict:
+    return {w: until for w, until in runners.items() if datetime.fromisoformat(until) > now}
+
+
+def _take(name: str, worker: str) -> bool:
+    """Take a place among the pass's runners if one is free (a runner whose lease ended holds none)."""
+    with transaction.atomic():
+        row = WorkPass.objects.select_for_update().get(name=name)
+        now = timezone.now()
+        live = _live(row.runners, now)
+        if len(live) >= settings.IMPEX_PASS_WORKERS:
+            return False
+        live[worker] = (now + timedelta(seconds=settings.IMPEX_LEASE_SECONDS)).isoformat()
+        WorkPass.objects.filter(pk=row.pk).update(runners=live)
+    return True
+
+
+def _hold(name: str, worker: str) -> None:
+    """Renew this runner's lease on its place."""
+    with transaction.atomic():
+        row = WorkPass.objects.select_for_update().get(name=name)
+        now = timezone.now()
+        live = _live(row.runners, now)
+        live[worker] = (now + timedelta(seconds=settings.IMPEX_LEASE_SECONDS)).isoformat()
+        WorkPass.objects.filter(pk=row.pk).update(runners=live)
+
+
+def _leave(name: str, worker: str) -> None:
+    with transaction.atomic():
+        row = WorkPass.objects.select_for_update().get(name=name)
+        live = _live(row.runners, timezone.now())
+        live.pop(worker, None)
+        WorkPass.objects.filter(pk=row.pk).update(runners=live)

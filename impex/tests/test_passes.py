@@ -1,0 +1,108 @@
+"""The cluster's passes over leased work are bounded (issue 16 M2): one task waits in the queue at most, however
+many events ask for a pass, and a pass takes no new item after IMPEX_PASS_SECONDS, queueing one follow-up."""
+
+import pytest
+from django_q.models import OrmQ
+
+from impex.models import WebhookDelivery, WebhookSubscription
+from impex.services.webhooks import webhook_emit
+from impex.tasks import webhooks_deliver
+from impex.tests.helpers import customer_row
+from orders.models import OrderExportRun
+from orders.tasks import orders_export
+from orders.tests.helpers import configure, import_catalogue, import_orders, import_rows, line_row, order_row
+from syncapp.models import RecordEvent
+from syncapp.tasks import record_events
+
+CUSTOMERS = "/api/events/customers/"
+
+
+def queued(func: str) -> int:
+    return sum(1 for q in OrmQ.objects.all() if q.task["func"] == func)
+
+
+@pytest.fixture
+def subscription(db, webhook_receiver):
+    WebhookSubscription.objects.create(code="crm", url=webhook_receiver.url, events=["customer.updated"], secret="k")
+    return webhook_receiver
+
+
+def emit(capture, n: int) -> None:
+    """Emit a customer.updated event in a transaction of its own (its delivery task is asked for on commit)."""
+    with capture(execute=True):
+        webhook_emit("customer.updated", data={"customer_ids": [f"C-{n}"], "count": 1})
+
+
+def test_many_events_queue_one_delivery_task_and_a_pass_lets_the_next_event_queue_another(
+    django_capture_on_commit_callbacks, subscription
+):
+    for n in range(5):
+        emit(django_capture_on_commit_callbacks, n)
+
+    assert queued("impex.tasks.webhooks_deliver") == 1
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert webhooks_deliver() == "5 webhook delivery attempt(s)"
+    emit(django_capture_on_commit_callbacks, 5)
+
+    assert queued("impex.tasks.webhooks_deliver") == 2  # the pass took its ticket back: the next event asks again
+    assert len(subscription.received) == 5
+
+
+def test_a_delivery_pass_out_of_time_stops_after_one_and_queues_one_follow_up(
+    django_capture_on_commit_callbacks, subscription, settings
+):
+    for n in range(3):
+        emit(django_capture_on_commit_callbacks, n)
+    OrmQ.objects.all().delete()
+    settings.IMPEX_PASS_SECONDS = 0
+
+    with django_capture_on_commit_callbacks(execute=True):
+        summary = webhooks_deliver()
+
+    assert summary == "1 webhook delivery attempt(s); more are due: a follow-up is queued"
+    assert len(subscription.received) == 1
+    assert queued("impex.tasks.webhooks_deliver") == 1
+    # What the pass claimed but did not reach is given back, due at once for any worker.
+    assert sorted(WebhookDelivery.objects.values_list("status", "claimed_by")) == [
+        ("delivered", ""),
+        ("pending", ""),
+        ("pending", ""),
+    ]
+
+
+def test_an_order_export_pass_out_of_time_stops_after_one_run_and_queues_one_follow_up(
+    django_capture_on_commit_callbacks, tmp_path, kore_connection, settings
+):
+    configure("erp", "--flag", "erp", "--kind", "file", "--descriptor", "KS_ORDERS")
+    import_catalogue(tmp_path)
+    ids = ["O1", "O2", "O3"]
+    import_orders(tmp_path, [order_row(i) for i in ids], [line_row(i, 1) for i in ids])
+    OrmQ.objects.all().delete()
+    settings.IMPEX_PASS_SECONDS = 0
+
+    with django_capture_on_commit_callbacks(execute=True):
+        summary = orders_export()
+
+    assert summary == "1 exporter run(s); more are due: a follow-up is queued"
+    assert OrderExportRun.objects.count() == 1
+    assert queued("orders.tasks.orders_export") == 1
+
+
+def test_a_record_event_pass_out_of_time_stops_after_one_update_and_queues_one_follow_up(
+    django_capture_on_commit_callbacks, tmp_path, api, settings
+):
+    import_rows(tmp_path, "KS_CUSTOMERS", [customer_row("C-1"), customer_row("C-2"), customer_row("C-3")])
+    for n in (1, 2, 3):
+        with django_capture_on_commit_callbacks(execute=True):
+            assert api.post(CUSTOMERS, {"customer_id": f"C-{n}", "last_name": "New"}).status_code == 202
+    assert queued("syncapp.tasks.record_events") == 1
+    OrmQ.objects.all().delete()
+    settings.IMPEX_PASS_SECONDS = 0
+
+    with django_capture_on_commit_callbacks(execute=True):
+        summary = record_events()
+
+    assert summary == "1 single-record update(s); more are due: a follow-up is queued"
+    assert sorted(RecordEvent.objects.values_list("status", flat=True)) == ["applied", "pending", "pending"]
+    assert queued("syncapp.tasks.record_events") == 1

@@ -1,0 +1,70 @@
+"""A slow webhook subscriber keeps no scan waiting (issue 16 M2): a real `qcluster` with two workers, events that
+keep coming for a subscriber that takes seconds to answer, and a connection's scheduled inbox scan, which still runs
+and imports its file while the deliveries go on, each delivered once.
+
+Without the bounds (one delivery task queued at most, IMPEX_PASS_WORKERS passes at once, each stopping after
+IMPEX_PASS_SECONDS) every event queued a pass and both workers stayed in delivery passes while anything was due.
+The cluster's processes share the test database, so this runs on PostgreSQL (CI runs it).
+"""
+
+from collections import Counter
+
+import pytest
+from django.db import connection, transaction
+
+from impex.models import WebhookDelivery, WebhookSubscription
+from impex.services.connections import connection_save
+from impex.services.webhooks import webhook_emit
+from impex.tests.helpers import aged, customer_row, inbox_of, write_kore
+from syncapp.models import Customer
+from tests.test_inbox_scan_e2e import cluster, env, explain, jobs_ended, mail_dir, shared_db, wait_for  # noqa: F401
+
+pytestmark = [
+    pytest.mark.skipif(
+        connection.vendor != "postgresql",
+        reason="a cluster's processes share the database here: PostgreSQL only (CI runs it)",
+    ),
+    pytest.mark.django_db(transaction=True),
+]
+
+ANSWER = 3  # seconds the subscriber takes to answer each delivery
+
+
+def emit(n: int) -> None:
+    """Record one customer.updated event, as an import's batch does (its delivery is asked for on commit)."""
+    with transaction.atomic():
+        webhook_emit("customer.updated", data={"customer_ids": [f"X-{n}"], "count": 1})
+
+
+# cluster: the fixture of tests/test_inbox_scan_e2e.py (a qcluster on the test's database), imported above.
+def test_a_slow_subscriber_with_events_coming_keeps_no_scheduled_scan_waiting(cluster, webhook_receiver):  # noqa: F811
+    webhook_receiver.default = (200, ANSWER)
+    WebhookSubscription.objects.create(code="slow", url=webhook_receiver.url, events=["customer.updated"], secret="k")
+    conn, _ = connection_save(code="kore-erp", convention="kore", integration_id="INT1", interval_minutes=1)
+    aged(write_kore(inbox_of(conn), "KS_CUSTOMERS", 1, [customer_row("C-1"), customer_row("C-2")]))
+    sent = 0
+    for _ in range(10):
+        emit(sent)
+        sent += 1
+
+    cluster.start(IMPEX_PASS_SECONDS=5)
+
+    def scanned():
+        # Two more events each second, more than the subscriber can take: deliveries are due all along.
+        nonlocal sent
+        emit(sent)
+        sent += 1
+        return jobs_ended(conn.code, 1)
+
+    delivered = lambda: WebhookDelivery.objects.filter(status="delivered").count()  # noqa: E731
+    jobs = wait_for(scanned, step=0.5) or pytest.fail(
+        f"{delivered()} of {sent} delivered\n{explain(cluster, conn.code)}"
+    )
+
+    (job,) = jobs
+    assert job.status == "completed", explain(cluster, conn.code)
+    assert sorted(Customer.objects.values_list("customer_id", flat=True)) == ["C-1", "C-2"]
+    assert WebhookDelivery.objects.exclude(status="delivered").exists()  # the slow subscriber still had work
+    assert webhook_receiver.received, "the subscriber got nothing meanwhile"
+    receipts = Counter(post.headers["X-Event-Id"] for post in webhook_receiver.received)
+    assert set(receipts.values()) == {1}
