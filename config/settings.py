@@ -222,6 +222,9 @@ IMPEX_INBOX_QUIET_SECONDS = float(os.environ.get("IMPEX_INBOX_QUIET_SECONDS", "2
 IMPEX_STORAGE = os.environ.get("IMPEX_STORAGE", "")
 # Local copies of files held on S3 or SFTP while they are read (removed afterwards).
 IMPEX_CACHE_DIR = Path(os.environ.get("IMPEX_CACHE_DIR", VAR_DIR / "cache"))
+# The sweeper removes what sits unchanged in IMPEX_CACHE_DIR this long (left by a killed process); a dead export
+# run's temporary folder goes as soon as the run is failed.
+IMPEX_CACHE_ORPHAN_HOURS = env_int("IMPEX_CACHE_ORPHAN_HOURS", 24)
 # s3:// locations; credentials come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or boto3's usual sources.
 AWS_S3_ENDPOINT_URL = os.environ.get("AWS_S3_ENDPOINT_URL") or None
 AWS_S3_REGION_NAME = os.environ.get("AWS_S3_REGION_NAME") or None

@@ -53,7 +53,16 @@ from config.adminkit import (
     permission_check,
 )
 from impex.admin_export import EXPORT_PERMISSION, GroupExportMixin
-from impex.choices import ExportRunStatus, FileKind, FileStatus, GroupDirection, InboxStatus, JobStatus, WebhookEvent
+from impex.choices import (
+    DeliveryStatus,
+    ExportRunStatus,
+    FileKind,
+    FileStatus,
+    GroupDirection,
+    InboxStatus,
+    JobStatus,
+    WebhookEvent,
+)
 from impex.exceptions import ConfigurationError, ConnectionDeleteRefused, LocationRefused
 from impex.forms import UploadForm
 from impex.models import (
@@ -309,6 +318,7 @@ class ConnectionAdmin(UploadLinkMixin, LocationsReadOnlyMixin, CountedDeleteMixi
     def sync_start(self, request, conn: Connection) -> None:
         """Queue a scan of conn's inbox for the user and say so; a connection that is off is scanned all the same."""
         inbox_scan_start(connection=conn, by=request.user.get_username())
+        self.log_change(request, conn, "Sync now: a scan of the inbox queued.")
         note = ""
         if not (conn.active and conn.scan_enabled):
             why = "not active" if not conn.active else "no scans on schedule"
@@ -1653,5 +1663,8 @@ class WebhookDeliveryAdmin(AuditRecordAdmin):
 
     @admin.action(description="Send failed deliveries again (from their first try)", permissions=["retry"])
     def retry(self, request, queryset):
+        failed = list(queryset.filter(status=DeliveryStatus.FAILED))
         count = webhook_retry(deliveries=queryset)
+        for delivery in failed:  # who sent it again: the delivery's history (the admin log)
+            self.log_change(request, delivery, "Sent again from its first try.")
         self.message_user(request, f"{count} deliver{pluralize(count, 'y,ies')} queued again.", messages.SUCCESS)

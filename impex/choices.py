@@ -50,8 +50,10 @@ class JobStatus(models.TextChoices):
     ERRORED = "errored"
 
 
-# The only moves a job's status may make (impex.services.lifecycle applies them). RUNNING -> RUNNING is a
-# takeover of a job whose worker's lease ran out; ERRORED -> QUEUED/RUNNING is a re-run.
+# The only moves a job's status may make (impex.services.lifecycle.job_transition applies them, and refuses any
+# other). QUEUED -> RUNNING is a claim; RUNNING -> RUNNING a takeover of a job whose worker's lease ran out;
+# RUNNING -> QUEUED a job set aside (its connection was busy) or queued again (its worker died, or run again);
+# ERRORED -> QUEUED/RUNNING a re-run (the admin's "run again", impex_job). Completed and failed jobs never move.
 JOB_TRANSITIONS = {
     JobStatus.QUEUED: {JobStatus.RUNNING},
     JobStatus.RUNNING: {JobStatus.RUNNING, JobStatus.QUEUED, JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.ERRORED},
@@ -66,6 +68,7 @@ class JobSource(models.TextChoices):
     COMMAND = "command"
     ADMIN = "admin"
     SCAN = "scan"
+    SWEEPER = "sweeper", "Sweeper (files another job left running)"
 
 
 class FileKind(models.TextChoices):

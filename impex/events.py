@@ -74,6 +74,29 @@ def file_taken_up(f: ImportFile, *, job_id: int, worker: str = "") -> ImportEven
     return _event(job_id, "taken-up", message, file_id=f.pk, worker=worker)
 
 
+def file_taken_over(f: ImportFile, *, job_id: int, from_job_id: int | None, worker: str = "") -> ImportEvent:
+    """Record on both jobs that a job goes on with a running file another job left (its worker died, or it ended)."""
+    before = ImportJob.objects.filter(pk=from_job_id).values_list("status", flat=True).first()
+    if before is None:
+        why = "that job is gone"
+    elif before == "running":
+        why = "its worker stopped"
+    else:
+        why = f"that job is {before}"
+    where = f"{f.rows_done:,} of {f.rows_total:,} records in"
+    message = f"{f.name}: taken over from job #{from_job_id} ({why}); it goes on from where it stopped ({where})"
+    if before is not None:
+        ImportEvent.objects.create(
+            job_id=from_job_id,
+            file_id=f.pk,
+            kind="taken-over",
+            message=f"{f.name}: left running; job #{job_id} goes on with it",
+            level=EventLevel.WARNING,
+            worker=worker,
+        )
+    return _event(job_id, "taken-over", message, file_id=f.pk, level=EventLevel.WARNING, worker=worker)
+
+
 def file_importing(f: ImportFile, *, job_id: int, chunks: int, worker: str = "") -> ImportEvent:
     """Record that a file's rows start going in."""
     message = (

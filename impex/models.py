@@ -942,6 +942,12 @@ class ExportRun(models.Model):
     )
     rows = models.PositiveBigIntegerField(default=0)
     worker = models.CharField(max_length=200, blank=True, default="")
+    lease_until = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="The run's worker holds it until then unless it renews it; the sweeper fails a run whose lease ran "
+        "out.",
+    )
     error = models.TextField(blank=True, default="")
 
     class Meta:

@@ -212,6 +212,22 @@ def _sort_key(f: ImportFile):
     return (f.order_key, precedence, f.name, f.pk)
 
 
+def _resume_key(f: ImportFile):
+    """Order a job's files: those already running first (they started in order), then the rest in order."""
+    return (f.status != FileStatus.RUNNING, *_sort_key(f))
+
+
+def _not_imported(files: list[ImportFile]) -> str:
+    """Say which files of a job did not go in and why (a job never fails without saying so)."""
+    shown = []
+    for f in files[:5]:
+        why = f.message.removeprefix(f"{f.name}: ")
+        why = why if len(why) <= 200 else why[:199] + "…"
+        shown.append(f"{f.name} ({f.status}{': ' + why if why else ''})")
+    more = f" and {len(files) - 5} more" if len(files) > 5 else ""
+    return f"{len(files)} file{'s' if len(files) != 1 else ''} not imported: {', '.join(shown)}{more}"
+
+
 class _JobRun:
     """The runner of one job: unpack, match, then each connection's files in order, then end the job."""
 
@@ -256,13 +272,14 @@ class _JobRun:
             _remove_empty_dirs(job)
         files = ImportFile.objects.filter(Q(job=job) | Q(processed_by=job)).exclude(kind=FileKind.ARCHIVE)
         # A file waiting for its sequence is not a failure of this job: the job that fills the gap imports it.
-        bad = files.exclude(status__in=[FileStatus.IMPORTED, FileStatus.DUPLICATE, FileStatus.WAITING]).exists()
-        bad = bad or ImportFile.objects.filter(job=job, kind=FileKind.ARCHIVE, status=FileStatus.REJECTED).exists()
+        bad = list(files.exclude(status__in=[FileStatus.IMPORTED, FileStatus.DUPLICATE, FileStatus.WAITING]))
+        bad += ImportFile.objects.filter(job=job, kind=FileKind.ARCHIVE, status=FileStatus.REJECTED)
+        problems = [*self.problems, _not_imported(sorted(bad, key=lambda f: f.pk))] if bad else self.problems
         return job_terminate(
             job=job,
             worker=self.worker,
             status=JobStatus.FAILED if bad else JobStatus.COMPLETED,
-            error="; ".join(self.problems),
+            error="; ".join(problems),
         )
 
     def renew(self) -> None:
@@ -294,9 +311,12 @@ class _JobRun:
             if len(found) == 1:
                 job.connection_id = found.pop()
                 ImportJob.objects.filter(pk=job.pk).update(connection_id=job.connection_id)
+        # Its own files, and those it took on from earlier jobs (a file that waited there, then started here).
         pending = list(
-            job.files.filter(
-                kind=FileKind.DATA, status__in=[FileStatus.QUEUED, FileStatus.RUNNING, FileStatus.WAITING]
+            ImportFile.objects.filter(
+                Q(job=job) | Q(processed_by=job),
+                kind=FileKind.DATA,
+                status__in=[FileStatus.QUEUED, FileStatus.RUNNING, FileStatus.WAITING],
             ).select_related("descriptor", "connection")
         )
         by_connection: dict[int, list[ImportFile]] = {}
@@ -307,20 +327,23 @@ class _JobRun:
         if job.connection_id is not None:
             by_connection.setdefault(job.connection_id, [])  # a job of no files releases the waiting ones
         for connection_id in sorted(by_connection, key=lambda pk: (pk is None, pk or 0)):
-            files = sorted(by_connection[connection_id], key=_sort_key)
+            files = by_connection[connection_id]
             if job.dry_run or connection_id is None:
-                for f in files:
+                for f in sorted(files, key=_resume_key):
                     self.process(f)
                 continue
             connection = Connection.objects.get(pk=connection_id)
             self.hold(connection)
             try:
-                for f in files:
+                mine = {f.pk for f in files}
+                files += [f for f in self.left_running(connection) if f.pk not in mine]
+                for f in sorted(files, key=_resume_key):
                     self.process(f)
                     self.renew()
                 self.release_waiting(connection)
             finally:
                 connection_let_go(connection_id=connection_id, job=job)
+        self.put_away()
 
     def _check_folders(self, connection: Connection) -> None:
         """Stop the job before any file is imported or moved if the connection's archive or error folder is refused."""
@@ -361,6 +384,38 @@ class _JobRun:
             time.sleep(settings.IMPEX_POLL_SECONDS)
             self.renew()
 
+    def left_running(self, connection: Connection) -> list[ImportFile]:
+        """Return the connection's files that another job left running (its worker died, or it ended) to go on with.
+
+        Only the job holding the connection imports its files, so a running file of another job is one that job
+        stopped importing: finished first, it keeps the connection's files in order.
+        """
+        alive = ImportJob.objects.filter(status=JobStatus.RUNNING, lease_until__gte=timezone.now())
+        return list(
+            ImportFile.objects.filter(
+                connection=connection, kind=FileKind.DATA, status=FileStatus.RUNNING, job__dry_run=False
+            )
+            .exclude(processed_by=self.job)
+            .exclude(processed_by__in=alive)
+            .select_related("descriptor", "connection")
+        )
+
+    def put_away(self) -> None:
+        """Move the copies of the files a helper finished (imported, or rejected) to the archive or error folder."""
+        if self.job.dry_run:
+            return
+        finished = ImportFile.objects.filter(
+            processed_by=self.job,
+            kind=FileKind.DATA,
+            status__in=[FileStatus.IMPORTED, FileStatus.REJECTED],
+            path__startswith="jobs/",
+        ).select_related("job", "connection")
+        for f in finished:
+            if f.status == FileStatus.IMPORTED:
+                self._move(f, "archive")
+            else:
+                self._move(f, "error", reason=f.message)
+
     def release_waiting(self, connection: Connection) -> None:
         """Import the connection's files that waited (in this or earlier jobs) and may go in now."""
         progress = True
@@ -387,9 +442,12 @@ class _JobRun:
         if f.status in FILE_FINAL:
             return
         if f.processed_by_id != job.pk:
+            before = f.processed_by_id
             ImportFile.objects.filter(pk=f.pk).update(processed_by=job)
             f.processed_by = job
-            if f.job_id != job.pk:
+            if f.status == FileStatus.RUNNING:
+                events.file_taken_over(f, job_id=job.pk, from_job_id=before, worker=self.worker)
+            elif f.job_id != job.pk:
                 events.file_taken_up(f, job_id=job.pk, worker=self.worker)
         if not self.gate(f):
             return

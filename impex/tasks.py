@@ -3,7 +3,9 @@
 from impex.choices import ExportTrigger
 from impex.models import Connection
 from impex.runner import run_job
+from impex.services.cache import cache_clean
 from impex.services.export_runs import export_run
+from impex.services.export_runs import export_runs_sweep as fail_dead_runs
 from impex.services.inbox import inbox_scan as scan
 from impex.services.lifecycle import jobs_requeue
 from impex.services.waits import wait_alerts_send
@@ -24,17 +26,24 @@ def sequence_wait_alerts() -> int:
     return wait_alerts_send()
 
 
-def inbox_scan(connection_id: int) -> str:
-    """Scan a connection's inbox and queue a job for what arrived (its schedule's task, and "Sync now")."""
+def inbox_scan(connection_id: int, by: str = "") -> str:
+    """Scan a connection's inbox and queue a job for what arrived (its schedule's task, and "Sync now" by a user)."""
     connection = Connection.objects.filter(pk=connection_id).first()
     if connection is None:
         return f"connection {connection_id} no longer exists"
-    return scan(connection=connection).summary
+    return scan(connection=connection, by=by).summary
 
 
-def export_group_run(group_id: int, trigger: str = ExportTrigger.SCHEDULE, by: str = "") -> str:
+def export_group_run(group_id: int, trigger: str = ExportTrigger.SCHEDULE, by: str = "", reason: str = "") -> str:
     """Export a group's file to its destination (a run that finds the group busy is skipped); return its status."""
-    return export_run(group_id=group_id, trigger=trigger, by=by).status
+    return export_run(group_id=group_id, trigger=trigger, by=by, reason=reason).status
+
+
+def export_runs_sweep() -> str:
+    """Fail the export runs whose worker died (queueing the schedule's run again) and clean the temporary files."""
+    failed = fail_dead_runs()
+    removed = cache_clean()
+    return f"{len(failed)} export run(s) failed, {len(removed)} temporary folder(s) removed"
 
 
 def webhooks_deliver() -> str:

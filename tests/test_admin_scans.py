@@ -1,5 +1,6 @@
 """The admin of inbox scans (issue 7): the connections list at a glance, "Sync now", and each inbox file's history."""
 
+import ast
 import html
 import re
 from datetime import UTC, datetime, timedelta
@@ -300,7 +301,7 @@ def test_sync_now_queues_a_scan_that_takes_the_inbox_into_a_job(
     assert response.url == admin_url(Connection, "change", kore_connection.pk)
     (message,) = messages_of(response)
     assert message.startswith("Scan of kore-erp queued: ")
-    assert queued_scans() == [(SCAN_TASK, (kore_connection.pk,))]
+    assert queued_scans() == [(SCAN_TASK, (kore_connection.pk, "operator"))]
     # What a worker of the cluster does with the task: the file goes into a job, queued in its turn.
     func, args = queued_scans()[0]
     with django_capture_on_commit_callbacks(execute=True):
@@ -308,6 +309,25 @@ def test_sync_now_queues_a_scan_that_takes_the_inbox_into_a_job(
     assert summary.startswith("1 file taken")
     assert InboxFile.objects.get().status == "taken"
     assert list(inbox_of(kore_connection).iterdir()) == []
+    # Who asked for the scan: on its job, in the job's log, on the connection's last scan (the list shows it).
+    job = ImportJob.objects.get()
+    assert (job.source, job.created_by) == ("scan", "operator")
+    assert job.events.filter(kind="note", message__endswith="(Sync now by operator)").exists()
+    assert ConnectionState.objects.get(connection=kore_connection).last_scan_message.endswith("(Sync now by operator)")
+    _, row = row_of(operator.get(admin_url(Connection, "changelist")), kore_connection)
+    assert "(Sync now by operator)" in row
+
+
+def test_a_scan_on_schedule_names_no_user(kore_connection, django_capture_on_commit_callbacks):
+    aged(write_kore(inbox_of(kore_connection), "KS_CUSTOMERS", 1, [customer_row("C1")]))
+    schedules_sync()
+    schedule = Schedule.objects.get(name=scan_schedule_name(kore_connection))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        summary = import_string(schedule.func)(*ast.literal_eval(schedule.args))  # the schedule's own call
+
+    assert "Sync now" not in summary
+    assert ImportJob.objects.get().created_by == "scan"
 
 
 @pytest.mark.parametrize(
@@ -326,7 +346,7 @@ def test_sync_now_scans_a_connection_that_is_off_and_says_so(
     (message,) = messages_of(response)
     assert message.startswith("Scan of kore-erp queued: ")
     assert f"kore-erp is switched off ({why}): this scan runs because you asked, and it stays off." in message
-    assert queued_scans() == [(SCAN_TASK, (kore_connection.pk,))]
+    assert queued_scans() == [(SCAN_TASK, (kore_connection.pk, "operator"))]
     func, args = queued_scans()[0]
     with django_capture_on_commit_callbacks(execute=True):
         assert import_string(func)(*args).startswith("1 file taken")
@@ -346,7 +366,9 @@ def test_the_sync_now_action_queues_a_scan_of_each_selected_connection(
         "Scan of acme-pos queued",
         "Scan of kore-erp queued",
     ]
-    assert sorted(queued_scans()) == sorted([(SCAN_TASK, (kore_connection.pk,)), (SCAN_TASK, (bspk_connection.pk,))])
+    assert sorted(queued_scans()) == sorted(
+        [(SCAN_TASK, (kore_connection.pk, "operator")), (SCAN_TASK, (bspk_connection.pk, "operator"))]
+    )
 
 
 @pytest.mark.parametrize(
@@ -395,7 +417,7 @@ def test_sync_now_is_a_post_with_the_csrf_token(admin_user, kore_connection, dja
     with django_capture_on_commit_callbacks(execute=True):
         real = client.post(url, {"csrfmiddlewaretoken": token})
     assert real.status_code == 302
-    assert queued_scans() == [(SCAN_TASK, (kore_connection.pk,))]
+    assert queued_scans() == [(SCAN_TASK, (kore_connection.pk, admin_user.get_username()))]
 
 
 # Each inbox file's history

@@ -6,23 +6,33 @@ import csv
 import hashlib
 import io
 import os
+import signal
+import subprocess
+import sys
+import time
 import uuid
 from datetime import timedelta
+from pathlib import Path
 
 import paramiko
 import psycopg
 import pytest
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.db import connection
+from django.utils import timezone
+from django.utils.module_loading import import_string
 from django_q.models import OrmQ, Schedule
 
 from impex.models import DataDescriptor, DataGroup, ExportRun, ExportRunEvent, ExportState, SentFile
-from impex.services.export_runs import export_resend, export_run, export_schedule_name
+from impex.services.cache import cache_clean
+from impex.services.export_runs import export_resend, export_run, export_runs_sweep, export_schedule_name
 from impex.services.exports import export_download
 from impex.services.schedules import schedules_sync
 from impex.storage import hub_storage, list_files, open_file, place_file, storage_for
 from impex.tasks import export_group_run
+from impex.tests.helpers import process_env
 from syncapp.models import Customer
 from tests.admin_helpers import admin_url, staff_user
 from tests.fixtures import ssh_on_loopback
@@ -319,6 +329,135 @@ def test_a_run_whose_worker_died_is_failed_by_the_next_run_which_goes_on(custome
     assert run.status == "completed"
     assert dead.status == "failed"
     assert dead.error == f"its worker stopped: the lease ran out; run #{run.pk} took over"
+
+
+# -- the sweeper: runs whose worker died (issue 16, M4) ---------------------------------------------------------------
+
+
+def died_while_running(run: ExportRun, *, holds_group: bool = True) -> ExportRun:
+    """Set a finished run back to where a killed worker leaves it: running, its lease run out, its temporary folder."""
+    past = timezone.now() - timedelta(seconds=5)
+    ExportRun.objects.filter(pk=run.pk).update(status="running", finished_at=None, lease_until=past)
+    if holds_group:
+        ExportState.objects.filter(group=run.group).update(run=run, lease_until=past)
+    folder = Path(settings.IMPEX_CACHE_DIR) / f"export-run-{run.pk}-k1ll3d_x"
+    folder.mkdir(parents=True)
+    (folder / "half-written.tsv").write_text("customer_id\temail\nC1\tc1@example.com\n")
+    run.refresh_from_db()
+    return run
+
+
+def queued_tasks() -> list[tuple[str, tuple]]:
+    return [(q.task["func"], q.task["args"]) for q in OrmQ.objects.order_by("pk")]
+
+
+def test_the_sweeper_fails_a_run_whose_worker_died_and_runs_the_schedule_again_at_once(
+    customers, outbox, django_capture_on_commit_callbacks
+):
+    group = export_group(destination=str(outbox), schedule_enabled=True, interval_minutes=60)
+    dead = died_while_running(export_run(group_id=group.pk, trigger="schedule"))
+    lapsed = dead.lease_until
+    # The schedule's next run came while the dead run's lease had not run out yet: skipped.
+    ExportState.objects.filter(group=group).update(lease_until=timezone.now() + timedelta(minutes=1))
+    skipped = export_run(group_id=group.pk, trigger="schedule")
+    assert skipped.status == "skipped"
+    ExportState.objects.filter(group=group).update(lease_until=dead.lease_until)
+    sent_before = everything_in(outbox)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        summary = import_string("impex.tasks.export_runs_sweep")()
+
+    assert summary == "1 export run(s) failed, 1 temporary folder(s) removed"
+    dead.refresh_from_db()
+    assert (dead.status, dead.lease_until) == ("failed", None)
+    assert dead.error == (
+        f"its worker {dead.worker} stopped: its lease ran out at {lapsed:%Y-%m-%d %H:%M:%S} UTC; failed by the sweeper"
+    )
+    event = dead.events.get(status="failed")
+    assert (event.level, event.message) == ("error", f"failed: {dead.error}")
+    assert ExportState.objects.get(group=group).run is None
+    assert list(Path(settings.IMPEX_CACHE_DIR).iterdir()) == []
+    # The schedule's run is queued at once, not left to the next interval.
+    reason = f"run again: run #{dead.pk} stopped with its worker"
+    assert queued_tasks() == [("impex.tasks.export_group_run", (group.pk, "schedule", "", reason))]
+    assert export_group_run(*OrmQ.objects.get().task["args"]) == "completed"
+    again = ExportRun.objects.latest("pk")
+    assert again.trigger == "schedule"
+    assert again.events.get(status="queued").message == f"queued (schedule): {reason}"
+    assert len(everything_in(outbox)) == len(sent_before) + 1
+    OrmQ.objects.all().delete()
+    with django_capture_on_commit_callbacks(execute=True):
+        assert (
+            import_string("impex.tasks.export_runs_sweep")() == "0 export run(s) failed, 0 temporary folder(s) removed"
+        )
+    assert not OrmQ.objects.exists()
+
+
+def test_the_sweeper_fails_dead_admin_runs_and_resends_without_running_them_again(
+    customers, outbox, django_capture_on_commit_callbacks
+):
+    group = export_group(destination=str(outbox), schedule_enabled=True, interval_minutes=60)
+    first = export_run(group_id=group.pk, trigger="schedule")
+    resend = died_while_running(
+        export_resend(sent_file_id=SentFile.objects.get(run=first).pk, by="ana"), holds_group=False
+    )
+    alive = export_run(group_id=group.pk, trigger="admin")
+    ExportRun.objects.filter(pk=alive.pk).update(status="running", lease_until=timezone.now() + timedelta(minutes=1))
+    by_admin = died_while_running(export_run(group_id=group.pk, trigger="admin", by="ana"))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        failed = export_runs_sweep()
+
+    assert sorted(failed) == sorted([resend.pk, by_admin.pk])
+    assert ExportRun.objects.get(pk=alive.pk).status == "running"
+    assert {r.status for r in ExportRun.objects.filter(pk__in=failed)} == {"failed"}
+    assert not OrmQ.objects.exists()  # an admin's run and a file sent again are not run again by themselves
+
+
+def test_the_sweeper_removes_temporary_files_of_ended_runs_and_old_orphans_only(customers, outbox, settings):
+    settings.IMPEX_CACHE_ORPHAN_HOURS = 24
+    group = export_group(destination=str(outbox))
+    ended = export_run(group_id=group.pk, trigger="schedule")
+    running = export_run(group_id=group.pk, trigger="admin")
+    ExportRun.objects.filter(pk=running.pk).update(status="running", lease_until=timezone.now() + timedelta(minutes=1))
+    cache = Path(settings.IMPEX_CACHE_DIR)
+    day_ago = timezone.now().timestamp() - 25 * 3600
+
+    def made(name: str, *, old: bool, folder: bool = True) -> Path:
+        path = cache / name
+        if folder:
+            path.mkdir(parents=True)
+            (path / "part").write_bytes(b"x" * 10)
+            if old:
+                os.utime(path / "part", (day_ago, day_ago))
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"x")
+        if old:
+            os.utime(path, (day_ago, day_ago))
+        return path
+
+    made(f"export-run-{ended.pk}-abcdefgh", old=False)  # its run ended: its worker died before removing it
+    made(f"export-run-{running.pk}-abcdefgh", old=True)  # its run is still going
+    made("export-run-999999-abcdefgh", old=True)  # a run the database no longer has, long untouched
+    made("export-run-999998-abcdefgh", old=False)
+    made("tmpab_cd123", old=True)  # an import's or an upload's temporary folder, left by a killed process
+    made("tmpzz_zz999", old=False)
+    made("keep-this-old-folder", old=True)  # not a name the hub gives its temporary files
+    made("tmp12345678.txt", old=True, folder=False)
+
+    removed = cache_clean()
+
+    assert sorted(removed) == sorted([f"export-run-{ended.pk}-abcdefgh", "export-run-999999-abcdefgh", "tmpab_cd123"])
+    assert sorted(p.name for p in cache.iterdir()) == sorted(
+        [
+            f"export-run-{running.pk}-abcdefgh",
+            "export-run-999998-abcdefgh",
+            "keep-this-old-folder",
+            "tmp12345678.txt",
+            "tmpzz_zz999",
+        ]
+    )
 
 
 # -- manual exports -------------------------------------------------------------------------------------------------
@@ -756,3 +895,74 @@ def test_saving_a_group_in_the_admin_brings_its_schedule(admin_client, db, djang
 
     assert response.status_code == 302, response.context["adminform"].form.errors
     assert Schedule.objects.get(name="impex: export customers-out").minutes == 60
+
+
+# -- a scheduled export killed mid-run, then the sweeper (issue 16, M4) -----------------------------------------------
+
+MANY = 300_000
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql",
+    reason="another process shares the database here: PostgreSQL only (CI runs it)",
+)
+@pytest.mark.django_db(transaction=True)
+def test_a_scheduled_export_killed_mid_run_is_failed_by_the_sweeper_run_again_and_its_temporary_file_removed(
+    builtin_installed, tmp_path, outbox
+):
+    Customer.objects.bulk_create(
+        [Customer(customer_id=f"M{n:06d}", email=f"m{n:06d}@example.com") for n in range(MANY)], batch_size=10_000
+    )
+    group = export_group(destination=str(outbox), schedule_enabled=True, interval_minutes=60)
+    cache = Path(settings.IMPEX_CACHE_DIR)
+
+    def half_written() -> list[Path]:
+        return [p for p in cache.glob("export-run-*/*") if p.stat().st_size > 0] if cache.exists() else []
+
+    log = tmp_path / "export.log"
+    with open(log, "wb") as out:
+        worker = subprocess.Popen(
+            [
+                sys.executable,
+                "manage.py",
+                "shell",
+                "-c",
+                f"from impex.tasks import export_group_run as r; r({group.pk})",
+            ],
+            cwd=settings.BASE_DIR,
+            env=process_env(IMPEX_LEASE_SECONDS=3),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 120
+            while not half_written() and worker.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.01)
+        finally:
+            worker.send_signal(signal.SIGKILL)
+            worker.wait()
+    (partial,) = half_written() or pytest.fail(log.read_text())
+    dead = ExportRun.objects.get()
+    assert dead.status == "running", "the run ended before the kill: give it more records"
+    assert partial.parent.name.startswith(f"export-run-{dead.pk}-")
+    assert everything_in(outbox) == []
+    deadline = time.monotonic() + 60
+    while ExportRun.objects.get(pk=dead.pk).lease_until >= timezone.now() and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+    summary = import_string("impex.tasks.export_runs_sweep")()
+
+    assert summary == "1 export run(s) failed, 1 temporary folder(s) removed"
+    dead.refresh_from_db()
+    assert dead.status == "failed" and dead.error.startswith(f"its worker {dead.worker} stopped: its lease ran out at")
+    assert dead.events.get(status="failed").message == f"failed: {dead.error}"
+    assert not partial.parent.exists()
+    assert ExportState.objects.get(group=group).run is None
+    (task,) = OrmQ.objects.all()  # the schedule's run, at once
+    assert export_group_run(*task.task["args"]) == "completed"
+    again = ExportRun.objects.exclude(pk=dead.pk).get()
+    assert (again.status, again.rows) == ("completed", MANY)
+    (sent,) = everything_in(outbox)
+    assert len(ids_in((outbox / sent).read_bytes())) == MANY
+    assert watermark_of(group) == again.watermark
+    assert list(cache.iterdir()) == []

@@ -10,14 +10,26 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
+from datetime import time as clock
 from decimal import Decimal
+from pathlib import Path
 
 import psycopg
 import pytest
 from django.conf import settings
 from django.db import connection
+from django.utils import timezone
 
-from impex.models import ImportChunk, ImportedFileName, ImportEvent, ImportFile, ImportJob
+from impex.models import (
+    Connection,
+    ConnectionState,
+    ImportChunk,
+    ImportedFileName,
+    ImportEvent,
+    ImportFile,
+    ImportJob,
+)
 from impex.services.jobs import job_create
 from impex.services.lifecycle import job_enqueue
 from impex.services.sql import database_url
@@ -403,3 +415,139 @@ def test_helper_processes_stop_with_the_import_that_started_them(tmp_path, kore_
     f = job.files.get()
     assert (job.status, f.status, f.created, f.rows_done) == ("completed", "imported", 60_000, 60_000)
     assert Customer.objects.count() == 60_000
+
+
+# -- a FULL file taken over from a waiting job, its worker killed half-way (issue 16, R1) --------------------------
+
+FULL_ROWS = 100_000
+KEPT = 2_000  # customers stored before: the FULL file does not have them, so it retires them
+
+
+def full_waits_then_next_job_queued(tmp_path, connection) -> tuple[ImportFile, Path]:
+    """Sequence 61, a FULL file, arrives outside the full-refresh window and waits in job 1; the window then opens.
+
+    Return the waiting FULL file and the next file (sequence 62), not imported yet.
+    """
+    Customer.objects.bulk_create(
+        [Customer(customer_id=f"K{n:05d}", email=f"k{n:05d}@example.com", connection=connection) for n in range(KEPT)]
+    )
+    assert run_import(write_kore(tmp_path, "KS_CUSTOMERS", 60, [customer_row("C60")]))[0] == 0
+    hour = datetime.now(UTC).hour
+    Connection.objects.filter(pk=connection.pk).update(
+        timezone="UTC", full_window_start=clock((hour + 2) % 24), full_window_end=clock((hour + 3) % 24)
+    )
+    rows = [customer_row(f"F{n:06d}") for n in range(FULL_ROWS)]
+    code, report = run_import(write_kore(tmp_path, "KS_CUSTOMERS", 61, rows, mode="FULL"))
+    assert (code, report["files"][0]["status"]) == (1, "waiting")
+    Connection.objects.filter(pk=connection.pk).update(full_window_start=None, full_window_end=None)
+    net = write_kore(tmp_path, "KS_CUSTOMERS", 62, [customer_row("F000000", first_name="Sixty-two")])
+    return ImportFile.objects.get(mode="FULL"), net
+
+
+def run_manage(*args, env: dict) -> subprocess.CompletedProcess:
+    """Run a manage.py command to its end; return what it did and printed."""
+    return subprocess.run(
+        [sys.executable, "manage.py", *map(str, args)],
+        cwd=settings.BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+
+
+def killed_half_way(full: ImportFile, job: ImportJob) -> None:
+    """Check that the worker was killed in the middle of the FULL file it had taken up for job."""
+    full.refresh_from_db()
+    assert (full.status, full.processed_by_id, full.job_id != job.pk) == ("running", job.pk, True)
+    done = ImportChunk.objects.filter(file=full, status="done").count()
+    assert 0 < done < FULL_ROWS // 2000, "the file was finished before the kill: make it bigger"
+
+
+def imported_once(full: ImportFile, job: ImportJob, connection, folder: Path) -> None:
+    """The FULL file went in once (created, retired, every chunk once), then sequence 62; later files go on."""
+    full.refresh_from_db()
+    job.refresh_from_db()
+    assert (job.status, job.error) == ("completed", "")
+    assert (full.status, full.created, full.retired, full.failed) == ("imported", FULL_ROWS, KEPT + 1, 0)
+    chunks = ImportChunk.objects.filter(file=full)
+    assert set(chunks.values_list("status", flat=True)) == {"done"}
+    assert sum(chunks.values_list("rows_done", flat=True)) == FULL_ROWS
+    assert ImportEvent.objects.filter(file=full, kind="imported").count() == 1
+    assert ImportedFileName.objects.filter(connection=connection, name=full.name).count() == 1
+    assert Customer.objects.filter(active=True).count() == FULL_ROWS
+    assert not Customer.objects.filter(customer_id__startswith="K", active=True).exists()
+    assert Customer.objects.get(customer_id="C60").active is False
+    assert Customer.objects.get(customer_id="F000000").first_name == "Sixty-two"
+    assert ConnectionState.objects.get(connection=connection).last_applied_sequence == 62
+    assert os.path.exists(settings.IMPEX_ROOT / connection.code / "archive" / full.name)
+    code, report = run_import(write_kore(folder, "KS_CUSTOMERS", 63, [customer_row("C63")]))
+    assert (code, report["files"][0]["status"]) == (0, "imported")
+
+
+def test_impex_job_killed_mid_full_file_taken_over_from_a_waiting_job_imports_it_once_when_run_again(
+    tmp_path, kore_connection
+):
+    full, net = full_waits_then_next_job_queued(tmp_path, kore_connection)
+    env = process_env(IMPEX_CHUNK_ROWS=2000, IMPEX_LEASE_SECONDS=3, IMPEX_POLL_SECONDS=0.1, IMPEX_WORKERS=1)
+    queued = run_manage("impex_import", net, "--queue", "--json", env=env)
+    assert queued.returncode == 0, queued.stdout + queued.stderr
+    job = ImportJob.objects.get(pk=json.loads(queued.stdout.strip().splitlines()[-1])["job"])
+    log = tmp_path / "first.log"
+    with open(log, "wb") as out:
+        first = manage("impex_job", job.pk, "--json", env=env, log=out)
+        try:
+            started = wait_for(lambda: ImportChunk.objects.filter(file=full, status="done").count() >= 5, seconds=240)
+        finally:
+            first.send_signal(signal.SIGKILL)
+            first.wait()
+    assert started, log.read_text()
+    killed_half_way(full, job)
+    assert wait_for(lambda: ImportJob.objects.get(pk=job.pk).lease_until < timezone.now(), seconds=60)
+
+    again = run_manage("impex_job", job.pk, "--json", env=env)
+
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert f"Job #{job.pk}: completed" in again.stdout
+    statuses = {f["name"]: f["status"] for f in json.loads(again.stdout.strip().splitlines()[-1])["files"]}
+    assert statuses == {full.name: "imported", net.name: "imported"}
+    imported_once(full, job, kore_connection, tmp_path)
+
+
+def test_a_cluster_killed_mid_full_file_taken_over_from_a_waiting_job_resumes_it_through_the_sweeper(
+    tmp_path, kore_connection
+):
+    from django_q.models import Schedule
+
+    from impex.services.schedules import schedules_sync
+    from tests.test_inbox_scan_e2e import REQUEUE, Cluster
+
+    Connection.objects.filter(pk=kore_connection.pk).update(scan_enabled=False)  # no scan to release the wait
+    schedules_sync()
+    full, net = full_waits_then_next_job_queued(tmp_path, kore_connection)
+    job = job_create(paths=[net], connection=kore_connection)
+    job_enqueue(job=job)  # committed at once: handed to the cluster's broker
+    lease = 5
+    cluster = Cluster(process_env(Q_WORKERS=2, PYTHONUNBUFFERED=1, IMPEX_POLL_SECONDS=0.2), tmp_path / "qcluster.log")
+    fast = {"IMPEX_CHUNK_ROWS": 2000, "IMPEX_LEASE_SECONDS": lease, "IMPEX_WORKERS": 1}
+    try:
+        cluster.start(**fast)
+        started = wait_for(lambda: ImportChunk.objects.filter(file=full, status="done").count() >= 5, seconds=240)
+        cluster.kill()
+        assert started, cluster.output()[-6000:]
+        killed_half_way(full, job)
+        assert wait_for(lambda: ImportJob.objects.get(pk=job.pk).lease_until < timezone.now(), seconds=60)
+        # The sweeper's schedule runs every minute: make it due now rather than wait for its minute.
+        assert Schedule.objects.filter(name=REQUEUE).update(next_run=timezone.now()) == 1
+
+        cluster.start(**fast)
+        ended = wait_for(
+            lambda: ImportJob.objects.get(pk=job.pk).status in ("completed", "failed", "errored"), seconds=360
+        )
+    finally:
+        cluster.kill()
+
+    assert ended, cluster.output()[-6000:]
+    imported_once(full, job, kore_connection, tmp_path)
+    assert job.events.filter(kind="requeued", message__contains="ran out").exists()

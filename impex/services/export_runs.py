@@ -2,6 +2,8 @@
 
 import hashlib
 import logging
+import os
+import tempfile
 import time
 from collections.abc import Generator, Iterator
 from datetime import datetime, timedelta
@@ -17,6 +19,7 @@ from impex.choices import EXPORT_RUN_TRANSITIONS, EventLevel, ExportRunStatus, E
 from impex.exceptions import ConfigurationError, IllegalTransition, LeaseLost
 from impex.formats.writers import write_pieces
 from impex.models import DataDescriptor, DataGroup, ExportRun, ExportRunEvent, ExportState, SentFile
+from impex.services.cache import RUN_FOLDER_PREFIX
 from impex.services.exports import EXTENSIONS, export_pieces
 from impex.services.heartbeat import Heartbeat
 from impex.services.lifecycle import worker_name
@@ -32,7 +35,6 @@ from impex.storage import (
     place_file,
     resolve_path,
     save_file,
-    temporary_folder,
 )
 
 logger = logging.getLogger(__name__)
@@ -40,6 +42,7 @@ logger = logging.getLogger(__name__)
 TASK_RUN = "impex.tasks.export_group_run"
 # A run that writes for long renews its claim on the group this often (a third of the lease).
 RENEW_FRACTION = 3
+OPEN = (ExportRunStatus.QUEUED, ExportRunStatus.RUNNING)
 
 
 def export_schedule_name(group: DataGroup) -> str:
@@ -92,15 +95,28 @@ def _event(run: ExportRun, *, status: str, message: str, worker: str = "", level
 
 
 def export_run_set_status(
-    *, run: ExportRun, status: str, message: str, worker: str = "", level: str = EventLevel.INFO, **fields
+    *,
+    run: ExportRun,
+    status: str,
+    message: str,
+    worker: str = "",
+    level: str = EventLevel.INFO,
+    where: Q | None = None,
+    **fields,
 ) -> ExportRun:
-    """Move a run to status (with fields) if the transition table allows it from its status now; record why."""
+    """Move a run to status (with fields) if the transition table allows it from its status now; record why.
+
+    where: a further condition the run must meet (the sweeper's: its lease ran out), else it is not moved.
+    """
     old = run.status
     if status not in EXPORT_RUN_TRANSITIONS.get(old, ()):
         raise IllegalTransition(f"export run #{run.pk} cannot go from {old} to {status}")
     with transaction.atomic():
         # Conditional on the status read: of two workers changing the same run, the second one fails here.
-        if ExportRun.objects.filter(pk=run.pk, status=old).update(status=status, **fields) != 1:
+        rows = ExportRun.objects.filter(pk=run.pk, status=old)
+        if where is not None:
+            rows = rows.filter(where)
+        if rows.update(status=status, **fields) != 1:
             run.refresh_from_db()
             raise IllegalTransition(f"export run #{run.pk} is {run.status} now, not {old}: not moved to {status}")
         _event(run, status=status, message=message, worker=worker, level=level)
@@ -140,9 +156,25 @@ def _claim(*, group: DataGroup, run: ExportRun, worker: str) -> int | None:
 
 
 def _renew(*, group: DataGroup, run: ExportRun) -> None:
-    """Extend the run's claim on its group; LeaseLost if another run has taken it over."""
-    if ExportState.objects.filter(pk=group.pk, run=run).update(lease_until=_lease_end()) != 1:
+    """Extend the run's claim on its group (and its own lease); LeaseLost if another run or the sweeper took it."""
+    lease = _lease_end()
+    if ExportState.objects.filter(pk=group.pk, run=run).update(lease_until=lease) != 1:
         raise LeaseLost(f"run #{run.pk} lost its claim on {group.code}: another run took the group over")
+    ExportRun.objects.filter(pk=run.pk, status__in=OPEN).update(lease_until=lease)
+
+
+def _renew_resend(*, run: ExportRun) -> None:
+    """Extend a run's own lease (a file sent again holds no group); LeaseLost if the sweeper ended it."""
+    if ExportRun.objects.filter(pk=run.pk, status__in=OPEN).update(lease_until=_lease_end()) != 1:
+        raise LeaseLost(f"run #{run.pk} was ended by the sweeper: its lease had run out")
+
+
+def _run_folder(run: ExportRun) -> tempfile.TemporaryDirectory:
+    """Return the run's temporary folder in IMPEX_CACHE_DIR, named after the run so that the sweeper finds it."""
+    os.makedirs(settings.IMPEX_CACHE_DIR, exist_ok=True)
+    return tempfile.TemporaryDirectory(
+        prefix=f"{RUN_FOLDER_PREFIX}{run.pk}-", dir=settings.IMPEX_CACHE_DIR, ignore_cleanup_errors=True
+    )
 
 
 def _renewing(pieces: Generator[str, None, int], *, group: DataGroup, run: ExportRun) -> Generator[str, None, int]:
@@ -182,17 +214,19 @@ def _watermark_at(now: datetime) -> datetime:
 # -- runs -------------------------------------------------------------------------------------------------------------
 
 
-def export_run(*, group_id: int, trigger: str, by: str = "") -> ExportRun:
+def export_run(*, group_id: int, trigger: str, by: str = "", reason: str = "") -> ExportRun:
     """Export a group's file to its destination, one run per group at a time; return the run as it ended.
 
     The watermark is the run's start, taken before any record is read, and moves with the run's completion,
     after the file is in place: a change made during a run goes in the next one, and a failed run leaves the
     watermark and no file in the destination. Downloads and impex_export are not runs: they never move it.
+    reason: why the run was queued, when not by its trigger alone (the sweeper's run again).
     """
     group = DataGroup.objects.select_related("connection").get(pk=group_id)
     worker = worker_name()
-    run = ExportRun.objects.create(group=group, trigger=trigger, created_by=by, worker=worker)
-    _event(run, status=run.status, message=f"queued ({trigger}{', by ' + by if by else ''})", worker=worker)
+    run = ExportRun.objects.create(group=group, trigger=trigger, created_by=by, worker=worker, lease_until=_lease_end())
+    queued = f"queued ({trigger}{', by ' + by if by else ''}){': ' + reason if reason else ''}"
+    _event(run, status=run.status, message=queued, worker=worker)
     holder = _claim(group=group, run=run, worker=worker)
     if holder is not None:
         return export_run_set_status(
@@ -202,9 +236,17 @@ def export_run(*, group_id: int, trigger: str, by: str = "") -> ExportRun:
             worker=worker,
             level=EventLevel.WARNING,
             finished_at=timezone.now(),
+            lease_until=None,
         )
     try:
-        return _export(run=run, group=group, worker=worker)
+        # The lease is renewed whatever the run is doing (a long query, an upload); a run that stops renewing it
+        # (its worker died) is failed by the sweeper, or by the next run of the group.
+        with Heartbeat(
+            lambda: _renew(group=group, run=run),
+            every=settings.IMPEX_LEASE_SECONDS / RENEW_FRACTION,
+            name=f"export-{group.code}",
+        ):
+            return _export(run=run, group=group, worker=worker)
     except Exception as exc:
         logger.exception("export run #%s of %s failed", run.pk, group.code)
         return _fail(run=run, group=group, worker=worker, error=_error_text(exc))
@@ -232,8 +274,8 @@ def _export(*, run: ExportRun, group: DataGroup, worker: str) -> ExportRun:
     )
     descriptor = _descriptor_of(group)
     name = group.export_file_name(at=now, run=run.pk, ext=EXTENSIONS.get(descriptor.format, "csv"))
-    with temporary_folder() as tmp:
-        local = tmp / name
+    with _run_folder(run) as tmp:
+        local = Path(tmp) / name
         pieces = export_pieces(descriptor=descriptor, since=since)
         with open(local, "w", encoding=descriptor.encoding or "utf-8", newline="") as stream:
             rows = write_pieces(stream, _renewing(pieces, group=group, run=run))
@@ -245,14 +287,7 @@ def _export(*, run: ExportRun, group: DataGroup, worker: str) -> ExportRun:
                 worker=worker,
                 message=f"completed: no record changed since {since.isoformat()}, no file written",
             )
-        # Placing a big file on S3 or SFTP can outlast the lease: it is renewed meanwhile, so that no other run
-        # takes the group over and sends the same records again.
-        with Heartbeat(
-            lambda: _renew(group=group, run=run),
-            every=settings.IMPEX_LEASE_SECONDS / RENEW_FRACTION,
-            name=f"export-{group.code}",
-        ):
-            sent = _send(run=run, group=group, folder=folder, local=local, name=name, rows=rows)
+        sent = _send(run=run, group=group, folder=folder, local=local, name=name, rows=rows)
     return _complete(
         run=run,
         group=group,
@@ -313,6 +348,7 @@ def _complete(
             message=f"{message}; watermark moved to {run.watermark.isoformat()}",
             worker=worker,
             finished_at=timezone.now(),
+            lease_until=None,
             rows=sent.rows if sent is not None else 0,
         )
 
@@ -335,6 +371,7 @@ def _fail_quietly(run: ExportRun, *, worker: str, error: str) -> ExportRun:
         worker=worker,
         level=EventLevel.ERROR,
         finished_at=timezone.now(),
+        lease_until=None,
         error=error,
     )
 
@@ -356,7 +393,12 @@ def export_resend(*, sent_file_id: int, by: str = "") -> ExportRun:
     group = original.group
     worker = worker_name()
     run = ExportRun.objects.create(
-        group=group, trigger=ExportTrigger.ADMIN, created_by=by, worker=worker, resend_of=original
+        group=group,
+        trigger=ExportTrigger.ADMIN,
+        created_by=by,
+        worker=worker,
+        resend_of=original,
+        lease_until=_lease_end(),
     )
     _event(run, status=run.status, message=f"queued: send {original.name} again{', by ' + by if by else ''}")
     now = timezone.now()
@@ -369,7 +411,12 @@ def export_resend(*, sent_file_id: int, by: str = "") -> ExportRun:
         destination=original.location,
     )
     try:
-        sent = _resend(run=run, original=original)
+        with Heartbeat(
+            lambda: _renew_resend(run=run),
+            every=settings.IMPEX_LEASE_SECONDS / RENEW_FRACTION,
+            name=f"resend-{run.pk}",
+        ):
+            sent = _resend(run=run, original=original)
         with transaction.atomic():
             sent.save()
             return export_run_set_status(
@@ -378,6 +425,7 @@ def export_resend(*, sent_file_id: int, by: str = "") -> ExportRun:
                 message=f"completed: {original.name} sent again as {sent.path}",
                 worker=worker,
                 finished_at=timezone.now(),
+                lease_until=None,
                 rows=sent.rows,
             )
     except Exception as exc:
@@ -388,8 +436,8 @@ def export_resend(*, sent_file_id: int, by: str = "") -> ExportRun:
 def _resend(*, run: ExportRun, original: SentFile) -> SentFile:
     folder = folder_at(original.location, default=original.location)
     storage, copy_name = resolve_path(original.copy_path)
-    with temporary_folder() as tmp:
-        local = tmp / original.name
+    with _run_folder(run) as tmp:
+        local = Path(tmp) / original.name
         with open_file(storage, copy_name) as raw, open(local, "wb") as out:
             reader = HashingReader(raw)
             while chunk := reader.read(CHUNK_BYTES):
@@ -421,5 +469,70 @@ def export_run_enqueue(*, group: DataGroup, by: str = "") -> None:
     transaction.on_commit(
         lambda: async_task(
             TASK_RUN, group_id, ExportTrigger.ADMIN.value, by, task_name=f"export {group.code}", group="impex-export"
+        )
+    )
+
+
+# -- the sweeper: runs whose worker died ------------------------------------------------------------------------------
+
+
+def export_runs_sweep(*, now: datetime | None = None) -> list[int]:
+    """Fail the runs whose worker stopped (their lease ran out), free their group, queue the schedule's run again.
+
+    Return the ids of the runs failed. A run of the group is queued at once when the dead run was the schedule's, or
+    when a run was skipped while the dead one held the group: the schedule does not wait for its next turn.
+    """
+    now = now or timezone.now()
+    worker = worker_name()
+    # A run created by an older version has no lease of its own: its claim on the group tells whether it lives.
+    held = ExportState.objects.filter(run__isnull=False, lease_until__gte=now).values("run")
+    expired = Q(lease_until__lt=now) | Q(
+        lease_until__isnull=True, created_at__lt=now - timedelta(seconds=settings.IMPEX_LEASE_SECONDS)
+    )
+    failed = []
+    for run in ExportRun.objects.filter(expired, status__in=OPEN).exclude(pk__in=held).select_related("group"):
+        lapsed = f"at {run.lease_until:%Y-%m-%d %H:%M:%S} UTC" if run.lease_until else "(it no longer renewed it)"
+        who = f"its worker {run.worker}" if run.worker else "its worker"
+        error = f"{who} stopped: its lease ran out {lapsed}; failed by the sweeper"
+        with transaction.atomic():
+            try:
+                export_run_set_status(
+                    run=run,
+                    status=ExportRunStatus.FAILED,
+                    message=f"failed: {error}",
+                    worker=worker,
+                    level=EventLevel.ERROR,
+                    where=Q(lease_until__lt=now) | Q(lease_until__isnull=True),
+                    finished_at=now,
+                    lease_until=None,
+                    error=error,
+                )
+            except IllegalTransition:
+                continue  # it renewed its lease, or ended, meanwhile
+            ExportState.objects.filter(pk=run.group_id, run=run).update(run=None, lease_until=None)
+            _run_again(dead=run)
+        failed.append(run.pk)
+    return failed
+
+
+def _run_again(*, dead: ExportRun) -> None:
+    """Queue the group's run again (once committed) if the dead run was the schedule's, or made it skip one."""
+    group = dead.group
+    if dead.resend_of_id is not None or group.direction != GroupDirection.EXPORT or not group.schedule_enabled:
+        return
+    skipped = group.export_runs.filter(status=ExportRunStatus.SKIPPED, created_at__gte=dead.created_at).exists()
+    if dead.trigger != ExportTrigger.SCHEDULE and not skipped:
+        return
+    reason = f"run again: run #{dead.pk} stopped with its worker"
+    group_id = group.pk
+    transaction.on_commit(
+        lambda: async_task(
+            TASK_RUN,
+            group_id,
+            ExportTrigger.SCHEDULE.value,
+            "",
+            reason,
+            task_name=f"export {group.code} (run again)",
+            group="impex-export",
         )
     )

@@ -52,19 +52,26 @@ class ScanResult:
     left: list[tuple[str, str]] = field(default_factory=list)  # (name, why) left for the next pass
     busy_with: str = ""  # another scanner holds the connection's scan
     error: str = ""
+    by: str = ""  # the user who asked for this scan ("Sync now"); none for the schedule's
 
     @property
     def summary(self) -> str:
+        asked = f" (Sync now by {self.by})" if self.by else ""
         if self.error:
-            return self.error
+            return self.error + asked
         if self.busy_with:
-            return f"another scan is running ({self.busy_with})"
+            return f"another scan is running ({self.busy_with}){asked}"
         parts = [f"{len(self.taken)} file{'s' if len(self.taken) != 1 else ''} taken" if self.taken else "nothing new"]
         if self.job is not None:
             parts.append(f"job #{self.job.pk}")
         if self.left:
             parts.append(f"{len(self.left)} left for the next scan")
-        return ", ".join(parts)
+        return ", ".join(parts) + asked
+
+    @property
+    def starter(self) -> str:
+        """Return who a job this scan makes is created by: the user who asked for it, or the schedule's scan."""
+        return self.by or "scan"
 
 
 def _lease() -> timedelta:
@@ -98,10 +105,18 @@ def inbox_file_transition(
 # -- the scan ------------------------------------------------------------------------------------------
 
 
-def inbox_scan(*, connection: Connection, run_here: bool = False, worker: str | None = None) -> ScanResult:
-    """Take the settled files of a connection's inbox into one job and start it (here, or queued for the cluster)."""
+def inbox_scan(
+    *, connection: Connection, run_here: bool = False, worker: str | None = None, by: str = ""
+) -> ScanResult:
+    """Take the settled files of a connection's inbox into one job and start it (here, or queued for the cluster).
+
+    by: the user who asked for the scan ("Sync now"): the job, its events, the connection's last scan and the log
+    say so.
+    """
     worker = worker or worker_name()
-    result = ScanResult(connection=connection)
+    result = ScanResult(connection=connection, by=by)
+    if by:
+        log.info("scan of %s asked for by %s (Sync now), run by %s", connection.code, by, worker)
     if run_here:
         _finish_open_jobs(connection)
     if not _scan_claim(connection=connection, worker=worker, result=result):
@@ -246,7 +261,8 @@ def _scan(*, connection: Connection, worker: str, result: ScanResult) -> None:
             return
         result.job = _take(connection=connection, folder=folder, files=settled, worker=worker, result=result)
     if result.job is None and _released_waits(connection):
-        result.job = ImportJob.objects.create(connection=connection, source=JobSource.SCAN, created_by="scan")
+        result.job = ImportJob.objects.create(connection=connection, source=JobSource.SCAN, created_by=result.starter)
+        events.job_note(result.job, f"started by a scan{_asked(result)}: files that waited may go in now")
 
 
 def _abandoned_job(connection: Connection) -> ImportJob | None:
@@ -383,7 +399,7 @@ def _take(
         if not batch:
             continue
         if job is None:
-            job = ImportJob.objects.create(connection=connection, source=JobSource.SCAN, created_by="scan")
+            job = ImportJob.objects.create(connection=connection, source=JobSource.SCAN, created_by=result.starter)
         copies = _copy(batch, first=first, folder=folder, job=job, worker=worker, result=result)
         _record(copies, connection=connection, job=job, worker=worker)
         left = []
@@ -402,9 +418,15 @@ def _take(
         return None
     if job is not None:
         events.job_note(
-            job, f"{len(result.taken)} file(s) taken from the inbox {folder.location} by {worker}", worker=worker
+            job,
+            f"{len(result.taken)} file(s) taken from the inbox {folder.location} by {worker}{_asked(result)}",
+            worker=worker,
         )
     return job
+
+
+def _asked(result: ScanResult) -> str:
+    return f" (Sync now by {result.by})" if result.by else ""
 
 
 @transaction.atomic
@@ -510,5 +532,8 @@ def _released_waits(connection: Connection) -> bool:
 
 
 def inbox_scan_start(*, connection: Connection, by: str = "") -> None:
-    """Queue a scan of the connection's inbox now ("Sync now"), once the request's transaction is committed."""
-    transaction.on_commit(lambda: async_task(SCAN_TASK, connection.pk, task_name=f"scan {connection.code} ({by})"))
+    """Queue a scan of the connection's inbox now ("Sync now" by the user by) once the request's transaction commits."""
+    log.info("%s asked for a scan of %s (Sync now)", by or "someone", connection.code)
+    transaction.on_commit(
+        lambda: async_task(SCAN_TASK, connection.pk, by, task_name=f"scan {connection.code} (Sync now by {by})")
+    )

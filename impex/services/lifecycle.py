@@ -4,7 +4,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 
 from django.conf import settings
@@ -15,7 +15,7 @@ from django.utils import timezone
 from django_q.tasks import async_task
 
 from impex import events
-from impex.choices import FILE_TRANSITIONS, FileStatus, JobStatus
+from impex.choices import FILE_TRANSITIONS, JOB_FINAL, JOB_TRANSITIONS, FileKind, FileStatus, JobSource, JobStatus
 from impex.exceptions import IllegalTransition
 from impex.models import ConnectionState, ImportFile, ImportJob
 
@@ -47,6 +47,21 @@ def job_enqueue(*, job: ImportJob, reason: str = "") -> None:
     transaction.on_commit(lambda: async_task(TASK_RUN, job_id, task_name=f"import job #{job_id}", group="impex-import"))
 
 
+def job_transition(*, job_id: int, old: str | Iterable[str], new: str, where: Q | None = None, **fields) -> bool:
+    """Move a job from old (a status, or any of several) to new if it is still so and where holds; say if it moved.
+
+    The only writer of a job's status: a move JOB_TRANSITIONS does not allow raises IllegalTransition and changes
+    nothing. The UPDATE names the statuses it expects, so that of two workers moving one job only one does.
+    """
+    olds = [old] if isinstance(old, str) else list(old)
+    for before in olds:
+        _check(JOB_TRANSITIONS, before, new, f"import job #{job_id}")
+    rows = ImportJob.objects.filter(pk=job_id, status__in=olds)
+    if where is not None:
+        rows = rows.filter(where)
+    return rows.update(status=new, **fields) == 1
+
+
 def job_claim(*, job_id: int, worker: str, rerun: bool = False) -> tuple[ImportJob, bool]:
     """Start the job for this worker if it is free (queued, or its worker's lease ran out); say if it was claimed.
 
@@ -54,26 +69,25 @@ def job_claim(*, job_id: int, worker: str, rerun: bool = False) -> tuple[ImportJ
     for a job exactly one wins; the others may help with its chunks.
     """
     now = timezone.now()
-    free = Q(status=JobStatus.QUEUED) | Q(status=JobStatus.RUNNING, lease_until__lt=now)
-    free |= Q(status=JobStatus.RUNNING, lease_until__isnull=True)
-    if rerun:
-        free |= Q(status=JobStatus.ERRORED)
+    free = [JobStatus.QUEUED, JobStatus.RUNNING, *([JobStatus.ERRORED] if rerun else [])]
+    # A running job is free only once its worker's lease ran out.
+    unheld = ~Q(status=JobStatus.RUNNING) | Q(lease_until__lt=now) | Q(lease_until__isnull=True)
     before = ImportJob.objects.filter(pk=job_id).values("status", "claimed_by").first()
     if before is None:
         raise ImportJob.DoesNotExist(f"no import job #{job_id}")
     with transaction.atomic():
-        claimed = (
-            ImportJob.objects.filter(free, pk=job_id).update(
-                status=JobStatus.RUNNING,
-                claimed_by=worker,
-                lease_until=lease_end(),
-                attempts=F("attempts") + 1,
-                started_at=Coalesce("started_at", now),
-                finished_at=None,
-                retry_at=None,
-                error="",
-            )
-            == 1
+        claimed = job_transition(
+            job_id=job_id,
+            old=free,
+            new=JobStatus.RUNNING,
+            where=unheld,
+            claimed_by=worker,
+            lease_until=lease_end(),
+            attempts=F("attempts") + 1,
+            started_at=Coalesce("started_at", now),
+            finished_at=None,
+            retry_at=None,
+            error="",
         )
         job = ImportJob.objects.select_related("group", "connection").get(pk=job_id)
         if claimed:
@@ -100,16 +114,16 @@ def job_terminate(*, job: ImportJob, worker: str, status: str, error: str = "") 
         total=Sum("rows_total"), done=Sum("rows_done")
     )
     with transaction.atomic():
-        ended = (
-            ImportJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING, claimed_by=worker).update(
-                status=status,
-                finished_at=timezone.now(),
-                lease_until=None,
-                error=error,
-                rows_total=totals["total"] or 0,
-                rows_done=totals["done"] or 0,
-            )
-            == 1
+        ended = job_transition(
+            job_id=job.pk,
+            old=JobStatus.RUNNING,
+            new=status,
+            where=Q(claimed_by=worker),
+            finished_at=timezone.now(),
+            lease_until=None,
+            error=error,
+            rows_total=totals["total"] or 0,
+            rows_done=totals["done"] or 0,
         )
         job.refresh_from_db()
         if not ended:
@@ -127,14 +141,14 @@ def job_terminate(*, job: ImportJob, worker: str, status: str, error: str = "") 
 def job_set_aside(*, job: ImportJob, worker: str, reason: str, retry_in: int) -> bool:
     """Give a running job back to the queue to be taken again in retry_in seconds (it waits for others)."""
     with transaction.atomic():
-        moved = (
-            ImportJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING, claimed_by=worker).update(
-                status=JobStatus.QUEUED,
-                claimed_by="",
-                lease_until=None,
-                retry_at=timezone.now() + timedelta(seconds=retry_in),
-            )
-            == 1
+        moved = job_transition(
+            job_id=job.pk,
+            old=JobStatus.RUNNING,
+            new=JobStatus.QUEUED,
+            where=Q(claimed_by=worker),
+            claimed_by="",
+            lease_until=None,
+            retry_at=timezone.now() + timedelta(seconds=retry_in),
         )
         if moved:
             events.job_requeued(job, reason=reason, worker=worker)
@@ -144,11 +158,15 @@ def job_set_aside(*, job: ImportJob, worker: str, reason: str, retry_in: int) ->
 def job_rerun(*, job: ImportJob, by: str) -> bool:
     """Queue again a job that ended in an error, or whose worker died; False if it is not in such a state."""
     now = timezone.now()
-    again = Q(status=JobStatus.ERRORED) | Q(status=JobStatus.RUNNING, lease_until__lt=now)
+    dead = Q(status=JobStatus.ERRORED) | Q(lease_until__lt=now)
     with transaction.atomic():
-        moved = (
-            ImportJob.objects.filter(again, pk=job.pk).update(status=JobStatus.QUEUED, claimed_by="", lease_until=None)
-            == 1
+        moved = job_transition(
+            job_id=job.pk,
+            old=[JobStatus.ERRORED, JobStatus.RUNNING],
+            new=JobStatus.QUEUED,
+            where=dead,
+            claimed_by="",
+            lease_until=None,
         )
         if moved:
             job.refresh_from_db()
@@ -158,13 +176,24 @@ def job_rerun(*, job: ImportJob, by: str) -> bool:
 
 
 def jobs_requeue(*, now=None) -> list[int]:
-    """Queue again the jobs whose worker died (lease ran out), that were set aside, or that no worker took."""
+    """Queue again the jobs whose worker died (lease ran out), that were set aside, or that no worker took.
+
+    Files that a job left running when it ended (or was deleted) go to a new job of their connection, which goes on
+    with them from where they stopped: no file stays running without a live lease.
+    """
     now = now or timezone.now()
     queued: list[int] = []
     for job in ImportJob.objects.filter(status=JobStatus.RUNNING, lease_until__lt=now):
         with transaction.atomic():
-            stale = ImportJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING, lease_until__lt=now)
-            if stale.update(status=JobStatus.QUEUED, claimed_by="", lease_until=None) == 1:
+            stale = job_transition(
+                job_id=job.pk,
+                old=JobStatus.RUNNING,
+                new=JobStatus.QUEUED,
+                where=Q(lease_until__lt=now),
+                claimed_by="",
+                lease_until=None,
+            )
+            if stale:
                 events.job_requeued(
                     job, reason=f"the lease of {job.claimed_by} ran out at {job.lease_until:%Y-%m-%d %H:%M:%S} UTC"
                 )
@@ -178,7 +207,33 @@ def jobs_requeue(*, now=None) -> list[int]:
                 reason = "its wait is over" if job.retry_at else "no worker took it in time"
                 job_enqueue(job=job, reason=reason)
                 queued.append(job.pk)
-    return queued
+    return queued + _files_left_running_hand_over()
+
+
+def _files_left_running_hand_over() -> list[int]:
+    """Give the files left running by a job that ended (or is gone) to a new job of their connection; return its ids.
+
+    A job that errored keeps its running file: its error says why, and running it again (or the connection's next
+    job) goes on with it; retrying an error here would repeat it every minute.
+    """
+    left = ImportFile.objects.filter(status=FileStatus.RUNNING, kind=FileKind.DATA, job__dry_run=False).filter(
+        Q(processed_by__isnull=True) | Q(processed_by__status__in=JOB_FINAL)
+    )
+    created: list[int] = []
+    for connection_id in sorted(set(left.values_list("connection_id", flat=True)), key=lambda pk: pk or 0):
+        with transaction.atomic():
+            files = list(left.filter(connection_id=connection_id).order_by("pk"))
+            job = ImportJob.objects.create(connection_id=connection_id, source=JobSource.SWEEPER)
+            # Conditional on the file still being left: of two sweepers, the second one takes nothing.
+            if left.filter(pk__in=[f.pk for f in files]).update(processed_by=job) != len(files):
+                transaction.set_rollback(True)
+                continue
+            for f in files:
+                events.file_taken_over(f, job_id=job.pk, from_job_id=f.processed_by_id)
+            names = ", ".join(f.name for f in files)
+            job_enqueue(job=job, reason=f"the sweeper found {names} left running by a job that had ended")
+            created.append(job.pk)
+    return created
 
 
 def file_transition(

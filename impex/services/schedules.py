@@ -16,6 +16,7 @@ SCAN_TASK = "impex.tasks.inbox_scan"
 # name -> (task, minutes between runs)
 SYSTEM_SCHEDULES = {
     "impex: queue again import jobs whose worker died": ("impex.tasks.import_jobs_requeue", 1),
+    "impex: fail export runs whose worker died, remove temporary files": ("impex.tasks.export_runs_sweep", 1),
     "impex: tell contacts about long sequence waits": ("impex.tasks.sequence_wait_alerts", 5),
     "impex: push flagged orders through their exporters": ("orders.tasks.orders_export", 1),
     "impex: apply order update feed events": ("orders.tasks.orders_feed", 1),

@@ -2,7 +2,7 @@
 
 import io
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, time, timedelta
 
 import pytest
 from django.core.management import call_command
@@ -10,13 +10,23 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 from django_q.models import OrmQ, Schedule
 
-from impex.models import ConnectionState, ImportedFileName, ImportEvent, ImportFile, ImportJob
+from impex.choices import JOB_TRANSITIONS
+from impex.exceptions import IllegalTransition
+from impex.models import Connection, ConnectionState, ImportChunk, ImportedFileName, ImportEvent, ImportFile, ImportJob
 from impex.runner import run_job
 from impex.services.imports import FileImport
-from impex.services.jobs import job_create
-from impex.services.lifecycle import job_claim, job_rerun, job_terminate, jobs_requeue
+from impex.services.jobs import file_match, job_create
+from impex.services.lifecycle import (
+    file_transition,
+    job_claim,
+    job_rerun,
+    job_set_aside,
+    job_terminate,
+    job_transition,
+    jobs_requeue,
+)
 from impex.services.schedules import SYSTEM_SCHEDULES, schedules_sync
-from impex.tasks import import_job_run
+from impex.tasks import import_job_run, import_jobs_requeue
 from impex.tests.helpers import customer_row, file_named, only_file, run_import, write_kore
 from syncapp.models import Customer
 
@@ -44,8 +54,6 @@ def started_file(tmp_path, connection, rows, *, sequence=1, mode="FULL", worker=
     job, claimed = job_claim(job_id=job.pk, worker=worker)
     assert claimed
     f = job.files.get()
-    from impex.services.jobs import file_match
-
     file_match(f, group=None)
     f.refresh_from_db()
     handle = FileImport(f, worker=worker, job_id=job.pk)
@@ -197,7 +205,9 @@ def test_schedules_are_installed_once_however_often_migrate_runs(db):
 # -- a job resumed late, sequences behind ------------------------------------------------------------------------
 
 
-def test_a_job_resumed_after_a_newer_copy_was_imported_skips_its_stale_file(tmp_path, kore_connection, settings):
+def test_the_next_job_of_a_connection_finishes_a_file_a_killed_job_left_running_first(
+    tmp_path, kore_connection, settings
+):
     settings.IMPEX_CHUNK_ROWS = 2
     old = [customer_row(f"C{n}", first_name="Old") for n in range(5)]
     killed_dir = tmp_path / "killed"
@@ -209,16 +219,27 @@ def test_a_job_resumed_after_a_newer_copy_was_imported_skips_its_stale_file(tmp_
     newer_dir.mkdir()
     copy = write_kore(newer_dir, "KS_CUSTOMERS", 1, old, mode="NET")
     newer = write_kore(newer_dir, "KS_CUSTOMERS", 2, [customer_row(f"C{n}", first_name="New") for n in range(5)])
+
     code, report = run_import(copy, newer)
-    assert code == 0 and {f["status"] for f in report["files"]} == {"imported"}
+
+    # The file sequence 1 started in goes on where it stopped, before sequence 2; the new copy is the same file.
+    assert code == 0
+    assert [(r["name"], r["status"], r["created"]) for r in report["files"]] == [
+        (f.name, "imported", 5),
+        (copy.name, "duplicate", 0),
+        (newer.name, "imported", 0),
+    ]
+    f.refresh_from_db()
+    new_job = ImportJob.objects.exclude(pk=killed.pk).get()
+    assert (f.status, f.processed_by_id, f.rows_done) == ("imported", new_job.pk, 5)
+    assert "taken over from job" in new_job.events.get(kind="taken-over").message
+    assert set(Customer.objects.values_list("first_name", flat=True)) == {"New"}
+    assert ImportedFileName.objects.get(name=f.name).file_id == f.pk
 
     killed = run_job(killed.pk)
 
-    f.refresh_from_db()
-    assert (killed.status, f.status) == ("completed", "duplicate")
+    assert killed.status == "completed"
     assert set(Customer.objects.values_list("first_name", flat=True)) == {"New"}
-    ledger = ImportedFileName.objects.get(name=f.name)
-    assert ledger.file_id != f.pk
 
 
 def test_a_kore_file_behind_the_last_applied_sequence_is_rejected(tmp_path, kore_connection):
@@ -256,6 +277,199 @@ def test_a_waiting_file_once_imported_no_longer_says_it_waits(tmp_path, kore_con
     assert third["status"] == "imported"
     f = ImportFile.objects.get(name="ERP_0000003_INT1_KS_CUSTOMERS.NET")
     assert (f.status, f.message) == ("imported", "")
+
+
+# -- a file a killed job had taken over from a waiting job (issue 16, R1) -----------------------------------------
+
+
+def full_taken_over_then_killed(tmp_path, connection, settings) -> tuple[ImportJob, ImportFile, ImportFile]:
+    """Job 1's FULL file (sequence 61) waits for its window; job 2 (sequence 62) takes it up once the window opens,
+    and job 2's worker dies half-way through it: a chunk applied, one held by the dead worker, one not started.
+
+    Return job 2, the FULL file and job 2's own file.
+    """
+    settings.IMPEX_CHUNK_ROWS = 2
+    for n in range(4):
+        Customer.objects.create(customer_id=f"OLD{n}", email=f"old{n}@example.com", connection=connection)
+    assert run_import(write_kore(tmp_path, "KS_CUSTOMERS", 60, [customer_row("C60")]))[0] == 0
+    hour = datetime.now(UTC).hour
+    Connection.objects.filter(pk=connection.pk).update(
+        timezone="UTC", full_window_start=time((hour + 2) % 24), full_window_end=time((hour + 3) % 24)
+    )
+    full_path = write_kore(tmp_path, "KS_CUSTOMERS", 61, [customer_row(f"C{n}") for n in range(5)], mode="FULL")
+    code, report = run_import(full_path)
+    assert (code, only_file(report)["status"]) == (1, "waiting")
+    Connection.objects.filter(pk=connection.pk).update(full_window_start=None, full_window_end=None)
+    net = write_kore(tmp_path, "KS_CUSTOMERS", 62, [customer_row("C0", first_name="Sixty-two")])
+    job2 = job_create(paths=[net], connection=connection)
+    # What job 2's runner does before it dies: its own file waits for 61, it takes the FULL file up and starts it.
+    job2, _ = job_claim(job_id=job2.pk, worker="dead")
+    own = job2.files.get()
+    file_match(own, group=None)
+    assert file_transition(own, new="waiting", job_id=job2.pk, message="waiting for sequence 61", worker="dead")
+    full = ImportFile.objects.get(name=full_path.name)
+    ImportFile.objects.filter(pk=full.pk).update(processed_by=job2)
+    full.refresh_from_db()
+    handle = FileImport(full, worker="dead", job_id=job2.pk)
+    assert handle.start()
+    assert handle.chunk_apply(handle.chunk_claim())
+    assert handle.chunk_claim() is not None  # held when the worker dies
+    handle.close()
+    past = timezone.now() - timedelta(seconds=5)
+    ImportJob.objects.filter(pk=job2.pk).update(lease_until=past)
+    ImportChunk.objects.filter(file=full, status="running").update(lease_until=past)
+    return job2, full, own
+
+
+def assert_imported_once(connection, full: ImportFile, own: ImportFile) -> None:
+    """The FULL file and the next one went in once, in order: retired what the FULL lacked, sequence 62 applied."""
+    full.refresh_from_db()
+    own.refresh_from_db()
+    assert (full.status, full.created, full.retired, full.rows_done, full.rows_total) == ("imported", 5, 5, 5, 5)
+    assert (own.status, own.updated) == ("imported", 1)
+    assert state() == {
+        **{f"OLD{n}": (f"old{n}@example.com", False) for n in range(4)},
+        "C60": ("c60@example.com", False),
+        **{f"C{n}": (f"c{n}@example.com", True) for n in range(5)},
+    }
+    assert Customer.objects.get(customer_id="C0").first_name == "Sixty-two"
+    assert set(full.chunks.values_list("status", flat=True)) == {"done"}
+    assert full.events.filter(kind="imported").count() == 1
+    assert ImportedFileName.objects.filter(connection=connection, name=full.name).count() == 1
+    assert ConnectionState.objects.get(connection=connection).last_applied_sequence == 62
+    connection.refresh_from_db()
+    assert connection.next_expected_sequence == 63
+
+
+def test_impex_job_resumes_a_file_its_killed_worker_had_taken_over_from_a_waiting_job(
+    tmp_path, kore_connection, settings
+):
+    job2, full, own = full_taken_over_then_killed(tmp_path, kore_connection, settings)
+
+    code, payload, text = run_command("impex_job", job2.pk)
+
+    assert code == 0, text
+    assert sorted((f["name"], f["status"]) for f in payload["files"]) == [
+        (full.name, "imported"),
+        (own.name, "imported"),
+    ]
+    job2.refresh_from_db()
+    assert (job2.status, job2.error) == ("completed", "")
+    assert_imported_once(kore_connection, full, own)
+    full.refresh_from_db()
+    assert full.path.endswith(f"archive/{full.name}")
+    # Later files of the connection go on.
+    code, report = run_import(write_kore(tmp_path, "KS_CUSTOMERS", 63, [customer_row("C63")]))
+    assert (code, only_file(report)["status"]) == (0, "imported")
+
+
+def test_the_sweeper_queues_the_killed_job_again_and_its_task_resumes_the_taken_over_file(
+    tmp_path, kore_connection, settings, django_capture_on_commit_callbacks
+):
+    job2, full, own = full_taken_over_then_killed(tmp_path, kore_connection, settings)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert import_jobs_requeue() == [job2.pk]
+
+    assert import_job_run(job2.pk) == "completed"
+    assert_imported_once(kore_connection, full, own)
+    assert import_jobs_requeue() == []
+
+
+def test_the_sweeper_hands_a_file_left_running_by_a_job_that_ended_to_a_new_job(
+    tmp_path, kore_connection, settings, django_capture_on_commit_callbacks
+):
+    job2, full, own = full_taken_over_then_killed(tmp_path, kore_connection, settings)
+    # How the killed job ended before this was fixed: failed, its taken-over file left running for good.
+    job_claim(job_id=job2.pk, worker="resumed")
+    job_terminate(job=job2, worker="resumed", status="failed")
+
+    with django_capture_on_commit_callbacks(execute=True) as queued:
+        (new_id,) = import_jobs_requeue()
+
+    new = ImportJob.objects.get(pk=new_id)
+    assert (new.source, new.status, new.connection, len(queued)) == ("sweeper", "queued", kore_connection, 1)
+    full.refresh_from_db()
+    assert full.processed_by == new
+    assert f"taken over from job #{job2.pk} (that job is failed)" in new.events.get(kind="taken-over").message
+    assert job2.events.filter(kind="taken-over", message__contains=f"job #{new.pk} goes on with it").exists()
+    assert import_jobs_requeue() == []  # handed over once
+
+    assert import_job_run(new.pk) == "completed"
+    assert_imported_once(kore_connection, full, own)
+
+
+def test_a_failed_job_says_which_files_did_not_go_in_and_why(tmp_path, kore_connection):
+    good = write_kore(tmp_path, "KS_CUSTOMERS", 1, [customer_row("C1")])
+    bad = tmp_path / "ERP_0000002_INT1_KS_NOTHING.NET"
+    bad.write_text("x\ty\n1\t2\n", encoding="utf-8")
+
+    code, report = run_import(good, bad)
+
+    job = ImportJob.objects.get()
+    assert (code, job.status) == (1, "failed")
+    assert job.error.startswith(f"1 file not imported: {bad.name} (rejected: ")
+    assert job.events.get(kind="failed").message == f"failed: {job.error}"
+
+
+# -- job statuses go through JOB_TRANSITIONS ----------------------------------------------------------------------
+
+
+def test_an_illegal_job_transition_raises_and_changes_nothing(tmp_path, kore_connection):
+    code, _ = run_import(write_kore(tmp_path, "KS_CUSTOMERS", 1, [customer_row("C1")]))
+    job = ImportJob.objects.get()
+    before = (ImportJob.objects.values().get(), list(ImportEvent.objects.values_list("pk", flat=True)))
+
+    with pytest.raises(IllegalTransition, match=f"import job #{job.pk} cannot go from completed to running"):
+        job_transition(job_id=job.pk, old="completed", new="running", claimed_by="w-2")
+    with pytest.raises(IllegalTransition, match="cannot go from queued to completed"):
+        job_transition(job_id=job.pk, old=["running", "queued"], new="completed")
+
+    assert (ImportJob.objects.values().get(), list(ImportEvent.objects.values_list("pk", flat=True))) == before
+    # The lifecycle's own steps refuse what the table forbids: an ended job is neither claimed nor queued again.
+    assert job_claim(job_id=job.pk, worker="w-2", rerun=True)[1] is False
+    assert job_rerun(job=job, by="ops") is False
+    assert ImportJob.objects.values().get() == before[0]
+
+
+def test_the_job_transition_table_is_every_move_the_lifecycle_makes(
+    tmp_path, kore_connection, django_capture_on_commit_callbacks
+):
+    seen = set()
+
+    def step(job: ImportJob, action) -> None:
+        old = ImportJob.objects.get(pk=job.pk).status
+        action()
+        new = ImportJob.objects.get(pk=job.pk).status
+        seen.add((old, new))
+
+    def dead(job: ImportJob) -> None:
+        ImportJob.objects.filter(pk=job.pk).update(lease_until=timezone.now() - timedelta(seconds=1))
+
+    a, b, c = (
+        job_create(paths=[write_kore(tmp_path, "KS_CUSTOMERS", 1, [customer_row("C1")])], connection=kore_connection)
+        for _ in range(3)
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        step(a, lambda: job_claim(job_id=a.pk, worker="w-1"))  # claimed
+        dead(a)
+        step(a, lambda: job_claim(job_id=a.pk, worker="w-2"))  # taken over
+        step(a, lambda: job_set_aside(job=a, worker="w-2", reason="busy", retry_in=60))
+        job_claim(job_id=a.pk, worker="w-3")
+        dead(a)
+        step(a, lambda: jobs_requeue())  # its worker died
+        job_claim(job_id=a.pk, worker="w-4")
+        step(a, lambda: job_terminate(job=a, worker="w-4", status="completed"))
+        job_claim(job_id=b.pk, worker="w-1")
+        step(b, lambda: job_terminate(job=b, worker="w-1", status="failed"))
+        job_claim(job_id=c.pk, worker="w-1")
+        step(c, lambda: job_terminate(job=c, worker="w-1", status="errored", error="boom"))
+        step(c, lambda: job_rerun(job=c, by="ops"))  # run again
+        job_claim(job_id=c.pk, worker="w-2")
+        job_terminate(job=c, worker="w-2", status="errored", error="boom")
+        step(c, lambda: job_claim(job_id=c.pk, worker="w-3", rerun=True))  # impex_job on an errored job
+
+    assert seen == {(old, new) for old, moves in JOB_TRANSITIONS.items() for new in moves}
 
 
 # -- the commands ----------------------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ def kore(settings, builtin_descriptors):
     return conn
 
 
-def test_sync_now_from_the_connections_list(admin_page, kore):
+def test_sync_now_from_the_connections_list(admin_page, superuser, kore):
     page = admin_page
     page.goto("/admin/impex/connection/")
     row = page.locator("#result_list tbody tr", has_text="kore-erp")
@@ -44,7 +44,8 @@ def test_sync_now_from_the_connections_list(admin_page, kore):
     expect(page.locator(".messagelist .success")).to_contain_text("Scan of kore-erp queued:")
     expect(page).to_have_url(re.compile(rf"/admin/impex/connection/{kore.pk}/change/$"))
     (queued,) = OrmQ.objects.all()
-    assert queued.task["func"] == "impex.tasks.inbox_scan" and queued.task["args"] == (kore.pk,)
+    assert queued.task["func"] == "impex.tasks.inbox_scan"
+    assert queued.task["args"] == (kore.pk, superuser.get_username())  # who asked: on the scan's job
 
     # A worker of the cluster runs the queued scan; the list and the connection's page then tell how it went.
     import_string(queued.task["func"])(*queued.task["args"])
@@ -52,6 +53,7 @@ def test_sync_now_from_the_connections_list(admin_page, kore):
     page.goto("/admin/impex/connection/")
     row = page.locator("#result_list tbody tr", has_text="kore-erp")
     expect(row.locator("td.field-last_scan")).to_contain_text(f"ok · job #{taken.job_id}")
+    expect(row.locator("td.field-last_scan")).to_contain_text(f"Sync now by {superuser.get_username()}")
     row.get_by_role("link", name=re.compile("kore-erp")).click()
     inbox = page.locator("#connection-inbox")
     expect(inbox.locator("tr.inbox-file")).to_have_count(1)
