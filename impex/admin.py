@@ -108,7 +108,6 @@ ERRORS_PER_PAGE = 50
 EXPORT_RUNS_SHOWN = 10
 # The connections list counts the files rejected this far back; the connection's page lists this many inbox files.
 REJECTED_RECENTLY = timedelta(days=7)
-CHANGE_LOCATIONS_PERMISSION = "impex.change_locations"
 INBOX_FILES_SHOWN = 20
 # A receiver's answer may tell about the system behind it: shown to who may change where the webhook goes.
 ANSWERS_PERMISSION = "impex.change_webhooksubscription"
@@ -133,19 +132,6 @@ class UploadLinkMixin:
         return super().change_view(request, object_id, form_url, extra_context)
 
 
-class LocationsReadOnlyMixin:
-    """Shows a model's folder locations read-only, on add and change, to a user without impex.change_locations (SPEC
-    13): a read-only field is not in the form, so a crafted POST carrying it changes nothing."""
-
-    location_fields: tuple[str, ...] = ()
-
-    def get_readonly_fields(self, request, obj=None):
-        fields = tuple(super().get_readonly_fields(request, obj))
-        if request.user.has_perm(CHANGE_LOCATIONS_PERMISSION):
-            return fields
-        return fields + tuple(name for name in self.location_fields if name not in fields)
-
-
 def _count_of(queryset, *, by: str) -> Coalesce:
     """Count, in a subquery, the rows of queryset (filtered on by=OuterRef("pk")) for each outer row; 0 if none."""
     counted = queryset.order_by().values(by).annotate(n=Count("pk")).values("n")[:1]
@@ -164,7 +150,7 @@ class ConnectionChangeList(ChangeList):
 
 
 @admin.register(Connection)
-class ConnectionAdmin(UploadLinkMixin, LocationsReadOnlyMixin, CountedDeleteMixin, admin.ModelAdmin):
+class ConnectionAdmin(UploadLinkMixin, LocationFieldsAdminMixin, CountedDeleteMixin, admin.ModelAdmin):
     """Connections: the form runs Connection.clean(), which holds their rules; deleting goes through the service.
 
     The list shows each connection's scans at a glance (on or off, the last one and the next one) and what waits
@@ -190,7 +176,6 @@ class ConnectionAdmin(UploadLinkMixin, LocationsReadOnlyMixin, CountedDeleteMixi
     list_per_page = 100
     readonly_fields = ("created_at", "updated_at", "activity")
     actions = ("sync_now", "release_sequence_wait", "delete_selected")
-    location_fields = Connection.LOCATION_FIELDS
 
     has_run_import_permission = permission_check("impex.run_import")
 
@@ -710,9 +695,8 @@ class DataGroupAdminForm(forms.ModelForm):
 
 
 @admin.register(DataGroup)
-class DataGroupAdmin(UploadLinkMixin, LocationsReadOnlyMixin, GroupExportMixin, admin.ModelAdmin):
+class DataGroupAdmin(UploadLinkMixin, LocationFieldsAdminMixin, GroupExportMixin, admin.ModelAdmin):
     form = DataGroupAdminForm
-    location_fields = DataGroup.LOCATION_FIELDS
     upload_parameter = "group"
     actions = ("export_group",)
     list_display = ("code", "name", "direction", "connection", "descriptor_count", "schedule_display")

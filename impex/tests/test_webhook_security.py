@@ -16,7 +16,7 @@ from impex.services.signed_post import BODY_SHOWN
 from impex.tests.helpers import customer_row, run_import, write_kore
 from tests.admin_helpers import admin_url, staff_user
 
-MIGRATION = importlib.import_module("impex.migrations.0013_webhook_answers")
+MIGRATION = importlib.import_module("impex.migrations.0014_webhook_answers")
 PUBLIC_URL = "https://93.184.216.34/hooks"
 # What a receiver's answer may give away about the system behind it.
 ANSWER = "Traceback: db=postgres://erp:hunter2@10.0.0.7/erp"

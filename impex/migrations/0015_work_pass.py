@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('impex', '0012_change_locations_permission'),
+        ('impex', '0014_webhook_answers'),
     ]
 
     operations = [

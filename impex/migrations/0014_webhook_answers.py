@@ -48,7 +48,7 @@ def drop_answers(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('impex', '0012_change_locations_permission'),
+        ('impex', '0013_api_rate_cache_table'),
     ]
 
     operations = [

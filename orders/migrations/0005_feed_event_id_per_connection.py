@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('orders', '0003_extract_index'),
+        ('orders', '0004_export_run_answers'),
     ]
 
     operations = [
