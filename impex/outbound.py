@@ -130,6 +130,9 @@ def url_refusal(url: str, *, schemes: tuple[str, ...] = ("http", "https")) -> st
 def connect(host: str, port: int, *, timeout: float | None = None, source_address=None) -> socket.socket:
     """Open a TCP connection to a host the hub may call, to an address that was checked; OutboundRefused else."""
     addresses, message = _resolve(host, port)
+    if message and not addresses:
+        # A name that does not resolve now (a DNS outage) may resolve later: a network error, tried again.
+        raise OSError(message)
     if message:
         raise OutboundRefused(message)
     last: OSError | None = None

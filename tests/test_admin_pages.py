@@ -62,6 +62,8 @@ NOT_REGISTERED = {
     "impex.exportstate",
     "impex.exportrunevent",
     "impex.inboxevent",
+    # The cluster's bookkeeping of its passes (impex.services.passes): nothing a person reads or acts on.
+    "impex.workpass",
     # A delivery's attempts are shown on its page.
     "impex.webhookattempt",
     # An order's timeline rows and flags are shown on its page.

@@ -127,3 +127,13 @@ def test_a_name_is_checked_when_connecting_not_only_when_saved(settings, receive
     with pytest.raises(PostFailed, match="loopback"):
         signed_post(url=url, body=b"{}", secret="s", event_id="e3", timeout=5, user_agent="t")
     assert _Receiver.hits == 0
+
+
+def test_a_name_that_does_not_resolve_when_sending_is_tried_again_later(nothing_listed):
+    """A DNS outage is not a refusal: the POST fails as a network error, which is retried."""
+    with pytest.raises(PostFailed) as failed:
+        signed_post(
+            url="http://no-such-host.invalid/hook", body=b"{}", secret="", event_id="e4", timeout=5, user_agent="t"
+        )
+    assert "cannot be resolved" in failed.value.message
+    assert failed.value.retry is True

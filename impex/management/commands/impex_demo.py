@@ -87,15 +87,16 @@ class Command(BaseCommand):
                     "orders": orders,
                 },
             )
-        bad = [
-            f"{f['name']}: {f['status']}"
-            for report in imports
-            for f in report["files"]
-            if f["status"] not in (FileStatus.IMPORTED, FileStatus.DUPLICATE)
+        done = (FileStatus.IMPORTED, FileStatus.DUPLICATE)
+        bad = [f"{f['name']}: {f['status']}" for r in imports for f in r["files"] if f["status"] not in done]
+        # A failed job's error names its files again: only a job whose files all went in says more than they do.
+        errored = [
+            f"job #{r['job']}: {r['error']}"
+            for r in imports
+            if r["error"] and all(f["status"] in done for f in r["files"])
         ]
-        errored = [f"job #{r['job']}: {r['error']}" for r in imports if r["error"]]
         if bad or errored:
-            raise CommandError("the demo import did not complete: " + "; ".join(errored + bad))
+            raise CommandError("the demo import did not complete: " + "; ".join(bad + errored))
 
     def _imported_before(self, result: DemoImport, *, total: int) -> None:
         """Say which sample files are not imported again, or that the import starts."""
