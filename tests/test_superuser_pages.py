@@ -137,5 +137,7 @@ def test_the_hubs_sync_now_needs_only_its_own_permission(
     queue = client.get(admin_url(OrmQ, "changelist"))
 
     assert response.status_code == 302
-    assert [(q.task["func"], q.task["args"]) for q in OrmQ.objects.all()] == [(SCAN_TASK, (kore_connection.pk, "operator"))]
+    assert [(q.task["func"], q.task["args"]) for q in OrmQ.objects.all()] == [
+        (SCAN_TASK, (kore_connection.pk, "operator"))
+    ]
     assert queue.status_code == 403
