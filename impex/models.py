@@ -36,6 +36,10 @@ from impex.choices import (
 from impex.entities import entity_choices
 
 LOCATION_SHAPES = "a folder path, s3://bucket/prefix or sftp://[user@]host[:port]/path"
+# Shown under every location field: where a local folder may lie and which SFTP hosts are allowed (SPEC 13).
+LOCATION_RULES = (
+    " A local folder must lie under IMPEX_ROOT or IMPEX_ALLOWED_LOCAL_ROOTS; an SFTP host must be listed in SFTP_HOSTS."
+)
 
 
 def cron_errors(value: str) -> list[str]:
@@ -209,7 +213,8 @@ class Connection(LocationFieldsMixin, models.Model):
         max_length=500,
         blank=True,
         default="",
-        help_text="Folder path, s3://bucket/prefix or sftp://[user@]host[:port]/path; empty: IMPEX_ROOT/<code>/inbox.",
+        help_text="Folder path, s3://bucket/prefix or sftp://[user@]host[:port]/path; empty: IMPEX_ROOT/<code>/inbox."
+        + LOCATION_RULES,
     )
     timezone = models.CharField(
         max_length=64, default="UTC", help_text="Naive datetimes in files are read in this zone."
@@ -238,19 +243,21 @@ class Connection(LocationFieldsMixin, models.Model):
         blank=True,
         default="",
         help_text="Where imported files are moved: a folder path, s3://bucket/prefix or sftp://[user@]host[:port]/path;"
-        " empty: IMPEX_ROOT/<code>/archive.",
+        " empty: IMPEX_ROOT/<code>/archive." + LOCATION_RULES,
     )
     error_folder = models.CharField(
         max_length=500,
         blank=True,
         default="",
-        help_text="Where rejected files are moved, each with a .reason.txt beside it; empty: IMPEX_ROOT/<code>/error.",
+        help_text="Where rejected files are moved, each with a .reason.txt beside it; empty: IMPEX_ROOT/<code>/error."
+        + LOCATION_RULES,
     )
     outbox = models.CharField(
         max_length=500,
         blank=True,
         default="",
-        help_text="Where scheduled exports of this connection's groups are written; empty: IMPEX_ROOT/<code>/outbox.",
+        help_text="Where scheduled exports of this connection's groups are written; empty: IMPEX_ROOT/<code>/outbox."
+        + LOCATION_RULES,
     )
     next_expected_sequence = models.PositiveIntegerField(
         null=True, blank=True, help_text="Kore: the sequence the next file must carry."
@@ -519,7 +526,7 @@ class DataGroup(LocationFieldsMixin, models.Model):
         default="",
         help_text="Where scheduled exports are written: a folder path, s3://bucket/prefix or "
         "sftp://[user@]host[:port]/path; empty: the connection's outbox, or IMPEX_ROOT/outbox/<code> "
-        "without a connection.",
+        "without a connection." + LOCATION_RULES,
     )
     file_name_pattern = models.CharField(
         max_length=200,
@@ -1033,7 +1040,11 @@ class WebhookSubscription(models.Model):
     LOCATION_FIELDS = ("url",)
 
     code = models.SlugField(max_length=100, unique=True)
-    url = models.URLField(max_length=2000, help_text="Where events are POSTed (http:// or https://).")
+    url = models.URLField(
+        max_length=2000,
+        help_text="Where events are POSTed (http:// or https://): a public address, unless the host is listed in "
+        "IMPEX_ALLOWED_HOSTS_OUTBOUND.",
+    )
     events = models.JSONField(default=list, help_text="customer.created, customer.updated, file.imported.")
     secret = models.CharField(
         max_length=200, blank=True, default="", help_text="The key of the X-Signature HMAC-SHA256 of each body."

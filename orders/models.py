@@ -143,10 +143,16 @@ class Exporter(models.Model):
         blank=True,
         default="",
         help_text="file: a folder, s3://bucket/prefix or sftp://host/path; empty: the outbox of the order's connection "
-        "(or IMPEX_ROOT/orders/outbox).",
+        "(or IMPEX_ROOT/orders/outbox). A local folder must lie under IMPEX_ROOT or IMPEX_ALLOWED_LOCAL_ROOTS.",
     )
     # webhook
-    url = models.URLField(max_length=2000, blank=True, default="", help_text="webhook: where the order is POSTed.")
+    url = models.URLField(
+        max_length=2000,
+        blank=True,
+        default="",
+        help_text="webhook: where the order is POSTed: a public address, unless the host is listed in "
+        "IMPEX_ALLOWED_HOSTS_OUTBOUND.",
+    )
     secret = models.CharField(
         max_length=200, blank=True, default="", help_text="webhook: the key of the X-Signature HMAC-SHA256."
     )
