@@ -8,9 +8,14 @@ import sys
 def main():
     """Run administrative tasks."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    from django.core.exceptions import ImproperlyConfigured
     from django.core.management import execute_from_command_line
 
-    execute_from_command_line(sys.argv)
+    try:
+        execute_from_command_line(sys.argv)
+    except ImproperlyConfigured as exc:
+        # A setting the environment must give (SECRET_KEY, a malformed variable): its message, not a traceback.
+        sys.exit(f"impex-hub cannot start: {exc}")
 
 
 if __name__ == "__main__":

@@ -55,14 +55,23 @@ LOCATIONS_PERMISSION = "impex.change_locations"
 class LocationFieldsAdminMixin:
     """Show the model's LOCATION_FIELDS read-only, on add and change, to users without impex.change_locations.
 
-    A read-only field is left out of the form, so a crafted POST carrying it changes nothing.
+    A read-only field is left out of the form, so a crafted POST carrying it changes nothing. location_keys are the
+    fields a default location is derived from (an export group's connection: an empty destination is its outbox),
+    read-only the same way; location_keys_on_change only once the record exists (a connection's code names its
+    default folders, IMPEX_ROOT/<code>/...).
     """
+
+    location_keys: tuple[str, ...] = ()
+    location_keys_on_change: tuple[str, ...] = ()
 
     def get_readonly_fields(self, request, obj=None):
         readonly = tuple(super().get_readonly_fields(request, obj))
         if request.user.has_perm(LOCATIONS_PERMISSION):
             return readonly
-        return readonly + tuple(name for name in self.model.LOCATION_FIELDS if name not in readonly)
+        places = self.model.LOCATION_FIELDS + self.location_keys
+        if obj is not None:
+            places += self.location_keys_on_change
+        return readonly + tuple(name for name in places if name not in readonly)
 
 
 def https_formfield(db_field, **kwargs):

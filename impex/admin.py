@@ -157,6 +157,7 @@ class ConnectionAdmin(UploadLinkMixin, LocationFieldsAdminMixin, CountedDeleteMi
     for attention: files waiting or held, files rejected lately, open sync errors; all in the page's few queries.
     """
 
+    location_keys_on_change = ("code",)
     upload_parameter = "connection"
     change_form_template = "admin/impex/connection/change_form.html"
 
@@ -697,6 +698,9 @@ class DataGroupAdminForm(forms.ModelForm):
 @admin.register(DataGroup)
 class DataGroupAdmin(UploadLinkMixin, LocationFieldsAdminMixin, GroupExportMixin, admin.ModelAdmin):
     form = DataGroupAdminForm
+    # An export group without a destination writes to its connection's outbox: choosing the connection is choosing
+    # where the file goes.
+    location_keys = ("connection",)
     upload_parameter = "group"
     actions = ("export_group",)
     list_display = ("code", "name", "direction", "connection", "descriptor_count", "schedule_display")

@@ -77,6 +77,9 @@ def location_errors(value: str, *, what: str = "location", resolve: bool = True)
     if scheme == "s3":
         if not url.netloc or "@" in url.netloc or ":" in url.netloc:
             return [f"An S3 {what} needs a bucket name right after s3:// (s3://bucket/prefix)."]
+        prefix = url.path.strip("/")
+        if prefix and any(part in ("", ".", "..") for part in prefix.split("/")):
+            return [f"Write the S3 {what}'s prefix without '..', '.' or empty parts (s3://bucket/prefix)."]
         return []
     if url.password is not None:
         return [f"Keep the password out of the {what} URL: it would be stored and shown in plain text."]

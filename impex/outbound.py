@@ -115,13 +115,19 @@ def _lookup(host: str, port: int | None) -> list:
 
 def url_refusal(url: str, *, schemes: tuple[str, ...] = ("http", "https")) -> str:
     """Say why the hub may not call a URL (a scheme it does not use, no host, or a host it may not reach)."""
+    # Parsers disagree on a backslash or a control character in the authority (http://a\@b/ is host b to urlsplit,
+    # host a to http.client): what is checked must be what is called, so such URLs are refused outright.
+    if any(c == "\\" or c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url):
+        return "the URL may not hold a backslash, a space or a control character"
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
-        return f"{url!r} is not a valid URL ({exc})"
+        return f"the URL is not valid ({exc})"
     if parts.scheme.lower() not in schemes:
         return f"use a {' or '.join(s + '://' for s in schemes)} URL"
+    if "@" in parts.netloc:
+        return "keep user names and passwords out of the URL (it is shown in the admin): sign with the secret instead"
     if not parts.hostname:
         return "the URL has no host"
     return host_refusal(parts.hostname, port)

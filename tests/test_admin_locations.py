@@ -288,6 +288,64 @@ def test_without_change_locations_an_export_groups_destination_is_read_only_and_
     assert (group.name, group.destination) == ("Renamed", str(drops))
 
 
+def test_without_change_locations_an_export_groups_connection_cannot_be_chosen(client, django_user_model):
+    """An export group without a destination writes to its connection's outbox: choosing one is choosing a place."""
+    partner = Connection.objects.create(code="partner", convention="bspk", company_name="Partner", outbox="partner/out")
+    group = export_group()
+    editor(client, django_user_model)
+    page = client.get(admin_url(DataGroup, "change", group.pk))
+    assert "connection" not in page.context["adminform"].form.fields
+    assert "connection" not in client.get(admin_url(DataGroup, "add")).context["adminform"].form.fields
+
+    response = client.post(
+        admin_url(DataGroup, "change", group.pk),
+        {**post_data(page.context["adminform"].form), "name": "Renamed", "connection": str(partner.pk)},
+    )
+
+    assert response.status_code == 302
+    group.refresh_from_db()
+    assert (group.name, group.connection_id) == ("Renamed", None)
+
+
+def test_without_change_locations_a_connections_code_naming_its_default_folders_stays(client, django_user_model):
+    """A connection's default folders are IMPEX_ROOT/<code>/...: a new code would move them."""
+    conn = Connection.objects.create(code="acme-pos", convention="bspk", company_name="Acme")
+    editor(client, django_user_model)
+    page = client.get(admin_url(Connection, "change", conn.pk))
+    assert "code" not in page.context["adminform"].form.fields
+    assert "code" in client.get(admin_url(Connection, "add")).context["adminform"].form.fields
+
+    response = client.post(
+        admin_url(Connection, "change", conn.pk),
+        {**post_data(page.context["adminform"].form), "name": "Renamed", "code": "acme-pos-old"},
+    )
+
+    assert response.status_code == 302
+    conn.refresh_from_db()
+    assert (conn.name, conn.code) == ("Renamed", "acme-pos")
+
+
+def test_with_change_locations_a_connection_is_renamed_and_a_group_given_a_connection(client, django_user_model):
+    conn = Connection.objects.create(code="acme-pos", convention="bspk", company_name="Acme")
+    group = export_group()
+    editor(client, django_user_model, "impex.change_locations")
+    conn_page = client.get(admin_url(Connection, "change", conn.pk))
+    group_page = client.get(admin_url(DataGroup, "change", group.pk))
+
+    renamed = client.post(
+        admin_url(Connection, "change", conn.pk), {**post_data(conn_page.context["adminform"].form), "code": "acme-2"}
+    )
+    given = client.post(
+        admin_url(DataGroup, "change", group.pk),
+        {**post_data(group_page.context["adminform"].form), "connection": str(conn.pk)},
+    )
+
+    assert renamed.status_code == 302 and given.status_code == 302
+    conn.refresh_from_db()
+    group.refresh_from_db()
+    assert (conn.code, group.connection_id) == ("acme-2", conn.pk)
+
+
 def test_with_change_locations_an_export_groups_destination_is_checked_and_set(
     client, django_user_model, drops, outside
 ):

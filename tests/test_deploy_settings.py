@@ -60,7 +60,8 @@ def test_with_debug_off_and_no_secret_key_the_hub_refuses_to_start_and_says_what
     done = manage(tmp_path, "check")
 
     assert done.returncode == 1
-    assert "ImproperlyConfigured: SECRET_KEY is not set." in done.stderr
+    assert done.stderr.startswith("impex-hub cannot start: SECRET_KEY is not set.")
+    assert "Traceback" not in done.stderr
     assert "set the environment variable SECRET_KEY" in done.stderr
     assert "the same on every machine of this deployment" in done.stderr
     assert not (tmp_path / "var" / "secret_key").exists()

@@ -68,3 +68,48 @@ def test_a_slow_subscriber_with_events_coming_keeps_no_scheduled_scan_waiting(cl
     assert webhook_receiver.received, "the subscriber got nothing meanwhile"
     receipts = Counter(post.headers["X-Event-Id"] for post in webhook_receiver.received)
     assert set(receipts.values()) == {1}
+
+
+def test_slow_receivers_of_two_kinds_of_pass_keep_no_scheduled_scan_waiting(
+    cluster,  # noqa: F811
+    webhook_receiver,
+    tmp_path,
+):
+    """A slow subscriber and a slow order webhook exporter at once: passes of all kinds together hold at most all
+    but one of the cluster's two workers, so the scan's job finds one (the hostile review saw it wait 2 minutes)."""
+    from orders.models import OrderFlag
+    from orders.tests.helpers import _next_sequence, configure, import_catalogue, import_orders, line_row, order_row
+
+    webhook_receiver.default = (200, ANSWER)
+    WebhookSubscription.objects.create(code="slow", url=webhook_receiver.url, events=["customer.updated"], secret="k")
+    configure("erp", "--flag", "erp", "--kind", "webhook", "--url", webhook_receiver.url, "--secret", "k")
+    conn, _ = connection_save(code="kore-erp", convention="kore", integration_id="INT1", interval_minutes=1)
+    ids = [f"O{n}" for n in range(40)]  # 2 minutes of answers: more than a pass may take
+    import_catalogue(tmp_path / "in")
+    import_orders(tmp_path / "in", [order_row(i) for i in ids], [line_row(i, 1) for i in ids])
+    aged(write_kore(inbox_of(conn), "KS_CUSTOMERS", _next_sequence("kore-erp"), [customer_row("C-1")]))
+    sent = 0
+    for _ in range(10):
+        emit(sent)
+        sent += 1
+
+    # Passes as long as the receivers keep them busy: each would hold its worker for two minutes.
+    cluster.start(IMPEX_PASS_SECONDS=120)
+
+    def scanned():
+        nonlocal sent
+        emit(sent)
+        sent += 1
+        return jobs_ended(conn.code, 1)
+
+    # The scheduler looks every ~30 s: the scan is queued within that, and then finds a free worker at once.
+    jobs = wait_for(scanned, seconds=75, step=0.5) or pytest.fail(explain(cluster, conn.code))
+
+    (job,) = jobs
+    assert job.status == "completed", explain(cluster, conn.code)
+    assert Customer.objects.filter(customer_id="C-1").exists()
+    # Both slow receivers still had work when the scan's job was done: it did not wait for them.
+    assert WebhookDelivery.objects.exclude(status="delivered").exists()
+    assert OrderFlag.objects.filter(flag="erp").exists()
+    receipts = Counter(post.headers["X-Event-Id"] for post in webhook_receiver.received)
+    assert set(receipts.values()) == {1}

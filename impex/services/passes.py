@@ -4,8 +4,9 @@ Order exports, the order feed, single-record updates and webhook deliveries each
 items, acts on each, and stops. Every new item asks for a pass, so without a bound a slow receiver would fill
 the queue with passes and every worker would sit in one while scans and imports wait. Here a pass has at most
 one task waiting in the queue (the ticket, queued_at), at most IMPEX_PASS_WORKERS tasks running (each under a
-lease, renewed while it runs), and takes no new item after IMPEX_PASS_SECONDS: what is left gets one follow-up
-task, queued behind whatever else waits.
+lease, renewed while it runs), passes of all kinds together hold at most all but one of a machine's cluster
+workers, and a pass takes no new item after IMPEX_PASS_SECONDS: what is left gets one follow-up task, queued
+behind whatever else waits (a pass left for later runs with its every-minute schedule).
 """
 
 from collections.abc import Callable
@@ -56,7 +57,8 @@ def pass_run(work: Pass, *, run: Callable[[str, float], int], due: Callable[[], 
     worker = worker_name()
     if not _take(work.name, worker):
         return (
-            f"0 {work.unit}: left to the {work.title} already running (at most {settings.IMPEX_PASS_WORKERS} at once)"
+            f"0 {work.unit}: left for later: {settings.IMPEX_PASS_WORKERS} {work.title} pass(es) at once at most, and "
+            f"{machine_places()} pass(es) of any kind per machine, so that a worker stays free for scans and imports"
         )
     lease = settings.IMPEX_LEASE_SECONDS
     try:
@@ -74,13 +76,30 @@ def _live(runners: dict, now) -> dict:
     return {w: until for w, until in runners.items() if datetime.fromisoformat(until) > now}
 
 
+def machine_places() -> int:
+    """Return how many pass tasks, of all passes together, may run at once on one machine: one worker of its cluster
+    is always left for scans, imports and exports (at least one place where the cluster has a single worker)."""
+    return max(1, settings.Q_CLUSTER.get("workers", 1) - 1)
+
+
+def _machine(worker: str) -> str:
+    return worker.split(":", 1)[0]
+
+
 def _take(name: str, worker: str) -> bool:
-    """Take a place among the pass's runners if one is free (a runner whose lease ended holds none)."""
+    """Take a place among the pass's runners if one is free (a runner whose lease ended holds none), and if this
+    machine's passes leave a worker free for other work."""
     with transaction.atomic():
-        row = WorkPass.objects.select_for_update().get(name=name)
+        # Every pass's row, locked in one order: two passes starting at once on a machine count each other.
+        rows = {row.name: row for row in WorkPass.objects.select_for_update().order_by("pk")}
+        row = rows[name]
         now = timezone.now()
         live = _live(row.runners, now)
         if len(live) >= settings.IMPEX_PASS_WORKERS:
+            return False
+        here = _machine(worker)
+        on_machine = sum(_machine(w) == here for other in rows.values() for w in _live(other.runners, now))
+        if on_machine >= machine_places():
             return False
         live[worker] = (now + timedelta(seconds=settings.IMPEX_LEASE_SECONDS)).isoformat()
         WorkPass.objects.filter(pk=row.pk).update(runners=live)

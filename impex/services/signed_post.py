@@ -4,6 +4,7 @@ outbound webhooks share it, so they sign, time out, refuse redirects and classif
 import hashlib
 import hmac
 import http
+import http.client
 import json
 import time
 import urllib.error
@@ -71,17 +72,37 @@ def _status(status: int) -> str:
         return str(status)
 
 
+def _userinfo(url: str) -> str:
+    """The user name and password part of a URL (saved before such URLs were refused), to keep out of messages."""
+    scheme, sep, rest = url.partition("://")
+    authority = rest.partition("/")[0]
+    return authority.rpartition("@")[0] if sep else ""
+
+
 def signed_post(*, url: str, body: bytes, secret: str, event_id: str, timeout: float, user_agent: str) -> PostAnswer:
     """POST body to url; return the answer of a 2xx, raise PostFailed otherwise.
 
     5xx, 408, 429, timeouts and network errors may be retried; other 4xx and redirects (never followed) not.
     """
+    userinfo = _userinfo(url)
+    try:
+        return _post(url=url, body=body, secret=secret, event_id=event_id, timeout=timeout, user_agent=user_agent)
+    except PostFailed as exc:
+        if userinfo:  # a password in a URL saved before such URLs were refused is not repeated in messages
+            password = userinfo.partition(":")[2]
+            for secret_part in filter(None, (userinfo, password)):
+                exc.message = exc.message.replace(secret_part, "***")
+            exc.args = (exc.message,)
+        raise
+
+
+def _post(*, url: str, body: bytes, secret: str, event_id: str, timeout: float, user_agent: str) -> PostAnswer:
     headers = {"Content-Type": "application/json", "User-Agent": user_agent, "X-Event-Id": event_id}
     if secret:
         headers["X-Signature"] = signature(secret, body)
-    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
     started = time.monotonic()
     try:
+        request = urllib.request.Request(url, data=body, headers=headers, method="POST")
         with _opener.open(request, timeout=timeout) as answer:
             shown = _text(answer.read(BODY_SHOWN))
             took = int((time.monotonic() - started) * 1000)
@@ -110,3 +131,6 @@ def signed_post(*, url: str, body: bytes, secret: str, event_id: str, timeout: f
         raise PostFailed(f"POST {url}: {exc.reason}") from exc
     except OSError as exc:
         raise PostFailed(f"POST {url}: {exc}") from exc
+    except (http.client.HTTPException, ValueError) as exc:
+        # A URL saved before today's checks that the HTTP client cannot parse: sending it again will not help.
+        raise PostFailed(f"POST {url}: the URL cannot be called ({exc})", retry=False) from exc

@@ -258,7 +258,10 @@ def _deliver(delivery: WebhookDelivery, *, worker: str) -> DeliveryReport | None
                 timeout=sub.timeout_seconds,
                 user_agent=USER_AGENT,
             )
-    except PostFailed as exc:
+    except Exception as exc:  # a bug or a library's surprise: recorded on the delivery and retried, never a dead pass
+        if not isinstance(exc, PostFailed):
+            log.exception("webhook delivery %s to %s failed", delivery.pk, sub.code)
+            exc = PostFailed(f"unexpected error: {exc.__class__.__name__}: {exc}")
         attempt.http_status, attempt.response, attempt.message = exc.http_status, exc.response, exc.message
         final = not exc.retry or number >= sub.max_attempts
         status = DeliveryStatus.FAILED if final else DeliveryStatus.PENDING

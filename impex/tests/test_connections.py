@@ -69,6 +69,7 @@ RULES = [
     ),
     ({**KORE, "inbox": "s3:acme-drops/in"}, "inbox", "Write the inbox as a folder path, s3://bucket/prefix"),
     ({**KORE, "inbox": "s3:///in"}, "inbox", "An S3 inbox needs a bucket name right after s3://"),
+    ({**KORE, "inbox": "s3://acme-drops/../other"}, "inbox", "Write the S3 inbox's prefix without '..'"),
     ({**KORE, "inbox": "sftp:///in"}, "inbox", "An SFTP inbox needs a host"),
     (
         {**KORE, "inbox": "sftp://files.acme.example:ssh/in"},
@@ -92,6 +93,7 @@ RULE_IDS = [
     "unknown inbox scheme",
     "s3 without //",
     "s3 without bucket",
+    "s3 prefix climbing out",
     "sftp without host",
     "sftp port not a number",
     "sftp without folder",

@@ -106,3 +106,36 @@ def test_a_record_event_pass_out_of_time_stops_after_one_update_and_queues_one_f
     assert summary == "1 single-record update(s); more are due: a follow-up is queued"
     assert sorted(RecordEvent.objects.values_list("status", flat=True)) == ["applied", "pending", "pending"]
     assert queued("syncapp.tasks.record_events") == 1
+
+
+def running_elsewhere(pass_name: str, *, host: str) -> None:
+    """Record a pass of another kind running now on host, as its task's own place does while it runs."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from impex.models import WorkPass
+
+    until = (timezone.now() + timedelta(seconds=60)).isoformat()
+    WorkPass.objects.update_or_create(name=pass_name, defaults={"runners": {f"{host}:4242:abcdef": until}})
+
+
+def test_passes_of_all_kinds_leave_one_worker_of_the_machine_free_for_scans_and_imports(
+    django_capture_on_commit_callbacks, subscription, settings
+):
+    """Two workers: while an order export pass runs on this machine, a delivery pass waits for its schedule."""
+    import socket
+
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "workers": 2}
+    for n in range(2):
+        emit(django_capture_on_commit_callbacks, n)
+    running_elsewhere("order export", host=socket.gethostname())
+
+    held = webhooks_deliver()
+
+    assert held.startswith("0 webhook delivery attempt(s): left for later") and "1 pass(es) of any kind" in held
+    assert not subscription.received
+
+    running_elsewhere("order export", host="another-machine")  # another machine's cluster has its own workers
+    assert webhooks_deliver() == "2 webhook delivery attempt(s)"
+    assert len(subscription.received) == 2

@@ -183,3 +183,48 @@ def test_the_migration_drops_answers_from_earlier_messages(db):
     assert delivery.last_error == f"POST {PUBLIC_URL}: 503 (try 1 of 10; next in 0:01:00)"
     assert (attempt.message, attempt.response) == (f"POST {PUBLIC_URL}: 503", ANSWER)
     assert down.message == f"POST {PUBLIC_URL}: timed out"
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        # urlsplit reads host 1.1.1.1 here, http.client 127.0.0.1: what is checked must be what is called.
+        ("http://127.0.0.1:8899\\@1.1.1.1/x", "backslash"),
+        ("http://127.0.0.1:8899 @1.1.1.1/x", "space"),
+        ("http://user:s3cretpw@93.184.216.34/hook", "user names and passwords"),
+        ("https://token@93.184.216.34/hook", "user names and passwords"),
+    ],
+)
+def test_a_url_parsers_read_differently_or_holding_a_login_is_refused(db, nothing_listed, url, why):
+    with pytest.raises(CommandError, match=why):
+        impex_webhook("crm", "--url", url, "--events", "file.imported")
+
+    assert not WebhookSubscription.objects.exists()
+
+
+def test_a_url_saved_before_the_checks_that_cannot_be_called_fails_its_delivery_and_the_pass_goes_on(
+    tmp_path, kore_connection, webhook_receiver
+):
+    impex_webhook("bad", "--url", PUBLIC_URL, "--events", "file.imported")
+    impex_webhook("good", "--url", webhook_receiver.url, "--events", "file.imported")
+    WebhookSubscription.objects.filter(code="bad").update(url="http://127.0.0.1:8899\\@1.1.1.1/x")
+
+    import_customer(tmp_path)  # delivers what is due before it returns, in one pass
+
+    bad = WebhookDelivery.objects.get(subscription__code="bad")
+    good = WebhookDelivery.objects.get(subscription__code="good")
+    assert (bad.status, bad.attempts) == ("failed", 1)  # not tried again: the URL will not parse next time either
+    assert "cannot be called" in bad.last_error
+    assert good.status == "delivered" and len(webhook_receiver.received) == 1
+
+
+def test_a_password_in_a_url_saved_before_the_checks_is_kept_out_of_messages(tmp_path, kore_connection):
+    impex_webhook("crm", "--url", PUBLIC_URL, "--events", "file.imported")
+    WebhookSubscription.objects.update(url="http://user:s3cretpw@no-such-host.invalid/hook")
+
+    import_customer(tmp_path)
+
+    delivery = WebhookDelivery.objects.get()
+    attempt = delivery.attempt_log.get()
+    assert "s3cretpw" not in attempt.message and "s3cretpw" not in delivery.last_error
+    assert "***" in delivery.last_error

@@ -51,6 +51,20 @@ def test_orders_exporter_refuses_a_host_that_is_not_public(db, nothing_listed, u
     assert not Exporter.objects.exists()
 
 
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("http://127.0.0.1:8000\\@93.184.216.34/orders", "backslash"),
+        ("https://u:pw@93.184.216.34/orders?key=SECRETQ", "user names and passwords"),
+    ],
+)
+def test_orders_exporter_refuses_a_url_parsers_read_differently_or_holding_a_login(db, nothing_listed, url, why):
+    with pytest.raises(CommandError, match=why):
+        webhook(url)
+
+    assert not Exporter.objects.exists()
+
+
 def test_a_refused_url_leaves_the_exporter_as_it_was(db, nothing_listed):
     webhook(PUBLIC_URL)
 
