@@ -385,7 +385,14 @@ def test_impex_import_shares_a_big_files_chunks_with_helper_processes(tmp_path, 
 def test_helper_processes_stop_with_the_import_that_started_them(tmp_path, kore_connection):
     rows = [customer_row(f"C{n:06d}") for n in range(60_000)]
     path = write_kore(tmp_path, "KS_CUSTOMERS", 1, rows)
-    env = process_env(IMPEX_WORKERS=3, IMPEX_WORKERS_MIN_ROWS=1000, IMPEX_CHUNK_ROWS=500, IMPEX_POLL_SECONDS=0.1)
+    # A short lease: the killed import's claim runs out within seconds, and the resume below need not wait a minute.
+    env = process_env(
+        IMPEX_WORKERS=3,
+        IMPEX_WORKERS_MIN_ROWS=1000,
+        IMPEX_CHUNK_ROWS=500,
+        IMPEX_POLL_SECONDS=0.1,
+        IMPEX_LEASE_SECONDS=6,
+    )
     log = tmp_path / "import.log"
     with open(log, "wb") as output:
         command = manage("impex_import", path, "--json", env=env, log=output)
