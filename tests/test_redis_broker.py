@@ -2,7 +2,8 @@
 process queues through Redis is done by a cluster in another process (which shares the deployment's SECRET_KEY).
 
 The Redis server: IMPEX_TEST_REDIS_URL (default redis://127.0.0.1:6379); the test takes the first of its databases
-1-15 that no django-q2 cluster uses. Without a Redis server the test is skipped, except under CI=true, where it fails.
+1-15 that no django-q2 cluster uses. Without a Redis server the test is skipped (with how to enable it),
+except under CI=true or IMPEX_REQUIRE_REDIS=1 (.ci/run sets it), where it fails.
 """
 
 import importlib.metadata
@@ -25,8 +26,11 @@ from tests.test_inbox_scan_e2e import Cluster, shared_db, wait_for  # noqa: F401
 QUEUE = f"django_q:{settings.Q_CLUSTER['name']}:q"  # the Redis list django-q2's broker keeps a cluster's tasks in
 
 
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes", "on"}
+def redis_required() -> bool:
+    """Whether a missing Redis server must fail the test (CI=true, or IMPEX_REQUIRE_REDIS=1 as .ci/run sets)."""
+    return any(
+        os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"} for name in ("CI", "IMPEX_REQUIRE_REDIS")
+    )
 
 
 @pytest.fixture
@@ -36,8 +40,8 @@ def redis_url():
     try:
         redis.Redis.from_url(server, socket_connect_timeout=2).ping()
     except redis.ConnectionError as exc:
-        if in_ci():
-            pytest.fail(f"CI=true but no Redis server answers at {server}: {exc}", pytrace=False)
+        if redis_required():
+            pytest.fail(f"CI requires Redis, but no Redis server answers at {server}: {exc}", pytrace=False)
         pytest.skip(f"no Redis server at {server} ({exc}): install redis-server or set IMPEX_TEST_REDIS_URL")
     idle = next((n for n in range(1, 16) if not redis.Redis.from_url(f"{server}/{n}").keys("django_q:*")), None)
     if idle is None:
