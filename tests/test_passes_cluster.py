@@ -12,12 +12,21 @@ from collections import Counter
 import pytest
 from django.db import connection, transaction
 
-from impex.models import WebhookDelivery, WebhookSubscription
+from impex.models import ImportJob, WebhookDelivery, WebhookSubscription
 from impex.services.connections import connection_save
 from impex.services.webhooks import webhook_emit
 from impex.tests.helpers import aged, customer_row, inbox_of, write_kore
 from syncapp.models import Customer
-from tests.test_inbox_scan_e2e import cluster, env, explain, jobs_ended, mail_dir, shared_db, wait_for  # noqa: F401
+from tests.test_inbox_scan_e2e import (  # noqa: F401 (cluster, env, mail_dir, shared_db: fixtures used here)
+    DEADLINE,
+    cluster,
+    env,
+    explain,
+    jobs_ended,
+    mail_dir,
+    shared_db,
+    wait_for,
+)
 
 pytestmark = [
     pytest.mark.skipif(
@@ -36,33 +45,38 @@ def emit(n: int) -> None:
         webhook_emit("customer.updated", data={"customer_ids": [f"X-{n}"], "count": 1})
 
 
+def scan_while_events_come(running, code: str, *, seconds: float) -> ImportJob:
+    """Emit events, ten at first, then two a second (more than a slow subscriber takes: deliveries stay due), until
+    the connection's scan job has ended; return that job, or fail saying what the cluster did."""
+    for n in range(10):
+        emit(n)
+    sent = 10
+
+    def scanned():
+        nonlocal sent
+        emit(sent)
+        sent += 1
+        return jobs_ended(code, 1)
+
+    delivered = lambda: WebhookDelivery.objects.filter(status="delivered").count()  # noqa: E731
+    jobs = wait_for(scanned, seconds=seconds, step=0.5) or pytest.fail(
+        f"{delivered()} of {sent} delivered\n{explain(running, code)}"
+    )
+    (job,) = jobs
+    assert job.status == "completed", explain(running, code)
+    return job
+
+
 # cluster: the fixture of tests/test_inbox_scan_e2e.py (a qcluster on the test's database), imported above.
 def test_a_slow_subscriber_with_events_coming_keeps_no_scheduled_scan_waiting(cluster, webhook_receiver):  # noqa: F811
     webhook_receiver.default = (200, ANSWER)
     WebhookSubscription.objects.create(code="slow", url=webhook_receiver.url, events=["customer.updated"], secret="k")
     conn, _ = connection_save(code="kore-erp", convention="kore", integration_id="INT1", interval_minutes=1)
     aged(write_kore(inbox_of(conn), "KS_CUSTOMERS", 1, [customer_row("C-1"), customer_row("C-2")]))
-    sent = 0
-    for _ in range(10):
-        emit(sent)
-        sent += 1
-
     cluster.start(IMPEX_PASS_SECONDS=5)
 
-    def scanned():
-        # Two more events each second, more than the subscriber can take: deliveries are due all along.
-        nonlocal sent
-        emit(sent)
-        sent += 1
-        return jobs_ended(conn.code, 1)
+    scan_while_events_come(cluster, conn.code, seconds=DEADLINE)
 
-    delivered = lambda: WebhookDelivery.objects.filter(status="delivered").count()  # noqa: E731
-    jobs = wait_for(scanned, step=0.5) or pytest.fail(
-        f"{delivered()} of {sent} delivered\n{explain(cluster, conn.code)}"
-    )
-
-    (job,) = jobs
-    assert job.status == "completed", explain(cluster, conn.code)
     assert sorted(Customer.objects.values_list("customer_id", flat=True)) == ["C-1", "C-2"]
     assert WebhookDelivery.objects.exclude(status="delivered").exists()  # the slow subscriber still had work
     assert webhook_receiver.received, "the subscriber got nothing meanwhile"
@@ -88,25 +102,12 @@ def test_slow_receivers_of_two_kinds_of_pass_keep_no_scheduled_scan_waiting(
     import_catalogue(tmp_path / "in")
     import_orders(tmp_path / "in", [order_row(i) for i in ids], [line_row(i, 1) for i in ids])
     aged(write_kore(inbox_of(conn), "KS_CUSTOMERS", _next_sequence("kore-erp"), [customer_row("C-1")]))
-    sent = 0
-    for _ in range(10):
-        emit(sent)
-        sent += 1
-
     # Passes as long as the receivers keep them busy: each would hold its worker for two minutes.
     cluster.start(IMPEX_PASS_SECONDS=120)
 
-    def scanned():
-        nonlocal sent
-        emit(sent)
-        sent += 1
-        return jobs_ended(conn.code, 1)
-
     # The scheduler looks every ~30 s: the scan is queued within that, and then finds a free worker at once.
-    jobs = wait_for(scanned, seconds=75, step=0.5) or pytest.fail(explain(cluster, conn.code))
+    scan_while_events_come(cluster, conn.code, seconds=75)
 
-    (job,) = jobs
-    assert job.status == "completed", explain(cluster, conn.code)
     assert Customer.objects.filter(customer_id="C-1").exists()
     # Both slow receivers still had work when the scan's job was done: it did not wait for them.
     assert WebhookDelivery.objects.exclude(status="delivered").exists()
