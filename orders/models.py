@@ -41,10 +41,15 @@ class Order(OrderStateMachine, SyncedModel):
     shipped_lines = models.TextField(blank=True, default="", help_text="Line numbers shipped, e.g. 1;2.")
     tracking_numbers = models.TextField(blank=True, default="", help_text="Tracking numbers, ;-separated.")
     state_changed_at = models.DateTimeField(null=True, blank=True)
+    # Raised by each amendment of an order already confirmed (SPEC section 7); exporters send it with the state.
+    version = models.PositiveIntegerField(default=1)
 
     class Meta:
         ordering = ["-order_date", "order_id"]
-        permissions = [("approve_order", "Can approve and reject held orders")]
+        permissions = [
+            ("approve_order", "Can approve and reject held orders"),
+            ("cancel_order", "Can cancel orders"),
+        ]
         # GET /api/extract/orders/ pages by (updated_at, id).
         indexes = [models.Index(fields=["updated_at", "id"], name="order_changed")]
 
