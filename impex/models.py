@@ -614,6 +614,8 @@ class ConnectionState(models.Model):
     # Files of one connection are applied in order, one job at a time: the holder's lease is its job's lease.
     job = models.ForeignKey("ImportJob", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     last_applied_sequence = models.PositiveIntegerField(null=True, blank=True)
+    # BSPK files of one TYPE go in by their timestamps: TYPE -> the newest YYYYMMDDHHMM imported (SPEC section 4).
+    last_applied_timestamps = models.JSONField(default=dict, blank=True)
     # One scan of the inbox at a time, whichever cluster runs it: the scanner's claim, with a lease.
     scan_by = models.CharField(max_length=200, blank=True, default="")
     scan_until = models.DateTimeField(null=True, blank=True)

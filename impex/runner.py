@@ -38,7 +38,7 @@ from impex.models import (
 )
 from impex.services.dryrun import Sandbox, file_dry_run
 from impex.services.heartbeat import Heartbeat
-from impex.services.imports import FileImport, reject_reason
+from impex.services.imports import FileImport, bspk_timestamp_of, reject_reason
 from impex.services.jobs import (
     archive_unpack,
     connection_folder,
@@ -504,6 +504,18 @@ class _JobRun:
                     f,
                     f"{f.name}: sequence {f.sequence} is behind: sequence {last} is already applied "
                     "(send it again with a new sequence)",
+                )
+                return False
+        stamp = bspk_timestamp_of(f)
+        if stamp is not None and f.status != FileStatus.RUNNING:
+            # Under the connection's hold: the newest applied timestamp of the TYPE cannot move while this looks.
+            applied = ConnectionState.objects.filter(connection=conn).values_list("last_applied_timestamps", flat=True)
+            newest = (applied.first() or {}).get(f.descriptor.code)
+            if newest is not None and stamp < newest:
+                self._reject(
+                    f,
+                    f"{f.name}: timestamp {stamp} is behind: {f.descriptor.code} of {newest} is already applied "
+                    "(send it again with a new timestamp)",
                 )
                 return False
         reason = file_blocked_reason(f)

@@ -11,6 +11,7 @@ from django.db import connection, transaction
 from django.db.models import F, Q, Sum
 from django.utils import timezone
 
+from impex import naming
 from impex.choices import ChunkStatus, FileFormat, FileKind, FileStatus, Mode, WebhookEvent
 from impex.entities import natural_key_of
 from impex.events import file_importing
@@ -41,6 +42,16 @@ log = logging.getLogger(__name__)
 FULL_SYNC_DONE = (FileStatus.IMPORTED, FileStatus.DUPLICATE)
 
 _tables = itertools.count(1)
+
+
+def bspk_timestamp_of(import_file: ImportFile) -> str | None:
+    """Return the YYYYMMDDHHMM of a file ordered by a BSPK timestamp, or None (Kore, patterns, no connection)."""
+    conn = import_file.connection
+    if conn is None or conn.convention != naming.BSPK or import_file.sequence is not None:
+        return None
+    if not import_file.order_key or import_file.descriptor_id is None:
+        return None
+    return import_file.order_key
 
 
 def layout_of(descriptor) -> Layout:
@@ -588,6 +599,7 @@ class FileImport:
                     )
                 # A dry run advances its sandbox's copy (services/dryrun.py), so that its next file gets in.
                 self._advance_sequence()
+                self._advance_timestamp()
                 # A full sync is done when every FULL file of the entity in the job is imported, whoever did which;
                 # the log's lock makes two workers finishing two of its files see each other's finish.
                 sync.sync_log_lock(connection=self.connection, entity=self.descriptor.entity)
@@ -654,6 +666,18 @@ class FileImport:
         Connection.objects.filter(pk=self.connection.pk).filter(
             Q(next_expected_sequence__isnull=True) | Q(next_expected_sequence__lte=seq)
         ).update(next_expected_sequence=seq + 1)
+
+    def _advance_timestamp(self) -> None:
+        """Record the file's BSPK timestamp as the newest applied of its TYPE (inside the finish)."""
+        stamp = bspk_timestamp_of(self.file)
+        if stamp is None:
+            return
+        state, _ = ConnectionState.objects.select_for_update().get_or_create(connection=self.connection)
+        applied = dict(state.last_applied_timestamps or {})
+        type_code = self.descriptor.code
+        if applied.get(type_code, "") < stamp:
+            applied[type_code] = stamp
+            ConnectionState.objects.filter(pk=state.pk).update(last_applied_timestamps=applied)
 
     def _run_deferred(self) -> Totals:
         """Retry held-back rows until no more go in, then refuse the rest; return what they did."""
