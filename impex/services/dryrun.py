@@ -245,7 +245,7 @@ class _Preview:
             elif stored[n] != new:
                 old = self._text(stored[n], c.kind)
                 entry["changes"].append({"field": c.name, "old": old, "new": self._text(new, c.kind)})
-        if stored is not None:
+        if stored is not None and stored[-1] == self.handle.file.connection_id:  # its source alone revives it
             for n, (field, value) in enumerate(self.revive, start=len(self.columns)):
                 if stored[n] != value:
                     kind = ColumnType.BOOLEAN if isinstance(field, models.BooleanField) else ColumnType.STRING
@@ -255,12 +255,12 @@ class _Preview:
         return entry
 
     def _stored(self, values: list) -> tuple | None:
-        """Return the stored record of a row's key (its columns' values, then the revived fields'), or None."""
+        """Return the stored record of a row's key (its columns', the revived fields' values, its source), or None."""
         filters = {}
         for i in self.handle.pipeline.key_idx:
             c = self.present[i]
             filters[_lookup(c)] = values[i]
-        lookups = [_lookup(c) for c in self.columns] + [f.name for f, _ in self.revive]
+        lookups = [_lookup(c) for c in self.columns] + [f.name for f, _ in self.revive] + ["connection_id"]
         return self.handle.compiled.model.objects.filter(**filters).values_list(*lookups).first()
 
     def _text(self, value, kind: str) -> str:

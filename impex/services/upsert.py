@@ -98,17 +98,29 @@ def upsert(
         insert_cols.append("connection_id")
         select.append("%s")
         params.append(connection_id)
-    compare = [f.column for f in plan.data_fields] + [model_fields[a].column for a in plan.update_constants]
     table = qn(plan.table)
+    # What a column becomes: the staged value; a FULL file's revive constant only on the records of its connection,
+    # which alone it retires and brings back (SPEC section 5).
+    compare = [(f.column, f"EXCLUDED.{qn(f.column)}") for f in plan.data_fields]
+    revive_params: list = []
+    for att in plan.update_constants:
+        column = qn(model_fields[att].column)
+        value = f"EXCLUDED.{column}"
+        if plan.has_connection:
+            value = f"CASE WHEN {table}.connection_id = %s THEN {value} ELSE {table}.{column} END"
+            revive_params.append(connection_id)
+        compare.append((model_fields[att].column, value))
     conflict = ", ".join(qn(f.column) for f in plan.key_fields)
     if compare:
-        sets = [f"{qn(c)} = EXCLUDED.{qn(c)}" for c in compare]
+        sets = [f"{qn(c)} = {value}" for c, value in compare]
+        params += revive_params
         if "updated_at" in model_fields:
             sets.append(f"{qn('updated_at')} = EXCLUDED.{qn('updated_at')}")
         # connection_id is not set here: a record's source is the connection whose file or update created it, and
         # files and updates of other connections (or an admin's sheet) change its columns, never its source
         # (SPEC section 5); that connection's next FULL file must still be able to retire it.
-        changed = " OR ".join(distinct(f"{table}.{qn(c)}", f"EXCLUDED.{qn(c)}") for c in compare)
+        changed = " OR ".join(distinct(f"{table}.{qn(c)}", value) for c, value in compare)
+        params += revive_params
         action = f"DO UPDATE SET {', '.join(sets)} WHERE {changed}"
     else:
         action = "DO NOTHING"
