@@ -1,6 +1,7 @@
 """Late BSPK files (SPEC sections 4 and 12): a file older than the newest applied one of its TYPE and connection is
 rejected as "behind" and changes nothing; other TYPEs, other connections and files of one zip are not held back."""
 
+import importlib
 import io
 import json
 import zipfile
@@ -140,3 +141,18 @@ def test_a_newer_file_that_was_not_applied_holds_no_older_one_back(tmp_path, bsp
 
     assert (code, only_file(report)["status"]) == (0, "imported")
     assert SpecialOrder.objects.get().status == "OPEN"
+
+
+def test_the_migration_takes_the_newest_applied_timestamp_of_each_type_from_the_ledger(tmp_path, bspk_connection):
+    from django.apps import apps
+
+    migration = importlib.import_module("impex.migrations.0018_connection_state_last_applied_timestamps")
+    run_import(special_orders(tmp_path, "202611010800", "OPEN"), special_orders(tmp_path, "202611011000", "READY"))
+    ConnectionState.objects.filter(connection=bspk_connection).update(last_applied_timestamps={})
+
+    migration.fill_from_ledger(apps, None)
+
+    state = ConnectionState.objects.get(connection=bspk_connection)
+    assert state.last_applied_timestamps == {"SPECIAL-ORDERS": "202611011000"}
+    code, report = run_import(special_orders(tmp_path, "202611010900", "OPEN"))
+    assert (code, only_file(report)["status"]) == (1, "rejected")
