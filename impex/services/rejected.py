@@ -50,6 +50,11 @@ def rejected_rows_name(import_file: ImportFile, *, now: datetime | None = None) 
         stamp = max(
             now.astimezone(zone).replace(tzinfo=None), parsed.made_at.replace(tzinfo=None) + timedelta(minutes=1)
         )
+        # Not behind the newest file of its TYPE applied since (SPEC section 4), even one stamped in the future.
+        applied = ConnectionState.objects.filter(connection=conn).values_list("last_applied_timestamps", flat=True)
+        newest = (applied.first() or {}).get(code) if conn else None
+        if newest:
+            stamp = max(stamp, datetime.strptime(newest, "%Y%m%d%H%M") + timedelta(minutes=1))
         return f"{code}_{parsed.version}_{parsed.company}_{stamp:%Y%m%d%H%M}.csv"
     if parsed is not None and parsed.convention == Convention.KORE:
         applied = (

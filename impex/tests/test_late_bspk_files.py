@@ -156,3 +156,17 @@ def test_the_migration_takes_the_newest_applied_timestamp_of_each_type_from_the_
     assert state.last_applied_timestamps == {"SPECIAL-ORDERS": "202611011000"}
     code, report = run_import(special_orders(tmp_path, "202611010900", "OPEN"))
     assert (code, only_file(report)["status"]) == (1, "rejected")
+
+
+def test_the_rejected_rows_file_of_a_bspk_file_is_named_after_the_newest_applied_one_of_its_type(
+    tmp_path, bspk_connection
+):
+    from impex.models import ImportFile
+    from impex.services.rejected import rejected_rows_name
+
+    bad = special_orders(tmp_path, "202611010900", "NOT-A-STATUS")
+    run_import(bad, special_orders(tmp_path, "209912312300", "OPEN", so="SO-2"))  # a sender's clock far ahead
+
+    name = rejected_rows_name(ImportFile.objects.get(name=bad.name))
+
+    assert name == "SPECIAL-ORDERS_V2_Acme_209912312301.csv"
