@@ -117,15 +117,15 @@ def _deliveries(*, order_id: int, flag: str, exporters: list[int], by: str, at=N
     ]
 
 
-def flag_set(*, order: Order, flag: str, by: str) -> bool:
-    """Put an export flag on the order, a delivery for each of its enabled exporters, and record it; say if it was
-    set (once: a flag already there stays as it is)."""
-    if OrderFlag.objects.filter(order=order, flag=flag, resend=False).exists():
-        return False
-    rows = _deliveries(order_id=order.pk, flag=flag, exporters=exporters_by_flag([flag])[flag], by=by)
-    OrderFlag.objects.bulk_create(rows, ignore_conflicts=True)
-    events.flag_event(order=order, flag=flag, by=by)
-    return True
+def flag_set(*, order: Order, flag: str, by: str) -> OrderFlag:
+    """Put an export flag on the order, a delivery for each of its enabled exporters, and record it (once: a flag
+    already there stays as it is); return its first delivery."""
+    rows = OrderFlag.objects.filter(order=order, flag=flag, resend=False).order_by("pk")
+    if not rows.exists():
+        new = _deliveries(order_id=order.pk, flag=flag, exporters=exporters_by_flag([flag])[flag], by=by)
+        OrderFlag.objects.bulk_create(new, ignore_conflicts=True)
+        events.flag_event(order=order, flag=flag, by=by)
+    return rows.first()
 
 
 @transaction.atomic
