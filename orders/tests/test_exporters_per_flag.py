@@ -179,3 +179,32 @@ def test_an_exporter_added_joins_orders_carrying_its_flag_and_one_switched_off_n
         "extra": 1,
     }
     assert OrderEvent.objects.filter(kind="note", message="erp is now sent by extra too").count() == 1
+
+
+def test_the_migration_gives_each_waiting_flag_to_the_exporter_that_acted_on_it(tmp_path, kore_connection):
+    import importlib
+
+    from django.apps import apps
+
+    migration = importlib.import_module("orders.migrations.0008_exporters_per_flag_deliveries")
+    configure("erp", "--flag", "erp", "--kind", "file")
+    configure("old", "--flag", "crm", "--kind", "file", "--off")
+    import_catalogue(tmp_path)
+    import_orders(tmp_path, [order_row("O1"), order_row("O2")], [line_row("O1", 1), line_row("O2", 1)])
+    o1, o2 = Order.objects.order_by("order_id")
+    # The shape before: one row per flag, no exporter; runs without a version.
+    OrderFlag.objects.all().delete()
+    OrderFlag.objects.create(order=o1, flag="erp", status="failed", attempts=10, last_error="HTTP 500")
+    OrderFlag.objects.create(order=o2, flag="erp", status="pending", attempts=2)
+    OrderFlag.objects.create(order=o2, flag="crm")
+    OrderExportRun.objects.create(order=o1, exporter_code="erp", flag="erp", status="done")
+
+    migration.deliveries_from_flags(apps, None)
+
+    rows = OrderFlag.objects.order_by("order__order_id", "flag")
+    assert [(r.order.order_id, r.flag, r.exporter.code if r.exporter else None, r.status) for r in rows] == [
+        ("O1", "erp", "erp", "failed"),
+        ("O2", "crm", None, "pending"),  # no enabled exporter acts on crm: it keeps waiting for one
+        ("O2", "erp", "erp", "pending"),
+    ]
+    assert OrderExportRun.objects.get().version == 1
