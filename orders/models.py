@@ -131,7 +131,8 @@ class Exporter(models.Model):
         max_length=50,
         blank=True,
         default="",
-        help_text="Set on the order when this exporter succeeds; empty ends the chain.",
+        help_text="Set on the order once every enabled exporter of the flag has sent it (they all name the same "
+        "one); empty ends the chain.",
     )
     enabled = models.BooleanField(default=True)
     # file
