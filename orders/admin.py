@@ -2,7 +2,7 @@
 of exporters and the flags transitions set, and the read-only record of exporter runs and feed events (SPEC 7, 13)."""
 
 import copy
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from typing import NamedTuple
 from urllib.parse import urlencode
@@ -49,7 +49,15 @@ from orders.models import (
     Shipment,
     TransitionFlag,
 )
-from orders.services import exporter_problems, flag_retry, flags_for, order_approve, order_reject, transition_refusal
+from orders.services import (
+    deliveries_due_now,
+    exporter_problems,
+    flag_retry,
+    flags_for,
+    order_approve,
+    order_reject,
+    transition_refusal,
+)
 from syncapp.admin import SyncedEntityAdmin
 
 APPROVE_PERMISSION = "orders.approve_order"
@@ -79,8 +87,9 @@ def _when(at) -> str:
     return date_format(local, "Y-m-d H:i")
 
 
-def flag_summary(flag: OrderFlag) -> str:
-    """Say where an order's flag stands in a few words: "erp (pending, try 3, next 12:04)", "approval (held)"."""
+def flag_summary(flag: OrderFlag, *, named: bool = False) -> str:
+    """Say where an order's flag stands in a few words: "erp (pending, try 3, next 12:04)", "approval (held)"; with
+    the exporter when the flag has several ("erp by wms (sent)") and for a re-send ("erp re-send by wms (...)")."""
     if flag.status == FlagStatus.PENDING:
         detail = "pending"
         if flag.attempts:
@@ -91,15 +100,27 @@ def flag_summary(flag: OrderFlag) -> str:
         detail = f"running on {flag.claimed_by}" if flag.claimed_by else "running"
     elif flag.status == FlagStatus.HELD:
         detail = "held"
+    elif flag.status == FlagStatus.DONE:
+        detail = "sent"
     else:
         detail = f"failed: {Truncator(flag.last_error).chars(ERROR_SHOWN)}" if flag.last_error else "failed"
-    return f"{flag.flag} ({detail})"
+    who = flag.exporter.code if flag.exporter_id else "no exporter yet"
+    if flag.resend:
+        return f"{flag.flag} re-send by {who} ({detail})"
+    return f"{flag.flag} by {who} ({detail})" if named else f"{flag.flag} ({detail})"
+
+
+def flags_summaries(flags: list[OrderFlag]) -> list[str]:
+    """Summarise an order's flags, naming the exporter of each delivery of a flag that several exporters send."""
+    deliveries = Counter(flag.flag for flag in flags if not flag.resend)
+    return [flag_summary(flag, named=deliveries[flag.flag] > 1) for flag in flags]
 
 
 def flags_by_order(order_ids) -> dict[int, list[OrderFlag]]:
     """Return the flags of the given orders, by order id, in the order they were set (one query)."""
     found = defaultdict(list)
-    for flag in OrderFlag.objects.filter(order_id__in=list(order_ids)).order_by("set_at", "pk"):
+    flags = OrderFlag.objects.filter(order_id__in=list(order_ids)).select_related("exporter")
+    for flag in flags.order_by("set_at", "pk"):
         found[flag.order_id].append(flag)
     return found
 
@@ -261,7 +282,7 @@ class OrderAdmin(SyncedEntityAdmin):
     list_select_related = ("customer", "connection")
     date_hierarchy = "order_date"
     inlines = (OrderLineInline, ShipmentInline)
-    actions = ("approve_held", "reject_held", "retry_failed_exports")
+    actions = ("approve_held", "reject_held", "retry_failed_exports", "retry_waiting_now")
     fieldsets = (
         (None, {"fields": ("order_id", "customer", "order_date", "currency", "total", "state", "state_changed_at")}),
         (
@@ -293,13 +314,16 @@ class OrderAdmin(SyncedEntityAdmin):
     def flags_display(self, obj):
         flags = getattr(obj, "flag_list", None)
         if flags is None:
-            flags = list(obj.flags.order_by("set_at", "pk"))
+            flags = list(obj.flags.select_related("exporter").order_by("set_at", "pk"))
         if not flags:
             return "-"
         return format_html_join(
             mark_safe("<br>"),
             '<span class="order-flag order-flag-{}" title="{}">{}</span>',
-            ((flag.status, flag.last_error, flag_summary(flag)) for flag in flags),
+            (
+                (flag.status, flag.last_error, summary)
+                for flag, summary in zip(flags, flags_summaries(flags), strict=True)
+            ),
         )
 
     # -- actions -------------------------------------------------------------------------------
@@ -435,6 +459,24 @@ class OrderAdmin(SyncedEntityAdmin):
         if idle:
             self.message_user(request, f"No failed export to retry on {', '.join(idle)}.", messages.WARNING)
 
+    @admin.action(description="Retry waiting exports now", permissions=["retry_export"])
+    def retry_waiting_now(self, request, queryset):
+        orders = self._chosen(request, queryset)
+        count = deliveries_due_now(by=request.user.get_username(), user=request.user, orders=[o.pk for o in orders])
+        if count:
+            self.message_user(
+                request,
+                f"{count} waiting export(s) are due now: the export pass takes them up in a moment; the orders' "
+                "timelines tell how it went.",
+                messages.SUCCESS,
+            )
+        else:
+            self.message_user(
+                request,
+                'No export of these orders waits for a retry (one that failed for good needs "Retry failed exports").',
+                messages.WARNING,
+            )
+
     # -- the order's page and its buttons ------------------------------------------------------
 
     def get_urls(self):
@@ -568,10 +610,20 @@ def order_timeline(order: Order) -> list[dict]:
     return rows
 
 
+def order_sent(order: Order) -> list[OrderExportRun]:
+    """Return the runs that sent the order somewhere (not a gate's decisions), newest first: which exporter, for which
+    flag, when, which version and state."""
+    return list(
+        order.export_runs.filter(status=ExportRunStatus.DONE)
+        .exclude(exporter__kind=ExporterKind.APPROVAL)
+        .order_by("-finished_at", "-pk")
+    )
+
+
 def order_page_context(request, order: Order, *, may_decide: bool, may_retry: bool) -> dict:
     """Gather what an order's page shows besides its fields: the approval box, the flags now and the timeline."""
     held = order.state == OrderState.ON_HOLD
-    flags = list(order.flags.order_by("set_at", "pk"))
+    flags = list(order.flags.select_related("exporter").order_by("set_at", "pk"))
     return {
         "order_held": held,
         "held_message": held_runs_by_order([order.pk]).get(order.pk, "") if held else "",
@@ -588,6 +640,7 @@ def order_page_context(request, order: Order, *, may_decide: bool, may_retry: bo
             }
             for flag in flags
         ],
+        "order_sent": order_sent(order),
         "timeline": order_timeline(order),
         "may_see_exporters": request.user.has_perm("orders.view_exporter")
         or request.user.has_perm("orders.change_exporter"),
@@ -599,11 +652,11 @@ def order_page_context(request, order: Order, *, may_decide: bool, may_retry: bo
 
 
 def flag_count(*statuses) -> Coalesce:
-    """Count, in a subquery, the orders whose flag (the exporter's own) stands in one of the statuses."""
+    """Count, in a subquery, the exporter's deliveries that stand in one of the statuses."""
     counted = (
-        OrderFlag.objects.filter(flag=OuterRef("flag"), status__in=statuses)
+        OrderFlag.objects.filter(exporter=OuterRef("pk"), status__in=statuses)
         .order_by()
-        .values("flag")
+        .values("exporter")
         .annotate(n=Count("pk"))
         .values("n")[:1]
     )

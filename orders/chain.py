@@ -17,7 +17,7 @@ from orders.choices import ExporterKind, ExportRunStatus, FlagStatus, OrderEvent
 from orders.exceptions import ExporterFailed
 from orders.exporters.registry import exporter_kind
 from orders.models import Exporter, Order, OrderExportRun, OrderFlag
-from orders.services import EXPORT_PASS, flag_done, flag_transition, orders_chains_start
+from orders.services import EXPORT_PASS, deliveries_sweep, delivery_done, flag_transition, orders_chains_start
 
 log = logging.getLogger(__name__)
 
@@ -47,20 +47,22 @@ def _gate_flags():
 
 
 def _due(now):
-    """Flags an exporter can take now: waiting and due, or running under a lease that ran out (a worker died).
+    """Deliveries an exporter can take now: waiting and due, or running under a lease that ran out (a worker died).
 
-    A held order exports nothing until staff decide, whatever chain the flag is on; and while an order carries a
-    gate's flag, only the gate acts on it: the gate decides before any other chain sends the order anywhere.
+    Each enabled exporter of a flag has its own delivery, tried and backed off on its own. A held order exports
+    nothing until staff decide, whatever chain the flag is on; and while an order carries a gate's flag, only the
+    gate acts on it: the gate decides before any other chain sends the order anywhere (a re-send of what had been
+    sent already does not wait).
     """
     gates = _gate_flags()
     gate_waiting = Exists(OrderFlag.objects.filter(order=OuterRef("order"), flag__in=gates))
     return (
-        OrderFlag.objects.filter(Exists(Exporter.objects.filter(enabled=True, flag=OuterRef("flag"))))
+        OrderFlag.objects.filter(exporter__enabled=True)
         .filter(
             Q(status=FlagStatus.PENDING, next_attempt_at__lte=now) | Q(status=FlagStatus.RUNNING, lease_until__lt=now)
         )
         .exclude(order__state=OrderState.ON_HOLD)
-        .exclude(~Q(flag__in=gates) & Q(gate_waiting))
+        .exclude(~Q(flag__in=gates) & Q(resend=False) & Q(gate_waiting))
     )
 
 
@@ -89,6 +91,7 @@ def orders_export_pass(
     """
     worker = worker or worker_name()
     orders_chains_start(by=by)
+    deliveries_sweep(by=by)
     slowest = Exporter.objects.filter(enabled=True).aggregate(t=Max("timeout_seconds"))["t"] or 1
     return claimed_pass(
         claim=lambda size: _claim(worker=worker, size=size),
@@ -131,7 +134,7 @@ def _start(*, flag: OrderFlag, exporter: Exporter, worker: str, kind) -> Order |
     if not claim_renew(OrderFlag, pk=flag.pk, worker=worker, seconds=_lease_seconds(exporter)):
         return None
     waits = order.state == OrderState.ON_HOLD
-    if not waits and kind.name != ExporterKind.APPROVAL:
+    if not waits and kind.name != ExporterKind.APPROVAL and not flag.resend:
         waits = OrderFlag.objects.filter(order=order, flag__in=_gate_flags()).exclude(pk=flag.pk).exists()
     if waits:
         own = _locked_own(flag, worker)
@@ -141,10 +144,10 @@ def _start(*, flag: OrderFlag, exporter: Exporter, worker: str, kind) -> Order |
 
 
 def _run(*, flag: OrderFlag, worker: str, by: str) -> RunReport | None:
-    """Run the flag's exporter on its order and record the outcome; None if the exporter went away meanwhile, the
-    order is held or waits for a gate, or another worker took the flag over."""
-    exporter = Exporter.objects.filter(flag=flag.flag, enabled=True).select_related("descriptor").first()
-    if exporter is None:  # switched off since the claim: the flag waits for an exporter again
+    """Run a delivery's exporter on its order and record the outcome; None if the exporter was switched off
+    meanwhile, the order is held or waits for a gate, or another worker took the delivery over."""
+    exporter = Exporter.objects.filter(pk=flag.exporter_id, enabled=True).select_related("descriptor").first()
+    if exporter is None:  # switched off since the claim: the delivery waits for it to be on again
         OrderFlag.objects.filter(pk=flag.pk, claimed_by=worker).update(
             status=FlagStatus.PENDING, claimed_by="", lease_until=None
         )
@@ -153,6 +156,7 @@ def _run(*, flag: OrderFlag, worker: str, by: str) -> RunReport | None:
     attempt = flag.attempts + 1
     started = timezone.now()
     seconds = _lease_seconds(exporter)
+    sent = {}  # the order's version and state as the exporter sends them, recorded with the run
     try:
         if kind.in_transaction:
             # A gate only writes to the database: its decision and the flag's new status commit together, under
@@ -161,6 +165,7 @@ def _run(*, flag: OrderFlag, worker: str, by: str) -> RunReport | None:
                 order = _start(flag=flag, exporter=exporter, worker=worker, kind=kind)
                 if order is None:
                     return None
+                sent = {"version": order.version, "state": order.state}
                 outcome = kind.run(order=order, exporter=exporter, flag=flag)
                 return _succeeded(
                     flag=flag,
@@ -170,24 +175,28 @@ def _run(*, flag: OrderFlag, worker: str, by: str) -> RunReport | None:
                     started=started,
                     worker=worker,
                     by=by,
+                    sent=sent,
                 )
         with transaction.atomic():
             order = _start(flag=flag, exporter=exporter, worker=worker, kind=kind)
         if order is None:
             return None
         flag.order = order
+        sent = {"version": order.version, "state": order.state}
         with Heartbeat(_renewer(flag, worker, seconds), every=seconds / 3, name=f"order flag {flag.pk}"):
             outcome = kind.run(order=order, exporter=exporter, flag=flag)
     except ExporterFailed as exc:
-        return _failed(flag=flag, exporter=exporter, error=exc, attempt=attempt, started=started, worker=worker, by=by)
+        return _failed(
+            flag=flag, exporter=exporter, error=exc, attempt=attempt, started=started, worker=worker, by=by, sent=sent
+        )
     except Exception as exc:  # a bug or an unexpected library error: recorded and retried, never swallowed silently
         log.exception("exporter %s failed on order %s", exporter.code, flag.order_id)
         error = ExporterFailed(f"unexpected error: {exc.__class__.__name__}: {exc}")
         return _failed(
-            flag=flag, exporter=exporter, error=error, attempt=attempt, started=started, worker=worker, by=by
+            flag=flag, exporter=exporter, error=error, attempt=attempt, started=started, worker=worker, by=by, sent=sent
         )
     return _succeeded(
-        flag=flag, exporter=exporter, outcome=outcome, attempt=attempt, started=started, worker=worker, by=by
+        flag=flag, exporter=exporter, outcome=outcome, attempt=attempt, started=started, worker=worker, by=by, sent=sent
     )
 
 
@@ -198,8 +207,9 @@ def _locked_own(flag: OrderFlag, worker: str) -> OrderFlag | None:
     )
 
 
-def _record_run(*, flag, exporter, attempt, started, worker, **outcome) -> OrderExportRun:
-    """Write the run's row: which exporter, which try, by which worker, from when to now, and its outcome."""
+def _record_run(*, flag, exporter, attempt, started, worker, sent, **outcome) -> OrderExportRun:
+    """Write the run's row: which exporter, which try, what it sent, by which worker, from when to now, and its
+    outcome."""
     return OrderExportRun.objects.create(
         order=flag.order,
         exporter=exporter,
@@ -207,6 +217,9 @@ def _record_run(*, flag, exporter, attempt, started, worker, **outcome) -> Order
         flag=flag.flag,
         attempt=attempt,
         event_id=flag.event_id,
+        resend=flag.resend,
+        version=sent.get("version"),
+        state=sent.get("state", ""),
         worker=worker,
         started_at=started,
         finished_at=timezone.now(),
@@ -214,8 +227,14 @@ def _record_run(*, flag, exporter, attempt, started, worker, **outcome) -> Order
     )
 
 
+def _what(flag: OrderFlag, sent: dict) -> str:
+    """Say what a re-send sent, to prefix its messages ("" for a delivery of the chain)."""
+    return f"re-sent version {sent.get('version')} ({sent.get('state')}): " if flag.resend else ""
+
+
 @transaction.atomic
-def _succeeded(*, flag, exporter, outcome, attempt, started, worker, by) -> RunReport:
+def _succeeded(*, flag, exporter, outcome, attempt, started, worker, by, sent) -> RunReport:
+    """Record a run that ended well: the one place an exporter's delivery succeeds (or holds the order)."""
     # Locks are taken order first, then flag, everywhere: two workers never wait on each other in a circle.
     order = flag.order = _order_for(flag.order_id)
     _record_run(
@@ -224,8 +243,9 @@ def _succeeded(*, flag, exporter, outcome, attempt, started, worker, by) -> RunR
         attempt=attempt,
         started=started,
         worker=worker,
+        sent=sent,
         status=outcome.status,
-        message=outcome.message,
+        message=_what(flag, sent) + outcome.message,
         http_status=outcome.http_status,
         location=outcome.location,
         response=outcome.response,
@@ -242,14 +262,20 @@ def _succeeded(*, flag, exporter, outcome, attempt, started, worker, by) -> RunR
         )
     else:
         events.note_event(
-            order=order, kind=OrderEventKind.EXPORTED, flag=flag.flag, by=by_exporter, message=outcome.message
+            order=order,
+            kind=OrderEventKind.EXPORTED,
+            flag=flag.flag,
+            by=by_exporter,
+            message=_what(flag, sent) + outcome.message,
         )
-        flag_done(flag=own, next_flag=exporter.next_flag, by=by_exporter)
+        own.order = order
+        delivery_done(delivery=own, by=by_exporter)
     return RunReport(order=order.order_id, exporter=exporter.code, status=outcome.status, message=outcome.message)
 
 
 @transaction.atomic
-def _failed(*, flag, exporter, error: ExporterFailed, attempt, started, worker, by) -> RunReport:
+def _failed(*, flag, exporter, error: ExporterFailed, attempt, started, worker, by, sent) -> RunReport:
+    """Record a run that failed: the one place a delivery backs off, or gives up for good (not again)."""
     order = flag.order = _order_for(flag.order_id)
     now = timezone.now()
     again = error.retry and attempt < exporter.max_attempts
@@ -260,12 +286,14 @@ def _failed(*, flag, exporter, error: ExporterFailed, attempt, started, worker, 
         message = f"{error.message}; gave up after {attempt} tries: retry it in the admin"
     else:
         message = f"{error.message}; not retried: retry it in the admin once mended"
+    message = _what(flag, sent) + message
     _record_run(
         flag=flag,
         exporter=exporter,
         attempt=attempt,
         started=started,
         worker=worker,
+        sent=sent,
         status=ExportRunStatus.FAILED,
         message=message,
         http_status=error.http_status,

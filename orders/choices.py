@@ -48,20 +48,26 @@ class ExporterKind(models.TextChoices):
 
 
 class FlagStatus(models.TextChoices):
-    """Where an order's export flag stands; a flag that is done is removed (its runs stay)."""
+    """Where one exporter's delivery of an order for a flag stands.
+
+    A delivery that succeeded is done and stays until every enabled exporter of its flag has sent the order; then
+    the flag's deliveries are removed (their runs stay) and the next flag is set.
+    """
 
     PENDING = "pending"
     RUNNING = "running"
     HELD = "held", "Held for approval"
     FAILED = "failed", "Failed (retries used up)"
+    DONE = "done", "Sent (the flag's other exporters still to go)"
 
 
 # The one table of moves between flag statuses; orders.services.flag_transition refuses the others.
 FLAG_TRANSITIONS = {
     FlagStatus.PENDING: {FlagStatus.RUNNING, FlagStatus.FAILED},
-    FlagStatus.RUNNING: {FlagStatus.PENDING, FlagStatus.HELD, FlagStatus.FAILED},
-    FlagStatus.HELD: {FlagStatus.PENDING},
+    FlagStatus.RUNNING: {FlagStatus.PENDING, FlagStatus.HELD, FlagStatus.FAILED, FlagStatus.DONE},
+    FlagStatus.HELD: {FlagStatus.PENDING, FlagStatus.DONE},
     FlagStatus.FAILED: {FlagStatus.PENDING},
+    FlagStatus.DONE: set(),
 }
 
 

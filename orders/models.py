@@ -131,7 +131,8 @@ class Exporter(models.Model):
         max_length=50,
         blank=True,
         default="",
-        help_text="Set on the order when this exporter succeeds; empty ends the chain.",
+        help_text="Set on the order once every enabled exporter of the flag has sent it (they all name the same "
+        "one); empty ends the chain.",
     )
     enabled = models.BooleanField(default=True)
     # file
@@ -177,11 +178,8 @@ class Exporter(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
+        # Several exporters may act on one flag (SPEC 7): each delivers on its own (OrderFlag, one per exporter).
         ordering = ["code"]
-        constraints = [
-            # One exporter acts on a flag at a time, so "a success clears that flag" has one meaning.
-            models.UniqueConstraint(fields=["flag"], condition=Q(enabled=True), name="exporter_one_enabled_per_flag"),
-        ]
 
     def __str__(self):
         return self.code
@@ -202,12 +200,19 @@ class TransitionFlag(models.Model):
 
 
 class OrderFlag(models.Model):
-    """An export flag on an order: waiting for its exporter, running, held, or failed for good."""
+    """An export flag on an order as one exporter's delivery of it: waiting, running, held, failed for good, or done
+    while the flag's other exporters still work. With no exporter, the flag waits for one to be enabled.
+
+    A re-send (orders.services.order_resend) is a delivery of its own: it sends the order's new state and version
+    again to an exporter that had sent it, and moves no chain on.
+    """
 
     order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="flags")
     flag = models.SlugField(max_length=50)
+    exporter = models.ForeignKey(Exporter, null=True, blank=True, on_delete=models.CASCADE, related_name="deliveries")
+    resend = models.BooleanField(default=False)
     status = models.CharField(max_length=10, choices=FlagStatus.choices, default=FlagStatus.PENDING)
-    # Sent as X-Event-Id: the same on every retry of this flag, so a receiver can drop repeats.
+    # Sent as X-Event-Id: the same on every retry of this delivery, so a receiver can drop repeats.
     event_id = models.UUIDField(default=uuid.uuid4, editable=False)
     set_at = models.DateTimeField(default=timezone.now)
     set_by = models.CharField(max_length=200, blank=True, default="")
@@ -219,7 +224,15 @@ class OrderFlag(models.Model):
 
     class Meta:
         ordering = ["set_at", "pk"]
-        constraints = [models.UniqueConstraint(fields=["order", "flag"], name="orderflag_once")]
+        constraints = [
+            # One delivery of a flag per exporter; one waiting row while no exporter acts on the flag.
+            models.UniqueConstraint(
+                fields=["order", "flag", "exporter"], condition=Q(resend=False), name="orderflag_once_per_exporter"
+            ),
+            models.UniqueConstraint(
+                fields=["order", "flag"], condition=Q(resend=False, exporter=None), name="orderflag_once_waiting"
+            ),
+        ]
         indexes = [models.Index(fields=["status", "next_attempt_at"], name="orderflag_due")]
 
     def __str__(self):
@@ -237,6 +250,10 @@ class OrderExportRun(models.Model):
     status = models.CharField(max_length=10, choices=ExportRunStatus.choices)
     message = models.TextField(blank=True, default="")
     event_id = models.UUIDField(null=True, blank=True)
+    # What the run sent: the order's version and state then (a re-send sends a newer one).
+    version = models.PositiveIntegerField(null=True, blank=True)
+    state = models.CharField(max_length=20, choices=OrderState.choices, blank=True, default="")
+    resend = models.BooleanField(default=False)
     http_status = models.PositiveIntegerField(null=True, blank=True)
     location = models.CharField(max_length=1000, blank=True, default="", help_text="file: where the files were placed.")
     response = models.TextField(

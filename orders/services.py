@@ -1,20 +1,32 @@
 """Order state changes and export flags: each change in one transaction, with its timeline row (SPEC section 7)."""
 
+import uuid
+from collections import defaultdict
+
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
-from django.db.models import Exists, OuterRef, Prefetch
+from django.db import transaction
+from django.db.models import Exists, OuterRef, Prefetch, Q
 from django.utils import timezone
 from django_fsm import can_proceed
 
 from impex.services.passes import Pass, pass_enqueue
 from orders import events
-from orders.choices import FLAG_TRANSITIONS, ExportRunStatus, FlagStatus, OrderEventKind, OrderState, OrderTransition
+from orders.choices import (
+    FLAG_TRANSITIONS,
+    ExporterKind,
+    ExportRunStatus,
+    FlagStatus,
+    OrderEventKind,
+    OrderState,
+    OrderTransition,
+)
 from orders.exceptions import IllegalTransition, OrderError
 from orders.models import Exporter, Order, OrderEvent, OrderExportRun, OrderFlag, OrderLine, TransitionFlag
 from orders.state import GUARD_MESSAGES
 
 # Transitions after which the order's waiting flags are dropped: nothing is exported for a cancelled order
-# (except what a flag configured for the cancel itself asks, e.g. telling the ERP).
+# (except what a flag configured for the cancel itself asks, e.g. telling the ERP, and the re-sends that tell the
+# exporters which had sent the order its new state: orders.services.order_resend).
 ENDING = {OrderTransition.CANCEL, OrderTransition.REJECT}
 BATCH = 1000
 EXPORT_PASS = Pass("order export", "orders.tasks.orders_export", "orders export pass", "exporter run(s)")
@@ -73,9 +85,10 @@ def order_transition(
             message=reason,
         )
         if transition in ENDING:
-            dropped = sorted(order.flags.values_list("flag", flat=True))
+            chain = order.flags.filter(resend=False)
+            dropped = sorted(set(chain.values_list("flag", flat=True)))
             if dropped:
-                order.flags.all().delete()
+                chain.delete()
                 events.note_event(
                     order=order, kind=OrderEventKind.NOTE, by=by, message=f"flags dropped: {', '.join(dropped)}"
                 )
@@ -84,12 +97,35 @@ def order_transition(
     return order
 
 
-def flag_set(*, order: Order, flag: str, by: str) -> OrderFlag:
-    """Put an export flag on the order (once: a flag already there stays as it is) and record it."""
-    found, created = OrderFlag.objects.get_or_create(order=order, flag=flag, defaults={"set_by": by})
-    if created:
-        events.flag_event(order=order, flag=flag, by=by)
+def exporters_by_flag(flags=None) -> dict[str, list[int]]:
+    """Return the enabled exporters (their ids) acting on each flag, of the flags given or of all."""
+    found = defaultdict(list)
+    exporters = Exporter.objects.filter(enabled=True).order_by("code")
+    if flags is not None:
+        exporters = exporters.filter(flag__in=list(flags))
+    for pk, flag in exporters.values_list("pk", "flag"):
+        found[flag].append(pk)
     return found
+
+
+def _deliveries(*, order_id: int, flag: str, exporters: list[int], by: str, at=None) -> list[OrderFlag]:
+    """Return the rows that put a flag on an order: one delivery per exporter, or one waiting row if none acts."""
+    at = at or timezone.now()
+    return [
+        OrderFlag(order_id=order_id, flag=flag, exporter_id=pk, set_at=at, next_attempt_at=at, set_by=by)
+        for pk in exporters or [None]
+    ]
+
+
+def flag_set(*, order: Order, flag: str, by: str) -> OrderFlag:
+    """Put an export flag on the order, a delivery for each of its enabled exporters, and record it (once: a flag
+    already there stays as it is); return its first delivery."""
+    rows = OrderFlag.objects.filter(order=order, flag=flag, resend=False).order_by("pk")
+    if not rows.exists():
+        new = _deliveries(order_id=order.pk, flag=flag, exporters=exporters_by_flag([flag])[flag], by=by)
+        OrderFlag.objects.bulk_create(new, ignore_conflicts=True)
+        events.flag_event(order=order, flag=flag, by=by)
+    return rows.first()
 
 
 @transaction.atomic
@@ -153,8 +189,14 @@ def _lock_batch(orders) -> list[int]:
 
 def _flags_bulk_set(ids: list[int], *, flags: list[str], by: str, at) -> None:
     """Put flags on many orders at once, each with its timeline row."""
+    acting = exporters_by_flag(flags)
     OrderFlag.objects.bulk_create(
-        [OrderFlag(order_id=pk, flag=flag, set_at=at, set_by=by) for pk in ids for flag in flags],
+        [
+            row
+            for pk in ids
+            for flag in flags
+            for row in _deliveries(order_id=pk, flag=flag, exporters=acting[flag], by=by, at=at)
+        ],
         batch_size=BATCH,
         ignore_conflicts=True,
     )
@@ -179,14 +221,82 @@ def flag_transition(*, flag: OrderFlag, to: str, **fields) -> OrderFlag:
     return flag
 
 
-def flag_done(*, flag: OrderFlag, next_flag: str, by: str) -> None:
-    """Clear a flag whose exporter succeeded, set the next one; with no flag left, the confirmed order is exported."""
-    order = flag.order
-    flag.delete()
-    if next_flag:
+def delivery_done(*, delivery: OrderFlag, by: str) -> None:
+    """Record that a delivery's exporter sent the order (the order locked by the caller); a re-send is then over,
+    and a flag whose every enabled exporter has sent the order goes on (flag_finish)."""
+    if delivery.resend:
+        delivery.delete()
+        return
+    flag_transition(flag=delivery, to=FlagStatus.DONE, claimed_by="", lease_until=None, last_error="")
+    flag_finish(order=delivery.order, flag=delivery.flag, by=by)
+
+
+def flag_finish(*, order: Order, flag: str, by: str) -> bool:
+    """Once every enabled exporter of a flag has sent the order, clear the flag and set its next flag; say if so.
+
+    Deliveries of exporters switched off meanwhile are dropped with it. The order is locked by the caller.
+    """
+    rows = list(OrderFlag.objects.filter(order=order, flag=flag, resend=False))
+    acting = set(Exporter.objects.filter(flag=flag, enabled=True).values_list("pk", flat=True))
+    sent = {row.exporter_id for row in rows if row.status == FlagStatus.DONE}
+    if not rows or not acting or not acting <= sent:
+        return False
+    next_flags = Exporter.objects.filter(pk__in=acting).exclude(next_flag="").values_list("next_flag", flat=True)
+    _flag_close(order=order, flag=flag, next_flags=set(next_flags), by=by)
+    return True
+
+
+def _flag_close(*, order: Order, flag: str, next_flags: set[str], by: str) -> None:
+    """Clear a flag's deliveries, set the next flags; with no flag left, the confirmed order is exported."""
+    OrderFlag.objects.filter(order=order, flag=flag, resend=False).delete()
+    for next_flag in sorted(next_flags):
         flag_set(order=order, flag=next_flag, by=by)
-    elif not order.flags.exists() and order.state == OrderState.CONFIRMED:
+    if not next_flags and order.state == OrderState.CONFIRMED and not order.flags.filter(resend=False).exists():
         order_transition(order=order, transition=OrderTransition.MARK_EXPORTED, by=by, reason="every exporter is done")
+
+
+SWEEP_LIMIT = 1000
+
+
+def deliveries_sweep(*, by: str) -> int:
+    """Bring the orders' flags in line with the exporters enabled now; return how many flags were looked at.
+
+    An exporter enabled on a flag that orders already carry gets a delivery of each of them (unless the flag is
+    done); a flag whose every enabled exporter has sent the order (another was switched off meanwhile) goes on.
+    Each order is locked while its flag is mended, as the chain locks it (order first, then its flags).
+    """
+    acting = exporters_by_flag()
+    if not acting:
+        return 0
+    chain = OrderFlag.objects.filter(resend=False, flag__in=list(acting))
+    lacking = Q(exporter=None)
+    for flag, pks in acting.items():
+        for pk in pks:
+            own = OrderFlag.objects.filter(order=OuterRef("order"), flag=flag, exporter_id=pk, resend=False)
+            lacking |= Q(flag=flag) & ~Exists(own)
+    unsent = OrderFlag.objects.filter(
+        order=OuterRef("order"), flag=OuterRef("flag"), resend=False, exporter__enabled=True
+    ).exclude(status=FlagStatus.DONE)
+    finishable = (Q(status=FlagStatus.DONE) | Q(exporter__enabled=False)) & ~Exists(unsent)
+    found = list(chain.filter(lacking | finishable).order_by().values_list("order_id", "flag").distinct()[:SWEEP_LIMIT])
+    for order_id, flag in found:
+        with transaction.atomic():
+            order = Order.objects.select_for_update(of=("self",)).get(pk=order_id)
+            rows = OrderFlag.objects.filter(order=order, flag=flag, resend=False)
+            if not rows.exists():  # finished meanwhile
+                continue
+            have = set(rows.values_list("exporter_id", flat=True))
+            new = [pk for pk in acting[flag] if pk not in have]
+            if new:
+                OrderFlag.objects.bulk_create(
+                    _deliveries(order_id=order.pk, flag=flag, exporters=new, by=by), ignore_conflicts=True
+                )
+                codes = ", ".join(Exporter.objects.filter(pk__in=new).order_by("code").values_list("code", flat=True))
+                message = f"{flag} is now sent by {codes} too"
+                events.note_event(order=order, kind=OrderEventKind.NOTE, flag=flag, by=by, message=message)
+            rows.filter(exporter=None).delete()
+            flag_finish(order=order, flag=flag, by=by)
+    return len(found)
 
 
 def export_pass_enqueue() -> None:
@@ -204,8 +314,10 @@ def order_approve(*, order: Order | int, user, reason: str = "") -> Order:
             order=order, transition=OrderTransition.APPROVE, by=user.get_username(), user=user, reason=reason
         )
         by = f"approved by {user.get_username()}"
-        for flag in order.flags.filter(status=FlagStatus.HELD).select_for_update():
-            exporter = Exporter.objects.filter(flag=flag.flag, enabled=True).first()
+        for flag in (
+            order.flags.filter(status=FlagStatus.HELD).select_related("exporter").select_for_update(of=("self",))
+        ):
+            exporter = flag.exporter
             OrderExportRun.objects.create(
                 order=order,
                 exporter=exporter,
@@ -217,7 +329,9 @@ def order_approve(*, order: Order | int, user, reason: str = "") -> Order:
                 event_id=flag.event_id,
                 finished_at=timezone.now(),
             )
-            flag_done(flag=flag, next_flag=exporter.next_flag if exporter else "", by=by)
+            # A gate is the only exporter of its flag (exporter_problems): its decision finishes the flag.
+            next_flags = {exporter.next_flag} - {""} if exporter else set()
+            _flag_close(order=order, flag=flag.flag, next_flags=next_flags, by=by)
         export_pass_enqueue()
     return order
 
@@ -255,6 +369,79 @@ def flag_retry(*, flag: OrderFlag, user) -> OrderFlag:
     return flag
 
 
+def deliveries_due_now(*, by: str, orders=None, user=None) -> int:
+    """Make every waiting retry (a delivery backed off after a failure) due now, of the orders given or all; return
+    how many. Deliveries that failed for good are left to flag_retry, which counts their tries afresh."""
+    now = timezone.now()
+    with transaction.atomic():
+        waiting = OrderFlag.objects.filter(status=FlagStatus.PENDING, attempts__gt=0, next_attempt_at__gt=now)
+        if orders is not None:
+            waiting = waiting.filter(order__in=orders)
+        rows = list(waiting.select_for_update(of=("self",)).select_related("exporter").order_by("order_id", "pk"))
+        OrderFlag.objects.filter(pk__in=[row.pk for row in rows]).update(next_attempt_at=now)
+        OrderEvent.objects.bulk_create(
+            [
+                OrderEvent(
+                    order_id=row.order_id,
+                    at=now,
+                    kind=OrderEventKind.RETRY,
+                    flag=row.flag,
+                    by=by,
+                    user=user,
+                    message=f"retry of {row.flag} by {row.exporter.code if row.exporter else '-'} made due now "
+                    f"(last error: {row.last_error})",
+                )
+                for row in rows
+            ],
+            batch_size=BATCH,
+        )
+        if rows:
+            export_pass_enqueue()
+    return len(rows)
+
+
+def order_resend(order: Order, *, by: str) -> list[str]:
+    """Send the order again to every exporter (not a gate) that had sent it, so each learns its new state and
+    version; return their codes.
+
+    Called inside the caller's transaction, the order locked by the caller (a cancellation, an amendment). Each
+    re-send is a delivery of its own with a new event id; it moves no chain on, and a cancel does not drop it.
+    """
+    sent = OrderExportRun.objects.filter(order=order, exporter=OuterRef("pk"), status=ExportRunStatus.DONE)
+    exporters = (
+        Exporter.objects.filter(enabled=True).exclude(kind=ExporterKind.APPROVAL).filter(Exists(sent)).order_by("code")
+    )
+    now = timezone.now()
+    codes = []
+    for exporter in exporters:
+        fresh = {
+            "status": FlagStatus.PENDING,
+            "event_id": uuid.uuid4(),
+            "attempts": 0,
+            "next_attempt_at": now,
+            "last_error": "",
+            "set_at": now,
+            "set_by": by,
+        }
+        # A re-send still waiting sends the newest state when it runs: it is renewed rather than doubled; one under
+        # way may carry the state before this change, so another follows it.
+        waiting = OrderFlag.objects.filter(order=order, exporter=exporter, resend=True).exclude(
+            status=FlagStatus.RUNNING
+        )
+        if not waiting.update(**fresh):
+            OrderFlag.objects.create(order=order, exporter=exporter, flag=exporter.flag, resend=True, **fresh)
+        codes.append(exporter.code)
+    if codes:
+        events.note_event(
+            order=order,
+            kind=OrderEventKind.NOTE,
+            by=by,
+            message=f"version {order.version} ({order.state}) to be sent again to {', '.join(codes)}",
+        )
+        export_pass_enqueue()
+    return codes
+
+
 CHAIN_LIMIT = 100
 
 
@@ -289,9 +476,31 @@ def exporter_problems(exporter: Exporter, *, model_checks: bool = True) -> dict[
     if exporter.code and others.filter(code=exporter.code).exists():
         add("code", f"an exporter is already called {exporter.code}")
     if exporter.enabled and exporter.flag:
-        taken = others.filter(flag=exporter.flag, enabled=True).first()
-        if taken is not None:
-            add("flag", f"the exporter {taken.code} already acts on the flag {exporter.flag}: switch it off first")
+        # Several exporters may share a flag (SPEC 7), but a gate decides alone before anyone sends the order, and
+        # the flag's next flag is set once all have sent it: they must agree on it.
+        sharing = list(others.filter(flag=exporter.flag, enabled=True).order_by("code"))
+        gate = next((other for other in sharing if other.kind == ExporterKind.APPROVAL), None)
+        if sharing and exporter.kind == ExporterKind.APPROVAL:
+            codes = ", ".join(other.code for other in sharing)
+            add(
+                "flag",
+                f"an approval gate must be the only exporter of its flag, and {codes} act on {exporter.flag}: "
+                "give the gate a flag of its own (with theirs as its next flag)",
+            )
+        elif gate is not None:
+            add(
+                "flag",
+                f"the approval gate {gate.code} acts on the flag {exporter.flag}, and a gate must be the only exporter "
+                f"of its flag: give this exporter the gate's next flag instead",
+            )
+        other = next((other for other in sharing if other.next_flag != exporter.next_flag), None)
+        if other is not None:
+            add(
+                "next_flag",
+                f"the exporter {other.code} of the flag {exporter.flag} hands orders on to "
+                f"{other.next_flag or 'no flag (it ends the chain)'}: the exporters of one flag must name the same "
+                "next flag",
+            )
     if exporter.next_flag and exporter.next_flag == exporter.flag:
         add("next_flag", "an exporter cannot hand an order on to its own flag")
     elif exporter.next_flag and exporter.enabled:
@@ -319,10 +528,6 @@ def exporter_save(*, code: str, values: dict) -> tuple[Exporter, bool]:
         problems = exporter_problems(exporter)
         if problems:
             raise ValidationError(problems)
-        try:
-            with transaction.atomic():
-                exporter.save()
-        except IntegrityError as exc:  # another exporter took the flag at the same moment
-            raise ValidationError({"flag": [f"another enabled exporter acts on the flag {exporter.flag}"]}) from exc
+        exporter.save()
     export_pass_enqueue()
     return exporter, created

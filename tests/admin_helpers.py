@@ -220,7 +220,9 @@ def add_rows(count, tag):
     TransitionFlag.objects.bulk_create(TransitionFlag(transition="confirm", flag=e.flag) for e in exporters)
     statuses = ("pending", "failed", "held", "running")
     OrderFlag.objects.bulk_create(
-        OrderFlag(order=o, flag=e.flag, status=statuses[i % len(statuses)], attempts=i, last_error="HTTP 500")
+        OrderFlag(
+            order=o, flag=e.flag, exporter=e, status=statuses[i % len(statuses)], attempts=i, last_error="HTTP 500"
+        )
         for i, (o, e) in enumerate(zip(orders, exporters, strict=True))
     )
     OrderEvent.objects.bulk_create(

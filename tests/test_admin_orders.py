@@ -166,7 +166,7 @@ def test_others_see_every_order_by_default_and_no_approval_actions(clerk, shop):
     response = clerk.get(admin_url(Order, "changelist"))
 
     assert listed(response) == ["O-1", "O-2", "O-3"]
-    assert action_choices(response) == ["retry_failed_exports"]
+    assert action_choices(response) == ["retry_failed_exports", "retry_waiting_now"]
 
 
 def test_the_list_runs_as_many_queries_for_thirty_orders_as_for_three(
@@ -468,8 +468,8 @@ def test_the_page_shows_the_flags_now(approver, shop):
     page = approver.get(admin_url(Order, "change", shop["O-2"].pk))
 
     flags = text_of(page.text.split('id="order-flags"')[1].split('id="order-timeline"')[0])
-    assert "approval Pending 0" in flags
-    assert "webhook Failed (retries used up) 3" in flags
+    assert "approval gate Pending 0" in flags
+    assert "webhook none enabled yet Failed (retries used up) 3" in flags
     assert "HTTP 500: oops" in flags
 
 
@@ -504,12 +504,24 @@ def test_exporter_form_checks_each_kind(superuser_client):
             url, exporter_data(kind="file", flag="files", descriptor=ks_orders.pk, destination="ftp://host/out")
         )
     )
-    same_flag = form_errors(superuser_client.post(url, exporter_data(url=PUBLIC_URL, flag="erp")))
+    next_differs = form_errors(superuser_client.post(url, exporter_data(url=PUBLIC_URL, flag="erp", next_flag="crm")))
+    gate_flag = form_errors(superuser_client.post(url, exporter_data(url=PUBLIC_URL, flag="approval", next_flag="erp")))
     own_next = form_errors(superuser_client.post(url, exporter_data(url=PUBLIC_URL, next_flag="webhook")))
 
     assert no_url == {"url": ["A webhook exporter needs an http:// or https:// URL."]}
     assert list(bad_place) == ["destination"] and "Unknown scheme 'ftp://'" in bad_place["destination"][0]
-    assert same_flag == {"flag": ["The exporter erp-file already acts on the flag erp: switch it off first."]}
+    assert next_differs == {
+        "next_flag": [
+            "The exporter erp-file of the flag erp hands orders on to no flag (it ends the chain): the exporters of "
+            "one flag must name the same next flag."
+        ]
+    }
+    assert gate_flag == {
+        "flag": [
+            "The approval gate gate acts on the flag approval, and a gate must be the only exporter of its flag: give "
+            "this exporter the gate's next flag instead."
+        ]
+    }
     assert own_next == {"next_flag": ["An exporter cannot hand an order on to its own flag."]}
     assert not Exporter.objects.filter(code="hook").exists()
 

@@ -12,8 +12,9 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def order_file_names(*, exporter, order, ext: str) -> tuple[str, str]:
-    """Return the names of an order's header and lines files: the same on every retry, so a retry overwrites."""
-    stem = f"{exporter.code}_{_UNSAFE.sub('_', order.order_id)[:150]}"
+    """Return the names of an order's header and lines files, e.g. erp_O-1_v2_cancelled.csv: the same on every retry,
+    so a retry overwrites; a re-send of a new state or version gets names of its own."""
+    stem = f"{exporter.code}_{_UNSAFE.sub('_', order.order_id)[:150]}_v{order.version}_{order.state}"
     return f"{stem}.{ext}", f"{stem}_lines.{ext}"
 
 

@@ -4,6 +4,7 @@ from django.core.management.base import BaseCommand
 
 from impex.management.output import print_json
 from orders.chain import orders_export_pass
+from orders.services import deliveries_due_now
 
 
 class Command(BaseCommand):
@@ -13,9 +14,18 @@ class Command(BaseCommand):
         parser.add_argument(
             "--limit", type=int, help="Stop after this many exporter runs (default: until none is due)."
         )
+        parser.add_argument(
+            "--retry-now",
+            action="store_true",
+            help="First make every export waiting for a retry due now (not those that failed for good: the admin's "
+            "Retry asks for those).",
+        )
         parser.add_argument("--json", action="store_true", help="Print one JSON object as the last line.")
 
     def handle(self, *args, **opts):
+        if opts["retry_now"]:
+            count = deliveries_due_now(by="command: orders_export --retry-now")
+            self.stdout.write(f"{count} waiting retr{'y' if count == 1 else 'ies'} made due now")
         reports = orders_export_pass(by="command: orders_export", limit=opts["limit"])
         for report in reports:
             self.stdout.write(f"{report.order}: {report.exporter} {report.status}: {report.message}")
