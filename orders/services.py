@@ -8,10 +8,19 @@ from django_fsm import can_proceed
 
 from impex.services.passes import Pass, pass_enqueue
 from orders import events
-from orders.choices import FLAG_TRANSITIONS, ExportRunStatus, FlagStatus, OrderEventKind, OrderState, OrderTransition
-from orders.exceptions import IllegalTransition, OrderError
+from orders.choices import (
+    FLAG_TRANSITIONS,
+    ExporterKind,
+    ExportRunStatus,
+    FlagStatus,
+    OrderEventKind,
+    OrderState,
+    OrderStatus,
+    OrderTransition,
+)
+from orders.exceptions import IllegalTransition, OrderError, OrderShipped
 from orders.models import Exporter, Order, OrderEvent, OrderExportRun, OrderFlag, OrderLine, TransitionFlag
-from orders.state import GUARD_MESSAGES
+from orders.state import AMENDABLE, GUARD_MESSAGES, HAS_SHIPPED
 
 # Transitions after which the order's waiting flags are dropped: nothing is exported for a cancelled order
 # (except what a flag configured for the cancel itself asks, e.g. telling the ERP).
@@ -62,7 +71,9 @@ def order_transition(
         before = order.state
         getattr(order, transition)()
         order.state_changed_at = timezone.now()
-        order.save(update_fields=["state", "state_changed_at", "updated_at"])
+        if order.state == OrderState.CANCELLED:
+            order.status = OrderStatus.CANCELLED  # what KS_ORDERS exports say of it
+        order.save(update_fields=["state", "state_changed_at", "status", "updated_at"])
         events.transition_event(
             order=order,
             transition=transition,
@@ -166,6 +177,62 @@ def _flags_bulk_set(ids: list[int], *, flags: list[str], by: str, at) -> None:
         ],
         batch_size=BATCH,
     )
+
+
+def order_cancel(*, order: Order | int, reason: str, by: str, user=None) -> Order:
+    """Cancel an order with a reason (a file's row, staff or HTTP); exporters that had sent it get it again.
+
+    An order already cancelled stays as it is; one that has shipped raises OrderShipped and nothing changes.
+    """
+    with transaction.atomic():
+        pk = order.pk if isinstance(order, Order) else order
+        order = Order.objects.select_for_update().get(pk=pk)
+        if order.state == OrderState.CANCELLED:
+            return order
+        if order.state in HAS_SHIPPED:
+            raise OrderShipped(f"order {order.order_id} has shipped: it can no longer be cancelled")
+        order = order_transition(
+            order=order, transition=OrderTransition.CANCEL, by=by, user=user, reason=reason, lock=False
+        )
+        # After the transition, which drops the flags still waiting: the re-send flags are new ones.
+        if order_resend(order, by=by):
+            export_pass_enqueue()
+    return order
+
+
+def order_amend(*, order: Order, changes: list[str], by: str, resend: bool = True) -> Order:
+    """Record a change of an order (locked by the caller); a confirmed, unshipped one gets a new version.
+
+    Exporters that had sent the order get it again (unless resend is off: a cancellation that follows does it).
+    """
+    if order.state in HAS_SHIPPED:
+        raise OrderShipped(f"order {order.order_id} has shipped: it can no longer be amended")
+    if order.state not in AMENDABLE:
+        return order
+    order.version += 1
+    order.save(update_fields=["version", "updated_at"])
+    events.note_event(order=order, kind=OrderEventKind.AMENDED, by=by, message="amended: " + "; ".join(changes))
+    if resend and order_resend(order, by=by):
+        export_pass_enqueue()
+    return order
+
+
+def order_resend(order: Order, *, by: str) -> list[str]:
+    """Flag the order again for every exporter (not an approval gate) that had sent it; return their codes.
+
+    Called inside the caller's transaction with the order locked.
+    """
+    sent = (
+        Exporter.objects.filter(runs__order=order, runs__status=ExportRunStatus.DONE, enabled=True)
+        .exclude(kind=ExporterKind.APPROVAL)
+        .distinct()
+        .order_by("code")
+    )
+    codes = []
+    for exporter in sent:
+        flag_set(order=order, flag=exporter.flag, by=f"{by} (sent again)")
+        codes.append(exporter.code)
+    return codes
 
 
 def flag_transition(*, flag: OrderFlag, to: str, **fields) -> OrderFlag:

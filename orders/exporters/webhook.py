@@ -28,6 +28,7 @@ def order_payload(*, order, exporter, flag) -> dict:
         "order": {
             "order_id": order.order_id,
             "state": order.state,
+            "version": order.version,
             "customer_id": order.customer.customer_id,
             "order_date": order.order_date.isoformat(),
             "currency": order.currency,
