@@ -76,6 +76,9 @@ class OrderFileNote(models.Model):
     class Meta:
         indexes = [models.Index(fields=["file", "order_ref"])]
 
+    def __str__(self):
+        return f"{self.order_ref} in file {self.file_id}"
+
 
 class OrderLine(SyncedModel):
     order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="lines")
