@@ -26,6 +26,8 @@ from orders.state import AMENDABLE, GUARD_MESSAGES, HAS_SHIPPED
 # (except what a flag configured for the cancel itself asks, e.g. telling the ERP).
 ENDING = {OrderTransition.CANCEL, OrderTransition.REJECT}
 BATCH = 1000
+# The longest reason of a rejection or a cancellation (kept on the order's timeline).
+REASON_MAX_LENGTH = 2000
 EXPORT_PASS = Pass("order export", "orders.tasks.orders_export", "orders export pass", "exporter run(s)")
 
 
