@@ -9,12 +9,14 @@ record) are finished with their batch.
 from collections import defaultdict
 from decimal import Decimal
 
+from impex.models import Connection
 from orders.choices import OrderState, OrderStatus
 from orders.models import Order, OrderFileNote, OrderLine
-from orders.state import HAS_SHIPPED
+from orders.state import AMENDABLE, HAS_SHIPPED
 
 CANCEL_REFUSED = "order {} has shipped: it can no longer be cancelled"
 AMEND_REFUSED = "order {} has shipped: it can no longer be amended"
+BATCH = 1000
 
 
 class _Note:
@@ -109,7 +111,9 @@ def lines_before_write(pipeline, good: list, out) -> list:
         order = by_pk[g.values[order_at]]
         line_no = g.values[line_at]
         line = stored.get((order.pk, line_no))
-        if line is None:
+        if order.state == OrderState.NEW:
+            changes = []  # a new order's lines are its content, not an amendment
+        elif line is None:
             changes = [f"line {line_no} added"]
         else:
             changes = _differences(pipeline, g, line, columns, prefix=f"line {line_no} ")
@@ -152,7 +156,8 @@ def orders_after_write(pipeline) -> None:
     if pipeline.file is not None or not notes:
         return
     pipeline.order_notes = {}
-    _finish(notes, by="single-record update", replace_lines=False)
+    code = Connection.objects.filter(pk=pipeline.connection_id).values_list("code", flat=True).first()
+    _finish(notes, by=f"update from {code}" if code else "sheet upload", replace_lines=False)
 
 
 def file_finish(import_file) -> None:
@@ -177,17 +182,27 @@ def file_finish(import_file) -> None:
 
 
 def _finish(notes: dict[str, _Note], *, by: str, replace_lines: bool, keep_lines_of=frozenset()) -> None:
+    """Apply the notes, a batch of orders at a time: lines removed in one statement, then each change recorded."""
     from orders.services import order_amend, order_cancel
 
-    for order in Order.objects.select_for_update().filter(order_id__in=list(notes)).order_by("pk"):
-        note = notes[order.order_id]
-        removed = []
-        if replace_lines and order.order_id not in keep_lines_of and order.state not in HAS_SHIPPED:
-            gone = order.lines.exclude(line_no__in=note.line_nos).filter(shipped_at__isnull=True)
-            removed = sorted(gone.values_list("line_no", flat=True))
-            gone.delete()
-        changes = note.changes + [f"line {n} removed" for n in removed]
-        if changes:
-            order_amend(order=order, changes=changes, by=by, resend=not note.cancel)
-        if note.cancel:
-            order_cancel(order=order, reason="the platform cancelled it (status cancelled)", by=by)
+    refs = sorted(notes)
+    for start in range(0, len(refs), BATCH):
+        orders = list(Order.objects.select_for_update().filter(order_id__in=refs[start : start + BATCH]).order_by("pk"))
+        removed: dict[int, list[int]] = defaultdict(list)
+        if replace_lines:
+            held = {o.pk: notes[o.order_id].line_nos for o in orders}
+            eligible = [o.pk for o in orders if o.order_id not in keep_lines_of and o.state not in HAS_SHIPPED]
+            gone = []
+            lines = OrderLine.objects.filter(order_id__in=eligible, shipped_at__isnull=True)
+            for pk, order_pk, line_no in lines.values_list("pk", "order_id", "line_no").order_by("line_no"):
+                if line_no not in held[order_pk]:
+                    gone.append(pk)
+                    removed[order_pk].append(line_no)
+            OrderLine.objects.filter(pk__in=gone).delete()
+        for order in orders:
+            note = notes[order.order_id]
+            changes = note.changes + [f"line {n} removed" for n in removed[order.pk]]
+            if changes and order.state in AMENDABLE:
+                order_amend(order=order, changes=changes, by=by, resend=not note.cancel)
+            if note.cancel:
+                order_cancel(order=order, reason="the platform cancelled it (status cancelled)", by=by)
