@@ -286,7 +286,22 @@ class OrderAdmin(SyncedEntityAdmin):
     inlines = (OrderLineInline, ShipmentInline)
     actions = ("approve_held", "reject_held", "cancel_selected", "retry_failed_exports")
     fieldsets = (
-        (None, {"fields": ("order_id", "customer", "order_date", "currency", "total", "state", "state_changed_at")}),
+        (
+            None,
+            {
+                "fields": (
+                    "order_id",
+                    "customer",
+                    "order_date",
+                    "currency",
+                    "total",
+                    "state",
+                    "state_changed_at",
+                    "status",
+                    "version",
+                )
+            },
+        ),
         (
             "Shipping",
             {
@@ -304,7 +319,7 @@ class OrderAdmin(SyncedEntityAdmin):
         ),
         ("Sync", {"fields": ("connection", "created_at", "updated_at")}),
     )
-    readonly_fields = ("connection", "created_at", "updated_at", "state", "state_changed_at")
+    readonly_fields = ("connection", "created_at", "updated_at", "state", "state_changed_at", "status", "version")
 
     has_approve_permission = permission_check(APPROVE_PERMISSION)
     has_cancel_permission = permission_check(CANCEL_PERMISSION)

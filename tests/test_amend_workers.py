@@ -18,7 +18,7 @@ from impex.services.jobs import job_create
 from impex.services.lifecycle import job_enqueue
 from impex.tests.helpers import process_env, write_kore
 from orders.models import Order, OrderEvent, OrderLine
-from orders.tests.helpers import import_catalogue, import_orders, line_row, order_row
+from orders.tests.helpers import _next_sequence, import_catalogue, import_orders, line_row, order_row
 
 pytestmark = [
     pytest.mark.skipif(
@@ -47,7 +47,7 @@ def test_two_workers_on_a_lines_file_in_many_chunks_amend_each_order_once(tmp_pa
         for n, i in enumerate(ids)
         for row in (line_row(i, 1, "SKU1", quantity=2 if n % 2 == 0 else 1), line_row(i, 2, "SKU2"))
     ]
-    path = write_kore(tmp_path, "KS_ORDER_LINES", 3, rows)
+    path = write_kore(tmp_path, "KS_ORDER_LINES", _next_sequence("kore-erp"), rows)
     job = job_create(paths=[path], connection=kore_connection)
     job_enqueue(job=job)
     env = process_env(IMPEX_CHUNK_ROWS=25, IMPEX_POLL_SECONDS=0.1)
@@ -75,4 +75,5 @@ def test_two_workers_on_a_lines_file_in_many_chunks_amend_each_order_once(tmp_pa
     messages = dict(OrderEvent.objects.filter(kind="amended").values_list("order__order_id", "message"))
     assert messages["O0000"] == "amended: line 1 quantity 1 -> 2; line 3 removed"
     assert messages["O0001"] == "amended: line 3 removed"
-    assert json.loads(logs[0].read_text().strip().splitlines()[-1])["status"] == "completed"
+    (result,) = json.loads(logs[0].read_text().strip().splitlines()[-1])["files"]
+    assert (result["status"], result["updated"], result["unchanged"]) == ("imported", ORDERS // 2, ORDERS * 3 // 2)
