@@ -45,8 +45,8 @@ def _data_columns(pipeline) -> list[tuple[int, object]]:
     return [(i, c) for i, c in enumerate(pipeline.present) if not c.is_key and not c.parent]
 
 
-def _differences(pipeline, g, stored, columns, *, prefix: str = "") -> list[str]:
-    """Describe the fields a row changes on a stored record ("total 10.00 -> 12.00")."""
+def _differences(pipeline, g, stored, columns, *, prefix: str = "") -> list[tuple[str, str]]:
+    """Name and describe the fields a row changes on a stored record ("total", "total 10.00 -> 12.00")."""
     changes = []
     for i, column in columns:
         if column.field_name == "status":
@@ -57,7 +57,7 @@ def _differences(pipeline, g, stored, columns, *, prefix: str = "") -> list[str]
         if column.ref_model is not None:
             old = getattr(getattr(stored, column.field_name), column.ref_key, old)
             new = pipeline.pick(g.raw)[i]
-        changes.append(f"{prefix}{column.name} {_shown(old)} -> {_shown(new)}")
+        changes.append((column.name, f"{prefix}{column.name} {_shown(old)} -> {_shown(new)}"))
     return changes
 
 
@@ -83,13 +83,15 @@ def orders_before_write(pipeline, good: list, out) -> list:
             )
         changes = _differences(pipeline, g, order, columns) if order is not None else []
         if order is not None and order.state in HAS_SHIPPED and (cancel or changes):
-            message = CANCEL_REFUSED if cancel else AMEND_REFUSED
-            pipeline.refuse(out, g, "status" if cancel else columns[0][1].name, message.format(order_id))
+            if cancel:
+                pipeline.refuse(out, g, "status", CANCEL_REFUSED.format(order_id))
+            else:
+                pipeline.refuse(out, g, changes[0][0], AMEND_REFUSED.format(order_id))
             continue
         kept.append(g)
         if changes or cancel:
             note = notes.setdefault(order_id, _Note())
-            note.changes += changes
+            note.changes += [text for _, text in changes]
             note.cancel = note.cancel or cancel
     _keep(pipeline, notes)
     return kept
@@ -114,17 +116,17 @@ def lines_before_write(pipeline, good: list, out) -> list:
         if order.state == OrderState.NEW:
             changes = []  # a new order's lines are its content, not an amendment
         elif line is None:
-            changes = [f"line {line_no} added"]
+            changes = [(pipeline.present[line_at].name, f"line {line_no} added")]
         else:
             changes = _differences(pipeline, g, line, columns, prefix=f"line {line_no} ")
         if order.state in HAS_SHIPPED:
             if changes:
-                pipeline.refuse(out, g, columns[0][1].name, AMEND_REFUSED.format(order.order_id))
+                pipeline.refuse(out, g, changes[0][0], AMEND_REFUSED.format(order.order_id))
                 continue
         else:
             note = notes.setdefault(order.order_id, _Note())
             note.line_nos.add(line_no)
-            note.changes += changes
+            note.changes += [text for _, text in changes]
         kept.append(g)
     _keep(pipeline, notes)
     return kept

@@ -170,8 +170,14 @@ def test_a_shipped_order_refuses_amendments_and_other_rows_go_on(orders_in):
     orders = import_with_errors(orders_in, "KS_ORDERS", [order_row("O3", total="31"), order_row("O2", total="21")])
     lines = import_with_errors(orders_in, "KS_ORDER_LINES", [line_row("O3", 1, quantity=9), line_row("O3", 2)])
 
-    assert [e["message"] for e in orders["errors"]] == ["order O3 has shipped: it can no longer be amended"]
-    assert [e["message"] for e in lines["errors"]] == ["order O3 has shipped: it can no longer be amended"] * 2
+    refused = "order O3 has shipped: it can no longer be amended"
+    assert [(e["row"], e["column"], e["value"], e["message"]) for e in orders["errors"]] == [
+        (2, "total", "31", refused)
+    ]
+    assert [(e["row"], e["column"], e["value"], e["message"]) for e in lines["errors"]] == [
+        (2, "quantity", "9", refused),
+        (3, "line_no", "2", refused),
+    ]
     o3 = order("O3")
     assert (o3.total, o3.version, list(o3.lines.values_list("line_no", "quantity"))) == (30, 1, [(1, 1)])
     assert order("O2").version == 2
