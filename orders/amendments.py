@@ -104,7 +104,9 @@ def lines_before_write(pipeline, good: list, out) -> list:
     by_pk = {o.pk: o for o in orders}
     stored = {
         (line.order_id, line.line_no): line
-        for line in OrderLine.objects.filter(order_id__in=by_pk).select_related("variant")
+        for line in OrderLine.objects.filter(
+            order_id__in=[pk for pk, o in by_pk.items() if o.state != OrderState.NEW]
+        ).select_related("variant")
     }
     columns = _data_columns(pipeline)
     notes: dict[str, _Note] = {}
