@@ -146,6 +146,7 @@ KORE_DESCRIPTORS = [
             ("ship_to_city", "ship_to_city", S, False, False, ""),
             ("ship_to_postcode", "ship_to_postcode", S, False, False, ""),
             ("ship_to_country", "ship_to_country", S, False, False, ""),
+            ("status", "status", C, False, False, "open,cancelled"),
         ],
     },
     {

@@ -35,6 +35,12 @@ class EntitySpec:
     after_file: Callable[[], None] | None = None
     # The same for single records sent over HTTP, given the primary keys written (cheaper than after_file).
     after_records: Callable[[list], None] | None = None
+    # Sees a batch's checked rows before they are written (pipeline, rows, result): returns the rows to write,
+    # having refused the others; after_write is called once they are (e.g. orders: shipped ones refuse changes).
+    before_write: Callable | None = None
+    after_write: Callable | None = None
+    # Runs in the transaction that finishes a file of this entity, before after_file, given the ImportFile.
+    file_finish: Callable | None = None
     # Fields the hub alone sets (an order's state): an export-only descriptor may write them, no import fills them.
     hub_fields: tuple[str, ...] = ()
 

@@ -50,23 +50,28 @@ from orders.models import (
     TransitionFlag,
 )
 from orders.services import (
+    REASON_MAX_LENGTH,
     deliveries_due_now,
     exporter_problems,
     flag_retry,
     flags_for,
     order_approve,
+    order_cancel,
     order_reject,
     transition_refusal,
 )
+from orders.state import HAS_SHIPPED
 from syncapp.admin import SyncedEntityAdmin
 
 APPROVE_PERMISSION = "orders.approve_order"
+CANCEL_PERMISSION = "orders.cancel_order"
 # Retrying sends an order on again along its chain: whoever may change orders may ask for it.
 RETRY_PERMISSION = "orders.change_order"
 # Receivers' answers are shown with exporter runs to who may change exporters (where orders are sent) only.
 ANSWERS_PERMISSION = "orders.change_exporter"
-REASON_MAX_LENGTH = 2000
 ERROR_SHOWN = 60
+# Orders that can no longer be cancelled: cancelled already, or shipped (SPEC section 7).
+CANCEL_ENDED = {OrderState.CANCELLED, *HAS_SHIPPED}
 
 # Flag statuses behind each choice of the list's "exports" filter.
 EXPORTS_CHOICES = {
@@ -233,6 +238,17 @@ class DecisionForm(forms.Form):
             field.error_messages["required"] = "Give the reason for rejecting: it is kept on the order's timeline."
 
 
+class CancelForm(forms.Form):
+    """The reason of a cancellation (required): it is kept on the order's timeline with the user."""
+
+    reason = forms.CharField(
+        max_length=REASON_MAX_LENGTH,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 70}),
+        help_text="Why the order is cancelled: it is kept on the order's timeline with your name.",
+        error_messages={"required": "Give the reason for cancelling: it is kept on the order's timeline."},
+    )
+
+
 class Decision(NamedTuple):
     """What approving or rejecting a held order takes: its transition, its words and its service."""
 
@@ -282,9 +298,24 @@ class OrderAdmin(SyncedEntityAdmin):
     list_select_related = ("customer", "connection")
     date_hierarchy = "order_date"
     inlines = (OrderLineInline, ShipmentInline)
-    actions = ("approve_held", "reject_held", "retry_failed_exports", "retry_waiting_now")
+    actions = ("approve_held", "reject_held", "cancel_selected", "retry_failed_exports", "retry_waiting_now")
     fieldsets = (
-        (None, {"fields": ("order_id", "customer", "order_date", "currency", "total", "state", "state_changed_at")}),
+        (
+            None,
+            {
+                "fields": (
+                    "order_id",
+                    "customer",
+                    "order_date",
+                    "currency",
+                    "total",
+                    "state",
+                    "state_changed_at",
+                    "status",
+                    "version",
+                )
+            },
+        ),
         (
             "Shipping",
             {
@@ -302,9 +333,10 @@ class OrderAdmin(SyncedEntityAdmin):
         ),
         ("Sync", {"fields": ("connection", "created_at", "updated_at")}),
     )
-    readonly_fields = ("connection", "created_at", "updated_at", "state", "state_changed_at")
+    readonly_fields = ("connection", "created_at", "updated_at", "state", "state_changed_at", "status", "version")
 
     has_approve_permission = permission_check(APPROVE_PERMISSION)
+    has_cancel_permission = permission_check(CANCEL_PERMISSION)
     has_retry_export_permission = permission_check(RETRY_PERMISSION)
 
     def get_changelist(self, request, **kwargs):
@@ -435,6 +467,65 @@ class OrderAdmin(SyncedEntityAdmin):
             order.held_message = context["held_runs"].get(order.pk, "")
         return TemplateResponse(request, "admin/orders/order/decide.html", context)
 
+    @admin.action(description="Cancel selected orders", permissions=["cancel"])
+    def cancel_selected(self, request, queryset):
+        """Ask one reason, then cancel the orders chosen; those that have shipped (or are cancelled) are skipped."""
+        orders = self._chosen(request, queryset)
+        open_ = [order for order in orders if order.state not in CANCEL_ENDED]
+        skipped = [order for order in orders if order.state in CANCEL_ENDED]
+        if not open_:
+            self._report_not_cancelled(request, skipped)
+            self.message_user(request, "No order was cancelled: none of those chosen can be.", messages.WARNING)
+            return None
+        form = CancelForm(request.POST if request.POST.get("post") else None)
+        if form.is_bound and form.is_valid():
+            self._cancel(request, open_, reason=form.cleaned_data["reason"])
+            self._report_not_cancelled(request, skipped)
+            return None
+        return self._cancel_page(request, orders=open_, skipped=skipped, form=form, action="cancel_selected")
+
+    def _cancel(self, request, orders: list[Order], *, reason: str) -> None:
+        """Cancel each order through the service; report what was cancelled and what was refused, and why."""
+        done = []
+        for order in orders:
+            try:
+                order_cancel(order=order, reason=reason, by=request.user.get_username(), user=request.user)
+            except OrderError as exc:
+                self.message_user(request, f"{order.order_id} was not cancelled: {exc}.", messages.ERROR)
+            else:
+                done.append(order.order_id)
+        if done:
+            self.message_user(
+                request,
+                f"Cancelled {', '.join(done)}: exporters that had sent {'it' if len(done) == 1 else 'them'} "
+                "are told in a moment.",
+                messages.SUCCESS,
+            )
+
+    def _report_not_cancelled(self, request, skipped: list[Order]) -> None:
+        for order in skipped:
+            why = "is cancelled already" if order.state == OrderState.CANCELLED else "has shipped"
+            self.message_user(
+                request,
+                f"{order.order_id} was not cancelled: it {why} ({order.get_state_display()}).",
+                messages.WARNING if order.state == OrderState.CANCELLED else messages.ERROR,
+            )
+
+    def _cancel_page(self, request, *, orders, skipped, form, action="", post_url=""):
+        """The page that asks the reason of a cancellation before it is made."""
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": f"Cancel {'this order' if len(orders) == 1 else f'{len(orders)} orders'}?",
+            "orders": orders,
+            "skipped": skipped,
+            "form": form,
+            "action": action,
+            "post_url": post_url,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, "admin/orders/order/cancel.html", context)
+
     @admin.action(description="Retry failed exports", permissions=["retry_export"])
     def retry_failed_exports(self, request, queryset):
         orders = self._chosen(request, queryset)
@@ -484,6 +575,7 @@ class OrderAdmin(SyncedEntityAdmin):
         own = [
             path("<path:object_id>/approve/", view(self.approve_view), name="orders_order_approve"),
             path("<path:object_id>/reject/", view(self.reject_view), name="orders_order_reject"),
+            path("<path:object_id>/cancel/", view(self.cancel_view), name="orders_order_cancel"),
             path(
                 "<path:object_id>/flags/<int:flag_id>/retry/",
                 view(self.retry_flag_view),
@@ -532,6 +624,24 @@ class OrderAdmin(SyncedEntityAdmin):
             post_url=reverse(f"admin:orders_order_{decision}", args=[order.pk]),
         )
 
+    def cancel_view(self, request, object_id):
+        """Cancel the order with a reason (POST, orders.cancel_order); a GET shows the page that asks for it."""
+        order = self._order_for(request, object_id, may=self.has_cancel_permission)
+        if order.state in CANCEL_ENDED:
+            self._report_not_cancelled(request, [order])
+            return self._back(order)
+        form = CancelForm(request.POST if request.method == "POST" else None)
+        if form.is_bound and form.is_valid():
+            self._cancel(request, [order], reason=form.cleaned_data["reason"])
+            return self._back(order)
+        return self._cancel_page(
+            request,
+            orders=[order],
+            skipped=[],
+            form=form,
+            post_url=reverse("admin:orders_order_cancel", args=[order.pk]),
+        )
+
     def retry_flag_view(self, request, object_id, flag_id: int):
         """Try a failed flag's exporter again now (POST, orders.change_order)."""
         order = self._order_for(request, object_id, may=self.has_retry_export_permission)
@@ -565,6 +675,8 @@ class OrderAdmin(SyncedEntityAdmin):
                 may_decide=self.has_approve_permission(request),
                 may_retry=self.has_retry_export_permission(request),
             )
+            if self.has_cancel_permission(request) and order.state not in CANCEL_ENDED:
+                extra["cancel_url"] = reverse("admin:orders_order_cancel", args=[order.pk])
         return super().change_view(request, object_id, form_url, extra_context={**extra, **(extra_context or {})})
 
 

@@ -1,16 +1,19 @@
-"""The order update feed endpoint: POST /api/feeds/shipments/ (SPEC section 10)."""
+"""The order endpoints of SPEC section 10: the update feed (POST /api/feeds/shipments/) and cancellation
+(POST /api/orders/{order_id}/cancel/)."""
 
 import zoneinfo
 
 from django.conf import settings
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from impex.api_schema import responses
+from orders.exceptions import OrderShipped
 from orders.feeds import feed_events_receive
-from orders.models import FeedEvent
+from orders.models import FeedEvent, Order
+from orders.services import REASON_MAX_LENGTH, order_cancel
 
 
 class ConnectionDateTimeField(serializers.DateTimeField):
@@ -85,3 +88,44 @@ class ShipmentFeedView(APIView):
         feed.is_valid(raise_exception=True)
         accepted = feed_events_receive(connection=connection, events=feed.validated_data["events"])
         return Response({"accepted": accepted}, status=status.HTTP_202_ACCEPTED)
+
+
+class CancelSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=REASON_MAX_LENGTH)
+
+
+_order_state = inline_serializer(
+    "OrderState",
+    {"order_id": serializers.CharField(), "state": serializers.CharField(), "version": serializers.IntegerField()},
+)
+_detail = inline_serializer("CancelRefused", {"detail": serializers.CharField()})
+
+
+class OrderCancelView(APIView):
+    """Cancel an order of the caller's connection with a reason; exporters that had sent it get it again."""
+
+    @extend_schema(
+        request=CancelSerializer,
+        responses=responses(
+            {
+                200: _order_state,
+                409: OpenApiResponse(_detail, description="The order has shipped: it can no longer be cancelled."),
+            },
+            not_found=True,
+        ),
+        summary="Cancel an order",
+    )
+    def post(self, request, order_id: str):
+        connection = request.user.connection
+        order = Order.objects.filter(order_id=order_id, connection=connection).first()
+        if order is None:
+            return Response(
+                {"detail": f"no order {order_id} of connection {connection.code}"}, status=status.HTTP_404_NOT_FOUND
+            )
+        body = CancelSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            order = order_cancel(order=order, reason=body.validated_data["reason"], by=f"api: {connection.code}")
+        except OrderShipped as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        return Response({"order_id": order.order_id, "state": order.state, "version": order.version})

@@ -14,6 +14,13 @@ class OrderState(models.TextChoices):
     CANCELLED = "cancelled"
 
 
+class OrderStatus(models.TextChoices):
+    """An order's status as the platform's KS_ORDERS says it (SPEC section 6): open, or cancelled."""
+
+    OPEN = "open"
+    CANCELLED = "cancelled"
+
+
 class OrderTransition(models.TextChoices):
     """The transitions of SPEC section 7, by the name of their method on Order (orders/state.py)."""
 
@@ -38,6 +45,7 @@ class OrderEventKind(models.TextChoices):
     HELD = "held", "Held for approval"
     RETRY = "retry", "Retry asked"
     SHIPMENT = "shipment"
+    AMENDED = "amended"
     NOTE = "note"
 
 

@@ -19,3 +19,7 @@ class ExporterFailed(OrderError):
         self.http_status = http_status
         # The start of the receiver's answer: kept with the run, shown only to who may change the exporter.
         self.response = response
+
+
+class OrderShipped(OrderError):
+    """The order has shipped: it can no longer be cancelled or amended; nothing was changed."""

@@ -16,6 +16,7 @@ from orders.choices import (
     FlagStatus,
     OrderEventKind,
     OrderState,
+    OrderStatus,
     OrderTransition,
 )
 from orders.state import OrderStateMachine
@@ -43,6 +44,8 @@ class Order(OrderStateMachine, SyncedModel):
     state_changed_at = models.DateTimeField(null=True, blank=True)
     # Raised by each amendment of an order already confirmed (SPEC section 7); exporters send it with the state.
     version = models.PositiveIntegerField(default=1)
+    # KS_ORDERS' status column: the platform's word; "cancelled" cancels the order, and every cancellation sets it.
+    status = models.CharField(max_length=10, choices=OrderStatus.choices, default=OrderStatus.OPEN)
 
     class Meta:
         ordering = ["-order_date", "order_id"]
@@ -55,6 +58,26 @@ class Order(OrderStateMachine, SyncedModel):
 
     def __str__(self):
         return self.order_id
+
+
+class OrderFileNote(models.Model):
+    """What a chunk of a KS_ORDERS or KS_ORDER_LINES file did to an order, kept until the file finishes.
+
+    The file's finish reads them once (after every chunk, whichever worker applied it) to raise the version,
+    write the timeline, remove the lines the file no longer holds and cancel, once per file and order.
+    """
+
+    file = models.ForeignKey("impex.ImportFile", on_delete=models.CASCADE, related_name="+")
+    order_ref = models.CharField(max_length=100, help_text="The order_id the rows name.")
+    line_nos = models.JSONField(default=list, blank=True, help_text="The line numbers the file holds for the order.")
+    changes = models.JSONField(default=list, blank=True)
+    cancel = models.BooleanField(default=False)
+
+    class Meta:
+        indexes = [models.Index(fields=["file", "order_ref"])]
+
+    def __str__(self):
+        return f"{self.order_ref} in file {self.file_id}"
 
 
 class OrderLine(SyncedModel):

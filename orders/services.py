@@ -18,17 +18,20 @@ from orders.choices import (
     FlagStatus,
     OrderEventKind,
     OrderState,
+    OrderStatus,
     OrderTransition,
 )
-from orders.exceptions import IllegalTransition, OrderError
+from orders.exceptions import IllegalTransition, OrderError, OrderShipped
 from orders.models import Exporter, Order, OrderEvent, OrderExportRun, OrderFlag, OrderLine, TransitionFlag
-from orders.state import GUARD_MESSAGES
+from orders.state import AMENDABLE, GUARD_MESSAGES, HAS_SHIPPED
 
 # Transitions after which the order's waiting flags are dropped: nothing is exported for a cancelled order
 # (except what a flag configured for the cancel itself asks, e.g. telling the ERP, and the re-sends that tell the
 # exporters which had sent the order its new state: orders.services.order_resend).
 ENDING = {OrderTransition.CANCEL, OrderTransition.REJECT}
 BATCH = 1000
+# The longest reason of a rejection or a cancellation (kept on the order's timeline).
+REASON_MAX_LENGTH = 2000
 EXPORT_PASS = Pass("order export", "orders.tasks.orders_export", "orders export pass", "exporter run(s)")
 
 
@@ -74,7 +77,9 @@ def order_transition(
         before = order.state
         getattr(order, transition)()
         order.state_changed_at = timezone.now()
-        order.save(update_fields=["state", "state_changed_at", "updated_at"])
+        if order.state == OrderState.CANCELLED:
+            order.status = OrderStatus.CANCELLED  # what KS_ORDERS exports say of it
+        order.save(update_fields=["state", "state_changed_at", "status", "updated_at"])
         events.transition_event(
             order=order,
             transition=transition,
@@ -208,6 +213,43 @@ def _flags_bulk_set(ids: list[int], *, flags: list[str], by: str, at) -> None:
         ],
         batch_size=BATCH,
     )
+
+
+def order_cancel(*, order: Order | int, reason: str, by: str, user=None) -> Order:
+    """Cancel an order with a reason (a file's row, staff or HTTP); exporters that had sent it get it again.
+
+    An order already cancelled stays as it is; one that has shipped raises OrderShipped and nothing changes.
+    """
+    with transaction.atomic():
+        pk = order.pk if isinstance(order, Order) else order
+        order = Order.objects.select_for_update().get(pk=pk)
+        if order.state == OrderState.CANCELLED:
+            return order
+        if order.state in HAS_SHIPPED:
+            raise OrderShipped(f"order {order.order_id} has shipped: it can no longer be cancelled")
+        order = order_transition(
+            order=order, transition=OrderTransition.CANCEL, by=by, user=user, reason=reason, lock=False
+        )
+        # After the transition, which drops the flags still waiting: the re-send flags are new ones.
+        order_resend(order, by=by)
+    return order
+
+
+def order_amend(*, order: Order, changes: list[str], by: str, resend: bool = True) -> Order:
+    """Record a change of an order (locked by the caller); a confirmed, unshipped one gets a new version.
+
+    Exporters that had sent the order get it again (unless resend is off: a cancellation that follows does it).
+    """
+    if order.state in HAS_SHIPPED:
+        raise OrderShipped(f"order {order.order_id} has shipped: it can no longer be amended")
+    if order.state not in AMENDABLE:
+        return order
+    order.version += 1
+    order.save(update_fields=["version", "updated_at"])
+    events.note_event(order=order, kind=OrderEventKind.AMENDED, by=by, message="amended: " + "; ".join(changes))
+    if resend:
+        order_resend(order, by=by)
+    return order
 
 
 def flag_transition(*, flag: OrderFlag, to: str, **fields) -> OrderFlag:

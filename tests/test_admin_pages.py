@@ -69,6 +69,8 @@ NOT_REGISTERED = {
     # An order's timeline rows and flags are shown on its page.
     "orders.orderevent",
     "orders.orderflag",
+    # What a file's chunks did to an order, kept until the file finishes (like FileKey): the timeline shows it.
+    "orders.orderfilenote",
 }
 
 

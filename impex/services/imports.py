@@ -242,12 +242,14 @@ class FileImport:
         return self.file.mode == Mode.FULL
 
     def _make_pipeline(self, header: list[str]) -> RecordPipeline:
-        return RecordPipeline(
+        pipeline = RecordPipeline(
             compiled=self.compiled,
             header=header,
             connection_id=self.connection.pk if self.connection else None,
             full=self.full,
         )
+        pipeline.file = self.file
+        return pipeline
 
     @property
     def pipeline(self) -> RecordPipeline:
@@ -582,6 +584,8 @@ class FileImport:
             if self.full:
                 extra.retired += self._retire()
             spec = self.compiled.spec
+            if spec.file_finish is not None:
+                spec.file_finish(f)
             if spec.after_file is not None:
                 spec.after_file()
             sums = ImportChunk.objects.filter(file_id=f.pk).aggregate(

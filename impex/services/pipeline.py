@@ -126,6 +126,8 @@ class RecordPipeline:
         # Outside a file (a single record, a sheet) repeated keys are caught batch by batch; in a file the
         # file's start has found them all (FileDuplicate), whatever worker applies which chunk.
         self.in_file = in_file
+        # The ImportFile whose chunks this pipeline applies (None for a sheet or a single record).
+        self.file = None
         self._parent_changed_keys: set[str] = set()
         self._check_header()
         self._plan()
@@ -278,9 +280,19 @@ class RecordPipeline:
             self._write_parents(good)
         for i, col in self.refs:
             good = self._resolve(good, i, col, out)
+        spec = self.compiled.spec
+        if good and spec.before_write is not None:
+            good = spec.before_write(self, good, out)
         if good:
             self._write(good, out, final=final, collect_applied=collect_applied)
+            if spec.after_write is not None:
+                spec.after_write(self)
         return out
+
+    def refuse(self, out: BatchResult, g: "_Good", column: str, message: str) -> None:
+        """Refuse a checked row for a reason of the entity's own (before_write), naming the column."""
+        col = self.compiled.columns[column]
+        self._refuse(out, g, col, message, visible_text(str(self.pick(g.raw)[self.present.index(col)])))
 
     def read(self, records: list[Record]) -> list[RecordReading]:
         """Read records as apply() does, writing nothing: values, cell errors, repeated keys, unknown references."""
