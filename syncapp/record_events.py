@@ -25,8 +25,8 @@ from impex.services.columns import compile_descriptor, format_value, value_style
 from impex.services.exports import _lookup
 from impex.services.lifecycle import claim_due, claim_release, claim_renew, claim_size, claimed_pass, worker_name
 from impex.services.passes import Pass, pass_enqueue, pass_run
-from impex.services.problems import problem_raise, problem_resolve
 from impex.services.pipeline import KEY_SEP, RecordPipeline, sync_log_record
+from impex.services.problems import problem_raise, problem_resolve
 from impex.services.webhooks import webhook_records_changed
 from syncapp import services as sync
 from syncapp.choices import RECORD_EVENT_FINISHED, RecordEventStatus

@@ -145,7 +145,7 @@ def _mail_of(problem: Problem, recipients: list[str]) -> EmailMessage:
         body=(
             f"{problem.get_kind_display()} ({problem.key}) since {problem.since:%Y-%m-%d %H:%M} UTC:\n\n"
             f"{problem.message}{page}"
-            "You get this mail once; the hub's home page lists it under \"Needs attention\" until it is resolved.\n"
+            'You get this mail once; the hub\'s home page lists it under "Needs attention" until it is resolved.\n'
         ),
         to=recipients,
     )
