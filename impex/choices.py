@@ -181,7 +181,7 @@ class ProblemKind(models.TextChoices):
 
     IMPORT_JOB = "import-job", "import job failed or has errors"
     SEQUENCE_WAIT = "sequence-wait", "files waiting for a sequence"
-    INBOX = "inbox", "inbox cannot be read"
+    INBOX = "inbox", "the inbox cannot be scanned"
     EXPORT = "export", "scheduled export failed"
     EXPORTER = "exporter", "exporter gave up"
     WEBHOOK = "webhook", "webhook delivery given up"
