@@ -30,6 +30,7 @@ OPERATIONS = [
     ("POST", "/api/events/customers/"),
     ("POST", "/api/events/products/"),
     ("GET", "/api/extract/{entity}/"),
+    ("GET", "/api/problems/"),
 ]
 
 
