@@ -79,10 +79,9 @@ def job_problems_report(*, job: ImportJob, status: str, error: str = "") -> None
     if status != JobStatus.COMPLETED and not by_conn:
         by_conn[job.connection_id] = (job.connection, [])
     for conn, bad in by_conn.values():
-        why = [f"import job #{job.pk} {status}{': ' + error if error else ''}"] if status != JobStatus.COMPLETED else []
-        lines = why + _file_lines(bad[:20]) + ([f"... and {len(bad) - 20} more files"] if len(bad) > 20 else [])
-        if status == JobStatus.COMPLETED:
-            lines.insert(0, f"import job #{job.pk} has errors")
+        head = "has errors" if status == JobStatus.COMPLETED else f"{status}{': ' + error if error else ''}"
+        more = [f"... and {len(bad) - 20} more files"] if len(bad) > 20 else []
+        lines = [f"import job #{job.pk} {head}", *_file_lines(bad[:20]), *more]
         problems.problem_raise(
             kind=ProblemKind.IMPORT_JOB, key=_job_key(job, conn), connection=conn, message="\n".join(lines), url=url
         )
