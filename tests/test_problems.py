@@ -2,15 +2,19 @@
 GET /api/problems/, and resolved by the thing's next success or by hand."""
 
 import io
+import threading
 from datetime import timedelta
 
 import pytest
+from django import db
 from django.core import mail
 from django.core.management import call_command
+from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 
-from impex.models import Connection, DataDescriptor, DataGroup, ImportJob, Problem, WebhookDelivery
+from impex import tasks
+from impex.models import Connection, DataDescriptor, DataGroup, ImportFile, ImportJob, Problem, WebhookDelivery
 from impex.runner import run_job
 from impex.services.export_runs import export_run
 from impex.services.waits import connection_release_wait, wait_alerts_send
@@ -341,3 +345,38 @@ def test_the_schema_lists_the_problems_endpoint(api):
         name for name, value in schema["components"]["schemas"].items() if "kind" in value.get("properties", {})
     }
     assert set(schema["components"]["schemas"][problem]["properties"]) == {"id", "kind", "message", "since", "url"}
+
+
+# Several workers at once (PostgreSQL: SQLite has one writer and no row locks).
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="workers racing on one database: PostgreSQL only")
+@pytest.mark.django_db(transaction=True)
+def test_two_workers_raising_the_same_problem_at_once_make_one_problem_and_one_mail(builtin_installed, tmp_path):
+    kore = Connection.objects.create(
+        code="kore-erp", name="Kore ERP", convention="kore", integration_id="INT1", contacts=CONTACTS
+    )
+    run_import(write_kore(tmp_path, "KS_CUSTOMERS", 1, [customer_row("C1")]), connection=kore.code)
+    run_import(write_kore(tmp_path, "KS_CUSTOMERS", 3, [customer_row("C3")]), connection=kore.code)
+    ImportFile.objects.filter(status="waiting").update(waiting_since=timezone.now() - timedelta(days=2))
+    mail.outbox.clear()
+    start = threading.Barrier(2)
+    raised = []
+
+    def worker():
+        try:
+            start.wait()
+            raised.append(tasks.sequence_wait_alerts())  # the every-minute task, as two clusters run it
+        finally:
+            db.connections.close_all()
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert sorted(raised) in ([0, 1], [1, 1])  # the second one finds it raised, or updates the open one
+    (problem,) = open_problems()
+    assert problem.key == "sequence-wait:kore-erp" and problem.mailed_at is not None
+    assert len(mail.outbox) == 1
