@@ -18,6 +18,28 @@ def upload_url(request) -> str | None:
         return None
 
 
+NEEDS_ATTENTION_SHOWN = 20
+
+
+def needs_attention(request) -> dict:
+    """Return the open problems the user may see for the home page: how many, the newest few, and the list's URL."""
+    if not request.user.has_perm("impex.view_problem"):
+        return {}
+    from impex.services.problems import problem_action, problems_open
+
+    rows = problems_open()
+    shown = list(rows[:NEEDS_ATTENTION_SHOWN])
+    count = rows.count()  # always counted: the page runs as many queries for many problems as for few
+    for problem in shown:
+        problem.action = problem_action(problem)
+    return {
+        "problems": shown,
+        "problems_count": count,
+        "problems_more": count - len(shown),
+        "problems_url": reverse("admin:impex_problem_changelist") + "?state=open",
+    }
+
+
 # Apps whose admin pages only superusers may open, whatever permissions others hold (SPEC 13). django-q2's: a
 # schedule's func is any importable name the cluster then runs (os.system), so its add and change permissions, and
 # resubmitting a task, amount to running code on the cluster's machines.
@@ -54,7 +76,7 @@ class HubAdminSite(admin.AdminSite):
     def index(self, request, extra_context=None):
         """The admin index with the hub's state above the list of models, each part shown to those who may see it."""
         user = request.user
-        context = {"upload_url": upload_url(request)}
+        context = {"upload_url": upload_url(request), **needs_attention(request)}
         if user.has_perm("impex.view_connection"):
             context["connections"] = selectors.connection_summaries()
         if user.has_perm("impex.view_importjob"):

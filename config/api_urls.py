@@ -7,6 +7,7 @@ redirected, and the redirect followed as a GET.
 from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView
 
+from impex.api import ProblemsView
 from orders.api import OrderCancelView, ShipmentFeedView
 from syncapp.api import ExtractView, RecordEventView, SyncLogView
 
@@ -27,6 +28,7 @@ urlpatterns = [
     *both("events/products/", RecordEventView.as_view(kind="products"), "api-events-products"),
     *both("extract/<str:entity>/", ExtractView.as_view(), "api-extract"),
     *both("orders/<str:order_id>/cancel/", OrderCancelView.as_view(), "api-order-cancel"),
+    *both("problems/", ProblemsView.as_view(), "api-problems"),
 ]
 
 

@@ -53,6 +53,7 @@ from config.adminkit import (
     permission_check,
 )
 from impex.admin_export import EXPORT_PERMISSION, GroupExportMixin
+from impex.admin_problems import ProblemAdmin  # noqa: F401 (registers the problems' admin)
 from impex.choices import (
     DeliveryStatus,
     ExportRunStatus,

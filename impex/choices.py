@@ -174,3 +174,16 @@ class DeliveryStatus(models.TextChoices):
     RUNNING = "running"
     DELIVERED = "delivered"
     FAILED = "failed", "Failed (retries used up or refused)"
+
+
+class ProblemKind(models.TextChoices):
+    """What failed and stops work until a person acts (SPEC 8 "Nothing fails silently")."""
+
+    IMPORT_JOB = "import-job", "import job failed or has errors"
+    SEQUENCE_WAIT = "sequence-wait", "files waiting for a sequence"
+    INBOX = "inbox", "the inbox cannot be scanned"
+    EXPORT = "export", "scheduled export failed"
+    EXPORTER = "exporter", "exporter gave up"
+    WEBHOOK = "webhook", "webhook delivery given up"
+    FEED_EVENT = "feed-event", "shipment event failed"
+    RECORD_EVENT = "record-event", "single-record update failed"

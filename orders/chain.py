@@ -17,6 +17,7 @@ from orders.choices import ExporterKind, ExportRunStatus, FlagStatus, OrderEvent
 from orders.exceptions import ExporterFailed
 from orders.exporters.registry import exporter_kind
 from orders.models import Exporter, Order, OrderExportRun, OrderFlag
+from orders.problems import exporter_delivered, exporter_gave_up
 from orders.services import EXPORT_PASS, deliveries_sweep, delivery_done, flag_transition, orders_chains_start
 
 log = logging.getLogger(__name__)
@@ -250,6 +251,7 @@ def _succeeded(*, flag, exporter, outcome, attempt, started, worker, by, sent) -
         location=outcome.location,
         response=outcome.response,
     )
+    exporter_delivered(exporter=exporter, order=order)
     own = _locked_own(flag, worker)
     if own is None:
         message = f"{outcome.message} (the flag had been taken over by another worker meanwhile)"
@@ -314,4 +316,6 @@ def _failed(*, flag, exporter, error: ExporterFailed, attempt, started, worker, 
     events.note_event(
         order=order, kind=OrderEventKind.EXPORT_FAILED, flag=flag.flag, by=f"exporter {exporter.code}", message=message
     )
+    if not again:
+        exporter_gave_up(exporter=exporter, order=order, message=message)
     return RunReport(order=order.order_id, exporter=exporter.code, status=ExportRunStatus.FAILED, message=message)

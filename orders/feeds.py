@@ -6,11 +6,14 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Exists, OuterRef, Q
+from django.urls import reverse
 from django.utils import timezone
 
+from impex.choices import ProblemKind
 from impex.services.backoff import backoff
 from impex.services.lifecycle import claim_size, claimed_pass, worker_name
 from impex.services.passes import Pass, pass_enqueue, pass_run
+from impex.services.problems import problem_raise, problem_resolve
 from orders import events
 from orders.choices import FeedSource, FeedStatus, OrderEventKind, OrderState, OrderTransition
 from orders.models import FeedEvent, Order, OrderLine, Shipment
@@ -137,6 +140,9 @@ def feed_events_from_shipments() -> int:
                 )
             )
         FeedEvent.objects.bulk_create(rows)
+        for row in rows:
+            if row.status == FeedStatus.FAILED and row.pk is not None:
+                _gave_up(row)
         made += len(rows)
         last = batch[-1]["pk"]
     if made:
@@ -226,8 +232,24 @@ def feed_event_apply(*, event: FeedEvent, by: str, worker: str) -> FeedResult | 
         # Waiting for its order: due as soon as the order exists (no back-off); else 1, 2, 4 ... 60 minutes.
         wait = timedelta(0) if exc.wait_for_order else backoff(event.attempts)
         event.next_attempt_at = now + wait
-        return _end(event, status=FeedStatus.FAILED, message=exc.message, now=now)
+        result = _end(event, status=FeedStatus.FAILED, message=exc.message, now=now)
+        if not exc.retry:
+            _gave_up(event)
+        return result
+    problem_resolve(key=f"feed-event:{event.pk}")
     return _end(event, status=FeedStatus.APPLIED, message=message, now=now)
+
+
+def _gave_up(event: FeedEvent) -> None:
+    """A shipment event that failed for good is a problem of its connection."""
+    problem_raise(
+        kind=ProblemKind.FEED_EVENT,
+        key=f"feed-event:{event.pk}",
+        connection=event.connection_id,
+        message=f"shipment event {event.event_id} (shipment {event.shipment_id}, order {event.order_ref}) "
+        f"failed for good: {event.message}",
+        url=reverse("admin:orders_feedevent_change", args=[event.pk]),
+    )
 
 
 def _end(event: FeedEvent, *, status: str, message: str, now) -> FeedResult:

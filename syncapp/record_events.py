@@ -13,9 +13,10 @@ from dataclasses import asdict, dataclass
 from django.conf import settings
 from django.db import DatabaseError, transaction
 from django.db.models import Exists, OuterRef, Q
+from django.urls import reverse
 from django.utils import timezone
 
-from impex.choices import ColumnType
+from impex.choices import ColumnType, ProblemKind
 from impex.exceptions import ImpexError
 from impex.formats.readers import Record
 from impex.models import DataDescriptor
@@ -25,6 +26,7 @@ from impex.services.exports import _lookup
 from impex.services.lifecycle import claim_due, claim_release, claim_renew, claim_size, claimed_pass, worker_name
 from impex.services.passes import Pass, pass_enqueue, pass_run
 from impex.services.pipeline import KEY_SEP, RecordPipeline, sync_log_record
+from impex.services.problems import problem_raise, problem_resolve
 from impex.services.webhooks import webhook_records_changed
 from syncapp import services as sync
 from syncapp.choices import RECORD_EVENT_FINISHED, RecordEventStatus
@@ -210,6 +212,7 @@ def _run(event: RecordEvent, *, worker: str) -> EventReport | None:
                 return None
             status, result, message = _apply(event)
             _end(event, status=status, result=result, message=message)
+            _report(event, status=status, message=message)
         return EventReport(event.pk, event.record_key, status, message)
     except _TryAgain as exc:
         return _retry_or_fail(event, str(exc), worker=worker)
@@ -313,6 +316,28 @@ def _end(event: RecordEvent, *, status: str, result: str, message: str) -> None:
     )
 
 
+def _report(event: RecordEvent, *, status: str, message: str) -> None:
+    """A single-record update that failed for good is a problem of its connection; one applied resolves its own."""
+    if status != RecordEventStatus.FAILED:
+        # The record is in sync now: the updates of it that failed before are behind it.
+        failed = RecordEvent.objects.filter(
+            connection_id=event.connection_id,
+            entity=event.entity,
+            record_key=event.record_key,
+            status=RecordEventStatus.FAILED,
+            pk__lt=event.pk,
+        ).values_list("pk", flat=True)
+        problem_resolve(keys=[f"record-event:{pk}" for pk in failed])
+        return
+    problem_raise(
+        kind=ProblemKind.RECORD_EVENT,
+        key=f"record-event:{event.pk}",
+        connection=event.connection_id,
+        message=f"the update of {event.entity} {event.record_key} (event #{event.pk}) failed for good: {message}",
+        url=reverse("admin:syncapp_recordevent_change", args=[event.pk]),
+    )
+
+
 def _retry_or_fail(event: RecordEvent, message: str, *, worker: str) -> EventReport:
     """Back off and try again later, or fail for good once the tries are used up (and say so in the sync log)."""
     attempt = event.attempts + 1
@@ -337,6 +362,7 @@ def _retry_or_fail(event: RecordEvent, message: str, *, worker: str) -> EventRep
                     record_event_id=event.pk,
                 )
                 sync.sync_log_finish(connection=event.connection, entity=event.entity, full=False)
+                _report(event, status=RecordEventStatus.FAILED, message=message)
             return EventReport(event.pk, event.record_key, RecordEventStatus.FAILED, message)
         wait = backoff(attempt)
         message = f"{message} (try {attempt} of {limit}; next in {wait})"

@@ -23,6 +23,7 @@ from impex.models import (
     ImportJob,
     InboxEvent,
     InboxFile,
+    Problem,
     RowError,
     SentFile,
     WebhookAttempt,
@@ -155,6 +156,10 @@ def add_rows(count, tag):
     ApiToken.objects.bulk_create(
         ApiToken(connection=c, key_hash=f"{k:0>64}", prefix=f"ihub_{k}", created_by="ana")
         for k, c in zip(keys, conns, strict=True)
+    )
+    Problem.objects.bulk_create(
+        Problem(connection=c, kind="import-job", key=f"job:{j.pk}", message="bad", url="/admin/")
+        for c, j in zip(conns, jobs, strict=True)
     )
     logs = SyncLog.objects.bulk_create(SyncLog(connection=c, entity="customer", last_partial_sync=now) for c in conns)
     SyncError.objects.bulk_create(SyncError(log=log, external_id="C1", message="bad") for log in logs)

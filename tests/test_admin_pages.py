@@ -25,6 +25,7 @@ from impex.models import (
     ImportJob,
     InboxEvent,
     InboxFile,
+    Problem,
     RowError,
     SentFile,
     WebhookAttempt,
@@ -131,6 +132,7 @@ def sample(bspk_connection, kore_connection):
     RecordEvent.objects.create(
         connection=kore_connection, entity="customer", descriptor_code="KS_CUSTOMERS", record_key="C1", payload={}
     )
+    Problem.objects.create(connection=kore_connection, kind="inbox", key="scan:kore-erp", message="unreadable")
     job = ImportJob.objects.create(
         status="completed",
         connection=kore_connection,

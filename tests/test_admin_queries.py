@@ -67,6 +67,7 @@ def test_every_listed_model_is_measured():
         "impex.importevent",
         "impex.importfile",
         "impex.importjob",
+        "impex.problem",
         "impex.apitoken",
         "impex.webhooksubscription",
         "impex.webhookdelivery",

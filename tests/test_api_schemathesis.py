@@ -31,6 +31,7 @@ OPERATIONS = [
     ("POST", "/api/events/products/"),
     ("GET", "/api/extract/{entity}/"),
     ("POST", "/api/orders/{order_id}/cancel/"),
+    ("GET", "/api/problems/"),
 ]
 
 

@@ -12,10 +12,18 @@ from pathlib import Path
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Q
+from django.urls import reverse
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from impex.choices import EXPORT_RUN_TRANSITIONS, EventLevel, ExportRunStatus, ExportTrigger, GroupDirection
+from impex.choices import (
+    EXPORT_RUN_TRANSITIONS,
+    EventLevel,
+    ExportRunStatus,
+    ExportTrigger,
+    GroupDirection,
+    ProblemKind,
+)
 from impex.exceptions import ConfigurationError, IllegalTransition, LeaseLost
 from impex.formats.writers import write_pieces
 from impex.models import DataDescriptor, DataGroup, ExportRun, ExportRunEvent, ExportState, SentFile
@@ -23,6 +31,7 @@ from impex.services.cache import RUN_FOLDER_PREFIX
 from impex.services.exports import EXTENSIONS, export_pieces
 from impex.services.heartbeat import Heartbeat
 from impex.services.lifecycle import worker_name
+from impex.services.problems import problem_raise, problem_resolve
 from impex.services.schedules import PREFIX, Wanted
 from impex.storage import (
     CHUNK_BYTES,
@@ -120,10 +129,29 @@ def export_run_set_status(
             run.refresh_from_db()
             raise IllegalTransition(f"export run #{run.pk} is {run.status} now, not {old}: not moved to {status}")
         _event(run, status=status, message=message, worker=worker, level=level)
+        _report(run, status=status, error=fields.get("error", ""))
     run.status = status
     for key, value in fields.items():
         setattr(run, key, value)
     return run
+
+
+def _report(run: ExportRun, *, status: str, error: str) -> None:
+    """A failed run of a group is a problem until a run of it completes (resends are not the group's runs)."""
+    if run.resend_of_id is not None or status not in (ExportRunStatus.FAILED, ExportRunStatus.COMPLETED):
+        return
+    group = DataGroup.objects.select_related("connection").get(pk=run.group_id)
+    key = f"export-group:{group.code}"
+    if status == ExportRunStatus.COMPLETED:
+        problem_resolve(key=key)
+        return
+    problem_raise(
+        kind=ProblemKind.EXPORT,
+        key=key,
+        connection=group.connection,
+        message=f"export run #{run.pk} of {group.code} failed: {error}",
+        url=reverse("admin:impex_datagroup_change", args=[group.pk]),
+    )
 
 
 # -- one run at a time per group -----------------------------------------------------------------------------------

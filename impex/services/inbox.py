@@ -15,20 +15,21 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.files.storage import FileSystemStorage
-from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.db.models import Q
+from django.urls import reverse
 from django.utils import timezone
 from django_q.tasks import async_task
 
 from impex import events
-from impex.choices import INBOX_TRANSITIONS, FileKind, FileStatus, InboxStatus, JobSource, JobStatus
+from impex.choices import INBOX_TRANSITIONS, FileKind, FileStatus, InboxStatus, JobSource, JobStatus, ProblemKind
 from impex.exceptions import ConfigurationError, IllegalTransition
 from impex.models import Connection, ConnectionState, ImportFile, ImportJob, InboxEvent, InboxFile
 from impex.services.archive import is_zip_start
 from impex.services.heartbeat import Heartbeat
 from impex.services.jobs import connection_folder, connection_folders_check, job_prefix
 from impex.services.lifecycle import job_enqueue, worker_name
+from impex.services.problems import problem_raise, problem_resolve
 from impex.services.waits import file_blocked_reason
 from impex.storage import Folder, StoredFile, copy_in, delete_file, hub_storage, list_folder, look_at, open_file
 
@@ -199,31 +200,26 @@ def _scan_renew(*, connection: Connection, worker: str) -> None:
 
 
 def _scan_release(*, connection: Connection, worker: str, result: ScanResult) -> None:
-    """Let the connection's scan go and record how it went; tell the contacts when the inbox starts failing."""
-    state = ConnectionState.objects.get(connection=connection)
-    failing_now = bool(result.error) and state.last_scan_ok is not False
-    ConnectionState.objects.filter(connection=connection, scan_by=worker).update(scan_by="", scan_until=None)
-    ConnectionState.objects.filter(connection=connection).update(
-        last_scan_at=timezone.now(),
-        last_scan_ok=not result.error,
-        last_scan_message=result.summary,
-        last_scan_job=result.job,  # none when the scan started none: the list links only this scan's job
-    )
-    if failing_now and connection.contact_list:
-        transaction.on_commit(lambda: _scan_failure_mail(connection=connection, message=result.error))
-
-
-def _scan_failure_mail(*, connection: Connection, message: str) -> None:
-    send_mail(
-        subject=f"[impex-hub] {connection.code}: the inbox cannot be scanned",
-        message=(
-            f"The scan of {connection.code}'s inbox failed:\n\n{message}\n\nFiles that arrive there are not imported "
-            "until this is fixed. You get this mail once; the connections list shows each scan's result.\n"
-        ),
-        from_email=None,
-        recipient_list=connection.contact_list,
-        fail_silently=True,
-    )
+    """Let the connection's scan go and record how it went: an inbox that cannot be read is a problem until it can."""
+    with transaction.atomic():
+        ConnectionState.objects.filter(connection=connection, scan_by=worker).update(scan_by="", scan_until=None)
+        ConnectionState.objects.filter(connection=connection).update(
+            last_scan_at=timezone.now(),
+            last_scan_ok=not result.error,
+            last_scan_message=result.summary,
+            last_scan_job=result.job,  # none when the scan started none: the list links only this scan's job
+        )
+        key = f"scan:{connection.code}"
+        if result.error:
+            problem_raise(
+                kind=ProblemKind.INBOX,
+                key=key,
+                connection=connection,
+                message=f"{result.error}. Files that arrive there are not imported until this is fixed.",
+                url=reverse("admin:impex_connection_change", args=[connection.pk]),
+            )
+        else:
+            problem_resolve(key=key)
 
 
 def _scan(*, connection: Connection, worker: str, result: ScanResult) -> None:

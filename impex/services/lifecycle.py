@@ -131,10 +131,9 @@ def job_terminate(*, job: ImportJob, worker: str, status: str, error: str = "") 
         ConnectionState.objects.filter(job=job).update(job=None)
         events.job_finished(job, status=status, worker=worker, error=error)
         if not job.dry_run:
-            from impex.services.notices import job_errors_mail
+            from impex.services.notices import job_problems_report
 
-            job_id = job.pk
-            transaction.on_commit(lambda: job_errors_mail(job_id=job_id))
+            job_problems_report(job=job, status=status, error=error)
     return job
 
 

@@ -1,4 +1,4 @@
-"""Tell a connection's contacts by e-mail when a job rejected a file or refused rows."""
+"""Import jobs that failed, errored or have errors: their problems and the mail that tells the contacts."""
 
 import csv
 import io
@@ -7,8 +7,9 @@ from django.conf import settings
 from django.core.mail import EmailMessage
 from django.db.models import Q
 from django.template.defaultfilters import pluralize
+from django.urls import reverse
 
-from impex.choices import FileKind, FileStatus
+from impex.choices import FileKind, FileStatus, JobStatus, ProblemKind
 from impex.formats import neutralise_formula
 from impex.models import ImportFile, ImportJob, RowError
 
@@ -31,46 +32,95 @@ def rows_in_error_csv(*, files: list[ImportFile], limit: int) -> tuple[bytes, in
     return out.getvalue().encode("utf-8-sig"), written
 
 
-def job_errors_mail(*, job_id: int) -> int:
-    """E-mail each connection's contacts about the job's rejected files and refused rows; return mails sent."""
-    job = ImportJob.objects.select_related("connection").get(pk=job_id)
-    files = (
+def _files_in_error(job: ImportJob):
+    return (
         ImportFile.objects.filter(Q(job=job) | Q(processed_by=job))
         .filter(Q(status=FileStatus.REJECTED) | Q(failed__gt=0))
         .exclude(kind=FileKind.ARCHIVE, status=FileStatus.UNPACKED)
         .select_related("connection")
         .order_by("id")
     )
+
+
+def _by_connection(job: ImportJob, files) -> dict:
     by_conn: dict = {}
     for f in files:
         # A file rejected before its connection was known (a bad zip, a name nobody claims) is the job's.
         conn = f.connection or job.connection
-        if conn is not None:
-            by_conn.setdefault(conn.pk, (conn, []))[1].append(f)
-    sent = 0
-    limit = settings.IMPEX_MAIL_MAX_ERROR_ROWS
+        by_conn.setdefault(conn.pk if conn else None, (conn, []))[1].append(f)
+    return by_conn
+
+
+def _file_lines(files: list[ImportFile]) -> list[str]:
+    return [
+        f"- {f.name}: rejected: {f.message}"
+        if f.status == FileStatus.REJECTED
+        else f"- {f.name}: {f.failed} row{pluralize(f.failed)} refused"
+        for f in files
+    ]
+
+
+def _job_key(job: ImportJob, conn) -> str:
+    own = conn is None or conn.pk == job.connection_id
+    return f"job:{job.pk}" if own else f"job:{job.pk}:{conn.code}"
+
+
+def job_problems_report(*, job: ImportJob, status: str, error: str = "") -> None:
+    """Raise a problem per connection for a job that failed, errored or has errors; else resolve theirs.
+
+    Called inside the transaction that ends the job. A clean job of a connection resolves its earlier job problems,
+    and its sequence-wait problem once no file waits any more.
+    """
+    from impex.services import problems
+
+    files = list(_files_in_error(job))
+    url = reverse("admin:impex_importjob_change", args=[job.pk])
+    by_conn = _by_connection(job, files)
+    if status != JobStatus.COMPLETED and not by_conn:
+        by_conn[job.connection_id] = (job.connection, [])
     for conn, bad in by_conn.values():
-        if not conn.contact_list:
-            continue
-        lines = [
-            f"- {f.name}: rejected: {f.message}"
-            if f.status == FileStatus.REJECTED
-            else f"- {f.name}: {f.failed} row{pluralize(f.failed)} refused"
-            for f in bad
-        ]
+        head = "has errors" if status == JobStatus.COMPLETED else f"{status}{': ' + error if error else ''}"
+        more = [f"... and {len(bad) - 20} more files"] if len(bad) > 20 else []
+        lines = [f"import job #{job.pk} {head}", *_file_lines(bad[:20]), *more]
+        problems.problem_raise(
+            kind=ProblemKind.IMPORT_JOB, key=_job_key(job, conn), connection=conn, message="\n".join(lines), url=url
+        )
+    touched = {f.connection_id for f in ImportFile.objects.filter(Q(job=job) | Q(processed_by=job))}
+    touched.add(job.connection_id)
+    for connection_id in touched - set(by_conn) - {None}:
+        problems.problem_resolve(kind=ProblemKind.IMPORT_JOB, connection=connection_id)
+    for connection_id in touched - {None}:
+        waiting = ImportFile.objects.filter(
+            connection_id=connection_id, status=FileStatus.WAITING, sequence__isnull=False, job__dry_run=False
+        )
+        if not waiting.exists():
+            problems.problem_resolve(kind=ProblemKind.SEQUENCE_WAIT, connection=connection_id)
+
+
+def job_problem_mail(*, problem, to: list[str]) -> EmailMessage | None:
+    """Build the mail of an import job's problem: its rejected files and refused rows, attached as CSV."""
+    parts = problem.key.split(":")
+    job = ImportJob.objects.select_related("connection").filter(pk=int(parts[1])).first()
+    if job is None:
+        return None
+    conn = problem.connection
+    where = conn.code if conn is not None else "hub"
+    bad = [f for f in _files_in_error(job) if (f.connection or job.connection) == conn]
+    lines = _file_lines(bad)
+    if job.status != JobStatus.COMPLETED:
+        lines.insert(0, f"The job {job.status}{': ' + job.error if job.error else ''}.")
+    what = "has errors" if bad else job.status
+    body = "Import job #{} for {}:\n\n{}\n".format(job.pk, where, "\n".join(lines))
+    message = EmailMessage(subject=f"[impex-hub] {where}: import job #{job.pk} {what}", to=to)
+    if bad:
+        limit = settings.IMPEX_MAIL_MAX_ERROR_ROWS
         attachment, written = rows_in_error_csv(files=bad, limit=limit)
         total = RowError.objects.filter(file__in=bad).count()
-        more = (
+        body += (
             f"\nThe attachment holds the first {written:,} of {total:,} errors; the job's page has them all.\n"
             if total > written
             else "\nThe rows in error are attached as CSV.\n"
         )
-        message = EmailMessage(
-            subject=f"[impex-hub] {conn.code}: import job #{job.pk} has errors",
-            body="Import job #{} for {}:\n\n{}\n{}".format(job.pk, conn.code, "\n".join(lines), more),
-            to=conn.contact_list,
-        )
-        message.attach(f"rows-in-error-job-{job.pk}-{conn.code}.csv", attachment, "text/csv")
-        message.send(fail_silently=True)
-        sent += 1
-    return sent
+        message.attach(f"rows-in-error-job-{job.pk}-{where}.csv", attachment, "text/csv")
+    message.body = body + f"\nThe job's page: {problem.url}\n"
+    return message

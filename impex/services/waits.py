@@ -1,16 +1,17 @@
-"""Files waiting for a Kore sequence: tell the contacts when a wait lasts, and let an admin release it."""
+"""Files waiting for a Kore sequence: a problem when a wait lasts, and an admin may release it."""
 
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from django.core.mail import send_mail
 from django.db import transaction
 from django.template.defaultfilters import pluralize
+from django.urls import reverse
 from django.utils import timezone
 
-from impex.choices import FileStatus, JobSource, Mode
+from impex.choices import FileStatus, JobSource, Mode, ProblemKind
 from impex.models import Connection, ImportFile, ImportJob
 from impex.services.lifecycle import job_enqueue
+from impex.services.problems import problem_raise
 
 # How a waiting file's message starts, by what it waits for: the connections list counts them apart.
 WAITING_FOR_SEQUENCE = "waiting for sequence"
@@ -43,33 +44,34 @@ def waiting_files(*, connection: Connection):
 
 
 def wait_alerts_send(*, now=None) -> int:
-    """E-mail the contacts of connections whose files have waited past their alert time; return mails sent."""
+    """Raise a problem for each connection whose files have waited past their alert time; return how many are new.
+
+    The problem is mailed once to the contacts; it is resolved when no file of the connection waits any more (a job
+    imports them, or the wait is released).
+    """
     now = now or timezone.now()
-    sent = 0
+    raised = 0
     for conn in Connection.objects.filter(files__status=FileStatus.WAITING).distinct():
         limit = now - timedelta(minutes=conn.sequence_wait_alert_minutes)
         overdue = list(waiting_files(connection=conn).filter(wait_alerted_at__isnull=True, waiting_since__lte=limit))
         if not overdue:
             continue
-        if conn.contact_list:
-            lines = "\n".join(f"- {f.name}: {f.message} (since {f.waiting_since:%Y-%m-%d %H:%M} UTC)" for f in overdue)
-            send_mail(
-                subject=(
-                    f"[impex-hub] {conn.code}: {len(overdue)} file{pluralize(len(overdue))} "
-                    "waiting for a missing sequence"
-                ),
+        lines = "\n".join(f"- {f.name}: {f.message} (since {f.waiting_since:%Y-%m-%d %H:%M} UTC)" for f in overdue)
+        with transaction.atomic():
+            problem = problem_raise(
+                kind=ProblemKind.SEQUENCE_WAIT,
+                key=f"sequence-wait:{conn.code}",
+                connection=conn,
                 message=(
-                    f"These files of {conn.code} wait for an earlier sequence that has not arrived:\n\n{lines}\n\n"
-                    "Send the missing file, or release the wait in the admin (Connections > Release the "
-                    "sequence wait) to import them without it.\n"
+                    f"{len(overdue)} file{pluralize(len(overdue))} of {conn.code} wait for an earlier sequence that "
+                    f"has not arrived:\n{lines}\nSend the missing file, or release the sequence wait "
+                    "(Connections > Release the sequence wait) to import them without it."
                 ),
-                from_email=None,
-                recipient_list=conn.contact_list,
-                fail_silently=True,
+                url=reverse("admin:impex_connection_changelist") + f"?q={conn.code}",
             )
-            sent += 1
-        ImportFile.objects.filter(pk__in=[f.pk for f in overdue]).update(wait_alerted_at=now)
-    return sent
+            raised += problem.count == 1
+            ImportFile.objects.filter(pk__in=[f.pk for f in overdue]).update(wait_alerted_at=now)
+    return raised
 
 
 def connection_release_wait(*, connection: Connection, created_by: str = "") -> ImportJob | None:

@@ -13,9 +13,10 @@ from dataclasses import asdict, dataclass
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Max, Q
+from django.urls import reverse
 from django.utils import timezone
 
-from impex.choices import DeliveryStatus, WebhookEvent
+from impex.choices import DeliveryStatus, ProblemKind, WebhookEvent
 from impex.exceptions import ConfigurationError
 from impex.models import WebhookAttempt, WebhookDelivery, WebhookSubscription
 from impex.outbound import url_refusal
@@ -23,6 +24,7 @@ from impex.services.backoff import backoff
 from impex.services.heartbeat import Heartbeat
 from impex.services.lifecycle import claim_due, claim_release, claim_renew, claim_size, claimed_pass, worker_name
 from impex.services.passes import Pass, pass_enqueue, pass_run
+from impex.services.problems import problem_raise, problem_resolve
 from impex.services.signed_post import PostFailed, json_body, signed_post
 
 log = logging.getLogger(__name__)
@@ -284,7 +286,23 @@ def _deliver(delivery: WebhookDelivery, *, worker: str) -> DeliveryReport | None
         )
         if done:
             attempt.save()
+            _report(delivery, status=status, message=message)
     return DeliveryReport(str(delivery.event_id), sub.code, delivery.event, status, message)
+
+
+def _report(delivery: WebhookDelivery, *, status: str, message: str) -> None:
+    """A delivery given up is a hub-wide problem until it is delivered (after a retry)."""
+    key = f"webhook-delivery:{delivery.pk}"
+    if status == DeliveryStatus.DELIVERED:
+        problem_resolve(key=key)
+    elif status == DeliveryStatus.FAILED:
+        sub = delivery.subscription
+        problem_raise(
+            kind=ProblemKind.WEBHOOK,
+            key=key,
+            message=f"webhook {sub.code}: the {delivery.event} event {delivery.event_id} was given up: {message}",
+            url=reverse("admin:impex_webhookdelivery_changelist") + f"?id__exact={delivery.pk}",
+        )
 
 
 def webhook_retry(*, deliveries) -> int:

@@ -1,0 +1,26 @@
+"""Order exporters that gave up on an order: problems until the exporter delivers it (SPEC 8)."""
+
+from django.urls import reverse
+
+from impex.choices import ProblemKind
+from impex.services.problems import problem_raise, problem_resolve
+
+
+def _key(*, exporter, order) -> str:
+    return f"exporter:{exporter.code}:order:{order.order_id}"
+
+
+def exporter_gave_up(*, exporter, order, message: str) -> None:
+    """Raise the problem of an exporter that has used up its tries on an order (or was refused for good)."""
+    problem_raise(
+        kind=ProblemKind.EXPORTER,
+        key=_key(exporter=exporter, order=order),
+        connection=order.connection_id,
+        message=f"exporter {exporter.code} gave up on order {order.order_id}: {message}",
+        url=reverse("admin:orders_order_change", args=[order.pk]),
+    )
+
+
+def exporter_delivered(*, exporter, order) -> None:
+    """Resolve the exporter's problem with the order, if it had one."""
+    problem_resolve(key=_key(exporter=exporter, order=order))
