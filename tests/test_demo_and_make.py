@@ -17,7 +17,7 @@ from django.test import Client
 from django.urls import reverse
 
 from impex.demo import DEMO_CONNECTIONS, SAMPLES_DIR
-from impex.models import Connection, ImportedFileName, ImportJob, RowError
+from impex.models import Connection, ImportedFileName, ImportJob, Problem, RowError
 from orders.models import Order, OrderLine, Shipment
 from syncapp.models import (
     Customer,
@@ -43,7 +43,11 @@ EXPECTED_DESCRIPTORS = {
     "ERP_0000003_INT1_KS_PRICES.NET": "KS_PRICES",
     "ERP_0000004_INT1_KS_ORDERS.NET": "KS_ORDERS",
     "ERP_0000004_INT1_KS_ORDER_LINES.NET": "KS_ORDER_LINES",
+    "ERP_0000005_INT1_KS_ORDERS.NET": "KS_ORDERS",
+    "ERP_0000005_INT1_KS_ORDER_LINES.NET": "KS_ORDER_LINES",
     "ERP_0000005_INT1_KS_SHIPMENTS.NET": "KS_SHIPMENTS",
+    # Imported after the first export pass: O-2003 amended, O-2005 cancelled.
+    "ERP_0000006_INT1_KS_ORDERS.NET": "KS_ORDERS",
 }
 EXPECTED_ROWS = {
     SpecialOrder: 5,
@@ -54,8 +58,8 @@ EXPECTED_ROWS = {
     ProductVariant: 8,
     StockLevel: 10,
     Price: 14,
-    Order: 4,
-    OrderLine: 8,
+    Order: 5,
+    OrderLine: 9,
     Shipment: 2,
 }
 
@@ -116,6 +120,22 @@ def test_demo_imports_every_sample_file(impex_root):
     assert "Réparation — 修理" in SpecialOrder.objects.get(special_order_id="SO-1003").description
     assert Customer.objects.get(customer_id="C-1007").parent.customer_id == "C-1010"
 
+    # One amended and one cancelled order, each sent again by the exporter that had sent it; one open problem.
+    assert payload["orders"] == {
+        "O-2001": "on_hold",
+        "O-2002": "completed",
+        "O-2003": "exported",
+        "O-2004": "partially_shipped",
+        "O-2005": "cancelled",
+    }
+    amended = Order.objects.get(order_id="O-2003")
+    assert (amended.version, str(amended.total)) == (2, "199.0000")
+    assert amended.events.filter(message="amended: total 189.00 -> 199.00; shipping_method express -> next-day")
+    outbox = sorted(p.name for p in (impex_root / "kore-erp" / "outbox").iterdir())
+    assert {"erp-file_O-2003_v2_exported.tsv", "erp-file_O-2005_v1_cancelled.tsv"} <= set(outbox)
+    [problem] = Problem.objects.filter(resolved_at__isnull=True)
+    assert (problem.connection.code, problem.kind) == ("acme-pos", "import-job")
+
     acme = Connection.objects.get(code="acme-pos")
     assert (acme.convention, acme.company_name, acme.timezone, acme.contacts) == (
         "bspk",
@@ -144,15 +164,17 @@ def test_demo_twice_imports_nothing_the_second_time_and_says_so():
     payload, text = run_demo()
 
     assert payload["jobs"] == []
-    assert ImportJob.objects.count() == jobs == 2
+    assert ImportJob.objects.count() == jobs == 3
     assert snapshot() == before
     acme, kore = (first["connections"][0]["job"], first["connections"][1]["job"])
     assert f"acme-pos: the 3 sample files were imported before (job #{acme}); nothing to do" in text
-    assert f"kore-erp: the 7 sample files were imported before (job #{kore}); nothing to do" in text
+    assert f"kore-erp: the 9 sample files were imported before (job #{kore}); nothing to do" in text
+    later = first["connections"][1]["later_job"]
+    assert f"kore-erp: the later sample file was imported before (job #{later}); nothing to do" in text
     assert "Importing" not in text
     assert [(c["code"], c["job"], len(c["imported_before"])) for c in payload["connections"]] == [
         ("acme-pos", None, 3),
-        ("kore-erp", None, 7),
+        ("kore-erp", None, 9),
     ]
     assert Connection.objects.count() == 2
     assert can_log_in(PASSWORD)
@@ -173,7 +195,7 @@ def test_demo_imports_only_the_sample_files_missing_from_the_ledger():
     assert payload["connections"][0]["job"] == report["job"]
     job = first["connections"][0]["job"]
     assert f"acme-pos: 2 of the 3 sample files were imported before (job #{job}); importing the other 1..." in text
-    assert "kore-erp: the 7 sample files were imported before" in text
+    assert "kore-erp: the 9 sample files were imported before" in text
     assert ImportedFileName.objects.filter(connection=acme, name=EVENTS_FILE).exists()
 
 

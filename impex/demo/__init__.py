@@ -45,6 +45,9 @@ class DemoConnection:
     code: str
     settings: dict
     files: tuple[str, ...]
+    # Sent after the first orders went out (impex_demo imports them after one export pass): a cancellation and an
+    # amendment of exported orders, which the exporters then send again.
+    later_files: tuple[str, ...] = ()
 
 
 DEMO_CONNECTIONS = (
@@ -72,8 +75,11 @@ DEMO_CONNECTIONS = (
             "ERP_0000003_INT1_KS_PRICES.NET",
             "ERP_0000004_INT1_KS_ORDERS.NET",
             "ERP_0000004_INT1_KS_ORDER_LINES.NET",
+            "ERP_0000005_INT1_KS_ORDERS.NET",
+            "ERP_0000005_INT1_KS_ORDER_LINES.NET",
             "ERP_0000005_INT1_KS_SHIPMENTS.NET",
         ),
+        later_files=("ERP_0000006_INT1_KS_ORDERS.NET",),
     ),
 )
 
@@ -160,20 +166,21 @@ def demo_connection_save(*, demo: DemoConnection) -> tuple[Connection, bool]:
     inbox = demo_inbox(demo.code)
     inbox.mkdir(parents=True, exist_ok=True)
     conn, created = connection_save(code=demo.code, inbox=str(inbox), **demo.settings)
-    for name in _not_imported(connection=conn, demo=demo):
-        # copy2 keeps the samples' old modification time: the scan sees files at rest, not being written.
-        shutil.copy2(SAMPLES_DIR / name, inbox / name)
+    _samples_copy(connection=conn, files=demo.files)
     readme = INBOX_README.format(code=conn.code, convention=conn.convention, interval=conn.interval_minutes)
     (inbox / "README.txt").write_text(readme, encoding="utf-8")
     return conn, created
 
 
-def _not_imported(*, connection: Connection, demo: DemoConnection) -> list[str]:
-    """Return the sample files the connection's ledger lacks (by name and content)."""
+def _samples_copy(*, connection: Connection, files: tuple[str, ...]) -> None:
+    """Put the sample files the connection's ledger lacks (by name and content) in its inbox."""
     ledger = dict(
-        ImportedFileName.objects.filter(connection=connection, name__in=demo.files).values_list("name", "content_hash")
+        ImportedFileName.objects.filter(connection=connection, name__in=files).values_list("name", "content_hash")
     )
-    return [name for name in demo.files if ledger.get(name) != _sha256(SAMPLES_DIR / name)]
+    for name in files:
+        if ledger.get(name) != _sha256(SAMPLES_DIR / name):
+            # copy2 keeps the samples' old modification time: the scan sees files at rest, not being written.
+            shutil.copy2(SAMPLES_DIR / name, demo_inbox(connection.code) / name)
 
 
 def _sha256(path: Path) -> str:
@@ -182,16 +189,20 @@ def _sha256(path: Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def demo_import(*, connection: Connection, demo: DemoConnection) -> DemoImport:
-    """Import the sample files of a demo connection that its ledger lacks (by name and content) with the job runner."""
+def demo_import(*, connection: Connection, demo: DemoConnection, later: bool = False) -> DemoImport:
+    """Import the sample files of a demo connection that its ledger lacks (by name and content) with the job runner;
+    with later, its later files, which are put in its inbox first."""
+    files = demo.later_files if later else demo.files
+    if later:
+        _samples_copy(connection=connection, files=files)
     ledger = {
         name: (content_hash, job_id)
         for name, content_hash, job_id in ImportedFileName.objects.filter(
-            connection=connection, name__in=demo.files
+            connection=connection, name__in=files
         ).values_list("name", "content_hash", "file__job")
     }
-    before = [name for name in demo.files if name in ledger and ledger[name][0] == _sha256(SAMPLES_DIR / name)]
-    new = [name for name in demo.files if name not in before]
+    before = [name for name in files if name in ledger and ledger[name][0] == _sha256(SAMPLES_DIR / name)]
+    new = [name for name in files if name not in before]
     earlier_jobs = tuple(sorted({ledger[name][1] for name in before if ledger[name][1] is not None}))
     if not new:
         return DemoImport(

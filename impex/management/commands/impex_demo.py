@@ -14,6 +14,7 @@ from impex.demo import (
 )
 from impex.exceptions import ConfigurationError
 from impex.management.output import print_json
+from impex.models import Connection
 from orders.demo import demo_chain_run, demo_chain_save
 
 COUNTS = ("created", "updated", "unchanged", "retired", "failed")
@@ -63,6 +64,20 @@ class Command(BaseCommand):
                     self._summary(result.report)
         orders = demo_chain_run() if not opts["no_import"] else {}
         if orders:
+            # The platform's later files: one exported order amended, one cancelled; the exporters send them again.
+            for demo, entry in zip(DEMO_CONNECTIONS, connections, strict=True):
+                if not demo.later_files:
+                    continue
+                conn = Connection.objects.get(code=demo.code)
+                result = demo_import(connection=conn, demo=demo, later=True)
+                self._imported_before(result, total=len(demo.later_files), kind="later sample")
+                entry["later_job"] = None
+                if result.report is not None:
+                    entry["later_job"] = result.report["job"]
+                    imports.append(result.report)
+                    self._summary(result.report)
+            orders = demo_chain_run()
+        if orders:
             self.stdout.write("Orders: " + ", ".join(f"{order} {state}" for order, state in orders.items()))
         if login.password is not None:
             self.stdout.write(f"Admin login: {login.username} / {login.password} at {opts['url']}")
@@ -98,21 +113,21 @@ class Command(BaseCommand):
         if bad or errored:
             raise CommandError("the demo import did not complete: " + "; ".join(bad + errored))
 
-    def _imported_before(self, result: DemoImport, *, total: int) -> None:
+    def _imported_before(self, result: DemoImport, *, total: int, kind: str = "sample") -> None:
         """Say which sample files are not imported again, or that the import starts."""
         done = len(result.imported_before)
         jobs = ", ".join(f"#{pk}" for pk in result.earlier_jobs)
         where = f" ({'job' if len(result.earlier_jobs) == 1 else 'jobs'} {jobs})" if jobs else ""
         if done == total:
-            files = "the sample file was" if total == 1 else f"the {total} sample files were"
+            files = f"the {kind} file was" if total == 1 else f"the {total} {kind} files were"
             self.stdout.write(f"{result.connection}: {files} imported before{where}; nothing to do")
         elif done:
             self.stdout.write(
-                f"{result.connection}: {done} of the {total} sample files were imported before{where}; "
+                f"{result.connection}: {done} of the {total} {kind} files were imported before{where}; "
                 f"importing the other {total - done}..."
             )
         else:
-            self.stdout.write(f"Importing the sample files of {result.connection}...")
+            self.stdout.write(f"Importing the {kind} files of {result.connection}...")
 
     def _summary(self, report: dict) -> None:
         """Print what one import job did, file by file."""
