@@ -10,7 +10,8 @@ from collections import defaultdict
 from decimal import Decimal
 
 from impex.models import Connection
-from orders.choices import OrderState, OrderStatus
+from orders import events
+from orders.choices import OrderEventKind, OrderState, OrderStatus
 from orders.models import Order, OrderFileNote, OrderLine
 from orders.state import AMENDABLE, HAS_SHIPPED
 
@@ -182,10 +183,12 @@ def file_finish(import_file) -> None:
     refused = set()
     if lines_file:
         refused = {ext.split("/")[0] for ext in import_file.errors.values_list("external_id", flat=True)}
-    _finish(merged, by=by, replace_lines=lines_file, keep_lines_of=refused)
+    _finish(merged, by=by, replace_lines=lines_file, keep_lines_of=refused, job=import_file.job_id)
 
 
-def _finish(notes: dict[str, _Note], *, by: str, replace_lines: bool, keep_lines_of=frozenset()) -> None:
+def _finish(
+    notes: dict[str, _Note], *, by: str, replace_lines: bool, keep_lines_of=frozenset(), job: int | None = None
+) -> None:
     """Apply the notes, a batch of orders at a time: lines removed in one statement, then each change recorded."""
     from orders.services import order_amend, order_cancel
 
@@ -207,6 +210,12 @@ def _finish(notes: dict[str, _Note], *, by: str, replace_lines: bool, keep_lines
             note = notes[order.order_id]
             changes = note.changes + [f"line {n} removed" for n in removed[order.pk]]
             if changes and order.state in AMENDABLE:
-                order_amend(order=order, changes=changes, by=by, resend=not note.cancel)
-            if note.cancel:
+                order_amend(order=order, changes=changes, by=by, resend=not note.cancel, job=job)
+            if note.cancel and order.state in HAS_SHIPPED:
+                # It shipped after its row was checked (a carrier's event while the file went in): the cancel comes
+                # too late, and the file's finish must still go through.
+                events.note_event(
+                    order=order, kind=OrderEventKind.NOTE, by=by, message=CANCEL_REFUSED.format(order.order_id)
+                )
+            elif note.cancel:
                 order_cancel(order=order, reason="the platform cancelled it (status cancelled)", by=by)

@@ -18,7 +18,14 @@ from orders.exceptions import ExporterFailed
 from orders.exporters.registry import exporter_kind
 from orders.models import Exporter, Order, OrderExportRun, OrderFlag
 from orders.problems import exporter_delivered, exporter_gave_up
-from orders.services import EXPORT_PASS, deliveries_sweep, delivery_done, flag_transition, orders_chains_start
+from orders.services import (
+    EXPORT_PASS,
+    deliveries_sweep,
+    delivery_done,
+    flag_transition,
+    order_resend,
+    orders_chains_start,
+)
 
 log = logging.getLogger(__name__)
 
@@ -233,6 +240,14 @@ def _what(flag: OrderFlag, sent: dict) -> str:
     return f"re-sent version {sent.get('version')} ({sent.get('state')}): " if flag.resend else ""
 
 
+def _stale(sent: dict, order: Order) -> bool:
+    """Say if what an exporter sent is older than the order now: another version, or cancelled meanwhile."""
+    if not sent:
+        return False
+    cancelled = order.state == OrderState.CANCELLED and sent.get("state") != OrderState.CANCELLED
+    return cancelled or sent.get("version") != order.version
+
+
 @transaction.atomic
 def _succeeded(*, flag, exporter, outcome, attempt, started, worker, by, sent) -> RunReport:
     """Record a run that ended well: the one place an exporter's delivery succeeds (or holds the order)."""
@@ -252,6 +267,10 @@ def _succeeded(*, flag, exporter, outcome, attempt, started, worker, by, sent) -
         response=outcome.response,
     )
     exporter_delivered(exporter=exporter, order=order)
+    if outcome.status == ExportRunStatus.DONE and not flag.resend and _stale(sent, order):
+        # The order was amended or cancelled while this exporter sent it: the re-sends queued then did not know it
+        # had sent it. It gets the order again now, as the others do.
+        order_resend(order, by=f"exporter {exporter.code}", only=exporter)
     own = _locked_own(flag, worker)
     if own is None:
         message = f"{outcome.message} (the flag had been taken over by another worker meanwhile)"

@@ -131,6 +131,8 @@ class OrderEvent(models.Model):
     )
     by = models.CharField(max_length=200, blank=True, default="")
     message = models.TextField(blank=True, default="")
+    # amended: the import job whose files changed the order (its KS_ORDERS and KS_ORDER_LINES files: one amendment).
+    job = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["at", "pk"]

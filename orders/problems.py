@@ -6,15 +6,15 @@ from impex.choices import ProblemKind
 from impex.services.problems import problem_raise, problem_resolve
 
 
-def _key(*, exporter, order) -> str:
-    return f"exporter:{exporter.code}:order:{order.order_id}"
+def _key(*, code: str, order) -> str:
+    return f"exporter:{code}:order:{order.order_id}"
 
 
 def exporter_gave_up(*, exporter, order, message: str) -> None:
     """Raise the problem of an exporter that has used up its tries on an order (or was refused for good)."""
     problem_raise(
         kind=ProblemKind.EXPORTER,
-        key=_key(exporter=exporter, order=order),
+        key=_key(code=exporter.code, order=order),
         connection=order.connection_id,
         message=f"exporter {exporter.code} gave up on order {order.order_id}: {message}",
         url=reverse("admin:orders_order_change", args=[order.pk]),
@@ -23,4 +23,11 @@ def exporter_gave_up(*, exporter, order, message: str) -> None:
 
 def exporter_delivered(*, exporter, order) -> None:
     """Resolve the exporter's problem with the order, if it had one."""
-    problem_resolve(key=_key(exporter=exporter, order=order))
+    problem_resolve(key=_key(code=exporter.code, order=order))
+
+
+def exporters_stopped(*, order) -> None:
+    """Resolve every exporter's problem with the order: its deliveries were dropped (it was cancelled)."""
+    from orders.models import Exporter
+
+    problem_resolve(keys=[_key(code=code, order=order) for code in Exporter.objects.values_list("code", flat=True)])

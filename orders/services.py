@@ -23,6 +23,7 @@ from orders.choices import (
 )
 from orders.exceptions import IllegalTransition, OrderError, OrderShipped
 from orders.models import Exporter, Order, OrderEvent, OrderExportRun, OrderFlag, OrderLine, TransitionFlag
+from orders.problems import exporters_stopped
 from orders.state import AMENDABLE, GUARD_MESSAGES, HAS_SHIPPED
 
 # Transitions after which the order's waiting flags are dropped: nothing is exported for a cancelled order
@@ -97,6 +98,11 @@ def order_transition(
                 events.note_event(
                     order=order, kind=OrderEventKind.NOTE, by=by, message=f"flags dropped: {', '.join(dropped)}"
                 )
+                # Nothing is left to retry: the exporters' problems with this order are over.
+                exporters_stopped(order=order)
+            # However it was cancelled (a file, staff, HTTP, a rejection), the exporters that had sent the order
+            # learn its new state.
+            order_resend(order, by=by)
         for flag in flags_for(transition=transition):
             flag_set(order=order, flag=flag, by=by)
     return order
@@ -227,26 +233,42 @@ def order_cancel(*, order: Order | int, reason: str, by: str, user=None) -> Orde
             return order
         if order.state in HAS_SHIPPED:
             raise OrderShipped(f"order {order.order_id} has shipped: it can no longer be cancelled")
+        # The transition drops the flags still waiting and queues the re-sends (new ones, after the drop).
         order = order_transition(
             order=order, transition=OrderTransition.CANCEL, by=by, user=user, reason=reason, lock=False
         )
-        # After the transition, which drops the flags still waiting: the re-send flags are new ones.
-        order_resend(order, by=by)
     return order
 
 
-def order_amend(*, order: Order, changes: list[str], by: str, resend: bool = True) -> Order:
+def order_amend(*, order: Order, changes: list[str], by: str, resend: bool = True, job: int | None = None) -> Order:
     """Record a change of an order (locked by the caller); a confirmed, unshipped one gets a new version.
 
-    Exporters that had sent the order get it again (unless resend is off: a cancellation that follows does it).
+    The files of one import job are one amendment (a KS_ORDERS file with the new total, a KS_ORDER_LINES file with
+    the lines): one version, one timeline row ("amended: total 10.00 -> 12.00; line 2 removed"). Exporters that had
+    sent the order get it again (unless resend is off: a cancellation that follows does it).
     """
     if order.state in HAS_SHIPPED:
         raise OrderShipped(f"order {order.order_id} has shipped: it can no longer be amended")
     if order.state not in AMENDABLE:
         return order
-    order.version += 1
-    order.save(update_fields=["version", "updated_at"])
-    events.note_event(order=order, kind=OrderEventKind.AMENDED, by=by, message="amended: " + "; ".join(changes))
+    earlier = None
+    if job is not None:
+        earlier = order.events.filter(kind=OrderEventKind.AMENDED, job=job).order_by("pk").last()
+    if earlier is not None:
+        earlier.message = "; ".join([earlier.message, *changes])
+        earlier.save(update_fields=["message"])
+        order.save(update_fields=["updated_at"])
+    else:
+        order.version += 1
+        order.save(update_fields=["version", "updated_at"])
+        OrderEvent.objects.create(
+            order=order, kind=OrderEventKind.AMENDED, by=by, job=job, message="amended: " + "; ".join(changes)
+        )
+    # A delivery not yet made sends the new version: a new event, so a receiver that took the old one in (and timed
+    # out answering) does not drop it as a repeat. One under way is sent again when it ends (orders.chain).
+    for delivery in order.flags.filter(resend=False).exclude(status__in=(FlagStatus.DONE, FlagStatus.RUNNING)):
+        delivery.event_id = uuid.uuid4()
+        delivery.save(update_fields=["event_id"])
     if resend:
         order_resend(order, by=by)
     return order
@@ -442,17 +464,20 @@ def deliveries_due_now(*, by: str, orders=None, user=None) -> int:
     return len(rows)
 
 
-def order_resend(order: Order, *, by: str) -> list[str]:
-    """Send the order again to every exporter (not a gate) that had sent it, so each learns its new state and
-    version; return their codes.
+def order_resend(order: Order, *, by: str, only: Exporter | None = None) -> list[str]:
+    """Send the order again to every exporter (not a gate) that had sent it, or only to the one given, so each
+    learns its new state and version; return their codes.
 
-    Called inside the caller's transaction, the order locked by the caller (a cancellation, an amendment). Each
-    re-send is a delivery of its own with a new event id; it moves no chain on, and a cancel does not drop it.
+    Called inside the caller's transaction, the order locked by the caller (a cancellation, an amendment; the chain
+    for an exporter whose send finished after the order changed). Each re-send is a delivery of its own with a new
+    event id; it moves no chain on, and a cancel does not drop it.
     """
     sent = OrderExportRun.objects.filter(order=order, exporter=OuterRef("pk"), status=ExportRunStatus.DONE)
     exporters = (
         Exporter.objects.filter(enabled=True).exclude(kind=ExporterKind.APPROVAL).filter(Exists(sent)).order_by("code")
     )
+    if only is not None:
+        exporters = exporters.filter(pk=only.pk)
     now = timezone.now()
     codes = []
     for exporter in exporters:
@@ -519,7 +544,7 @@ def exporter_problems(exporter: Exporter, *, model_checks: bool = True) -> dict[
         add("code", f"an exporter is already called {exporter.code}")
     if exporter.enabled and exporter.flag:
         # Several exporters may share a flag (SPEC 7), but a gate decides alone before anyone sends the order, and
-        # the flag's next flag is set once all have sent it: they must agree on it.
+        # the flag's next flag is set once all have sent it: there is one.
         sharing = list(others.filter(flag=exporter.flag, enabled=True).order_by("code"))
         gate = next((other for other in sharing if other.kind == ExporterKind.APPROVAL), None)
         if sharing and exporter.kind == ExporterKind.APPROVAL:
@@ -535,13 +560,15 @@ def exporter_problems(exporter: Exporter, *, model_checks: bool = True) -> dict[
                 f"the approval gate {gate.code} acts on the flag {exporter.flag}, and a gate must be the only exporter "
                 f"of its flag: give this exporter the gate's next flag instead",
             )
-        other = next((other for other in sharing if other.next_flag != exporter.next_flag), None)
+        # One of them naming the next flag is enough (the others may leave it empty); two different ones are not.
+        other = next(
+            (o for o in sharing if o.next_flag and exporter.next_flag and o.next_flag != exporter.next_flag), None
+        )
         if other is not None:
             add(
                 "next_flag",
-                f"the exporter {other.code} of the flag {exporter.flag} hands orders on to "
-                f"{other.next_flag or 'no flag (it ends the chain)'}: the exporters of one flag must name the same "
-                "next flag",
+                f"the exporter {other.code} of the flag {exporter.flag} hands orders on to {other.next_flag}: the "
+                "exporters of one flag hand on to one next flag (set it on one of them, or the same on each)",
             )
     if exporter.next_flag and exporter.next_flag == exporter.flag:
         add("next_flag", "an exporter cannot hand an order on to its own flag")

@@ -11,10 +11,13 @@ LINES_DESCRIPTOR = "KS_ORDER_LINES"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
-def order_file_names(*, exporter, order, ext: str) -> tuple[str, str]:
-    """Return the names of an order's header and lines files, e.g. erp_O-1_v2_cancelled.csv: the same on every retry,
-    so a retry overwrites; a re-send of a new state or version gets names of its own."""
-    stem = f"{exporter.code}_{_UNSAFE.sub('_', order.order_id)[:150]}_v{order.version}_{order.state}"
+def order_file_names(*, exporter, order, ext: str, resend: bool = False) -> tuple[str, str]:
+    """Return the names of an order's header and lines files: erp_O-1.csv for the chain's send of an order as first
+    made, erp_O-1_v2_cancelled.csv for a re-send or an amended order (its version and state), so that a re-send never
+    overwrites what was sent before. The same on every retry of a delivery, so a retry overwrites."""
+    stem = f"{exporter.code}_{_UNSAFE.sub('_', order.order_id)[:150]}"
+    if resend or order.version > 1:
+        stem = f"{stem}_v{order.version}_{order.state}"
     return f"{stem}.{ext}", f"{stem}_lines.{ext}"
 
 
@@ -56,7 +59,7 @@ class FileExporter(ExporterKind):
         if header is None or lines is None:
             raise ExporterFailed(f"the descriptors {HEADER_DESCRIPTOR} and {LINES_DESCRIPTOR} are missing", retry=False)
         ext = EXTENSIONS.get(header.format, "csv")
-        header_name, lines_name = order_file_names(exporter=exporter, order=order, ext=ext)
+        header_name, lines_name = order_file_names(exporter=exporter, order=order, ext=ext, resend=flag.resend)
         try:
             folder = order_destination(exporter=exporter, order=order)
         except ConfigurationError as exc:  # a destination the hub may not use (impex.locations): nothing written
