@@ -4,6 +4,8 @@ Each route also takes its path without the trailing slash: a POST, PUT or PATCH 
 redirected, and the redirect followed as a GET.
 """
 
+import re
+
 from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView
 
@@ -11,12 +13,14 @@ from impex.api import ProblemsView
 from orders.api import OrderCancelView, ShipmentFeedView
 from syncapp.api import ExtractView, RecordEventView, SyncLogView
 
+PATTERNS = {"str": "[^/]+", "path": ".+"}  # as Django's converters of those names match
+
 
 def both(route: str, view, name: str):
     """Return the route with and without its trailing slash."""
     return [
         path(route, view, name=name),
-        re_path(f"^{route[:-1]}$".replace("<str:", "(?P<").replace(">", ">[^/]+)"), view),
+        re_path(re.sub(r"<(str|path):(\w+)>", lambda m: f"(?P<{m[2]}>{PATTERNS[m[1]]})", f"^{route[:-1]}$"), view),
     ]
 
 
@@ -27,7 +31,7 @@ urlpatterns = [
     *both("events/customers/", RecordEventView.as_view(kind="customers"), "api-events-customers"),
     *both("events/products/", RecordEventView.as_view(kind="products"), "api-events-products"),
     *both("extract/<str:entity>/", ExtractView.as_view(), "api-extract"),
-    *both("orders/<str:order_id>/cancel/", OrderCancelView.as_view(), "api-order-cancel"),
+    *both("orders/<path:order_id>/cancel/", OrderCancelView.as_view(), "api-order-cancel"),
     *both("problems/", ProblemsView.as_view(), "api-problems"),
 ]
 

@@ -179,10 +179,11 @@ def file_finish(import_file) -> None:
     connection = import_file.connection
     by = f"file {import_file.name}" + (f" of {connection.code}" if connection else "")
     lines_file = import_file.descriptor.entity == "order_line"
-    # A row of the file that was refused (a typing error in a SKU) keeps the order's lines as they are.
+    # A row of the file that was refused (a typing error in a SKU) keeps the order's lines as they are. A row's
+    # external id is its key cells joined by "/" (order_id, then line_no): an order id may hold "/" itself.
     refused = set()
     if lines_file:
-        refused = {ext.split("/")[0] for ext in import_file.errors.values_list("external_id", flat=True)}
+        refused = {ext.rsplit("/", 1)[0].strip() for ext in import_file.errors.values_list("external_id", flat=True)}
     _finish(merged, by=by, replace_lines=lines_file, keep_lines_of=refused, job=import_file.job_id)
 
 

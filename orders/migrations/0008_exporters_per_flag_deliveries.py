@@ -17,8 +17,16 @@ def deliveries_from_flags(apps, schema_editor):
 
 
 def flags_from_deliveries(apps, schema_editor):
-    """Going back: a flag is one row again; the rows of a flag's other exporters and re-sends are dropped."""
+    """Going back: one enabled exporter per flag again (the first by code; the others are switched off, so the old
+    constraint holds); a flag is one row again; the rows of a flag's other exporters and re-sends are dropped."""
+    Exporter = apps.get_model("orders", "Exporter")
     OrderFlag = apps.get_model("orders", "OrderFlag")
+    kept, extra = set(), []
+    for pk, flag in Exporter.objects.filter(enabled=True).order_by("flag", "code", "pk").values_list("pk", "flag"):
+        if flag in kept:
+            extra.append(pk)
+        kept.add(flag)
+    Exporter.objects.filter(pk__in=extra).update(enabled=False)
     OrderFlag.objects.filter(resend=True).delete()
     seen = set()
     for pk, order_id, flag in OrderFlag.objects.order_by("pk").values_list("pk", "order_id", "flag"):

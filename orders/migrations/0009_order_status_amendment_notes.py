@@ -4,6 +4,12 @@ import django.db.models.deletion
 from django.db import migrations, models
 
 
+def status_from_state(apps, schema_editor):
+    """Orders already cancelled carry the platform's status "cancelled" too (one UPDATE)."""
+    Order = apps.get_model("orders", "Order")
+    Order.objects.filter(state="cancelled").exclude(status="cancelled").update(status="cancelled")
+
+
 class Migration(migrations.Migration):
 
     dependencies = [
@@ -17,6 +23,7 @@ class Migration(migrations.Migration):
             name='status',
             field=models.CharField(choices=[('open', 'Open'), ('cancelled', 'Cancelled')], default='open', max_length=10),
         ),
+        migrations.RunPython(status_from_state, migrations.RunPython.noop),
         migrations.AlterField(
             model_name='orderevent',
             name='kind',

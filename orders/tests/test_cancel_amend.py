@@ -231,3 +231,34 @@ def test_cancelling_drops_the_waiting_flags_but_not_the_resend_flags(tmp_path, k
     assert list(OrderFlag.objects.values_list("flag", "status")) == [("erp", "pending")]
     dropped = OrderEvent.objects.filter(order__order_id="O1", message__startswith="flags dropped").get()
     assert dropped.message == "flags dropped: wms"
+
+
+def test_a_refused_row_keeps_the_lines_of_an_order_whose_id_holds_a_slash(tmp_path, kore_connection):
+    import_catalogue(tmp_path)
+    import_orders(
+        tmp_path,
+        [order_row("2026/0001"), order_row("2026")],
+        [line_row("2026/0001", 1), line_row("2026/0001", 2, "SKU2"), line_row("2026/0001", 3, "SKU3")]
+        + [line_row("2026", 1), line_row("2026", 2)],
+    )
+    rows = [line_row("2026/0001", 1, quantity=4), line_row("2026/0001", 2, "NOPE"), line_row("2026", 1)]
+
+    result = import_with_errors(tmp_path, "KS_ORDER_LINES", rows)
+
+    assert [(e["row"], e["column"]) for e in result["errors"]] == [(3, "sku")]
+    assert sorted(order("2026/0001").lines.values_list("line_no", flat=True)) == [1, 2, 3]
+    assert list(order("2026").lines.values_list("line_no", flat=True)) == [1]
+
+
+def test_the_migration_gives_orders_already_cancelled_the_status_cancelled(orders_in):
+    import importlib
+
+    from django.apps import apps
+
+    migration = importlib.import_module("orders.migrations.0009_order_status_amendment_notes")
+    order_cancel(order=order("O1"), reason="before the status existed", by="test")
+    Order.objects.update(status="open")  # what adding the column with its default left
+
+    migration.status_from_state(apps, None)
+
+    assert dict(Order.objects.values_list("order_id", "status")) == {"O1": "cancelled", "O2": "open", "O3": "open"}

@@ -72,3 +72,16 @@ def test_a_reason_is_required_400(shop, cancel, body):
 def test_no_token_or_a_wrong_one_is_401(shop, cancel, auth):
     assert cancel("O1", {"reason": "x"}, auth=auth).status_code == 401
     assert Order.objects.get(order_id="O1").state == "confirmed"
+
+
+def test_an_order_id_holding_a_slash_is_cancelled_and_an_unknown_one_is_a_json_404(tmp_path, kore_connection, cancel):
+    import_catalogue(tmp_path)
+    import_orders(tmp_path, [order_row("O/2")], [line_row("O/2", 1)])
+
+    answer = cancel("O/2", {"reason": "customer called"})
+
+    assert answer.status_code == 200
+    assert answer.json() == {"order_id": "O/2", "state": "cancelled", "version": 1}
+    unknown = cancel("O/9", {"reason": "x"})
+    assert unknown.status_code == 404
+    assert unknown.json() == {"detail": "no order O/9 of connection kore-erp"}

@@ -209,3 +209,26 @@ def test_the_migration_gives_each_waiting_flag_to_the_exporter_that_acted_on_it(
         ("O2", "erp", "erp", "pending"),
     ]
     assert OrderExportRun.objects.get().version == 1
+
+
+def test_reversing_the_migration_leaves_one_enabled_exporter_per_flag_the_first_by_code(tmp_path, kore_connection):
+    import importlib
+
+    from django.apps import apps
+
+    from orders.models import Exporter
+
+    migration = importlib.import_module("orders.migrations.0008_exporters_per_flag_deliveries")
+    for code, flag in (("wms", "erp"), ("crm", "erp"), ("mail", "erp"), ("bi", "bi")):
+        configure(code, "--flag", flag, "--kind", "file")
+    configure("audit", "--flag", "bi", "--kind", "file", "--off")
+
+    migration.flags_from_deliveries(apps, None)
+
+    assert dict(Exporter.objects.values_list("code", "enabled")) == {
+        "audit": False,
+        "bi": True,
+        "crm": True,
+        "mail": False,
+        "wms": False,
+    }

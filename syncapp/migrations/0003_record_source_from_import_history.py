@@ -7,7 +7,10 @@ would not. What the hub still knows of a record's creation:
   created a shipment (FeedEvent, source "api", applied): exact;
 - its created_at, which the upsert stamps while the file that created it runs: when the imported (not dry-run)
   files of the record's entity running at that instant all belong to one connection, that connection created it.
-A record with a source is moved to that connection when the two differ. Records created where several
+A record with a source is moved to that connection when the two differ, unless the history names it exactly or
+its current source had a file of the entity of its own running at its created_at (whatever became of that file:
+failed, killed, still running): the record may come from it, or from an HTTP event or a price list of that
+connection the history does not show, so the current source is at least as plausible. Records created where several
 connections' files ran at once, or before the hub's kept history (jobs deleted), or by an admin's sheet (no
 source), keep the source they have: nothing tells their creator honestly. The records are read in batches of
 primary keys and each batch's changes written with one UPDATE per connection; updated_at is left alone (the
@@ -18,6 +21,7 @@ from bisect import bisect_right
 from collections import Counter, defaultdict
 
 from django.db import migrations
+from django.db.models.functions import Coalesce
 
 BATCH = 5000
 
@@ -65,6 +69,29 @@ def owner_at(spans, starts, instant):
     return None
 
 
+def running_spans(intervals):
+    """Merge (start, end, connection) intervals into sorted, disjoint spans per connection: {connection: [(s, e)]}.
+    An end of None (a file that never finished) runs on for ever."""
+    spans = defaultdict(list)
+    for start, end, conn in sorted(intervals, key=lambda i: (i[2], i[0])):
+        own = spans[conn]
+        if own and (own[-1][1] is None or start <= own[-1][1]):
+            last = own[-1][1]
+            own[-1] = (own[-1][0], None if last is None or end is None else max(last, end))
+        else:
+            own.append((start, end))
+    return {conn: (own, [s for s, _ in own]) for conn, own in spans.items()}
+
+
+def was_running(running, conn, instant):
+    """Tell whether the connection had a file running at that instant."""
+    if conn not in running:
+        return False
+    own, starts = running[conn]
+    i = bisect_right(starts, instant) - 1
+    return i >= 0 and (own[i][1] is None or instant <= own[i][1])
+
+
 def exact_creators(apps, label):
     """Return natural key -> connection for records an HTTP update or feed delivery is known to have created."""
     found = {}
@@ -103,6 +130,14 @@ def restore_sources(apps, schema_editor):
         ).values_list("started_at", "finished_at", "connection_id")
         spans = single_owner_spans(list(files.iterator(chunk_size=BATCH)))
         starts = [s[0] for s in spans]
+        any_files = ImportFile.objects.filter(
+            kind="data",
+            job__dry_run=False,
+            connection__isnull=False,
+            descriptor__entity__in=entities,
+            started_at__isnull=False,
+        ).values_list("started_at", Coalesce("finished_at", "job__finished_at"), "connection_id")
+        running = running_spans(any_files.iterator(chunk_size=BATCH)) if spans else {}
         exact = exact_creators(apps, label)
         if not spans and not exact:
             continue
@@ -121,7 +156,7 @@ def restore_sources(apps, schema_editor):
             for row in rows:
                 pk, created_at, current = row[:3]
                 owner = exact.get(row[3]) if key_field else None
-                if owner is None and spans:
+                if owner is None and spans and not was_running(running, current, created_at):
                     owner = owner_at(spans, starts, created_at)
                 if owner is not None and owner != current:
                     moves[owner].append(pk)

@@ -5,7 +5,7 @@ from datetime import timedelta
 
 from django.apps import apps
 
-from impex.models import Connection
+from impex.models import Connection, ImportFile, ImportJob
 from impex.tests.helpers import customer_row, run_import, write_kore
 from syncapp.models import Customer
 
@@ -47,3 +47,28 @@ def test_overlapping_imports_of_two_connections_name_no_creator():
     assert spans == [(0, 10, "pos"), (20, 30, "erp"), (40, 45, "pos")]
     starts = [s[0] for s in spans]
     assert [MIGRATION.owner_at(spans, starts, x) for x in (5, 15, 25, 35, 42)] == ["pos", None, "erp", None, "pos"]
+
+
+def test_a_record_whose_source_had_a_file_running_when_it_was_created_keeps_that_source(tmp_path, db):
+    pos = Connection.objects.create(code="pos", name="POS", convention="kore", integration_id="POS1")
+    erp = Connection.objects.create(code="erp", name="ERP", convention="kore", integration_id="ERP1")
+    assert run_import(write_kore(tmp_path, "KS_CUSTOMERS", 1, [customer_row("C7")], integration="POS1"))[0] == 0
+    assert run_import(write_kore(tmp_path, "KS_CUSTOMERS", 1, [customer_row("C8")], integration="ERP1"))[0] == 0
+    pos_file, erp_file = ImportFile.objects.get(connection=pos), ImportFile.objects.get(connection=erp)
+    # The POS job was killed midway: its file never reached "imported" nor finished; the ERP's file ran meanwhile.
+    ImportFile.objects.filter(pk=pos_file.pk).update(status="running", finished_at=None)
+    ImportJob.objects.filter(pk=pos_file.job_id).update(status="running", finished_at=None)
+    ImportFile.objects.filter(pk=erp_file.pk).update(started_at=pos_file.started_at - timedelta(seconds=1))
+    assert erp_file.finished_at > Customer.objects.get(customer_id="C7").created_at > pos_file.started_at
+
+    MIGRATION.restore_sources(apps, None)
+
+    assert dict(Customer.objects.values_list("customer_id", "connection__code")) == {"C7": "pos", "C8": "erp"}
+
+
+def test_running_spans_tell_whether_a_connection_had_a_file_running():
+    running = MIGRATION.running_spans([(0, 10, "pos"), (5, 20, "pos"), (30, None, "pos"), (12, 14, "erp")])
+
+    assert [x for x in (0, 15, 20, 25, 30, 10**6) if MIGRATION.was_running(running, "pos", x)] == [0, 15, 20, 30, 10**6]
+    assert [x for x in (11, 12, 14, 15) if MIGRATION.was_running(running, "erp", x)] == [12, 14]
+    assert not MIGRATION.was_running(running, "web", 12)
