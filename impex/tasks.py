@@ -8,6 +8,7 @@ from impex.services.export_runs import export_run
 from impex.services.export_runs import export_runs_sweep as fail_dead_runs
 from impex.services.inbox import inbox_scan as scan
 from impex.services.lifecycle import jobs_requeue
+from impex.services.problems import problems_mail_unsent
 from impex.services.waits import wait_alerts_send
 
 
@@ -22,8 +23,13 @@ def import_jobs_requeue() -> list[int]:
 
 
 def sequence_wait_alerts() -> int:
-    """Tell contacts about files waiting long for a missing sequence; return the mails sent."""
-    return wait_alerts_send()
+    """Raise a problem for files waiting long for a missing sequence, and send the problems' mails that failed.
+
+    Return how many sequence-wait problems are new.
+    """
+    raised = wait_alerts_send()
+    problems_mail_unsent()
+    return raised
 
 
 def inbox_scan(connection_id: int, by: str = "") -> str:

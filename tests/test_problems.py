@@ -19,7 +19,7 @@ from impex.runner import run_job
 from impex.services.export_runs import export_run
 from impex.services.waits import connection_release_wait, wait_alerts_send
 from impex.services.webhooks import webhook_retry, webhooks_deliver_pass
-from impex.tests.helpers import customer_row, run_import, write_kore
+from impex.tests.helpers import customer_row, product_row, run_import, write_kore
 from orders.models import Order, OrderFlag
 from orders.services import flag_retry, order_transition
 from orders.tests.helpers import configure, export_pass, import_catalogue, import_orders, line_row, order_row
@@ -64,7 +64,9 @@ def scan() -> int:
     return code
 
 
-def test_a_rejected_file_is_a_job_problem_mailed_once_and_the_next_good_job_resolves_it(tmp_path, kore, mails):
+def test_a_rejected_file_is_a_job_problem_mailed_once_and_running_the_job_again_resolves_it(
+    tmp_path, client, django_user_model, kore, mails
+):
     bad = tmp_path / "ERP_0000001_INT1_KS_NOTHING.NET"
     bad.write_text("customer_id\temail\nC1\tc1@example.com\n", encoding="utf-8")
 
@@ -73,6 +75,7 @@ def test_a_rejected_file_is_a_job_problem_mailed_once_and_the_next_good_job_reso
 
     assert code != 0
     job = ImportJob.objects.get()
+    assert job.status == "failed"
     (problem,) = open_problems()
     assert (problem.connection, problem.kind, problem.key) == (kore, "import-job", f"job:{job.pk}")
     assert "ERP_0000001_INT1_KS_NOTHING.NET: rejected" in problem.message
@@ -86,9 +89,75 @@ def test_a_rejected_file_is_a_job_problem_mailed_once_and_the_next_good_job_reso
         code, _ = run_import(write_kore(tmp_path, "KS_CUSTOMERS", 1, [customer_row("C1")]), connection=kore.code)
 
     assert code == 0
+    assert open_problems() == [problem]  # a clean job of the connection does not run the failed one again
+    assert len(mail.outbox) == 1  # a clean job mails nobody
+
+    client.force_login(staff_user(django_user_model, "ana", "impex.view_importjob", "impex.run_import"))
+    response = client.post(reverse("admin:impex_importjob_run_again", args=[job.pk]))
+
+    assert response.status_code == 302
+    problem.refresh_from_db()
+    assert (problem.resolved_by, problem.resolved_at is not None) == ("ana", True)
+
+
+def test_refused_rows_are_a_job_problem_that_the_connection_s_next_clean_job_resolves(tmp_path, kore, mails):
+    with mails(execute=True):
+        code, _ = run_import(
+            write_kore(tmp_path, "KS_CUSTOMERS", 1, [customer_row("C1", email="")]), connection=kore.code
+        )
+
+    job = ImportJob.objects.get()
+    assert (code, job.status) == (0, "completed")
+    (problem,) = open_problems()
+    assert (problem.kind, problem.key) == ("import-job", f"job:{job.pk}")
+    assert "1 row refused" in problem.message
+
+    with mails(execute=True):
+        code, _ = run_import(write_kore(tmp_path, "KS_CUSTOMERS", 2, [customer_row("C2")]), connection=kore.code)
+
+    assert code == 0
     problem.refresh_from_db()
     assert (problem.resolved_by, problem.resolved_at is not None) == ("auto", True)
-    assert len(mail.outbox) == 1  # a clean job mails nobody
+    assert len(mail.outbox) == 1
+
+
+def test_an_errored_job_stays_a_problem_through_other_clean_jobs_until_it_is_run_again_and_completes(
+    tmp_path, client, django_user_model, kore, mails, settings
+):
+    settings.IMPEX_ALLOWED_LOCAL_ROOTS = []
+    elsewhere = tmp_path / "elsewhere"  # outside the roots: the job cannot use the connection's error folder
+    elsewhere.mkdir()
+    error_folder = kore.error_folder
+    Connection.objects.filter(pk=kore.pk).update(error_folder=str(elsewhere))
+    with mails(execute=True):
+        code, _ = run_import(write_kore(tmp_path, "KS_CUSTOMERS", 1, [customer_row("C1")]), connection=kore.code)
+
+    errored = ImportJob.objects.get()
+    assert (code, errored.status) == (1, "errored")
+    (problem,) = open_problems()
+    assert problem.key == f"job:{errored.pk}"
+    assert len(mail.outbox) == 1
+
+    Connection.objects.filter(pk=kore.pk).update(error_folder=error_folder)  # mended
+    with mails(execute=True):
+        code, _ = run_import(
+            write_kore(tmp_path, "KS_PRODUCTS", 1, [product_row("P1", "V1", "SKU-1")]), connection=kore.code
+        )
+
+    assert code == 0
+    assert open_problems() == [problem]  # an unrelated clean job does not finish the errored one
+
+    client.force_login(staff_user(django_user_model, "ana", "impex.view_importjob", "impex.run_import"))
+    with mails(execute=True):
+        response = client.post(reverse("admin:impex_importjob_run_again", args=[errored.pk]))
+    assert response.status_code == 302
+    assert open_problems() == [problem]  # queued again, not yet done
+    assert tasks.import_job_run(errored.pk) == "completed"
+
+    problem.refresh_from_db()
+    assert (problem.resolved_by, problem.resolved_at is not None) == ("auto", True)
+    assert Customer.objects.filter(customer_id="C1").exists()
+    assert len(mail.outbox) == 1
 
 
 def test_an_unreadable_inbox_is_one_problem_mailed_once_however_often_it_fails_and_a_good_scan_resolves_it(
@@ -105,7 +174,8 @@ def test_an_unreadable_inbox_is_one_problem_mailed_once_however_often_it_fails_a
     assert "not-there" in problem.message
     (message,) = mail.outbox
     assert message.subject == "[impex-hub] kore-erp: the inbox cannot be scanned"
-    assert "not-there" in message.body
+    assert "The scan of kore-erp's inbox failed:\n\n" in message.body and "not-there" in message.body
+    assert "Files that arrive there are not imported until this is fixed. You get this mail once;" in message.body
 
     (tmp_path / "not-there").mkdir()
     with mails(execute=True):
@@ -128,7 +198,10 @@ def test_a_sequence_wait_past_its_alert_time_is_a_problem_until_the_wait_is_rele
     assert (problem.kind, problem.key) == ("sequence-wait", "sequence-wait:kore-erp")
     assert "ERP_0000003_INT1_KS_CUSTOMERS.NET" in problem.message and "waiting for sequence 2" in problem.message
     (message,) = mail.outbox
-    assert message.subject == "[impex-hub] kore-erp: files waiting for a sequence"
+    assert message.subject == "[impex-hub] kore-erp: 1 file waiting for a missing sequence"
+    assert "These files of kore-erp wait for an earlier sequence that has not arrived:\n\n" in message.body
+    assert "- ERP_0000003_INT1_KS_CUSTOMERS.NET: waiting for sequence 2 (since " in message.body
+    assert "release the wait in the admin (Connections > Release the sequence wait)" in message.body
 
     job = connection_release_wait(connection=kore, created_by="ana")
     assert open_problems() == [problem]  # released, not yet imported
@@ -136,6 +209,52 @@ def test_a_sequence_wait_past_its_alert_time_is_a_problem_until_the_wait_is_rele
 
     assert open_problems() == []
     assert Customer.objects.filter(customer_id="C3").exists()
+
+
+def test_a_problem_whose_mail_failed_is_mailed_by_its_next_raise_or_by_the_periodic_task(
+    tmp_path, kore, mails, settings
+):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"  # a mail server that is down
+    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", 9, 2
+    Connection.objects.filter(pk=kore.pk).update(inbox=str(tmp_path / "not-there"))
+    with mails(execute=True):
+        assert scan() == 1
+
+    (problem,) = open_problems()
+    assert problem.mailed_at is None  # not sent: not marked as sent
+
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"  # the server is back
+    mail.outbox.clear()
+    with mails(execute=True):
+        assert scan() == 1  # raised again: its mail goes now
+
+    problem.refresh_from_db()
+    assert (problem.count, problem.mailed_at is not None) == (2, True)
+    (message,) = mail.outbox
+    assert message.subject == "[impex-hub] kore-erp: the inbox cannot be scanned"
+    with mails(execute=True):
+        assert scan() == 1
+    assert len(mail.outbox) == 1  # once sent, never again
+
+    # A problem not raised again is mailed by the every-few-minutes task, a minute after it was raised.
+    Problem.objects.filter(pk=problem.pk).update(resolved_at=timezone.now())
+    Connection.objects.filter(pk=kore.pk).update(inbox=str(tmp_path / "still-not-there"))
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"  # down again
+    with mails(execute=True):
+        assert scan() == 1
+    (second,) = open_problems()
+    assert second.mailed_at is None
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    mail.outbox.clear()
+
+    assert tasks.sequence_wait_alerts() == 0
+    assert mail.outbox == []  # raised under a minute ago: its own mail may still be on its way
+    Problem.objects.filter(pk=second.pk).update(since=timezone.now() - timedelta(minutes=2))
+    assert tasks.sequence_wait_alerts() == 0
+    (message,) = mail.outbox
+    assert "still-not-there" in message.body
+    assert tasks.sequence_wait_alerts() == 0
+    assert len(mail.outbox) == 1
 
 
 def test_a_failing_scheduled_export_is_a_problem_until_the_group_s_next_run_completes(tmp_path, kore, mails):

@@ -15,6 +15,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.files.storage import FileSystemStorage
+from django.core.mail import EmailMessage
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.urls import reverse
@@ -195,6 +196,26 @@ def _scan_claim(*, connection: Connection, worker: str, result: ScanResult) -> b
     return bool(taken)
 
 
+NOT_IMPORTED = "Files that arrive there are not imported until this is fixed."
+
+
+def inbox_problem_mail(*, problem, to: list[str]) -> EmailMessage | None:
+    """Build the mail of an inbox that cannot be scanned (the subject and lines it had before problems existed)."""
+    if problem.connection is None:
+        return None
+    code = problem.connection.code
+    error = problem.message.removesuffix(f". {NOT_IMPORTED}")
+    return EmailMessage(
+        subject=f"[impex-hub] {code}: the inbox cannot be scanned",
+        body=(
+            f"The scan of {code}'s inbox failed:\n\n{error}\n\n{NOT_IMPORTED} You get this mail once; the connections "
+            "list shows each scan's result, and the hub's home page lists it under \"Needs attention\" until it is "
+            f"resolved.\n\nThe connection's page: {problem.url}\n"
+        ),
+        to=to,
+    )
+
+
 def _scan_renew(*, connection: Connection, worker: str) -> None:
     ConnectionState.objects.filter(connection=connection, scan_by=worker).update(scan_until=timezone.now() + _lease())
 
@@ -215,7 +236,7 @@ def _scan_release(*, connection: Connection, worker: str, result: ScanResult) ->
                 kind=ProblemKind.INBOX,
                 key=key,
                 connection=connection,
-                message=f"{result.error}. Files that arrive there are not imported until this is fixed.",
+                message=f"{result.error}. {NOT_IMPORTED}",
                 url=reverse("admin:impex_connection_change", args=[connection.pk]),
             )
         else:

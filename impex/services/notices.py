@@ -11,7 +11,7 @@ from django.urls import reverse
 
 from impex.choices import FileKind, FileStatus, JobStatus, ProblemKind
 from impex.formats import neutralise_formula
-from impex.models import ImportFile, ImportJob, RowError
+from impex.models import ImportFile, ImportJob, Problem, RowError
 
 ERRORS_CSV_COLUMNS = ("file", "row", "column", "value", "message", "external_id")
 
@@ -87,14 +87,37 @@ def job_problems_report(*, job: ImportJob, status: str, error: str = "") -> None
         )
     touched = {f.connection_id for f in ImportFile.objects.filter(Q(job=job) | Q(processed_by=job))}
     touched.add(job.connection_id)
+    if status == JobStatus.COMPLETED:
+        # This job finished: its own problems of the connections it is clean for are over (it was run again).
+        raised = [_job_key(job, conn) for conn, _ in by_conn.values()]
+        own = Problem.objects.filter(kind=ProblemKind.IMPORT_JOB).filter(
+            Q(key=f"job:{job.pk}") | Q(key__startswith=f"job:{job.pk}:")
+        )
+        problems.problem_resolve(problems=own.exclude(key__in=raised))
     for connection_id in touched - set(by_conn) - {None}:
-        problems.problem_resolve(kind=ProblemKind.IMPORT_JOB, connection=connection_id)
+        problems.problem_resolve(problems=_resolved_by_a_clean_job(connection_id))
     for connection_id in touched - {None}:
         waiting = ImportFile.objects.filter(
             connection_id=connection_id, status=FileStatus.WAITING, sequence__isnull=False, job__dry_run=False
         )
         if not waiting.exists():
             problems.problem_resolve(kind=ProblemKind.SEQUENCE_WAIT, connection=connection_id)
+
+
+def _resolved_by_a_clean_job(connection_id: int):
+    """Return the open job problems of a connection that its next clean job resolves.
+
+    Those of jobs that completed with rejected files or refused rows: nothing runs them again. A job that failed or
+    errored did not finish: its problem stays until it is run again and completes, or someone resolves it.
+    """
+    open_ones = Problem.objects.filter(kind=ProblemKind.IMPORT_JOB, connection_id=connection_id, resolved_at=None)
+    job_ids = {pk: int(key.split(":")[1]) for pk, key in open_ones.values_list("pk", "key")}
+    unfinished = set(
+        ImportJob.objects.filter(pk__in=set(job_ids.values()))
+        .exclude(status=JobStatus.COMPLETED)
+        .values_list("pk", flat=True)
+    )
+    return open_ones.filter(pk__in=[pk for pk, job_id in job_ids.items() if job_id not in unfinished])
 
 
 def job_problem_mail(*, problem, to: list[str]) -> EmailMessage | None:

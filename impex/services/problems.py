@@ -1,6 +1,7 @@
 """Problems (SPEC 8 "Nothing fails silently"): raised by every failing path, resolved by its next success or by hand."""
 
 import logging
+from datetime import timedelta
 
 from django.conf import settings
 from django.core.mail import EmailMessage
@@ -14,6 +15,8 @@ from impex.models import Connection, Problem
 log = logging.getLogger(__name__)
 
 AUTO = "auto"
+# An open problem not mailed this long after it was raised had its mail fail: problems_mail_unsent sends it again.
+MAIL_RETRY_AFTER = timedelta(minutes=1)
 
 # The word of the link on the home page that leads to where a person acts, by kind.
 ACTIONS = {
@@ -41,7 +44,7 @@ def problem_raise(
     with transaction.atomic():
         again = _open_again(key=key, message=message, url=url, now=now)
         if again is not None:
-            return again
+            return _mail_if_unmailed(again)
         try:
             with transaction.atomic():
                 problem = Problem.objects.create(
@@ -58,9 +61,17 @@ def problem_raise(
             again = _open_again(key=key, message=message, url=url, now=now)
             if again is None:
                 raise
-            return again
+            return _mail_if_unmailed(again)
     problem_id = problem.pk
     transaction.on_commit(lambda: problem_mail(problem_id=problem_id))
+    return problem
+
+
+def _mail_if_unmailed(problem: Problem) -> Problem:
+    # An open problem whose mail could not be sent yet (the mail server was down) is mailed when it is raised again.
+    if problem.mailed_at is None:
+        problem_id = problem.pk
+        transaction.on_commit(lambda: problem_mail(problem_id=problem_id))
     return problem
 
 
@@ -113,30 +124,55 @@ def problem_action(problem: Problem) -> str:
 
 
 def problem_mail(*, problem_id: int) -> bool:
-    """Mail a new problem to its connection's contacts (hub-wide ones to ADMINS), once; say if this call mailed it."""
-    # Conditional on mailed_at: of two workers (or a retried task), one mails.
-    if not Problem.objects.filter(pk=problem_id, mailed_at__isnull=True).update(mailed_at=timezone.now()):
+    """Mail a new problem to its connection's contacts (hub-wide ones to ADMINS), once; say if this call mailed it.
+
+    The mail is claimed by setting mailed_at (conditionally: of two workers, or a retried task, one mails); if it
+    cannot be sent, the claim is given back so that the problem's next raise, or problems_mail_unsent, mails it.
+    """
+    claim = timezone.now()
+    if not Problem.objects.filter(pk=problem_id, mailed_at__isnull=True).update(mailed_at=claim):
         return False
-    problem = Problem.objects.select_related("connection").get(pk=problem_id)
-    conn = problem.connection
-    recipients = conn.contact_list if conn is not None else [email for _, email in settings.ADMINS]
-    if not recipients:
-        return False
-    message = _mail_of(problem, recipients)
     try:
-        message.send()
+        problem = Problem.objects.select_related("connection").get(pk=problem_id)
+        conn = problem.connection
+        recipients = conn.contact_list if conn is not None else [email for _, email in settings.ADMINS]
+        if not recipients:
+            return False
+        _mail_of(problem, recipients).send()
     except Exception:  # a mail server down must not undo or stop the work that found the problem
-        log.exception("the mail of problem #%s could not be sent", problem_id)
+        log.exception("the mail of problem #%s could not be sent; it is sent again later", problem_id)
+        Problem.objects.filter(pk=problem_id, mailed_at=claim).update(mailed_at=None)
         return False
     return True
 
 
+def problems_mail_unsent(*, now=None) -> int:
+    """Mail the open problems whose mail could not be sent (raised over a minute ago); return how many were mailed."""
+    now = now or timezone.now()
+    unsent = Problem.objects.filter(resolved_at__isnull=True, mailed_at__isnull=True, since__lte=now - MAIL_RETRY_AFTER)
+    mailed = 0
+    for problem_id in unsent.order_by("pk").values_list("pk", flat=True)[:100]:
+        if problem_mail(problem_id=problem_id):
+            mailed += 1
+        elif unsent.filter(pk=problem_id).exists():
+            break  # its mail failed again: the mail server is still down, the next pass tries again
+    return mailed
+
+
 def _mail_of(problem: Problem, recipients: list[str]) -> EmailMessage:
+    from impex.services.inbox import inbox_problem_mail
     from impex.services.notices import job_problem_mail
+    from impex.services.waits import sequence_wait_mail
 
     where = problem.connection.code if problem.connection is not None else "hub"
-    if problem.kind == ProblemKind.IMPORT_JOB:
-        mail = job_problem_mail(problem=problem, to=recipients)
+    # The kinds that were mailed before problems existed keep their mail's subject and lines.
+    own_mail = {
+        ProblemKind.IMPORT_JOB: job_problem_mail,
+        ProblemKind.SEQUENCE_WAIT: sequence_wait_mail,
+        ProblemKind.INBOX: inbox_problem_mail,
+    }.get(problem.kind)
+    if own_mail is not None:
+        mail = own_mail(problem=problem, to=recipients)
         if mail is not None:
             return mail
     page = f"\n\nWhere to act: {problem.url}\n" if problem.url else "\n"

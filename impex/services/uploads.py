@@ -6,13 +6,15 @@ from pathlib import Path
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
+from django.db.models import Q
 from django.template.defaultfilters import filesizeformat
 
 from impex.choices import FileStatus, GroupDirection, JobSource, JobStatus
 from impex.exceptions import ImpexError, LocationRefused
-from impex.models import Connection, DataGroup, ImportFile, ImportJob
+from impex.models import Connection, DataGroup, ImportFile, ImportJob, Problem
 from impex.services.jobs import job_create
 from impex.services.lifecycle import job_enqueue, job_rerun
+from impex.services.problems import problem_resolve
 from impex.storage import file_exists, local_copy, resolve_path, temporary_folder
 
 
@@ -137,4 +139,8 @@ def job_run_again(*, job: ImportJob, user: str) -> ImportJob:
             created_by=user,
         )
         job_enqueue(job=again, reason=f"job #{job.pk} run again by {user}")
+        # The failed job never completes: the person who ran it again acted on its problem; the new job raises its own.
+        problem_resolve(
+            problems=Problem.objects.filter(Q(key=f"job:{job.pk}") | Q(key__startswith=f"job:{job.pk}:")), by=user
+        )
     return again

@@ -3,6 +3,7 @@
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from django.core.mail import EmailMessage
 from django.db import transaction
 from django.template.defaultfilters import pluralize
 from django.urls import reverse
@@ -72,6 +73,26 @@ def wait_alerts_send(*, now=None) -> int:
             raised += problem.count == 1
             ImportFile.objects.filter(pk__in=[f.pk for f in overdue]).update(wait_alerted_at=now)
     return raised
+
+
+def sequence_wait_mail(*, problem, to: list[str]) -> EmailMessage | None:
+    """Build the mail of files waiting past their alert time (the subject and lines it had before problems existed)."""
+    conn = problem.connection
+    if conn is None:
+        return None
+    waiting = list(waiting_files(connection=conn).filter(wait_alerted_at__isnull=False))
+    if not waiting:
+        return None
+    lines = "\n".join(f"- {f.name}: {f.message} (since {f.waiting_since:%Y-%m-%d %H:%M} UTC)" for f in waiting)
+    return EmailMessage(
+        subject=f"[impex-hub] {conn.code}: {len(waiting)} file{pluralize(len(waiting))} waiting for a missing sequence",
+        body=(
+            f"These files of {conn.code} wait for an earlier sequence that has not arrived:\n\n{lines}\n\n"
+            "Send the missing file, or release the wait in the admin (Connections > Release the sequence wait) to "
+            f"import them without it.\n\nWhere to release it: {problem.url}\n"
+        ),
+        to=to,
+    )
 
 
 def connection_release_wait(*, connection: Connection, created_by: str = "") -> ImportJob | None:
