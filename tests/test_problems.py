@@ -64,7 +64,7 @@ def scan() -> int:
     return code
 
 
-def test_a_rejected_file_is_a_job_problem_mailed_once_and_running_the_job_again_resolves_it(
+def test_a_rejected_file_is_a_job_problem_mailed_once_that_the_next_clean_job_or_running_it_again_resolves(
     tmp_path, client, django_user_model, kore, mails
 ):
     bad = tmp_path / "ERP_0000001_INT1_KS_NOTHING.NET"
@@ -89,11 +89,17 @@ def test_a_rejected_file_is_a_job_problem_mailed_once_and_running_the_job_again_
         code, _ = run_import(write_kore(tmp_path, "KS_CUSTOMERS", 1, [customer_row("C1")]), connection=kore.code)
 
     assert code == 0
-    assert open_problems() == [problem]  # a clean job of the connection does not run the failed one again
+    problem.refresh_from_db()
+    assert (problem.resolved_by, problem.resolved_at is not None) == ("auto", True)  # the connection imports again
     assert len(mail.outbox) == 1  # a clean job mails nobody
 
+    bad = tmp_path / "ERP_0000002_INT1_KS_NOTHING.NET"
+    bad.write_text("customer_id\temail\nC1\tc1@example.com\n", encoding="utf-8")
+    with mails(execute=True):
+        run_import(bad, connection=kore.code)
+    (problem,) = open_problems()
     client.force_login(staff_user(django_user_model, "ana", "impex.view_importjob", "impex.run_import"))
-    response = client.post(reverse("admin:impex_importjob_run_again", args=[job.pk]))
+    response = client.post(reverse("admin:impex_importjob_run_again", args=[int(problem.key.split(":")[1])]))
 
     assert response.status_code == 302
     problem.refresh_from_db()

@@ -107,14 +107,15 @@ def job_problems_report(*, job: ImportJob, status: str, error: str = "") -> None
 def _resolved_by_a_clean_job(connection_id: int):
     """Return the open job problems of a connection that its next clean job resolves.
 
-    Those of jobs that completed with rejected files or refused rows: nothing runs them again. A job that failed or
-    errored did not finish: its problem stays until it is run again and completes, or someone resolves it.
+    Those of jobs that ended with refused rows (completed) or rejected files (failed): the connection imports again,
+    the sender having sent its data anew. A job that errored did not finish: its problem stays until it is run again
+    and completes, or someone resolves it.
     """
     open_ones = Problem.objects.filter(kind=ProblemKind.IMPORT_JOB, connection_id=connection_id, resolved_at=None)
     job_ids = {pk: int(key.split(":")[1]) for pk, key in open_ones.values_list("pk", "key")}
     unfinished = set(
         ImportJob.objects.filter(pk__in=set(job_ids.values()))
-        .exclude(status=JobStatus.COMPLETED)
+        .exclude(status__in=(JobStatus.COMPLETED, JobStatus.FAILED))
         .values_list("pk", flat=True)
     )
     return open_ones.filter(pk__in=[pk for pk, job_id in job_ids.items() if job_id not in unfinished])
