@@ -1167,7 +1167,3 @@ class Problem(models.Model):
 
     def __str__(self):
         return f"{self.get_kind_display()}: {self.key}"
-
-    @property
-    def is_open(self) -> bool:
-        return self.resolved_at is None

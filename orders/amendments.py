@@ -12,11 +12,10 @@ from decimal import Decimal
 from impex.models import Connection
 from orders import events
 from orders.choices import OrderEventKind, OrderState, OrderStatus
+from orders.exceptions import AMEND_REFUSED, CANCEL_REFUSED
 from orders.models import Order, OrderFileNote, OrderLine
 from orders.state import AMENDABLE, HAS_SHIPPED
 
-CANCEL_REFUSED = "order {} has shipped: it can no longer be cancelled"
-AMEND_REFUSED = "order {} has shipped: it can no longer be amended"
 BATCH = 1000
 
 

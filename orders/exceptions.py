@@ -21,5 +21,9 @@ class ExporterFailed(OrderError):
         self.response = response
 
 
+CANCEL_REFUSED = "order {} has shipped: it can no longer be cancelled"
+AMEND_REFUSED = "order {} has shipped: it can no longer be amended"
+
+
 class OrderShipped(OrderError):
     """The order has shipped: it can no longer be cancelled or amended; nothing was changed."""

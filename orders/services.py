@@ -21,7 +21,7 @@ from orders.choices import (
     OrderStatus,
     OrderTransition,
 )
-from orders.exceptions import IllegalTransition, OrderError, OrderShipped
+from orders.exceptions import AMEND_REFUSED, CANCEL_REFUSED, IllegalTransition, OrderError, OrderShipped
 from orders.models import Exporter, Order, OrderEvent, OrderExportRun, OrderFlag, OrderLine, TransitionFlag
 from orders.problems import exporters_stopped
 from orders.state import AMENDABLE, GUARD_MESSAGES, HAS_SHIPPED
@@ -232,7 +232,7 @@ def order_cancel(*, order: Order | int, reason: str, by: str, user=None) -> Orde
         if order.state == OrderState.CANCELLED:
             return order
         if order.state in HAS_SHIPPED:
-            raise OrderShipped(f"order {order.order_id} has shipped: it can no longer be cancelled")
+            raise OrderShipped(CANCEL_REFUSED.format(order.order_id))
         # The transition drops the flags still waiting and queues the re-sends (new ones, after the drop).
         order = order_transition(
             order=order, transition=OrderTransition.CANCEL, by=by, user=user, reason=reason, lock=False
@@ -248,7 +248,7 @@ def order_amend(*, order: Order, changes: list[str], by: str, resend: bool = Tru
     sent the order get it again (unless resend is off: a cancellation that follows does it).
     """
     if order.state in HAS_SHIPPED:
-        raise OrderShipped(f"order {order.order_id} has shipped: it can no longer be amended")
+        raise OrderShipped(AMEND_REFUSED.format(order.order_id))
     if order.state not in AMENDABLE:
         return order
     earlier = None

@@ -185,10 +185,3 @@ def _mail_of(problem: Problem, recipients: list[str]) -> EmailMessage:
         ),
         to=recipients,
     )
-
-
-def problems_of_user(user, *, limit: int):
-    """Return the open problems a user may see (view permission on Problem), newest first, at most limit."""
-    if not user.has_perm("impex.view_problem"):
-        return None
-    return list(problems_open()[:limit])
