@@ -6,21 +6,35 @@ redirected, and the redirect followed as a GET.
 
 import re
 
-from django.urls import path, re_path
+from django.urls import path, re_path, register_converter
 from drf_spectacular.views import SpectacularAPIView
 
 from impex.api import ProblemsView
 from orders.api import OrderCancelView, ShipmentFeedView
 from syncapp.api import ExtractView, RecordEventView, SyncLogView
 
-PATTERNS = {"str": "[^/]+", "path": ".+"}  # as Django's converters of those names match
+
+class AnyTextConverter:
+    """An external id as sent, whatever it holds: '/', line breaks (Django's path converter stops at a line break)."""
+
+    regex = r"[\s\S]+"
+
+    def to_python(self, value: str) -> str:
+        return value
+
+    def to_url(self, value: str) -> str:
+        return value
+
+
+register_converter(AnyTextConverter, "text")
+PATTERNS = {"str": "[^/]+", "path": ".+", "text": AnyTextConverter.regex}  # as the converters of those names match
 
 
 def both(route: str, view, name: str):
     """Return the route with and without its trailing slash."""
     return [
         path(route, view, name=name),
-        re_path(re.sub(r"<(str|path):(\w+)>", lambda m: f"(?P<{m[2]}>{PATTERNS[m[1]]})", f"^{route[:-1]}$"), view),
+        re_path(re.sub(r"<(str|path|text):(\w+)>", lambda m: f"(?P<{m[2]}>{PATTERNS[m[1]]})", f"^{route[:-1]}$"), view),
     ]
 
 
@@ -31,7 +45,7 @@ urlpatterns = [
     *both("events/customers/", RecordEventView.as_view(kind="customers"), "api-events-customers"),
     *both("events/products/", RecordEventView.as_view(kind="products"), "api-events-products"),
     *both("extract/<str:entity>/", ExtractView.as_view(), "api-extract"),
-    *both("orders/<path:order_id>/cancel/", OrderCancelView.as_view(), "api-order-cancel"),
+    *both("orders/<text:order_id>/cancel/", OrderCancelView.as_view(), "api-order-cancel"),
     *both("problems/", ProblemsView.as_view(), "api-problems"),
 ]
 

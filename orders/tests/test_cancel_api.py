@@ -85,3 +85,6 @@ def test_an_order_id_holding_a_slash_is_cancelled_and_an_unknown_one_is_a_json_4
     unknown = cancel("O/9", {"reason": "x"})
     assert unknown.status_code == 404
     assert unknown.json() == {"detail": "no order O/9 of connection kore-erp"}
+    # Whatever an id holds (a line break stops Django's path converter), the answer is the API's JSON.
+    odd = cancel("O%0A9", {"reason": "x"})
+    assert (odd.status_code, odd.json()) == (404, {"detail": "no order O\n9 of connection kore-erp"})
