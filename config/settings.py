@@ -190,6 +190,8 @@ IMPEX_LEASE_SECONDS = env_int("IMPEX_LEASE_SECONDS", 60)
 IMPEX_WEBHOOK_BATCH_IDS = env_int("IMPEX_WEBHOOK_BATCH_IDS", 1000)
 # impex_import and impex_job deliver the webhooks of their files for up to this long before they exit.
 IMPEX_WEBHOOK_INLINE_SECONDS = env_int("IMPEX_WEBHOOK_INLINE_SECONDS", 30)
+# POSTs of one batch of webhook deliveries in flight at once (each its own attempt, with its own timeout).
+IMPEX_WEBHOOK_CONCURRENCY = env_int("IMPEX_WEBHOOK_CONCURRENCY", 4)
 # A single-record update (POST /api/events/...) is tried this many times before it fails for good.
 IMPEX_EVENT_MAX_ATTEMPTS = env_int("IMPEX_EVENT_MAX_ATTEMPTS", 10)
 # The cluster's passes over leased work (order exports, the order feed, single-record updates, webhook deliveries):

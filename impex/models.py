@@ -1039,6 +1039,22 @@ class ApiToken(models.Model):
         return f"{self.prefix}… ({self.connection_id})"
 
 
+class LeasedWork(models.Model):
+    """A piece of work a worker claims under a lease and that is tried again with back-off when it fails.
+
+    impex.services.queue is the only writer of these fields (and checks each status it writes against its
+    queue's table of moves); a model adds its status and what its work needs.
+    """
+
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    claimed_by = models.CharField(max_length=200, blank=True, default="")
+    lease_until = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+
+
 class WebhookSubscription(models.Model):
     """An outbound webhook: which events go to which URL, signed with which secret (SPEC section 10)."""
 
@@ -1071,7 +1087,7 @@ class WebhookSubscription(models.Model):
         return self.code
 
 
-class WebhookDelivery(models.Model):
+class WebhookDelivery(LeasedWork):
     """One event on its way to one subscriber: the body is fixed when the event happens, then sent until it lands."""
 
     subscription = models.ForeignKey(WebhookSubscription, on_delete=models.CASCADE, related_name="deliveries")
@@ -1081,10 +1097,6 @@ class WebhookDelivery(models.Model):
     payload = models.JSONField()
     status = models.CharField(max_length=10, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
-    attempts = models.PositiveIntegerField(default=0)
-    next_attempt_at = models.DateTimeField(default=timezone.now)
-    claimed_by = models.CharField(max_length=200, blank=True, default="")
-    lease_until = models.DateTimeField(null=True, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True, default="")
 

@@ -8,6 +8,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from impex.models import LeasedWork
 from orders.choices import (
     ExporterKind,
     ExportRunStatus,
@@ -224,7 +225,7 @@ class TransitionFlag(models.Model):
         return f"{self.transition} sets {self.flag}"
 
 
-class OrderFlag(models.Model):
+class OrderFlag(LeasedWork):
     """An export flag on an order as one exporter's delivery of it: waiting, running, held, failed for good, or done
     while the flag's other exporters still work. With no exporter, the flag waits for one to be enabled.
 
@@ -241,10 +242,6 @@ class OrderFlag(models.Model):
     event_id = models.UUIDField(default=uuid.uuid4, editable=False)
     set_at = models.DateTimeField(default=timezone.now)
     set_by = models.CharField(max_length=200, blank=True, default="")
-    attempts = models.PositiveIntegerField(default=0)
-    next_attempt_at = models.DateTimeField(default=timezone.now)
-    claimed_by = models.CharField(max_length=200, blank=True, default="")
-    lease_until = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True, default="")
 
     class Meta:
@@ -297,7 +294,7 @@ class OrderExportRun(models.Model):
         return f"{self.exporter_code} on {self.order_id}: {self.status}"
 
 
-class FeedEvent(models.Model):
+class FeedEvent(LeasedWork):
     """A delivery reported by a carrier (POST /api/feeds/shipments/) or a KS_SHIPMENTS row, applied by the feed task."""
 
     connection = models.ForeignKey(
@@ -314,12 +311,8 @@ class FeedEvent(models.Model):
     line_nos = models.JSONField(default=list, blank=True, help_text="Empty: every line.")
     status = models.CharField(max_length=10, choices=FeedStatus.choices, default=FeedStatus.PENDING, db_index=True)
     message = models.TextField(blank=True, default="")
-    attempts = models.PositiveIntegerField(default=0)
     # A failed event is tried again (at next_attempt_at, and only once its order exists) unless retry is off.
     retry = models.BooleanField(default=True)
-    next_attempt_at = models.DateTimeField(default=timezone.now)
-    claimed_by = models.CharField(max_length=200, blank=True, default="")
-    lease_until = models.DateTimeField(null=True, blank=True)
     received_at = models.DateTimeField(default=timezone.now)
     applied_at = models.DateTimeField(null=True, blank=True)
 

@@ -5,6 +5,7 @@ from django.db import models
 from django.utils import timezone
 
 from impex.entities import entity_verbose_name
+from impex.models import LeasedWork
 from syncapp.choices import (
     ProductStatus,
     RecordEventStatus,
@@ -225,7 +226,7 @@ class SyncError(models.Model):
         return f"{self.external_id}: {self.message}"
 
 
-class RecordEvent(models.Model):
+class RecordEvent(LeasedWork):
     """One changed record sent over HTTP (POST /api/events/customers/ or products/), applied later with retries.
 
     The events of one record (entity and key) apply in the order they were received: an event waits while an
@@ -241,10 +242,6 @@ class RecordEvent(models.Model):
         max_length=10, choices=RecordEventStatus.choices, default=RecordEventStatus.PENDING, db_index=True
     )
     received_at = models.DateTimeField(default=timezone.now)
-    attempts = models.PositiveIntegerField(default=0)
-    next_attempt_at = models.DateTimeField(default=timezone.now)
-    claimed_by = models.CharField(max_length=200, blank=True, default="")
-    lease_until = models.DateTimeField(null=True, blank=True)
     applied_at = models.DateTimeField(null=True, blank=True)
     result = models.CharField(max_length=20, blank=True, default="", help_text="created, updated or unchanged.")
     message = models.TextField(blank=True, default="")

@@ -1,9 +1,5 @@
 """The life of an import job: queue it, claim it with a lease, end it once; the only code that moves statuses."""
 
-import os
-import socket
-import time
-import uuid
 from collections.abc import Callable, Iterable
 from datetime import timedelta
 
@@ -18,13 +14,17 @@ from impex import events
 from impex.choices import FILE_TRANSITIONS, JOB_FINAL, JOB_TRANSITIONS, FileKind, FileStatus, JobSource, JobStatus
 from impex.exceptions import IllegalTransition
 from impex.models import ConnectionState, ImportFile, ImportJob
+from impex.services.queue import (  # noqa: F401  (claim_size, worker_name: imported from here by the queues)
+    WorkQueue,
+    claim_size,
+    queue_claim,
+    queue_pass,
+    queue_release,
+    queue_renew,
+    worker_name,
+)
 
 TASK_RUN = "impex.tasks.import_job_run"
-
-
-def worker_name() -> str:
-    """Name this process as a worker: host, process id and a random tag (pids are reused)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
 def lease_end():
@@ -281,47 +281,30 @@ def connection_let_go(*, connection_id: int, job: ImportJob) -> None:
     ConnectionState.objects.filter(connection_id=connection_id, job=job).update(job=None)
 
 
+# -- Until every queue names its WorkQueue (issue 18): the claim functions over a pending/running status. -----
+
+_PENDING_RUNNING = {"pending": ("running",), "running": ("pending",)}
+
+
+def _queue(model) -> WorkQueue:
+    return WorkQueue(model, moves=_PENDING_RUNNING)
+
+
 def claim_due(due, *, worker: str, size: int, lease_seconds: int, now, order_by=("next_attempt_at", "pk")) -> list:
-    """Claim up to size rows of a due queryset for worker, under a lease; return their primary keys.
-
-    The rows have status (pending/running), claimed_by and lease_until. PostgreSQL skips rows another worker is
-    claiming (SKIP LOCKED); the conditional UPDATE re-checks each row (SQLite: no row locks, one writer), so two
-    workers never hold one row. Order flags, single-record updates and webhook deliveries are claimed so; each
-    item's claim is checked again (claim_renew) just before its side effect.
-    """
-    model = due.model
-    with transaction.atomic():
-        ids = list(
-            due.select_for_update(skip_locked=True, of=("self",))
-            .order_by(*order_by)
-            .values_list("pk", flat=True)[:size]
-        )
-        if ids:
-            model.objects.filter(pk__in=ids).filter(
-                Q(status="pending") | Q(status="running", lease_until__lt=now)
-            ).update(status="running", claimed_by=worker, lease_until=now + timedelta(seconds=lease_seconds))
-    return ids
-
-
-def claim_size(*, item_seconds: float, limit: int) -> int:
-    """Return how many items one claim may take: no more than one lease covers at item_seconds each (at least 1).
-
-    Items claimed but not yet started keep the claim's lease only; past it, another worker may take them.
-    """
-    return max(1, min(limit, int(settings.IMPEX_LEASE_SECONDS // max(item_seconds, 1))))
+    """Claim up to size rows of a due queryset for worker, under a lease; return their primary keys (queue_claim)."""
+    return queue_claim(
+        _queue(due.model), due, worker=worker, size=size, now=now, lease_seconds=lease_seconds, order_by=order_by
+    )
 
 
 def claim_renew(model, *, pk: int, worker: str, seconds: float) -> bool:
-    """Extend this worker's claim on one row for seconds; False when it lost the claim (the row was taken over)."""
-    until = timezone.now() + timedelta(seconds=seconds)
-    return model.objects.filter(pk=pk, claimed_by=worker, status="running").update(lease_until=until) == 1
+    """Extend this worker's claim on one row for seconds; False when it lost the claim (queue_renew)."""
+    return queue_renew(_queue(model), pk, worker=worker, seconds=seconds)
 
 
 def claim_release(model, *, pks, worker: str) -> int:
-    """Give back claimed rows this worker did not start (a pass out of time): due again at once for any worker."""
-    return model.objects.filter(pk__in=pks, claimed_by=worker, status="running").update(
-        status="pending", claimed_by="", lease_until=None
-    )
+    """Give back claimed rows this worker did not start (queue_release)."""
+    return queue_release(_queue(model), pks, worker=worker)
 
 
 def claimed_pass(
@@ -333,24 +316,10 @@ def claimed_pass(
     limit: int | None = None,
     seconds: float | None = None,
 ) -> list:
-    """Claim batches of up to size items and act on each until none is due, limit results or seconds are up.
+    """Claim batches and act on each item alone (queue_pass, batch False); act returns None for a skipped item."""
 
-    act returns an item's result, or None if it skipped the item (its claim was lost). Once seconds are up (after
-    one item at least, so that every pass moves on), the items claimed but not reached are released.
-    """
-    results: list = []
-    stop = time.monotonic() + seconds if seconds is not None else None
-    acted = 0
-    while limit is None or len(results) < limit:
-        claimed = claim(size if limit is None else min(size, limit - len(results)))
-        if not claimed:
-            break
-        for index, item in enumerate(claimed):
-            if stop is not None and acted and time.monotonic() >= stop:
-                release(claimed[index:])
-                return results
-            result = act(item)
-            acted += 1
-            if result is not None:
-                results.append(result)
-    return results
+    def apply(items: list) -> list:
+        result = act(items[0])
+        return [] if result is None else [result]
+
+    return queue_pass(claim=claim, apply=apply, release=release, size=size, limit=limit, seconds=seconds, batch=False)

@@ -8,6 +8,7 @@ records sends one event per batch of up to IMPEX_WEBHOOK_BATCH_IDS ids, never on
 
 import logging
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 from django.conf import settings
@@ -20,21 +21,40 @@ from impex.choices import DeliveryStatus, ProblemKind, WebhookEvent
 from impex.exceptions import ConfigurationError
 from impex.models import WebhookAttempt, WebhookDelivery, WebhookSubscription
 from impex.outbound import url_refusal
-from impex.services.backoff import backoff
 from impex.services.heartbeat import Heartbeat
-from impex.services.lifecycle import claim_due, claim_release, claim_renew, claim_size, claimed_pass, worker_name
 from impex.services.passes import Pass, pass_enqueue, pass_run
 from impex.services.problems import problem_raise, problem_resolve
+from impex.services.queue import (
+    WorkQueue,
+    claim_size,
+    queue_claim,
+    queue_finish,
+    queue_hold,
+    queue_pass,
+    queue_release,
+    queue_reset,
+    retry_plan,
+    worker_name,
+)
 from impex.services.signed_post import PostFailed, json_body, signed_post
 
 log = logging.getLogger(__name__)
 
 USER_AGENT = "impex-hub webhook"
-CLAIM_BATCH = 50
+CLAIM_BATCH = 100
 DELIVERY_PASS = Pass(
     "webhook deliveries", "impex.tasks.webhooks_deliver", "webhook deliveries", "webhook delivery attempt(s)"
 )
 EVENT_NAMES = tuple(WebhookEvent.values)
+# A delivery's moves: claimed, then delivered, tried again later or given up; staff's retry starts a failed one again.
+DELIVERIES = WorkQueue(
+    WebhookDelivery,
+    moves={
+        DeliveryStatus.PENDING: (DeliveryStatus.RUNNING,),
+        DeliveryStatus.RUNNING: (DeliveryStatus.PENDING, DeliveryStatus.DELIVERED, DeliveryStatus.FAILED),
+        DeliveryStatus.FAILED: (DeliveryStatus.PENDING,),
+    },
+)
 # Entities whose records are announced: entity -> (event of records created, event of records updated).
 RECORD_EVENTS = {"customer": (WebhookEvent.CUSTOMER_CREATED, WebhookEvent.CUSTOMER_UPDATED)}
 
@@ -207,8 +227,7 @@ def _lease_seconds(sub: WebhookSubscription) -> int:
 
 def _claim(*, worker: str, size: int) -> list[WebhookDelivery]:
     """Take up to size due deliveries for this worker; two workers never take the same one."""
-    now = timezone.now()
-    ids = claim_due(_due(now), worker=worker, size=size, lease_seconds=settings.IMPEX_LEASE_SECONDS, now=now)
+    ids = queue_claim(DELIVERIES, _due(timezone.now()), worker=worker, size=size)
     return list(
         WebhookDelivery.objects.filter(pk__in=ids, claimed_by=worker, status=DeliveryStatus.RUNNING)
         .select_related("subscription")
@@ -221,73 +240,118 @@ def webhooks_deliver_pass(
 ) -> list[DeliveryReport]:
     """POST every due delivery once (or up to limit, or for about so many seconds); return what each did.
 
-    A batch is no larger than one lease covers at the slowest subscription's timeout; each delivery's claim is
-    renewed, and checked, just before its POST.
+    Deliveries are claimed in batches no larger than one lease covers at the slowest subscription's timeout
+    (IMPEX_WEBHOOK_CONCURRENCY at a time);
+    a batch's claim is renewed, and checked, in one statement just before its POSTs, which go out
+    IMPEX_WEBHOOK_CONCURRENCY at a time, each its own attempt.
     """
     worker = worker or worker_name()
     slowest = WebhookSubscription.objects.filter(enabled=True).aggregate(t=Max("timeout_seconds"))["t"] or 1
-    return claimed_pass(
+    return queue_pass(
         claim=lambda size: _claim(worker=worker, size=size),
-        act=lambda delivery: _deliver(delivery, worker=worker),
-        release=lambda rest: claim_release(WebhookDelivery, pks=[d.pk for d in rest], worker=worker),
-        size=claim_size(item_seconds=slowest, limit=CLAIM_BATCH),
+        apply=lambda batch: _deliver(batch, worker=worker),
+        release=lambda rest: queue_release(DELIVERIES, [d.pk for d in rest], worker=worker),
+        # POSTs go IMPEX_WEBHOOK_CONCURRENCY at a time: so many more fit in a lease.
+        size=claim_size(item_seconds=slowest / settings.IMPEX_WEBHOOK_CONCURRENCY, limit=CLAIM_BATCH),
         limit=limit,
         seconds=seconds,
     )
 
 
-def _deliver(delivery: WebhookDelivery, *, worker: str) -> DeliveryReport | None:
-    """POST one delivery if this worker still holds its claim (None if another took it over) and record it."""
-    sub = delivery.subscription
-    seconds = _lease_seconds(sub)
-    if not claim_renew(WebhookDelivery, pk=delivery.pk, worker=worker, seconds=seconds):
+@dataclass
+class _Sent:
+    """One POST's outcome, before it is recorded."""
+
+    delivery: WebhookDelivery
+    attempt: WebhookAttempt
+    status: str
+    message: str
+    changes: dict
+
+
+def _post(delivery: WebhookDelivery, *, worker: str, lost: set) -> _Sent | None:
+    """POST one delivery (no database here: it runs in the pool) and say what came of it; None if its claim was lost."""
+    if delivery.pk in lost:
         return None
+    sub = delivery.subscription
     number = delivery.attempts + 1
     attempt = WebhookAttempt(delivery=delivery, number=number, worker=worker)
-
-    def renew() -> None:
-        claim_renew(WebhookDelivery, pk=delivery.pk, worker=worker, seconds=seconds)
-
     try:
         # The timeout bounds each wait on the socket, not the whole answer: a receiver that answers drop by drop
-        # keeps the POST going, and the claim with it.
-        with Heartbeat(renew, every=seconds / 3, name=f"webhook delivery {delivery.pk}"):
-            answer = signed_post(
-                url=sub.url,
-                body=json_body(delivery.payload),
-                secret=sub.secret,
-                event_id=str(delivery.event_id),
-                timeout=sub.timeout_seconds,
-                user_agent=USER_AGENT,
-            )
+        # keeps the POST going, and the batch's claim with it.
+        answer = signed_post(
+            url=sub.url,
+            body=json_body(delivery.payload),
+            secret=sub.secret,
+            event_id=str(delivery.event_id),
+            timeout=sub.timeout_seconds,
+            user_agent=USER_AGENT,
+        )
     except Exception as exc:  # a bug or a library's surprise: recorded on the delivery and retried, never a dead pass
         if not isinstance(exc, PostFailed):
             log.exception("webhook delivery %s to %s failed", delivery.pk, sub.code)
             exc = PostFailed(f"unexpected error: {exc.__class__.__name__}: {exc}")
         attempt.http_status, attempt.response, attempt.message = exc.http_status, exc.response, exc.message
-        final = not exc.retry or number >= sub.max_attempts
-        status = DeliveryStatus.FAILED if final else DeliveryStatus.PENDING
-        message = exc.message
-        if not final:
-            message += f" (try {number} of {sub.max_attempts}; next in {backoff(number)})"
-        elif exc.retry:
-            message += f" ({number} tries used up)"
-        changes = {"last_error": message, "next_attempt_at": timezone.now() + backoff(number)}
-    else:
-        attempt.ok, attempt.http_status, attempt.response = True, answer.status, answer.response
-        attempt.duration_ms = answer.duration_ms
-        attempt.message = message = f"POST {sub.url}: {answer.status}"
-        status = DeliveryStatus.DELIVERED
-        changes = {"delivered_at": timezone.now(), "last_error": ""}
+        plan = retry_plan(attempt=number, limit=sub.max_attempts, message=exc.message, retry=exc.retry)
+        status = DeliveryStatus.FAILED if plan.final else DeliveryStatus.PENDING
+        return _Sent(
+            delivery, attempt, status, plan.message, {"last_error": plan.message, "next_attempt_at": plan.next_at}
+        )
+    attempt.ok, attempt.http_status, attempt.response = True, answer.status, answer.response
+    attempt.duration_ms = answer.duration_ms
+    attempt.message = message = f"POST {sub.url}: {answer.status}"
+    return _Sent(delivery, attempt, DeliveryStatus.DELIVERED, message, {"last_error": ""})
+
+
+def _deliver(batch: list[WebhookDelivery], *, worker: str) -> list[DeliveryReport]:
+    """POST a claimed batch, the deliveries this worker still holds, and record each outcome."""
+    seconds = max(_lease_seconds(d.subscription) for d in batch)
+    held = set(queue_hold(DELIVERIES, [d.pk for d in batch], worker=worker, seconds=seconds))
+    batch = [d for d in batch if d.pk in held]
+    if not batch:
+        return []
+    pks = [d.pk for d in batch]
+    lost: set[int] = set()  # rows another worker took over: the heartbeat finds them, and their POSTs are not sent
+
+    def renew() -> None:
+        lost.update(set(pks) - set(queue_hold(DELIVERIES, pks, worker=worker, seconds=seconds)))
+
+    with (
+        Heartbeat(renew, every=seconds / 3, name="webhook deliveries"),
+        ThreadPoolExecutor(max_workers=settings.IMPEX_WEBHOOK_CONCURRENCY, thread_name_prefix="webhook") as pool,
+    ):
+        sent = [s for s in pool.map(lambda d: _post(d, worker=worker, lost=lost), batch) if s is not None]
+    return _record(sent, worker=worker)
+
+
+def _record(sent: list[_Sent], *, worker: str) -> list[DeliveryReport]:
+    """Record a batch's outcomes: those delivered in one statement, each failure with its own message."""
+    now = timezone.now()
     with transaction.atomic():
         # Only the worker that still holds the claim records the outcome (a lease that ran out was taken over).
-        done = WebhookDelivery.objects.filter(pk=delivery.pk, claimed_by=worker, status=DeliveryStatus.RUNNING).update(
-            status=status, attempts=number, claimed_by="", lease_until=None, **changes
-        )
-        if done:
-            attempt.save()
-            _report(delivery, status=status, message=message)
-    return DeliveryReport(str(delivery.event_id), sub.code, delivery.event, status, message)
+        held = set(queue_hold(DELIVERIES, [s.delivery.pk for s in sent], worker=worker))
+        sent = [s for s in sent if s.delivery.pk in held]
+        delivered = [s for s in sent if s.status == DeliveryStatus.DELIVERED]
+        if delivered:
+            queue_finish(
+                DELIVERIES,
+                [s.delivery.pk for s in delivered],
+                worker=worker,
+                status=DeliveryStatus.DELIVERED,
+                delivered_at=now,
+                last_error="",
+            )
+            problem_resolve(keys=[f"webhook-delivery:{s.delivery.pk}" for s in delivered])
+        for s in sent:
+            if s.status != DeliveryStatus.DELIVERED:
+                queue_finish(DELIVERIES, [s.delivery.pk], worker=worker, status=s.status, **s.changes)
+                if s.status == DeliveryStatus.FAILED:
+                    _report(s.delivery, status=s.status, message=s.message)
+        WebhookAttempt.objects.bulk_create([s.attempt for s in sent])
+    return [
+        DeliveryReport(str(s.delivery.event_id), s.delivery.subscription.code, s.delivery.event, s.status, s.message)
+        for s in sent
+    ]
 
 
 def _report(delivery: WebhookDelivery, *, status: str, message: str) -> None:
@@ -307,9 +371,7 @@ def _report(delivery: WebhookDelivery, *, status: str, message: str) -> None:
 
 def webhook_retry(*, deliveries) -> int:
     """Send failed deliveries again from their first try (staff's "retry"); return how many."""
-    count = deliveries.filter(status=DeliveryStatus.FAILED).update(
-        status=DeliveryStatus.PENDING, attempts=0, next_attempt_at=timezone.now(), last_error=""
-    )
+    count = queue_reset(DELIVERIES, deliveries, old=DeliveryStatus.FAILED, last_error="")
     if count:
         deliver_soon()
     return count
