@@ -10,16 +10,28 @@ from django.utils import timezone
 
 from impex.services.backoff import backoff
 from impex.services.heartbeat import Heartbeat
-from impex.services.lifecycle import claim_due, claim_release, claim_renew, claim_size, claimed_pass, worker_name
 from impex.services.passes import pass_run
+from impex.services.queue import (
+    claim_size,
+    queue_claim,
+    queue_finish,
+    queue_hold,
+    queue_pass,
+    queue_release,
+    queue_renew,
+    worker_name,
+)
 from orders import events
 from orders.choices import ExporterKind, ExportRunStatus, FlagStatus, OrderEventKind, OrderState
 from orders.exceptions import ExporterFailed
+from orders.exporters.base import Outcome
 from orders.exporters.registry import exporter_kind
-from orders.models import Exporter, Order, OrderExportRun, OrderFlag
-from orders.problems import exporter_delivered, exporter_gave_up
+from orders.models import Exporter, Order, OrderEvent, OrderExportRun, OrderFlag
+from orders.problems import exporter_delivered, exporter_gave_up, exporters_delivered
 from orders.services import (
     EXPORT_PASS,
+    FLAGS,
+    deliveries_done,
     deliveries_sweep,
     delivery_done,
     flag_transition,
@@ -29,7 +41,9 @@ from orders.services import (
 
 log = logging.getLogger(__name__)
 
-CLAIM_BATCH = 50
+CLAIM_BATCH = 100
+# What an exporter run that is not a POST (a file, a gate) takes at most, for the size of a batch.
+FILE_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -79,7 +93,7 @@ def _claim(*, worker: str, size: int) -> list[OrderFlag]:
     now = timezone.now()
     # The claim moves pending (or abandoned running) flags to running, as FLAG_TRANSITIONS allows; each run's
     # outcome then goes through flag_transition.
-    ids = claim_due(_due(now), worker=worker, size=size, lease_seconds=settings.IMPEX_LEASE_SECONDS, now=now)
+    ids = queue_claim(FLAGS, _due(now), worker=worker, size=size, now=now)
     return list(
         OrderFlag.objects.filter(pk__in=ids, claimed_by=worker, status=FlagStatus.RUNNING).order_by(
             "next_attempt_at", "pk"
@@ -93,19 +107,22 @@ def orders_export_pass(
     """Run the exporters of every due flag until none is due (or limit runs, or about so many seconds); return
     what each run did.
 
-    A chain whose exporters all succeed finishes in one pass: the flag a success sets is due at once. A batch is
-    no larger than one lease covers at the slowest exporter's timeout; each flag's claim is renewed, and checked,
-    just before its exporter runs.
+    A chain whose exporters all succeed finishes in one pass: the flag a success sets is due at once. Deliveries
+    are claimed in batches no larger than one lease covers at the slowest exporter's timeout (webhooks going
+    IMPEX_WEBHOOK_CONCURRENCY at once); a batch's claim is renewed, and checked, under its orders' locks just
+    before its exporters run, and kept renewed while they run.
     """
     worker = worker or worker_name()
     orders_chains_start(by=by)
     deliveries_sweep(by=by)
-    slowest = Exporter.objects.filter(enabled=True).aggregate(t=Max("timeout_seconds"))["t"] or 1
-    return claimed_pass(
+    # Only a webhook waits on its timeout; a file is written in well under a second.
+    webhooks = Exporter.objects.filter(enabled=True, kind=ExporterKind.WEBHOOK)
+    slowest = webhooks.aggregate(t=Max("timeout_seconds"))["t"] or FILE_SECONDS * settings.IMPEX_WEBHOOK_CONCURRENCY
+    return queue_pass(
         claim=lambda size: _claim(worker=worker, size=size),
-        act=lambda flag: _run(flag=flag, worker=worker, by=by),
-        release=lambda rest: claim_release(OrderFlag, pks=[f.pk for f in rest], worker=worker),
-        size=claim_size(item_seconds=slowest, limit=CLAIM_BATCH),
+        apply=lambda batch: _run_batch(batch, worker=worker, by=by),
+        release=lambda rest: queue_release(FLAGS, [f.pk for f in rest], worker=worker),
+        size=claim_size(item_seconds=slowest / settings.IMPEX_WEBHOOK_CONCURRENCY, limit=CLAIM_BATCH),
         limit=limit,
         seconds=seconds,
     )
@@ -120,11 +137,180 @@ def orders_export_task() -> str:
     )
 
 
-def _renewer(flag: OrderFlag, worker: str, seconds: int):
-    def renew() -> None:
-        claim_renew(OrderFlag, pk=flag.pk, worker=worker, seconds=seconds)
+def _run_batch(flags: list[OrderFlag], *, worker: str, by: str) -> list[RunReport]:
+    """Run a claimed batch: each exporter on its deliveries together (a gate on each alone); return the reports in
+    the batch's order."""
+    exporters = {
+        e.pk: e
+        for e in Exporter.objects.filter(pk__in={f.exporter_id for f in flags}, enabled=True).select_related(
+            "descriptor"
+        )
+    }
+    off = [f.pk for f in flags if f.exporter_id not in exporters]
+    if off:  # switched off since the claim: the deliveries wait for their exporter to be on again
+        queue_release(FLAGS, off, worker=worker)
+    groups: dict[int, list[OrderFlag]] = {}
+    for flag in flags:
+        if flag.exporter_id in exporters:
+            groups.setdefault(flag.exporter_id, []).append(flag)
+    reports: dict[int, RunReport] = {}
+    for exporter_id, group in groups.items():
+        exporter = exporters[exporter_id]
+        kind = exporter_kind(exporter.kind)
+        if kind.in_transaction:
+            for flag in group:
+                report = _run(flag=flag, worker=worker, by=by)
+                if report is not None:
+                    reports[flag.pk] = report
+        else:
+            reports.update(_run_group(group, exporter=exporter, kind=kind, worker=worker, by=by))
+    return [reports[f.pk] for f in flags if f.pk in reports]
 
-    return renew
+
+def _orders_locked(ids) -> dict[int, Order]:
+    """Return orders locked until the caller's transaction ends, locked in key order (two batches never wait on
+    each other in a circle)."""
+    rows = Order.objects.select_for_update(of=("self",)).select_related("customer", "connection")
+    return {order.pk: order for order in rows.filter(pk__in=set(ids)).order_by("pk")}
+
+
+def _run_group(group: list[OrderFlag], *, exporter: Exporter, kind, worker: str, by: str) -> dict[int, RunReport]:
+    """Run one exporter (not a gate) on a batch of its deliveries; return each one's report by the flag's key.
+
+    Under the orders' locks the batch's claim is renewed and checked, and the deliveries of held orders, or of
+    orders waiting for a gate, are given back; the exporter then runs on the rest while a heartbeat keeps the claim
+    (a delivery it finds taken over is not started), and the outcomes are recorded.
+    """
+    seconds = _lease_seconds(exporter)
+    started = timezone.now()
+    with transaction.atomic():
+        orders = _orders_locked(f.order_id for f in group)
+        held = set(queue_hold(FLAGS, [f.pk for f in group], worker=worker, seconds=seconds))
+        group = [f for f in group if f.pk in held and f.order_id in orders]
+        gated = set()
+        if any(not f.resend for f in group):
+            gated = set(
+                OrderFlag.objects.filter(order_id__in={f.order_id for f in group}, flag__in=_gate_flags())
+                .exclude(pk__in=[f.pk for f in group])
+                .values_list("order_id", flat=True)
+            )
+        waiting = [
+            f for f in group if orders[f.order_id].state == OrderState.ON_HOLD or (not f.resend and f.order_id in gated)
+        ]
+        if waiting:
+            queue_finish(FLAGS, [f.pk for f in waiting], worker=worker, status=FlagStatus.PENDING, count_attempt=False)
+            group = [f for f in group if f not in waiting]
+    if not group:
+        return {}
+    sent = {}  # the order's version and state as the exporter sends them, recorded with the run
+    for flag in group:
+        flag.order = orders[flag.order_id]
+        sent[flag.pk] = {"version": flag.order.version, "state": flag.order.state}
+    pks = [f.pk for f in group]
+    lost: set[int] = set()
+
+    def renew() -> None:
+        lost.update(set(pks) - set(queue_hold(FLAGS, pks, worker=worker, seconds=seconds)))
+
+    with Heartbeat(renew, every=seconds / 3, name=f"exporter {exporter.code}"):
+        outcomes = kind.run_many(items=[(f.order, f) for f in group], exporter=exporter, lost=lost)
+    done = [
+        (f, o)
+        for f, o in zip(group, outcomes, strict=True)
+        if isinstance(o, Outcome) and o.status == ExportRunStatus.DONE
+    ]
+    reports = _succeeded_many(done, exporter=exporter, started=started, worker=worker, by=by, sent=sent) if done else {}
+    for flag, outcome in zip(group, outcomes, strict=True):
+        attempt = flag.attempts + 1
+        if isinstance(outcome, ExporterFailed):
+            reports[flag.pk] = _failed(
+                flag=flag,
+                exporter=exporter,
+                error=outcome,
+                attempt=attempt,
+                started=started,
+                worker=worker,
+                by=by,
+                sent=sent[flag.pk],
+            )
+        elif isinstance(outcome, Outcome) and outcome.status != ExportRunStatus.DONE:
+            reports[flag.pk] = _succeeded(
+                flag=flag,
+                exporter=exporter,
+                outcome=outcome,
+                attempt=attempt,
+                started=started,
+                worker=worker,
+                by=by,
+                sent=sent[flag.pk],
+            )
+    return reports
+
+
+@transaction.atomic
+def _succeeded_many(done: list, *, exporter: Exporter, started, worker: str, by: str, sent: dict) -> dict:
+    """Record a batch of runs of one exporter that ended well, in statements that do not grow with the batch (an
+    order amended or cancelled while it was sent is re-sent, one at a time)."""
+    orders = _orders_locked(f.order_id for f, _ in done)
+    now = timezone.now()
+    OrderExportRun.objects.bulk_create(
+        [
+            OrderExportRun(
+                order=orders[f.order_id],
+                exporter=exporter,
+                exporter_code=exporter.code,
+                flag=f.flag,
+                attempt=f.attempts + 1,
+                event_id=f.event_id,
+                resend=f.resend,
+                version=sent[f.pk]["version"],
+                state=sent[f.pk]["state"],
+                worker=worker,
+                started_at=started,
+                finished_at=now,
+                status=o.status,
+                message=_what(f, sent[f.pk]) + o.message,
+                http_status=o.http_status,
+                location=o.location,
+                response=o.response,
+            )
+            for f, o in done
+        ]
+    )
+    exporters_delivered(exporter=exporter, orders=[orders[f.order_id] for f, _ in done])
+    by_exporter = f"exporter {exporter.code}"
+    for f, _ in done:
+        if not f.resend and _stale(sent[f.pk], orders[f.order_id]):
+            # The order was amended or cancelled while this exporter sent it: the re-sends queued then did not know
+            # it had sent it. It gets the order again now, as the others do.
+            order_resend(orders[f.order_id], by=by_exporter, only=exporter)
+    held = set(queue_hold(FLAGS, [f.pk for f, _ in done], worker=worker))
+    reports, mine = {}, []
+    for f, o in done:
+        order_id = orders[f.order_id].order_id
+        if f.pk in held:
+            mine.append((f, o))
+            reports[f.pk] = RunReport(order=order_id, exporter=exporter.code, status=o.status, message=o.message)
+        else:
+            message = f"{o.message} (the flag had been taken over by another worker meanwhile)"
+            reports[f.pk] = RunReport(order=order_id, exporter=exporter.code, status=o.status, message=message)
+    OrderEvent.objects.bulk_create(
+        [
+            OrderEvent(
+                order_id=f.order_id,
+                at=now,
+                kind=OrderEventKind.EXPORTED,
+                flag=f.flag,
+                by=by_exporter,
+                message=_what(f, sent[f.pk]) + o.message,
+            )
+            for f, o in mine
+        ]
+    )
+    for f, _ in mine:
+        f.order = orders[f.order_id]
+    deliveries_done(deliveries=[f for f, _ in mine], worker=worker, by=by_exporter)
+    return reports
 
 
 def _order_for(order_id: int):
@@ -139,7 +325,7 @@ def _start(*, flag: OrderFlag, exporter: Exporter, worker: str, kind) -> Order |
     if another worker took the flag over.
     """
     order = _order_for(flag.order_id)
-    if not claim_renew(OrderFlag, pk=flag.pk, worker=worker, seconds=_lease_seconds(exporter)):
+    if not queue_renew(FLAGS, flag.pk, worker=worker, seconds=_lease_seconds(exporter)):
         return None
     waits = order.state == OrderState.ON_HOLD
     if not waits and kind.name != ExporterKind.APPROVAL and not flag.resend:
@@ -156,9 +342,7 @@ def _run(*, flag: OrderFlag, worker: str, by: str) -> RunReport | None:
     meanwhile, the order is held or waits for a gate, or another worker took the delivery over."""
     exporter = Exporter.objects.filter(pk=flag.exporter_id, enabled=True).select_related("descriptor").first()
     if exporter is None:  # switched off since the claim: the delivery waits for it to be on again
-        OrderFlag.objects.filter(pk=flag.pk, claimed_by=worker).update(
-            status=FlagStatus.PENDING, claimed_by="", lease_until=None
-        )
+        queue_release(FLAGS, [flag.pk], worker=worker)
         return None
     kind = exporter_kind(exporter.kind)
     attempt = flag.attempts + 1
@@ -191,7 +375,8 @@ def _run(*, flag: OrderFlag, worker: str, by: str) -> RunReport | None:
             return None
         flag.order = order
         sent = {"version": order.version, "state": order.state}
-        with Heartbeat(_renewer(flag, worker, seconds), every=seconds / 3, name=f"order flag {flag.pk}"):
+        renew = lambda: queue_renew(FLAGS, flag.pk, worker=worker, seconds=seconds)  # noqa: E731
+        with Heartbeat(renew, every=seconds / 3, name=f"order flag {flag.pk}"):
             outcome = kind.run(order=order, exporter=exporter, flag=flag)
     except ExporterFailed as exc:
         return _failed(

@@ -26,6 +26,11 @@ def exporter_delivered(*, exporter, order) -> None:
     problem_resolve(key=_key(code=exporter.code, order=order))
 
 
+def exporters_delivered(*, exporter, orders) -> None:
+    """Resolve the exporter's problems with the orders, those that had one (one statement for all)."""
+    problem_resolve(keys=[_key(code=exporter.code, order=order) for order in orders])
+
+
 def exporters_stopped(*, order) -> None:
     """Resolve every exporter's problem with the order: its deliveries were dropped (it was cancelled)."""
     from orders.models import Exporter

@@ -10,6 +10,7 @@ from django.utils import timezone
 from django_fsm import can_proceed
 
 from impex.services.passes import Pass, pass_enqueue
+from impex.services.queue import WorkQueue, queue_finish
 from orders import events
 from orders.choices import (
     FLAG_TRANSITIONS,
@@ -33,6 +34,8 @@ ENDING = {OrderTransition.CANCEL, OrderTransition.REJECT}
 BATCH = 1000
 # The longest reason of a rejection or a cancellation (kept on the order's timeline).
 REASON_MAX_LENGTH = 2000
+# An exporter's delivery of an order: claimed, then done, held, tried again later or failed (orders.chain).
+FLAGS = WorkQueue(OrderFlag, moves=FLAG_TRANSITIONS)
 EXPORT_PASS = Pass("order export", "orders.tasks.orders_export", "orders export pass", "exporter run(s)")
 
 
@@ -317,6 +320,91 @@ def _flag_close(*, order: Order, flag: str, next_flags: set[str], by: str) -> No
         flag_set(order=order, flag=next_flag, by=by)
     if not next_flags and order.state == OrderState.CONFIRMED and not order.flags.filter(resend=False).exists():
         order_transition(order=order, transition=OrderTransition.MARK_EXPORTED, by=by, reason="every exporter is done")
+
+
+def deliveries_done(*, deliveries: list[OrderFlag], worker: str, by: str) -> None:
+    """delivery_done for a batch (the orders locked by the caller, each delivery's order on it), in statements that
+    do not grow with the batch: re-sends are over, the others done, and each flag whose every enabled exporter has
+    sent its order goes on."""
+    resends = [d.pk for d in deliveries if d.resend]
+    if resends:
+        OrderFlag.objects.filter(pk__in=resends).delete()
+    chain = [d for d in deliveries if not d.resend]
+    if chain:
+        queue_finish(
+            FLAGS, [d.pk for d in chain], worker=worker, status=FlagStatus.DONE, count_attempt=False, last_error=""
+        )
+        flags_finish(orders={d.order_id: d.order for d in chain}, pairs={(d.order_id, d.flag) for d in chain}, by=by)
+
+
+def flags_finish(*, orders: dict[int, Order], pairs: set[tuple[int, str]], by: str) -> None:
+    """flag_finish for many (order, flag) pairs (the orders locked by the caller), a few statements for all."""
+    flags = {flag for _, flag in pairs}
+    acting = exporters_by_flag(flags)
+    present, sent = set(), defaultdict(set)
+    rows = OrderFlag.objects.filter(order_id__in={o for o, _ in pairs}, flag__in=flags, resend=False)
+    for order_id, flag, exporter_id, status in rows.values_list("order_id", "flag", "exporter_id", "status"):
+        present.add((order_id, flag))
+        if status == FlagStatus.DONE:
+            sent[order_id, flag].add(exporter_id)
+    finished = sorted(p for p in pairs if p in present and acting[p[1]] and set(acting[p[1]]) <= sent[p])
+    if not finished:
+        return
+    nexts = defaultdict(set)
+    every = [pk for flag in {f for _, f in finished} for pk in acting[flag]]
+    for flag, next_flag in Exporter.objects.filter(pk__in=every).exclude(next_flag="").values_list("flag", "next_flag"):
+        nexts[flag].add(next_flag)
+    closing = Q()
+    for flag in {f for _, f in finished}:
+        closing |= Q(flag=flag, order_id__in=[o for o, f in finished if f == flag])
+    OrderFlag.objects.filter(closing, resend=False).delete()
+    now = timezone.now()
+    wanted = {(o, n) for o, f in finished for n in nexts[f]}
+    if wanted:
+        # A flag already on an order stays as it is (flag_set): only the others are set, with their timeline rows.
+        there = set(
+            OrderFlag.objects.filter(order_id__in={o for o, _ in wanted}, flag__in={n for _, n in wanted}, resend=False)
+            .values_list("order_id", "flag")
+            .distinct()
+        )
+        for next_flag in sorted({n for _, n in wanted}):
+            ids = sorted({o for o, n in wanted if n == next_flag and (o, n) not in there})
+            if ids:
+                _flags_bulk_set(ids, flags=[next_flag], by=by, at=now)
+    ended = [o for o, f in finished if not nexts[f] and orders[o].state == OrderState.CONFIRMED]
+    if ended:
+        left = set(OrderFlag.objects.filter(order_id__in=ended, resend=False).values_list("order_id", flat=True))
+        orders_mark_exported([o for o in sorted(set(ended)) if o not in left], by=by)
+
+
+def orders_mark_exported(ids: list[int], *, by: str) -> None:
+    """Mark confirmed orders (locked by the caller) exported, every exporter done: the state machine's transition
+    for each, one UPDATE for all, with their timeline rows and the flags set for the transition."""
+    if not ids:
+        return
+    moved = Order.objects.filter(pk__in=ids).transition(OrderTransition.MARK_EXPORTED)
+    if not moved:
+        return
+    now = moved[0][0].state_changed_at
+    OrderEvent.objects.bulk_create(
+        [
+            OrderEvent(
+                order_id=order.pk,
+                at=now,
+                kind=OrderEventKind.TRANSITION,
+                transition=OrderTransition.MARK_EXPORTED,
+                from_state=before,
+                to_state=order.state,
+                by=by,
+                message="every exporter is done",
+            )
+            for order, before in moved
+        ],
+        batch_size=BATCH,
+    )
+    flags = flags_for(transition=OrderTransition.MARK_EXPORTED)
+    if flags:
+        _flags_bulk_set([order.pk for order, _ in moved], flags=flags, by=by, at=now)
 
 
 SWEEP_LIMIT = 1000

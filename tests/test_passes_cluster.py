@@ -102,8 +102,9 @@ def test_slow_receivers_of_two_kinds_of_pass_keep_no_scheduled_scan_waiting(
     import_catalogue(tmp_path / "in")
     import_orders(tmp_path / "in", [order_row(i) for i in ids], [line_row(i, 1) for i in ids])
     aged(write_kore(inbox_of(conn), "KS_CUSTOMERS", _next_sequence("kore-erp"), [customer_row("C-1")]))
-    # Passes as long as the receivers keep them busy: each would hold its worker for two minutes.
-    cluster.start(IMPEX_PASS_SECONDS=120)
+    # Passes as long as the receivers keep them busy: each would hold its worker for two minutes (one POST at a
+    # time: 40 orders of 3 s).
+    cluster.start(IMPEX_PASS_SECONDS=120, IMPEX_WEBHOOK_CONCURRENCY=1)
 
     # The scheduler looks every ~30 s: the scan is queued within that, and then finds a free worker at once.
     scan_while_events_come(cluster, conn.code, seconds=75)

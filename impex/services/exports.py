@@ -1,6 +1,6 @@
 """Export an entity with a descriptor: exactly the columns the descriptor reads, so the file imports back."""
 
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
 from itertools import chain
@@ -67,21 +67,13 @@ def _lookup(model, column) -> str:
     return column.field
 
 
-def export_rows(
-    *, descriptor: DataDescriptor, since: datetime | None = None, records: QuerySet | None = None
-) -> tuple[list[str], Iterator[list[str]]]:
-    """Return the header and a stream of formatted rows of the descriptor's entity (of records only, if given)."""
+def _row_former(descriptor: DataDescriptor):
+    """Return the descriptor's model, header, the lookups its columns read, and what forms a row of their values."""
     model = entity_spec(descriptor.entity).model
     columns = list(descriptor.columns.all())
     # An ignored column is part of the layout but fills no field: it is written empty.
     read = [c for c in columns if not c.ignored]
     lookups = [_lookup(model, c) for c in read]
-    qs = model.objects.order_by("pk")
-    if records is not None:
-        # By key, not the caller's queryset itself: its annotations and joins would change what values_list reads.
-        qs = qs.filter(pk__in=records.values("pk"))
-    if since is not None:
-        qs = qs.filter(updated_at__gte=since)
     kinds = [c.type for c in read]
     slots = [i for i, c in enumerate(columns) if not c.ignored]
     width = len(columns)
@@ -90,18 +82,42 @@ def export_rows(
     def formatted(values):
         return [format_value(v, kind=k, **styles) for v, k in zip(values, kinds, strict=True)]
 
+    def with_ignored(values):
+        row = [""] * width
+        for slot, text in zip(slots, formatted(values), strict=True):
+            row[slot] = text
+        return row
+
+    return model, [c.name for c in columns], lookups, formatted if len(read) == width else with_ignored
+
+
+def export_rows(
+    *, descriptor: DataDescriptor, since: datetime | None = None, records: QuerySet | None = None
+) -> tuple[list[str], Iterator[list[str]]]:
+    """Return the header and a stream of formatted rows of the descriptor's entity (of records only, if given)."""
+    model, header, lookups, form = _row_former(descriptor)
+    qs = model.objects.order_by("pk")
+    if records is not None:
+        # By key, not the caller's queryset itself: its annotations and joins would change what values_list reads.
+        qs = qs.filter(pk__in=records.values("pk"))
+    if since is not None:
+        qs = qs.filter(updated_at__gte=since)
+
     def rows():
         for values in qs.values_list(*lookups).iterator(chunk_size=READ_BATCH):
-            yield formatted(values)
+            yield form(values)
 
-    def rows_with_ignored():
-        for values in qs.values_list(*lookups).iterator(chunk_size=READ_BATCH):
-            row = [""] * width
-            for slot, text in zip(slots, formatted(values), strict=True):
-                row[slot] = text
-            yield row
+    return header, rows()
 
-    return [c.name for c in columns], rows() if len(read) == width else rows_with_ignored()
+
+def export_rows_by(*, descriptor: DataDescriptor, records: QuerySet, by: str) -> tuple[list[str], dict]:
+    """Return the header and the formatted rows of records grouped by a field (e.g. by order), in one query."""
+    model, header, lookups, form = _row_former(descriptor)
+    grouped: dict = {}
+    qs = model.objects.filter(pk__in=records.values("pk")).order_by(by, "pk")
+    for values in qs.values_list(by, *lookups).iterator(chunk_size=READ_BATCH):
+        grouped.setdefault(values[0], []).append(form(values[1:]))
+    return header, grouped
 
 
 def export_pieces(
@@ -112,11 +128,12 @@ def export_pieces(
     records: QuerySet | None = None,
     escape_formulae: bool = False,
     left_out: list[LeftOut] | None = None,
+    rows: tuple[list[str], Iterable[list[str]]] | None = None,
 ) -> Generator[str, None, int]:
     """Yield the export's text a row at a time; return the number of rows written.
 
     With left_out, records the format cannot carry (a control character in XML) are reported there and the
-    rest is written; without it they raise ValueError.
+    rest is written; without it they raise ValueError. rows: the header and rows read already (export_rows_by).
     """
     layout = layout_of(descriptor)
     if fmt:
@@ -125,7 +142,7 @@ def export_pieces(
             format=fmt,
             delimiter="\t" if fmt == FileFormat.TSV else (layout.delimiter if layout.delimiter != "\t" else ","),
         )
-    header, rows = export_rows(descriptor=descriptor, since=since, records=records)
+    header, rows = rows or export_rows(descriptor=descriptor, since=since, records=records)
     numeric = [c.name for c in descriptor.columns.all() if c.type in (ColumnType.INTEGER, ColumnType.DECIMAL)]
     report = None
     if left_out is not None:

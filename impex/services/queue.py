@@ -74,7 +74,7 @@ def claim_size(*, item_seconds: float, limit: int) -> int:
 
     Items claimed but not yet started keep the claim's lease only; past it, another worker may take them.
     """
-    return max(1, min(limit, int(settings.IMPEX_LEASE_SECONDS // max(item_seconds, 1))))
+    return max(1, min(limit, int(settings.IMPEX_LEASE_SECONDS // max(item_seconds, 0.01))))
 
 
 def queue_claim(

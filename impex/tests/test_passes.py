@@ -9,7 +9,7 @@ from impex.models import WebhookDelivery, WebhookSubscription
 from impex.services.webhooks import webhook_emit
 from impex.tasks import webhooks_deliver
 from impex.tests.helpers import customer_row
-from orders.models import OrderExportRun
+from orders.models import Exporter, OrderExportRun
 from orders.tasks import orders_export
 from orders.tests.helpers import configure, import_catalogue, import_orders, import_rows, line_row, order_row
 from syncapp.models import RecordEvent
@@ -57,8 +57,9 @@ def test_a_delivery_pass_out_of_time_stops_after_one_batch_and_queues_one_follow
         emit(django_capture_on_commit_callbacks, n)
     OrmQ.objects.all().delete()
     settings.IMPEX_PASS_SECONDS = 0
-    # A batch is no larger than one lease covers at the slowest timeout: here, one delivery.
+    # A batch is no larger than one lease covers at the slowest timeout, POSTs going so many at once: here, one.
     settings.IMPEX_LEASE_SECONDS = WebhookSubscription.objects.get().timeout_seconds
+    settings.IMPEX_WEBHOOK_CONCURRENCY = 1
 
     with django_capture_on_commit_callbacks(execute=True):
         summary = webhooks_deliver()
@@ -74,15 +75,18 @@ def test_a_delivery_pass_out_of_time_stops_after_one_batch_and_queues_one_follow
     ]
 
 
-def test_an_order_export_pass_out_of_time_stops_after_one_run_and_queues_one_follow_up(
-    django_capture_on_commit_callbacks, tmp_path, kore_connection, settings
+def test_an_order_export_pass_out_of_time_stops_after_one_batch_and_queues_one_follow_up(
+    django_capture_on_commit_callbacks, tmp_path, kore_connection, settings, webhook_receiver
 ):
-    configure("erp", "--flag", "erp", "--kind", "file", "--descriptor", "KS_ORDERS")
+    configure("erp", "--flag", "erp", "--kind", "webhook", "--url", webhook_receiver.url)
     import_catalogue(tmp_path)
     ids = ["O1", "O2", "O3"]
     import_orders(tmp_path, [order_row(i) for i in ids], [line_row(i, 1) for i in ids])
     OrmQ.objects.all().delete()
     settings.IMPEX_PASS_SECONDS = 0
+    # A batch is no larger than one lease covers at the slowest webhook's timeout, one POST at a time: here, one.
+    settings.IMPEX_LEASE_SECONDS = Exporter.objects.get().timeout_seconds
+    settings.IMPEX_WEBHOOK_CONCURRENCY = 1
 
     with django_capture_on_commit_callbacks(execute=True):
         summary = orders_export()

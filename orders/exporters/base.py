@@ -1,8 +1,11 @@
 """What an exporter kind does with one order, and what it reports back to the chain."""
 
+import logging
 from dataclasses import dataclass
 
 from orders.choices import ExportRunStatus
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,36 @@ class ExporterKind:
     def run(self, *, order, exporter, flag) -> Outcome:
         raise NotImplementedError
 
+    def run_many(self, *, items: list, exporter, lost: set) -> list:
+        """Run on each (order, flag) of a batch; return for each its Outcome, its ExporterFailed, or None if its
+        flag's claim was lost (its pk in lost, which the chain's heartbeat fills) before it started.
+
+        A kind that can share work between the orders of a batch (one query for all their lines) overrides it.
+        """
+        return [
+            run_each(lambda order=order, flag=flag: self.run(order=order, exporter=exporter, flag=flag), flag, lost)
+            for order, flag in items
+        ]
+
     def problems(self, exporter) -> list[tuple[str, str]]:
         """Return (field, message) for each setting this kind needs that the exporter lacks."""
         return []
+
+
+def run_each(run, flag, lost: set):
+    """Run one item of a batch: None if its claim was lost, else its Outcome or the ExporterFailed it raised.
+
+    Anything else it raises (a bug, a library's surprise) is an ExporterFailed too: recorded and retried, never a
+    dead pass.
+    """
+    from orders.exceptions import ExporterFailed
+
+    if flag.pk in lost:
+        return None
+    try:
+        return run()
+    except ExporterFailed as exc:
+        return exc
+    except Exception as exc:
+        log.exception("exporter run on order %s failed", flag.order_id)
+        return ExporterFailed(f"unexpected error: {exc.__class__.__name__}: {exc}")

@@ -4,7 +4,7 @@ import re
 
 from orders.choices import ExporterKind as Kind
 from orders.exceptions import ExporterFailed
-from orders.exporters.base import ExporterKind, Outcome
+from orders.exporters.base import ExporterKind, Outcome, run_each
 
 HEADER_DESCRIPTOR = "KS_ORDERS"
 LINES_DESCRIPTOR = "KS_ORDER_LINES"
@@ -47,38 +47,78 @@ class FileExporter(ExporterKind):
         return found
 
     def run(self, *, order, exporter, flag) -> Outcome:
-        from impex.exceptions import ConfigurationError
-        from impex.formats.writers import write_pieces
+        (result,) = self.run_many(items=[(order, flag)], exporter=exporter, lost=set())
+        if isinstance(result, ExporterFailed):
+            raise result
+        return result
+
+    def run_many(self, *, items: list, exporter, lost: set) -> list:
+        """Write each order's lines and header files; their rows are read for the whole batch in two queries."""
         from impex.models import DataDescriptor
-        from impex.services.exports import EXTENSIONS, export_pieces
-        from impex.storage import delete_file, place_file, temporary_folder
+        from impex.services.exports import EXTENSIONS, export_rows_by
+        from impex.storage import temporary_folder
         from orders.models import Order, OrderLine
 
-        header = exporter.descriptor or DataDescriptor.objects.filter(code=HEADER_DESCRIPTOR).first()
-        lines = DataDescriptor.objects.filter(code=LINES_DESCRIPTOR).first()
+        descriptors = DataDescriptor.objects.prefetch_related("columns")
+        header = (
+            descriptors.filter(pk=exporter.descriptor_id).first()
+            if exporter.descriptor_id
+            else descriptors.filter(code=HEADER_DESCRIPTOR).first()
+        )
+        lines = descriptors.filter(code=LINES_DESCRIPTOR).first()
         if header is None or lines is None:
-            raise ExporterFailed(f"the descriptors {HEADER_DESCRIPTOR} and {LINES_DESCRIPTOR} are missing", retry=False)
+            failed = ExporterFailed(
+                f"the descriptors {HEADER_DESCRIPTOR} and {LINES_DESCRIPTOR} are missing", retry=False
+            )
+            return [None if flag.pk in lost else failed for _, flag in items]
+        pks = [order.pk for order, _ in items]
+        line_rows = export_rows_by(descriptor=lines, records=OrderLine.objects.filter(order__in=pks), by="order_id")
+        header_rows = export_rows_by(descriptor=header, records=Order.objects.filter(pk__in=pks), by="pk")
         ext = EXTENSIONS.get(header.format, "csv")
+        with temporary_folder() as tmp:
+            return [
+                run_each(
+                    lambda order=order, flag=flag: self._write(
+                        order=order,
+                        flag=flag,
+                        exporter=exporter,
+                        tmp=tmp,
+                        ext=ext,
+                        parts=(
+                            (lines, (line_rows[0], line_rows[1].get(order.pk, []))),
+                            (header, (header_rows[0], header_rows[1].get(order.pk, []))),
+                        ),
+                    ),
+                    flag,
+                    lost,
+                )
+                for order, flag in items
+            ]
+
+    def _write(self, *, order, flag, exporter, tmp, ext: str, parts) -> Outcome:
+        from impex.exceptions import ConfigurationError
+        from impex.formats.writers import write_pieces
+        from impex.services.exports import export_pieces
+        from impex.storage import delete_file, place_file
+
+        (lines, line_rows), (header, header_rows) = parts
         header_name, lines_name = order_file_names(exporter=exporter, order=order, ext=ext, resend=flag.resend)
         try:
             folder = order_destination(exporter=exporter, order=order)
         except ConfigurationError as exc:  # a destination the hub may not use (impex.locations): nothing written
             raise ExporterFailed(f"the destination cannot be used: {exc}", retry=False) from exc
         try:
-            with temporary_folder() as tmp:
-                for descriptor, name, records in (
-                    (lines, lines_name, OrderLine.objects.filter(order=order)),
-                    (header, header_name, Order.objects.filter(pk=order.pk)),
-                ):
-                    local = tmp / name
-                    pieces = export_pieces(descriptor=descriptor, fmt=header.format, records=records)
-                    with open(local, "w", encoding=header.encoding or "utf-8", newline="") as stream:
-                        write_pieces(stream, pieces)
-                    target = folder.name(name)
-                    # A retry after a crash writes the same name again: the earlier copy is replaced, not doubled.
-                    delete_file(folder.storage, target)
-                    # Lines first, header last: a reader that sees the order's header finds its lines there.
-                    place_file(folder.storage, target, local)
+            for descriptor, name, rows in ((lines, lines_name, line_rows), (header, header_name, header_rows)):
+                local = tmp / name
+                pieces = export_pieces(descriptor=descriptor, fmt=header.format, rows=rows)
+                with open(local, "w", encoding=header.encoding or "utf-8", newline="") as stream:
+                    write_pieces(stream, pieces)
+                target = folder.name(name)
+                # A retry after a crash writes the same name again: the earlier copy is replaced, not doubled.
+                delete_file(folder.storage, target)
+                # Lines first, header last: a reader that sees the order's header finds its lines there.
+                place_file(folder.storage, target, local)
+                local.unlink(missing_ok=True)
         except ExporterFailed:
             raise
         except (OSError, ValueError) as exc:
