@@ -5,8 +5,12 @@ Runs against the DATABASE_URL database (SQLite file by default) with a throwaway
 exporters and events of an earlier run first. Phases: import a KS_ORDERS and a KS_ORDER_LINES file (2 lines per
 order; the orders are confirmed in bulk as the lines file finishes); one export pass through a webhook exporter
 (to a receiver on loopback) and a file exporter (each order: one POST, two files); N delivery events stored as
-POST /api/feeds/shipments/ stores them, then one feed pass. With --workers N the export pass runs in N processes
-at once (PostgreSQL). Prints orders/s of each phase and the peak RSS of this process.
+POST /api/feeds/shipments/ stores them, then one feed pass on this one worker (every order completed). With
+--workers N the export pass runs in N processes at once (PostgreSQL); --feed-only skips the export pass (the feed
+takes confirmed orders too). Prints orders/s of each phase and the peak RSS of this process; for the feed, events
+applied/s with the queries of the pass, and its floor in the same run: the same rows written set-based (the
+shipments and timeline rows as bulk INSERTs, lines, orders and events as one UPDATE each, the state set directly
+instead of through the state machine), rolled back.
 """
 
 import argparse
@@ -38,6 +42,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orders", type=int, default=5000)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--feed-only", action="store_true", help="Skip the export pass (orders stay confirmed).")
     args = parser.parse_args()
     root = tempfile.mkdtemp(prefix="orders-bench-")
     os.environ["IMPEX_ROOT"] = root
@@ -45,6 +50,7 @@ def main() -> None:
 
     django.setup()
     from django.core.management import call_command
+    from django.test.utils import CaptureQueriesContext
 
     from impex.models import Connection, ImportedFileName
     from orders.feeds import feed_events_receive, orders_feed_pass
@@ -97,7 +103,9 @@ def main() -> None:
     results["import_and_confirm_orders_per_s"] = round(n / took)
 
     started = time.perf_counter()
-    if args.workers == 1:
+    if args.feed_only:
+        pass
+    elif args.workers == 1:
         call_command("orders_export", stdout=open(os.devnull, "w"))
     else:
         env = {**os.environ, "IMPEX_ROOT": root}
@@ -109,10 +117,11 @@ def main() -> None:
         ]
         assert all(p.wait() == 0 for p in procs)
     took = time.perf_counter() - started
-    assert Order.objects.filter(order_id__startswith="BO-", state="exported").count() == n
-    assert len(receiver.received) == n
-    results["export_pass_s"] = round(took, 2)
-    results["export_orders_per_s"] = round(n / took)
+    if not args.feed_only:
+        assert Order.objects.filter(order_id__startswith="BO-", state="exported").count() == n
+        assert len(receiver.received) == n
+        results["export_pass_s"] = round(took, 2)
+        results["export_orders_per_s"] = round(n / took)
 
     at = datetime(2026, 11, 2, tzinfo=UTC)
     events = [
@@ -121,16 +130,79 @@ def main() -> None:
     started = time.perf_counter()
     feed_events_receive(connection=conn, events=events)
     stored = time.perf_counter() - started
+    floor = feed_floor(n, at)
+    rss_before = current_rss_mb()
     started = time.perf_counter()
-    orders_feed_pass(by="bench")
+    with CaptureQueriesContext(django.db.connection) as queries:
+        applied = orders_feed_pass(by="bench")
     took = time.perf_counter() - started
+    assert [r.status for r in applied] == ["applied"] * n
     assert Order.objects.filter(order_id__startswith="BO-", state="completed").count() == n
     results["feed_store_events_per_s"] = round(n / stored)
     results["feed_pass_s"] = round(took, 2)
     results["feed_events_per_s"] = round(n / took)
+    results["feed_queries_per_event"] = round(len(queries) / n, 3)
+    results["feed_floor_s"] = round(floor, 3)
+    results["feed_floor_events_per_s"] = round(n / floor)
+    results["feed_floor_ratio"] = round(took / floor, 1)
+    results["feed_rss_growth_mb"] = round(current_rss_mb() - rss_before, 1)
     results["peak_rss_mb"] = round(peak_rss_mb(), 1)
     server.shutdown()
     print(json.dumps(results))
+
+
+def feed_floor(n: int, at) -> float:
+    """Write what the feed pass writes for the n bench events, set-based and without the state machine; roll it back;
+    return the seconds it took (the floor of the pass)."""
+    from django.db import connection, transaction
+    from django.db.models import OuterRef, Subquery
+    from django.utils import timezone
+
+    from orders.models import FeedEvent, Order, OrderEvent, OrderLine, Shipment
+
+    with transaction.atomic():
+        started = time.perf_counter()
+        now = timezone.now()
+        orders = list(Order.objects.filter(order_id__startswith="BO-").values_list("pk", "order_id", "connection_id"))
+        Shipment.objects.bulk_create(
+            Shipment(shipment_id=f"BSH-{ref[3:]}", order_id=pk, connection_id=c, shipped_at=at) for pk, ref, c in orders
+        )
+        ids = [pk for pk, _, _ in orders]
+        OrderLine.objects.filter(order_id__in=ids).update(
+            shipped_at=at,
+            updated_at=now,
+            shipment=Subquery(Shipment.objects.filter(order=OuterRef("order")).values("pk")[:1]),
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {Order._meta.db_table} SET state = 'completed', state_changed_at = %s, updated_at = %s, "
+                "shipped_lines = '1;2' WHERE order_id LIKE 'BO-%%'",
+                [now, now],
+            )
+        OrderEvent.objects.bulk_create(
+            OrderEvent(order_id=pk, at=now, kind=kind, transition=t, by="bench", message=m)
+            for pk in ids
+            for kind, t, m in (
+                ("shipment", "", "shipment"),
+                ("transition", "ship", "s"),
+                ("transition", "complete", "c"),
+            )
+        )
+        FeedEvent.objects.filter(order_ref__startswith="BO-").update(
+            status="applied", message="shipment", applied_at=now
+        )
+        took = time.perf_counter() - started
+        transaction.set_rollback(True)
+    return took
+
+
+def current_rss_mb() -> float:
+    """Return this process's resident memory now (VmRSS)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
 
 
 if __name__ == "__main__":

@@ -1,5 +1,7 @@
 """The order update feed (SPEC section 7): delivery events from the API and KS_SHIPMENTS files, applied once."""
 
+import time
+from collections import defaultdict
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 
@@ -11,17 +13,17 @@ from django.utils import timezone
 
 from impex.choices import ProblemKind
 from impex.services.backoff import backoff
-from impex.services.lifecycle import claim_size, claimed_pass, worker_name
+from impex.services.lifecycle import worker_name
 from impex.services.passes import Pass, pass_enqueue, pass_run
 from impex.services.problems import problem_raise, problem_resolve
-from orders import events
+from impex.services.sql import rows_update
 from orders.choices import FeedSource, FeedStatus, OrderEventKind, OrderState, OrderTransition
-from orders.models import FeedEvent, Order, OrderLine, Shipment
-from orders.services import order_transition
+from orders.models import FeedEvent, Order, OrderEvent, OrderLine, Shipment
+from orders.services import orders_transition
 
-CLAIM_BATCH = 100
-# What one event may take (a few database writes): batches are sized so that one lease covers them.
-EVENT_SECONDS = 1
+# Events per batch: a batch is applied in one transaction, in a few dozen statements whatever its size, well within
+# one lease (IMPEX_LEASE_SECONDS).
+CLAIM_BATCH = 200
 FEED_PASS = Pass("order feed", "orders.tasks.orders_feed", "orders feed pass", "feed event(s)")
 SHIPPABLE = {OrderState.CONFIRMED, OrderState.EXPORTED, OrderState.PARTIALLY_SHIPPED, OrderState.SHIPPED}
 
@@ -164,7 +166,7 @@ def _due(now):
     )
 
 
-def _claim(*, worker: str, size: int) -> list[FeedEvent]:
+def _claim(*, worker: str, size: int) -> list[int]:
     """Take up to size due events for this worker, oldest first; two workers never take the same event."""
     now = timezone.now()
     until = now + timedelta(seconds=settings.IMPEX_LEASE_SECONDS)
@@ -175,69 +177,287 @@ def _claim(*, worker: str, size: int) -> list[FeedEvent]:
             .order_by("pk")
             .values_list("pk", flat=True)[:size]
         )
-        if not ids:
-            return []
-        _due(now).filter(pk__in=ids).update(claimed_by=worker, lease_until=until)
-    return list(FeedEvent.objects.filter(pk__in=ids, claimed_by=worker, lease_until=until).order_by("pk"))
+        if ids:
+            _due(now).filter(pk__in=ids).update(claimed_by=worker, lease_until=until)
+    # Those another worker took meanwhile are left out when the batch is applied (its claim is checked again).
+    return ids
 
 
-def _release(events: list[FeedEvent], *, worker: str) -> None:
-    """Give back claimed events this worker did not reach (a pass out of time): due again at once."""
-    FeedEvent.objects.filter(pk__in=[e.pk for e in events], claimed_by=worker).update(claimed_by="", lease_until=None)
+def _release(ids: list[int], *, worker: str) -> None:
+    """Give back claimed events this worker did not apply: due again at once."""
+    FeedEvent.objects.filter(pk__in=ids, claimed_by=worker).update(claimed_by="", lease_until=None)
 
 
 def orders_feed_pass(
     *, by: str, limit: int | None = None, worker: str | None = None, seconds: float | None = None
 ) -> list[FeedResult]:
-    """Apply every due feed event, in the order received (or limit of them, or for about so many seconds)."""
+    """Apply every due feed event, in the order received, a batch per transaction (or limit of them, or no new batch
+    after so many seconds)."""
     worker = worker or worker_name()
-    return claimed_pass(
-        claim=lambda size: _claim(worker=worker, size=size),
-        act=lambda event: feed_event_apply(event=event, by=by, worker=worker),
-        release=lambda rest: _release(rest, worker=worker),
-        size=claim_size(item_seconds=EVENT_SECONDS, limit=CLAIM_BATCH),
-        limit=limit,
-        seconds=seconds,
-    )
+    stop = time.monotonic() + seconds if seconds is not None else None
+    results: list[FeedResult] = []
+    while limit is None or len(results) < limit:
+        ids = _claim(worker=worker, size=CLAIM_BATCH if limit is None else min(CLAIM_BATCH, limit - len(results)))
+        if not ids:
+            break
+        results += feed_events_apply(ids=ids, by=by, worker=worker)
+        if stop is not None and time.monotonic() >= stop:
+            break
+    return results
 
 
-@transaction.atomic
-def feed_event_apply(*, event: FeedEvent, by: str, worker: str) -> FeedResult | None:
-    """Apply one delivery event this worker holds: its shipment recorded, its lines shipped, the order moved; or say
-    why not. None if the worker lost its claim (another took the event over)."""
-    now = timezone.now()
-    # The claim is renewed, and so checked, under the event's lock, which the apply keeps until it commits.
-    renewed = FeedEvent.objects.filter(pk=event.pk, claimed_by=worker).update(
-        lease_until=now + timedelta(seconds=settings.IMPEX_LEASE_SECONDS)
-    )
-    if not renewed:
-        return None
-    event = FeedEvent.objects.select_for_update().get(pk=event.pk)
-    # Event ids and shipments are the sender's: one connection's cannot shadow another's.
-    earlier = FeedEvent.objects.filter(pk__lt=event.pk, connection=event.connection_id).exclude(
-        status=FeedStatus.IGNORED
-    )
-    same_id = earlier.filter(event_id=event.event_id).first()
-    same_shipment = earlier.filter(shipment_id=event.shipment_id).first()
-    if same_id is not None or same_shipment is not None:
-        first = same_id or same_shipment
-        what = f"event {event.event_id}" if same_id is not None else f"shipment {event.shipment_id}"
-        message = f"{what} came before (event #{first.pk}, {first.status}): applied once"
-        return _end(event, status=FeedStatus.IGNORED, message=message, now=now)
-    try:
-        message = _apply(event=event, by=by, now=now)
-    except _Refused as exc:
-        event.attempts += 1
-        event.retry = exc.retry
-        # Waiting for its order: due as soon as the order exists (no back-off); else 1, 2, 4 ... 60 minutes.
-        wait = timedelta(0) if exc.wait_for_order else backoff(event.attempts)
-        event.next_attempt_at = now + wait
-        result = _end(event, status=FeedStatus.FAILED, message=exc.message, now=now)
-        if not exc.retry:
-            _gave_up(event)
-        return result
-    problem_resolve(key=f"feed-event:{event.pk}")
-    return _end(event, status=FeedStatus.APPLIED, message=message, now=now)
+def feed_events_apply(*, ids: list[int], by: str, worker: str) -> list[FeedResult]:
+    """Apply a batch of events this worker claimed, set-based and in one transaction; return their results in the
+    order received.
+
+    The claim is checked again in one statement first: only the events still claimed by this worker are applied
+    (locked until the commit), those another worker took over are left alone. An order takes one event per batch:
+    its later events are given back for the next batch, so that an order's events apply in the order received.
+    """
+    with transaction.atomic():
+        held = list(
+            FeedEvent.objects.select_for_update(of=("self",)).filter(pk__in=ids, claimed_by=worker).order_by("pk")
+        )
+        if not held:
+            return []
+        batch = _Batch(held, by=by, now=timezone.now())
+        batch.decide()
+        batch.write()
+        _release([event.pk for event in batch.later], worker=worker)
+    return [FeedResult(event_id=e.event_id, status=e.status, message=e.message) for e in batch.decided]
+
+
+class _Batch:
+    """A batch of events: what they read (one query per table), what applying them in order changes (worked out in
+    memory, as one event at a time would), and the writes (a statement or two per table)."""
+
+    def __init__(self, events: list[FeedEvent], *, by: str, now):
+        self.events = events
+        self.by = by
+        self.now = now
+        self.decided: list[FeedEvent] = []
+        self.later: list[FeedEvent] = []
+        # (sender, order_ref) of each order an event of this batch moves: the order and the event's message.
+        self.moved: dict[tuple[int | None, str], tuple[Order, str]] = {}
+        self.new_shipments: list[Shipment] = []
+        self.changed_shipments: dict[str, Shipment] = {}
+        self.line_shipment: dict[int, tuple[OrderLine, Shipment]] = {}
+        self.moves: dict[int, list[tuple[str, str]]] = {}
+        self.rows: dict[int, list] = {}
+        self.earlier = self._earlier()
+        # Orders are locked in one order (by id) by every batch, so two workers never wait on each other in a circle.
+        self.orders = {
+            o.order_id: o
+            for o in Order.objects.select_for_update(of=("self",))
+            .filter(order_id__in={e.order_ref for e in events})
+            .only("pk", "order_id", "connection_id", "state")
+            .order_by("pk")
+        }
+        order_ids = [o.pk for o in self.orders.values()]
+        self.lines: dict[int, dict[int, OrderLine]] = defaultdict(dict)
+        for line in OrderLine.objects.filter(order_id__in=order_ids).only("pk", "order_id", "line_no", "shipped_at"):
+            self.lines[line.order_id][line.line_no] = line
+        # The shipments the events name, and every shipment of their orders (their tracking numbers).
+        named = Q(shipment_id__in={e.shipment_id for e in events}) | Q(order_id__in=order_ids)
+        locked = Shipment.objects.select_for_update(of=("self",)).filter(named).order_by("pk")
+        self.shipments = {s.shipment_id: s for s in locked}
+
+    def _earlier(self) -> dict[tuple, list[list]]:
+        """Earlier events of the same senders with the batch's event ids or shipments, oldest first, by what they
+        share: [pk, status] (the status as this batch changes it)."""
+        senders = {e.connection_id for e in self.events}
+        same_sender = Q(connection_id__in=senders - {None})
+        if None in senders:
+            same_sender |= Q(connection__isnull=True)
+        rows = (
+            FeedEvent.objects.filter(same_sender, pk__lt=self.events[-1].pk)
+            .filter(
+                Q(event_id__in={e.event_id for e in self.events})
+                | Q(shipment_id__in={e.shipment_id for e in self.events})
+            )
+            .exclude(status=FeedStatus.IGNORED)
+            .order_by("received_at", "pk")
+            .values_list("pk", "connection_id", "event_id", "shipment_id", "status")
+        )
+        found: dict[tuple, list[list]] = defaultdict(list)
+        for pk, connection_id, event_id, shipment_id, status in rows:
+            row = self.rows[pk] = [pk, status]
+            found[(connection_id, "event", event_id)].append(row)
+            found[(connection_id, "shipment", shipment_id)].append(row)
+        return found
+
+    def _came_before(self, event: FeedEvent) -> str:
+        """Say which earlier event of the sender had this event's id or shipment ("" if none): it is applied once."""
+        for what, value in (("event", event.event_id), ("shipment", event.shipment_id)):
+            for pk, status in self.earlier[(event.connection_id, what, value)]:
+                if pk < event.pk and status != FeedStatus.IGNORED:
+                    return f"{what} {value} came before (event #{pk}, {status}): applied once"
+        return ""
+
+    def decide(self) -> None:
+        """Work out each event's outcome in the order received, as if they were applied one at a time."""
+        for event in self.events:
+            first = self._came_before(event)
+            if first:
+                self._end(event, FeedStatus.IGNORED, first)
+            elif (event.connection_id, event.order_ref) in self.moved:
+                self.later.append(event)
+            else:
+                try:
+                    message = self._apply(event)
+                except _Refused as exc:
+                    event.attempts += 1
+                    event.retry = exc.retry
+                    # Waiting for its order: due as soon as the order exists (no back-off); else 1, 2, 4 ... 60 min.
+                    wait = timedelta(0) if exc.wait_for_order else backoff(event.attempts)
+                    event.next_attempt_at = self.now + wait
+                    self._end(event, FeedStatus.FAILED, exc.message)
+                else:
+                    self._end(event, FeedStatus.APPLIED, message)
+
+    def _end(self, event: FeedEvent, status: str, message: str) -> None:
+        event.status = status
+        event.message = message
+        if event.pk in self.rows:
+            self.rows[event.pk][1] = status
+        self.decided.append(event)
+
+    def _apply(self, event: FeedEvent) -> str:
+        """Check the event against its order (refused: _Refused, nothing changed) and apply it in memory."""
+        order = self.orders.get(event.order_ref)
+        # Another connection's order is unknown to this one, and said so in the same words (no way to probe for it).
+        if order is None or order.connection_id != event.connection_id:
+            raise _Refused(f"order {event.order_ref} is not known yet: applied when it arrives", wait_for_order=True)
+        if order.state == OrderState.CANCELLED:
+            raise _Refused(f"order {order.order_id} is cancelled: a delivery cannot be applied to it", retry=False)
+        if order.state == OrderState.COMPLETED:
+            raise _Refused(f"order {order.order_id} is completed: every line has shipped already", retry=False)
+        if order.state not in SHIPPABLE:
+            why = "its lines are not in yet" if order.state == OrderState.NEW else "it waits for approval"
+            raise _Refused(f"order {order.order_id} is {order.state} ({why}): the delivery is applied later")
+        known = self.lines[order.pk]
+        wanted = event.line_nos or sorted(known)
+        if not known:
+            raise _Refused(f"order {order.order_id} has no lines yet: the delivery is applied later")
+        missing = sorted(set(wanted) - set(known))
+        if missing:
+            raise _Refused(
+                f"order {order.order_id} has no line {', '.join(map(str, missing))} "
+                f"(its lines: {', '.join(map(str, sorted(known))) or 'none'})"
+            )
+        shipment = self.shipments.get(event.shipment_id)
+        if shipment is not None and shipment.order_id != order.pk:
+            raise _Refused(f"shipment {event.shipment_id} belongs to another order", retry=False)
+        values = {
+            "order_id": order.pk,
+            "carrier": event.carrier,
+            "tracking_number": event.tracking_number,
+            "shipped_at": event.shipped_at,
+            "line_nos": ";".join(map(str, event.line_nos)),
+        }
+        if shipment is None:
+            shipment = Shipment(shipment_id=event.shipment_id, connection_id=event.connection_id, **values)
+            self.shipments[shipment.shipment_id] = shipment
+            self.new_shipments.append(shipment)
+        elif any(getattr(shipment, k) != v for k, v in values.items()):
+            for name, value in values.items():
+                setattr(shipment, name, value)
+            self.changed_shipments[shipment.shipment_id] = shipment
+        newly = [known[n] for n in wanted if known[n].shipped_at is None]
+        for line in newly:
+            line.shipped_at = event.shipped_at
+            self.line_shipment[line.pk] = (line, shipment)
+        carrier = " ".join(x for x in (event.carrier, event.tracking_number) if x)
+        message = (
+            f"shipment {event.shipment_id}{f' ({carrier})' if carrier else ''}: lines {';'.join(map(str, wanted))}"
+        )
+        if not newly:
+            message += " (had shipped already)"
+        self.moved[(event.connection_id, event.order_ref)] = (order, message)
+        # Move the order as its lines now stand: partially shipped, or shipped and then completed.
+        why = f"shipment {event.shipment_id}"
+        if not all(line.shipped_at is not None for line in known.values()):
+            if order.state != OrderState.PARTIALLY_SHIPPED:
+                self.moves[order.pk] = [(OrderTransition.SHIP_PARTIALLY, why)]
+        else:
+            ship = [(OrderTransition.SHIP, why)] if order.state != OrderState.SHIPPED else []
+            self.moves[order.pk] = [*ship, (OrderTransition.COMPLETE, "every line has shipped")]
+        return message
+
+    def write(self) -> None:
+        """Write what the batch changed: a statement or two per table, whatever the batch's size."""
+        now = self.now
+        Shipment.objects.bulk_create(self.new_shipments)
+        for shipment in self.changed_shipments.values():
+            shipment.updated_at = now
+        Shipment.objects.bulk_update(
+            self.changed_shipments.values(),
+            ["order", "carrier", "tracking_number", "shipped_at", "line_nos", "updated_at"],
+        )
+        rows_update(
+            OrderLine,
+            values={pk: (line.shipped_at, shipment.pk) for pk, (line, shipment) in self.line_shipment.items()},
+            fields=["shipped_at", "shipment"],
+            same={"updated_at": now},
+        )
+        if self.moved:
+            self._orders_write()
+        orders_transition(moves=self.moves, by=self.by)
+        self._events_write()
+
+    def _orders_write(self) -> None:
+        """The orders' shipped lines and tracking numbers (for the ORDER-STATUS export), and their timeline rows."""
+        tracking: dict[int, list[Shipment]] = defaultdict(list)
+        for shipment in self.shipments.values():
+            tracking[shipment.order_id].append(shipment)
+        shipped_lines, numbers = {}, {}
+        for order, _ in self.moved.values():
+            lines = self.lines[order.pk]
+            shipped_lines[order.pk] = ";".join(str(n) for n in sorted(lines) if lines[n].shipped_at is not None)
+            ordered = sorted(tracking[order.pk], key=lambda s: (s.shipped_at, s.pk))
+            numbers[order.pk] = ";".join(dict.fromkeys(s.tracking_number for s in ordered if s.tracking_number))
+        rows_update(
+            Order,
+            values={pk: (shipped_lines[pk], numbers[pk]) for pk in shipped_lines},
+            fields=["shipped_lines", "tracking_numbers"],
+            same={"updated_at": self.now},
+        )
+        OrderEvent.objects.bulk_create(
+            OrderEvent(order_id=order.pk, at=self.now, kind=OrderEventKind.SHIPMENT, by=self.by, message=message)
+            for order, message in self.moved.values()
+        )
+
+    def _events_write(self) -> None:
+        """Each event's outcome: one UPDATE per outcome; the problems of events applied now resolved, those of events
+        that failed for good raised."""
+        by_status = defaultdict(list)
+        for event in self.decided:
+            by_status[event.status].append(event)
+        ended = {"claimed_by": "", "lease_until": None}
+        applied = by_status[FeedStatus.APPLIED]
+        rows_update(
+            FeedEvent,
+            values={e.pk: (e.message,) for e in applied},
+            fields=["message"],
+            same={"status": FeedStatus.APPLIED, "applied_at": self.now, **ended},
+        )
+        rows_update(
+            FeedEvent,
+            values={e.pk: (e.message,) for e in by_status[FeedStatus.IGNORED]},
+            fields=["message"],
+            same={"status": FeedStatus.IGNORED, **ended},
+        )
+        rows_update(
+            FeedEvent,
+            values={e.pk: (e.message, e.attempts, e.retry, e.next_attempt_at) for e in by_status[FeedStatus.FAILED]},
+            fields=["message", "attempts", "retry", "next_attempt_at"],
+            same={"status": FeedStatus.FAILED, **ended},
+        )
+        if applied:
+            problem_resolve(keys=[f"feed-event:{e.pk}" for e in applied])
+        for event in by_status[FeedStatus.FAILED]:
+            if not event.retry:
+                _gave_up(event)
 
 
 def _gave_up(event: FeedEvent) -> None:
@@ -250,84 +470,3 @@ def _gave_up(event: FeedEvent) -> None:
         f"failed for good: {event.message}",
         url=reverse("admin:orders_feedevent_change", args=[event.pk]),
     )
-
-
-def _end(event: FeedEvent, *, status: str, message: str, now) -> FeedResult:
-    event.status = status
-    event.message = message
-    event.claimed_by = ""
-    event.lease_until = None
-    if status == FeedStatus.APPLIED:
-        event.applied_at = now
-    event.save()
-    return FeedResult(event_id=event.event_id, status=status, message=message)
-
-
-def _apply(*, event: FeedEvent, by: str, now) -> str:
-    # Another connection's order is unknown to this one, and said so in the same words (no way to probe for it).
-    order = Order.objects.select_for_update().filter(order_id=event.order_ref, connection=event.connection_id).first()
-    if order is None:
-        raise _Refused(f"order {event.order_ref} is not known yet: applied when it arrives", wait_for_order=True)
-    if order.state == OrderState.CANCELLED:
-        raise _Refused(f"order {order.order_id} is cancelled: a delivery cannot be applied to it", retry=False)
-    if order.state == OrderState.COMPLETED:
-        raise _Refused(f"order {order.order_id} is completed: every line has shipped already", retry=False)
-    if order.state not in SHIPPABLE:
-        why = "its lines are not in yet" if order.state == OrderState.NEW else "it waits for approval"
-        raise _Refused(f"order {order.order_id} is {order.state} ({why}): the delivery is applied later")
-    known = dict(order.lines.values_list("line_no", "pk"))
-    wanted = event.line_nos or sorted(known)
-    missing = sorted(set(wanted) - set(known))
-    if missing:
-        raise _Refused(
-            f"order {order.order_id} has no line {', '.join(map(str, missing))} "
-            f"(its lines: {', '.join(map(str, sorted(known))) or 'none'})"
-        )
-    shipment = Shipment.objects.select_for_update().filter(shipment_id=event.shipment_id).first()
-    if shipment is not None and shipment.order_id != order.pk:
-        raise _Refused(f"shipment {event.shipment_id} belongs to another order", retry=False)
-    values = {
-        "order": order,
-        "carrier": event.carrier,
-        "tracking_number": event.tracking_number,
-        "shipped_at": event.shipped_at,
-        "line_nos": ";".join(map(str, event.line_nos)),
-    }
-    if shipment is None:
-        shipment = Shipment.objects.create(shipment_id=event.shipment_id, connection=event.connection, **values)
-    elif any(getattr(shipment, k) != v for k, v in values.items()):
-        for name, value in values.items():
-            setattr(shipment, name, value)
-        shipment.save()
-    newly = OrderLine.objects.filter(order=order, line_no__in=wanted, shipped_at__isnull=True).update(
-        shipped_at=event.shipped_at, shipment=shipment, updated_at=now
-    )
-    shipped = sorted(order.lines.filter(shipped_at__isnull=False).values_list("line_no", flat=True))
-    tracking = list(
-        dict.fromkeys(
-            t for t in order.shipments.order_by("shipped_at", "pk").values_list("tracking_number", flat=True) if t
-        )
-    )
-    Order.objects.filter(pk=order.pk).update(
-        shipped_lines=";".join(map(str, shipped)), tracking_numbers=";".join(tracking), updated_at=now
-    )
-    lines = ";".join(map(str, wanted))
-    carrier = " ".join(x for x in (event.carrier, event.tracking_number) if x)
-    message = f"shipment {event.shipment_id}{f' ({carrier})' if carrier else ''}: lines {lines}"
-    if not newly:
-        message += " (had shipped already)"
-    events.note_event(order=order, kind=OrderEventKind.SHIPMENT, by=by, message=message)
-    _move(order=order, every_line=len(shipped) == len(known), by=by, why=f"shipment {event.shipment_id}")
-    return message
-
-
-def _move(*, order: Order, every_line: bool, by: str, why: str) -> None:
-    """Move the order as its lines now stand: partially shipped, or shipped and then completed."""
-    state = Order.objects.values_list("state", flat=True).get(pk=order.pk)
-    if not every_line:
-        if state != OrderState.PARTIALLY_SHIPPED:
-            order_transition(order=order, transition=OrderTransition.SHIP_PARTIALLY, by=by, reason=why)
-        return
-    if state != OrderState.SHIPPED:
-        order_transition(order=order, transition=OrderTransition.SHIP, by=by, reason=why)
-    order_transition(order=order, transition=OrderTransition.COMPLETE, by=by, reason="every line has shipped")

@@ -177,6 +177,69 @@ def orders_confirm_ready(*, by: str = "import") -> int:
     return done
 
 
+def orders_transition(*, moves: dict[int, list[tuple[str, str]]], by: str) -> None:
+    """Move many orders (locked by the caller), each along its transitions in turn, set-based; refuse them all if one
+    cannot take one.
+
+    moves maps an order's id to its transitions, each with the reason its timeline row gives (ship, then complete).
+    Orders that take the same transitions are read once (their lines prefetched for the guards) and go through the
+    state machine's methods and guards, one UPDATE per transition and state left; the timeline rows and the flags
+    each transition sets (where the order does not carry them yet, as flag_set) are written in bulk. Cancel and
+    reject drop flags and re-send the order: they go through order_transition, one order at a time.
+    """
+    paths: dict[tuple[str, ...], list[int]] = defaultdict(list)
+    for pk, steps in moves.items():
+        paths[tuple(transition for transition, _ in steps)].append(pk)
+    with transaction.atomic():
+        for path, ids in paths.items():
+            lines = Prefetch("lines", queryset=OrderLine.objects.only("pk", "order_id", "shipped_at"))
+            orders = Order.objects.filter(pk__in=ids).only("pk", "order_id", "state").order_by("pk")
+            orders = orders.prefetch_related(lines)
+            for step, transition in enumerate(path):
+                if transition in ENDING:
+                    raise IllegalTransition(
+                        f"{transition} moves one order at a time (orders.services.order_transition)"
+                    )
+                # Read once: each transition after the first moves the orders as the one before left them.
+                moved = orders.transition(transition)
+                if len(moved) != len(ids):
+                    taken = {order.pk for order, _ in moved}
+                    refused = next((order for order in orders if order.pk not in taken), None)
+                    raise IllegalTransition(
+                        transition_refusal(order=refused, transition=transition) if refused else "an order is gone"
+                    )
+                OrderEvent.objects.bulk_create(
+                    [
+                        OrderEvent(
+                            order_id=order.pk,
+                            at=order.state_changed_at,
+                            kind=OrderEventKind.TRANSITION,
+                            transition=transition,
+                            from_state=before,
+                            to_state=order.state,
+                            by=by,
+                            message=moves[order.pk][step][1],
+                        )
+                        for order, before in moved
+                    ],
+                    batch_size=BATCH,
+                )
+                _flags_bulk_set_once(
+                    ids, flags=flags_for(transition=transition), by=by, at=moved[0][0].state_changed_at
+                )
+
+
+def _flags_bulk_set_once(ids: list[int], *, flags: list[str], by: str, at) -> None:
+    """Put flags on many orders at once, each with its timeline row, where the order does not carry it yet."""
+    if not flags:
+        return
+    carried = set(
+        OrderFlag.objects.filter(order_id__in=ids, flag__in=flags, resend=False).values_list("order_id", "flag")
+    )
+    for flag in flags:
+        _flags_bulk_set([pk for pk in ids if (pk, flag) not in carried], flags=[flag], by=by, at=at)
+
+
 @transaction.atomic
 def orders_chains_start(*, by: str) -> int:
     """Start the chains of confirmed orders that never carried a flag (confirmed before any exporter existed)."""

@@ -126,3 +126,34 @@ def database_url() -> str:
     user = quote(db["USER"] or "", safe="")
     password = quote(db["PASSWORD"] or "", safe="")
     return f"postgres://{user}:{password}@{db['HOST'] or 'localhost'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+def rows_update(model: type[models.Model], *, values: dict, fields: Sequence[str], same: dict | None = None) -> int:
+    """Give each row its own values of fields (values: {pk: (value, ...)}), and every row the same values of same, in
+    one UPDATE ... FROM (VALUES ...); return how many rows it wrote.
+
+    A batch's rows each take their own message, state or time this way in one statement: the ORM's CASE per row
+    (bulk_update) costs a comparison per row and value, in Python and in the database.
+    """
+    if not values:
+        return 0
+    table = qn(model._meta.db_table)
+    pk = model._meta.pk
+    targets = [model._meta.get_field(name) for name in fields]
+    same = {model._meta.get_field(name): value for name, value in (same or {}).items()}
+
+    def column(number: int, field: models.Field) -> str:
+        # VALUES columns are column1, column2 ... on both databases; PostgreSQL wants their types said.
+        name = f"v.column{number}"
+        return f"CAST({name} AS {field.db_type(connection)})" if is_postgres() else name
+
+    sets = [f"{qn(f.column)} = {column(n, f)}" for n, f in enumerate(targets, start=2)]
+    sets += [f"{qn(f.column)} = %s" for f in same]
+    marks = ", ".join(["(" + ", ".join(["%s"] * (len(targets) + 1)) + ")"] * len(values))
+    params = [db_param(f, v) for f, v in same.items()]
+    for key, row in values.items():
+        params += [db_param(pk, key), *(db_param(f, v) for f, v in zip(targets, row, strict=True))]
+    where = f"{table}.{qn(pk.column)} = {column(1, pk)}"
+    with connection.cursor() as cursor:
+        cursor.execute(f"UPDATE {table} SET {', '.join(sets)} FROM (VALUES {marks}) AS v WHERE {where}", params)
+        return cursor.rowcount

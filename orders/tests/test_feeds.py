@@ -335,14 +335,14 @@ def test_event_ids_are_the_sender_s_two_connections_may_send_the_same_one(post, 
 
 
 def test_an_apply_by_a_worker_that_lost_the_event_s_claim_changes_nothing(post, orders):
-    from orders.feeds import feed_event_apply
+    from orders.feeds import feed_events_apply
 
     post({"events": [event("E1", "S1", order_id="O1")]})
     stored = FeedEvent.objects.get()
     # Another worker holds the claim now (this one's lease ran out and the event was taken over).
     FeedEvent.objects.filter(pk=stored.pk).update(claimed_by="worker-b", lease_until=timezone.now())
 
-    assert feed_event_apply(event=stored, by="test", worker="worker-a") is None
+    assert feed_events_apply(ids=[stored.pk], by="test", worker="worker-a") == []
 
     assert FeedEvent.objects.values_list("status", "claimed_by").get() == ("pending", "worker-b")
     assert Order.objects.get(order_id="O1").state == "confirmed"
