@@ -1,6 +1,5 @@
 """The order update feed (SPEC section 7): delivery events from the API and KS_SHIPMENTS files, applied once."""
 
-import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 from datetime import timedelta
@@ -13,9 +12,18 @@ from django.utils import timezone
 
 from impex.choices import ProblemKind
 from impex.services.backoff import backoff
-from impex.services.lifecycle import worker_name
 from impex.services.passes import Pass, pass_enqueue, pass_run
 from impex.services.problems import problem_raise, problem_resolve
+from impex.services.queue import (
+    WorkQueue,
+    queue_claim,
+    queue_finish,
+    queue_finish_each,
+    queue_pass,
+    queue_release,
+    retry_plan,
+    worker_name,
+)
 from impex.services.sql import rows_update
 from orders.choices import FeedSource, FeedStatus, OrderEventKind, OrderState, OrderTransition
 from orders.models import FeedEvent, Order, OrderEvent, OrderLine, Shipment
@@ -24,6 +32,16 @@ from orders.services import orders_transition
 # Events per batch: a batch is applied in one transaction, in a few dozen statements whatever its size, well within
 # one lease (IMPEX_LEASE_SECONDS).
 CLAIM_BATCH = 200
+# A feed event's claim leaves its status as it is (pending, or failed and due again); it ends applied, ignored or
+# failed.
+FEED = WorkQueue(
+    FeedEvent,
+    moves={
+        FeedStatus.PENDING: (FeedStatus.APPLIED, FeedStatus.IGNORED, FeedStatus.FAILED),
+        FeedStatus.FAILED: (FeedStatus.APPLIED, FeedStatus.IGNORED, FeedStatus.FAILED),
+    },
+    running=None,
+)
 FEED_PASS = Pass("order feed", "orders.tasks.orders_feed", "orders feed pass", "feed event(s)")
 SHIPPABLE = {OrderState.CONFIRMED, OrderState.EXPORTED, OrderState.PARTIALLY_SHIPPED, OrderState.SHIPPED}
 
@@ -168,42 +186,56 @@ def _due(now):
 
 def _claim(*, worker: str, size: int) -> list[int]:
     """Take up to size due events for this worker, oldest first; two workers never take the same event."""
-    now = timezone.now()
-    until = now + timedelta(seconds=settings.IMPEX_LEASE_SECONDS)
-    with transaction.atomic():
-        ids = list(
-            _due(now)
-            .select_for_update(skip_locked=True, of=("self",))
-            .order_by("pk")
-            .values_list("pk", flat=True)[:size]
-        )
-        if ids:
-            _due(now).filter(pk__in=ids).update(claimed_by=worker, lease_until=until)
     # Those another worker took meanwhile are left out when the batch is applied (its claim is checked again).
-    return ids
+    return queue_claim(FEED, _due(timezone.now()), worker=worker, size=size, order_by=("pk",))
 
 
 def _release(ids: list[int], *, worker: str) -> None:
     """Give back claimed events this worker did not apply: due again at once."""
-    FeedEvent.objects.filter(pk__in=ids, claimed_by=worker).update(claimed_by="", lease_until=None)
+    queue_release(FEED, ids, worker=worker)
 
 
 def orders_feed_pass(
     *, by: str, limit: int | None = None, worker: str | None = None, seconds: float | None = None
 ) -> list[FeedResult]:
     """Apply every due feed event, in the order received, a batch per transaction (or limit of them, or no new batch
-    after so many seconds)."""
+    after so many seconds). An event that breaks its batch's apply is set aside alone (_failed_unexpectedly)."""
     worker = worker or worker_name()
-    stop = time.monotonic() + seconds if seconds is not None else None
-    results: list[FeedResult] = []
-    while limit is None or len(results) < limit:
-        ids = _claim(worker=worker, size=CLAIM_BATCH if limit is None else min(CLAIM_BATCH, limit - len(results)))
-        if not ids:
-            break
-        results += feed_events_apply(ids=ids, by=by, worker=worker)
-        if stop is not None and time.monotonic() >= stop:
-            break
-    return results
+    return queue_pass(
+        claim=lambda size: _claim(worker=worker, size=size),
+        apply=lambda ids: feed_events_apply(ids=ids, by=by, worker=worker),
+        release=lambda ids: _release(ids, worker=worker),
+        size=CLAIM_BATCH,
+        limit=limit,
+        seconds=seconds,
+        on_error=lambda pk, exc: _failed_unexpectedly(pk, exc, worker=worker),
+    )
+
+
+def _failed_unexpectedly(pk: int, exc: Exception, *, worker: str) -> None:
+    """Record that applying an event raised something unexpected (a bug, a surprise of the data): failed, tried
+    again with the back-off, and a problem once IMPEX_EVENT_MAX_ATTEMPTS tries are used up."""
+    with transaction.atomic():
+        event = FeedEvent.objects.select_for_update(of=("self",)).filter(pk=pk, claimed_by=worker).first()
+        if event is None:
+            return
+        plan = retry_plan(
+            attempt=event.attempts + 1,
+            limit=settings.IMPEX_EVENT_MAX_ATTEMPTS,
+            message=f"unexpected error: {exc.__class__.__name__}: {exc}",
+        )
+        ended = queue_finish(
+            FEED,
+            [pk],
+            worker=worker,
+            status=FeedStatus.FAILED,
+            message=plan.message,
+            retry=not plan.final,
+            next_attempt_at=plan.next_at,
+        )
+        if ended and plan.final:
+            event.refresh_from_db()
+            _gave_up(event)
 
 
 def feed_events_apply(*, ids: list[int], by: str, worker: str) -> list[FeedResult]:
@@ -433,25 +465,25 @@ class _Batch:
         by_status = defaultdict(list)
         for event in self.decided:
             by_status[event.status].append(event)
-        ended = {"claimed_by": "", "lease_until": None}
         applied = by_status[FeedStatus.APPLIED]
-        rows_update(
-            FeedEvent,
-            values={e.pk: (e.message,) for e in applied},
+        queue_finish_each(
+            FEED,
+            {e.pk: (e.message,) for e in applied},
             fields=["message"],
-            same={"status": FeedStatus.APPLIED, "applied_at": self.now, **ended},
+            status=FeedStatus.APPLIED,
+            applied_at=self.now,
         )
-        rows_update(
-            FeedEvent,
-            values={e.pk: (e.message,) for e in by_status[FeedStatus.IGNORED]},
+        queue_finish_each(
+            FEED,
+            {e.pk: (e.message,) for e in by_status[FeedStatus.IGNORED]},
             fields=["message"],
-            same={"status": FeedStatus.IGNORED, **ended},
+            status=FeedStatus.IGNORED,
         )
-        rows_update(
-            FeedEvent,
-            values={e.pk: (e.message, e.attempts, e.retry, e.next_attempt_at) for e in by_status[FeedStatus.FAILED]},
+        queue_finish_each(
+            FEED,
+            {e.pk: (e.message, e.attempts, e.retry, e.next_attempt_at) for e in by_status[FeedStatus.FAILED]},
             fields=["message", "attempts", "retry", "next_attempt_at"],
-            same={"status": FeedStatus.FAILED, **ended},
+            status=FeedStatus.FAILED,
         )
         if applied:
             problem_resolve(keys=[f"feed-event:{e.pk}" for e in applied])

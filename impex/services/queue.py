@@ -12,6 +12,7 @@ django-q2 stays the transport: a queue's pass runs as one cluster task (impex.se
 item. NetBox's JobRunner and Saleor's webhook delivery/attempt models are the models followed.
 """
 
+import logging
 import os
 import socket
 import time
@@ -27,6 +28,9 @@ from django.utils import timezone
 
 from impex.exceptions import IllegalTransition
 from impex.services.backoff import backoff
+from impex.services.sql import rows_update
+
+log = logging.getLogger(__name__)
 
 
 def worker_name() -> str:
@@ -168,6 +172,22 @@ def queue_finish(
     return rows.update(**changes)
 
 
+def queue_finish_each(queue: WorkQueue, values: dict, *, fields: Sequence[str], status: str, **same) -> int:
+    """End claimed rows with status, each with its own values of fields (values: {pk: (value, ...)}) and all with the
+    same values of same, in one statement; return how many it wrote.
+
+    The caller holds the rows, locked in its transaction since it checked its claim (queue_hold, or a
+    select_for_update of the rows it holds).
+    """
+    queue.check([queue.running] if queue.running else [s for s in queue.moves if status in queue.moves[s]], status)
+    return rows_update(
+        queue.model,
+        values=values,
+        fields=fields,
+        same={"status": status, "claimed_by": "", "lease_until": None, **same},
+    )
+
+
 def queue_reset(queue: WorkQueue, rows: QuerySet, *, old: str, **fields) -> int:
     """Start the rows of status old again from their first try (staff's "retry"): pending, due now; say how many."""
     queue.check([old], queue.pending)
@@ -209,6 +229,7 @@ def queue_pass(
     limit: int | None = None,
     seconds: float | None = None,
     batch: bool = True,
+    on_error: Callable[[object, Exception], object] | None = None,
 ) -> list:
     """Claim batches of up to size items and apply them until none is due, limit results or seconds are up.
 
@@ -216,6 +237,10 @@ def queue_pass(
     lost, have none). With batch False each item is applied alone, and once seconds are up (after one item at
     least, so that every pass moves on) the items claimed but not reached are released; with batch True a whole
     batch is applied at once and the time is checked between batches.
+
+    on_error, for an apply that is one transaction with no effect outside the database: a batch that raises
+    something unexpected is applied again an item at a time, and an item that raises alone is handed to
+    on_error (which records it as failed, backed off), so that one bad item never stops the queue behind it.
     """
     results: list = []
     stop = time.monotonic() + seconds if seconds is not None else None
@@ -227,7 +252,7 @@ def queue_pass(
         if not claimed:
             break
         if batch:
-            results.extend(apply(claimed))
+            results.extend(_isolated(apply, claimed, on_error))
             acted += len(claimed)
             continue
         for index, item in enumerate(claimed):
@@ -237,3 +262,17 @@ def queue_pass(
             results.extend(apply([item]))
             acted += 1
     return results
+
+
+def _isolated(apply: Callable[[list], list], items: list, on_error) -> list:
+    """Apply items together; if that raises and on_error is given, each alone, on_error taking those that fail."""
+    try:
+        return apply(items)
+    except Exception as exc:
+        if on_error is None:
+            raise
+        if len(items) == 1:
+            log.exception("an item of a work queue failed: it is recorded and tried again later")
+            on_error(items[0], exc)
+            return []
+    return [result for item in items for result in _isolated(apply, [item], on_error)]

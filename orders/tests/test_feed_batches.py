@@ -176,3 +176,35 @@ def test_a_transition_of_the_feed_sets_the_flags_configured_for_it_once(tmp_path
     o1_rows = list(Order.objects.get(order_id="O1").events.values_list("kind", "transition", "flag"))
     assert o1_rows[-3:] == [("shipment", "", ""), ("transition", "ship_partially", ""), ("flag_set", "", "wms")]
     assert not o2.events.filter(kind="flag_set", flag="wms").exists()
+
+
+def test_an_event_that_breaks_its_batch_is_set_aside_alone_and_the_others_apply(post, tmp_path, kore_connection):
+    import_catalogue(tmp_path)
+    import_orders(
+        tmp_path, [order_row("B1"), order_row("B2"), order_row("B3")], [line_row(o, 1) for o in ("B1", "B2", "B3")]
+    )
+    post(event("E1", "S1", "B1"))
+    # A row no release of the hub writes (line numbers must be whole numbers): applying it raises a TypeError.
+    FeedEvent.objects.create(
+        connection=kore_connection,
+        source="api",
+        event_id="E2",
+        shipment_id="S2",
+        order_ref="B2",
+        shipped_at=timezone.now(),
+        line_nos=[[1]],
+    )
+    post(event("E3", "S3", "B3"))
+
+    results = orders_feed_pass(by="test")
+
+    assert sorted((r.event_id, r.status) for r in results) == [("E1", "applied"), ("E3", "applied")]
+    broken = FeedEvent.objects.get(event_id="E2")
+    assert (broken.status, broken.attempts, broken.retry, broken.claimed_by) == ("failed", 1, True, "")
+    assert broken.message.startswith("unexpected error: TypeError") and "(try 1 of" in broken.message
+    assert broken.next_attempt_at > timezone.now()
+    assert dict(Order.objects.values_list("order_id", "state")) == {
+        "B1": "completed",
+        "B2": "confirmed",
+        "B3": "completed",
+    }
