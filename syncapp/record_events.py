@@ -14,7 +14,7 @@ import logging
 import operator
 import time
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import reduce
 
 from django.conf import settings
@@ -27,7 +27,7 @@ from django.utils import timezone
 from impex.choices import ColumnType, ProblemKind
 from impex.exceptions import ImpexError
 from impex.formats.readers import Record
-from impex.models import DataDescriptor
+from impex.models import Connection, DataDescriptor
 from impex.services.backoff import backoff
 from impex.services.columns import compile_descriptor, format_value, value_styles
 from impex.services.exports import _lookup
@@ -183,11 +183,15 @@ def _claim(*, worker: str, size: int) -> list[RecordEvent]:
     ids = claim_due(
         _due(now), worker=worker, size=size, lease_seconds=settings.IMPEX_LEASE_SECONDS, now=now, order_by=("pk",)
     )
-    return list(
+    events = list(
         RecordEvent.objects.filter(pk__in=ids, claimed_by=worker, status=RecordEventStatus.RUNNING)
-        .select_related("connection")
+        .only("connection", "entity", "descriptor_code", "record_key", "payload", "attempts")
         .order_by("pk")
     )
+    connections = Connection.objects.in_bulk({e.connection_id for e in events})
+    for event in events:
+        event.connection = connections[event.connection_id]
+    return events
 
 
 def record_events_pass(
@@ -258,7 +262,7 @@ def _apply_batch(events: list[RecordEvent], *, worker: str) -> list[EventReport]
     """Apply the claimed events this worker still holds, one pipeline call per group, in one transaction."""
     compiled: dict[tuple[str, str], object] = {}
     with transaction.atomic():
-        held = _hold(events, worker=worker)
+        held = _hold(worker=worker)
         events = [e for e in events if e.pk in held]
         # Events of one connection and descriptor that send the same columns go through one pipeline call.
         groups: dict[tuple, list[RecordEvent]] = {}
@@ -277,18 +281,15 @@ def _apply_batch(events: list[RecordEvent], *, worker: str) -> list[EventReport]
     return [EventReport(e.pk, e.record_key, outcomes[e.pk].status, outcomes[e.pk].message) for e in events]
 
 
-def _hold(events: list[RecordEvent], *, worker: str) -> set[int]:
-    """Renew this worker's claim on the batch's rows in the caller's transaction; return the ids it still holds.
+def _hold(*, worker: str) -> set[int]:
+    """Lock the rows this worker still holds (its batch) until the caller's transaction ends; return their ids.
 
-    The one conditional UPDATE re-checks every claim and locks the rows until the batch commits: a worker claiming
-    meanwhile skips them (SKIP LOCKED); rows another worker took over after a lost lease are not updated, and skipped.
+    One statement re-checks every claim just before the writes: a row another worker took over after a lost lease
+    is not this worker's any more and is skipped; a worker claiming meanwhile skips the locked rows (SKIP LOCKED), and
+    they are finished when the batch commits. (SQLite: the batch's transaction holds the one write lock anyway.)
     """
-    ids = [e.pk for e in events]
-    mine = RecordEvent.objects.filter(pk__in=ids, claimed_by=worker, status=RecordEventStatus.RUNNING)
-    renewed = mine.update(lease_until=timezone.now() + timedelta(seconds=settings.IMPEX_LEASE_SECONDS))
-    if renewed == len(ids):
-        return set(ids)
-    return set(mine.values_list("pk", flat=True)) if renewed else set()
+    mine = RecordEvent.objects.filter(claimed_by=worker, status=RecordEventStatus.RUNNING)
+    return set(mine.select_for_update().order_by("pk").values_list("pk", flat=True))
 
 
 def _apply_group(events: list[RecordEvent], *, compiled) -> dict[int, _Outcome]:
@@ -559,18 +560,18 @@ def _end(events: list[RecordEvent], outcomes: dict[int, _Outcome]) -> None:
                 applied_at=now,
                 **let_go,
             )
-    rest = []
+    ended = {RecordEventStatus.PENDING: [], RecordEventStatus.FAILED: []}
     for event in events:
         outcome = outcomes[event.pk]
         if outcome.result:
             continue
         event.status, event.result, event.message = outcome.status, "", outcome.message
         event.attempts += 1
-        if outcome.status == RecordEventStatus.PENDING:
-            event.next_attempt_at = outcome.next_attempt_at
-        else:
-            event.applied_at = now
+        event.next_attempt_at, event.applied_at = outcome.next_attempt_at, now
         event.claimed_by, event.lease_until = "", None
-        rest.append(event)
-    if rest:
-        RecordEvent.objects.bulk_update(rest, _ENDED_FIELDS)
+        ended[outcome.status].append(event)
+    fields = ["status", "result", "message", "attempts", "claimed_by", "lease_until"]
+    if ended[RecordEventStatus.PENDING]:
+        RecordEvent.objects.bulk_update(ended[RecordEventStatus.PENDING], [*fields, "next_attempt_at"])
+    if ended[RecordEventStatus.FAILED]:
+        RecordEvent.objects.bulk_update(ended[RecordEventStatus.FAILED], [*fields, "applied_at"])
