@@ -349,6 +349,7 @@ def _write(events: list[RecordEvent], *, compiled, header: list[str], cells: dic
             # A reference to a record that is not there yet: it may come.
             outcomes[event.pk] = _retry_or_fail(event, message)
         else:
+            # As before batches: the sync log names a single record's refusal as its row 1.
             outcomes[event.pk] = _refused(message, log_message=log_messages.get(row, message), log_row=1)
     written = [e for e in events if e.pk not in outcomes]
     if not written:
@@ -533,20 +534,8 @@ def _log_group(events: list[RecordEvent], outcomes: dict[int, _Outcome]) -> None
         )
 
 
-_ENDED_FIELDS = [
-    "status",
-    "result",
-    "message",
-    "attempts",
-    "next_attempt_at",
-    "applied_at",
-    "claimed_by",
-    "lease_until",
-]
-
-
 def _end(events: list[RecordEvent], outcomes: dict[int, _Outcome]) -> None:
-    """Record each event's outcome: one UPDATE per kind of success, one bulk UPDATE for the failures and retries."""
+    """Record each event's outcome: one UPDATE per kind of success, one bulk UPDATE each for failures and retries."""
     now = timezone.now()
     let_go = {"claimed_by": "", "lease_until": None}
     for result_name, (status, tail) in _WRITTEN.items():
