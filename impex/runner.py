@@ -56,8 +56,8 @@ from impex.services.lifecycle import (
     job_lease_renew,
     job_set_aside,
     job_terminate,
-    worker_name,
 )
+from impex.services.queue import worker_name
 from impex.services.sql import database_url, stuck_reason
 from impex.services.waits import file_blocked_reason
 from impex.storage import delete_file, file_exists, hub_storage, move_file, save_file

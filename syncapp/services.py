@@ -34,10 +34,18 @@ def sync_log_has_errors(*, connection, entity: str) -> bool:
 
 
 def sync_log_add_errors(
-    *, connection, entity: str, errors: dict, file_name: str = "", job_id=None, record_event_id=None
+    *,
+    connection,
+    entity: str,
+    errors: dict,
+    file_name: str = "",
+    job_id=None,
+    record_event_id=None,
+    record_event_ids: dict | None = None,
 ) -> None:
     """Add or refresh open errors, one per external id: errors maps external id -> (message, row).
 
+    record_event_ids maps an external id to the single-record update it came from (a batch of them at once).
     An error seen again keeps when it was first seen and takes the newer message, source and time.
     """
     log = sync_log_get(connection=connection, entity=entity)
@@ -51,7 +59,7 @@ def sync_log_add_errors(
                 file_name=file_name,
                 row=row,
                 job_id=job_id,
-                record_event_id=record_event_id,
+                record_event_id=record_event_ids.get(ext, record_event_id) if record_event_ids else record_event_id,
                 created_at=now,
                 updated_at=now,
             )

@@ -30,8 +30,8 @@ from impex.models import DataDescriptor, DataGroup, ExportRun, ExportRunEvent, E
 from impex.services.cache import RUN_FOLDER_PREFIX
 from impex.services.exports import EXTENSIONS, export_pieces
 from impex.services.heartbeat import Heartbeat
-from impex.services.lifecycle import worker_name
 from impex.services.problems import problem_raise, problem_resolve
+from impex.services.queue import worker_name
 from impex.services.schedules import PREFIX, Wanted
 from impex.storage import (
     CHUNK_BYTES,

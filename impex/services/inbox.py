@@ -29,8 +29,9 @@ from impex.models import Connection, ConnectionState, ImportFile, ImportJob, Inb
 from impex.services.archive import is_zip_start
 from impex.services.heartbeat import Heartbeat
 from impex.services.jobs import connection_folder, connection_folders_check, job_prefix
-from impex.services.lifecycle import job_enqueue, worker_name
+from impex.services.lifecycle import job_enqueue
 from impex.services.problems import problem_raise, problem_resolve
+from impex.services.queue import worker_name
 from impex.services.waits import file_blocked_reason
 from impex.storage import Folder, StoredFile, copy_in, delete_file, hub_storage, list_folder, look_at, open_file
 

@@ -1,6 +1,6 @@
 """The life of an import job: queue it, claim it with a lease, end it once; the only code that moves statuses."""
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import timedelta
 
 from django.conf import settings
@@ -14,15 +14,6 @@ from impex import events
 from impex.choices import FILE_TRANSITIONS, JOB_FINAL, JOB_TRANSITIONS, FileKind, FileStatus, JobSource, JobStatus
 from impex.exceptions import IllegalTransition
 from impex.models import ConnectionState, ImportFile, ImportJob
-from impex.services.queue import (  # noqa: F401  (claim_size, worker_name: imported from here by the queues)
-    WorkQueue,
-    claim_size,
-    queue_claim,
-    queue_pass,
-    queue_release,
-    queue_renew,
-    worker_name,
-)
 
 TASK_RUN = "impex.tasks.import_job_run"
 
@@ -279,47 +270,3 @@ def connection_hold(*, connection_id: int, job: ImportJob) -> int | None:
 def connection_let_go(*, connection_id: int, job: ImportJob) -> None:
     """Free the connection this job held."""
     ConnectionState.objects.filter(connection_id=connection_id, job=job).update(job=None)
-
-
-# -- Until every queue names its WorkQueue (issue 18): the claim functions over a pending/running status. -----
-
-_PENDING_RUNNING = {"pending": ("running",), "running": ("pending",)}
-
-
-def _queue(model) -> WorkQueue:
-    return WorkQueue(model, moves=_PENDING_RUNNING)
-
-
-def claim_due(due, *, worker: str, size: int, lease_seconds: int, now, order_by=("next_attempt_at", "pk")) -> list:
-    """Claim up to size rows of a due queryset for worker, under a lease; return their primary keys (queue_claim)."""
-    return queue_claim(
-        _queue(due.model), due, worker=worker, size=size, now=now, lease_seconds=lease_seconds, order_by=order_by
-    )
-
-
-def claim_renew(model, *, pk: int, worker: str, seconds: float) -> bool:
-    """Extend this worker's claim on one row for seconds; False when it lost the claim (queue_renew)."""
-    return queue_renew(_queue(model), pk, worker=worker, seconds=seconds)
-
-
-def claim_release(model, *, pks, worker: str) -> int:
-    """Give back claimed rows this worker did not start (queue_release)."""
-    return queue_release(_queue(model), pks, worker=worker)
-
-
-def claimed_pass(
-    *,
-    claim: Callable[[int], list],
-    act: Callable[[object], object | None],
-    release: Callable[[list], object],
-    size: int,
-    limit: int | None = None,
-    seconds: float | None = None,
-) -> list:
-    """Claim batches and act on each item alone (queue_pass, batch False); act returns None for a skipped item."""
-
-    def apply(items: list) -> list:
-        result = act(items[0])
-        return [] if result is None else [result]
-
-    return queue_pass(claim=claim, apply=apply, release=release, size=size, limit=limit, seconds=seconds, batch=False)

@@ -20,7 +20,7 @@ from django_q.tasks import async_task
 
 from impex.models import WorkPass
 from impex.services.heartbeat import Heartbeat
-from impex.services.lifecycle import worker_name
+from impex.services.queue import worker_name
 
 
 @dataclass(frozen=True)

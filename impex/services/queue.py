@@ -117,11 +117,14 @@ def queue_claim(
     return [pk for pk in ids if pk in claimed]
 
 
-def queue_hold(queue: WorkQueue, pks: Iterable[int], *, worker: str, seconds: float | None = None) -> list[int]:
+def queue_hold(
+    queue: WorkQueue, pks: Iterable[int], *, worker: str, seconds: float | None = None, renew: bool = True
+) -> list[int]:
     """Renew this worker's claim on rows for seconds (a lease by default); return those it still holds, in order.
 
     Call it inside the transaction that does the work: the rows stay locked until it commits, so a worker that
     claims meanwhile skips them, and one that took a row over after a lost lease holds it and this finds it gone.
+    renew False only locks and checks (the rows end when the transaction commits: no lease to extend).
     """
     pks = list(pks)
     if not pks:
@@ -129,8 +132,8 @@ def queue_hold(queue: WorkQueue, pks: Iterable[int], *, worker: str, seconds: fl
     until = timezone.now() + timedelta(seconds=seconds or settings.IMPEX_LEASE_SECONDS)
     rows = queue.held(pks, worker)
     if transaction.get_connection().in_atomic_block:
-        held = set(rows.select_for_update(of=("self",)).values_list("pk", flat=True))
-        if held:
+        held = set(rows.select_for_update(of=("self",)).order_by("pk").values_list("pk", flat=True))
+        if held and renew:
             queue.model.objects.filter(pk__in=held).update(lease_until=until)
     else:
         rows.update(lease_until=until)
