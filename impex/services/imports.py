@@ -514,8 +514,13 @@ class FileImport:
         try:
             with transaction.atomic(), events.held():
                 guard_statements()
-                if self._begin(scanned, whole=True) is None:
+                distinct_keys = self._begin(scanned, whole=True)
+                if distinct_keys is None:
                     return False
+                if self.full and distinct_keys >= settings.IMPEX_ANALYZE_MIN_ROWS:
+                    # As start() does: the retirement's join with the keys just written needs their count
+                    # (ANALYZE counts this transaction's own rows).
+                    self._analyze(["impex_filekey"])
                 (chunk,) = scanned.chunks
                 duplicates, _ = scanned.keys.repeated()
                 self._held = []
