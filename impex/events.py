@@ -1,17 +1,41 @@
 """The events of import jobs: one small function per kind, each writing one ImportEvent row."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
 from django.template.defaultfilters import pluralize
 
 from impex.choices import EventLevel
 from impex.models import ImportEvent, ImportFile, ImportJob
 
+_held: ContextVar[list[ImportEvent] | None] = ContextVar("impex_events_held", default=None)
+
+
+@contextmanager
+def held() -> Iterator[None]:
+    """Write the events recorded inside in one INSERT when the block ends (nothing if it raises).
+
+    For the few events of a small file imported in one transaction: call it inside that transaction.
+    """
+    token = _held.set([])
+    try:
+        yield
+        ImportEvent.objects.bulk_create(_held.get())
+    finally:
+        _held.reset(token)
+
 
 def _event(
     job_id: int, kind: str, message: str, *, file_id: int | None = None, level: str = EventLevel.INFO, worker=""
 ) -> ImportEvent:
-    return ImportEvent.objects.create(
-        job_id=job_id, file_id=file_id, kind=kind, message=message, level=level, worker=worker
-    )
+    event = ImportEvent(job_id=job_id, file_id=file_id, kind=kind, message=message, level=level, worker=worker)
+    pending = _held.get()
+    if pending is None:
+        event.save(force_insert=True)
+    else:
+        pending.append(event)
+    return event
 
 
 def job_queued(job: ImportJob, *, reason: str = "") -> ImportEvent:

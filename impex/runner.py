@@ -28,7 +28,6 @@ from impex.choices import FILE_FINAL, JOB_FINAL, EventLevel, FileKind, FileStatu
 from impex.exceptions import FileRejected, ImportStuck, LeaseLost, LocationRefused
 from impex.models import (
     Connection,
-    ConnectionState,
     DeferredRow,
     FileDuplicate,
     FileKey,
@@ -38,7 +37,7 @@ from impex.models import (
 )
 from impex.services.dryrun import Sandbox, file_dry_run
 from impex.services.heartbeat import Heartbeat
-from impex.services.imports import FileImport, bspk_timestamp_of, reject_reason
+from impex.services.imports import FileImport, JobShared, bspk_timestamp_of, reject_reason
 from impex.services.jobs import (
     archive_unpack,
     connection_folder,
@@ -207,6 +206,10 @@ class _Helpers:
                 process.wait()
 
 
+# What may change on a file while its job runs (all but the connection and descriptor a match gave it).
+_FILE_STATE = [f.attname for f in ImportFile._meta.concrete_fields if f.name not in ("connection", "descriptor")]
+
+
 def _sort_key(f: ImportFile):
     precedence = f.descriptor.precedence if f.descriptor else 0
     return (f.order_key, precedence, f.name, f.pk)
@@ -238,12 +241,15 @@ class _JobRun:
         self.problems: list[str] = []
         self.helpers = _Helpers(job, worker=worker, in_cluster=not wait)
         self.sandbox: Sandbox | None = None  # a dry run's copies of the tables, kept across its files
+        self.shared = JobShared()  # descriptors, pipelines and subscriptions, read once for all the files
+        self.candidates: dict = {}  # the descriptors a connection's files may match, read once
 
     def handle(self) -> ImportJob:
         try:
             return self._handle()
         finally:
             self.helpers.close()
+            self.shared.close()
 
     def _handle(self) -> ImportJob:
         job = self.job
@@ -282,9 +288,9 @@ class _JobRun:
             error="; ".join(problems),
         )
 
-    def renew(self) -> None:
+    def renew(self, *, grown: tuple[int, int] | None = None) -> None:
         """Extend the lease (and show progress); stop if another worker has taken the job over."""
-        if not job_lease_renew(job_id=self.job.pk, worker=self.worker, progress=True):
+        if not job_lease_renew(job_id=self.job.pk, worker=self.worker, progress=True, grown=grown):
             raise LeaseLost(f"import job #{self.job.pk}: the lease of {self.worker} was taken over")
 
     # -- the steps --------------------------------------------------------------------------------
@@ -299,11 +305,16 @@ class _JobRun:
                 self._move(archive, "error", reason=archive.message)  # kept with its reason, like any file
             self.renew()
         self._refuse_repeated_names()
-        for f in job.files.filter(kind=FileKind.DATA, status=FileStatus.QUEUED, descriptor__isnull=True):
-            try:
-                file_match(f, group=job.group)
-            except FileRejected as exc:
-                self._reject(f, str(exc))
+        refused = []
+        with transaction.atomic():  # one commit for all the files matched, not one each
+            matching = job.files.filter(kind=FileKind.DATA, status=FileStatus.QUEUED, descriptor__isnull=True)
+            for f in matching.select_related("connection"):
+                try:
+                    file_match(f, group=job.group, candidates=self.candidates)
+                except FileRejected as exc:
+                    refused.append((f, str(exc)))
+        for f, message in refused:
+            self._reject(f, message)
         self._report_unknown_archives()
         if job.connection_id is None:
             # A job given no connection belongs to the one its files name, when they all name the same.
@@ -337,9 +348,10 @@ class _JobRun:
             try:
                 mine = {f.pk for f in files}
                 files += [f for f in self.left_running(connection) if f.pk not in mine]
+                self.renew()  # the job's rows as its files now have them: small files add theirs as they go in
                 for f in sorted(files, key=_resume_key):
-                    self.process(f)
-                    self.renew()
+                    if not self.process(f):
+                        self.renew()
                 self.release_waiting(connection)
             finally:
                 connection_let_go(connection_id=connection_id, job=job)
@@ -435,12 +447,16 @@ class _JobRun:
 
     # -- one file -------------------------------------------------------------------------------
 
-    def process(self, f: ImportFile) -> None:
-        """Take one file through the ledger and sequence gates, then import it (or dry-run it)."""
+    def process(self, f: ImportFile) -> bool:
+        """Take one file through the ledger and sequence gates, then import it (or dry-run it).
+
+        A small file goes in whole in one transaction, which also renews the job's lease: return True then.
+        """
         job = self.job
-        f.refresh_from_db()
+        # Its connection and descriptor stay as read with the job's files (a full refresh would read them again).
+        f.refresh_from_db(fields=_FILE_STATE)
         if f.status in FILE_FINAL:
-            return
+            return False
         if f.processed_by_id != job.pk:
             before = f.processed_by_id
             ImportFile.objects.filter(pk=f.pk).update(processed_by=job)
@@ -450,14 +466,25 @@ class _JobRun:
             elif f.job_id != job.pk:
                 events.file_taken_up(f, job_id=job.pk, worker=self.worker)
         if not self.gate(f):
-            return
+            return False
         if job.dry_run:
             self._dry_run(f)
-            return
-        handle = FileImport(f, worker=self.worker, job_id=job.pk)
+            return False
+        handle = FileImport(f, worker=self.worker, job_id=job.pk, shared=self.shared)
         try:
-            if f.status != FileStatus.RUNNING and not handle.start():
-                return
+            if f.status != FileStatus.RUNNING:
+                scanned = handle.scan()
+                if scanned.small():
+                    # The file commits with the renewal of the lease: only ever while this worker holds the job.
+                    def renew_with_file() -> None:
+                        self.renew(grown=(f.rows_total, f.rows_done))
+
+                    if not handle.import_whole(scanned, before_commit=renew_with_file):
+                        return False
+                    self._move(f, "archive")
+                    return True
+                if not handle.start(scanned=scanned):
+                    return False
             self.renew()
             self.helpers.ask(f)
             while True:
@@ -471,12 +498,13 @@ class _JobRun:
             handle.finish()
         except FileRejected as exc:
             self._reject(f, reject_reason(exc, name=f.name))
-            return
+            return False
         finally:
             handle.close()
         f.refresh_from_db()
         if f.status == FileStatus.IMPORTED:
             self._move(f, "archive")
+        return False
 
     def gate(self, f: ImportFile) -> bool:
         """Decide whether a file may go in now: not imported before, not too late, not waiting; say why not."""
@@ -496,9 +524,14 @@ class _JobRun:
                 "content: conflict, not imported (send changed data under a new timestamp or sequence)",
             )
             return False
+        # What the gates below compare with, in one read: the connection's next expected sequence, and (under its
+        # hold, so they cannot move while this looks) the last sequence and the newest timestamps it applied.
+        conn.next_expected_sequence, last, applied = (
+            Connection.objects.filter(pk=conn.pk)
+            .values_list("next_expected_sequence", "state__last_applied_sequence", "state__last_applied_timestamps")
+            .get()
+        )
         if f.sequence is not None:
-            last = ConnectionState.objects.filter(connection=conn).values_list("last_applied_sequence", flat=True)
-            last = last.first()
             if last is not None and f.sequence < last:
                 self._reject(
                     f,
@@ -508,9 +541,7 @@ class _JobRun:
                 return False
         stamp = bspk_timestamp_of(f)
         if stamp is not None and f.status != FileStatus.RUNNING:
-            # Under the connection's hold: the newest applied timestamp of the TYPE cannot move while this looks.
-            applied = ConnectionState.objects.filter(connection=conn).values_list("last_applied_timestamps", flat=True)
-            newest = (applied.first() or {}).get(f.descriptor.code)
+            newest = (applied or {}).get(f.descriptor.code)
             if newest is not None and stamp < newest:
                 self._reject(
                     f,
@@ -518,7 +549,7 @@ class _JobRun:
                     "(send it again with a new timestamp)",
                 )
                 return False
-        reason = file_blocked_reason(f)
+        reason = file_blocked_reason(f, refresh=False)
         if reason:
             if f.status != FileStatus.RUNNING:
                 file_transition(
@@ -530,7 +561,7 @@ class _JobRun:
                     waiting_since=f.waiting_since or timezone.now(),
                 )
                 return False
-        if f.sequence is not None and not self.job.dry_run:
+        if f.sequence is not None and not self.job.dry_run and conn.next_expected_sequence is None:
             # The first file a connection ever receives starts its sequence (a rejection does not move it).
             Connection.objects.filter(pk=conn.pk, next_expected_sequence__isnull=True).update(
                 next_expected_sequence=f.sequence
@@ -574,7 +605,7 @@ class _JobRun:
     def _move(self, f: ImportFile, kind: str, *, reason: str = "") -> None:
         """Move the job's copy of a file to its connection's archive or error folder (with the reason)."""
         hub = hub_storage()
-        if not f.path or not f.path.startswith(f"{job_prefix(f.job)}/") or not file_exists(hub, f.path):
+        if not f.path or not f.path.startswith(f"{job_prefix(f.job_id)}/") or not file_exists(hub, f.path):
             return
         folder = connection_folder(f.connection or self.job.connection, kind)
         name = f.name if f.name not in ("", ".", "..") else f"file-{f.pk}"

@@ -94,12 +94,11 @@ def sync_log_resolve(*, connection, entity: str, external_ids) -> int:
 
 def sync_log_finish(*, connection, entity: str, full: bool, at=None) -> None:
     """Stamp the log when a sync has been applied in full: last_full_sync or last_partial_sync."""
-    log = sync_log_get(connection=connection, entity=entity)
-    now = at or timezone.now()
-    if full:
-        SyncLog.objects.filter(pk=log.pk).update(last_full_sync=now)
-    else:
-        SyncLog.objects.filter(pk=log.pk).update(last_partial_sync=now)
+    stamp = {"last_full_sync" if full else "last_partial_sync": at or timezone.now()}
+    # One statement when the log exists (each file of a job stamps it).
+    if not SyncLog.objects.filter(connection=connection, entity=entity).update(**stamp):
+        log = sync_log_get(connection=connection, entity=entity)
+        SyncLog.objects.filter(pk=log.pk).update(**stamp)
 
 
 # -- the same rules over HTTP (SPEC section 10: /api/sync-logs/{entity}/) --------------------------------

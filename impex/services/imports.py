@@ -3,15 +3,16 @@
 import itertools
 import logging
 from contextlib import ExitStack
+from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 
 from django.conf import settings
-from django.db import connection, transaction
-from django.db.models import F, Q, Sum
+from django.db import DatabaseError, connection, transaction
+from django.db.models import F, Q, Sum, prefetch_related_objects
 from django.utils import timezone
 
-from impex import naming
+from impex import events, naming
 from impex.choices import ChunkStatus, FileFormat, FileKind, FileStatus, Mode, WebhookEvent
 from impex.entities import natural_key_of
 from impex.events import file_importing
@@ -33,7 +34,7 @@ from impex.services.columns import CompiledDescriptor, compile_descriptor
 from impex.services.lifecycle import file_transition, lease_end
 from impex.services.pipeline import KEY_SEP, BatchResult, RecordPipeline, Totals, sync_log_record
 from impex.services.sql import db_param, distinct, guard_statements, is_postgres, qn, relax_commit
-from impex.services.webhooks import RECORD_EVENTS, webhook_emit, webhook_records_changed
+from impex.services.webhooks import RECORD_EVENTS, subscriptions_enabled, webhook_emit, webhook_records_changed
 from impex.storage import local_copy, resolve_path
 from syncapp import services as sync
 
@@ -42,6 +43,8 @@ log = logging.getLogger(__name__)
 FULL_SYNC_DONE = (FileStatus.IMPORTED, FileStatus.DUPLICATE)
 
 _tables = itertools.count(1)
+# What a chunk counts, and its file sums.
+CHUNK_COUNTS = ("rows_done", "created", "updated", "unchanged", "failed")
 
 
 def bspk_timestamp_of(import_file: ImportFile) -> str | None:
@@ -148,17 +151,32 @@ class _KeyLedger:
                 cursor.executemany(f"INSERT INTO {self.table} (idx, row, key) VALUES (%s, %s, %s)", self.buffer)
         self.buffer = []
 
-    def save(self, *, file_id: int, full: bool) -> int:
-        """Write the file's repeated records (and a FULL file's keys); return how many keys a FULL file has."""
+    def repeated(self) -> tuple[dict[int, int], dict[str, int]]:
+        """Return the records that repeat an earlier key (index -> the first one's row) and each key's first row.
+
+        Only for keys kept in memory (not spilled).
+        """
+        first: dict[str, int] = {}
+        duplicates: dict[int, int] = {}
+        for index, row, key in self.buffer:
+            if key in first:
+                duplicates[index] = first[key]
+            else:
+                first[key] = row
+        return duplicates, first
+
+    def save(self, *, file_id: int, full: bool, duplicates: bool = True) -> int:
+        """Write the file's repeated records (and a FULL file's keys); return how many keys a FULL file has.
+
+        duplicates=False leaves the repeated records out (a file imported in one transaction keeps them in memory).
+        """
         if not self.table:
-            first: dict[str, int] = {}
-            duplicates = []
-            for index, row, key in self.buffer:
-                if key in first:
-                    duplicates.append(FileDuplicate(file_id=file_id, index=index, first_row=first[key]))
-                else:
-                    first[key] = row
-            FileDuplicate.objects.bulk_create(duplicates, batch_size=1000)
+            repeated, first = self.repeated()
+            if duplicates:
+                FileDuplicate.objects.bulk_create(
+                    [FileDuplicate(file_id=file_id, index=i, first_row=r) for i, r in repeated.items()],
+                    batch_size=1000,
+                )
             if full:
                 FileKey.objects.bulk_create([FileKey(file_id=file_id, key=k[:400]) for k in first], batch_size=5000)
             return len(first)
@@ -189,10 +207,75 @@ class _KeyLedger:
         self.buffer = []
 
 
+class JobShared:
+    """What the files of one job read once and share: compiled descriptors, pipelines and their staging tables,
+    the enabled webhook subscriptions.
+
+    Read when the first file needs them: a descriptor or subscription changed while the job runs applies from
+    the next job on.
+    """
+
+    def __init__(self):
+        self._compiled: dict[tuple, tuple[CompiledDescriptor, Layout]] = {}
+        self._pipelines: dict[tuple, RecordPipeline] = {}
+        self._subscriptions: list | None = None
+
+    def compiled(self, descriptor, *, tz: str) -> tuple[CompiledDescriptor, Layout]:
+        """Return a descriptor compiled for a time zone, and its reader layout (its columns read once)."""
+        key = (descriptor.pk, tz)
+        if key not in self._compiled:
+            prefetch_related_objects([descriptor], "columns")
+            self._compiled[key] = (compile_descriptor(descriptor, tz=tz), layout_of(descriptor))
+        return self._compiled[key]
+
+    def pipeline(self, key: tuple, make) -> RecordPipeline:
+        """Return the pipeline of files laid out alike (descriptor, header, connection, mode), made once."""
+        if key not in self._pipelines:
+            self._pipelines[key] = make()
+        return self._pipelines[key]
+
+    @property
+    def subscriptions(self) -> list:
+        if self._subscriptions is None:
+            self._subscriptions = subscriptions_enabled()
+        return self._subscriptions
+
+    def close(self) -> None:
+        """Drop the pipelines' staging tables (best effort: they are temporary, and go with the session anyway)."""
+        pipelines, self._pipelines = list(self._pipelines.values()), {}
+        for pipeline in pipelines:
+            try:
+                pipeline.drop()
+            except DatabaseError:
+                log.warning("could not drop a staging table", exc_info=True)
+                return
+
+
+@dataclass
+class _Scanned:
+    """A file read whole by its start: its header, record count, chunks and keys."""
+
+    header: list[str]
+    count: int
+    chunks: list[ImportChunk]
+    keys: _KeyLedger
+
+    def small(self) -> bool:
+        """Tell whether the file goes in whole in one transaction: one chunk, its keys in memory."""
+        return len(self.chunks) == 1 and not self.keys.table and self.count <= max(1, settings.IMPEX_CHUNK_ROWS)
+
+
 class FileImport:
     """One worker's handle on one file: the runner starts it; any worker applies its chunks; one finishes it."""
 
-    def __init__(self, import_file: ImportFile, *, worker: str = "", job_id: int | None = None):
+    def __init__(
+        self,
+        import_file: ImportFile,
+        *,
+        worker: str = "",
+        job_id: int | None = None,
+        shared: JobShared | None = None,
+    ):
         self.file = import_file
         self.worker = worker
         self.job_id = job_id or import_file.processed_by_id or import_file.job_id
@@ -200,8 +283,10 @@ class FileImport:
         self.descriptor = import_file.descriptor
         self.batch_size = max(1, settings.IMPEX_BATCH_SIZE)
         self.dry_run = False
+        self.shared = shared
         self._batch_since = timezone.now()
         self._compiled: CompiledDescriptor | None = None
+        self._layout: Layout | None = None
         self._pipeline: RecordPipeline | None = None
         self._reader = None
         self._reader_pos = 0
@@ -210,6 +295,8 @@ class FileImport:
         self._open_sync_errors: bool | None = None
         self._local = ExitStack()
         self._path: Path | None = None
+        # Rows held back by a file imported in one transaction: kept here instead of in DeferredRow.
+        self._held: list[Record] | None = None
 
     # -- set-up ---------------------------------------------------------------------------------
 
@@ -218,10 +305,12 @@ class FileImport:
         if self._compiled is None:
             if self.descriptor is None:
                 raise FileRejected("no descriptor matches this file")
+            tz = self.connection.timezone if self.connection else "UTC"
             try:
-                self._compiled = compile_descriptor(
-                    self.descriptor, tz=self.connection.timezone if self.connection else "UTC"
-                )
+                if self.shared is not None:
+                    self._compiled, self._layout = self.shared.compiled(self.descriptor, tz=tz)
+                else:
+                    self._compiled = compile_descriptor(self.descriptor, tz=tz)
             except ConfigurationError as exc:
                 raise FileRejected(f"descriptor {self.descriptor.code} cannot be used: {exc}") from exc
         return self._compiled
@@ -235,19 +324,32 @@ class FileImport:
 
     @property
     def layout(self) -> Layout:
-        return layout_of(self.descriptor)
+        if self._layout is None:
+            if self.shared is not None and self.descriptor is not None:
+                self.compiled  # noqa: B018  (reads the layout with the compiled descriptor)
+            if self._layout is None:
+                self._layout = layout_of(self.descriptor)
+        return self._layout
 
     @property
     def full(self) -> bool:
         return self.file.mode == Mode.FULL
 
     def _make_pipeline(self, header: list[str]) -> RecordPipeline:
-        pipeline = RecordPipeline(
-            compiled=self.compiled,
-            header=header,
-            connection_id=self.connection.pk if self.connection else None,
-            full=self.full,
-        )
+        def make() -> RecordPipeline:
+            return RecordPipeline(
+                compiled=self.compiled,
+                header=header,
+                connection_id=self.connection.pk if self.connection else None,
+                full=self.full,
+            )
+
+        if self.shared is None:
+            pipeline = make()
+        else:
+            tz = self.connection.timezone if self.connection else "UTC"
+            key = (self.descriptor.pk, tz, tuple(header), self.connection.pk if self.connection else None, self.full)
+            pipeline = self.shared.pipeline(key, make)
         pipeline.file = self.file
         return pipeline
 
@@ -272,8 +374,8 @@ class FileImport:
         return self._open_sync_errors
 
     def close(self) -> None:
-        """Drop this worker's staging tables and its local copy of the file."""
-        if self._pipeline is not None:
+        """Drop this worker's staging tables (unless the job shares them) and its local copy of the file."""
+        if self._pipeline is not None and self.shared is None:
             self._pipeline.drop()
         self._reader = None
         self._local.close()
@@ -281,11 +383,10 @@ class FileImport:
 
     # -- start (the job's runner) ---------------------------------------------------------------
 
-    def start(self, *, single_chunk: bool = False) -> bool:
-        """Check the whole file, find its repeated keys (and a FULL file's keys), cut it into chunks, mark it running.
+    def scan(self, *, single_chunk: bool = False) -> _Scanned:
+        """Read the whole file once: check it, find its keys (repeated ones, a FULL file's), cut it into chunks.
 
-        Raise FileRejected if the file cannot go in; nothing is written then. Return False if the file had
-        moved on meanwhile.
+        Raise FileRejected if the file cannot go in; nothing is written.
         """
         f = self.file
         layout = self.layout
@@ -319,59 +420,130 @@ class FileImport:
             )
             if self._pipeline is None:
                 self._pipeline = self._make_pipeline(result.header)
-            count = result.record_count
-            starts = [0] if one_chunk or not count else list(range(0, count, chunk_rows))
-            size = count if one_chunk else chunk_rows
-            chunks = [
-                ImportChunk(
-                    file=f,
-                    index=n,
-                    first_record=start,
-                    record_count=min(size, count - start),
-                    first_byte=result.offsets[n] if n < len(result.offsets) else None,
-                )
-                for n, start in enumerate(starts)
-            ]
+        except BaseException:
+            keys.drop()
+            raise
+        count = result.record_count
+        starts = [0] if one_chunk or not count else list(range(0, count, chunk_rows))
+        size = count if one_chunk else chunk_rows
+        chunks = [
+            ImportChunk(
+                file=f,
+                index=n,
+                first_record=start,
+                record_count=min(size, count - start),
+                first_byte=result.offsets[n] if n < len(result.offsets) else None,
+            )
+            for n, start in enumerate(starts)
+        ]
+        return _Scanned(header=result.header, count=count, chunks=chunks, keys=keys)
+
+    def start(self, *, single_chunk: bool = False, scanned: _Scanned | None = None) -> bool:
+        """Check the whole file, find its repeated keys (and a FULL file's keys), cut it into chunks, mark it running.
+
+        Raise FileRejected if the file cannot go in; nothing is written then. Return False if the file had
+        moved on meanwhile. scanned: what scan() found, if the caller has read the file already.
+        """
+        scanned = scanned or self.scan(single_chunk=single_chunk)
+        try:
             with transaction.atomic():
                 guard_statements()
-                locked = ImportFile.objects.select_for_update().get(pk=f.pk)
-                if locked.status not in (FileStatus.QUEUED, FileStatus.WAITING):
+                distinct_keys = self._begin(scanned, whole=False)
+                if distinct_keys is None:
                     return False
-                f.status = locked.status
-                for model in (FileKey, FileDuplicate, DeferredRow, RowError, ImportChunk):
-                    model.objects.filter(file=f).delete()
-                distinct_keys = keys.save(file_id=f.pk, full=self.full)
-                ImportChunk.objects.bulk_create(chunks)
-                if (
-                    self.full
-                    and self.connection
-                    and not self._full_sync_siblings()
-                    .filter(status__in=(FileStatus.RUNNING, FileStatus.IMPORTED))
-                    .exists()
-                ):
-                    # The first file of the full sync starts the log over; its job's other FULL files of the
-                    # entity (a full-data-set zip) add to it.
-                    sync.sync_log_start_full(connection=self.connection, entity=self.descriptor.entity)
-                file_transition(
-                    f,
-                    new=FileStatus.RUNNING,
-                    job_id=self.job_id,
-                    worker=self.worker,
-                    header=result.header,
-                    rows_total=count,
-                    rows_done=0,
-                    created=0,
-                    updated=0,
-                    unchanged=0,
-                    retired=0,
-                    failed=0,
-                    started_at=timezone.now(),
-                )
-                file_importing(f, job_id=self.job_id, chunks=len(chunks), worker=self.worker)
         finally:
-            keys.drop()
+            scanned.keys.drop()
         if self.full and distinct_keys >= settings.IMPEX_ANALYZE_MIN_ROWS:
             self._analyze(["impex_filekey"])
+        return True
+
+    def _begin(self, scanned: _Scanned, *, whole: bool) -> int | None:
+        """Lock the file and mark it running with what its scan found (inside the caller's transaction).
+
+        Return how many keys a FULL file has, or None if the file had moved on. whole: the file is imported in
+        this same transaction, so its chunk and repeated records are not written for other workers.
+        """
+        f = self.file
+        locked = ImportFile.objects.select_for_update().only("status", "started_at").get(pk=f.pk)
+        if locked.status not in (FileStatus.QUEUED, FileStatus.WAITING):
+            return None
+        f.status = locked.status
+        if locked.started_at is not None:
+            # Started before and given back (queued or waiting again): drop what that start prepared.
+            for model in (FileKey, FileDuplicate, DeferredRow, RowError, ImportChunk):
+                model.objects.filter(file=f).delete()
+        distinct_keys = scanned.keys.save(file_id=f.pk, full=self.full, duplicates=not whole)
+        if not whole:
+            ImportChunk.objects.bulk_create(scanned.chunks)
+        if (
+            self.full
+            and self.connection
+            and not self._full_sync_siblings().filter(status__in=(FileStatus.RUNNING, FileStatus.IMPORTED)).exists()
+        ):
+            # The first file of the full sync starts the log over; its job's other FULL files of the
+            # entity (a full-data-set zip) add to it.
+            sync.sync_log_start_full(connection=self.connection, entity=self.descriptor.entity)
+        file_transition(
+            f,
+            new=FileStatus.RUNNING,
+            job_id=self.job_id,
+            worker=self.worker,
+            header=scanned.header,
+            rows_total=scanned.count,
+            rows_done=0,
+            created=0,
+            updated=0,
+            unchanged=0,
+            retired=0,
+            failed=0,
+            started_at=timezone.now(),
+        )
+        file_importing(f, job_id=self.job_id, chunks=len(scanned.chunks), worker=self.worker)
+        return distinct_keys
+
+    def import_whole(self, scanned: _Scanned, *, before_commit=None) -> bool:
+        """Import a small file in one transaction: mark it running, apply its records, finish it.
+
+        For a file of one chunk (scanned.small()). A worker killed half-way, or a file refused on the way,
+        leaves nothing: the file is as it was (queued or waiting). before_commit runs last in the transaction
+        (the runner renews its lease there, so that a file commits only under the job's lease). Return False
+        if the file had moved on meanwhile.
+        """
+        f = self.file
+        before = (f.status, f.message)
+        try:
+            with transaction.atomic(), events.held():
+                guard_statements()
+                distinct_keys = self._begin(scanned, whole=True)
+                if distinct_keys is None:
+                    return False
+                if self.full and distinct_keys >= settings.IMPEX_ANALYZE_MIN_ROWS:
+                    # As start() does: the retirement's join with the keys just written needs their count
+                    # (ANALYZE counts this transaction's own rows).
+                    self._analyze(["impex_filekey"])
+                (chunk,) = scanned.chunks
+                duplicates, _ = scanned.keys.repeated()
+                self._held = []
+                totals = self._apply_records(self._records_of(chunk), duplicates=duplicates)
+                now = timezone.now()
+                done = {name: getattr(totals, name) for name in CHUNK_COUNTS}
+                chunk.status = ChunkStatus.DONE
+                chunk.claimed_by = self.worker
+                chunk.claimed_at = chunk.finished_at = now
+                for name, value in done.items():
+                    setattr(chunk, name, value)
+                chunk.save(force_insert=True)
+                self._finish_locked(done)
+                if before_commit is not None:
+                    before_commit()
+        except BaseException:
+            f.status, f.message = before  # rolled back: the file is as it was
+            raise
+        finally:
+            scanned.keys.drop()
+            self._held = None
+        self._grown += totals.rows_done
+        self._refresh_statistics()
         return True
 
     # -- chunks (any worker) --------------------------------------------------------------------
@@ -435,24 +607,14 @@ class FileImport:
             )
             if chunk is None:
                 return False
-            pipeline = self.pipeline
             end = chunk.first_record + chunk.record_count
             duplicates = dict(
                 FileDuplicate.objects.filter(file_id=f.pk, index__gte=chunk.first_record, index__lt=end).values_list(
                     "index", "first_row"
                 )
             )
-            totals = Totals()
-            records = self._records_of(chunk)
-            while batch := list(islice(records, self.batch_size)):
-                self._batch_since = timezone.now()
-                result = pipeline.apply(batch, duplicates=duplicates, collect_applied=self.open_sync_errors)
-                self._record(result)
-                totals.add(result.totals)
-                self._check_limit(totals)
-            counts = {
-                name: getattr(totals, name) for name in ("rows_done", "created", "updated", "unchanged", "failed")
-            }
+            totals = self._apply_records(self._records_of(chunk), duplicates=duplicates)
+            counts = {name: getattr(totals, name) for name in CHUNK_COUNTS}
             ImportChunk.objects.filter(pk=chunk.pk).update(
                 status=ChunkStatus.DONE, finished_at=timezone.now(), **counts
             )
@@ -460,6 +622,18 @@ class FileImport:
         self._grown += totals.rows_done
         self._refresh_statistics()
         return True
+
+    def _apply_records(self, records, *, duplicates: dict[int, int]) -> Totals:
+        """Apply records batch by batch, recording each batch's outcome; return the totals."""
+        pipeline = self.pipeline
+        totals = Totals()
+        while batch := list(islice(records, self.batch_size)):
+            self._batch_since = timezone.now()
+            result = pipeline.apply(batch, duplicates=duplicates, collect_applied=self.open_sync_errors)
+            self._record(result)
+            totals.add(result.totals)
+            self._check_limit(totals)
+        return totals
 
     def chunks_left(self) -> int:
         """Count the file's chunks not done yet."""
@@ -516,7 +690,9 @@ class FileImport:
                 ],
                 batch_size=1000,
             )
-        if result.deferred:
+        if result.deferred and self._held is not None:
+            self._held.extend(result.deferred)
+        elif result.deferred:
             DeferredRow.objects.bulk_create(
                 [DeferredRow(file=f, row=r.row, index=r.index, values=r.values) for r in result.deferred],
                 batch_size=1000,
@@ -540,7 +716,13 @@ class FileImport:
                 since=self._batch_since,
                 connection=self.connection,
                 source={"source": "file", "file": f.name, "job": self.job_id},
+                subscriptions=self._subscriptions,
             )
+
+    @property
+    def _subscriptions(self) -> list | None:
+        """Return the job's enabled webhook subscriptions, read once per job (None: look them up each time)."""
+        return self.shared.subscriptions if self.shared is not None else None
 
     def _refresh_statistics(self) -> None:
         """ANALYZE the tables this file is growing once they have doubled (PostgreSQL).
@@ -580,70 +762,88 @@ class FileImport:
             locked = ImportFile.objects.select_for_update().get(pk=f.pk)
             if locked.status != FileStatus.RUNNING or self.chunks_left():
                 return False
-            extra = self._run_deferred()
-            if self.full:
-                extra.retired += self._retire()
-            spec = self.compiled.spec
-            if spec.file_finish is not None:
-                spec.file_finish(f)
-            if spec.after_file is not None:
-                spec.after_file()
-            sums = ImportChunk.objects.filter(file_id=f.pk).aggregate(
-                **{name: Sum(name) for name in ("rows_done", "created", "updated", "unchanged", "failed")}
-            )
-            counts = {name: (sums[name] or 0) + getattr(extra, name) for name in sums}
-            counts["retired"] = extra.retired
-            now = timezone.now()
-            if self.connection is not None:
-                if not self.dry_run:
-                    ImportedFileName.objects.update_or_create(
-                        connection=self.connection,
-                        name=f.name,
-                        defaults={"content_hash": f.content_hash, "file": f, "imported_at": now},
-                    )
-                # A dry run advances its sandbox's copy (services/dryrun.py), so that its next file gets in.
-                self._advance_sequence()
-                self._advance_timestamp()
-                # A full sync is done when every FULL file of the entity in the job is imported, whoever did which;
-                # the log's lock makes two workers finishing two of its files see each other's finish.
-                sync.sync_log_lock(connection=self.connection, entity=self.descriptor.entity)
-                full_done = self.full and not self._full_sync_siblings().exclude(status__in=FULL_SYNC_DONE).exists()
-                if not self.full or full_done:
-                    sync.sync_log_finish(connection=self.connection, entity=self.descriptor.entity, full=self.full)
-            FileKey.objects.filter(file_id=f.pk).delete()
-            FileDuplicate.objects.filter(file_id=f.pk).delete()
             f.status = locked.status
-            note = (
-                f"{counts['created']} created, {counts['updated']} updated, {counts['unchanged']} unchanged, "
-                f"{counts['retired']} retired, {counts['failed']} failed"
-            )
-            message = ""
-            if self.dry_run:
-                note, message = f"dry run: would be {note}", "dry run: nothing was written"
-            else:
-                webhook_emit(
-                    WebhookEvent.FILE_IMPORTED,
-                    data={
-                        "file": f.name,
-                        "descriptor": self.descriptor.code,
-                        "entity": self.descriptor.entity,
-                        "job": self.job_id,
-                        "mode": f.mode,
-                        **counts,
-                    },
-                    connection=self.connection,
-                )
-            file_transition(
-                f,
-                new=FileStatus.IMPORTED,
-                job_id=self.job_id,
-                worker=self.worker,
-                message=message,
-                note=note,
-                finished_at=now,
-                **counts,
-            )
+            sums = ImportChunk.objects.filter(file_id=f.pk).aggregate(**{name: Sum(name) for name in CHUNK_COUNTS})
+            self._finish_locked({name: value or 0 for name, value in sums.items()})
         return True
+
+    def _finish_locked(self, done: dict[str, int]) -> None:
+        """Finish the locked running file whose chunks did done (counts by name), inside the caller's transaction."""
+        f = self.file
+        extra = self._run_deferred()
+        if self.full:
+            extra.retired += self._retire()
+        spec = self.compiled.spec
+        if spec.file_finish is not None:
+            spec.file_finish(f)
+        if spec.after_file is not None:
+            spec.after_file()
+        counts = {name: value + getattr(extra, name) for name, value in done.items()}
+        counts["retired"] = extra.retired
+        now = timezone.now()
+        if self.connection is not None:
+            if not self.dry_run:
+                # One statement: this name's ledger entry, new or (a file imported again after a purge) renewed.
+                ImportedFileName.objects.bulk_create(
+                    [
+                        ImportedFileName(
+                            connection=self.connection,
+                            name=f.name,
+                            content_hash=f.content_hash,
+                            file=f,
+                            imported_at=now,
+                        )
+                    ],
+                    update_conflicts=True,
+                    unique_fields=["connection", "name"],
+                    update_fields=["content_hash", "file", "imported_at"],
+                )
+            # A dry run advances its sandbox's copy (services/dryrun.py), so that its next file gets in.
+            self._advance_sequence()
+            self._advance_timestamp()
+            # A full sync is done when every FULL file of the entity in the job is imported, whoever did which;
+            # the log's lock makes two workers finishing two of its files see each other's finish.
+            # (A partial sync only stamps the log: its UPDATE is lock enough.)
+            if self.full:
+                sync.sync_log_lock(connection=self.connection, entity=self.descriptor.entity)
+            full_done = self.full and not self._full_sync_siblings().exclude(status__in=FULL_SYNC_DONE).exists()
+            if not self.full or full_done:
+                sync.sync_log_finish(connection=self.connection, entity=self.descriptor.entity, full=self.full)
+        if self.full:
+            FileKey.objects.filter(file_id=f.pk).delete()
+        if self._held is None:  # a file imported in one transaction wrote no repeated records
+            FileDuplicate.objects.filter(file_id=f.pk).delete()
+        note = (
+            f"{counts['created']} created, {counts['updated']} updated, {counts['unchanged']} unchanged, "
+            f"{counts['retired']} retired, {counts['failed']} failed"
+        )
+        message = ""
+        if self.dry_run:
+            note, message = f"dry run: would be {note}", "dry run: nothing was written"
+        else:
+            webhook_emit(
+                WebhookEvent.FILE_IMPORTED,
+                data={
+                    "file": f.name,
+                    "descriptor": self.descriptor.code,
+                    "entity": self.descriptor.entity,
+                    "job": self.job_id,
+                    "mode": f.mode,
+                    **counts,
+                },
+                connection=self.connection,
+                subscriptions=self._subscriptions,
+            )
+        file_transition(
+            f,
+            new=FileStatus.IMPORTED,
+            job_id=self.job_id,
+            worker=self.worker,
+            message=message,
+            note=note,
+            finished_at=now,
+            **counts,
+        )
 
     def _full_sync_siblings(self):
         """Return the other FULL files of this file's entity and connection in its job (one full sync)."""
@@ -664,9 +864,12 @@ class FileImport:
         seq = self.file.sequence
         if seq is None:
             return
-        state, _ = ConnectionState.objects.select_for_update().get_or_create(connection=self.connection)
-        if state.last_applied_sequence is None or state.last_applied_sequence < seq:
-            ConnectionState.objects.filter(pk=state.pk).update(last_applied_sequence=seq)
+        behind = Q(last_applied_sequence__isnull=True) | Q(last_applied_sequence__lt=seq)
+        # One statement when the connection's state is there and behind (as it is for a run of sequences).
+        if not ConnectionState.objects.filter(behind, connection=self.connection).update(last_applied_sequence=seq):
+            state, _ = ConnectionState.objects.select_for_update().get_or_create(connection=self.connection)
+            if state.last_applied_sequence is None or state.last_applied_sequence < seq:
+                ConnectionState.objects.filter(pk=state.pk).update(last_applied_sequence=seq)
         Connection.objects.filter(pk=self.connection.pk).filter(
             Q(next_expected_sequence__isnull=True) | Q(next_expected_sequence__lte=seq)
         ).update(next_expected_sequence=seq + 1)
@@ -689,22 +892,31 @@ class FileImport:
         previous = None
         final = False
         while True:
-            pending = list(DeferredRow.objects.filter(file_id=self.file.pk).order_by("index"))
+            pending = self._take_held()
             if not pending:
                 return totals
             if previous is not None and len(pending) >= previous:
                 final = True
             previous = len(pending)
-            DeferredRow.objects.filter(pk__in=[d.pk for d in pending]).delete()
             for start in range(0, len(pending), self.batch_size):
-                part = pending[start : start + self.batch_size]
-                records = [Record(index=d.index, row=d.row, values=list(d.values), error=None) for d in part]
+                records = pending[start : start + self.batch_size]
                 self._batch_since = timezone.now()
                 result = self.pipeline.apply(records, final=final, collect_applied=self.open_sync_errors)
                 self._record(result)
                 totals.add(result.totals)
             if final:
                 return totals
+
+    def _take_held(self) -> list[Record]:
+        """Take the rows held back so far, in file order (from memory, or from DeferredRow)."""
+        if self._held is not None:
+            held = sorted(self._held, key=lambda r: r.index)
+            self._held = []
+            return [Record(index=r.index, row=r.row, values=list(r.values), error=None) for r in held]
+        rows = list(DeferredRow.objects.filter(file_id=self.file.pk).order_by("index"))
+        if rows:
+            DeferredRow.objects.filter(pk__in=[d.pk for d in rows]).delete()
+        return [Record(index=d.index, row=d.row, values=list(d.values), error=None) for d in rows]
 
     def _retire(self) -> int:
         """Retire the connection's records of this entity that the FULL file did not have; return how many."""

@@ -36,9 +36,9 @@ from impex.storage import (
 )
 
 
-def job_prefix(job: ImportJob) -> str:
-    """Return where a job's own copies of its files are kept in the hub's storage."""
-    return f"jobs/{job.pk}"
+def job_prefix(job: ImportJob | int) -> str:
+    """Return where a job's own copies of its files are kept in the hub's storage (given the job or its id)."""
+    return f"jobs/{job if isinstance(job, int) else job.pk}"
 
 
 FOLDER_FIELDS = {"inbox": "inbox", "archive": "archive_folder", "error": "error_folder", "outbox": "outbox"}
@@ -217,9 +217,13 @@ def find_connection(name: str) -> Connection:
     )
 
 
-@transaction.atomic
-def file_match(import_file: ImportFile, *, group: DataGroup | None) -> None:
-    """Give a pending file its connection, descriptor, mode and order key; reject it if the name is wrong."""
+def file_match(import_file: ImportFile, *, group: DataGroup | None, candidates: dict | None = None) -> None:
+    """Give a pending file its connection, descriptor, mode and order key; reject it if the name is wrong.
+
+    Writes nothing but the match (one UPDATE), so a job matches all its files in one transaction; a rejected
+    file is given its connection in memory only, for its way to the error folder. candidates: a dict the caller
+    keeps across files, where each connection's (and group's) descriptors are read once.
+    """
     name = import_file.name
     conn = import_file.connection
     if conn is None and group is not None and group.connection_id:
@@ -234,7 +238,13 @@ def file_match(import_file: ImportFile, *, group: DataGroup | None) -> None:
         return
     if conn is None:
         conn = find_connection(name)
-    descriptors = candidate_descriptors(connection=conn, group=group)
+    key = (conn.pk, group.pk if group is not None else None)
+    if candidates is None or key not in candidates:
+        descriptors = candidate_descriptors(connection=conn, group=group)
+        if candidates is not None:
+            candidates[key] = descriptors
+    else:
+        descriptors = candidates[key]
     known = {d.code: d for d in descriptors}
     try:
         parsed = naming.parse_file_name(
@@ -246,20 +256,17 @@ def file_match(import_file: ImportFile, *, group: DataGroup | None) -> None:
         )
     except FileNameError as exc:
         import_file.connection = conn
-        import_file.save(update_fields=["connection"])
         if group is not None:
             exc = _not_in_group(name, connection=conn, group=group, known=known) or exc
         raise FileRejected(str(exc)) from exc
     descriptor = known[parsed.type_code]
     if descriptor.export_only:
         import_file.connection = conn
-        import_file.save(update_fields=["connection"])
         raise FileRejected(
             f"{name}: {descriptor.code} is a layout the hub writes for other systems, not one it imports"
         )
     if descriptor.file_pattern and not fnmatch.fnmatchcase(name, descriptor.file_pattern):
         import_file.connection = conn
-        import_file.save(update_fields=["connection"])
         raise FileRejected(f"{name}: does not match the pattern {descriptor.file_pattern} of {descriptor.code}")
     import_file.connection = conn
     import_file.descriptor = descriptor

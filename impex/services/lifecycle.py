@@ -5,7 +5,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q, Sum
+from django.db.models import F, Q, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django_q.tasks import async_task
@@ -87,13 +87,21 @@ def job_claim(*, job_id: int, worker: str, rerun: bool = False) -> tuple[ImportJ
     return job, claimed
 
 
-def job_lease_renew(*, job_id: int, worker: str, progress: bool = False) -> bool:
-    """Extend this worker's claim on the job (and its rows done so far); False when another worker took it over."""
+def job_lease_renew(*, job_id: int, worker: str, progress: bool = False, grown: tuple[int, int] | None = None) -> bool:
+    """Extend this worker's claim on the job (and its rows done so far); False when another worker took it over.
+
+    grown: the rows (total, done) a file that had none has just added, counted on instead of summing every file
+    of the job again (which would cost a job of many files more per file the more it has).
+    """
     fields = {"lease_until": lease_end()}
-    if progress:
-        files = ImportFile.objects.filter(Q(job_id=job_id) | Q(processed_by_id=job_id))
-        totals = files.aggregate(total=Sum("rows_total"), done=Sum("rows_done"))
-        fields.update(rows_total=totals["total"] or 0, rows_done=totals["done"] or 0)
+    if grown is not None:
+        fields.update(rows_total=F("rows_total") + grown[0], rows_done=F("rows_done") + grown[1])
+    elif progress:
+        # Summed in the UPDATE itself: one statement.
+        files = ImportFile.objects.filter(Q(job_id=job_id) | Q(processed_by_id=job_id)).order_by()
+        for field, name in (("rows_total", "rows_total"), ("rows_done", "rows_done")):
+            total = files.annotate(one=Value(1)).values("one").annotate(sum=Sum(name)).values("sum")
+            fields[field] = Coalesce(Subquery(total[:1]), 0)
     return ImportJob.objects.filter(pk=job_id, status=JobStatus.RUNNING, claimed_by=worker).update(**fields) == 1
 
 

@@ -19,12 +19,16 @@ WAITING_FOR_SEQUENCE = "waiting for sequence"
 HELD_FOR_WINDOW = "held until the full-refresh window"
 
 
-def file_blocked_reason(f: ImportFile) -> str:
-    """Say why a file must wait (a sequence gap, or the full-refresh window is closed), or return ''."""
+def file_blocked_reason(f: ImportFile, *, refresh: bool = True) -> str:
+    """Say why a file must wait (a sequence gap, or the full-refresh window is closed), or return ''.
+
+    refresh=False: the caller has just read the connection's next_expected_sequence.
+    """
     conn = f.connection
     if conn is None:
         return ""
-    conn.refresh_from_db(fields=["next_expected_sequence"])
+    if refresh:
+        conn.refresh_from_db(fields=["next_expected_sequence"])
     expected = conn.next_expected_sequence
     if f.sequence is not None and expected is not None and f.sequence > expected:
         return f"{WAITING_FOR_SEQUENCE} {expected}"

@@ -127,22 +127,32 @@ def subscription_save(*, code: str, url: str | None, events: list[str] | None, s
     return sub, current is None
 
 
-def _subscribers(event: str) -> list[WebhookSubscription]:
+def subscriptions_enabled() -> list[WebhookSubscription]:
+    """Return the enabled subscriptions (a job reads them once and passes them on as subscriptions=)."""
+    return list(WebhookSubscription.objects.filter(enabled=True))
+
+
+def _subscribers(event: str, subscriptions: list[WebhookSubscription] | None = None) -> list[WebhookSubscription]:
     # events is a JSON list: filtered here, portably (a handful of subscriptions at most).
-    return [s for s in WebhookSubscription.objects.filter(enabled=True) if event in (s.events or [])]
+    subscriptions = subscriptions_enabled() if subscriptions is None else subscriptions
+    return [s for s in subscriptions if event in (s.events or [])]
 
 
-def webhooks_wanted(*events: str) -> bool:
+def webhooks_wanted(*events: str, subscriptions: list[WebhookSubscription] | None = None) -> bool:
     """Tell whether any enabled subscription takes one of these events (so callers can skip the work)."""
-    return any(_subscribers(event) for event in events)
+    subscriptions = subscriptions_enabled() if subscriptions is None else subscriptions
+    return any(_subscribers(event, subscriptions) for event in events)
 
 
 # -- events --------------------------------------------------------------------------------------------
 
 
-def webhook_emit(event: str, *, data: dict, connection=None) -> int:
-    """Record an event for every subscriber, in the caller's transaction; deliver after commit. Return how many."""
-    subscribers = _subscribers(event)
+def webhook_emit(event: str, *, data: dict, connection=None, subscriptions=None) -> int:
+    """Record an event for every subscriber, in the caller's transaction; deliver after commit. Return how many.
+
+    subscriptions: the enabled subscriptions, if the caller has read them already.
+    """
+    subscribers = _subscribers(event, subscriptions)
     if not subscribers:
         return 0
     event_id = uuid.uuid4()
@@ -164,13 +174,15 @@ def webhook_emit(event: str, *, data: dict, connection=None) -> int:
     return len(subscribers)
 
 
-def webhook_records_changed(*, entity: str, model, key_field: str, keys: list[str], since, connection, source: dict):
+def webhook_records_changed(
+    *, entity: str, model, key_field: str, keys: list[str], since, connection, source: dict, subscriptions=None
+):
     """Emit customer.created / customer.updated for the records of keys written since a time (a batch's start).
 
     Records found equal were not written (their updated_at is older) and send nothing.
     """
     events = RECORD_EVENTS.get(entity)
-    if not events or not keys or not webhooks_wanted(*events):
+    if not events or not keys or not webhooks_wanted(*events, subscriptions=subscriptions):
         return
     created, updated = [], []
     for start in range(0, len(keys), 1000):
@@ -183,7 +195,12 @@ def webhook_records_changed(*, entity: str, model, key_field: str, keys: list[st
     for event, ids in zip(events, (created, updated), strict=True):
         for start in range(0, len(ids), size):
             part = sorted(ids[start : start + size])
-            webhook_emit(event, data={"customer_ids": part, "count": len(part), **source}, connection=connection)
+            webhook_emit(
+                event,
+                data={"customer_ids": part, "count": len(part), **source},
+                connection=connection,
+                subscriptions=subscriptions,
+            )
 
 
 def webhooks_deliver_now() -> list[DeliveryReport]:

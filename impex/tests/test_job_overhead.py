@@ -1,0 +1,56 @@
+"""A job's files each cost the same SQL statements however many files the job has (issue 18)."""
+
+import zipfile
+from pathlib import Path
+
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from impex.models import ImportChunk, ImportedFileName, ImportEvent, ImportFile
+from impex.tests.helpers import customer_row, run_import, table_text
+from syncapp.models import Customer, SyncLog
+
+
+def zip_of_customers(path: Path, *, first: int, files: int) -> Path:
+    """Write a zip of files one-customer KS_CUSTOMERS files with the sequences first, first + 1..."""
+    with zipfile.ZipFile(path, "w") as archive:
+        for sequence in range(first, first + files):
+            rows = [customer_row(f"C{sequence:05d}", first_name=f"From {sequence}")]
+            archive.writestr(f"ERP_{sequence:07d}_INT1_KS_CUSTOMERS.NET", table_text(rows, delimiter="\t"))
+    return path
+
+
+def statements_of_import(path: Path) -> int:
+    """Import a zip with impex_import and return how many SQL statements this process ran for it."""
+    with CaptureQueriesContext(connection) as queries:
+        code, report = run_import(path)
+    assert code == 0, report
+    assert {f["status"] for f in report["files"]} == {"imported"}
+    return len(queries)
+
+
+def test_each_small_file_of_a_zip_costs_the_same_statements_whatever_the_number_of_files(tmp_path, kore_connection):
+    # A first import makes what a connection's first file makes once (its state, its sync log).
+    statements_of_import(zip_of_customers(tmp_path / "first.zip", first=1, files=1))
+
+    five = statements_of_import(zip_of_customers(tmp_path / "five.zip", first=2, files=5))
+    ten = statements_of_import(zip_of_customers(tmp_path / "ten.zip", first=7, files=10))
+    # (30: the zip's entries are then written in one INSERT on SQLite too, which takes about 40 rows at most.)
+    thirty = statements_of_import(zip_of_customers(tmp_path / "thirty.zip", first=17, files=30))
+
+    # A job costs its own statements once, then the same number for each file: 5 more files, 5 times that number.
+    per_file = (ten - five) / 5
+    assert (thirty - ten) / 20 == per_file, (five, ten, thirty)
+    assert per_file <= 30, f"{per_file} statements per file"  # about 80 before issue 18
+    # Each file went in as SPEC says: its own status, counts, chunk, ledger entry and events; the sync log stamped.
+    assert Customer.objects.count() == 46
+    files = ImportFile.objects.filter(kind="data")
+    assert files.count() == 46
+    assert set(files.values_list("status", "created", "rows_total", "rows_done")) == {("imported", 1, 1, 1)}
+    assert ImportChunk.objects.filter(status="done").count() == 46
+    assert ImportedFileName.objects.filter(connection=kore_connection).count() == 46
+    for kind in ("running", "importing", "imported"):
+        assert ImportEvent.objects.filter(kind=kind, file__isnull=False).count() == 46
+    kore_connection.refresh_from_db()
+    assert kore_connection.next_expected_sequence == 47
+    assert SyncLog.objects.get(connection=kore_connection, entity="customer").last_partial_sync is not None
