@@ -213,13 +213,18 @@ def _run_group(group: list[OrderFlag], *, exporter: Exporter, kind, worker: str,
         lost.update(set(pks) - set(queue_hold(FLAGS, pks, worker=worker, seconds=seconds)))
 
     with Heartbeat(renew, every=seconds / 3, name=f"exporter {exporter.code}"):
-        outcomes = kind.run_many(items=[(f.order, f) for f in group], exporter=exporter, lost=lost)
+        try:
+            outcomes = kind.run_many(items=[(f.order, f) for f in group], exporter=exporter, lost=lost)
+        except Exception as exc:  # a bug or a library's surprise: every delivery of the batch fails and is retried
+            log.exception("exporter %s failed on a batch", exporter.code)
+            error = ExporterFailed(f"unexpected error: {exc.__class__.__name__}: {exc}")
+            outcomes = [None if f.pk in lost else error for f in group]
     done = [
         (f, o)
         for f, o in zip(group, outcomes, strict=True)
         if isinstance(o, Outcome) and o.status == ExportRunStatus.DONE
     ]
-    reports = _succeeded_many(done, exporter=exporter, started=started, worker=worker, by=by, sent=sent) if done else {}
+    reports = _record_done(done, exporter=exporter, started=started, worker=worker, by=by, sent=sent) if done else {}
     for flag, outcome in zip(group, outcomes, strict=True):
         attempt = flag.attempts + 1
         if isinstance(outcome, ExporterFailed):
@@ -244,6 +249,35 @@ def _run_group(group: list[OrderFlag], *, exporter: Exporter, kind, worker: str,
                 by=by,
                 sent=sent[flag.pk],
             )
+    return reports
+
+
+def _record_done(done: list, *, exporter: Exporter, started, worker: str, by: str, sent: dict) -> dict:
+    """Record the runs that ended well together; if that fails, each alone, and one that cannot be recorded as sent
+    is recorded as failed (tried again), so that the others are never sent again for it."""
+    try:
+        return _succeeded_many(done, exporter=exporter, started=started, worker=worker, by=by, sent=sent)
+    except Exception:
+        if len(done) == 1:
+            (flag, outcome) = done[0]
+            log.exception("recording exporter %s's run on order %s failed", exporter.code, flag.order_id)
+            error = ExporterFailed("the run could not be recorded (see the worker's log): it is sent again")
+            attempt = flag.attempts + 1
+            return {
+                flag.pk: _failed(
+                    flag=flag,
+                    exporter=exporter,
+                    error=error,
+                    attempt=attempt,
+                    started=started,
+                    worker=worker,
+                    by=by,
+                    sent=sent[flag.pk],
+                )
+            }
+    reports = {}
+    for item in done:
+        reports.update(_record_done([item], exporter=exporter, started=started, worker=worker, by=by, sent=sent))
     return reports
 
 

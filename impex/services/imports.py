@@ -211,14 +211,13 @@ class JobShared:
     """What the files of one job read once and share: compiled descriptors, pipelines and their staging tables,
     the enabled webhook subscriptions.
 
-    Read when the first file needs them: a descriptor or subscription changed while the job runs applies from
-    the next job on.
+    Read when the first file needs them: a descriptor changed while the job runs applies from the next job on;
+    subscriptions are read for each file.
     """
 
     def __init__(self):
         self._compiled: dict[tuple, tuple[CompiledDescriptor, Layout]] = {}
         self._pipelines: dict[tuple, RecordPipeline] = {}
-        self._subscriptions: list | None = None
 
     def compiled(self, descriptor, *, tz: str) -> tuple[CompiledDescriptor, Layout]:
         """Return a descriptor compiled for a time zone, and its reader layout (its columns read once)."""
@@ -236,9 +235,9 @@ class JobShared:
 
     @property
     def subscriptions(self) -> list:
-        if self._subscriptions is None:
-            self._subscriptions = subscriptions_enabled()
-        return self._subscriptions
+        # Read again for each file: a subscription deleted or switched off meanwhile gets no more deliveries (and
+        # a delivery row never names a subscription that is gone).
+        return subscriptions_enabled()
 
     def close(self) -> None:
         """Drop the pipelines' staging tables (best effort: they are temporary, and go with the session anyway)."""

@@ -61,7 +61,8 @@ def signature(secret: str, body: bytes) -> str:
 
 
 def _text(raw: bytes) -> str:
-    return raw[:BODY_SHOWN].decode("utf-8", "replace").strip()
+    # A NUL byte in an answer would make the run's record unwritable (PostgreSQL text cannot hold one).
+    return raw[:BODY_SHOWN].decode("utf-8", "replace").replace("\x00", "").strip()
 
 
 def _status(status: int) -> str:

@@ -269,7 +269,12 @@ def webhooks_deliver_pass(
         apply=lambda batch: _deliver(batch, worker=worker),
         release=lambda rest: queue_release(DELIVERIES, [d.pk for d in rest], worker=worker),
         # POSTs go IMPEX_WEBHOOK_CONCURRENCY at a time: so many more fit in a lease.
-        size=claim_size(item_seconds=slowest / settings.IMPEX_WEBHOOK_CONCURRENCY, limit=CLAIM_BATCH),
+        # With a time budget (an import's inline delivery) a batch is one round of POSTs, so it ends within
+        # one timeout of the budget.
+        size=claim_size(
+            item_seconds=slowest / settings.IMPEX_WEBHOOK_CONCURRENCY,
+            limit=CLAIM_BATCH if seconds is None else settings.IMPEX_WEBHOOK_CONCURRENCY,
+        ),
         limit=limit,
         seconds=seconds,
     )
@@ -338,7 +343,38 @@ def _deliver(batch: list[WebhookDelivery], *, worker: str) -> list[DeliveryRepor
         ThreadPoolExecutor(max_workers=settings.IMPEX_WEBHOOK_CONCURRENCY, thread_name_prefix="webhook") as pool,
     ):
         sent = [s for s in pool.map(lambda d: _post(d, worker=worker, lost=lost), batch) if s is not None]
-    return _record(sent, worker=worker)
+    return _record_all(sent, worker=worker)
+
+
+def _record_all(sent: list[_Sent], *, worker: str) -> list[DeliveryReport]:
+    """Record a batch's outcomes together; if that fails, each alone, and one that cannot be recorded is recorded
+    as a failed try (sent again later), so that the others are never sent again for it."""
+    try:
+        return _record(sent, worker=worker)
+    except Exception:
+        if len(sent) > 1:
+            return [report for one in sent for report in _record_all([one], worker=worker)]
+        log.exception("recording webhook delivery %s failed", sent[0].delivery.pk)
+        s = sent[0]
+        plan = retry_plan(
+            attempt=s.delivery.attempts + 1,
+            limit=s.delivery.subscription.max_attempts,
+            message="the outcome could not be recorded (see the worker's log)",
+        )
+        status = DeliveryStatus.FAILED if plan.final else DeliveryStatus.PENDING
+        failed = WebhookAttempt(delivery=s.delivery, number=s.attempt.number, worker=worker, message=plan.message)
+        return _record(
+            [
+                _Sent(
+                    s.delivery,
+                    failed,
+                    status,
+                    plan.message,
+                    {"last_error": plan.message, "next_attempt_at": plan.next_at},
+                )
+            ],
+            worker=worker,
+        )
 
 
 def _record(sent: list[_Sent], *, worker: str) -> list[DeliveryReport]:

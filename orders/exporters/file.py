@@ -33,6 +33,20 @@ def order_destination(*, exporter, order):
     return folder_at("", default="orders/outbox")
 
 
+def order_destination_shown(*, exporter, order) -> str:
+    """Say where an exporter writes an order, for messages (or why it cannot)."""
+    from impex.exceptions import ConfigurationError
+
+    try:
+        return order_destination(exporter=exporter, order=order).location
+    except ConfigurationError as exc:
+        return f"(a destination that cannot be used: {exc})"
+
+
+def _raise(error: Exception):
+    raise error
+
+
 class FileExporter(ExporterKind):
     name = Kind.FILE
 
@@ -72,8 +86,16 @@ class FileExporter(ExporterKind):
             )
             return [None if flag.pk in lost else failed for _, flag in items]
         pks = [order.pk for order, _ in items]
-        line_rows = export_rows_by(descriptor=lines, records=OrderLine.objects.filter(order__in=pks), by="order_id")
-        header_rows = export_rows_by(descriptor=header, records=Order.objects.filter(pk__in=pks), by="pk")
+        try:
+            line_rows = export_rows_by(descriptor=lines, records=OrderLine.objects.filter(order__in=pks), by="order_id")
+            header_rows = export_rows_by(descriptor=header, records=Order.objects.filter(pk__in=pks), by="pk")
+        except Exception as exc:  # a value the layout cannot write (a column of the wrong type): each order alone
+            if len(items) > 1:
+                return [self.run_many(items=[item], exporter=exporter, lost=lost)[0] for item in items]
+            (order, flag) = items[0]
+            where = order_destination_shown(exporter=exporter, order=order)
+            error = ExporterFailed(f"writing to {where}: {exc}")
+            return [run_each(lambda: _raise(error), flag, lost)]
         ext = EXTENSIONS.get(header.format, "csv")
         with temporary_folder() as tmp:
             return [

@@ -5,6 +5,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from impex.models import DataDescriptor
 from orders.chain import orders_export_pass
 from orders.models import Order, OrderExportRun, OrderFlag
 from orders.tests.helpers import configure, import_catalogue, import_orders, line_row, order_row
@@ -75,3 +76,41 @@ def test_each_delivery_of_a_batch_keeps_its_own_outcome(tmp_path, kore_connectio
     assert sorted(flags.values()) == [("hook", "failed", 1), ("hook", "pending", 1)]
     refused = OrderFlag.objects.get(status="failed")
     assert "400" in refused.last_error
+
+
+def test_a_layout_that_cannot_write_a_value_fails_each_delivery_not_the_pass(tmp_path, kore_connection):
+    configure("erp", "--flag", "erp", "--kind", "file", "--descriptor", "KS_ORDERS")
+    import_catalogue(tmp_path)
+    orders(tmp_path, "P", 3)
+    # An admin types a text column of the header as decimal: its values cannot be written.
+    column = (
+        DataDescriptor.objects.get(code="KS_ORDERS")
+        .columns.exclude(type__in=["decimal", "integer"])
+        .filter(ignored=False)
+        .first()
+    )
+    column.type = "decimal"
+    column.save()
+
+    reports = orders_export_pass(by="test")
+
+    assert [r.status for r in reports] == ["failed"] * 3
+    flags = list(OrderFlag.objects.values_list("status", "attempts", "last_error"))
+    assert all(status == "pending" and attempts == 1 and "writing to" in error for status, attempts, error in flags)
+
+
+def test_an_answer_the_database_cannot_hold_is_recorded_and_sends_nothing_twice(
+    tmp_path, kore_connection, webhook_receiver
+):
+    configure("hook", "--flag", "hook", "--kind", "webhook", "--url", webhook_receiver.url)
+    import_catalogue(tmp_path)
+    ids = orders(tmp_path, "N", 4)
+    webhook_receiver.body = b"ok\x00"  # PostgreSQL text cannot hold a NUL byte
+
+    reports = orders_export_pass(by="test")
+
+    assert sorted(r.order for r in reports) == sorted(ids)
+    assert len(webhook_receiver.received) == 4
+    assert Order.objects.filter(order_id__in=ids, state="exported").count() == 4
+    assert orders_export_pass(by="test") == []
+    assert len(webhook_receiver.received) == 4
