@@ -11,7 +11,13 @@ import secrets
 os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
 
 from config.settings import *  # noqa: E402, F403
-from config.settings import DATABASES  # noqa: E402
+from config.settings import DATABASES, Q_CLUSTER  # noqa: E402
 
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"]["ENGINE"] = "config.test_postgresql"
+
+# django-q2's guard calls the scheduler whenever its count of guard cycles reaches 30 s, so a cluster first looks at
+# its schedules 30 s after it starts. A cluster a test starts with Q_SCHEDULER_AT_START=1 counts in cycles of 30 s:
+# it looks at its schedules as it starts, then every 30 s as any cluster does (and checks its processes as often).
+if os.environ.get("Q_SCHEDULER_AT_START"):
+    Q_CLUSTER = {**Q_CLUSTER, "guard_cycle": 30}
