@@ -9,8 +9,8 @@ Once a table holds many rows, TRUNCATE is the quicker and leaves no dead rows be
 
 from django.db.backends.postgresql import base, operations
 
-# More rows than this in any table: Django's TRUNCATE.
-DELETE_AT_MOST = 10_000
+# More rows than this in any table (a test of big files or many records): Django's TRUNCATE.
+DELETE_AT_MOST = 1_000
 
 
 class DatabaseOperations(operations.DatabaseOperations):
