@@ -45,7 +45,7 @@ pytestmark = [
     pytest.mark.usefixtures("builtin_installed"),
 ]
 
-ROWS = 200_000
+ROWS = 100_000
 OLD = 20_000  # customers stored before the FULL file: the first half leave (retired), the second half stay
 
 
@@ -88,7 +88,7 @@ def full_file_rows() -> list[dict]:
         if n % 25_000 == 7:
             row["email"] = ""  # refused: a required value is missing
         rows.append(row)
-    rows += [customer_row(f"C{n:07d}", first_name="Repeated") for n in (OLD, OLD + 1, 150_000)]
+    rows += [customer_row(f"C{n:07d}", first_name="Repeated") for n in (OLD, OLD + 1, 75_000)]
     return rows
 
 
