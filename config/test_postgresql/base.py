@@ -1,10 +1,11 @@
 """Django's PostgreSQL backend with a faster flush, for the test suite only (config.test_settings).
 
 A transactional test (and every live_server test) ends with a flush of all tables. Django's flush is one TRUNCATE of
-every table, which on PostgreSQL makes new files for each of ~65 tables and their indexes: about 2 s per test, most
-of a small test's time. DELETE empties the few rows such a test leaves in a fraction of that. Every foreign key here
-is deferrable (Django makes them so), so the order of the deletes does not matter within the flush's transaction.
-Once a table holds many rows, TRUNCATE is the quicker and leaves no dead rows behind: the flush is then Django's.
+every table, which on PostgreSQL makes new files for each of ~65 tables and their indexes: up to 2 s per test on a
+busy machine, most of a small test's time. DELETE empties the few rows such a test leaves in a fraction of that.
+Every foreign key here is deferrable (Django makes them so), so the order of the deletes does not matter within the
+flush's transaction. Once a table holds many rows, TRUNCATE is the quicker and leaves no dead rows behind: the flush
+is then Django's.
 """
 
 from django.db.backends.postgresql import base, operations
