@@ -899,7 +899,7 @@ def test_saving_a_group_in_the_admin_brings_its_schedule(admin_client, db, djang
 
 # -- a scheduled export killed mid-run, then the sweeper (issue 16, M4) -----------------------------------------------
 
-MANY = 300_000
+MANY = 100_000
 
 
 @pytest.mark.skipif(

@@ -303,7 +303,9 @@ def test_a_job_killed_half_way_is_resumed_to_the_end_state_of_one_clean_run(tmp_
         pytest.skip("needs a database shared between processes (runs on PostgreSQL)")
     rows = killed_rows()
     path = write_kore(tmp_path, "KS_CUSTOMERS", 1, rows)
-    env = process_env(IMPEX_CHUNK_ROWS=100, IMPEX_BATCH_SIZE=50)
+    # A short lease: the killed process's claims on the job and its chunk run out within seconds, and the resume
+    # below need not wait the default minute for them.
+    env = process_env(IMPEX_CHUNK_ROWS=100, IMPEX_BATCH_SIZE=50, IMPEX_LEASE_SECONDS=5)
     log = tmp_path / "killed.log"
     with open(log, "wb") as output:
         process = subprocess.Popen(
