@@ -176,7 +176,18 @@ def _due(now):
     An event acts only on an order of its own connection: another connection's order is as unknown to it.
     """
     order_exists = Exists(Order.objects.filter(order_id=OuterRef("order_ref"), connection=OuterRef("connection")))
-    return FeedEvent.objects.filter(
+    # An order's events apply in the order received: one waits while an earlier event of its order is not tried yet
+    # (in another worker's batch, or held by a worker that was killed). An earlier event that failed and waits for
+    # its retry holds nothing back.
+    earlier_untried = Exists(
+        FeedEvent.objects.filter(
+            connection=OuterRef("connection"),
+            order_ref=OuterRef("order_ref"),
+            pk__lt=OuterRef("pk"),
+            status=FeedStatus.PENDING,
+        )
+    )
+    return FeedEvent.objects.exclude(earlier_untried).filter(
         Q(status=FeedStatus.PENDING, lease_until__isnull=True)
         | Q(status=FeedStatus.PENDING, lease_until__lt=now)
         | Q(status=FeedStatus.FAILED, retry=True, next_attempt_at__lte=now, lease_until__isnull=True) & Q(order_exists)

@@ -77,7 +77,7 @@ def test_a_pass_takes_as_many_queries_for_100_due_events_as_for_10(tmp_path, pos
     with CaptureQueriesContext(connection) as hundred:
         large = orders_feed_pass(by="test")
 
-    assert [r.status for r in large] == [r.status for r in small] * 10
+    assert sorted(r.status for r in large) == sorted([r.status for r in small] * 10)
     assert {r.status for r in large} == {"applied", "ignored", "failed"}
     assert len(hundred) == len(ten), "\n".join(q["sql"][:150] for q in hundred.captured_queries)
     states = dict(Order.objects.filter(order_id__startswith="B").values_list("order_id", "state"))
@@ -106,15 +106,15 @@ def test_each_event_of_a_batch_has_its_own_outcome_and_an_order_s_events_apply_i
         ("E1", "applied"),
         ("E3", "failed"),
         ("E4", "failed"),
+        ("E2", "applied"),  # the later events of O1 waited for the next batch, E1 being untried
         ("E1", "ignored"),
-        ("E2", "applied"),  # the second event of O1 waited for the next batch
     ]
     messages = [r["message"] for r in results]
     assert messages[0] == "shipment S1 (DHL T-S1): lines 1"
     assert messages[1] == "order O2 has no line 5 (its lines: 1)"
     assert messages[2] == "order O9 is not known yet: applied when it arrives"
-    assert messages[3].startswith("event E1 came before (event #") and messages[3].endswith(", applied): applied once")
-    assert messages[4] == "shipment S2 (DHL T-S2): lines 1;2;3"
+    assert messages[3] == "shipment S2 (DHL T-S2): lines 1;2;3"
+    assert messages[4].startswith("event E1 came before (event #") and messages[4].endswith(", applied): applied once")
     rows = {e.event_id + e.status: e for e in FeedEvent.objects.all()}
     assert (rows["E3failed"].attempts, rows["E3failed"].retry) == (1, True)
     assert rows["E3failed"].next_attempt_at > timezone.now()  # back-off
