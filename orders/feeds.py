@@ -5,7 +5,7 @@ from dataclasses import asdict, dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.urls import reverse
 from django.utils import timezone
@@ -111,8 +111,27 @@ def feed_events_receive(*, connection, events: list[dict]) -> int:
         )
         for e in events
     )
+    _statistics_after(len(events))
     feed_pass_enqueue()
     return len(events)
+
+
+# Events stored at once from which the table's statistics are brought up to date.
+ANALYZE_AFTER = 1000
+
+
+def _statistics_after(made: int) -> None:
+    """After a burst of events, have PostgreSQL look at the table again once they are committed: its planner would
+    otherwise take it for nearly empty and check each due event against every other (seconds per claim) until
+    autovacuum gets to it."""
+    if made >= ANALYZE_AFTER and connection.vendor == "postgresql":
+        table = FeedEvent._meta.db_table
+
+        def analyze() -> None:
+            with connection.cursor() as cursor:
+                cursor.execute(f'ANALYZE "{table}"')
+
+        transaction.on_commit(analyze)
 
 
 def feed_events_from_shipments() -> int:
@@ -166,6 +185,7 @@ def feed_events_from_shipments() -> int:
         made += len(rows)
         last = batch[-1]["pk"]
     if made:
+        _statistics_after(made)
         feed_pass_enqueue()
     return made
 
