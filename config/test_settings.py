@@ -28,3 +28,6 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
 # none of these tests has a task that runs for an hour.
 if os.environ.get("Q_SCHEDULER_AT_START"):
     Q_CLUSTER = {**Q_CLUSTER, "guard_cycle": 30}
+
+# Tests script a receiver's answers in the order the POSTs arrive: one POST at a time unless a test asks for more.
+IMPEX_WEBHOOK_CONCURRENCY = int(os.environ.get("IMPEX_WEBHOOK_CONCURRENCY", "1"))
