@@ -422,18 +422,10 @@ def flags_finish(*, orders: dict[int, Order], pairs: set[tuple[int, str]], by: s
         closing |= Q(flag=flag, order_id__in=[o for o, f in finished if f == flag])
     OrderFlag.objects.filter(closing, resend=False).delete()
     now = timezone.now()
-    wanted = {(o, n) for o, f in finished for n in nexts[f]}
-    if wanted:
+    for next_flag in sorted({n for f in nexts.values() for n in f}):
         # A flag already on an order stays as it is (flag_set): only the others are set, with their timeline rows.
-        there = set(
-            OrderFlag.objects.filter(order_id__in={o for o, _ in wanted}, flag__in={n for _, n in wanted}, resend=False)
-            .values_list("order_id", "flag")
-            .distinct()
-        )
-        for next_flag in sorted({n for _, n in wanted}):
-            ids = sorted({o for o, n in wanted if n == next_flag and (o, n) not in there})
-            if ids:
-                _flags_bulk_set(ids, flags=[next_flag], by=by, at=now)
+        ids = sorted({o for o, f in finished if next_flag in nexts[f]})
+        _flags_bulk_set_once(ids, flags=[next_flag], by=by, at=now)
     ended = [o for o, f in finished if not nexts[f] and orders[o].state == OrderState.CONFIRMED]
     if ended:
         left = set(OrderFlag.objects.filter(order_id__in=ended, resend=False).values_list("order_id", flat=True))
@@ -441,33 +433,10 @@ def flags_finish(*, orders: dict[int, Order], pairs: set[tuple[int, str]], by: s
 
 
 def orders_mark_exported(ids: list[int], *, by: str) -> None:
-    """Mark confirmed orders (locked by the caller) exported, every exporter done: the state machine's transition
-    for each, one UPDATE for all, with their timeline rows and the flags set for the transition."""
-    if not ids:
-        return
-    moved = Order.objects.filter(pk__in=ids).transition(OrderTransition.MARK_EXPORTED)
-    if not moved:
-        return
-    now = moved[0][0].state_changed_at
-    OrderEvent.objects.bulk_create(
-        [
-            OrderEvent(
-                order_id=order.pk,
-                at=now,
-                kind=OrderEventKind.TRANSITION,
-                transition=OrderTransition.MARK_EXPORTED,
-                from_state=before,
-                to_state=order.state,
-                by=by,
-                message="every exporter is done",
-            )
-            for order, before in moved
-        ],
-        batch_size=BATCH,
-    )
-    flags = flags_for(transition=OrderTransition.MARK_EXPORTED)
-    if flags:
-        _flags_bulk_set([order.pk for order, _ in moved], flags=flags, by=by, at=now)
+    """Mark confirmed orders (locked by the caller) exported, every exporter done (orders_transition)."""
+    if ids:
+        reason = "every exporter is done"
+        orders_transition(moves={pk: [(OrderTransition.MARK_EXPORTED, reason)] for pk in ids}, by=by)
 
 
 SWEEP_LIMIT = 1000
