@@ -7,7 +7,8 @@ time and the SQL statements per file (counted in the process with connection.exe
 it reports in the same run the floor: psql running one transaction per file, each inserting that file's
 customers (INSERT ... ON CONFLICT DO UPDATE into a copy of the customer table), through a pipe to one session.
 --statements prints the statements of the job grouped by their text, with how many each file runs;
---profile N prints cProfile's N most expensive functions of the import.
+--profile N prints cProfile's N most expensive functions of the import (BENCH_SORT=cumulative sorts them otherwise,
+BENCH_FILTER=regex keeps the matching ones, BENCH_PROFILE_OUT=path also saves the profile for pstats).
 Runs against the DATABASE_URL database (SQLite file by default); records it writes carry customer ids
 starting with BZIP- and are removed first. Each phase runs in its own process.
 """
@@ -103,9 +104,15 @@ def phase_import(path: str, files: str, statements: str, profile: str) -> dict:
     conn = Connection.objects.get(code=CONNECTION)
     seen: list[str] = []
 
+    waited = [0.0]
+
     def count(execute, sql, params, many, context):
         seen.append(sql)
-        return execute(sql, params, many, context)
+        began = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            waited[0] += time.perf_counter() - began
 
     profiler = None
     if int(profile):
@@ -128,6 +135,7 @@ def phase_import(path: str, files: str, statements: str, profile: str) -> dict:
         "seconds": seconds,
         "cpu": cpu,
         "statements": len(seen),
+        "in_statements": waited[0],
         "job": job.status,
         "error": job.error,
         "files": dict(by_status),
@@ -140,8 +148,11 @@ def phase_import(path: str, files: str, statements: str, profile: str) -> dict:
         import io
         import pstats
 
+        if os.environ.get("BENCH_PROFILE_OUT"):
+            profiler.dump_stats(os.environ["BENCH_PROFILE_OUT"])
         out = io.StringIO()
-        pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(int(profile))
+        stats = pstats.Stats(profiler, stream=out).sort_stats(os.environ.get("BENCH_SORT", "tottime"))
+        stats.print_stats(os.environ.get("BENCH_FILTER", ""), int(profile))
         result["profile"] = out.getvalue()
     return result
 
@@ -245,7 +256,8 @@ def main() -> None:
     print(
         f"impex_import of the zip  {r['seconds']:7.2f} s  {per_file:7.2f} ms/file  "
         f"{r['statements'] / args.files:6.1f} statements/file  {args.files / r['seconds']:6.0f} files/s  "
-        f"(this process's CPU {1000 * r['cpu'] / args.files:.2f} ms/file)  "
+        f"(this process's CPU {1000 * r['cpu'] / args.files:.2f} ms/file, in statements "
+        f"{1000 * r['in_statements'] / args.files:.2f} ms/file)  "
         f"[job {r['job']}, files {r['files']}]{' ERROR ' + r['error'] if r['error'] else ''}"
     )
     floor = run_phase("floor", str(args.files), str(args.rows), env=env)

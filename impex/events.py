@@ -13,15 +13,19 @@ _held: ContextVar[list[ImportEvent] | None] = ContextVar("impex_events_held", de
 
 
 @contextmanager
-def held() -> Iterator[None]:
+def held(into=None) -> Iterator[None]:
     """Write the events recorded inside in one INSERT when the block ends (nothing if it raises).
 
     For the few events of a small file imported in one transaction: call it inside that transaction.
+    into: a WriteBatch (impex.services.sql) the INSERT goes in, sent after this block ends.
     """
     token = _held.set([])
     try:
         yield
-        ImportEvent.objects.bulk_create(_held.get())
+        if into is not None:
+            into.insert(ImportEvent, _held.get())
+        else:
+            ImportEvent.objects.bulk_create(_held.get())
     finally:
         _held.reset(token)
 

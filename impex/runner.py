@@ -18,6 +18,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.files.storage import FileSystemStorage
+from django.db import connection as db_connection
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -28,6 +29,7 @@ from impex.choices import FILE_FINAL, JOB_FINAL, EventLevel, FileKind, FileStatu
 from impex.exceptions import FileRejected, ImportStuck, LeaseLost, LocationRefused
 from impex.models import (
     Connection,
+    ConnectionState,
     DeferredRow,
     FileDuplicate,
     FileKey,
@@ -39,6 +41,7 @@ from impex.services.dryrun import Sandbox, file_dry_run
 from impex.services.heartbeat import Heartbeat
 from impex.services.imports import FileImport, JobShared, bspk_timestamp_of, reject_reason
 from impex.services.jobs import (
+    MATCH_FIELDS,
     archive_unpack,
     connection_folder,
     connection_folders_check,
@@ -57,7 +60,7 @@ from impex.services.lifecycle import (
     job_terminate,
 )
 from impex.services.queue import worker_name
-from impex.services.sql import database_url, stuck_reason
+from impex.services.sql import database_url, fields_read, rows_update, statements_guarded, stuck_reason
 from impex.services.waits import file_blocked_reason
 from impex.storage import delete_file, file_exists, hub_storage, move_file, save_file
 
@@ -210,6 +213,32 @@ class _Helpers:
 _FILE_STATE = [f.attname for f in ImportFile._meta.concrete_fields if f.name not in ("connection", "descriptor")]
 
 
+def _match_of(f: ImportFile) -> tuple:
+    """Return what file_match gave a file, as MATCH_FIELDS name them."""
+    return tuple(getattr(f, name) for name in MATCH_FIELDS)
+
+
+def _quoted(column: str) -> str:
+    return f'"{column}"'  # as both databases quote a name
+
+
+_STATE_FIELDS = [
+    *(ImportFile._meta.get_field(name) for name in _FILE_STATE),
+    Connection._meta.get_field("next_expected_sequence"),
+    ConnectionState._meta.get_field("last_applied_sequence"),
+    ConnectionState._meta.get_field("last_applied_timestamps"),
+]
+# A file's own fields, and what the gates compare with: written once (see sql.fields_read).
+_STATE_SQL = (
+    f"SELECT {', '.join('f.' + _quoted(f.column) for f in _STATE_FIELDS[: len(_FILE_STATE)])}, "
+    "c.next_expected_sequence, s.last_applied_sequence, s.last_applied_timestamps "
+    f"FROM {ImportFile._meta.db_table} f "
+    f"LEFT JOIN {Connection._meta.db_table} c ON c.id = f.connection_id "
+    f"LEFT JOIN {ConnectionState._meta.db_table} s ON s.connection_id = f.connection_id "
+    "WHERE f.id = %s"
+)
+
+
 def _sort_key(f: ImportFile):
     precedence = f.descriptor.precedence if f.descriptor else 0
     return (f.order_key, precedence, f.name, f.pk)
@@ -243,6 +272,8 @@ class _JobRun:
         self.sandbox: Sandbox | None = None  # a dry run's copies of the tables, kept across its files
         self.shared = JobShared()  # descriptors, pipelines and subscriptions, read once for all the files
         self.candidates: dict = {}  # the descriptors a connection's files may match, read once
+        self._held_files: list[ImportFile] = []  # the files of the connection this job holds
+        self._ledger: dict[tuple, ImportedFileName | None] = {}  # (connection, name) -> its ledger entry
 
     def handle(self) -> ImportJob:
         try:
@@ -254,10 +285,13 @@ class _JobRun:
     def _handle(self) -> ImportJob:
         job = self.job
         try:
-            with Heartbeat(
-                lambda: job_lease_renew(job_id=job.pk, worker=self.worker),
-                every=settings.IMPEX_LEASE_SECONDS / 3,
-                name=f"lease-{job.pk}",
+            with (
+                Heartbeat(
+                    lambda: job_lease_renew(job_id=job.pk, worker=self.worker),
+                    every=settings.IMPEX_LEASE_SECONDS / 3,
+                    name=f"lease-{job.pk}",
+                ),
+                statements_guarded(),  # bounds set once for the job's session, not per file
             ):
                 self.run()
         except (LeaseLost, _SetAside):
@@ -288,10 +322,19 @@ class _JobRun:
             error="; ".join(problems),
         )
 
-    def renew(self, *, grown: tuple[int, int] | None = None) -> None:
-        """Extend the lease (and show progress); stop if another worker has taken the job over."""
-        if not job_lease_renew(job_id=self.job.pk, worker=self.worker, progress=True, grown=grown):
+    def renew(self, *, grown: tuple[int, int] | None = None, writes=None) -> None:
+        """Extend the lease (and show progress); stop if another worker has taken the job over.
+
+        writes: a WriteBatch the renewal goes in; LeaseLost is raised once it is sent, before the commit.
+        """
+
+        def lost() -> None:
             raise LeaseLost(f"import job #{self.job.pk}: the lease of {self.worker} was taken over")
+
+        if not job_lease_renew(
+            job_id=self.job.pk, worker=self.worker, progress=True, grown=grown, writes=writes, lost=lost
+        ):
+            lost()
 
     # -- the steps --------------------------------------------------------------------------------
 
@@ -305,14 +348,17 @@ class _JobRun:
                 self._move(archive, "error", reason=archive.message)  # kept with its reason, like any file
             self.renew()
         self._refuse_repeated_names()
-        refused = []
-        with transaction.atomic():  # one commit for all the files matched, not one each
+        refused, matched = [], []
+        with transaction.atomic():  # one commit for all the files matched, and one UPDATE per 500 of them
             matching = job.files.filter(kind=FileKind.DATA, status=FileStatus.QUEUED, descriptor__isnull=True)
             for f in matching.select_related("connection"):
                 try:
-                    file_match(f, group=job.group, candidates=self.candidates)
+                    file_match(f, group=job.group, candidates=self.candidates, save=False)
                 except FileRejected as exc:
                     refused.append((f, str(exc)))
+                else:
+                    matched.append(f)
+            rows_update(ImportFile, values={f.pk: _match_of(f) for f in matched}, fields=MATCH_FIELDS)
         for f, message in refused:
             self._reject(f, message)
         self._report_unknown_archives()
@@ -348,6 +394,7 @@ class _JobRun:
             try:
                 mine = {f.pk for f in files}
                 files += [f for f in self.left_running(connection) if f.pk not in mine]
+                self._held_files = files
                 self.renew()  # the job's rows as its files now have them: small files add theirs as they go in
                 for f in sorted(files, key=_resume_key):
                     if not self.process(f):
@@ -355,6 +402,7 @@ class _JobRun:
                 self.release_waiting(connection)
             finally:
                 connection_let_go(connection_id=connection_id, job=job)
+                self._held_files, self._ledger = [], {}  # no longer held: others write its ledger
         self.put_away()
 
     def _check_folders(self, connection: Connection) -> None:
@@ -453,8 +501,9 @@ class _JobRun:
         A small file goes in whole in one transaction, which also renews the job's lease: return True then.
         """
         job = self.job
-        # Its connection and descriptor stay as read with the job's files (a full refresh would read them again).
-        f.refresh_from_db(fields=_FILE_STATE)
+        # Its connection and descriptor stay as read with the job's files (a full refresh would read them again);
+        # what the gates compare with is read in the same query.
+        state = self._read_state(f)
         if f.status in FILE_FINAL:
             return False
         if f.processed_by_id != job.pk:
@@ -465,7 +514,7 @@ class _JobRun:
                 events.file_taken_over(f, job_id=job.pk, from_job_id=before, worker=self.worker)
             elif f.job_id != job.pk:
                 events.file_taken_up(f, job_id=job.pk, worker=self.worker)
-        if not self.gate(f):
+        if not self.gate(f, state):
             return False
         if job.dry_run:
             self._dry_run(f)
@@ -476,11 +525,12 @@ class _JobRun:
                 scanned = handle.scan()
                 if scanned.small():
                     # The file commits with the renewal of the lease: only ever while this worker holds the job.
-                    def renew_with_file() -> None:
-                        self.renew(grown=(f.rows_total, f.rows_done))
+                    def renew_with_file(writes) -> None:
+                        self.renew(grown=(f.rows_total, f.rows_done), writes=writes)
 
                     if not handle.import_whole(scanned, before_commit=renew_with_file):
                         return False
+                    self._imported(f)
                     self._move(f, "archive")
                     return True
                 if not handle.start(scanned=scanned):
@@ -503,15 +553,59 @@ class _JobRun:
             handle.close()
         f.refresh_from_db()
         if f.status == FileStatus.IMPORTED:
+            self._imported(f)
             self._move(f, "archive")
         return False
 
-    def gate(self, f: ImportFile) -> bool:
-        """Decide whether a file may go in now: not imported before, not too late, not waiting; say why not."""
+    @staticmethod
+    def _read_state(f: ImportFile) -> tuple:
+        """Read the file's own fields again, and in the same query what the gates compare with: the connection's
+        next expected sequence, and the last sequence and newest timestamps it applied (under its hold, so they
+        cannot move while the gates look)."""
+        with db_connection.cursor() as cursor:
+            (row,) = fields_read(cursor, _STATE_SQL, [f.pk], _STATE_FIELDS)
+        for field, value in zip(_STATE_FIELDS, row[: len(_FILE_STATE)], strict=False):
+            setattr(f, field.attname, value)
+        return row[len(_FILE_STATE) :]
+
+    def _ledger_entry(self, f: ImportFile) -> ImportedFileName | None:
+        """Return the connection's ledger entry of the file's name (another file's), read once per connection.
+
+        Under the connection's hold only this job's files write the connection's ledger, and it keeps what it
+        writes (see _imported): the names of the files it holds are looked up in one query.
+        """
+        key = (f.connection_id, f.name)
+        if key not in self._ledger:
+            names = {g.name for g in self._held_files if g.connection_id == f.connection_id} | {f.name}
+            names = sorted(name for name in names if (f.connection_id, name) not in self._ledger)
+            for name in names:
+                self._ledger[(f.connection_id, name)] = None
+            for start in range(0, len(names), 500):
+                part = names[start : start + 500]
+                for entry in ImportedFileName.objects.filter(connection_id=f.connection_id, name__in=part):
+                    self._ledger[(f.connection_id, entry.name)] = entry
+        seen = self._ledger[key]
+        return seen if seen is not None and seen.file_id != f.pk else None
+
+    def _imported(self, f: ImportFile) -> None:
+        """Keep the ledger entry the file's finish wrote (its name, content, time)."""
+        self._ledger[(f.connection_id, f.name)] = ImportedFileName(
+            connection_id=f.connection_id,
+            name=f.name,
+            content_hash=f.content_hash,
+            file_id=f.pk,
+            imported_at=f.finished_at or timezone.now(),
+        )
+
+    def gate(self, f: ImportFile, state: tuple) -> bool:
+        """Decide whether a file may go in now: not imported before, not too late, not waiting; say why not.
+
+        state: what _read_state read of the connection.
+        """
         conn = f.connection
         if conn is None:
             return True
-        seen = ImportedFileName.objects.filter(connection=conn, name=f.name).exclude(file=f).first()
+        seen = self._ledger_entry(f)
         if seen is not None:
             if seen.content_hash == f.content_hash:
                 message = f"already imported on {seen.imported_at:%Y-%m-%d %H:%M} (same content): skipped"
@@ -524,13 +618,7 @@ class _JobRun:
                 "content: conflict, not imported (send changed data under a new timestamp or sequence)",
             )
             return False
-        # What the gates below compare with, in one read: the connection's next expected sequence, and (under its
-        # hold, so they cannot move while this looks) the last sequence and the newest timestamps it applied.
-        conn.next_expected_sequence, last, applied = (
-            Connection.objects.filter(pk=conn.pk)
-            .values_list("next_expected_sequence", "state__last_applied_sequence", "state__last_applied_timestamps")
-            .get()
-        )
+        conn.next_expected_sequence, last, applied = state
         if f.sequence is not None:
             if last is not None and f.sequence < last:
                 self._reject(

@@ -92,13 +92,24 @@ def sync_log_resolve(*, connection, entity: str, external_ids) -> int:
     return deleted
 
 
-def sync_log_finish(*, connection, entity: str, full: bool, at=None) -> None:
-    """Stamp the log when a sync has been applied in full: last_full_sync or last_partial_sync."""
+def sync_log_finish(*, connection, entity: str, full: bool, at=None, writes=None) -> None:
+    """Stamp the log when a sync has been applied in full: last_full_sync or last_partial_sync.
+
+    writes: a WriteBatch (impex.services.sql) the stamp goes in.
+    """
     stamp = {"last_full_sync" if full else "last_partial_sync": at or timezone.now()}
+
+    def stamped(count: int) -> None:
+        if not count:  # no log yet
+            log = sync_log_get(connection=connection, entity=entity)
+            SyncLog.objects.filter(pk=log.pk).update(**stamp)
+
     # One statement when the log exists (each file of a job stamps it).
-    if not SyncLog.objects.filter(connection=connection, entity=entity).update(**stamp):
-        log = sync_log_get(connection=connection, entity=entity)
-        SyncLog.objects.filter(pk=log.pk).update(**stamp)
+    rows = SyncLog.objects.filter(connection=connection, entity=entity)
+    if writes is not None:
+        writes.update(rows, stamp, then=stamped)
+    else:
+        stamped(rows.update(**stamp))
 
 
 # -- the same rules over HTTP (SPEC section 10: /api/sync-logs/{entity}/) --------------------------------

@@ -2,6 +2,7 @@
 
 import itertools
 import logging
+import time
 from contextlib import ExitStack
 from dataclasses import dataclass
 from itertools import islice
@@ -33,7 +34,17 @@ from impex.models import (
 from impex.services.columns import CompiledDescriptor, compile_descriptor
 from impex.services.lifecycle import file_transition, lease_end
 from impex.services.pipeline import KEY_SEP, BatchResult, RecordPipeline, Totals, sync_log_record
-from impex.services.sql import db_param, distinct, guard_statements, is_postgres, qn, relax_commit
+from impex.services.sql import (
+    WriteBatch,
+    db_param,
+    distinct,
+    fields_read,
+    guard_statements,
+    is_postgres,
+    qn,
+    relax_commit,
+    writes_into,
+)
 from impex.services.webhooks import RECORD_EVENTS, subscriptions_enabled, webhook_emit, webhook_records_changed
 from impex.storage import local_copy, resolve_path
 from syncapp import services as sync
@@ -207,17 +218,26 @@ class _KeyLedger:
         self.buffer = []
 
 
+_LOCK_FIELDS = [ImportFile._meta.get_field("status"), ImportFile._meta.get_field("started_at")]
+_LOCK_SQL = f'SELECT "status", "started_at" FROM "{ImportFile._meta.db_table}" WHERE "id" = %s'
+
+
 class JobShared:
     """What the files of one job read once and share: compiled descriptors, pipelines and their staging tables,
     the enabled webhook subscriptions.
 
-    Read when the first file needs them: a descriptor changed while the job runs applies from the next job on;
-    subscriptions are read for each file.
+    Read when the first file needs them: a descriptor changed while the job runs applies from the next job on.
+    What other sessions change while the job runs (subscriptions switched on or off, sync errors opened by
+    single-record updates) is read again once it is FRESH_SECONDS old, not for each file.
     """
+
+    FRESH_SECONDS = 2.0
 
     def __init__(self):
         self._compiled: dict[tuple, tuple[CompiledDescriptor, Layout]] = {}
         self._pipelines: dict[tuple, RecordPipeline] = {}
+        self._subscriptions: tuple[float, list] | None = None
+        self._open_errors: dict[tuple, tuple[float, bool]] = {}
 
     def compiled(self, descriptor, *, tz: str) -> tuple[CompiledDescriptor, Layout]:
         """Return a descriptor compiled for a time zone, and its reader layout (its columns read once)."""
@@ -235,9 +255,30 @@ class JobShared:
 
     @property
     def subscriptions(self) -> list:
-        # Read again for each file: a subscription deleted or switched off meanwhile gets no more deliveries (and
-        # a delivery row never names a subscription that is gone).
-        return subscriptions_enabled()
+        """Return the enabled webhook subscriptions, read again once FRESH_SECONDS old.
+
+        A subscription switched off meanwhile gets deliveries for a moment at most, which its deliveries' pass
+        never sends while it stays off.
+        """
+        now = time.monotonic()
+        if self._subscriptions is None or now - self._subscriptions[0] > self.FRESH_SECONDS:
+            self._subscriptions = (now, subscriptions_enabled())
+        return self._subscriptions[1]
+
+    def open_sync_errors(self, *, connection, entity: str) -> bool:
+        """Tell whether the connection's sync log of an entity has open errors (read again once FRESH_SECONDS old)."""
+        key = (connection.pk, entity)
+        now = time.monotonic()
+        seen = self._open_errors.get(key)
+        if seen is None or now - seen[0] > self.FRESH_SECONDS:
+            seen = self._open_errors[key] = (now, sync.sync_log_has_errors(connection=connection, entity=entity))
+        return seen[1]
+
+    def open_sync_errors_now(self, *, connection, entity: str, value: bool) -> None:
+        """Keep what a file's batch found of the log's open errors (it opened or resolved some), once it commits."""
+        key = (connection.pk, entity)
+        self._open_errors.pop(key, None)  # a rollback would undo what the batch did: read it again then
+        transaction.on_commit(lambda: self._open_errors.__setitem__(key, (time.monotonic(), value)))
 
     def close(self) -> None:
         """Drop the pipelines' staging tables (best effort: they are temporary, and go with the session anyway)."""
@@ -367,9 +408,16 @@ class FileImport:
     @property
     def open_sync_errors(self) -> bool:
         if self._open_sync_errors is None:
-            self._open_sync_errors = bool(self.connection) and sync.sync_log_has_errors(
-                connection=self.connection, entity=self.descriptor.entity
-            )
+            if not self.connection:
+                self._open_sync_errors = False
+            elif self.shared is not None and not self.dry_run:
+                self._open_sync_errors = self.shared.open_sync_errors(
+                    connection=self.connection, entity=self.descriptor.entity
+                )
+            else:
+                self._open_sync_errors = sync.sync_log_has_errors(
+                    connection=self.connection, entity=self.descriptor.entity
+                )
         return self._open_sync_errors
 
     def close(self) -> None:
@@ -463,11 +511,13 @@ class FileImport:
         this same transaction, so its chunk and repeated records are not written for other workers.
         """
         f = self.file
-        locked = ImportFile.objects.select_for_update().only("status", "started_at").get(pk=f.pk)
-        if locked.status not in (FileStatus.QUEUED, FileStatus.WAITING):
+        with connection.cursor() as cursor:  # (written by hand: a small file pays the ORM's cost of it per file)
+            lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+            ((status, started_at),) = fields_read(cursor, _LOCK_SQL + lock, [f.pk], _LOCK_FIELDS)
+        if status not in (FileStatus.QUEUED, FileStatus.WAITING):
             return None
-        f.status = locked.status
-        if locked.started_at is not None:
+        f.status = status
+        if started_at is not None:
             # Started before and given back (queued or waiting again): drop what that start prepared.
             for model in (FileKey, FileDuplicate, DeferredRow, RowError, ImportChunk):
                 model.objects.filter(file=f).delete()
@@ -487,6 +537,7 @@ class FileImport:
             new=FileStatus.RUNNING,
             job_id=self.job_id,
             worker=self.worker,
+            write=not whole,  # a file imported whole is written once, imported
             header=scanned.header,
             rows_total=scanned.count,
             rows_done=0,
@@ -504,14 +555,15 @@ class FileImport:
         """Import a small file in one transaction: mark it running, apply its records, finish it.
 
         For a file of one chunk (scanned.small()). A worker killed half-way, or a file refused on the way,
-        leaves nothing: the file is as it was (queued or waiting). before_commit runs last in the transaction
-        (the runner renews its lease there, so that a file commits only under the job's lease). Return False
-        if the file had moved on meanwhile.
+        leaves nothing: the file is as it was (queued or waiting). before_commit(writes) runs last in the
+        transaction, given the WriteBatch of the file's last writes (the runner renews its lease there, so that a
+        file commits only under the job's lease). Return False if the file had moved on meanwhile.
         """
         f = self.file
         before = (f.status, f.message)
         try:
-            with transaction.atomic(), events.held():
+            # The file's last writes (ledger, status, chunk, events, the job's lease) go in one round trip.
+            with transaction.atomic(), WriteBatch() as writes, events.held(into=writes):
                 guard_statements()
                 distinct_keys = self._begin(scanned, whole=True)
                 if distinct_keys is None:
@@ -531,12 +583,13 @@ class FileImport:
                 chunk.claimed_at = chunk.finished_at = now
                 for name, value in done.items():
                     setattr(chunk, name, value)
-                chunk.save(force_insert=True)
-                self._finish_locked(done)
+                writes.insert(ImportChunk, [chunk])
+                self._finish_locked(done, writes=writes)
                 if before_commit is not None:
-                    before_commit()
+                    before_commit(writes)
         except BaseException:
             f.status, f.message = before  # rolled back: the file is as it was
+            f.__dict__.pop("_unwritten", None)
             raise
         finally:
             scanned.keys.drop()
@@ -705,6 +758,10 @@ class FileImport:
                 job_id=self.job_id,
                 open_errors=self.open_sync_errors,
             )
+            if self.shared is not None and not self.dry_run:
+                self.shared.open_sync_errors_now(
+                    connection=self.connection, entity=self.descriptor.entity, value=self._open_sync_errors
+                )
         if not self.dry_run and result.applied_keys and self.descriptor.entity in RECORD_EVENTS:
             # Outbound webhooks: one event per batch with the ids written, in the batch's transaction.
             webhook_records_changed(
@@ -766,8 +823,11 @@ class FileImport:
             self._finish_locked({name: value or 0 for name, value in sums.items()})
         return True
 
-    def _finish_locked(self, done: dict[str, int]) -> None:
-        """Finish the locked running file whose chunks did done (counts by name), inside the caller's transaction."""
+    def _finish_locked(self, done: dict[str, int], *, writes: WriteBatch | None = None) -> None:
+        """Finish the locked running file whose chunks did done (counts by name), inside the caller's transaction.
+
+        writes: the caller's batch, where the writes whose outcome nothing here reads go (sent before it commits).
+        """
         f = self.file
         extra = self._run_deferred()
         if self.full:
@@ -783,22 +843,23 @@ class FileImport:
         if self.connection is not None:
             if not self.dry_run:
                 # One statement: this name's ledger entry, new or (a file imported again after a purge) renewed.
-                ImportedFileName.objects.bulk_create(
-                    [
-                        ImportedFileName(
-                            connection=self.connection,
-                            name=f.name,
-                            content_hash=f.content_hash,
-                            file=f,
-                            imported_at=now,
-                        )
-                    ],
-                    update_conflicts=True,
-                    unique_fields=["connection", "name"],
-                    update_fields=["content_hash", "file", "imported_at"],
-                )
+                with writes_into(writes) as batch:
+                    batch.insert(
+                        ImportedFileName,
+                        [
+                            ImportedFileName(
+                                connection=self.connection,
+                                name=f.name,
+                                content_hash=f.content_hash,
+                                file=f,
+                                imported_at=now,
+                            )
+                        ],
+                        unique_fields=["connection", "name"],
+                        update_fields=["content_hash", "file", "imported_at"],
+                    )
             # A dry run advances its sandbox's copy (services/dryrun.py), so that its next file gets in.
-            self._advance_sequence()
+            self._advance_sequence(writes)
             self._advance_timestamp()
             # A full sync is done when every FULL file of the entity in the job is imported, whoever did which;
             # the log's lock makes two workers finishing two of its files see each other's finish.
@@ -807,7 +868,9 @@ class FileImport:
                 sync.sync_log_lock(connection=self.connection, entity=self.descriptor.entity)
             full_done = self.full and not self._full_sync_siblings().exclude(status__in=FULL_SYNC_DONE).exists()
             if not self.full or full_done:
-                sync.sync_log_finish(connection=self.connection, entity=self.descriptor.entity, full=self.full)
+                sync.sync_log_finish(
+                    connection=self.connection, entity=self.descriptor.entity, full=self.full, writes=writes
+                )
         if self.full:
             FileKey.objects.filter(file_id=f.pk).delete()
         if self._held is None:  # a file imported in one transaction wrote no repeated records
@@ -841,6 +904,7 @@ class FileImport:
             message=message,
             note=note,
             finished_at=now,
+            writes=writes,
             **counts,
         )
 
@@ -858,20 +922,34 @@ class FileImport:
             .exclude(job__dry_run=True)
         )
 
-    def _advance_sequence(self) -> None:
-        """Record the file's Kore sequence as applied, and expect the next one (inside the finish)."""
+    def _advance_sequence(self, writes: WriteBatch | None = None) -> None:
+        """Record the file's Kore sequence as applied, and expect the next one (inside the finish).
+
+        Two UPDATEs, in the caller's batch or in one round trip of their own.
+        """
         seq = self.file.sequence
         if seq is None:
             return
         behind = Q(last_applied_sequence__isnull=True) | Q(last_applied_sequence__lt=seq)
-        # One statement when the connection's state is there and behind (as it is for a run of sequences).
-        if not ConnectionState.objects.filter(behind, connection=self.connection).update(last_applied_sequence=seq):
+
+        def moved_on(count: int) -> None:
+            if count:
+                return
+            # Not behind, or (a connection never held) no state yet.
             state, _ = ConnectionState.objects.select_for_update().get_or_create(connection=self.connection)
             if state.last_applied_sequence is None or state.last_applied_sequence < seq:
                 ConnectionState.objects.filter(pk=state.pk).update(last_applied_sequence=seq)
-        Connection.objects.filter(pk=self.connection.pk).filter(
-            Q(next_expected_sequence__isnull=True) | Q(next_expected_sequence__lte=seq)
-        ).update(next_expected_sequence=seq + 1)
+
+        expected = Q(next_expected_sequence__isnull=True) | Q(next_expected_sequence__lte=seq)
+        with writes_into(writes) as batch:
+            batch.update(
+                ConnectionState.objects.filter(behind, connection=self.connection),
+                {"last_applied_sequence": seq},
+                then=moved_on,
+            )
+            batch.update(
+                Connection.objects.filter(expected, pk=self.connection.pk), {"next_expected_sequence": seq + 1}
+            )
 
     def _advance_timestamp(self) -> None:
         """Record the file's BSPK timestamp as the newest applied of its TYPE (inside the finish)."""

@@ -217,12 +217,18 @@ def find_connection(name: str) -> Connection:
     )
 
 
-def file_match(import_file: ImportFile, *, group: DataGroup | None, candidates: dict | None = None) -> None:
+MATCH_FIELDS = ["connection_id", "descriptor_id", "mode", "order_key", "sequence"]
+
+
+def file_match(
+    import_file: ImportFile, *, group: DataGroup | None, candidates: dict | None = None, save: bool = True
+) -> None:
     """Give a pending file its connection, descriptor, mode and order key; reject it if the name is wrong.
 
     Writes nothing but the match (one UPDATE), so a job matches all its files in one transaction; a rejected
     file is given its connection in memory only, for its way to the error folder. candidates: a dict the caller
-    keeps across files, where each connection's (and group's) descriptors are read once.
+    keeps across files, where each connection's (and group's) descriptors are read once. save=False: the caller
+    writes the MATCH_FIELDS of many files at once.
     """
     name = import_file.name
     conn = import_file.connection
@@ -234,7 +240,8 @@ def file_match(import_file: ImportFile, *, group: DataGroup | None, candidates: 
         import_file.connection = conn
         import_file.descriptor = claimed
         import_file.mode = Mode.DELTA
-        import_file.save(update_fields=["connection", "descriptor", "mode"])
+        if save:
+            import_file.save(update_fields=["connection", "descriptor", "mode"])
         return
     if conn is None:
         conn = find_connection(name)
@@ -273,7 +280,8 @@ def file_match(import_file: ImportFile, *, group: DataGroup | None, candidates: 
     import_file.mode = parsed.mode
     import_file.order_key = parsed.order_key
     import_file.sequence = parsed.sequence
-    import_file.save(update_fields=["connection", "descriptor", "mode", "order_key", "sequence"])
+    if save:
+        import_file.save(update_fields=["connection", "descriptor", "mode", "order_key", "sequence"])
 
 
 def _not_in_group(name: str, *, connection: Connection, group: DataGroup, known: dict) -> FileNameError | None:

@@ -14,6 +14,7 @@ from impex import events
 from impex.choices import FILE_TRANSITIONS, JOB_FINAL, JOB_TRANSITIONS, FileKind, FileStatus, JobSource, JobStatus
 from impex.exceptions import IllegalTransition
 from impex.models import ConnectionState, ImportFile, ImportJob
+from impex.services.sql import WriteBatch
 
 TASK_RUN = "impex.tasks.import_job_run"
 
@@ -87,11 +88,20 @@ def job_claim(*, job_id: int, worker: str, rerun: bool = False) -> tuple[ImportJ
     return job, claimed
 
 
-def job_lease_renew(*, job_id: int, worker: str, progress: bool = False, grown: tuple[int, int] | None = None) -> bool:
+def job_lease_renew(
+    *,
+    job_id: int,
+    worker: str,
+    progress: bool = False,
+    grown: tuple[int, int] | None = None,
+    writes: WriteBatch | None = None,
+    lost=None,
+) -> bool:
     """Extend this worker's claim on the job (and its rows done so far); False when another worker took it over.
 
     grown: the rows (total, done) a file that had none has just added, counted on instead of summing every file
     of the job again (which would cost a job of many files more per file the more it has).
+    writes: queue the renewal in the caller's batch instead, and call lost() once sent if it was taken over.
     """
     fields = {"lease_until": lease_end()}
     if grown is not None:
@@ -102,7 +112,11 @@ def job_lease_renew(*, job_id: int, worker: str, progress: bool = False, grown: 
         for field, name in (("rows_total", "rows_total"), ("rows_done", "rows_done")):
             total = files.annotate(one=Value(1)).values("one").annotate(sum=Sum(name)).values("sum")
             fields[field] = Coalesce(Subquery(total[:1]), 0)
-    return ImportJob.objects.filter(pk=job_id, status=JobStatus.RUNNING, claimed_by=worker).update(**fields) == 1
+    mine = ImportJob.objects.filter(pk=job_id, status=JobStatus.RUNNING, claimed_by=worker)
+    if writes is None:
+        return mine.update(**fields) == 1
+    writes.update(mine, fields, then=lambda count: count == 1 or lost())
+    return True
 
 
 def job_terminate(*, job: ImportJob, worker: str, status: str, error: str = "") -> ImportJob:
@@ -235,25 +249,50 @@ def _files_left_running_hand_over() -> list[int]:
 
 
 def file_transition(
-    f: ImportFile, *, new: str, job_id: int, message: str = "", note: str = "", worker: str = "", **fields
+    f: ImportFile,
+    *,
+    new: str,
+    job_id: int,
+    message: str = "",
+    note: str = "",
+    worker: str = "",
+    write: bool = True,
+    writes: WriteBatch | None = None,
+    **fields,
 ) -> bool:
     """Move a file to a new status if it still has the one we saw; write the event. False if it had moved on.
 
     message is kept on the file (why it waits, why it was rejected); note only goes in the event.
+    write=False: the caller holds the file's row lock and moves it on again in the same transaction: the move is
+    checked and its event written, and its fields go in the next move's UPDATE (one UPDATE for both).
+    writes: the caller holds the row lock: the UPDATE goes in its batch (and must change the row once sent).
     """
     old = f.status
     _check(FILE_TRANSITIONS, old, new, f"the file {f.name}")
     if new == FileStatus.WAITING and old == FileStatus.WAITING and f.message == message:
         return True
-    moved = ImportFile.objects.filter(pk=f.pk, status=old).update(status=new, message=message, **fields) == 1
-    if not moved:
-        return False
+    stored, unwritten = f.__dict__.pop("_unwritten", None) or (old, {})
+    if write:
+        fields = {**unwritten, "status": new, "message": message, **fields}
+        row = ImportFile.objects.filter(pk=f.pk, status=stored)
+        if writes is not None:
+            writes.update(row, fields, then=lambda count: _locked_row_changed(count, f))
+        elif row.update(**fields) != 1:
+            return False
+        fields = {name: value for name, value in fields.items() if name not in ("status", "message")}
+    else:
+        f._unwritten = (stored, {**unwritten, **fields})  # the status in the row, and what is to be written
     f.status = new
     f.message = message
     for name, value in fields.items():
         setattr(f, name, value)
     events.file_status_changed(f, job_id=job_id, old=old, new=new, message=note or message, worker=worker)
     return True
+
+
+def _locked_row_changed(count: int, f: ImportFile) -> None:
+    if count != 1:
+        raise IllegalTransition(f"the file {f.name} changed under its row lock")
 
 
 def connection_hold(*, connection_id: int, job: ImportJob) -> int | None:

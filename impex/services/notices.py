@@ -74,10 +74,11 @@ def job_problems_report(*, job: ImportJob, status: str, error: str = "") -> None
     from impex.services import problems
 
     files = list(_files_in_error(job))
-    url = reverse("admin:impex_importjob_change", args=[job.pk])
     by_conn = _by_connection(job, files)
     if status != JobStatus.COMPLETED and not by_conn:
         by_conn[job.connection_id] = (job.connection, [])
+    # (Only when there is a problem to raise: the first reverse() of a process loads every URL module.)
+    url = reverse("admin:impex_importjob_change", args=[job.pk]) if by_conn else ""
     for conn, bad in by_conn.values():
         head = "has errors" if status == JobStatus.COMPLETED else f"{status}{': ' + error if error else ''}"
         more = [f"... and {len(bad) - 20} more files"] if len(bad) > 20 else []
@@ -85,7 +86,9 @@ def job_problems_report(*, job: ImportJob, status: str, error: str = "") -> None
         problems.problem_raise(
             kind=ProblemKind.IMPORT_JOB, key=_job_key(job, conn), connection=conn, message="\n".join(lines), url=url
         )
-    touched = {f.connection_id for f in ImportFile.objects.filter(Q(job=job) | Q(processed_by=job))}
+    touched = set(
+        ImportFile.objects.filter(Q(job=job) | Q(processed_by=job)).order_by().values_list("connection_id", flat=True)
+    )
     touched.add(job.connection_id)
     if status == JobStatus.COMPLETED:
         # This job finished: its own problems of the connections it is clean for are over (it was run again).

@@ -1,12 +1,18 @@
 """Set-based writes for the import engine: staging tables and upserts on PostgreSQL and SQLite."""
 
 import itertools
+import threading
 from collections.abc import Iterable, Sequence
+from contextlib import contextmanager
 
 from django.conf import settings
-from django.db import connection, models, transaction
+from django.db import DatabaseError, connection, models, transaction
+from django.db.models.constants import OnConflict
+from django.db.models.sql import InsertQuery, UpdateQuery
 
 _counter = itertools.count(1)
+# The database session whose statements are bounded for as long as a job runs (per thread, as connections are).
+_guarded = threading.local()
 
 
 def qn(name: str) -> str:
@@ -22,9 +28,10 @@ def is_postgres() -> bool:
 class Stage:
     """A temporary table holding one batch of rows before it is merged into the target table.
 
-    Made once per database session and reused batch after batch, file after file: emptied by a DELETE while few
-    rows have gone through it since its last TRUNCATE (a TRUNCATE of a temporary table costs milliseconds, a
-    job of many small files would pay it per file), and by a TRUNCATE before dead rows pile up.
+    Made once per database session and reused batch after batch, file after file. On PostgreSQL its rows go
+    with each commit (ON COMMIT DELETE ROWS: a small file's transaction needs no statement to empty it); within
+    one transaction it is emptied by a DELETE while few rows have gone through it, and by a TRUNCATE before
+    dead rows pile up. It is only ever loaded inside a transaction.
     """
 
     TRUNCATE_AFTER = 1000
@@ -43,7 +50,8 @@ class Stage:
         if self._known():
             return
         cols = ", ".join(f"{qn(n)} {t}" for n, t in self.columns)
-        cursor.execute(f"CREATE TEMPORARY TABLE IF NOT EXISTS {qn(self.name)} ({cols})")
+        on_commit = " ON COMMIT DELETE ROWS" if is_postgres() else ""
+        cursor.execute(f"CREATE TEMPORARY TABLE IF NOT EXISTS {qn(self.name)} ({cols}){on_commit}")
         session = connection.connection
         # Known only once the transaction that made it commits: a rollback would drop it again.
         transaction.on_commit(lambda: setattr(self, "_session", session))
@@ -53,12 +61,17 @@ class Stage:
         self.ensure(cursor)
         names = ", ".join(qn(n) for n, _ in self.columns)
         if is_postgres():
+            if not connection.in_atomic_block:
+                # Outside a transaction the COPY's own commit would empty the table again.
+                raise RuntimeError("a staging table is loaded inside a transaction")
             if self._filled >= self.TRUNCATE_AFTER:
                 cursor.execute(f"TRUNCATE {qn(self.name)}")
                 self._filled = 0
             elif self._filled:
                 cursor.execute(f"DELETE FROM {qn(self.name)}")
             rows = list(rows) if not isinstance(rows, list) else rows
+            if not self._filled:
+                transaction.on_commit(self._emptied)  # (a rollback empties it too, unseen: one DELETE too many)
             self._filled += max(1, len(rows))
             with cursor.cursor.copy(f"COPY {qn(self.name)} ({names}) FROM STDIN") as copy:
                 for row in rows:
@@ -74,6 +87,9 @@ class Stage:
                 f"INSERT INTO {qn(self.name)} ({names}) VALUES ({marks})",
                 [tuple(p(v) if p else v for p, v in zip(prep, row, strict=True)) for row in rows],
             )
+
+    def _emptied(self) -> None:
+        self._filled = 0
 
     def drop(self) -> None:
         """Drop the table (best effort: it is temporary anyway)."""
@@ -95,19 +111,59 @@ def distinct(a: str, b: str) -> str:
     return f"{a} IS DISTINCT FROM {b}" if is_postgres() else f"{a} IS NOT {b}"
 
 
+def _set_guard(cursor, *, local: bool) -> None:
+    # One statement for both.
+    cursor.execute(
+        "SELECT set_config('lock_timeout', %s, %s), set_config('statement_timeout', %s, %s)",
+        [
+            f"{int(settings.IMPEX_LOCK_TIMEOUT_SECONDS)}s",
+            local,
+            f"{int(settings.IMPEX_STATEMENT_TIMEOUT_SECONDS)}s",
+            local,
+        ],
+    )
+
+
 def guard_statements() -> None:
     """Bound how long this transaction's statements wait for locks and run (PostgreSQL).
 
     A stuck import then fails with a clear message (see stuck_reason) and can be run again, instead
-    of waiting forever behind a lock held elsewhere.
+    of waiting forever behind a lock held elsewhere. Nothing to do inside statements_guarded().
     """
-    if is_postgres():
+    if is_postgres() and not _session_guarded():
         with connection.cursor() as cursor:
-            # One statement for both (SET LOCAL, for the rest of the transaction).
-            cursor.execute(
-                "SELECT set_config('lock_timeout', %s, true), set_config('statement_timeout', %s, true)",
-                [f"{int(settings.IMPEX_LOCK_TIMEOUT_SECONDS)}s", f"{int(settings.IMPEX_STATEMENT_TIMEOUT_SECONDS)}s"],
-            )
+            _set_guard(cursor, local=True)  # SET LOCAL: for the rest of the transaction
+
+
+def _session_guarded() -> bool:
+    session = getattr(_guarded, "session", None)
+    return session is not None and session is connection.connection
+
+
+@contextmanager
+def statements_guarded():
+    """Bound every statement of this session as guard_statements() does, for as long as the block runs.
+
+    A job of many small files sets the bounds once instead of once per file's transaction. Enter it outside a
+    transaction (a rollback would undo the setting); the bounds are reset when the block ends.
+    """
+    if not is_postgres() or _session_guarded() or connection.in_atomic_block:
+        yield
+        return
+    connection.ensure_connection()
+    with connection.cursor() as cursor:
+        _set_guard(cursor, local=False)
+    session = _guarded.session = connection.connection
+    try:
+        yield
+    finally:
+        _guarded.session = None
+        if connection.connection is session:
+            try:
+                with connection.cursor() as cursor:
+                    cursor.execute("RESET lock_timeout; RESET statement_timeout")
+            except DatabaseError:  # a broken session goes with its connection
+                pass
 
 
 def stuck_reason(exc: BaseException) -> str | None:
@@ -164,6 +220,12 @@ def rows_update(model: type[models.Model], *, values: dict, fields: Sequence[str
     """
     if not values:
         return 0
+    if connection.vendor == "sqlite" and connection.Database.sqlite_version_info < (3, 33):
+        # No UPDATE ... FROM before SQLite 3.33: one UPDATE per row.
+        return sum(
+            model.objects.filter(pk=key).update(**dict(zip(fields, row, strict=True)), **(same or {}))
+            for key, row in values.items()
+        )
     table = qn(model._meta.db_table)
     pk = model._meta.pk
     targets = [model._meta.get_field(name) for name in fields]
@@ -176,11 +238,137 @@ def rows_update(model: type[models.Model], *, values: dict, fields: Sequence[str
 
     sets = [f"{qn(f.column)} = {column(n, f)}" for n, f in enumerate(targets, start=2)]
     sets += [f"{qn(f.column)} = %s" for f in same]
-    marks = ", ".join(["(" + ", ".join(["%s"] * (len(targets) + 1)) + ")"] * len(values))
-    params = [db_param(f, v) for f, v in same.items()]
-    for key, row in values.items():
-        params += [db_param(pk, key), *(db_param(f, v) for f, v in zip(targets, row, strict=True))]
     where = f"{table}.{qn(pk.column)} = {column(1, pk)}"
+    shared = [db_param(f, v) for f, v in same.items()]
+    # As many rows per statement as the database takes parameters (SQLite: 999 in old builds), 1,000 at most.
+    limit = connection.features.max_query_params or 65535
+    per_statement = max(1, min(1000, (limit - len(shared)) // (len(targets) + 1)))
+    items = list(values.items())
+    written = 0
     with connection.cursor() as cursor:
-        cursor.execute(f"UPDATE {table} SET {', '.join(sets)} FROM (VALUES {marks}) AS v WHERE {where}", params)
-        return cursor.rowcount
+        for start in range(0, len(items), per_statement):
+            part = items[start : start + per_statement]
+            marks = ", ".join(["(" + ", ".join(["%s"] * (len(targets) + 1)) + ")"] * len(part))
+            params = list(shared)
+            for key, row in part:
+                params += [db_param(pk, key), *(db_param(f, v) for f, v in zip(targets, row, strict=True))]
+            cursor.execute(f"UPDATE {table} SET {', '.join(sets)} FROM (VALUES {marks}) AS v WHERE {where}", params)
+            written += cursor.rowcount
+    return written
+
+
+def fields_read(cursor, sql: str, params: Sequence, fields: Sequence[models.Field]) -> list[tuple]:
+    """Run a SELECT of model fields' columns written by hand; return its rows converted as the ORM would.
+
+    For the few reads a job runs once per small file: the ORM spends more building such a query than the
+    database spends running it.
+    """
+    cursor.execute(sql, params)
+    rows = cursor.fetchall()
+    steps = []
+    for i, field in enumerate(fields):
+        col = field.get_col(field.model._meta.db_table)
+        found = connection.ops.get_db_converters(col) + field.get_db_converters(connection)
+        if found:
+            steps.append((i, col, found))
+    if not steps:
+        return rows
+    out = []
+    for row in rows:
+        row = list(row)
+        for i, col, found in steps:
+            for convert in found:
+                row[i] = convert(row[i], col, connection)
+        out.append(tuple(row))
+    return out
+
+
+class WriteBatch:
+    """Writes of one transaction whose outcome is only looked at afterwards, sent in one round trip (PostgreSQL).
+
+    A small file's import ends with a handful of such writes (its ledger entry, its status, its chunk, its events,
+    the job's lease); each is built by the ORM as QuerySet.update() and bulk_create() would, queued, and sent
+    together by send() (one statement at a time on SQLite). then= runs with the statement's row count once sent,
+    still inside the transaction (to check a fence, or fall back).
+    """
+
+    def __init__(self):
+        self._statements: list[tuple[str, list, object]] = []
+
+    def __enter__(self) -> "WriteBatch":
+        return self
+
+    def __exit__(self, kind, value, tb) -> None:
+        if kind is None:
+            self.send()
+
+    def update(self, queryset: models.QuerySet, values: dict, *, then=None) -> None:
+        """Queue queryset.update(**values)."""
+        query = queryset.query.chain(UpdateQuery)
+        query.add_update_values(values)
+        query.clear_select_clause()
+        if query.get_related_updates():
+            raise ValueError("a WriteBatch updates one table")
+        sql, params = query.get_compiler(queryset.db).as_sql()
+        self._statements.append((sql, list(params), then))
+
+    def insert(
+        self,
+        model: type[models.Model],
+        objs: Sequence[models.Model],
+        *,
+        unique_fields: Sequence[str] = (),
+        update_fields: Sequence[str] = (),
+    ) -> None:
+        """Queue model.objects.bulk_create(objs) of new rows (their primary keys are not read back); with
+        update_fields, as update_conflicts=True on unique_fields."""
+        if not objs:
+            return
+        opts = model._meta
+        fields = [f for f in opts.concrete_fields if not f.generated and not f.primary_key]
+        on_conflict = OnConflict.UPDATE if update_fields else None
+        for obj in objs:
+            if obj._is_pk_set():
+                raise ValueError("a WriteBatch inserts new rows")
+            obj._prepare_related_fields_for_save(operation_name="bulk_create")
+        query = InsertQuery(
+            model,
+            on_conflict=on_conflict,
+            update_fields=[opts.get_field(name) for name in update_fields] or None,
+            unique_fields=[opts.get_field(name) for name in unique_fields] or None,
+        )
+        query.insert_values(fields, objs)
+        for sql, params in query.get_compiler(connection=connection).as_sql():
+            self._statements.append((sql, list(params), None))
+
+    def send(self) -> None:
+        """Run what is queued (PostgreSQL: in one round trip), then each then= with its statement's row count."""
+        statements, self._statements = self._statements, []
+        if not statements:
+            return
+        counts = []
+        with connection.cursor() as cursor:
+            if is_postgres() and len(statements) > 1:
+                joined = "; ".join(sql for sql, _, _ in statements)
+                cursor.execute(joined, [p for _, params, _ in statements for p in params])
+                raw = cursor.cursor
+                counts.append(raw.rowcount)
+                while raw.nextset():
+                    counts.append(raw.rowcount)
+            else:
+                for sql, params, _ in statements:
+                    cursor.execute(sql, params)
+                    counts.append(cursor.rowcount)
+        for (_, _, then), count in zip(statements, counts, strict=True):
+            if then is not None:
+                then(count)
+
+
+@contextmanager
+def writes_into(batch: WriteBatch | None):
+    """Yield the caller's WriteBatch, or a batch of one's own sent when the block ends."""
+    if batch is not None:
+        yield batch
+        return
+    with WriteBatch() as own:
+        yield own
