@@ -1,6 +1,6 @@
 """Benchmark a job's per-file overhead: a zip of many tiny KS_CUSTOMERS files, ms and SQL statements per file.
 
-Usage: python bench/zip_bench.py [--files 500] [--rows 3] [--statements] [--profile N]
+Usage: python bench/zip_bench.py [--files 500] [--rows 3] [--statements] [--profile N] [--command]
 Builds a zip of --files Kore files (sequences 1, 2, 3...: they go in in that order) of 1 to --rows customers
 each, imports it as `impex_import ZIP --connection bench-zip` does (job_create, then run_job) and reports the
 time and the SQL statements per file (counted in the process with connection.execute_wrapper). On PostgreSQL
@@ -232,6 +232,11 @@ def main() -> None:
     parser.add_argument("--statements", action="store_true", help="Print the statements per file, grouped.")
     parser.add_argument("--profile", type=int, default=0, metavar="N", help="Print cProfile's N top functions.")
     parser.add_argument("--keep", action="store_true", help="Keep the zip and the hub's folders of the run.")
+    parser.add_argument(
+        "--command",
+        action="store_true",
+        help="Then import the zip again (its records gone) by `manage.py impex_import`, start-up included.",
+    )
     parser.add_argument("--phase", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.phase:
@@ -260,6 +265,21 @@ def main() -> None:
         f"{1000 * r['in_statements'] / args.files:.2f} ms/file)  "
         f"[job {r['job']}, files {r['files']}]{' ERROR ' + r['error'] if r['error'] else ''}"
     )
+    if args.command:
+        run_phase("prepare", env=env)
+        began = time.perf_counter()
+        done = subprocess.run(
+            [sys.executable, str(ROOT / "manage.py"), "impex_import", str(path), "--connection", CONNECTION],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        seconds = time.perf_counter() - began
+        outcome = "exit 0" if done.returncode == 0 else f"exit {done.returncode}: {done.stderr.strip()[-300:]}"
+        print(
+            f"manage.py impex_import   {seconds:7.2f} s  {1000 * seconds / args.files:7.2f} ms/file  "
+            f"(the command, start-up included; {outcome})"
+        )
     floor = run_phase("floor", str(args.files), str(args.rows), env=env)
     if "skipped" in floor:
         print(f"psql floor               {floor['skipped']}")

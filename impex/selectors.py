@@ -12,9 +12,10 @@ from syncapp.models import SyncError
 
 def file_report(import_file: ImportFile, *, max_errors: int = 100) -> dict:
     """Return one file's result in the JSON shape of SPEC section 9."""
+    clean = import_file.status in (FileStatus.IMPORTED, FileStatus.DUPLICATE) and not import_file.failed
     errors = [
         {"row": e.row, "column": e.column, "value": e.value, "message": e.message}
-        for e in import_file.errors.order_by("row", "id")[:max_errors]
+        for e in ([] if clean else import_file.errors.order_by("row", "id")[:max_errors])
     ]
     return {
         "name": import_file.name,

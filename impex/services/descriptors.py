@@ -310,19 +310,24 @@ def _key_problems(spec: EntitySpec, key_fields: set[str], filled: set[str]) -> l
     return [DescriptorProblem(message)]
 
 
-def descriptor_claiming(*, name: str, group) -> object | None:
+def descriptor_claiming(*, name: str, group, cache: dict | None = None) -> object | None:
     """Return the descriptor of a group that claims a file by its pattern alone (no naming convention), or None.
 
     A third-party export (a shop's customers_export.csv) follows neither naming convention: a descriptor without
-    one claims it by its file pattern, on an upload to a group that holds that descriptor.
+    one claims it by its file pattern, on an upload to a group that holds that descriptor. cache: a dict kept
+    across the files of a job, where the group's descriptors are read once.
     """
     if group is None:
         return None
-    claiming = [
-        d
-        for d in group.descriptors.filter(convention="", export_only=False).exclude(file_pattern="").order_by("code")
-        if fnmatch.fnmatchcase(name, d.file_pattern)
-    ]
+    key = ("claiming", group.pk)
+    if cache is None or key not in cache:
+        found = list(
+            group.descriptors.filter(convention="", export_only=False).exclude(file_pattern="").order_by("code")
+        )
+        if cache is None:
+            cache = {}
+        cache[key] = found
+    claiming = [d for d in cache[key] if fnmatch.fnmatchcase(name, d.file_pattern)]
     if len(claiming) > 1:
         raise FileRejected(
             f"{name}: the patterns of several descriptors match it ({', '.join(d.code for d in claiming)}); "

@@ -188,24 +188,42 @@ def candidate_descriptors(*, connection: Connection, group: DataGroup | None) ->
     return list(qs.prefetch_related("columns"))
 
 
-def find_connection(name: str) -> Connection:
-    """Find the connection a file name belongs to by the company or integration id it carries."""
+def find_connection(name: str, *, cache: dict | None = None) -> Connection:
+    """Find the connection a file name belongs to by the company or integration id it carries.
+
+    cache: a dict the caller keeps across the files of a job, where what is looked up is read once.
+    """
+    cache = {} if cache is None else cache
+
+    def once(key: tuple, read):
+        if key not in cache:
+            cache[key] = read()
+        return cache[key]
+
     convention = naming.guess_convention(name)
     if convention == naming.BSPK:
         company = naming.company_of(name)
-        conn = Connection.objects.filter(convention=naming.BSPK, company_name=company).first()
+        conn = once(
+            ("bspk", company), lambda: Connection.objects.filter(convention=naming.BSPK, company_name=company).first()
+        )
         if conn is None:
             raise FileRejected(f"{name}: no connection has the company '{company}' (create one with impex_connection)")
         return conn
     if convention == naming.KORE:
-        known = set(DataDescriptor.objects.filter(convention=naming.KORE).values_list("code", flat=True))
+        known = once(
+            ("kore types",),
+            lambda: set(DataDescriptor.objects.filter(convention=naming.KORE).values_list("code", flat=True)),
+        )
         integration = naming.integration_of(name, known_types=known)
         if integration is None:
-            kore = list(Connection.objects.filter(convention=naming.KORE)[:2])
+            kore = once(("kore",), lambda: list(Connection.objects.filter(convention=naming.KORE)[:2]))
             if len(kore) == 1:
                 return kore[0]
             raise FileRejected(f"{name}: the name carries no integration id: pass the connection (--connection)")
-        conn = Connection.objects.filter(convention=naming.KORE, integration_id=integration).first()
+        conn = once(
+            ("kore", integration),
+            lambda: Connection.objects.filter(convention=naming.KORE, integration_id=integration).first(),
+        )
         if conn is None:
             raise FileRejected(
                 f"{name}: no connection has the integration id '{integration}' (create one with impex_connection)"
@@ -234,7 +252,7 @@ def file_match(
     conn = import_file.connection
     if conn is None and group is not None and group.connection_id:
         conn = group.connection
-    claimed = descriptor_claiming(name=name, group=group)
+    claimed = descriptor_claiming(name=name, group=group, cache=candidates)
     if claimed is not None:
         # Claimed by its pattern: no name parts to check, no order key; upserted like a delta.
         import_file.connection = conn
@@ -244,7 +262,7 @@ def file_match(
             import_file.save(update_fields=["connection", "descriptor", "mode"])
         return
     if conn is None:
-        conn = find_connection(name)
+        conn = find_connection(name, cache=candidates)
     key = (conn.pk, group.pk if group is not None else None)
     if candidates is None or key not in candidates:
         descriptors = candidate_descriptors(connection=conn, group=group)

@@ -3,6 +3,7 @@
 import zipfile
 from pathlib import Path
 
+import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
@@ -29,6 +30,10 @@ def statements_of_import(path: Path) -> int:
     return len(queries)
 
 
+# Committed for real, as a command's job is: what a file's commit does for the next file (its staging table
+# emptied, what its batch found of the sync log's open errors kept) shows in the count.
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("builtin_installed")
 def test_each_small_file_of_a_zip_costs_the_same_statements_whatever_the_number_of_files(tmp_path, kore_connection):
     # A first import makes what a connection's first file makes once (its state, its sync log).
     statements_of_import(zip_of_customers(tmp_path / "first.zip", first=1, files=1))
@@ -41,7 +46,11 @@ def test_each_small_file_of_a_zip_costs_the_same_statements_whatever_the_number_
     # A job costs its own statements once, then the same number for each file: 5 more files, 5 times that number.
     per_file = (ten - five) / 5
     assert (thirty - ten) / 20 == per_file, (five, ten, thirty)
-    assert per_file <= 30, f"{per_file} statements per file"  # about 80 before issue 18
+    # About 80 before issue 18. PostgreSQL: BEGIN, the file's lock, the staged rows' merge, one round trip of its
+    # last writes, COMMIT, then its state (read before) and its path in the archive; the COPY is not counted.
+    # SQLite: each of those last writes is a statement of its own, and the staging table is emptied by a DELETE.
+    limit = 7 if connection.vendor == "postgresql" else 17
+    assert per_file <= limit, f"{per_file} statements per file"
     # Each file went in as SPEC says: its own status, counts, chunk, ledger entry and events; the sync log stamped.
     assert Customer.objects.count() == 46
     files = ImportFile.objects.filter(kind="data")

@@ -11,7 +11,7 @@ from django.utils import timezone
 from django_q.models import OrmQ, Schedule
 
 from impex.choices import JOB_TRANSITIONS
-from impex.exceptions import IllegalTransition
+from impex.exceptions import IllegalTransition, LeaseLost
 from impex.models import Connection, ConnectionState, ImportChunk, ImportedFileName, ImportEvent, ImportFile, ImportJob
 from impex.runner import run_job
 from impex.services.imports import FileImport
@@ -19,6 +19,7 @@ from impex.services.jobs import file_match, job_create
 from impex.services.lifecycle import (
     file_transition,
     job_claim,
+    job_lease_renew,
     job_rerun,
     job_set_aside,
     job_terminate,
@@ -109,6 +110,39 @@ def test_a_chunk_taken_over_by_another_worker_is_not_applied_by_the_first(tmp_pa
     assert second.chunk_apply(chunk_id) is True
     assert Customer.objects.count() == 3
     assert f.chunks.get().claimed_by == "w-2"
+
+
+def test_a_small_file_of_a_job_taken_over_meanwhile_commits_nothing(tmp_path, kore_connection):
+    # The file's last writes go in one round trip with the job's lease; the lease's check fails once sent, and
+    # the whole file (records, status, ledger, chunk, events, sequence) is rolled back with it.
+    job = job_create(paths=[write_kore(tmp_path, "KS_CUSTOMERS", 1, [customer_row("C1")])], connection=kore_connection)
+    job, claimed = job_claim(job_id=job.pk, worker="w-1")
+    assert claimed
+    f = job.files.get()
+    file_match(f, group=None)
+    f.refresh_from_db()
+    handle = FileImport(f, worker="w-1", job_id=job.pk)
+    scanned = handle.scan()
+    assert scanned.small()
+    ImportJob.objects.filter(pk=job.pk).update(claimed_by="w-2")  # another worker took the job over
+
+    def renew(writes):
+        job_lease_renew(job_id=job.pk, worker="w-1", grown=(1, 1), writes=writes, lost=lost)
+
+    def lost():
+        raise LeaseLost("taken over")
+
+    with pytest.raises(LeaseLost):
+        handle.import_whole(scanned, before_commit=renew)
+
+    f.refresh_from_db()
+    assert (f.status, f.rows_total, f.started_at) == ("queued", 0, None)
+    assert not Customer.objects.exists()
+    assert not ImportedFileName.objects.exists()
+    assert not f.chunks.exists() and not f.events.filter(kind__in=["running", "imported"]).exists()
+    kore_connection.refresh_from_db()
+    assert kore_connection.next_expected_sequence is None
+    assert ImportJob.objects.get(pk=job.pk).rows_total == 0
 
 
 # -- claims, leases, redelivery ----------------------------------------------------------------------------------

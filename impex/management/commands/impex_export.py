@@ -16,6 +16,7 @@ from impex.services.exports import LeftOut, export_descriptor_for, export_to_pat
 
 class Command(BaseCommand):
     help = "Export an entity with a descriptor or an export group to a file (the outbox by default)."
+    requires_system_checks = []  # run every few minutes: Django's checks (~0.3 s) are for `check` and the server
 
     def add_arguments(self, parser):
         parser.add_argument("code", help="Descriptor code (e.g. KS_CUSTOMERS) or export group code.")

@@ -13,6 +13,7 @@ class Command(BaseCommand):
         "Scan the inboxes of the active connections (or one): take the files that have arrived into a job and "
         "import them now, in order; files still being written are left for the next pass."
     )
+    requires_system_checks = []  # run every few minutes: Django's checks (~0.3 s) are for `check` and the server
 
     def add_arguments(self, parser):
         parser.add_argument("--connection", metavar="CODE", help="Scan only this connection's inbox (even if off).")

@@ -8,6 +8,7 @@ from orders.feeds import orders_feed_pass
 
 class Command(BaseCommand):
     help = "Apply the order update feed events that are due (HTTP feed and KS_SHIPMENTS rows), oldest first."
+    requires_system_checks = []  # run every few minutes: Django's checks (~0.3 s) are for `check` and the server
 
     def add_arguments(self, parser):
         parser.add_argument("--limit", type=int, help="Stop after this many events (default: until none is due).")
