@@ -12,12 +12,12 @@ import shutil
 import stat
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import IO
+from typing import IO, TextIO
 from urllib.parse import SplitResult, unquote, urlsplit
 
 import paramiko
@@ -840,6 +840,37 @@ class HashingReader:
         self.digest.update(data)
         self.size += len(data)
         return data
+
+
+def replace_text(
+    storage: Storage, name: str, write: Callable[[TextIO], object], *, encoding: str, scratch: Path
+) -> None:
+    """Write a text file under name with write(stream), replacing a file of that name; it appears whole, in one step.
+
+    Local disk: written under a hidden .part name beside it and renamed over the name (no copy of the bytes, and
+    the name is never missing). Elsewhere: written in the local folder scratch, the old copy deleted, then placed.
+    """
+    _check_name(name)
+    if not _is_local(storage):
+        local = scratch / posixpath.basename(name)
+        with open(local, "w", encoding=encoding, newline="") as stream:
+            write(stream)
+        delete_file(storage, name)
+        place_file(storage, name, local)
+        local.unlink(missing_ok=True)
+        return
+    target = Path(storage.path(name))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name[:100]}.", suffix=".part")
+    try:
+        with open(fd, "w", encoding=encoding, newline="") as stream:
+            write(stream)
+        if storage.file_permissions_mode is not None:
+            os.chmod(tmp, storage.file_permissions_mode)
+        os.replace(tmp, target)
+    finally:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
 
 
 def place_file(storage: Storage, name: str, source: str | Path) -> str:

@@ -167,10 +167,12 @@ def _run_batch(flags: list[OrderFlag], *, worker: str, by: str) -> list[RunRepor
     return [reports[f.pk] for f in flags if f.pk in reports]
 
 
-def _orders_locked(ids) -> dict[int, Order]:
+def _orders_locked(ids, *, related: bool = True) -> dict[int, Order]:
     """Return orders locked until the caller's transaction ends, locked in key order (two batches never wait on
-    each other in a circle)."""
-    rows = Order.objects.select_for_update(of=("self",)).select_related("customer", "connection")
+    each other in a circle); related: with their customer and connection (what exporters read)."""
+    rows = Order.objects.select_for_update(of=("self",))
+    if related:
+        rows = rows.select_related("customer", "connection")
     return {order.pk: order for order in rows.filter(pk__in=set(ids)).order_by("pk")}
 
 
@@ -285,7 +287,7 @@ def _record_done(done: list, *, exporter: Exporter, started, worker: str, by: st
 def _succeeded_many(done: list, *, exporter: Exporter, started, worker: str, by: str, sent: dict) -> dict:
     """Record a batch of runs of one exporter that ended well, in statements that do not grow with the batch (an
     order amended or cancelled while it was sent is re-sent, one at a time)."""
-    orders = _orders_locked(f.order_id for f, _ in done)
+    orders = _orders_locked((f.order_id for f, _ in done), related=False)
     now = timezone.now()
     OrderExportRun.objects.bulk_create(
         [

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, OuterRef, Prefetch, Q
 from django.urls import reverse
 from django.utils import timezone
 
@@ -309,17 +309,22 @@ class _Batch:
         self.rows: dict[int, list] = {}
         self.earlier = self._earlier()
         # Orders are locked in one order (by id) by every batch, so two workers never wait on each other in a circle.
+        # Their lines come with them: applying the events changes them in memory, where the state machine's guards
+        # read them as the orders move (orders_transition).
+        lines = Prefetch("lines", queryset=OrderLine.objects.only("pk", "order_id", "line_no", "shipped_at"))
         self.orders = {
             o.order_id: o
             for o in Order.objects.select_for_update(of=("self",))
             .filter(order_id__in={e.order_ref for e in events})
             .only("pk", "order_id", "connection_id", "state")
+            .prefetch_related(lines)
             .order_by("pk")
         }
         order_ids = [o.pk for o in self.orders.values()]
         self.lines: dict[int, dict[int, OrderLine]] = defaultdict(dict)
-        for line in OrderLine.objects.filter(order_id__in=order_ids).only("pk", "order_id", "line_no", "shipped_at"):
-            self.lines[line.order_id][line.line_no] = line
+        for order in self.orders.values():
+            for line in order.lines.all():
+                self.lines[order.pk][line.line_no] = line
         # The shipments the events name, and every shipment of their orders (their tracking numbers).
         named = Q(shipment_id__in={e.shipment_id for e in events}) | Q(order_id__in=order_ids)
         locked = Shipment.objects.select_for_update(of=("self",)).filter(named).order_by("pk")
@@ -465,7 +470,7 @@ class _Batch:
         )
         if self.moved:
             self._orders_write()
-        orders_transition(moves=self.moves, by=self.by)
+        orders_transition(moves=self.moves, by=self.by, locked={o.pk: o for o in self.orders.values()})
         self._events_write()
 
     def _orders_write(self) -> None:

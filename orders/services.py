@@ -25,7 +25,7 @@ from orders.choices import (
 from orders.exceptions import AMEND_REFUSED, CANCEL_REFUSED, IllegalTransition, OrderError, OrderShipped
 from orders.models import Exporter, Order, OrderEvent, OrderExportRun, OrderFlag, OrderLine, TransitionFlag
 from orders.problems import exporters_stopped
-from orders.state import AMENDABLE, GUARD_MESSAGES, HAS_SHIPPED
+from orders.state import AMENDABLE, GUARD_MESSAGES, HAS_SHIPPED, has_guards, orders_move
 
 # Transitions after which the order's waiting flags are dropped: nothing is exported for a cancelled order
 # (except what a flag configured for the cancel itself asks, e.g. telling the ERP, and the re-sends that tell the
@@ -177,56 +177,61 @@ def orders_confirm_ready(*, by: str = "import") -> int:
     return done
 
 
-def orders_transition(*, moves: dict[int, list[tuple[str, str]]], by: str) -> None:
+def orders_transition(*, moves: dict[int, list[tuple[str, str]]], by: str, locked: dict | None = None) -> None:
     """Move many orders (locked by the caller), each along its transitions in turn, set-based; refuse them all if one
     cannot take one.
 
     moves maps an order's id to its transitions, each with the reason its timeline row gives (ship, then complete).
-    Orders that take the same transitions are read once (their lines prefetched for the guards) and go through the
-    state machine's methods and guards, one UPDATE per transition and state left; the timeline rows and the flags
-    each transition sets (where the order does not carry them yet, as flag_set) are written in bulk. Cancel and
-    reject drop flags and re-send the order: they go through order_transition, one order at a time.
+    Orders that take the same transitions are read once (their lines prefetched for the guards), unless the caller
+    has them (locked: by id, their lines prefetched), and go through the state machine's methods and guards, one
+    UPDATE per state left and state reached; the timeline rows and the flags each transition sets (where the order
+    does not carry them yet, as flag_set) are written in bulk, in that order. Cancel and reject drop flags and
+    re-send the order: they go through order_transition, one order at a time.
     """
     paths: dict[tuple[str, ...], list[int]] = defaultdict(list)
     for pk, steps in moves.items():
         paths[tuple(transition for transition, _ in steps)].append(pk)
     with transaction.atomic():
         for path, ids in paths.items():
-            lines = Prefetch("lines", queryset=OrderLine.objects.only("pk", "order_id", "shipped_at"))
-            orders = Order.objects.filter(pk__in=ids).only("pk", "order_id", "state").order_by("pk")
-            orders = orders.prefetch_related(lines)
-            for step, transition in enumerate(path):
-                if transition in ENDING:
-                    raise IllegalTransition(
-                        f"{transition} moves one order at a time (orders.services.order_transition)"
-                    )
-                # Read once: each transition after the first moves the orders as the one before left them.
-                moved = orders.transition(transition)
+            ending = [transition for transition in path if transition in ENDING]
+            if ending:
+                raise IllegalTransition(f"{ending[0]} moves one order at a time (orders.services.order_transition)")
+            if locked is not None:
+                orders = [locked[pk] for pk in sorted(ids)]
+            else:
+                orders = Order.objects.filter(pk__in=ids).only("pk", "order_id", "state").order_by("pk")
+                if any(has_guards(transition) for transition in path):
+                    lines = Prefetch("lines", queryset=OrderLine.objects.only("pk", "order_id", "shipped_at"))
+                    orders = orders.prefetch_related(lines)
+            # Each transition after the first moves the orders as the one before left them.
+            steps = orders_move(orders, list(path))
+            rows = []
+            for step, (transition, moved) in enumerate(zip(path, steps, strict=True)):
                 if len(moved) != len(ids):
-                    taken = {order.pk for order, _ in moved}
+                    taken = {order.pk for order, _, _ in moved}
                     refused = next((order for order in orders if order.pk not in taken), None)
                     raise IllegalTransition(
                         transition_refusal(order=refused, transition=transition) if refused else "an order is gone"
                     )
-                OrderEvent.objects.bulk_create(
-                    [
-                        OrderEvent(
-                            order_id=order.pk,
-                            at=order.state_changed_at,
-                            kind=OrderEventKind.TRANSITION,
-                            transition=transition,
-                            from_state=before,
-                            to_state=order.state,
-                            by=by,
-                            message=moves[order.pk][step][1],
-                        )
-                        for order, before in moved
-                    ],
-                    batch_size=BATCH,
-                )
-                _flags_bulk_set_once(
-                    ids, flags=flags_for(transition=transition), by=by, at=moved[0][0].state_changed_at
-                )
+                rows += [
+                    OrderEvent(
+                        order_id=order.pk,
+                        at=order.state_changed_at,
+                        kind=OrderEventKind.TRANSITION,
+                        transition=transition,
+                        from_state=before,
+                        to_state=after,
+                        by=by,
+                        message=moves[order.pk][step][1],
+                    )
+                    for order, before, after in moved
+                ]
+                flags = flags_for(transition=transition)
+                if flags or step == len(path) - 1:
+                    # The timeline rows so far, before the rows of the flags this transition sets.
+                    OrderEvent.objects.bulk_create(rows, batch_size=BATCH)
+                    rows = []
+                    _flags_bulk_set_once(ids, flags=flags, by=by, at=moved[0][0].state_changed_at)
 
 
 def _flags_bulk_set_once(ids: list[int], *, flags: list[str], by: str, at) -> None:

@@ -2,8 +2,8 @@
 
 The methods only move `state`; orders.services.order_transition is the one caller for one order: it locks the
 order, runs the method, saves, writes the timeline row and sets the export flags configured for the transition.
-Many orders at once (orders.services.orders_confirm_ready) go through OrderQuerySet.transition: the same methods
-and guards, written in one UPDATE. A queryset's update() refuses to write `state`.
+Many orders at once (orders.services.orders_confirm_ready, orders_transition) go through orders_move: the same
+methods and guards, several transitions in turn written in one UPDATE. A queryset's update() refuses to write `state`.
 """
 
 from django.db import models
@@ -34,6 +34,11 @@ def some_line_unshipped(order) -> bool:
     return any(line.shipped_at is None for line in order.lines.all())
 
 
+def has_guards(name: str) -> bool:
+    """Say if a transition has guards (they read the order's lines: prefetch them)."""
+    return any(t.conditions for t in getattr(OrderStateMachine, name)._django_fsm.transitions.values())
+
+
 # Why a guard refused, in words a user can act on ("order O-1 can't be confirmed: it has no lines").
 GUARD_MESSAGES = {
     has_lines: "it has no lines",
@@ -60,23 +65,38 @@ class OrderQuerySet(models.QuerySet):
         """Move these orders (locked by the caller) by one transition, each through its method and guards, written
         in one UPDATE; return each order moved with its state before. Orders the transition refuses stay as they
         are. Prefetch what the guards read (e.g. lines) to keep it to a few queries."""
-        moved: list[tuple[models.Model, str]] = []
-        for order in self:
+        (moved,) = orders_move(self, [name])
+        return [(order, before) for order, before, _ in moved]
+
+
+def orders_move(orders, names: list[str]) -> list[list[tuple[models.Model, str, str]]]:
+    """Move orders (locked by the caller) along transitions in turn, each through its methods and guards, and write
+    where they end in one UPDATE per state left and state reached; return for each transition the orders it moved
+    with their state before and after it. An order a transition refuses takes no later one and stays where the
+    ones before left it. Prefetch what the guards read (e.g. lines) to keep it to a few queries."""
+    steps: list[list[tuple[models.Model, str, str]]] = [[] for _ in names]
+    start: dict = {}
+    for order in orders:
+        for moved, name in zip(steps, names, strict=True):
             method = getattr(order, name)
-            if can_proceed(method):
-                before = order.state
-                method()
-                moved.append((order, before))
-        now = timezone.now()
-        for before in {b for _, b in moved}:
-            group = [o for o, b in moved if b == before]
-            target = group[0].state
-            rows = super(OrderQuerySet, self.model.objects.filter(pk__in=[o.pk for o in group], state=before))
-            if rows.update(state=target, state_changed_at=now, updated_at=now) != len(group):
-                raise ConcurrentTransition(f"orders moved from {before} meanwhile: lock them before a transition")
-            for order in group:
-                order.state_changed_at = order.updated_at = now
-        return moved
+            if not can_proceed(method):
+                break
+            before = order.state
+            start.setdefault(order.pk, (order, before))
+            method()
+            moved.append((order, before, order.state))
+    now = timezone.now()
+    ends: dict[tuple[str, str], list[models.Model]] = {}
+    for order, before in start.values():
+        ends.setdefault((before, order.state), []).append(order)
+    for (before, target), group in ends.items():
+        model = type(group[0])
+        rows = models.QuerySet(model).filter(pk__in=[o.pk for o in group], state=before)
+        if rows.update(state=target, state_changed_at=now, updated_at=now) != len(group):
+            raise ConcurrentTransition(f"orders moved from {before} meanwhile: lock them before a transition")
+        for order in group:
+            order.state_changed_at = order.updated_at = now
+    return steps
 
 
 class OrderStateMachine(ConcurrentTransitionMixin, models.Model):

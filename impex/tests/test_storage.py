@@ -26,6 +26,7 @@ from impex.storage import (
     local_copy,
     move_file,
     open_file,
+    replace_text,
     save_file,
     storage_for,
 )
@@ -250,6 +251,34 @@ def test_a_file_appears_under_its_name_only_once_complete(store):
     assert name == "out/a.csv"
     assert read(store, name) == b"abcdefghi"
     assert [f.name for f in list_files(store)] == ["out/a.csv"]
+
+
+def test_replace_text_writes_a_text_file_that_appears_whole_and_replaces_the_old_one(store, tmp_path):
+    save_file(store, "out/a.csv", io.BytesIO(b"old"))
+    seen_while_writing = []
+
+    def write(stream):
+        stream.write("new ")
+        seen_while_writing.append(([f.name for f in list_files(store)], read(store, "out/a.csv")))
+        stream.write("caf\u00e9\n")
+
+    replace_text(store, "out/a.csv", write, encoding="utf-8", scratch=tmp_path)
+
+    assert seen_while_writing == [(["out/a.csv"], b"old")]
+    assert read(store, "out/a.csv") == "new caf\u00e9\n".encode()
+    assert [f.name for f in list_files(store)] == ["out/a.csv"]
+
+
+def test_replace_text_that_fails_midway_leaves_the_old_file_and_nothing_else(store, tmp_path):
+    save_file(store, "out/a.csv", io.BytesIO(b"old"))
+
+    with pytest.raises(UnicodeEncodeError):
+        replace_text(store, "out/a.csv", lambda stream: stream.write("\u20ac"), encoding="latin-1", scratch=tmp_path)
+
+    assert read(store, "out/a.csv") == b"old"
+    assert [f.name for f in list_files(store)] == ["out/a.csv"]
+    if isinstance(store, FileSystemStorage):
+        assert sorted(os.listdir(store.path("out"))) == ["a.csv"]
 
 
 def test_list_files_walks_nested_folders_with_sizes_and_times(store):

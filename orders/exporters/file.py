@@ -47,6 +47,29 @@ def _raise(error: Exception):
     raise error
 
 
+class _Folders:
+    """The folders an exporter writes a batch's orders to, each looked up (and confined) once for the batch."""
+
+    def __init__(self, exporter):
+        self.exporter = exporter
+        self.found: dict = {}
+
+    def of(self, order):
+        """Return the order's folder; ExporterFailed if the hub may not use it (impex.locations): nothing written."""
+        from impex.exceptions import ConfigurationError
+
+        key = None if self.exporter.destination else order.connection_id
+        if key not in self.found:
+            try:
+                self.found[key] = order_destination(exporter=self.exporter, order=order)
+            except ConfigurationError as exc:
+                self.found[key] = exc
+        folder = self.found[key]
+        if isinstance(folder, ConfigurationError):
+            raise ExporterFailed(f"the destination cannot be used: {folder}", retry=False) from folder
+        return folder
+
+
 class FileExporter(ExporterKind):
     name = Kind.FILE
 
@@ -97,6 +120,7 @@ class FileExporter(ExporterKind):
             error = ExporterFailed(f"writing to {where}: {exc}")
             return [run_each(lambda: _raise(error), flag, lost)]
         ext = EXTENSIONS.get(header.format, "csv")
+        folders = _Folders(exporter)
         with temporary_folder() as tmp:
             return [
                 run_each(
@@ -104,6 +128,7 @@ class FileExporter(ExporterKind):
                         order=order,
                         flag=flag,
                         exporter=exporter,
+                        folder=folders.of(order),
                         tmp=tmp,
                         ext=ext,
                         parts=(
@@ -117,30 +142,25 @@ class FileExporter(ExporterKind):
                 for order, flag in items
             ]
 
-    def _write(self, *, order, flag, exporter, tmp, ext: str, parts) -> Outcome:
-        from impex.exceptions import ConfigurationError
+    def _write(self, *, order, flag, exporter, folder, tmp, ext: str, parts) -> Outcome:
         from impex.formats.writers import write_pieces
         from impex.services.exports import export_pieces
-        from impex.storage import delete_file, place_file
+        from impex.storage import replace_text
 
         (lines, line_rows), (header, header_rows) = parts
         header_name, lines_name = order_file_names(exporter=exporter, order=order, ext=ext, resend=flag.resend)
         try:
-            folder = order_destination(exporter=exporter, order=order)
-        except ConfigurationError as exc:  # a destination the hub may not use (impex.locations): nothing written
-            raise ExporterFailed(f"the destination cannot be used: {exc}", retry=False) from exc
-        try:
             for descriptor, name, rows in ((lines, lines_name, line_rows), (header, header_name, header_rows)):
-                local = tmp / name
                 pieces = export_pieces(descriptor=descriptor, fmt=header.format, rows=rows)
-                with open(local, "w", encoding=header.encoding or "utf-8", newline="") as stream:
-                    write_pieces(stream, pieces)
-                target = folder.name(name)
                 # A retry after a crash writes the same name again: the earlier copy is replaced, not doubled.
-                delete_file(folder.storage, target)
                 # Lines first, header last: a reader that sees the order's header finds its lines there.
-                place_file(folder.storage, target, local)
-                local.unlink(missing_ok=True)
+                replace_text(
+                    folder.storage,
+                    folder.name(name),
+                    lambda stream, pieces=pieces: write_pieces(stream, pieces),
+                    encoding=header.encoding or "utf-8",
+                    scratch=tmp,
+                )
         except ExporterFailed:
             raise
         except (OSError, ValueError) as exc:
