@@ -274,6 +274,8 @@ class _JobRun:
         self.candidates: dict = {}  # the descriptors a connection's files may match, read once
         self._held_files: list[ImportFile] = []  # the files of the connection this job holds
         self._ledger: dict[tuple, ImportedFileName | None] = {}  # (connection, name) -> its ledger entry
+        self._holding: int | None = None  # the connection this job holds now
+        self._known: dict[int, list] = {}  # its [next expected sequence, last applied, timestamps], as kept
 
     def handle(self) -> ImportJob:
         try:
@@ -294,10 +296,15 @@ class _JobRun:
                 statements_guarded(),  # bounds set once for the job's session, not per file
             ):
                 self.run()
-        except (LeaseLost, _SetAside):
+        except LeaseLost:
+            job.refresh_from_db()
+            return job
+        except _SetAside:
+            self._put_away_quietly()  # what it imported of other connections meanwhile
             job.refresh_from_db()
             return job
         except Exception as exc:  # the scheduler must keep running: record the failure on the job
+            self._put_away_quietly()
             reason = stuck_reason(exc)
             if reason is None and isinstance(exc, ImportStuck | LocationRefused):
                 reason = str(exc)
@@ -394,7 +401,7 @@ class _JobRun:
             try:
                 mine = {f.pk for f in files}
                 files += [f for f in self.left_running(connection) if f.pk not in mine]
-                self._held_files = files
+                self._held_files, self._holding = files, connection_id
                 self.renew()  # the job's rows as its files now have them: small files add theirs as they go in
                 for f in sorted(files, key=_resume_key):
                     if not self.process(f):
@@ -402,7 +409,8 @@ class _JobRun:
                 self.release_waiting(connection)
             finally:
                 connection_let_go(connection_id=connection_id, job=job)
-                self._held_files, self._ledger = [], {}  # no longer held: others write its ledger
+                # No longer held: other jobs write its ledger and move its sequence.
+                self._held_files, self._ledger, self._holding, self._known = [], {}, None, {}
         self.put_away()
 
     def _check_folders(self, connection: Connection) -> None:
@@ -460,8 +468,11 @@ class _JobRun:
             .select_related("descriptor", "connection")
         )
 
+    PUT_AWAY_BATCH = 100
+
     def put_away(self) -> None:
-        """Move the copies of the files a helper finished (imported, or rejected) to the archive or error folder."""
+        """Move the copies of the files this job finished (imported, or rejected by a helper) still in the job's folder
+        to the archive or error folder: the small files' at the end of the job, their new paths 100 at a time."""
         if self.job.dry_run:
             return
         finished = ImportFile.objects.filter(
@@ -470,11 +481,23 @@ class _JobRun:
             status__in=[FileStatus.IMPORTED, FileStatus.REJECTED],
             path__startswith="jobs/",
         ).select_related("job", "connection")
-        for f in finished:
+        paths: dict[int, tuple[str]] = {}
+        for f in finished.order_by("pk").iterator(chunk_size=self.PUT_AWAY_BATCH):
             if f.status == FileStatus.IMPORTED:
-                self._move(f, "archive")
+                self._move(f, "archive", paths=paths)
             else:
-                self._move(f, "error", reason=f.message)
+                self._move(f, "error", reason=f.message, paths=paths)
+            if len(paths) >= self.PUT_AWAY_BATCH:
+                rows_update(ImportFile, values=paths, fields=["path"])
+                paths = {}
+        rows_update(ImportFile, values=paths, fields=["path"])
+
+    def _put_away_quietly(self) -> None:
+        """Put away what the job finished before it stopped (best effort: it stops for a reason already)."""
+        try:
+            self.put_away()
+        except Exception:
+            log.warning("import job %s: could not put its finished files away", self.job.pk, exc_info=True)
 
     def release_waiting(self, connection: Connection) -> None:
         """Import the connection's files that waited (in this or earlier jobs) and may go in now."""
@@ -501,9 +524,10 @@ class _JobRun:
         A small file goes in whole in one transaction, which also renews the job's lease: return True then.
         """
         job = self.job
-        # Its connection and descriptor stay as read with the job's files (a full refresh would read them again);
-        # what the gates compare with is read in the same query.
-        state = self._read_state(f)
+        # What the gates compare with: as this job left it, on the connection it holds (only its files move it);
+        # else read, with the file's own fields (its connection and descriptor stay as read with the job's files).
+        known = self._known.get(f.connection_id) if f.connection_id == self._holding else None
+        state = tuple(known) if known is not None else self._read_state(f)
         if f.status in FILE_FINAL:
             return False
         if f.processed_by_id != job.pk:
@@ -514,7 +538,7 @@ class _JobRun:
                 events.file_taken_over(f, job_id=job.pk, from_job_id=before, worker=self.worker)
             elif f.job_id != job.pk:
                 events.file_taken_up(f, job_id=job.pk, worker=self.worker)
-        if not self.gate(f, state):
+        if not self.gate(f, state, remembered=known is not None):
             return False
         if job.dry_run:
             self._dry_run(f)
@@ -530,8 +554,7 @@ class _JobRun:
 
                     if not handle.import_whole(scanned, before_commit=renew_with_file):
                         return False
-                    self._imported(f)
-                    self._move(f, "archive")
+                    self._imported(f)  # (its copy goes to the archive with the others: see put_away)
                     return True
                 if not handle.start(scanned=scanned):
                     return False
@@ -557,16 +580,18 @@ class _JobRun:
             self._move(f, "archive")
         return False
 
-    @staticmethod
-    def _read_state(f: ImportFile) -> tuple:
+    def _read_state(self, f: ImportFile) -> tuple:
         """Read the file's own fields again, and in the same query what the gates compare with: the connection's
         next expected sequence, and the last sequence and newest timestamps it applied (under its hold, so they
-        cannot move while the gates look)."""
+        cannot move while the gates look). Kept for the next files of the connection this job holds."""
         with db_connection.cursor() as cursor:
             (row,) = fields_read(cursor, _STATE_SQL, [f.pk], _STATE_FIELDS)
         for field, value in zip(_STATE_FIELDS, row[: len(_FILE_STATE)], strict=False):
             setattr(f, field.attname, value)
-        return row[len(_FILE_STATE) :]
+        state = row[len(_FILE_STATE) :]
+        if f.connection_id is not None and f.connection_id == self._holding:
+            self._known[f.connection_id] = [state[0], state[1], dict(state[2] or {})]
+        return state
 
     def _ledger_entry(self, f: ImportFile) -> ImportedFileName | None:
         """Return the connection's ledger entry of the file's name (another file's), read once per connection.
@@ -588,7 +613,8 @@ class _JobRun:
         return seen if seen is not None and seen.file_id != f.pk else None
 
     def _imported(self, f: ImportFile) -> None:
-        """Keep the ledger entry the file's finish wrote (its name, content, time)."""
+        """Keep what the file's finish wrote: its ledger entry, and the connection's sequence and timestamp as
+        FileImport._advance_sequence and _advance_timestamp moved them."""
         self._ledger[(f.connection_id, f.name)] = ImportedFileName(
             connection_id=f.connection_id,
             name=f.name,
@@ -596,65 +622,93 @@ class _JobRun:
             file_id=f.pk,
             imported_at=f.finished_at or timezone.now(),
         )
+        known = self._known.get(f.connection_id)
+        if known is None:
+            return
+        seq = f.sequence
+        if seq is not None:
+            if known[0] is None or known[0] <= seq:
+                known[0] = seq + 1
+            if known[1] is None or known[1] < seq:
+                known[1] = seq
+        stamp = bspk_timestamp_of(f)
+        if stamp is not None and known[2].get(f.descriptor.code, "") < stamp:
+            known[2][f.descriptor.code] = stamp
 
-    def gate(self, f: ImportFile, state: tuple) -> bool:
+    def gate(self, f: ImportFile, state: tuple, *, remembered: bool = False) -> bool:
         """Decide whether a file may go in now: not imported before, not too late, not waiting; say why not.
 
-        state: what _read_state read of the connection.
+        state: what _read_state read of the connection, or (remembered) what this job's own files made of it:
+        a file is only held back or refused on what is read again then.
         """
+        verdict = self._verdict(f, state)
+        if verdict is not None and remembered:
+            state = self._read_state(f)
+            if f.status in FILE_FINAL:
+                return False
+            verdict = self._verdict(f, state)
+        if verdict is None:
+            conn = f.connection
+            if conn is not None and f.sequence is not None and not self.job.dry_run and state[0] is None:
+                # The first file a connection ever receives starts its sequence (a rejection does not move it).
+                Connection.objects.filter(pk=conn.pk, next_expected_sequence__isnull=True).update(
+                    next_expected_sequence=f.sequence
+                )
+                if conn.pk in self._known:
+                    self._known[conn.pk][0] = f.sequence
+            return True
+        kind, message = verdict
+        if kind == FileStatus.DUPLICATE:
+            self._drop(f, FileStatus.DUPLICATE, message)
+            self._discard_copy(f)
+        elif kind == FileStatus.WAITING:
+            file_transition(
+                f,
+                new=FileStatus.WAITING,
+                job_id=self.job.pk,
+                message=message,
+                worker=self.worker,
+                waiting_since=f.waiting_since or timezone.now(),
+            )
+        else:
+            self._reject(f, message)
+        return False
+
+    def _verdict(self, f: ImportFile, state: tuple) -> tuple[str, str] | None:
+        """Return why a file may not go in now, as (the status it takes, the reason), or None if it may."""
         conn = f.connection
         if conn is None:
-            return True
+            return None
         seen = self._ledger_entry(f)
         if seen is not None:
             if seen.content_hash == f.content_hash:
                 message = f"already imported on {seen.imported_at:%Y-%m-%d %H:%M} (same content): skipped"
-                self._drop(f, FileStatus.DUPLICATE, message)
-                self._discard_copy(f)
-                return False
-            self._reject(
-                f,
+                return FileStatus.DUPLICATE, message
+            return (
+                FileStatus.REJECTED,
                 f"{f.name}: a file of this name was imported on {seen.imported_at:%Y-%m-%d %H:%M} with other "
                 "content: conflict, not imported (send changed data under a new timestamp or sequence)",
             )
-            return False
         conn.next_expected_sequence, last, applied = state
-        if f.sequence is not None:
-            if last is not None and f.sequence < last:
-                self._reject(
-                    f,
-                    f"{f.name}: sequence {f.sequence} is behind: sequence {last} is already applied "
-                    "(send it again with a new sequence)",
-                )
-                return False
+        if f.sequence is not None and last is not None and f.sequence < last:
+            return (
+                FileStatus.REJECTED,
+                f"{f.name}: sequence {f.sequence} is behind: sequence {last} is already applied "
+                "(send it again with a new sequence)",
+            )
         stamp = bspk_timestamp_of(f)
         if stamp is not None and f.status != FileStatus.RUNNING:
             newest = (applied or {}).get(f.descriptor.code)
             if newest is not None and stamp < newest:
-                self._reject(
-                    f,
+                return (
+                    FileStatus.REJECTED,
                     f"{f.name}: timestamp {stamp} is behind: {f.descriptor.code} of {newest} is already applied "
                     "(send it again with a new timestamp)",
                 )
-                return False
         reason = file_blocked_reason(f, refresh=False)
-        if reason:
-            if f.status != FileStatus.RUNNING:
-                file_transition(
-                    f,
-                    new=FileStatus.WAITING,
-                    job_id=self.job.pk,
-                    message=reason,
-                    worker=self.worker,
-                    waiting_since=f.waiting_since or timezone.now(),
-                )
-                return False
-        if f.sequence is not None and not self.job.dry_run and conn.next_expected_sequence is None:
-            # The first file a connection ever receives starts its sequence (a rejection does not move it).
-            Connection.objects.filter(pk=conn.pk, next_expected_sequence__isnull=True).update(
-                next_expected_sequence=f.sequence
-            )
-        return True
+        if reason and f.status != FileStatus.RUNNING:
+            return FileStatus.WAITING, reason
+        return None
 
     def _dry_run(self, f: ImportFile) -> None:
         """Import the file into the job's sandbox (temporary copies of the tables), recording what it would do."""
@@ -690,8 +744,11 @@ class _JobRun:
         delete_file(hub_storage(), f.path)
         ImportFile.objects.filter(pk=f.pk).update(path="")
 
-    def _move(self, f: ImportFile, kind: str, *, reason: str = "") -> None:
-        """Move the job's copy of a file to its connection's archive or error folder (with the reason)."""
+    def _move(self, f: ImportFile, kind: str, *, reason: str = "", paths: dict | None = None) -> None:
+        """Move the job's copy of a file to its connection's archive or error folder (with the reason).
+
+        paths: record the file's new path there ({pk: (path,)}) for the caller to write, instead of writing it.
+        """
         hub = hub_storage()
         if not f.path or not f.path.startswith(f"{job_prefix(f.job_id)}/") or not file_exists(hub, f.path):
             return
@@ -705,7 +762,10 @@ class _JobRun:
                 f"{f.name}: could not be moved to the {kind} folder {folder.location} ({exc}); it stays at {f.path}"
             )
             return
-        ImportFile.objects.filter(pk=f.pk).update(path=folder.path(stored))
+        if paths is None:
+            ImportFile.objects.filter(pk=f.pk).update(path=folder.path(stored))
+        else:
+            paths[f.pk] = (folder.path(stored),)
         if reason:
             try:
                 save_file(folder.storage, reason_file_name(stored), io.BytesIO((reason + "\n").encode("utf-8")))
