@@ -873,6 +873,23 @@ def replace_text(
             os.unlink(tmp)
 
 
+def adopt_file(storage: Storage, name: str, source: str | Path) -> str:
+    """Store a local file the caller gives away (a temporary copy) under name (a free variant if taken); return it.
+
+    On local disk a hard link gives it the name without copying it (a zip's entries, extracted beside the hub's
+    storage); elsewhere, or across devices, it is copied as save_file does.
+    """
+    _check_name(name)
+    if _is_local(storage):
+        if storage.file_permissions_mode is not None:
+            os.chmod(source, storage.file_permissions_mode)
+        try:
+            return _link_local(storage, name, str(source))
+        except OSError:  # another device, or no hard links here: a copy
+            pass
+    return save_file(storage, name, source)
+
+
 def place_file(storage: Storage, name: str, source: str | Path) -> str:
     """Store a local file under name (a free variant if taken) so that it appears whole, in one step; return it.
 

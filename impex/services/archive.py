@@ -1,5 +1,6 @@
 """Extract uploaded zip archives safely: no path traversal, links, or zip bombs."""
 
+import hashlib
 import re
 import stat
 import struct
@@ -26,6 +27,7 @@ class ExtractedFile:
     name: str
     path: Path
     size: int
+    sha256: str = ""  # of its content, as written
 
 
 def is_zip(path: str | Path) -> bool:
@@ -74,7 +76,7 @@ def extract_zip(
                 if target.exists():
                     raise ArchiveError(f'"{base}" already exists in {dest}')
                 written.append(target)
-                size = _copy_entry(
+                size, digest = _copy_entry(
                     archive,
                     info,
                     target=target,
@@ -83,7 +85,7 @@ def extract_zip(
                     max_file_bytes=max_file_bytes,
                     max_ratio=max_ratio,
                 )
-                extracted.append(ExtractedFile(name=base, path=target, size=size))
+                extracted.append(ExtractedFile(name=base, path=target, size=size, sha256=digest))
                 total += size
         except BaseException:
             for target in written:
@@ -193,13 +195,16 @@ def _copy_entry(
     max_total_bytes: int,
     max_file_bytes: int,
     max_ratio: int,
-) -> int:
-    """Write one entry to target, counting the bytes as they come since declared sizes can lie; return its size."""
+) -> tuple[int, str]:
+    """Write one entry to target, counting the bytes as they come since declared sizes can lie; return its size
+    and its SHA-256."""
     size = 0
+    digest = hashlib.sha256()
     try:
         with archive.open(info) as source, open(target, "wb") as out:
             while chunk := source.read(CHUNK_BYTES):
                 size += len(chunk)
+                digest.update(chunk)
                 if size > max_file_bytes:
                     raise ArchiveError(
                         f'the entry "{info.filename}" expands past the limit of {max_file_bytes:,} bytes'
@@ -214,4 +219,4 @@ def _copy_entry(
                 out.write(chunk)
     except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as exc:
         raise ArchiveError(f'the entry "{info.filename}" cannot be read: {exc}') from None
-    return size
+    return size, digest.hexdigest()

@@ -27,6 +27,7 @@ from impex.services.lifecycle import file_transition
 from impex.storage import (
     Folder,
     HashingReader,
+    adopt_file,
     delete_file,
     folder_at,
     hub_storage,
@@ -148,7 +149,9 @@ def archive_unpack(archive: ImportFile, *, job: ImportJob, worker: str = "") -> 
             file_reject(archive, message=f"{archive.name}: {exc}", job_id=job.pk, worker=worker)
             return []
         for n, item in enumerate(extracted):
-            stored, content_hash, size = store_copy(source=item.path, name=f"{job_prefix(job)}/z{archive.pk}/{n}")
+            # The extracted entry itself becomes the job's copy (its hash taken as it was extracted).
+            stored = adopt_file(hub, f"{job_prefix(job)}/z{archive.pk}/{n}", item.path)
+            content_hash, size = item.sha256, item.size
             entries.append(
                 ImportFile(
                     job=job,

@@ -1,5 +1,6 @@
 """Tests of safe zip extraction."""
 
+import hashlib
 import stat
 import struct
 import zipfile
@@ -60,8 +61,18 @@ def test_files_are_extracted_flattened_to_their_base_names(tmp_path):
     extracted = extract_zip(path, dest=dest, **LIMITS)
 
     assert extracted == [
-        ExtractedFile(name="customers.tsv", path=dest / "customers.tsv", size=23),
-        ExtractedFile(name="products.tsv", path=dest / "products.tsv", size=13),
+        ExtractedFile(
+            name="customers.tsv",
+            path=dest / "customers.tsv",
+            size=23,
+            sha256=hashlib.sha256(b"customer_id\tname\n1\tAnn\n").hexdigest(),
+        ),
+        ExtractedFile(
+            name="products.tsv",
+            path=dest / "products.tsv",
+            size=13,
+            sha256=hashlib.sha256(b"variant_id\n7\n").hexdigest(),
+        ),
     ]
     assert (dest / "customers.tsv").read_bytes() == b"customer_id\tname\n1\tAnn\n"
     assert sorted(child.name for child in dest.iterdir()) == ["customers.tsv", "products.tsv"]
