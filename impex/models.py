@@ -1138,6 +1138,12 @@ class WorkPass(models.Model):
     name = models.CharField(max_length=100, unique=True)
     queued_at = models.DateTimeField(null=True, blank=True, help_text="When its one waiting task was queued.")
     runners = models.JSONField(default=dict, blank=True, help_text="Worker -> the end of its lease (ISO 8601).")
+    refused = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="Its task and title while a task of it found no place free: the next pass to leave its place "
+        "queues it, and passes running meanwhile end early to make room.",
+    )
 
     def __str__(self):
         return self.name

@@ -62,7 +62,7 @@ from impex.services.lifecycle import (
 from impex.services.queue import worker_name
 from impex.services.sql import database_url, fields_read, rows_update, statements_guarded, stuck_reason
 from impex.services.waits import file_blocked_reason
-from impex.storage import delete_file, file_exists, hub_storage, move_file, save_file
+from impex.storage import copy_file, delete_file, file_exists, hub_storage, move_file, save_file
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +96,10 @@ def run_job(
         helped = _help(job, worker=worker, wait=wait)
         if helped is not None:
             return helped
+
+
+class _HoldLost(Exception):
+    """The job stalled past its lease and another job took its connection meanwhile (its file was rolled back)."""
 
 
 class _Orphaned(Exception):
@@ -329,6 +333,19 @@ class _JobRun:
             error="; ".join(problems),
         )
 
+    def _still_holding(self, writes) -> None:
+        """Make the file's commit depend on this job still holding its connection: a job that stalled past its
+        lease may have lost it to another job, and what it remembers of the connection is then out of date."""
+
+        def lost(count: int) -> None:
+            if count != 1:
+                raise _HoldLost(
+                    "another job took the connection while this one stalled past its lease: it waits for it again"
+                )
+
+        held = ConnectionState.objects.filter(connection_id=self._holding, job_id=self.job.pk)
+        writes.update(held, {"job_id": self.job.pk}, then=lost, fence=True)
+
     def renew(self, *, grown: tuple[int, int] | None = None, writes=None) -> None:
         """Extend the lease (and show progress); stop if another worker has taken the job over.
 
@@ -397,21 +414,32 @@ class _JobRun:
                     self.process(f)
                 continue
             connection = Connection.objects.get(pk=connection_id)
-            self.hold(connection)
-            try:
-                mine = {f.pk for f in files}
-                files += [f for f in self.left_running(connection) if f.pk not in mine]
-                self._held_files, self._holding = files, connection_id
-                self.renew()  # the job's rows as its files now have them: small files add theirs as they go in
-                for f in sorted(files, key=_resume_key):
-                    if not self.process(f):
-                        self.renew()
-                self.release_waiting(connection)
-            finally:
-                connection_let_go(connection_id=connection_id, job=job)
-                # No longer held: other jobs write its ledger and move its sequence.
-                self._held_files, self._ledger, self._holding, self._known = [], {}, None, {}
+            while True:
+                try:
+                    self.import_held(connection, files)
+                    break
+                except _HoldLost as exc:
+                    # Stalled past its lease, the job lost the connection to another job: what it remembered
+                    # of it is out of date. Its file went back as it was; it waits for the hold again and goes on.
+                    events.job_note(job, str(exc), level=EventLevel.WARNING, worker=self.worker)
         self.put_away()
+
+    def import_held(self, connection: Connection, files: list[ImportFile]) -> None:
+        """Hold the connection, import its files in order, then the files that waited for them; let it go."""
+        self.hold(connection)
+        try:
+            mine = {f.pk for f in files}
+            files = files + [f for f in self.left_running(connection) if f.pk not in mine]
+            self._held_files, self._holding = files, connection.pk
+            self.renew()  # the job's rows as its files now have them: small files add theirs as they go in
+            for f in sorted(files, key=_resume_key):
+                if not self.process(f):
+                    self.renew()
+            self.release_waiting(connection)
+        finally:
+            connection_let_go(connection_id=connection.pk, job=self.job)
+            # No longer held: other jobs write its ledger and move its sequence.
+            self._held_files, self._ledger, self._holding, self._known = [], {}, None, {}
 
     def _check_folders(self, connection: Connection) -> None:
         """Stop the job before any file is imported or moved if the connection's archive or error folder is refused."""
@@ -481,16 +509,27 @@ class _JobRun:
             status__in=[FileStatus.IMPORTED, FileStatus.REJECTED],
             path__startswith="jobs/",
         ).select_related("job", "connection")
-        paths: dict[int, tuple[str]] = {}
+        moved: dict[int, tuple[str, str]] = {}
         for f in finished.order_by("pk").iterator(chunk_size=self.PUT_AWAY_BATCH):
             if f.status == FileStatus.IMPORTED:
-                self._move(f, "archive", paths=paths)
+                self._move(f, "archive", moved=moved)
             else:
-                self._move(f, "error", reason=f.message, paths=paths)
-            if len(paths) >= self.PUT_AWAY_BATCH:
-                rows_update(ImportFile, values=paths, fields=["path"])
-                paths = {}
-        rows_update(ImportFile, values=paths, fields=["path"])
+                self._move(f, "error", reason=f.message, moved=moved)
+            if len(moved) >= self.PUT_AWAY_BATCH:
+                self._moved(moved)
+                moved = {}
+        self._moved(moved)
+
+    @staticmethod
+    def _moved(moved: dict[int, tuple[str, str]]) -> None:
+        """Record the new paths of files copied to their folders, then delete their copies in the job's folder.
+
+        Stopped in between, a file's path names a copy that is there (a second copy may be left behind).
+        """
+        rows_update(ImportFile, values={pk: (new,) for pk, (new, _) in moved.items()}, fields=["path"])
+        hub = hub_storage()
+        for _, old in moved.values():
+            delete_file(hub, old)
 
     def _put_away_quietly(self) -> None:
         """Put away what the job finished before it stopped (best effort: it stops for a reason already)."""
@@ -551,6 +590,8 @@ class _JobRun:
                     # The file commits with the renewal of the lease: only ever while this worker holds the job.
                     def renew_with_file(writes) -> None:
                         self.renew(grown=(f.rows_total, f.rows_done), writes=writes)
+                        if f.connection_id is not None and f.connection_id == self._holding:
+                            self._still_holding(writes)
 
                     if not handle.import_whole(scanned, before_commit=renew_with_file):
                         return False
@@ -643,6 +684,7 @@ class _JobRun:
         """
         verdict = self._verdict(f, state)
         if verdict is not None and remembered:
+            self._ledger.pop((f.connection_id, f.name), None)  # its ledger entry too
             state = self._read_state(f)
             if f.status in FILE_FINAL:
                 return False
@@ -744,28 +786,30 @@ class _JobRun:
         delete_file(hub_storage(), f.path)
         ImportFile.objects.filter(pk=f.pk).update(path="")
 
-    def _move(self, f: ImportFile, kind: str, *, reason: str = "", paths: dict | None = None) -> None:
+    def _move(self, f: ImportFile, kind: str, *, reason: str = "", moved: dict | None = None) -> None:
         """Move the job's copy of a file to its connection's archive or error folder (with the reason).
 
-        paths: record the file's new path there ({pk: (path,)}) for the caller to write, instead of writing it.
+        moved: only copy it there and record {pk: (new path, old path)} for the caller, who writes the new paths and
+        then deletes the old copies (so that a file's recorded path always names a copy that is there).
         """
         hub = hub_storage()
         if not f.path or not f.path.startswith(f"{job_prefix(f.job_id)}/") or not file_exists(hub, f.path):
             return
         folder = connection_folder(f.connection or self.job.connection, kind)
         name = f.name if f.name not in ("", ".", "..") else f"file-{f.pk}"
+        place = move_file if moved is None else copy_file
         try:
-            stored = move_file(hub, f.path, to=folder.storage, to_name=folder.name(name))
+            stored = place(hub, f.path, to=folder.storage, to_name=folder.name(name))
         except Exception as exc:  # the import stands; the copy stays in the job's folder, and the job says why
             log.exception("could not move %s to the %s folder", f.name, kind)
             self._note_problem(
                 f"{f.name}: could not be moved to the {kind} folder {folder.location} ({exc}); it stays at {f.path}"
             )
             return
-        if paths is None:
+        if moved is None:
             ImportFile.objects.filter(pk=f.pk).update(path=folder.path(stored))
         else:
-            paths[f.pk] = (folder.path(stored),)
+            moved[f.pk] = (folder.path(stored), f.path)
         if reason:
             try:
                 save_file(folder.storage, reason_file_name(stored), io.BytesIO((reason + "\n").encode("utf-8")))

@@ -528,6 +528,28 @@ def local_copy(storage: Storage, name: str) -> Iterator[Path]:
         yield path
 
 
+def copy_file(storage: Storage, name: str, *, to: Storage, to_name: str) -> str:
+    """Give a stored file a second copy at to_name in storage to (a free variant if taken); return the name it got.
+
+    A hard link on the same local disk (no bytes copied); otherwise a copy that appears whole. The source stays:
+    the caller deletes it once the copy is recorded (move_file in two steps, never a moment with no file recorded).
+    """
+    _check_name(name)
+    _check_name(to_name)
+    if _is_local(storage) and _is_local(to):
+        src = storage.path(name)
+        if not os.path.isfile(src):
+            raise FileNotFoundError(f"no file {name!r} in {storage.location}")
+        try:
+            return _link_local(to, to_name, src)
+        except OSError:  # another device, or no hard links here: a copy
+            pass
+    if _is_local(storage):
+        return save_file(to, to_name, Path(storage.path(name)))
+    with open_file(storage, name) as stream:
+        return save_file(to, to_name, stream)
+
+
 def move_file(storage: Storage, name: str, *, to: Storage, to_name: str) -> str:
     """Move a file to to_name in storage to (a free variant if taken) and return the name it got there.
 
@@ -881,8 +903,9 @@ def adopt_file(storage: Storage, name: str, source: str | Path) -> str:
     """
     _check_name(name)
     if _is_local(storage):
-        if storage.file_permissions_mode is not None:
-            os.chmod(source, storage.file_permissions_mode)
+        # As save_file leaves its copies: the storage's mode, else private (mkstemp's 0600).
+        mode = storage.file_permissions_mode
+        os.chmod(source, mode if mode is not None else 0o600)
         try:
             return _link_local(storage, name, str(source))
         except OSError:  # another device, or no hard links here: a copy

@@ -227,8 +227,9 @@ class JobShared:
     the enabled webhook subscriptions.
 
     Read when the first file needs them: a descriptor changed while the job runs applies from the next job on.
-    What other sessions change while the job runs (subscriptions switched on or off, sync errors opened by
-    single-record updates) is read again once it is FRESH_SECONDS old, not for each file.
+    What other sessions change while the job runs is read again once FRESH_SECONDS old, not for each file:
+    that there are no webhook subscriptions, and whether the sync logs have open errors (a file that believes
+    they have none resolves any all the same, in its last round trip).
     """
 
     FRESH_SECONDS = 2.0
@@ -255,13 +256,14 @@ class JobShared:
 
     @property
     def subscriptions(self) -> list:
-        """Return the enabled webhook subscriptions, read again once FRESH_SECONDS old.
+        """Return the enabled webhook subscriptions: none, as read up to FRESH_SECONDS ago, or else read now.
 
-        A subscription switched off meanwhile gets deliveries for a moment at most, which its deliveries' pass
-        never sends while it stays off.
+        Only "there are none" is kept: deliveries are written for the subscriptions read in the file's own
+        transaction, so a subscription deleted or switched off meanwhile gets none (a subscription made meanwhile
+        has the events of files from FRESH_SECONDS on).
         """
         now = time.monotonic()
-        if self._subscriptions is None or now - self._subscriptions[0] > self.FRESH_SECONDS:
+        if self._subscriptions is None or self._subscriptions[1] or now - self._subscriptions[0] > self.FRESH_SECONDS:
             self._subscriptions = (now, subscriptions_enabled())
         return self._subscriptions[1]
 
@@ -273,6 +275,11 @@ class JobShared:
         if seen is None or now - seen[0] > self.FRESH_SECONDS:
             seen = self._open_errors[key] = (now, sync.sync_log_has_errors(connection=connection, entity=entity))
         return seen[1]
+
+    def open_sync_errors_forget(self, *, connection, entity: str) -> None:
+        """Read the log's open errors again for the next file."""
+        self._open_errors.pop((connection.pk, entity), None)
+        transaction.on_commit(lambda: self._open_errors.pop((connection.pk, entity), None))
 
     def open_sync_errors_now(self, *, connection, entity: str, value: bool) -> None:
         """Keep what a file's batch found of the log's open errors (it opened or resolved some), once it commits."""
@@ -337,6 +344,7 @@ class FileImport:
         self._path: Path | None = None
         # Rows held back by a file imported in one transaction: kept here instead of in DeferredRow.
         self._held: list[Record] | None = None
+        self._writes: WriteBatch | None = None  # the last writes of a file imported in one transaction
 
     # -- set-up ---------------------------------------------------------------------------------
 
@@ -564,6 +572,7 @@ class FileImport:
         try:
             # The file's last writes (ledger, status, chunk, events, the job's lease) go in one round trip.
             with transaction.atomic(), WriteBatch() as writes, events.held(into=writes):
+                self._writes = writes
                 guard_statements()
                 distinct_keys = self._begin(scanned, whole=True)
                 if distinct_keys is None:
@@ -593,7 +602,7 @@ class FileImport:
             raise
         finally:
             scanned.keys.drop()
-            self._held = None
+            self._held, self._writes = None, None
         self._grown += totals.rows_done
         self._refresh_statistics()
         return True
@@ -681,7 +690,9 @@ class FileImport:
         totals = Totals()
         while batch := list(islice(records, self.batch_size)):
             self._batch_since = timezone.now()
-            result = pipeline.apply(batch, duplicates=duplicates, collect_applied=self.open_sync_errors)
+            # (A file whose last writes go in one batch resolves open errors there, whatever it believes of them.)
+            collect = self.open_sync_errors or self._writes is not None
+            result = pipeline.apply(batch, duplicates=duplicates, collect_applied=collect)
             self._record(result)
             totals.add(result.totals)
             self._check_limit(totals)
@@ -749,6 +760,17 @@ class FileImport:
                 [DeferredRow(file=f, row=r.row, index=r.index, values=r.values) for r in result.deferred],
                 batch_size=1000,
             )
+        if self.connection is not None and self._writes is not None and not self.open_sync_errors:
+            if result.applied_ext:
+                # The job believes the log has no open errors (read up to 2 s ago): an error opened since for one of
+                # these records (a single-record update's) is resolved in the file's last round trip all the same.
+                sync.sync_log_resolve_later(
+                    writes=self._writes,
+                    connection=self.connection,
+                    entity=self.descriptor.entity,
+                    external_ids=result.applied_ext,
+                    then=self._resolved_later,
+                )
         if self.connection is not None:
             self._open_sync_errors = sync_log_record(
                 result,
@@ -774,6 +796,10 @@ class FileImport:
                 source={"source": "file", "file": f.name, "job": self.job_id},
                 subscriptions=self._subscriptions,
             )
+
+    def _resolved_later(self, count: int) -> None:
+        if count and self.shared is not None:  # errors were open after all: the next file reads the log again
+            self.shared.open_sync_errors_forget(connection=self.connection, entity=self.descriptor.entity)
 
     @property
     def _subscriptions(self) -> list | None:

@@ -115,7 +115,7 @@ def job_lease_renew(
     mine = ImportJob.objects.filter(pk=job_id, status=JobStatus.RUNNING, claimed_by=worker)
     if writes is None:
         return mine.update(**fields) == 1
-    writes.update(mine, fields, then=lambda count: count == 1 or lost())
+    writes.update(mine, fields, then=lambda count: count == 1 or lost(), fence=True)
     return True
 
 

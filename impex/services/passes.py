@@ -6,7 +6,11 @@ the queue with passes and every worker would sit in one while scans and imports 
 one task waiting in the queue (the ticket, queued_at), at most IMPEX_PASS_WORKERS tasks running (each under a
 lease, renewed while it runs), passes of all kinds together hold at most all but one of a machine's cluster
 workers, and a pass takes no new item after IMPEX_PASS_SECONDS: what is left gets one follow-up task, queued
-behind whatever else waits (a pass left for later runs with its every-minute schedule).
+behind whatever else waits.
+
+A pass that finds no place free is not dropped: it is marked refused, a pass running meanwhile ends at its next
+batch to make room (so that 2,000 single-record updates never wait behind a minute of order exports), and the
+pass that leaves its place queues the refused ones ahead of its own follow-up.
 """
 
 from collections.abc import Callable
@@ -20,7 +24,7 @@ from django_q.tasks import async_task
 
 from impex.models import WorkPass
 from impex.services.heartbeat import Heartbeat
-from impex.services.queue import worker_name
+from impex.services.queue import queue_yields, worker_name
 
 
 @dataclass(frozen=True)
@@ -56,20 +60,47 @@ def pass_run(work: Pass, *, run: Callable[[str, float], int], due: Callable[[], 
     WorkPass.objects.filter(name=work.name).update(queued_at=None)
     worker = worker_name()
     if not _take(work.name, worker):
+        if due():
+            # Queued again by the pass that leaves its place (passes running meanwhile end early to make room).
+            refused = {"func": work.func, "title": work.title, "machine": _machine(worker)}
+            WorkPass.objects.filter(name=work.name).update(refused=refused)
         return (
             f"0 {work.unit}: left for later: {settings.IMPEX_PASS_WORKERS} {work.title} pass(es) at once at most, and "
-            f"{machine_places()} pass(es) of any kind per machine, so that a worker stays free for scans and imports"
+            f"{machine_places()} pass(es) of any kind per machine, so that a worker stays free for scans and imports; "
+            "it is queued again when a place is left"
         )
     lease = settings.IMPEX_LEASE_SECONDS
     try:
-        with Heartbeat(lambda: _hold(work.name, worker), every=lease / 3, name=f"{work.title} pass"):
+        with (
+            Heartbeat(lambda: _hold(work.name, worker), every=lease / 3, name=f"{work.title} pass"),
+            queue_yields(lambda: _others_refused(work.name, machine=_machine(worker))),
+        ):
             done = run(worker, settings.IMPEX_PASS_SECONDS)
     finally:
         _leave(work.name, worker)
+        _wake_refused()
     more = due()
     if more:
         pass_enqueue(work)
     return f"{done} {work.unit}{'; more are due: a follow-up is queued' if more else ''}"
+
+
+def _others_refused(name: str, *, machine: str) -> bool:
+    """Tell whether a task of another pass found no place free on this machine since (this one then ends at its
+    next batch)."""
+    refused = WorkPass.objects.exclude(name=name).filter(refused__isnull=False).values_list("refused", flat=True)
+    return any(wanted.get("machine") == machine for wanted in refused)
+
+
+def _wake_refused() -> None:
+    """Queue the task of each pass that found no place free (one task each, unless one waits already)."""
+    for row in WorkPass.objects.filter(refused__isnull=False).order_by("pk"):
+        wanted = row.refused
+        # Conditional: of two passes leaving at once, one queues it.
+        if WorkPass.objects.filter(pk=row.pk, refused__isnull=False).update(refused=None) != 1:
+            continue
+        if WorkPass.objects.filter(pk=row.pk, queued_at__isnull=True).update(queued_at=timezone.now()) == 1:
+            async_task(wanted["func"], task_name=wanted["title"])
 
 
 def _live(runners: dict, now) -> dict:
@@ -102,7 +133,7 @@ def _take(name: str, worker: str) -> bool:
         if on_machine >= machine_places():
             return False
         live[worker] = (now + timedelta(seconds=settings.IMPEX_LEASE_SECONDS)).isoformat()
-        WorkPass.objects.filter(pk=row.pk).update(runners=live)
+        WorkPass.objects.filter(pk=row.pk).update(runners=live, refused=None)
     return True
 
 

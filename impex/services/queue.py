@@ -18,6 +18,8 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -249,7 +251,7 @@ def queue_pass(
     stop = time.monotonic() + seconds if seconds is not None else None
     acted = 0
     while limit is None or len(results) < limit:
-        if stop is not None and acted and time.monotonic() >= stop:
+        if stop is not None and acted and (time.monotonic() >= stop or _yielding()):
             break
         claimed = claim(size if limit is None else min(size, limit - len(results)))
         if not claimed:
@@ -265,6 +267,33 @@ def queue_pass(
             results.extend(apply([item]))
             acted += 1
     return results
+
+
+# Set by a cluster pass (impex.services.passes) while it runs: asked between batches, at most once a second,
+# whether another pass waits for its place; a timed pass then ends as if its time were up.
+_yield_check: ContextVar = ContextVar("queue_yield_check", default=None)
+YIELD_CHECK_SECONDS = 1.0
+
+
+@contextmanager
+def queue_yields(check: Callable[[], bool]):
+    """Make the timed passes run inside end early (between batches) once check() says another pass waits."""
+    state = {"check": check, "at": None, "yes": False}  # asked at the first batch's end, then once a second
+    token = _yield_check.set(state)
+    try:
+        yield
+    finally:
+        _yield_check.reset(token)
+
+
+def _yielding() -> bool:
+    state = _yield_check.get()
+    if state is None:
+        return False
+    if not state["yes"] and (state["at"] is None or time.monotonic() - state["at"] >= YIELD_CHECK_SECONDS):
+        state["at"] = time.monotonic()
+        state["yes"] = bool(state["check"]())
+    return state["yes"]
 
 
 def _isolated(apply: Callable[[list], list], items: list, on_error) -> list:

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from django.conf import settings
 from django.db import DatabaseError, connection, models, transaction
 from django.db.models.constants import OnConflict
-from django.db.models.sql import InsertQuery, UpdateQuery
+from django.db.models.sql import DeleteQuery, InsertQuery, UpdateQuery
 
 _counter = itertools.count(1)
 # The database session whose statements are bounded for as long as a job runs (per thread, as connections are).
@@ -311,11 +311,12 @@ class WriteBatch:
     A small file's import ends with a handful of such writes (its ledger entry, its status, its chunk, its events,
     the job's lease); each is built by the ORM as QuerySet.update() and bulk_create() would, queued, and sent
     together by send() (one statement at a time on SQLite). then= runs with the statement's row count once sent,
-    still inside the transaction (to check a fence, or fall back).
+    still inside the transaction (to check a fence, or fall back); the fences' first (fence=True: a lease, a hold).
     """
 
     def __init__(self):
         self._statements: list[tuple[str, list, object]] = []
+        self._fences: set[int] = set()  # indexes of the statements whose then= runs first
 
     def __enter__(self) -> "WriteBatch":
         return self
@@ -324,13 +325,22 @@ class WriteBatch:
         if kind is None:
             self.send()
 
-    def update(self, queryset: models.QuerySet, values: dict, *, then=None) -> None:
+    def update(self, queryset: models.QuerySet, values: dict, *, then=None, fence: bool = False) -> None:
         """Queue queryset.update(**values)."""
         query = queryset.query.chain(UpdateQuery)
         query.add_update_values(values)
         query.clear_select_clause()
         if query.get_related_updates():
             raise ValueError("a WriteBatch updates one table")
+        sql, params = query.get_compiler(queryset.db).as_sql()
+        if fence:
+            self._fences.add(len(self._statements))
+        self._statements.append((sql, list(params), then))
+
+    def delete(self, queryset: models.QuerySet, *, then=None) -> None:
+        """Queue the DELETE of queryset's rows as QuerySet._raw_delete() runs it (no cascade, no signals)."""
+        query = queryset.query.clone()
+        query.__class__ = DeleteQuery
         sql, params = query.get_compiler(queryset.db).as_sql()
         self._statements.append((sql, list(params), then))
 
@@ -366,11 +376,14 @@ class WriteBatch:
     def send(self) -> None:
         """Run what is queued (PostgreSQL: in one round trip), then each then= with its statement's row count."""
         statements, self._statements = self._statements, []
+        fences, self._fences = self._fences, set()
         if not statements:
             return
         counts = []
         with connection.cursor() as cursor:
-            if is_postgres() and len(statements) > 1:
+            # Several statements in one execute need psycopg's client-side binding (Django's default).
+            joined = is_postgres() and not connection.settings_dict.get("OPTIONS", {}).get("server_side_binding")
+            if joined and len(statements) > 1:
                 joined = "; ".join(sql for sql, _, _ in statements)
                 cursor.execute(joined, [p for _, params, _ in statements for p in params])
                 raw = cursor.cursor
@@ -381,7 +394,10 @@ class WriteBatch:
                 for sql, params, _ in statements:
                     cursor.execute(sql, params)
                     counts.append(cursor.rowcount)
-        for (_, _, then), count in zip(statements, counts, strict=True):
+        done = list(zip(statements, counts, strict=True))
+        order = sorted(range(len(done)), key=lambda i: i not in fences)
+        for i in order:
+            (_, _, then), count = done[i]
             if then is not None:
                 then(count)
 
