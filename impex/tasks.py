@@ -52,8 +52,8 @@ def export_runs_sweep() -> str:
     return f"{len(failed)} export run(s) failed, {len(removed)} temporary folder(s) removed"
 
 
-def webhooks_deliver() -> str:
+def webhooks_deliver(ticket: str | None = None) -> str:
     """POST the outbound webhook deliveries that are due, in a bounded pass (the every-minute schedule, and events)."""
     from impex.services.webhooks import webhooks_deliver_task
 
-    return webhooks_deliver_task()
+    return webhooks_deliver_task(ticket=ticket)

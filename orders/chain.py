@@ -128,12 +128,13 @@ def orders_export_pass(
     )
 
 
-def orders_export_task() -> str:
+def orders_export_task(*, ticket: str | None = None) -> str:
     """Run one bounded pass of the order export as a cluster task (impex.services.passes); say what it did."""
     return pass_run(
         EXPORT_PASS,
         run=lambda worker, seconds: len(orders_export_pass(by="task: orders_export", worker=worker, seconds=seconds)),
         due=lambda: _due(timezone.now()).exists(),
+        ticket=ticket,
     )
 
 

@@ -73,12 +73,13 @@ def feed_pass_enqueue() -> None:
     pass_enqueue(FEED_PASS)
 
 
-def orders_feed_task() -> str:
+def orders_feed_task(*, ticket: str | None = None) -> str:
     """Run one bounded pass of the feed as a cluster task (impex.services.passes); say what it did."""
     return pass_run(
         FEED_PASS,
         run=lambda worker, seconds: len(orders_feed_pass(by="task: orders_feed", worker=worker, seconds=seconds)),
         due=lambda: _due(timezone.now()).exists(),
+        ticket=ticket,
     )
 
 

@@ -176,12 +176,13 @@ def record_events_soon() -> None:
     pass_enqueue(RECORD_EVENTS_PASS)
 
 
-def record_events_task() -> str:
+def record_events_task(*, ticket: str | None = None) -> str:
     """Run one bounded pass of single-record updates as a cluster task (impex.services.passes)."""
     return pass_run(
         RECORD_EVENTS_PASS,
         run=lambda worker, seconds: len(record_events_pass(by="task: record_events", worker=worker, seconds=seconds)),
         due=lambda: _due(timezone.now()).exists(),
+        ticket=ticket,
     )
 
 

@@ -92,16 +92,18 @@ def sync_log_resolve(*, connection, entity: str, external_ids) -> int:
     return deleted
 
 
-def sync_log_resolve_later(*, writes, connection, entity: str, external_ids, then=None) -> None:
-    """Queue in a WriteBatch (impex.services.sql) the resolution of any open errors of records that have now synced
-    cleanly, for a caller that believes there are none: one that was opened meanwhile is resolved all the same.
-    then(count) runs once it is sent, with how many it resolved."""
+def sync_log_id(*, connection, entity: str) -> int | None:
+    """Return the id of the connection's sync log of an entity, None while it has none."""
+    return SyncLog.objects.filter(connection=connection, entity=entity).values_list("pk", flat=True).first()
+
+
+def sync_log_resolve_later(*, writes, log_id: int, external_ids, then=None) -> None:
+    """Queue in a WriteBatch (impex.services.sql) the resolution of any open errors of a log's records that have now
+    synced cleanly, for a caller that believes there are none: one that was opened meanwhile is resolved all the
+    same. then(count) runs once it is sent, with how many it resolved."""
     ids = sorted(external_ids)
     for start in range(0, len(ids), 1000):
-        errors = SyncError.objects.filter(
-            log__connection=connection, log__entity=entity, external_id__in=ids[start : start + 1000]
-        )
-        writes.delete(errors, then=then)
+        writes.delete(SyncError.objects.filter(log_id=log_id, external_id__in=ids[start : start + 1000]), then=then)
 
 
 def sync_log_finish(*, connection, entity: str, full: bool, at=None, writes=None) -> None:

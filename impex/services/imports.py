@@ -239,6 +239,7 @@ class JobShared:
         self._pipelines: dict[tuple, RecordPipeline] = {}
         self._subscriptions: tuple[float, list] | None = None
         self._open_errors: dict[tuple, tuple[float, bool]] = {}
+        self._sync_logs: dict[tuple, tuple[float, int | None]] = {}
 
     def compiled(self, descriptor, *, tz: str) -> tuple[CompiledDescriptor, Layout]:
         """Return a descriptor compiled for a time zone, and its reader layout (its columns read once)."""
@@ -274,6 +275,16 @@ class JobShared:
         seen = self._open_errors.get(key)
         if seen is None or now - seen[0] > self.FRESH_SECONDS:
             seen = self._open_errors[key] = (now, sync.sync_log_has_errors(connection=connection, entity=entity))
+        return seen[1]
+
+    def sync_log_id(self, *, connection, entity: str) -> int | None:
+        """Return the id of the connection's sync log of an entity (read again while there is none, or once
+        FRESH_SECONDS old: the API may drop a log and make it anew)."""
+        key = (connection.pk, entity)
+        now = time.monotonic()
+        seen = self._sync_logs.get(key)
+        if seen is None or seen[1] is None or now - seen[0] > self.FRESH_SECONDS:
+            seen = self._sync_logs[key] = (now, sync.sync_log_id(connection=connection, entity=entity))
         return seen[1]
 
     def open_sync_errors_forget(self, *, connection, entity: str) -> None:
@@ -761,15 +772,12 @@ class FileImport:
                 batch_size=1000,
             )
         if self.connection is not None and self._writes is not None and not self.open_sync_errors:
-            if result.applied_ext:
+            log_id = self.shared.sync_log_id(connection=self.connection, entity=self.descriptor.entity)
+            if result.applied_ext and log_id is not None:
                 # The job believes the log has no open errors (read up to 2 s ago): an error opened since for one of
                 # these records (a single-record update's) is resolved in the file's last round trip all the same.
                 sync.sync_log_resolve_later(
-                    writes=self._writes,
-                    connection=self.connection,
-                    entity=self.descriptor.entity,
-                    external_ids=result.applied_ext,
-                    then=self._resolved_later,
+                    writes=self._writes, log_id=log_id, external_ids=result.applied_ext, then=self._resolved_later
                 )
         if self.connection is not None:
             self._open_sync_errors = sync_log_record(

@@ -44,20 +44,38 @@ def pass_enqueue(work: Pass) -> None:
 
 def _enqueue(work: Pass) -> None:
     WorkPass.objects.get_or_create(name=work.name)
+    _ticket(work.name, func=work.func, title=work.title)
+
+
+def _ticket(name: str, *, func: str, title: str) -> bool:
+    """Queue the pass's task unless one waits already; the task carries its ticket (the time it was queued at)."""
+    now = timezone.now()
     # One conditional UPDATE decides: of many events at once, one queues the task, the others find it queued.
-    if WorkPass.objects.filter(name=work.name, queued_at__isnull=True).update(queued_at=timezone.now()) == 1:
-        async_task(work.func, task_name=work.title)
+    if WorkPass.objects.filter(name=name, queued_at__isnull=True).update(queued_at=now) != 1:
+        return False
+    async_task(func, now.isoformat(), task_name=title)
+    return True
 
 
-def pass_run(work: Pass, *, run: Callable[[str, float], int], due: Callable[[], bool]) -> str:
+def pass_run(
+    work: Pass, *, run: Callable[[str, float], int], due: Callable[[], bool], ticket: str | None = None
+) -> str:
     """Run one bounded pass as a cluster task (run(worker, seconds) returns how many items it did); say what it did.
 
     A task that finds IMPEX_PASS_WORKERS passes running leaves the work to them: each looks for due work once it
-    has let go of its place, and queues a follow-up if there is any.
+    has let go of its place, and queues a follow-up if there is any. ticket: the time the task was queued at, when
+    it was queued as the pass's one waiting task (not by its schedule).
     """
     WorkPass.objects.get_or_create(name=work.name)
-    # From here on a new item queues another task: this one may have started after the item was claimed.
-    WorkPass.objects.filter(name=work.name).update(queued_at=None)
+    if ticket is not None:
+        # The waiting task is running: from here on a new item queues another (this one may have started after
+        # the item was claimed). Only the waiting task's own: a task taken earlier starting late leaves it waiting.
+        WorkPass.objects.filter(name=work.name, queued_at=datetime.fromisoformat(ticket)).update(queued_at=None)
+    else:
+        # Run by its schedule: a ticket waiting longer than a lease was lost with its worker (or its broker):
+        # let new items queue another.
+        stale = timezone.now() - timedelta(seconds=settings.IMPEX_LEASE_SECONDS)
+        WorkPass.objects.filter(name=work.name, queued_at__lt=stale).update(queued_at=None)
     worker = worker_name()
     if not _take(work.name, worker):
         if due():
@@ -99,8 +117,7 @@ def _wake_refused() -> None:
         # Conditional: of two passes leaving at once, one queues it.
         if WorkPass.objects.filter(pk=row.pk, refused__isnull=False).update(refused=None) != 1:
             continue
-        if WorkPass.objects.filter(pk=row.pk, queued_at__isnull=True).update(queued_at=timezone.now()) == 1:
-            async_task(wanted["func"], task_name=wanted["title"])
+        _ticket(row.name, func=wanted["func"], title=wanted["title"])
 
 
 def _live(runners: dict, now) -> dict:

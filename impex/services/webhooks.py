@@ -218,12 +218,13 @@ def deliver_soon() -> None:
     pass_enqueue(DELIVERY_PASS)
 
 
-def webhooks_deliver_task() -> str:
+def webhooks_deliver_task(*, ticket: str | None = None) -> str:
     """Run one bounded delivery pass as a cluster task (impex.services.passes); say what it did."""
     return pass_run(
         DELIVERY_PASS,
         run=lambda worker, seconds: len(webhooks_deliver_pass(worker=worker, seconds=seconds)),
         due=lambda: _due(timezone.now()).exists(),
+        ticket=ticket,
     )
 
 

@@ -13,13 +13,22 @@ from orders.models import Exporter, OrderExportRun
 from orders.tasks import orders_export
 from orders.tests.helpers import configure, import_catalogue, import_orders, import_rows, line_row, order_row
 from syncapp.models import RecordEvent
-from syncapp.tasks import record_events
 
 CUSTOMERS = "/api/events/customers/"
 
 
 def queued(func: str) -> int:
     return sum(1 for q in OrmQ.objects.all() if q.task["func"] == func)
+
+
+def run_waiting(func: str) -> str:
+    """Run the pass's waiting task as the cluster does: taken off the queue, called with its ticket."""
+    from django.utils.module_loading import import_string
+
+    (waiting,) = [q for q in OrmQ.objects.order_by("id") if q.task["func"] == func]
+    args = waiting.task["args"]
+    waiting.delete()
+    return import_string(func)(*args)
 
 
 @pytest.fixture
@@ -43,10 +52,10 @@ def test_many_events_queue_one_delivery_task_and_a_pass_lets_the_next_event_queu
     assert queued("impex.tasks.webhooks_deliver") == 1
 
     with django_capture_on_commit_callbacks(execute=True):
-        assert webhooks_deliver() == "5 webhook delivery attempt(s)"
+        assert run_waiting("impex.tasks.webhooks_deliver") == "5 webhook delivery attempt(s)"
     emit(django_capture_on_commit_callbacks, 5)
 
-    assert queued("impex.tasks.webhooks_deliver") == 2  # the pass took its ticket back: the next event asks again
+    assert queued("impex.tasks.webhooks_deliver") == 1  # its waiting task ran: the next event queues another
     assert len(subscription.received) == 5
 
 
@@ -55,14 +64,13 @@ def test_a_delivery_pass_out_of_time_stops_after_one_batch_and_queues_one_follow
 ):
     for n in range(3):
         emit(django_capture_on_commit_callbacks, n)
-    OrmQ.objects.all().delete()
     settings.IMPEX_PASS_SECONDS = 0
     # A batch is no larger than one lease covers at the slowest timeout, POSTs going so many at once: here, one.
     settings.IMPEX_LEASE_SECONDS = WebhookSubscription.objects.get().timeout_seconds
     settings.IMPEX_WEBHOOK_CONCURRENCY = 1
 
     with django_capture_on_commit_callbacks(execute=True):
-        summary = webhooks_deliver()
+        summary = run_waiting("impex.tasks.webhooks_deliver")
 
     assert summary == "1 webhook delivery attempt(s); more are due: a follow-up is queued"
     assert len(subscription.received) == 1
@@ -105,11 +113,10 @@ def test_a_record_event_pass_out_of_time_stops_after_one_batch_and_queues_one_fo
         with django_capture_on_commit_callbacks(execute=True):
             assert api.post(CUSTOMERS, {"customer_id": "C-1", "last_name": f"New {n}"}).status_code == 202
     assert queued("syncapp.tasks.record_events") == 1
-    OrmQ.objects.all().delete()
     settings.IMPEX_PASS_SECONDS = 0
 
     with django_capture_on_commit_callbacks(execute=True):
-        summary = record_events()
+        summary = run_waiting("syncapp.tasks.record_events")
 
     assert summary == "1 single-record update(s); more are due: a follow-up is queued"
     assert sorted(RecordEvent.objects.values_list("status", flat=True)) == ["applied", "pending", "pending"]
@@ -164,7 +171,7 @@ def test_a_pass_refused_for_want_of_a_place_ends_the_running_pass_early_and_is_q
         assert api.post(CUSTOMERS, {"customer_id": "C-1", "last_name": "New"}).status_code == 202
     running_elsewhere("order export", host=socket.gethostname())
 
-    held = record_events()
+    held = run_waiting("syncapp.tasks.record_events")
 
     assert held.startswith("0 single-record update(s): left for later") and "queued again" in held
     assert WorkPass.objects.filter(refused__isnull=False).count() == 1
@@ -172,12 +179,11 @@ def test_a_pass_refused_for_want_of_a_place_ends_the_running_pass_early_and_is_q
     # A delivery pass with time for all three of its deliveries, one a batch: it ends after the first to make room.
     for n in range(3):
         emit(django_capture_on_commit_callbacks, n)
-    OrmQ.objects.all().delete()
     settings.IMPEX_LEASE_SECONDS = WebhookSubscription.objects.get().timeout_seconds
     settings.IMPEX_WEBHOOK_CONCURRENCY = 1
 
     with django_capture_on_commit_callbacks(execute=True):
-        summary = webhooks_deliver()
+        summary = run_waiting("impex.tasks.webhooks_deliver")
 
     assert summary == "1 webhook delivery attempt(s); more are due: a follow-up is queued"
     # The refused pass is queued first, then the delivery pass's follow-up.
@@ -186,5 +192,23 @@ def test_a_pass_refused_for_want_of_a_place_ends_the_running_pass_early_and_is_q
         "impex.tasks.webhooks_deliver",
     ]
     assert not WorkPass.objects.filter(refused__isnull=False).exists()
-    assert record_events() == "1 single-record update(s)"
+    assert run_waiting("syncapp.tasks.record_events") == "1 single-record update(s)"
     assert RecordEvent.objects.get().status == "applied"
+
+
+def test_a_task_taken_earlier_that_starts_late_leaves_the_waiting_ticket_in_place(
+    django_capture_on_commit_callbacks, subscription
+):
+    """One task of a pass waits in the queue at most: a task the cluster took before the waiting one was queued,
+    and that starts only now (or the schedule's), does not let a new event queue a second one."""
+    emit(django_capture_on_commit_callbacks, 0)
+    assert queued("impex.tasks.webhooks_deliver") == 1
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert webhooks_deliver() == "1 webhook delivery attempt(s)"  # started without the ticket
+    emit(django_capture_on_commit_callbacks, 1)
+
+    assert queued("impex.tasks.webhooks_deliver") == 1
+    assert run_waiting("impex.tasks.webhooks_deliver") == "1 webhook delivery attempt(s)"
+    emit(django_capture_on_commit_callbacks, 2)
+    assert queued("impex.tasks.webhooks_deliver") == 1  # the ticket's own task let the next event queue one
