@@ -702,7 +702,7 @@ class FileImport:
         while batch := list(islice(records, self.batch_size)):
             self._batch_since = timezone.now()
             # (A file whose last writes go in one batch resolves open errors there, whatever it believes of them.)
-            collect = self.open_sync_errors or self._writes is not None
+            collect = self.open_sync_errors or self._resolves_later
             result = pipeline.apply(batch, duplicates=duplicates, collect_applied=collect)
             self._record(result)
             totals.add(result.totals)
@@ -771,7 +771,7 @@ class FileImport:
                 [DeferredRow(file=f, row=r.row, index=r.index, values=r.values) for r in result.deferred],
                 batch_size=1000,
             )
-        if self.connection is not None and self._writes is not None and not self.open_sync_errors:
+        if self._resolves_later and not self.open_sync_errors:
             log_id = self.shared.sync_log_id(connection=self.connection, entity=self.descriptor.entity)
             if result.applied_ext and log_id is not None:
                 # The job believes the log has no open errors (read up to 2 s ago): an error opened since for one of
@@ -804,6 +804,12 @@ class FileImport:
                 source={"source": "file", "file": f.name, "job": self.job_id},
                 subscriptions=self._subscriptions,
             )
+
+    @property
+    def _resolves_later(self) -> bool:
+        """Tell whether open sync errors are resolved in the file's last round trip (what the job believes of them
+        may be up to 2 s old): a file of a job, imported in one transaction, from a connection."""
+        return self._writes is not None and self.shared is not None and self.connection is not None
 
     def _resolved_later(self, count: int) -> None:
         if count and self.shared is not None:  # errors were open after all: the next file reads the log again

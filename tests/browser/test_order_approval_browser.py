@@ -33,7 +33,7 @@ def held_orders(tmp_path, builtin_descriptors):
     export_pass()
     # The pass configuring queued runs as the cluster would (one task waits per pass at most: run, a new one may).
     for queued in OrmQ.objects.all():
-        import_string(queued.task["func"])()
+        import_string(queued.task["func"])(*queued.task["args"])
         queued.delete()
     assert dict(Order.objects.values_list("order_id", "state")) == {
         "O-1": "on_hold",
@@ -69,7 +69,7 @@ def test_an_approver_approves_one_held_order_and_rejects_another(page, approver,
     assert Order.objects.get(order_id="O-1").state == "confirmed"
     # The approval queued an export pass; a worker of the cluster runs it, and the order moves on.
     (queued,) = [q for q in OrmQ.objects.all() if q.task["func"] == "orders.tasks.orders_export"]
-    import_string(queued.task["func"])()
+    import_string(queued.task["func"])(*queued.task["args"])
     page.goto(f"/admin/orders/order/{Order.objects.get(order_id='O-1').pk}/change/")
     timeline = page.locator("#order-timeline")
     expect(timeline).to_contain_text("known customer")
