@@ -131,15 +131,21 @@ def phase_cleanup() -> dict:
     return {"removed": True}
 
 
-def run_phase(*args: str) -> dict:
-    """Run one phase in a child process and return its JSON result."""
+def script_phase(script: str, *args: str, env: dict | None = None) -> dict:
+    """Run a phase of a bench script (`script --phase ARGS`) in a child process and return its JSON result; the
+    benches of this folder share it."""
     out = subprocess.run(
-        [sys.executable, __file__, "--phase", *args], capture_output=True, text=True, check=False, cwd=ROOT
+        [sys.executable, script, "--phase", *args], capture_output=True, text=True, check=False, cwd=ROOT, env=env
     )
     if out.returncode != 0:
         sys.stderr.write(out.stdout + out.stderr)
         raise SystemExit(f"phase {args[0]} failed")
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run_phase(*args: str) -> dict:
+    """Run one phase in a child process and return its JSON result."""
+    return script_phase(__file__, *args)
 
 
 def main() -> None:

@@ -31,6 +31,9 @@ CONNECTION = "bench-kore"
 INTEGRATION = "BENCH"
 
 
+from export_bench import script_phase  # noqa: E402  (this folder is on the path when run as a script)
+
+
 def header() -> list[str]:
     """Return the KS_CUSTOMERS columns of the built-in descriptor."""
     from impex.builtin import column_names
@@ -340,13 +343,7 @@ def run_workers(path: Path, workers: int) -> dict:
 
 def run_phase(*args: str) -> dict:
     """Run one phase in a child process and return its JSON result."""
-    out = subprocess.run(
-        [sys.executable, __file__, "--phase", *args], capture_output=True, text=True, check=False, cwd=ROOT
-    )
-    if out.returncode != 0:
-        sys.stderr.write(out.stdout + out.stderr)
-        raise SystemExit(f"phase {args[0]} failed")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return script_phase(__file__, *args)
 
 
 def main() -> None:

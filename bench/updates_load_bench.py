@@ -53,6 +53,9 @@ POLL = 0.25
 KEPT_UP_SECONDS = 10.0
 
 
+from export_bench import script_phase  # noqa: E402  (this folder is on the path when run as a script)
+
+
 def _django():
     import django
 
@@ -108,13 +111,7 @@ def phase_prepare(customers: int, tokens: int) -> dict:
 
 def run_phase(*args: str) -> dict:
     """Run one phase in a child process and return its JSON result."""
-    out = subprocess.run(
-        [sys.executable, __file__, "--phase", *args], capture_output=True, text=True, check=False, cwd=ROOT
-    )
-    if out.returncode != 0:
-        sys.stderr.write(out.stdout + out.stderr)
-        raise SystemExit(f"phase {args[0]} failed")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return script_phase(__file__, *args)
 
 
 # -- processes -----------------------------------------------------------------------------------------------

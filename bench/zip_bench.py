@@ -38,6 +38,9 @@ PREFIX = "BZIP-"
 COLUMNS = ("customer_id", "email", "first_name", "last_name")
 
 
+from export_bench import script_phase  # noqa: E402  (this folder is on the path when run as a script)
+
+
 def file_rows(number: int, rows: int) -> list[tuple[str, str, str, str]]:
     """Return the customers of file number: 1 to rows of them, some new, some seen in an earlier file."""
     count = 1 + number % rows
@@ -213,18 +216,7 @@ def phase_floor(files: str, rows: str) -> dict:
 
 def run_phase(*args: str, env: dict | None = None) -> dict:
     """Run one phase in a child process and return its JSON result."""
-    out = subprocess.run(
-        [sys.executable, __file__, "--phase", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=ROOT,
-        env=env,
-    )
-    if out.returncode != 0:
-        sys.stderr.write(out.stdout + out.stderr)
-        raise SystemExit(f"phase {args[0]} failed")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return script_phase(__file__, *args, env=env)
 
 
 def main() -> None:

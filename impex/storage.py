@@ -553,24 +553,9 @@ def copy_file(storage: Storage, name: str, *, to: Storage, to_name: str) -> str:
 def move_file(storage: Storage, name: str, *, to: Storage, to_name: str) -> str:
     """Move a file to to_name in storage to (a free variant if taken) and return the name it got there.
 
-    A rename on the same local disk; otherwise a copy, then the source is deleted only once the copy is complete.
+    copy_file (a hard link on the same local disk), then the source is deleted only once the copy is complete.
     """
-    _check_name(name)
-    _check_name(to_name)
-    if _is_local(storage) and _is_local(to):
-        src = storage.path(name)
-        if not os.path.isfile(src):
-            raise FileNotFoundError(f"no file {name!r} in {storage.location}")
-        try:
-            return _claim_local(to, to_name, src)
-        except OSError as exc:
-            if exc.errno != errno.EXDEV:
-                raise
-    if _is_local(storage):
-        stored = save_file(to, to_name, Path(storage.path(name)))
-    else:
-        with open_file(storage, name) as stream:
-            stored = save_file(to, to_name, stream)
+    stored = copy_file(storage, name, to=to, to_name=to_name)
     delete_file(storage, name)
     return stored
 
