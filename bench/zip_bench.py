@@ -6,7 +6,8 @@ each, imports it as `impex_import ZIP --connection bench-zip` does (job_create, 
 time and the SQL statements per file (counted in the process with connection.execute_wrapper). On PostgreSQL
 it reports in the same run the floor: psql running one transaction per file, each inserting that file's
 customers (INSERT ... ON CONFLICT DO UPDATE into a copy of the customer table), through a pipe to one session.
---statements prints the statements of the job grouped by their text, with how many each file runs;
+--statements prints the statements of the job grouped by their text, with how many each file runs and the ms
+per file spent inside them (the round trip and the database's work);
 --profile N prints cProfile's N most expensive functions of the import (BENCH_SORT=cumulative sorts them otherwise,
 BENCH_FILTER=regex keeps the matching ones, BENCH_PROFILE_OUT=path also saves the profile for pstats).
 Runs against the DATABASE_URL database (SQLite file by default); records it writes carry customer ids
@@ -103,9 +104,11 @@ def phase_import(path: str, files: str, statements: str, profile: str) -> dict:
     from impex.models import Connection
     from impex.runner import run_job
     from impex.services.jobs import job_create
+    from impex.services.sql import statement_shapes
 
     conn = Connection.objects.get(code=CONNECTION)
     seen: list[str] = []
+    spent: Counter = Counter()  # seconds inside each statement's execute, by its text
 
     waited = [0.0]
 
@@ -115,7 +118,9 @@ def phase_import(path: str, files: str, statements: str, profile: str) -> dict:
         try:
             return execute(sql, params, many, context)
         finally:
-            waited[0] += time.perf_counter() - began
+            took = time.perf_counter() - began
+            waited[0] += took
+            spent[sql] += took
 
     profiler = None
     if int(profile):
@@ -143,12 +148,16 @@ def phase_import(path: str, files: str, statements: str, profile: str) -> dict:
         "in_statements": waited[0],
         "job": job.status,
         "error": job.error,
+        "built_each_time": [str(key) for key, sql in statement_shapes().items() if sql is False],
         "files": dict(by_status),
     }
     if int(statements):
         n = int(files)
         grouped = Counter(_normalise(s) for s in seen)
-        result["grouped"] = [(c / n, s) for s, c in grouped.most_common()]
+        took: Counter = Counter()
+        for sql, seconds in spent.items():
+            took[_normalise(sql)] += seconds
+        result["grouped"] = [(c / n, took[s] * 1000 / n, s) for s, c in grouped.most_common()]
     if profiler is not None:
         import io
         import pstats
@@ -259,6 +268,7 @@ def main() -> None:
         "in statements "
         f"{1000 * r['in_statements'] / args.files:.2f} ms/file)  "
         f"[job {r['job']}, files {r['files']}]{' ERROR ' + r['error'] if r['error'] else ''}"
+        + "".join(f"\n  built by the ORM each time (its parameters differ): {key}" for key in r["built_each_time"])
     )
     if args.command:
         run_phase("prepare", env=env)
@@ -285,8 +295,10 @@ def main() -> None:
             f"(one transaction per file, {floor['rows']} customers)"
         )
         print(f"zip / floor: {per_file / floor_ms:.1f}x (goal: <= 10 ms/file, within 5x)")
-    for share, sql in r.get("grouped", []):
-        print(f"{share:8.2f}  {sql}")
+    if r.get("grouped"):
+        print("per file:  runs      ms  statement")
+    for share, ms, sql in r.get("grouped", []):
+        print(f"        {share:6.2f} {ms:7.3f}  {sql}")
     if r.get("profile"):
         print(r["profile"])
     if not args.keep:

@@ -343,8 +343,8 @@ class _JobRun:
                     "another job took the connection while this one stalled past its lease: it waits for it again"
                 )
 
-        held = ConnectionState.objects.filter(connection_id=self._holding, job_id=self.job.pk)
-        writes.update(held, {"job_id": self.job.pk}, then=lost, fence=True)
+        held = {"connection_id": self._holding, "job_id": self.job.pk}
+        writes.update_where(ConnectionState, held, {"job_id": self.job.pk}, then=lost, fence=True)
 
     def renew(self, *, grown: tuple[int, int] | None = None, writes=None) -> None:
         """Extend the lease (and show progress); stop if another worker has taken the job over.

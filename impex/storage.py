@@ -1,4 +1,10 @@
-"""One door to every file the hub reads or writes: a local folder, S3 or SFTP, named by a location string."""
+"""One door to every file the hub reads or writes: a local folder, S3 or SFTP, named by a location string.
+
+boto3 and paramiko are imported only when an S3 or SFTP location is first used (a quarter of a second of every
+command's start-up otherwise): a storage of a backend whose module is not imported yet cannot exist.
+"""
+
+from __future__ import annotations
 
 import errno
 import functools
@@ -10,6 +16,7 @@ import posixpath
 import re
 import shutil
 import stat
+import sys
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
@@ -17,24 +24,26 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import IO, TextIO
+from typing import IO, TYPE_CHECKING, TextIO
 from urllib.parse import SplitResult, unquote, urlsplit
 
-import paramiko
-from boto3.s3.transfer import TransferConfig
-from botocore.exceptions import ClientError
 from django.conf import settings
 from django.core.exceptions import SuspiciousFileOperation
 from django.core.files import File
 from django.core.files.storage import FileSystemStorage, Storage
 from django.core.signals import setting_changed
 from django.dispatch import receiver
-from storages.backends.s3 import S3Storage
-from storages.backends.sftpstorage import SFTPStorage
 
 from impex import outbound
 from impex.exceptions import ConfigurationError, LocationRefused
 from impex.locations import confined, hub_folder, local_path
+
+if TYPE_CHECKING:
+    import paramiko
+    from storages.backends.s3 import S3Storage
+    from storages.backends.sftpstorage import SFTPStorage
+
+    from impex.storage_sftp import CheckedSFTPStorage
 
 logger = logging.getLogger(__name__)
 
@@ -62,73 +71,20 @@ class StoredFile:
     modified: datetime
 
 
-class RefuseUnknownHost(paramiko.MissingHostKeyPolicy):
-    """Refuse a server whose host key is not in the known-hosts file, saying which key and what to do."""
-
-    def __init__(self, known_hosts: str):
-        self.known_hosts = known_hosts
-
-    def missing_host_key(self, client, hostname, key):
-        raise paramiko.SSHException(
-            f"Server {hostname!r} not found in known_hosts: its {key.get_name()} host key {key.fingerprint} is not in "
-            f"{self.known_hosts} (SFTP_KNOWN_HOST_FILE); add the server's key there after checking it "
-            "(ssh-keyscan), or set SFTP_ALLOW_UNKNOWN_HOSTS to trust any key"
-        )
+def _is_s3(storage: Storage) -> bool:
+    module = sys.modules.get("storages.backends.s3")
+    return module is not None and isinstance(storage, module.S3Storage)
 
 
-class CheckedSFTPStorage(SFTPStorage):
-    """SFTPStorage that refuses a server whose host key is not known (unless allow_unknown_hosts is set), and a host
-    at an address the hub may not call (impex.outbound; unless check_address is off: IMPEX_STORAGE's own host)."""
+def _is_sftp(storage: Storage) -> bool:
+    module = sys.modules.get("storages.backends.sftpstorage")
+    return module is not None and isinstance(storage, module.SFTPStorage)
 
-    def get_default_settings(self):
-        # login_from: the SFTP_HOSTS entry the login came from ("" for SFTP_PASSWORD / SFTP_KEY_FILE), for errors.
-        return {
-            **super().get_default_settings(),
-            "allow_unknown_hosts": False,
-            "login_from": "",
-            "check_address": True,
-        }
 
-    def _connect(self):
-        # django-storages trusts any unknown host key (AutoAddPolicy): a man in the middle would get the files.
-        self._ssh = paramiko.SSHClient()
-        known_hosts = self.known_host_file or os.path.expanduser("~/.ssh/known_hosts")
-        if os.path.exists(known_hosts):
-            self._ssh.load_host_keys(known_hosts)
-        policy = paramiko.AutoAddPolicy() if self.allow_unknown_hosts else RefuseUnknownHost(known_hosts)
-        self._ssh.set_missing_host_key_policy(policy)
-        sock = None
-        try:
-            if self.check_address:
-                # Resolved and checked once, and the socket goes to the address checked (no DNS rebinding); paramiko
-                # still checks the host key by the name.
-                port = self.params.get("port", 22)
-                sock = outbound.connect(self.host, port, timeout=self.params.get("timeout", SFTP_TIMEOUT_SECONDS))
-            self._ssh.connect(self.host, sock=sock, **self.params)
-        except paramiko.AuthenticationException as exc:
-            self._close_after_failure(sock)
-            # paramiko says only "Authentication failed.": say who logged in where, and what was tried.
-            given = [
-                f"{self.login_from} {label.removeprefix('SFTP_').lower()}" if self.login_from else label
-                for key, label in SFTP_CREDENTIALS
-                if self.params.get(key)
-            ]
-            raise paramiko.AuthenticationException(
-                f"SFTP login as {self.params.get('username', '(the local user)')!r} to {self.host}:"
-                f"{self.params.get('port', 22)} refused ({exc}); tried "
-                f"{' and '.join(given) if given else 'no SFTP_PASSWORD or SFTP_KEY_FILE'}: check them and the user"
-            ) from exc
-        except Exception:
-            self._close_after_failure(sock)
-            raise
-        self._sftp = self._ssh.open_sftp()
-        # The connect timeout covers only the connection: a server that stalls later would hang a worker for good.
-        self._sftp.get_channel().settimeout(SFTP_TIMEOUT_SECONDS)
-
-    def _close_after_failure(self, sock) -> None:
-        self._ssh.close()  # else each failed attempt leaves a transport thread behind
-        if sock is not None:
-            sock.close()  # paramiko closes it with its transport, unless it failed before making one
+def _s3_errors() -> tuple[type[BaseException], ...]:
+    """The errors of S3 calls (none before boto3 is imported: nothing could raise them)."""
+    module = sys.modules.get("botocore.exceptions")
+    return (module.ClientError,) if module is not None else ()
 
 
 def storage_for(location: str) -> Storage:
@@ -177,6 +133,9 @@ def _remote_storage(location: str) -> Storage:
 
 
 def _s3_storage(shown: str, url: SplitResult) -> S3Storage:
+    from boto3.s3.transfer import TransferConfig
+    from storages.backends.s3 import S3Storage
+
     if not BUCKET_NAME.fullmatch(url.netloc):
         raise ConfigurationError(
             f"storage location {shown!r} does not name a valid S3 bucket (s3://bucket/prefix; "
@@ -202,6 +161,8 @@ def _s3_storage(shown: str, url: SplitResult) -> S3Storage:
 
 
 def _sftp_storage(shown: str, url: SplitResult, port: int | None) -> CheckedSFTPStorage:
+    from impex.storage_sftp import CheckedSFTPStorage
+
     if not url.hostname:
         raise ConfigurationError(f"storage location {shown!r} has no host: use sftp://[user@]host[:port]/path")
     if url.password is not None:
@@ -341,9 +302,9 @@ def location_of(storage: Storage, name: str) -> str:
     _check_name(name)
     if _is_local(storage):
         return storage.path(name)
-    if isinstance(storage, S3Storage):
+    if _is_s3(storage):
         return f"s3://{storage.bucket_name}/{_s3_key(storage, name)}"
-    if isinstance(storage, SFTPStorage):
+    if _is_sftp(storage):
         return f"sftp://{storage.host}{posixpath.join(storage.root_path or '/', name)}"
     return name
 
@@ -384,9 +345,9 @@ def save_file(storage: Storage, name: str, source: str | Path | IO[bytes]) -> st
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
-    if isinstance(storage, S3Storage):
+    if _is_s3(storage):
         return _save_s3(storage, name, source, is_path=is_path)
-    if isinstance(storage, SFTPStorage):
+    if _is_sftp(storage):
         return _save_sftp(storage, name, source, is_path=is_path)
     if is_path:
         with open(source, "rb") as fh:
@@ -441,6 +402,8 @@ def _save_sftp(storage: SFTPStorage, name: str, source, *, is_path: bool) -> str
                     raise
                 # the name was taken since get_available_name: try the next free one
     except BaseException:
+        import paramiko
+
         with suppress(OSError, paramiko.SSHException):  # best effort: the connection may be what failed
             sftp.remove(tmp)
         raise
@@ -494,15 +457,15 @@ def open_file(storage: Storage, name: str) -> IO[bytes]:
     _check_name(name)
     if _is_local(storage):
         return open(storage.path(name), "rb")
-    if isinstance(storage, S3Storage):
+    if _is_s3(storage):
         # S3Storage.open downloads the whole object first (into memory by default); this streams it.
         try:
             return storage.bucket.Object(_s3_key(storage, name)).get()["Body"]
-        except ClientError as exc:
+        except _s3_errors() as exc:
             if exc.response["Error"]["Code"] in ("NoSuchKey", "404"):
                 raise FileNotFoundError(f"no file {name!r} in {storage.bucket_name}/{storage.location}") from exc
             raise
-    if isinstance(storage, SFTPStorage):
+    if _is_sftp(storage):
         # SFTPStorage.open fails only at the first read; this fails here, as the other storages do.
         return SFTPReader(storage.sftp.open(storage._remote_path(name), "rb"))
     return storage.open(name, "rb")
@@ -563,7 +526,7 @@ def move_file(storage: Storage, name: str, *, to: Storage, to_name: str) -> str:
 def delete_file(storage: Storage, name: str) -> None:
     """Delete a stored file; a missing file is not an error."""
     _check_name(name)
-    if isinstance(storage, SFTPStorage):
+    if _is_sftp(storage):
         # SFTPStorage.delete swallows every error: a file it could not remove would be taken as gone.
         try:
             storage.sftp.remove(storage._remote_path(name))
@@ -578,7 +541,7 @@ def file_exists(storage: Storage, name: str) -> bool:
     _check_name(name)
     if _is_local(storage):
         return os.path.isfile(storage.path(name))
-    if isinstance(storage, SFTPStorage):
+    if _is_sftp(storage):
         try:
             return stat.S_ISREG(storage.sftp.stat(storage._remote_path(name)).st_mode)
         except FileNotFoundError:
@@ -598,7 +561,7 @@ def list_files(storage: Storage, prefix: str = "") -> Iterator[StoredFile]:
     """
     if prefix:
         _check_name(prefix, what="folder name")
-    if isinstance(storage, S3Storage):
+    if _is_s3(storage):
         yield from _list_s3(storage, prefix)
     else:
         yield from _walk(storage, prefix)
@@ -628,7 +591,7 @@ def _walk(storage: Storage, folder: str) -> Iterator[StoredFile]:
 
 def _entries(storage: Storage, folder: str) -> tuple[list[str], list[StoredFile]]:
     """Return the sub-folder names and the files right in a folder of a local or SFTP storage, without hidden ones."""
-    if isinstance(storage, SFTPStorage):
+    if _is_sftp(storage):
         return _sftp_entries(storage, folder)
     try:
         dirs, files = storage.listdir(folder)
@@ -736,7 +699,7 @@ def list_folder(storage: Storage, prefix: str = "") -> Iterator[StoredFile]:
     """Yield the files right in a folder (not in its sub-folders), skipping hidden names (starting with '.')."""
     if prefix:
         _check_name(prefix, what="folder name")
-    if isinstance(storage, S3Storage):
+    if _is_s3(storage):
         base = posixpath.join(storage.location, prefix, "") if (storage.location or prefix) else ""
         for obj in storage.bucket.objects.filter(Prefix=base, Delimiter="/"):
             name = obj.key[len(base) :]
@@ -751,17 +714,17 @@ def look_at(storage: Storage, name: str) -> StoredFile | None:
     """Look at one stored file again: its size and modification time now, or None if it is gone."""
     _check_name(name)
     try:
-        if isinstance(storage, S3Storage):
+        if _is_s3(storage):
             obj = storage.bucket.Object(_s3_key(storage, name))
             obj.load()
             return StoredFile(name=name, size=obj.content_length, modified=obj.last_modified)
-        if isinstance(storage, SFTPStorage):
+        if _is_sftp(storage):
             attrs = storage.sftp.stat(storage._remote_path(name))  # size and time of one moment
             return _sftp_file(storage, name, attrs) if stat.S_ISREG(attrs.st_mode) else None
         return StoredFile(name=name, size=storage.size(name), modified=storage.get_modified_time(name))
     except FileNotFoundError:
         return None
-    except ClientError as exc:
+    except _s3_errors() as exc:
         if exc.response["Error"]["Code"] in ("NoSuchKey", "404", "NotFound"):
             return None
         raise
@@ -905,7 +868,7 @@ def place_file(storage: Storage, name: str, source: str | Path) -> str:
     (save_file does both); SFTP writes a hidden .part file beside the name and renames it.
     """
     _check_name(name)
-    if not isinstance(storage, SFTPStorage):
+    if not _is_sftp(storage):
         return save_file(storage, name, source)
     folder, base = posixpath.split(name)
     hidden = posixpath.join(folder, f".{base[:100]}.{uuid.uuid4().hex[:8]}.part")

@@ -1,6 +1,6 @@
 """Sync-log rules of SPEC section 8: a full sync starts the log over, a partial sync keeps and resolves."""
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from syncapp.models import SyncError, SyncLog
@@ -102,8 +102,16 @@ def sync_log_resolve_later(*, writes, log_id: int, external_ids, then=None) -> N
     synced cleanly, for a caller that believes there are none: one that was opened meanwhile is resolved all the
     same. then(count) runs once it is sent, with how many it resolved."""
     ids = sorted(external_ids)
-    for start in range(0, len(ids), 1000):
-        writes.delete(SyncError.objects.filter(log_id=log_id, external_id__in=ids[start : start + 1000]), then=then)
+    if not ids:
+        return
+    qn = connection.ops.quote_name
+    delete = f"DELETE FROM {qn(SyncError._meta.db_table)} WHERE {qn('log_id')} = %s AND {qn('external_id')}"
+    if connection.vendor == "postgresql":  # one array: the same statement text whatever the count
+        writes.raw(f"{delete} = ANY(%s)", [log_id, ids], then=then)
+        return
+    for start in range(0, len(ids), 500):
+        part = ids[start : start + 500]
+        writes.raw(f"{delete} IN ({', '.join(['%s'] * len(part))})", [log_id, *part], then=then)
 
 
 def sync_log_finish(*, connection, entity: str, full: bool, at=None, writes=None) -> None:
@@ -119,11 +127,10 @@ def sync_log_finish(*, connection, entity: str, full: bool, at=None, writes=None
             SyncLog.objects.filter(pk=log.pk).update(**stamp)
 
     # One statement when the log exists (each file of a job stamps it).
-    rows = SyncLog.objects.filter(connection=connection, entity=entity)
     if writes is not None:
-        writes.update(rows, stamp, then=stamped)
+        writes.update_where(SyncLog, {"connection_id": connection.pk, "entity": entity}, stamp, then=stamped)
     else:
-        stamped(rows.update(**stamp))
+        stamped(SyncLog.objects.filter(connection=connection, entity=entity).update(**stamp))
 
 
 # -- the same rules over HTTP (SPEC section 10: /api/sync-logs/{entity}/) --------------------------------

@@ -14,7 +14,7 @@ from impex import events
 from impex.choices import FILE_TRANSITIONS, JOB_FINAL, JOB_TRANSITIONS, FileKind, FileStatus, JobSource, JobStatus
 from impex.exceptions import IllegalTransition
 from impex.models import ConnectionState, ImportFile, ImportJob
-from impex.services.sql import WriteBatch
+from impex.services.sql import Plus, WriteBatch
 
 TASK_RUN = "impex.tasks.import_job_run"
 
@@ -112,10 +112,12 @@ def job_lease_renew(
         for field, name in (("rows_total", "rows_total"), ("rows_done", "rows_done")):
             total = files.annotate(one=Value(1)).values("one").annotate(sum=Sum(name)).values("sum")
             fields[field] = Coalesce(Subquery(total[:1]), 0)
-    mine = ImportJob.objects.filter(pk=job_id, status=JobStatus.RUNNING, claimed_by=worker)
+    mine = {"pk": job_id, "status": JobStatus.RUNNING, "claimed_by": worker}
     if writes is None:
-        return mine.update(**fields) == 1
-    writes.update(mine, fields, then=lambda count: count == 1 or lost(), fence=True)
+        return ImportJob.objects.filter(**mine).update(**fields) == 1
+    if grown is not None:
+        fields.update(rows_total=Plus(grown[0]), rows_done=Plus(grown[1]))
+    writes.update_where(ImportJob, mine, fields, then=lambda count: count == 1 or lost(), fence=True)
     return True
 
 
@@ -274,10 +276,10 @@ def file_transition(
     stored, unwritten = f.__dict__.pop("_unwritten", None) or (old, {})
     if write:
         fields = {**unwritten, "status": new, "message": message, **fields}
-        row = ImportFile.objects.filter(pk=f.pk, status=stored)
         if writes is not None:
-            writes.update(row, fields, then=lambda count: _locked_row_changed(count, f))
-        elif row.update(**fields) != 1:
+            where = {"pk": f.pk, "status": stored}
+            writes.update_where(ImportFile, where, fields, then=lambda count: _locked_row_changed(count, f))
+        elif ImportFile.objects.filter(pk=f.pk, status=stored).update(**fields) != 1:
             return False
         fields = {name: value for name, value in fields.items() if name not in ("status", "message")}
     else:

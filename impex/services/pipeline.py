@@ -506,7 +506,9 @@ class RecordPipeline:
             rows = [(g.row, g.key, None, *pick(g.values)) for g in good]
         stage = self.stage
         with connection.cursor() as cursor:
-            stage.load(cursor, rows, fields=self.stage_fields)
+            # A few rows go in with the upsert that reads them, in one round trip (no self references: the upsert
+            # is the next statement on the stage).
+            stage.load(cursor, rows, fields=self.stage_fields, defer=not self.self_refs)
             parent_changed = [g.key for g in good if g.key in self._parent_changed_keys]
             if self.self_refs:
                 created, updated, left = self._write_in_passes(cursor, good, final=final)

@@ -1,15 +1,19 @@
 """Set-based writes for the import engine: staging tables and upserts on PostgreSQL and SQLite."""
 
 import itertools
+import logging
 import threading
 from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import DatabaseError, connection, models, transaction
+from django.db.models import F
 from django.db.models.constants import OnConflict
 from django.db.models.sql import DeleteQuery, InsertQuery, UpdateQuery
 
+logger = logging.getLogger(__name__)
 _counter = itertools.count(1)
 # The database session whose statements are bounded for as long as a job runs (per thread, as connections are).
 _guarded = threading.local()
@@ -25,6 +29,12 @@ def is_postgres() -> bool:
     return connection.vendor == "postgresql"
 
 
+def joinable() -> bool:
+    """Tell whether several statements may go in one execute: PostgreSQL with psycopg's client-side binding
+    (Django's default; not under the server_side_binding option)."""
+    return is_postgres() and not connection.settings_dict.get("OPTIONS", {}).get("server_side_binding")
+
+
 class Stage:
     """A temporary table holding one batch of rows before it is merged into the target table.
 
@@ -35,12 +45,14 @@ class Stage:
     """
 
     TRUNCATE_AFTER = 1000
+    DEFER_ROWS = 50  # rows a deferred load sends by INSERT (a small file's)
 
     def __init__(self, *, columns: Sequence[tuple[str, str]]):
         self.name = f"impex_stage_{next(_counter)}"
         self.columns = list(columns)  # (name, sql type)
         self._session = None  # the database session the table is known to exist in (committed)
         self._filled = 0  # rows loaded since the table was last emptied by a TRUNCATE (or made)
+        self._pending: tuple[list[str], list] | None = None  # a deferred load: its statements and values
 
     def _known(self) -> bool:
         return self._session is not None and self._session is connection.connection
@@ -56,37 +68,65 @@ class Stage:
         # Known only once the transaction that made it commits: a rollback would drop it again.
         transaction.on_commit(lambda: setattr(self, "_session", session))
 
-    def load(self, cursor, rows: Iterable[Sequence], *, fields: Sequence[models.Field | None]) -> None:
-        """Empty the table and fill it with rows (COPY on PostgreSQL)."""
+    def load(
+        self, cursor, rows: Iterable[Sequence], *, fields: Sequence[models.Field | None], defer: bool = False
+    ) -> None:
+        """Empty the table and fill it with rows (COPY on PostgreSQL).
+
+        defer (PostgreSQL, a few rows): the rows go in by an INSERT sent with the next statement run through
+        execute(), in one round trip (a COPY costs two); the caller's next statement on the table must be that.
+        """
+        self._pending = None
         self.ensure(cursor)
+        name = qn(self.name)
         names = ", ".join(qn(n) for n, _ in self.columns)
         if is_postgres():
             if not connection.in_atomic_block:
                 # Outside a transaction the COPY's own commit would empty the table again.
                 raise RuntimeError("a staging table is loaded inside a transaction")
+            empty = None
             if self._filled >= self.TRUNCATE_AFTER:
-                cursor.execute(f"TRUNCATE {qn(self.name)}")
+                empty = f"TRUNCATE {name}"
                 self._filled = 0
             elif self._filled:
-                cursor.execute(f"DELETE FROM {qn(self.name)}")
+                empty = f"DELETE FROM {name}"
             rows = list(rows) if not isinstance(rows, list) else rows
             if not self._filled:
                 transaction.on_commit(self._emptied)  # (a rollback empties it too, unseen: one DELETE too many)
             self._filled += max(1, len(rows))
-            with cursor.cursor.copy(f"COPY {qn(self.name)} ({names}) FROM STDIN") as copy:
+            if defer and 0 < len(rows) <= self.DEFER_ROWS and joinable():
+                marks = ", ".join(["(" + ", ".join(["%s"] * len(self.columns)) + ")"] * len(rows))
+                statements = [*([empty] if empty else []), f"INSERT INTO {name} ({names}) VALUES {marks}"]
+                self._pending = (statements, [value for row in rows for value in row])
+                return
+            if empty:
+                cursor.execute(empty)
+            with cursor.cursor.copy(f"COPY {name} ({names}) FROM STDIN") as copy:
                 for row in rows:
                     copy.write_row(row)
         else:
-            cursor.execute(f"DELETE FROM {qn(self.name)}")
+            cursor.execute(f"DELETE FROM {name}")
             prep = [
                 (lambda v, f=f: v if v is None else f.get_db_prep_save(v, connection)) if f is not None else None
                 for f in fields
             ]
             marks = ", ".join(["%s"] * len(self.columns))
             cursor.executemany(
-                f"INSERT INTO {qn(self.name)} ({names}) VALUES ({marks})",
+                f"INSERT INTO {name} ({names}) VALUES ({marks})",
                 [tuple(p(v) if p else v for p, v in zip(prep, row, strict=True)) for row in rows],
             )
+
+    def execute(self, cursor, sql: str, params: Sequence) -> None:
+        """Run a statement that reads the table, after the load deferred to it (in the same round trip); the
+        cursor is then at that statement's result."""
+        pending, self._pending = self._pending, None
+        if pending is None:
+            cursor.execute(sql, params)
+            return
+        statements, values = pending
+        cursor.execute("; ".join([*statements, sql]), [*values, *params])
+        for _ in statements:
+            cursor.nextset()
 
     def _emptied(self) -> None:
         self._filled = 0
@@ -97,6 +137,7 @@ class Stage:
             cursor.execute(f"DROP TABLE IF EXISTS {qn(self.name)}")
         self._session = None
         self._filled = 0
+        self._pending = None
 
 
 def db_param(field: models.Field, value):
@@ -305,13 +346,70 @@ def fields_read(cursor, sql: str, params: Sequence, fields: Sequence[models.Fiel
     return out
 
 
+@dataclass(frozen=True)
+class Plus:
+    """A value of WriteBatch.update_where: the column's own value plus n (as F(name) + n)."""
+
+    n: int
+
+
+# The statements WriteBatch.update_where and insert have built, by their shape (table, columns, which values are
+# NULL, rows): the ORM's SQL, built once per process and reused with parameters made here. Each shape's first use
+# checks those parameters against the ORM's; False marks a shape whose parameters differed, built by the ORM
+# every time (and logged once).
+_shapes: dict[tuple, str | bool] = {}
+
+
+def statement_shapes() -> dict[tuple, str | bool]:
+    """Return the shapes WriteBatch has met in this process: their SQL, or False where it fell back to the ORM."""
+    return dict(_shapes)
+
+
+def _auto_now(field: models.Field) -> bool:
+    return bool(getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False))
+
+
+def _same_params(ours: Sequence, orm: Sequence, skip: set[int]) -> bool:
+    """Tell whether our parameters are the ORM's (positions in skip: times the ORM's pre_save set again)."""
+    return len(ours) == len(orm) and all(
+        i in skip or _same_value(a, b) for i, (a, b) in enumerate(zip(ours, orm, strict=True))
+    )
+
+
+def _same_value(a, b) -> bool:
+    if isinstance(a, int) and isinstance(b, int) and not isinstance(a, bool) and not isinstance(b, bool):
+        return a == b  # the ORM sends an F() + n's n as psycopg's Int4, an int all the same
+    if type(a) is not type(b):
+        return False
+    if hasattr(a, "obj") and hasattr(a, "dumps"):  # psycopg's Json/Jsonb wrappers have no ==: what they wrap
+        return a.obj == b.obj and a.dumps == b.dumps
+    return a == b
+
+
+def _reuse(key: tuple, ours: list, build, skip: set[int] = frozenset()) -> tuple[str, list]:
+    """Return the SQL and parameters of a statement of shape key: the cached SQL with ours, or the ORM's build()."""
+    known = _shapes.get(key)
+    if known:
+        return known, ours
+    sql, params = build()
+    params = list(params)
+    if known is None:
+        _shapes[key] = sql if _same_params(ours, params, skip) else False
+        if _shapes[key] is False:
+            logger.warning("WriteBatch: the ORM's parameters of %s differ from ours; it builds them each time", key)
+    return sql, params
+
+
 class WriteBatch:
     """Writes of one transaction whose outcome is only looked at afterwards, sent in one round trip (PostgreSQL).
 
     A small file's import ends with a handful of such writes (its ledger entry, its status, its chunk, its events,
-    the job's lease); each is built by the ORM as QuerySet.update() and bulk_create() would, queued, and sent
-    together by send() (one statement at a time on SQLite). then= runs with the statement's row count once sent,
-    still inside the transaction (to check a fence, or fall back); the fences' first (fence=True: a lease, a hold).
+    the job's lease); each is built as QuerySet.update() and bulk_create() would, queued, and sent together by
+    send() (one statement at a time on SQLite). then= runs with the statement's row count once sent, still inside
+    the transaction (to check a fence, or fall back); the fences' first (fence=True: a lease, a hold).
+    update_where() and insert() build a statement of a given shape with the ORM once per process and reuse its SQL
+    (the ORM spends more building such a statement than the database running it); update() and delete() take any
+    queryset and build it each time.
     """
 
     def __init__(self):
@@ -325,17 +423,54 @@ class WriteBatch:
         if kind is None:
             self.send()
 
-    def update(self, queryset: models.QuerySet, values: dict, *, then=None, fence: bool = False) -> None:
-        """Queue queryset.update(**values)."""
-        query = queryset.query.chain(UpdateQuery)
-        query.add_update_values(values)
-        query.clear_select_clause()
-        if query.get_related_updates():
-            raise ValueError("a WriteBatch updates one table")
-        sql, params = query.get_compiler(queryset.db).as_sql()
+    def raw(self, sql: str, params: Sequence, *, then=None, fence: bool = False) -> None:
+        """Queue a statement written by hand."""
         if fence:
             self._fences.add(len(self._statements))
         self._statements.append((sql, list(params), then))
+
+    def update(self, queryset: models.QuerySet, values: dict, *, then=None, fence: bool = False) -> None:
+        """Queue queryset.update(**values)."""
+        self.raw(*_update_sql(queryset, values), then=then, fence=fence)
+
+    def update_where(
+        self, model: type[models.Model], where: dict, values: dict, *, then=None, fence: bool = False
+    ) -> None:
+        """Queue model._base_manager.filter(**where).update(**values), its SQL built once per shape.
+
+        where: field names (or "pk") and the value each must equal (None: IS NULL); values: field names and
+        their new values (None, a value, or Plus(n)).
+        """
+        if any(hasattr(value, "resolve_expression") for value in values.values()):
+            changes = dict(values)  # an expression: built by the ORM each time
+            lookups = {(f"{n}__isnull" if v is None else n): (True if v is None else v) for n, v in where.items()}
+            self.update(model._base_manager.filter(**lookups), changes, then=then, fence=fence)
+            return
+        opts = model._meta
+        lookups = {
+            (f"{name}__isnull" if value is None else name): (True if value is None else value)
+            for name, value in where.items()
+        }
+        ours = []
+        for name, value in values.items():
+            if isinstance(value, Plus):
+                ours.append(value.n)
+            elif value is not None:
+                ours.append(opts.get_field(name).get_db_prep_save(value, connection))
+        for lookup in sorted(lookups):  # the order Q gives keyword lookups
+            if lookup in where:
+                field = opts.pk if lookup == "pk" else opts.get_field(lookup)
+                ours.append(field.get_db_prep_value(field.get_prep_value(where[lookup]), connection, prepared=True))
+        key = (
+            "update",
+            connection.vendor,
+            opts.label,
+            tuple(sorted((name, value is None) for name, value in where.items())),
+            tuple((name, "plus" if isinstance(value, Plus) else value is None) for name, value in values.items()),
+        )
+        changes = {name: F(name) + value.n if isinstance(value, Plus) else value for name, value in values.items()}
+        sql, params = _reuse(key, ours, lambda: _update_sql(model._base_manager.filter(**lookups), changes))
+        self.raw(sql, params, then=then, fence=fence)
 
     def delete(self, queryset: models.QuerySet, *, then=None) -> None:
         """Queue the DELETE of queryset's rows as QuerySet._raw_delete() runs it (no cascade, no signals)."""
@@ -353,25 +488,54 @@ class WriteBatch:
         update_fields: Sequence[str] = (),
     ) -> None:
         """Queue model.objects.bulk_create(objs) of new rows (their primary keys are not read back); with
-        update_fields, as update_conflicts=True on unique_fields."""
+        update_fields, as update_conflicts=True on unique_fields: its SQL built by the ORM once per shape."""
         if not objs:
             return
         opts = model._meta
         fields = [f for f in opts.concrete_fields if not f.generated and not f.primary_key]
-        on_conflict = OnConflict.UPDATE if update_fields else None
         for obj in objs:
             if obj._is_pk_set():
                 raise ValueError("a WriteBatch inserts new rows")
             obj._prepare_related_fields_for_save(operation_name="bulk_create")
-        query = InsertQuery(
-            model,
-            on_conflict=on_conflict,
-            update_fields=[opts.get_field(name) for name in update_fields] or None,
-            unique_fields=[opts.get_field(name) for name in unique_fields] or None,
+        rows = [[f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields] for obj in objs]
+        if not update_fields and not any(hasattr(f, "get_placeholder") for f in fields):
+            # A plain INSERT of a few rows, written here: VALUES, which PostgreSQL plans faster than the ORM's
+            # UNNEST of arrays for a handful of rows (a small file's events).
+            marks = "(" + ", ".join(["%s"] * len(fields)) + ")"
+            self.raw(
+                f"INSERT INTO {qn(opts.db_table)} ({', '.join(qn(f.column) for f in fields)}) "
+                f"VALUES {', '.join([marks] * len(rows))}",
+                [value for row in rows for value in row],
+            )
+            return
+        unnest = len(objs) > 1 and _unnestable(fields)
+        if unnest:  # one array per column (Django's bulk_create on PostgreSQL)
+            ours = [list(column) for column in zip(*rows, strict=True)]
+            skip = {i for i, f in enumerate(fields) if _auto_now(f)}
+        else:
+            ours = [value for row in rows for value in row]
+            skip = {r * len(fields) + i for r in range(len(rows)) for i, f in enumerate(fields) if _auto_now(f)}
+        key = (
+            "insert",
+            connection.vendor,
+            opts.label,
+            "unnest" if unnest else len(objs),
+            tuple(unique_fields),
+            tuple(update_fields),
         )
-        query.insert_values(fields, objs)
-        for sql, params in query.get_compiler(connection=connection).as_sql():
-            self._statements.append((sql, list(params), None))
+
+        def build() -> tuple[str, list]:
+            query = InsertQuery(
+                model,
+                on_conflict=OnConflict.UPDATE if update_fields else None,
+                update_fields=[opts.get_field(name) for name in update_fields] or None,
+                unique_fields=[opts.get_field(name) for name in unique_fields] or None,
+            )
+            query.insert_values(fields, objs)
+            (statement,) = query.get_compiler(connection=connection).as_sql()
+            return statement
+
+        self.raw(*_reuse(key, ours, build, skip))
 
     def send(self) -> None:
         """Run what is queued (PostgreSQL: in one round trip), then each then= with its statement's row count."""
@@ -381,9 +545,7 @@ class WriteBatch:
             return
         counts = []
         with connection.cursor() as cursor:
-            # Several statements in one execute need psycopg's client-side binding (Django's default).
-            joined = is_postgres() and not connection.settings_dict.get("OPTIONS", {}).get("server_side_binding")
-            if joined and len(statements) > 1:
+            if joinable() and len(statements) > 1:
                 joined = "; ".join(sql for sql, _, _ in statements)
                 cursor.execute(joined, [p for _, params, _ in statements for p in params])
                 raw = cursor.cursor
@@ -400,6 +562,17 @@ class WriteBatch:
             (_, _, then), count = done[i]
             if then is not None:
                 then(count)
+
+
+def _update_sql(queryset: models.QuerySet, values: dict) -> tuple[str, list]:
+    """Build queryset.update(**values) as the ORM runs it: (sql, params)."""
+    query = queryset.query.chain(UpdateQuery)
+    query.add_update_values(values)
+    query.clear_select_clause()
+    if query.get_related_updates():
+        raise ValueError("a WriteBatch updates one table")
+    sql, params = query.get_compiler(queryset.db).as_sql()
+    return sql, list(params)
 
 
 @contextmanager

@@ -134,14 +134,15 @@ def upsert(
     if is_postgres():
         if not want_pks:
             # Only the counts: PostgreSQL adds them up instead of sending a row back for each record.
-            cursor.execute(
+            stage.execute(
+                cursor,
                 f"WITH w AS ({sql} RETURNING (xmax = 0) AS created) "
                 "SELECT count(*) FILTER (WHERE created), count(*) FILTER (WHERE NOT created) FROM w",
                 params,
             )
             result.created, result.changed = cursor.fetchone()
             return result
-        cursor.execute(f"{sql} RETURNING (xmax = 0), {table}.{pk}", params)
+        stage.execute(cursor, f"{sql} RETURNING (xmax = 0), {table}.{pk}", params)
         rows = cursor.fetchall()
         result.created_pks = {r[1] for r in rows if r[0]}
         result.changed_pks = {r[1] for r in rows if not r[0]}

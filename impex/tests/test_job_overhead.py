@@ -8,6 +8,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from impex.models import ImportChunk, ImportedFileName, ImportEvent, ImportFile
+from impex.services.sql import statement_shapes
 from impex.tests.helpers import customer_row, run_import, table_text
 from syncapp.models import Customer, SyncLog
 
@@ -64,3 +65,10 @@ def test_each_small_file_of_a_zip_costs_the_same_statements_whatever_the_number_
     kore_connection.refresh_from_db()
     assert kore_connection.next_expected_sequence == 47
     assert SyncLog.objects.get(connection=kore_connection, entity="customer").last_partial_sync is not None
+    # The file's last writes were built by the ORM once per shape and then reused with parameters made by the
+    # batch: none of them fell back to being built each time (the parameters matched the ORM's at first use).
+    shapes = statement_shapes()
+    used = {key[2] for key in shapes}
+    assert {"impex.ImportJob", "impex.ImportFile"} <= used, used
+    assert {"impex.ImportedFileName", "impex.ConnectionState", "syncapp.SyncLog"} <= used, used
+    assert [key for key, sql in shapes.items() if sql is False] == []
