@@ -1318,6 +1318,7 @@ class ImportChunkAdmin(AuditRecordAdmin):
         "status",
         "claimed_by",
         "claimed_at",
+        "attempts",
         "created",
         "updated",
         "unchanged",

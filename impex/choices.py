@@ -129,6 +129,14 @@ class ChunkStatus(models.TextChoices):
     DONE = "done"
 
 
+# The moves of a chunk (impex.services.queue checks each): a claim, then done, or given back to be claimed again.
+CHUNK_TRANSITIONS = {
+    ChunkStatus.PENDING: {ChunkStatus.RUNNING},
+    ChunkStatus.RUNNING: {ChunkStatus.DONE, ChunkStatus.PENDING},
+    ChunkStatus.DONE: set(),
+}
+
+
 class EventLevel(models.TextChoices):
     INFO = "info"
     WARNING = "warning"

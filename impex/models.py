@@ -629,6 +629,22 @@ class ConnectionState(models.Model):
         return f"{self.connection_id}: job {self.job_id or '-'}, sequence {self.last_applied_sequence}"
 
 
+class LeasedWork(models.Model):
+    """A piece of work a worker claims under a lease and that is tried again with back-off when it fails.
+
+    impex.services.queue is the only writer of these fields (and checks each status it writes against its
+    queue's table of moves); a model adds its status and what its work needs.
+    """
+
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    claimed_by = models.CharField(max_length=200, blank=True, default="")
+    lease_until = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+
+
 class InboxFile(models.Model):
     """A file found in a connection's inbox, from the first look until it left the inbox for a job (or vanished)."""
 
@@ -777,8 +793,12 @@ class ImportFile(models.Model):
         return self.name
 
 
-class ImportChunk(models.Model):
-    """A range of rows of one file, claimed by one worker at a time and applied as a unit."""
+class ImportChunk(LeasedWork):
+    """A range of rows of one file, claimed by one worker at a time and applied as a unit.
+
+    Leased work (impex.services.queue, CHUNKS in impex.services.imports): claimed_by stays once it is done, to show
+    which worker applied it; attempts counts the workers that started it.
+    """
 
     file = models.ForeignKey(ImportFile, on_delete=models.CASCADE, related_name="chunks")
     index = models.PositiveIntegerField()
@@ -788,9 +808,7 @@ class ImportChunk(models.Model):
         null=True, blank=True, help_text="Where the chunk's first record starts in the file (CSV and TSV)."
     )
     status = models.CharField(max_length=10, choices=ChunkStatus.choices, default=ChunkStatus.PENDING)
-    claimed_by = models.CharField(max_length=200, blank=True, default="")
     claimed_at = models.DateTimeField(null=True, blank=True)
-    lease_until = models.DateTimeField(null=True, blank=True)
     rows_done = models.PositiveBigIntegerField(default=0)
     created = models.PositiveBigIntegerField(default=0)
     updated = models.PositiveBigIntegerField(default=0)
@@ -1037,22 +1055,6 @@ class ApiToken(models.Model):
 
     def __str__(self):
         return f"{self.prefix}… ({self.connection_id})"
-
-
-class LeasedWork(models.Model):
-    """A piece of work a worker claims under a lease and that is tried again with back-off when it fails.
-
-    impex.services.queue is the only writer of these fields (and checks each status it writes against its
-    queue's table of moves); a model adds its status and what its work needs.
-    """
-
-    attempts = models.PositiveIntegerField(default=0)
-    next_attempt_at = models.DateTimeField(default=timezone.now)
-    claimed_by = models.CharField(max_length=200, blank=True, default="")
-    lease_until = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        abstract = True
 
 
 class WebhookSubscription(models.Model):

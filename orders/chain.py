@@ -34,7 +34,6 @@ from orders.services import (
     deliveries_done,
     deliveries_sweep,
     delivery_done,
-    flag_transition,
     order_resend,
     orders_chains_start,
 )
@@ -368,8 +367,7 @@ def _start(*, flag: OrderFlag, exporter: Exporter, worker: str, kind) -> Order |
     if not waits and kind.name != ExporterKind.APPROVAL and not flag.resend:
         waits = OrderFlag.objects.filter(order=order, flag__in=_gate_flags()).exclude(pk=flag.pk).exists()
     if waits:
-        own = _locked_own(flag, worker)
-        flag_transition(flag=own, to=FlagStatus.PENDING, claimed_by="", lease_until=None)
+        queue_release(FLAGS, [flag.pk], worker=worker)
         return None
     return order
 
@@ -499,7 +497,9 @@ def _succeeded(*, flag, exporter, outcome, attempt, started, worker, by, sent) -
         return RunReport(order=order.order_id, exporter=exporter.code, status=outcome.status, message=message)
     by_exporter = f"exporter {exporter.code}"
     if outcome.status == ExportRunStatus.HELD:
-        flag_transition(flag=own, to=FlagStatus.HELD, attempts=attempt, claimed_by="", lease_until=None, last_error="")
+        queue_finish(
+            FLAGS, [own.pk], worker=worker, status=FlagStatus.HELD, count_attempt=False, attempts=attempt, last_error=""
+        )
         events.note_event(
             order=order, kind=OrderEventKind.HELD, flag=flag.flag, by=by_exporter, message=outcome.message
         )
@@ -512,7 +512,7 @@ def _succeeded(*, flag, exporter, outcome, attempt, started, worker, by, sent) -
             message=_what(flag, sent) + outcome.message,
         )
         own.order = order
-        delivery_done(delivery=own, by=by_exporter)
+        delivery_done(delivery=own, by=by_exporter, worker=worker)
     return RunReport(order=order.order_id, exporter=exporter.code, status=outcome.status, message=outcome.message)
 
 
@@ -545,14 +545,15 @@ def _failed(*, flag, exporter, error: ExporterFailed, attempt, started, worker, 
     )
     own = _locked_own(flag, worker)
     if own is not None:
-        flag_transition(
-            flag=own,
-            to=FlagStatus.PENDING if again else FlagStatus.FAILED,
+        queue_finish(
+            FLAGS,
+            [own.pk],
+            worker=worker,
+            status=FlagStatus.PENDING if again else FlagStatus.FAILED,
+            count_attempt=False,
             attempts=attempt,
             next_attempt_at=retry_at or now,
             last_error=error.message,
-            claimed_by="",
-            lease_until=None,
         )
     events.note_event(
         order=order, kind=OrderEventKind.EXPORT_FAILED, flag=flag.flag, by=f"exporter {exporter.code}", message=message

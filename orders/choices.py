@@ -69,7 +69,7 @@ class FlagStatus(models.TextChoices):
     DONE = "done", "Sent (the flag's other exporters still to go)"
 
 
-# The one table of moves between flag statuses; orders.services.flag_transition refuses the others.
+# The one table of moves between a delivery's statuses; the work queue (orders.services.FLAGS) refuses the others.
 FLAG_TRANSITIONS = {
     FlagStatus.PENDING: {FlagStatus.RUNNING, FlagStatus.FAILED},
     FlagStatus.RUNNING: {FlagStatus.PENDING, FlagStatus.HELD, FlagStatus.FAILED, FlagStatus.DONE},

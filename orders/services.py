@@ -10,7 +10,7 @@ from django.utils import timezone
 from django_fsm import can_proceed
 
 from impex.services.passes import Pass, pass_enqueue
-from impex.services.queue import WorkQueue, queue_finish
+from impex.services.queue import WorkQueue, queue_finish, queue_reset
 from orders import events
 from orders.choices import (
     FLAG_TRANSITIONS,
@@ -345,24 +345,15 @@ def order_amend(*, order: Order, changes: list[str], by: str, resend: bool = Tru
     return order
 
 
-def flag_transition(*, flag: OrderFlag, to: str, **fields) -> OrderFlag:
-    """Move an export flag to another status (FLAG_TRANSITIONS), saving the fields given with it."""
-    if to not in FLAG_TRANSITIONS[flag.status]:
-        raise OrderError(f"flag {flag.flag} of order {flag.order_id} can't go from {flag.status} to {to}")
-    flag.status = to
-    for name, value in fields.items():
-        setattr(flag, name, value)
-    flag.save(update_fields=["status", *fields])
-    return flag
-
-
-def delivery_done(*, delivery: OrderFlag, by: str) -> None:
-    """Record that a delivery's exporter sent the order (the order locked by the caller); a re-send is then over,
-    and a flag whose every enabled exporter has sent the order goes on (flag_finish)."""
+def delivery_done(*, delivery: OrderFlag, by: str, worker: str) -> None:
+    """Record that a delivery's exporter sent the order (the order and the delivery, which worker holds, locked by
+    the caller); a re-send is then over, and a flag whose every enabled exporter has sent the order goes on
+    (flag_finish)."""
     if delivery.resend:
         delivery.delete()
         return
-    flag_transition(flag=delivery, to=FlagStatus.DONE, claimed_by="", lease_until=None, last_error="")
+    queue_finish(FLAGS, [delivery.pk], worker=worker, status=FlagStatus.DONE, count_attempt=False, last_error="")
+    delivery.status, delivery.claimed_by, delivery.lease_until, delivery.last_error = FlagStatus.DONE, "", None, ""
     flag_finish(order=delivery.order, flag=delivery.flag, by=by)
 
 
@@ -538,14 +529,10 @@ def flag_retry(*, flag: OrderFlag, user) -> OrderFlag:
     """Try a failed flag's exporter again now, with its tries counted afresh."""
     with transaction.atomic():
         flag = OrderFlag.objects.select_for_update().get(pk=flag.pk)
-        flag_transition(
-            flag=flag,
-            to=FlagStatus.PENDING,
-            attempts=0,
-            next_attempt_at=timezone.now(),
-            claimed_by="",
-            lease_until=None,
-        )
+        if FlagStatus.PENDING not in FLAG_TRANSITIONS[flag.status]:
+            raise OrderError(f"flag {flag.flag} of order {flag.order_id} can't go from {flag.status} to pending")
+        queue_reset(FLAGS, OrderFlag.objects.filter(pk=flag.pk), old=flag.status)
+        flag.refresh_from_db(fields=["status", "attempts", "next_attempt_at", "claimed_by", "lease_until"])
         events.note_event(
             order=flag.order,
             kind=OrderEventKind.RETRY,

@@ -10,9 +10,10 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from impex.models import DataDescriptor
+from impex.services.queue import queue_claim, queue_finish
 from orders.choices import FlagStatus, OrderState
 from orders.models import Exporter, Order, OrderEvent, OrderExportRun, OrderFlag, TransitionFlag
-from orders.services import flag_set, flag_transition, order_transition
+from orders.services import FLAGS, flag_set, order_transition
 from orders.tests.helpers import import_catalogue, import_orders, line_row, order_row
 from tests.admin_helpers import admin_url, post_data, staff_user, table_snapshot
 
@@ -46,20 +47,34 @@ def text_of(html: str) -> str:
     return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
 
 
+def _claimed(found: OrderFlag) -> OrderFlag:
+    """Claim the delivery for worker-1, as an export pass does."""
+    assert queue_claim(FLAGS, OrderFlag.objects.filter(pk=found.pk), worker="worker-1", size=1) == [found.pk]
+    return found
+
+
 def hold(order: Order, flag: str = "approval") -> Order:
     """Hold the order as the approval gate does: the hold transition, its flag taken and held."""
     order = order_transition(order=order, transition="hold", by="task: orders_export")
-    found = OrderFlag.objects.get(order=order, flag=flag)
-    flag_transition(flag=found, to=FlagStatus.RUNNING, claimed_by="worker-1")
-    flag_transition(flag=found, to=FlagStatus.HELD, claimed_by="", attempts=1)
+    found = _claimed(OrderFlag.objects.get(order=order, flag=flag))
+    queue_finish(FLAGS, [found.pk], worker="worker-1", status=FlagStatus.HELD, count_attempt=False, attempts=1)
     return order
 
 
 def fail(order: Order, flag: str, error: str = "HTTP 500: Internal Server Error") -> OrderFlag:
     """Put a failed flag on the order, as the export pass leaves one whose tries are used up."""
-    found = flag_set(order=order, flag=flag, by="test")
-    flag_transition(flag=found, to=FlagStatus.RUNNING, claimed_by="worker-1")
-    return flag_transition(flag=found, to=FlagStatus.FAILED, claimed_by="", attempts=3, last_error=error)
+    found = _claimed(flag_set(order=order, flag=flag, by="test"))
+    queue_finish(
+        FLAGS,
+        [found.pk],
+        worker="worker-1",
+        status=FlagStatus.FAILED,
+        count_attempt=False,
+        attempts=3,
+        last_error=error,
+    )
+    found.refresh_from_db()
+    return found
 
 
 @pytest.fixture

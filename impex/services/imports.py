@@ -10,11 +10,11 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
-from django.db.models import F, Q, Sum, prefetch_related_objects
+from django.db.models import F, Sum, prefetch_related_objects
 from django.utils import timezone
 
 from impex import events, naming
-from impex.choices import ChunkStatus, FileFormat, FileKind, FileStatus, Mode, WebhookEvent
+from impex.choices import CHUNK_TRANSITIONS, ChunkStatus, FileFormat, FileKind, FileStatus, Mode, WebhookEvent
 from impex.entities import natural_key_of
 from impex.events import file_importing
 from impex.exceptions import ConfigurationError, FileRejected, ImpexError
@@ -32,8 +32,16 @@ from impex.models import (
     RowError,
 )
 from impex.services.columns import CompiledDescriptor, compile_descriptor
-from impex.services.lifecycle import file_transition, lease_end
+from impex.services.lifecycle import file_transition
 from impex.services.pipeline import KEY_SEP, BatchResult, RecordPipeline, Totals, sync_log_record
+from impex.services.queue import (
+    WorkQueue,
+    queue_claim,
+    queue_done_at_once,
+    queue_finish,
+    queue_hold,
+    queue_release,
+)
 from impex.services.sql import (
     WriteBatch,
     db_param,
@@ -56,6 +64,8 @@ FULL_SYNC_DONE = (FileStatus.IMPORTED, FileStatus.DUPLICATE)
 _tables = itertools.count(1)
 # What a chunk counts, and its file sums.
 CHUNK_COUNTS = ("rows_done", "created", "updated", "unchanged", "failed")
+# A big file's chunks: leased work that the job's workers claim one at a time (impex.services.queue).
+CHUNKS = WorkQueue(ImportChunk, moves=CHUNK_TRANSITIONS, pending=ChunkStatus.PENDING, running=ChunkStatus.RUNNING)
 
 
 def bspk_timestamp_of(import_file: ImportFile) -> str | None:
@@ -598,11 +608,9 @@ class FileImport:
                 totals = self._apply_records(self._records_of(chunk), duplicates=duplicates)
                 now = timezone.now()
                 done = {name: getattr(totals, name) for name in CHUNK_COUNTS}
-                chunk.status = ChunkStatus.DONE
-                chunk.claimed_by = self.worker
-                chunk.claimed_at = chunk.finished_at = now
-                for name, value in done.items():
-                    setattr(chunk, name, value)
+                queue_done_at_once(
+                    CHUNKS, chunk, worker=self.worker, status=ChunkStatus.DONE, claimed_at=now, finished_at=now, **done
+                )
                 writes.insert(ImportChunk, [chunk])
                 self._finish_locked(done, writes=writes)
                 if before_commit is not None:
@@ -633,22 +641,17 @@ class FileImport:
     def chunk_claim(self) -> int | None:
         """Claim the first chunk nobody holds (or whose holder's lease ran out); return its id."""
         now = timezone.now()
-        with transaction.atomic():
-            # of=("self",): lock the chunk row only, never its file's or job's (other workers update those).
-            chunk = (
-                ImportChunk.objects.select_for_update(skip_locked=True, of=("self",))
-                .filter(file_id=self.file.pk)
-                .filter(Q(status=ChunkStatus.PENDING) | Q(status=ChunkStatus.RUNNING, lease_until__lt=now))
-                .order_by("index")
-                .only("pk")
-                .first()
-            )
-            if chunk is None:
-                return None
-            ImportChunk.objects.filter(pk=chunk.pk).update(
-                status=ChunkStatus.RUNNING, claimed_by=self.worker, claimed_at=now, lease_until=lease_end()
-            )
-        return chunk.pk
+        # The queue locks the chunk row only (of self), never its file's or job's (other workers update those).
+        claimed = queue_claim(
+            CHUNKS,
+            ImportChunk.objects.filter(CHUNKS.claimable(now), file_id=self.file.pk),
+            worker=self.worker,
+            size=1,
+            now=now,
+            order_by=("index",),
+            claimed_at=now,
+        )
+        return claimed[0] if claimed else None
 
     def chunk_apply(self, chunk_id: int) -> bool:
         """Apply a chunk this worker claimed, in one transaction that also marks it done; False if it was lost.
@@ -659,9 +662,7 @@ class FileImport:
         try:
             return self._chunk_apply(chunk_id)
         except BaseException:
-            ImportChunk.objects.filter(pk=chunk_id, status=ChunkStatus.RUNNING, claimed_by=self.worker).update(
-                status=ChunkStatus.PENDING, lease_until=None
-            )
+            queue_release(CHUNKS, [chunk_id], worker=self.worker)
             raise
 
     def _chunk_apply(self, chunk_id: int) -> bool:
@@ -669,16 +670,11 @@ class FileImport:
         with transaction.atomic():
             relax_commit()
             guard_statements()
-            # Only the chunk row is locked (the model's default ordering would join and lock its file and job
-            # for the whole chunk, and so make every other worker wait).
-            chunk = (
-                ImportChunk.objects.select_for_update(of=("self",))
-                .filter(pk=chunk_id, status=ChunkStatus.RUNNING, claimed_by=self.worker)
-                .order_by("pk")
-                .first()
-            )
-            if chunk is None:
+            # Only the chunk row is locked (the queue locks of self: the model's default ordering would join and
+            # lock its file and job for the whole chunk, and so make every other worker wait).
+            if not queue_hold(CHUNKS, [chunk_id], worker=self.worker, renew=False):
                 return False
+            chunk = ImportChunk.objects.only("first_record", "record_count", "first_byte", "index").get(pk=chunk_id)
             end = chunk.first_record + chunk.record_count
             duplicates = dict(
                 FileDuplicate.objects.filter(file_id=f.pk, index__gte=chunk.first_record, index__lt=end).values_list(
@@ -687,8 +683,14 @@ class FileImport:
             )
             totals = self._apply_records(self._records_of(chunk), duplicates=duplicates)
             counts = {name: getattr(totals, name) for name in CHUNK_COUNTS}
-            ImportChunk.objects.filter(pk=chunk.pk).update(
-                status=ChunkStatus.DONE, finished_at=timezone.now(), **counts
+            queue_finish(
+                CHUNKS,
+                [chunk.pk],
+                worker=self.worker,
+                status=ChunkStatus.DONE,
+                keep_worker=True,
+                finished_at=timezone.now(),
+                **counts,
             )
             ImportFile.objects.filter(pk=f.pk).update(**{name: F(name) + value for name, value in counts.items()})
         self._grown += totals.rows_done

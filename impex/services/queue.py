@@ -92,15 +92,17 @@ def queue_claim(
     now: datetime | None = None,
     lease_seconds: float | None = None,
     order_by: Sequence[str] = ("next_attempt_at", "pk"),
+    **fields,
 ) -> list[int]:
     """Claim up to size rows of a due queryset for worker, under a lease; return their primary keys in order.
 
     PostgreSQL skips rows another worker is claiming (SKIP LOCKED); the conditional UPDATE re-checks each row
     (SQLite: no row locks, one writer), so two workers never hold one row. Three statements, whatever the size.
+    fields: set on the claimed rows too (when it was claimed, say).
     """
     now = now or timezone.now()
     until = now + timedelta(seconds=lease_seconds or settings.IMPEX_LEASE_SECONDS)
-    changes = {"claimed_by": worker, "lease_until": until}
+    changes = {**fields, "claimed_by": worker, "lease_until": until}
     if queue.running:
         queue.check([queue.pending], queue.running)
         changes["status"] = queue.running
@@ -159,22 +161,41 @@ def queue_release(queue: WorkQueue, pks: Iterable[int], *, worker: str) -> int:
 
 
 def queue_finish(
-    queue: WorkQueue, pks: Iterable[int], *, worker: str, status: str, count_attempt: bool = True, **fields
+    queue: WorkQueue,
+    pks: Iterable[int],
+    *,
+    worker: str,
+    status: str,
+    count_attempt: bool = True,
+    keep_worker: bool = False,
+    **fields,
 ) -> int:
     """End this worker's claim on rows with status (and fields); return how many it still held and ended.
 
     count_attempt adds one to each row's attempts (an item tried); fields may set attempts outright. A queue
-    whose claimed rows keep their status ends only the rows whose status may move to the new one.
+    whose claimed rows keep their status ends only the rows whose status may move to the new one. keep_worker
+    leaves claimed_by naming the worker that did it (the lease ends all the same).
     """
     rows = queue.held(pks, worker)
     if queue.running:
         queue.check([queue.running], status)
     else:
         rows = rows.filter(status__in=[old for old in queue.moves if old == status or status in queue.moves[old]])
-    changes = {"status": status, "claimed_by": "", "lease_until": None, **fields}
+    changes = {"status": status, "lease_until": None, **fields}
+    if not keep_worker:
+        changes["claimed_by"] = ""
     if count_attempt and "attempts" not in fields:
         changes["attempts"] = F("attempts") + 1
     return rows.update(**changes)
+
+
+def queue_done_at_once(queue: WorkQueue, obj, *, worker: str, status: str, **fields) -> None:
+    """Make a new, unsaved row a piece of work this worker claimed and finished with status in one go (a small
+    file's only chunk, applied in the transaction that records it); the caller inserts it."""
+    queue.check([queue.pending], queue.running)
+    queue.check([queue.running], status)
+    for name, value in {**fields, "status": status, "claimed_by": worker, "lease_until": None, "attempts": 1}.items():
+        setattr(obj, name, value)
 
 
 def queue_finish_each(queue: WorkQueue, values: dict, *, fields: Sequence[str], status: str, **same) -> int:
