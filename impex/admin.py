@@ -1318,7 +1318,6 @@ class ImportChunkAdmin(AuditRecordAdmin):
         "status",
         "claimed_by",
         "claimed_at",
-        "attempts",
         "created",
         "updated",
         "unchanged",
