@@ -15,7 +15,6 @@ import os
 import site
 import sys
 import sysconfig
-import time
 from urllib.parse import unquote, urlsplit
 
 from django.conf import settings
@@ -57,36 +56,7 @@ def hub_folder() -> str | None:
 
 def _hub_roots() -> list[str]:
     """Return the hub's own roots: IMPEX_ROOT, and its storage's folder when local (real paths)."""
-    return list(_settings_places()[0])
-
-
-# The real paths of the folders the settings name, kept a few seconds per value of those settings: a check made
-# for each file a job moves would otherwise resolve every one of them again (about 20 links looked at). The path
-# checked is always resolved anew.
-SETTINGS_PLACES_SECONDS = 5.0
-_settings_cache: dict = {}
-
-
-def _settings_places() -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
-    """Return the hub's roots, its own places named by the settings and the allowed roots, as real paths."""
-    own = [getattr(settings, name, None) for name in OWN_SETTINGS]
-    own += [db.get("NAME") for db in settings.DATABASES.values() if db.get("ENGINE", "").endswith("sqlite3")]
-    key = (
-        os.fspath(settings.IMPEX_ROOT),
-        settings.IMPEX_STORAGE,
-        tuple(settings.IMPEX_ALLOWED_LOCAL_ROOTS),
-        tuple(os.fspath(place) if place else place for place in own),
-    )
-    now = time.monotonic()
-    found = _settings_cache.get(key)
-    if found is None or now - found[0] > SETTINGS_PLACES_SECONDS:
-        roots = tuple(dict.fromkeys(p for p in (_real(settings.IMPEX_ROOT), hub_folder()) if p))
-        places = tuple(sorted({_real(place) for place in own if place and os.path.isabs(os.fspath(place))}))
-        allowed = tuple(_real(root) for root in settings.IMPEX_ALLOWED_LOCAL_ROOTS)
-        found = (now, (roots, places, allowed))
-        _settings_cache.clear()
-        _settings_cache[key] = found
-    return found[1]
+    return list(dict.fromkeys(p for p in (_real(settings.IMPEX_ROOT), hub_folder()) if p))
 
 
 @functools.cache
@@ -100,7 +70,10 @@ def _python_places() -> tuple[str, ...]:
 
 def _own_places() -> list[str]:
     """Return the hub's own files and folders, and its Python's, as real paths: never a location."""
-    return [*_settings_places()[1], *_python_places()]
+    places = [getattr(settings, name, None) for name in OWN_SETTINGS]
+    places += [db.get("NAME") for db in settings.DATABASES.values() if db.get("ENGINE", "").endswith("sqlite3")]
+    own = {_real(place) for place in places if place and os.path.isabs(os.fspath(place))}
+    return [*sorted(own), *_python_places()]
 
 
 def local_refusal(path: str) -> str:
@@ -114,7 +87,7 @@ def local_refusal(path: str) -> str:
         relation = "holds" if _inside(place, real) else "lies in" if _inside(real, place) and not hub_own else ""
         if relation:
             return f"{shown} {relation} the hub's own files ({place}): it is never used, whatever {ROOTS_SETTING} lists"
-    roots = [*hub_roots, *_settings_places()[2]]
+    roots = [*hub_roots, *(_real(root) for root in settings.IMPEX_ALLOWED_LOCAL_ROOTS)]
     if not any(_inside(real, root) for root in roots):
         listed = ", ".join(settings.IMPEX_ALLOWED_LOCAL_ROOTS) or "none"
         return (

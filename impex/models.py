@@ -797,7 +797,7 @@ class ImportChunk(LeasedWork):
     """A range of rows of one file, claimed by one worker at a time and applied as a unit.
 
     Leased work (impex.services.queue, CHUNKS in impex.services.imports): claimed_by stays once it is done, to show
-    which worker applied it.
+    which worker applied it; attempts counts the claims (the workers that started it).
     """
 
     file = models.ForeignKey(ImportFile, on_delete=models.CASCADE, related_name="chunks")

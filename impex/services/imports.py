@@ -650,6 +650,7 @@ class FileImport:
             now=now,
             order_by=("index",),
             claimed_at=now,
+            attempts=F("attempts") + 1,  # the workers that started it
         )
         return claimed[0] if claimed else None
 
@@ -688,6 +689,7 @@ class FileImport:
                 [chunk.pk],
                 worker=self.worker,
                 status=ChunkStatus.DONE,
+                count_attempt=False,  # counted by each claim
                 keep_worker=True,
                 finished_at=timezone.now(),
                 **counts,

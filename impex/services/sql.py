@@ -441,8 +441,9 @@ class WriteBatch:
         where: field names (or "pk") and the value each must equal (None: IS NULL); values: field names and
         their new values (None, a value, or Plus(n)).
         """
-        if any(hasattr(value, "resolve_expression") for value in values.values()):
-            changes = dict(values)  # an expression: built by the ORM each time
+        built_each_time = [*values.values(), *where.values()]
+        if any(hasattr(value, "resolve_expression") or isinstance(value, models.Model) for value in built_each_time):
+            changes = dict(values)  # an expression or a model instance: built by the ORM each time
             lookups = {(f"{n}__isnull" if v is None else n): (True if v is None else v) for n, v in where.items()}
             self.update(model._base_manager.filter(**lookups), changes, then=then, fence=fence)
             return

@@ -256,6 +256,31 @@ def test_a_link_inside_a_root_that_leads_out_since_is_refused_at_use(tmp_path, b
     assert listing(secrets) == ["aws_credentials", "id_rsa"]
 
 
+def test_a_listed_root_that_is_a_link_is_followed_anew_at_each_check(tmp_path, settings):
+    # The operator's root is a link: moved to another folder, what lay under the old one is outside at once.
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    root = tmp_path / "drops"
+    root.symlink_to(tmp_path / "a")
+    settings.IMPEX_ALLOWED_LOCAL_ROOTS = [str(root)]
+    assert storage_for(str(tmp_path / "a"))
+    root.unlink()
+    root.symlink_to(tmp_path / "b")
+    with pytest.raises(LocationRefused, match="outside the folders the hub may use"):
+        storage_for(str(tmp_path / "a"))
+
+
+def test_a_hub_folder_made_after_a_first_check_is_refused_at_once(tmp_path, settings):
+    # MEDIA_ROOT does not exist at the first check; made since as a link to the folder, the folder is the hub's own.
+    (tmp_path / "data" / "inbox").mkdir(parents=True)
+    settings.IMPEX_ALLOWED_LOCAL_ROOTS = [str(tmp_path)]
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    assert storage_for(str(tmp_path / "data" / "inbox"))
+    (tmp_path / "media").symlink_to(tmp_path / "data")
+    with pytest.raises(LocationRefused, match="the hub's own files"):
+        storage_for(str(tmp_path / "data" / "inbox"))
+
+
 def test_a_link_in_the_hubs_own_folder_that_leads_out_is_refused_at_use(tmp_path, bspk_connection, stand_in, settings):
     # The default archive, IMPEX_ROOT/acme-pos/archive, made a link to elsewhere by hand.
     archive = Path(settings.IMPEX_ROOT) / "acme-pos" / "archive"
