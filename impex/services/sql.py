@@ -502,12 +502,15 @@ class WriteBatch:
         if not update_fields and not any(hasattr(f, "get_placeholder") for f in fields):
             # A plain INSERT of a few rows, written here: VALUES, which PostgreSQL plans faster than the ORM's
             # UNNEST of arrays for a handful of rows (a small file's events).
-            marks = "(" + ", ".join(["%s"] * len(fields)) + ")"
-            self.raw(
-                f"INSERT INTO {qn(opts.db_table)} ({', '.join(qn(f.column) for f in fields)}) "
-                f"VALUES {', '.join([marks] * len(rows))}",
-                [value for row in rows for value in row],
-            )
+            key = ("values", connection.vendor, opts.label, len(rows))
+            sql = _shapes.get(key)
+            if sql is None:
+                marks = "(" + ", ".join(["%s"] * len(fields)) + ")"
+                sql = _shapes[key] = (
+                    f"INSERT INTO {qn(opts.db_table)} ({', '.join(qn(f.column) for f in fields)}) "
+                    f"VALUES {', '.join([marks] * len(rows))}"
+                )
+            self.raw(sql, [value for row in rows for value in row])
             return
         unnest = len(objs) > 1 and _unnestable(fields)
         if unnest:  # one array per column (Django's bulk_create on PostgreSQL)
