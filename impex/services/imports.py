@@ -595,6 +595,8 @@ class FileImport:
             with transaction.atomic(), WriteBatch() as writes, events.held(into=writes):
                 self._writes = writes
                 guard_statements()
+                if not self.dry_run:
+                    relax_commit(writes)
                 distinct_keys = self._begin(scanned, whole=True)
                 if distinct_keys is None:
                     return False

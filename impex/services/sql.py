@@ -229,15 +229,24 @@ def stuck_reason(exc: BaseException) -> str | None:
     return None
 
 
-def relax_commit() -> None:
+RELAX_COMMIT = "SET LOCAL synchronous_commit TO OFF"
+
+
+def relax_commit(writes: "WriteBatch | None" = None) -> None:
     """Let this transaction's commit return before its WAL is flushed (PostgreSQL).
 
-    Safe for import chunks: a chunk's rows and its "done" mark commit together, so a server crash
-    loses at most whole chunks, which the runner applies again (an idempotent upsert).
+    Safe for import chunks and small files: a chunk's rows and its "done" mark (a small file's rows, ledger entry
+    and status) commit together, so a server crash loses at most whole chunks or files, which the runner applies
+    again (an idempotent upsert); the job's own end commits as usual, and flushes them with it.
+    writes: set it in the batch the transaction sends last (no round trip of its own).
     """
-    if is_postgres():
-        with connection.cursor() as cursor:
-            cursor.execute("SET LOCAL synchronous_commit TO OFF")
+    if not is_postgres():
+        return
+    if writes is not None:
+        writes.raw(RELAX_COMMIT, [])
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(RELAX_COMMIT)
 
 
 def database_url() -> str:
