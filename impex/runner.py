@@ -60,7 +60,14 @@ from impex.services.lifecycle import (
     job_terminate,
 )
 from impex.services.queue import worker_name
-from impex.services.sql import database_url, fields_read, rows_update, statements_guarded, stuck_reason
+from impex.services.sql import (
+    database_url,
+    fields_read,
+    flush_commits,
+    rows_update,
+    statements_guarded,
+    stuck_reason,
+)
 from impex.services.waits import file_blocked_reason
 from impex.storage import copy_file, delete_file, file_exists, hub_storage, move_file, save_file
 
@@ -503,6 +510,8 @@ class _JobRun:
         to the archive or error folder: the small files' at the end of the job, their new paths 100 at a time."""
         if self.job.dry_run:
             return
+        # The files' commits did not wait for their WAL flush: made durable before their copies go anywhere.
+        flush_commits()
         finished = ImportFile.objects.filter(
             processed_by=self.job,
             kind=FileKind.DATA,

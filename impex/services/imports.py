@@ -590,12 +590,13 @@ class FileImport:
         """
         f = self.file
         before = (f.status, f.message)
+        relax = not self.dry_run and not connection.in_atomic_block  # (never an enclosing transaction's commit)
         try:
             # The file's last writes (ledger, status, chunk, events, the job's lease) go in one round trip.
             with transaction.atomic(), WriteBatch() as writes, events.held(into=writes):
                 self._writes = writes
                 guard_statements()
-                if not self.dry_run:
+                if relax:
                     relax_commit(writes)
                 distinct_keys = self._begin(scanned, whole=True)
                 if distinct_keys is None:
@@ -670,8 +671,10 @@ class FileImport:
 
     def _chunk_apply(self, chunk_id: int) -> bool:
         f = self.file
+        outermost = not connection.in_atomic_block  # (relaxed, an enclosing transaction would commit relaxed too)
         with transaction.atomic():
-            relax_commit()
+            if outermost:
+                relax_commit()
             guard_statements()
             # Only the chunk row is locked (the queue locks of self: the model's default ordering would join and
             # lock its file and job for the whole chunk, and so make every other worker wait).

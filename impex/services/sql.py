@@ -249,6 +249,14 @@ def relax_commit(writes: "WriteBatch | None" = None) -> None:
         cursor.execute(RELAX_COMMIT)
 
 
+def flush_commits() -> None:
+    """Make every commit made so far durable (PostgreSQL), those of relax_commit() included: a transaction given an
+    id commits synchronously, and its commit flushes the WAL written before it. Outside a transaction only."""
+    if is_postgres() and not connection.in_atomic_block:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT txid_current()")
+
+
 def database_url() -> str:
     """Return the URL of the database this process uses, for a process it starts (tests use their own)."""
     from urllib.parse import quote
@@ -450,9 +458,10 @@ class WriteBatch:
         where: field names (or "pk") and the value each must equal (None: IS NULL); values: field names and
         their new values (None, a value, or Plus(n)).
         """
+        changes = {name: F(name) + value.n if isinstance(value, Plus) else value for name, value in values.items()}
         built_each_time = [*values.values(), *where.values()]
         if any(hasattr(value, "resolve_expression") or isinstance(value, models.Model) for value in built_each_time):
-            changes = dict(values)  # an expression or a model instance: built by the ORM each time
+            # An expression or a model instance: built by the ORM each time.
             lookups = {(f"{n}__isnull" if v is None else n): (True if v is None else v) for n, v in where.items()}
             self.update(model._base_manager.filter(**lookups), changes, then=then, fence=fence)
             return
@@ -478,7 +487,6 @@ class WriteBatch:
             tuple(sorted((name, value is None) for name, value in where.items())),
             tuple((name, "plus" if isinstance(value, Plus) else value is None) for name, value in values.items()),
         )
-        changes = {name: F(name) + value.n if isinstance(value, Plus) else value for name, value in values.items()}
         sql, params = _reuse(key, ours, lambda: _update_sql(model._base_manager.filter(**lookups), changes))
         self.raw(sql, params, then=then, fence=fence)
 

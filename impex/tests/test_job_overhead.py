@@ -4,7 +4,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from impex.models import ImportChunk, ImportedFileName, ImportEvent, ImportFile
@@ -72,3 +72,34 @@ def test_each_small_file_of_a_zip_costs_the_same_statements_whatever_the_number_
     assert {"impex.ImportJob", "impex.ImportFile"} <= used, used
     assert {"impex.ImportedFileName", "impex.ConnectionState", "syncapp.SyncLog"} <= used, used
     assert [key for key, sql in shapes.items() if sql is False] == []
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("builtin_installed")
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="synchronous_commit is PostgreSQL's (CI runs it)")
+def test_a_small_file_commits_relaxed_but_never_an_enclosing_transaction(tmp_path, kore_connection):
+    def commit_setting() -> str:
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW synchronous_commit")
+            return cursor.fetchone()[0]
+
+    seen = []
+
+    def record(execute, sql, params, many, context):
+        seen.append(sql)
+        return execute(sql, params, many, context)
+
+    with connection.cursor() as cursor:  # (the test settings turn it off for the whole session)
+        cursor.execute("SET synchronous_commit TO on")
+    # A command's job: each small file's own transaction commits without waiting for its WAL flush.
+    with connection.execute_wrapper(record):
+        statements_of_import(zip_of_customers(tmp_path / "first.zip", first=1, files=3))
+    assert sum("SET LOCAL synchronous_commit TO OFF" in sql for sql in seen) == 3
+    assert commit_setting() == "on"
+    # Run inside a caller's transaction, the files relax nothing: that transaction's commit stays synchronous.
+    with transaction.atomic():
+        statements_of_import(zip_of_customers(tmp_path / "second.zip", first=4, files=2))
+        assert commit_setting() == "on"
+    assert Customer.objects.count() == 5
+    with connection.cursor() as cursor:
+        cursor.execute("RESET synchronous_commit")

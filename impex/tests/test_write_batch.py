@@ -61,3 +61,12 @@ def test_an_expression_or_a_model_instance_in_where_is_built_by_the_orm(files, k
     assert counts == [1]
     assert ImportFile.objects.get(pk=first.pk).message == "F"
     assert ImportFile.objects.get(pk=second.pk).message == "instance"
+
+
+def test_a_plus_goes_to_the_orm_with_an_instance_in_where(files, kore_connection):
+    first = files[0]
+    with WriteBatch() as batch:
+        batch.update_where(ImportFile, {"pk": first.pk, "connection": kore_connection}, {"rows_total": Plus(2)})
+        batch.update_where(ImportFile, {"pk": first.pk}, {"rows_done": Plus(1), "message": F("name")})
+    first.refresh_from_db()
+    assert (first.rows_total, first.rows_done, first.message) == (2, 1, "F0")
