@@ -1,27 +1,20 @@
 """App configs of the project itself: Django's admin with the hub's own site."""
 
-import threading
+import functools
 
 from django.contrib.admin.apps import AdminConfig, SimpleAdminConfig
 
 from config.startup import admin_deferred
 
-_loaded = threading.Event()
-_loading = threading.Lock()
 
-
+@functools.cache
 def admin_load() -> None:
-    """Import every app's admin module and make django-q2's pages superusers-only; once per process."""
-    if _loaded.is_set():
-        return
-    with _loading:
-        if _loaded.is_set():
-            return
-        from django.contrib import admin
+    """Import every app's admin module and make django-q2's pages superusers-only; once per process (called at
+    start, or by config.urls when its module is first imported)."""
+    from django.contrib import admin
 
-        admin.autodiscover()
-        admin.site.restrict_to_superusers()
-        _loaded.set()
+    admin.autodiscover()
+    admin.site.restrict_to_superusers()
 
 
 class HubAdminConfig(AdminConfig):

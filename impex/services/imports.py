@@ -1,5 +1,6 @@
 """Import one file: check it whole and find repeated keys, cut it into chunks any worker applies, finish it once."""
 
+import functools
 import itertools
 import logging
 import time
@@ -247,7 +248,8 @@ class JobShared:
     def __init__(self):
         self._compiled: dict[tuple, tuple[CompiledDescriptor, Layout]] = {}
         self._pipelines: dict[tuple, RecordPipeline] = {}
-        self._subscriptions: tuple[float, list] | None = None
+        # What other sessions change, with when it was read: {key: (time.monotonic(), value)}.
+        self._subscriptions: dict[None, tuple[float, list]] = {}
         self._open_errors: dict[tuple, tuple[float, bool]] = {}
         self._sync_logs: dict[tuple, tuple[float, int | None]] = {}
 
@@ -265,6 +267,15 @@ class JobShared:
             self._pipelines[key] = make()
         return self._pipelines[key]
 
+    def _fresh(self, store: dict, key, read, *, keep=lambda value: True):
+        """Return what read() gave for key up to FRESH_SECONDS ago, or read it now (each time while keep(value) is
+        false)."""
+        now = time.monotonic()
+        seen = store.get(key)
+        if seen is None or not keep(seen[1]) or now - seen[0] > self.FRESH_SECONDS:
+            seen = store[key] = (now, read())
+        return seen[1]
+
     @property
     def subscriptions(self) -> list:
         """Return the enabled webhook subscriptions: none, as read up to FRESH_SECONDS ago, or else read now.
@@ -273,29 +284,18 @@ class JobShared:
         transaction, so a subscription deleted or switched off meanwhile gets none (a subscription made meanwhile
         has the events of files from FRESH_SECONDS on).
         """
-        now = time.monotonic()
-        if self._subscriptions is None or self._subscriptions[1] or now - self._subscriptions[0] > self.FRESH_SECONDS:
-            self._subscriptions = (now, subscriptions_enabled())
-        return self._subscriptions[1]
+        return self._fresh(self._subscriptions, None, subscriptions_enabled, keep=lambda found: not found)
 
     def open_sync_errors(self, *, connection, entity: str) -> bool:
         """Tell whether the connection's sync log of an entity has open errors (read again once FRESH_SECONDS old)."""
-        key = (connection.pk, entity)
-        now = time.monotonic()
-        seen = self._open_errors.get(key)
-        if seen is None or now - seen[0] > self.FRESH_SECONDS:
-            seen = self._open_errors[key] = (now, sync.sync_log_has_errors(connection=connection, entity=entity))
-        return seen[1]
+        read = functools.partial(sync.sync_log_has_errors, connection=connection, entity=entity)
+        return self._fresh(self._open_errors, (connection.pk, entity), read)
 
     def sync_log_id(self, *, connection, entity: str) -> int | None:
         """Return the id of the connection's sync log of an entity (read again while there is none, or once
         FRESH_SECONDS old: the API may drop a log and make it anew)."""
-        key = (connection.pk, entity)
-        now = time.monotonic()
-        seen = self._sync_logs.get(key)
-        if seen is None or seen[1] is None or now - seen[0] > self.FRESH_SECONDS:
-            seen = self._sync_logs[key] = (now, sync.sync_log_id(connection=connection, entity=entity))
-        return seen[1]
+        read = functools.partial(sync.sync_log_id, connection=connection, entity=entity)
+        return self._fresh(self._sync_logs, (connection.pk, entity), read, keep=lambda pk: pk is not None)
 
     def open_sync_errors_forget(self, *, connection, entity: str) -> None:
         """Read the log's open errors again for the next file."""

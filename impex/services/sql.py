@@ -459,17 +459,16 @@ class WriteBatch:
         their new values (None, a value, or Plus(n)).
         """
         changes = {name: F(name) + value.n if isinstance(value, Plus) else value for name, value in values.items()}
-        built_each_time = [*values.values(), *where.values()]
-        if any(hasattr(value, "resolve_expression") or isinstance(value, models.Model) for value in built_each_time):
-            # An expression or a model instance: built by the ORM each time.
-            lookups = {(f"{n}__isnull" if v is None else n): (True if v is None else v) for n, v in where.items()}
-            self.update(model._base_manager.filter(**lookups), changes, then=then, fence=fence)
-            return
-        opts = model._meta
         lookups = {
             (f"{name}__isnull" if value is None else name): (True if value is None else value)
             for name, value in where.items()
         }
+        built_each_time = [*values.values(), *where.values()]
+        if any(hasattr(value, "resolve_expression") or isinstance(value, models.Model) for value in built_each_time):
+            # An expression or a model instance: built by the ORM each time.
+            self.update(model._base_manager.filter(**lookups), changes, then=then, fence=fence)
+            return
+        opts = model._meta
         ours = []
         for name, value in values.items():
             if isinstance(value, Plus):
