@@ -16,7 +16,11 @@ from syncapp.choices import (
 
 
 class SyncedModel(models.Model):
-    """A record kept in sync with a reference system, remembering which connection wrote it."""
+    """A record kept in sync with a reference system, remembering which connection wrote it.
+
+    Natural keys are unique by constraint, not by unique=True: on PostgreSQL unique=True adds a second index
+    (varchar_pattern_ops, for LIKE 'prefix%') that nothing here uses and every import would write.
+    """
 
     # Provenance, not structure: no database constraint, so that bulk imports don't pay a foreign-key
     # check per row at commit; the ORM still nulls it when a connection is deleted (SET_NULL).
@@ -26,7 +30,9 @@ class SyncedModel(models.Model):
         blank=True,
         on_delete=models.SET_NULL,
         related_name="+",
-        db_index=True,
+        # No index either: every import writes it, and nothing reads a large table by connection alone (a FULL
+        # file's retirement reads all the connection's records anyway).
+        db_index=False,
         db_constraint=False,
     )
     created_at = models.DateTimeField(auto_now_add=True)
@@ -37,7 +43,7 @@ class SyncedModel(models.Model):
 
 
 class Customer(SyncedModel):
-    customer_id = models.CharField(max_length=100, unique=True)
+    customer_id = models.CharField(max_length=100)
     email = models.CharField(max_length=254)
     first_name = models.CharField(max_length=200, blank=True, default="")
     last_name = models.CharField(max_length=200, blank=True, default="")
@@ -54,28 +60,30 @@ class Customer(SyncedModel):
         ordering = ["customer_id"]
         # GET /api/extract/customers/ pages by (updated_at, id).
         indexes = [models.Index(fields=["updated_at", "id"], name="customer_changed")]
+        constraints = [models.UniqueConstraint(fields=["customer_id"], name="customer_customer_id_key")]
 
     def __str__(self):
         return self.customer_id
 
 
 class Product(SyncedModel):
-    product_id = models.CharField(max_length=100, unique=True)
+    product_id = models.CharField(max_length=100)
     title = models.CharField(max_length=300)
     slug = models.CharField(max_length=300, blank=True, default="")
     status = models.CharField(max_length=20, choices=ProductStatus.choices, default=ProductStatus.LIVE)
 
     class Meta:
         ordering = ["product_id"]
+        constraints = [models.UniqueConstraint(fields=["product_id"], name="product_product_id_key")]
 
     def __str__(self):
         return f"{self.product_id} {self.title}"
 
 
 class ProductVariant(SyncedModel):
-    variant_id = models.CharField(max_length=100, unique=True)
+    variant_id = models.CharField(max_length=100)
     product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="variants")
-    sku = models.CharField(max_length=100, unique=True)
+    sku = models.CharField(max_length=100)
     status = models.CharField(max_length=20, choices=ProductStatus.choices, default=ProductStatus.LIVE)
     weight_in_grams = models.IntegerField(null=True, blank=True)
     position = models.IntegerField(null=True, blank=True)
@@ -86,6 +94,10 @@ class ProductVariant(SyncedModel):
 
     class Meta:
         ordering = ["sku"]
+        constraints = [
+            models.UniqueConstraint(fields=["variant_id"], name="productvariant_variant_id_key"),
+            models.UniqueConstraint(fields=["sku"], name="productvariant_sku_key"),
+        ]
 
     def __str__(self):
         return self.sku
@@ -106,10 +118,11 @@ class StockLevel(SyncedModel):
 
 
 class PriceList(SyncedModel):
-    code = models.CharField(max_length=100, unique=True)
+    code = models.CharField(max_length=100)
 
     class Meta:
         ordering = ["code"]
+        constraints = [models.UniqueConstraint(fields=["code"], name="pricelist_code_key")]
 
     def __str__(self):
         return self.code
@@ -131,7 +144,7 @@ class Price(SyncedModel):
 
 
 class SpecialOrder(SyncedModel):
-    special_order_id = models.CharField(max_length=100, unique=True)
+    special_order_id = models.CharField(max_length=100)
     store_id = models.CharField(max_length=100)
     client_id = models.CharField(max_length=100)
     associate_id = models.CharField(max_length=100, blank=True, default="")
@@ -147,13 +160,14 @@ class SpecialOrder(SyncedModel):
     class Meta:
         ordering = ["special_order_id"]
         indexes = [models.Index(fields=["updated_at", "id"], name="specialorder_changed")]
+        constraints = [models.UniqueConstraint(fields=["special_order_id"], name="specialorder_special_order_id_key")]
 
     def __str__(self):
         return self.special_order_id
 
 
 class SpecialOrderLineItem(SyncedModel):
-    line_item_id = models.CharField(max_length=100, unique=True)
+    line_item_id = models.CharField(max_length=100)
     special_order = models.ForeignKey(SpecialOrder, on_delete=models.CASCADE, related_name="line_items")
     sku = models.CharField(max_length=100, blank=True, default="")
     product_name = models.CharField(max_length=300)
@@ -163,13 +177,14 @@ class SpecialOrderLineItem(SyncedModel):
 
     class Meta:
         ordering = ["line_item_id"]
+        constraints = [models.UniqueConstraint(fields=["line_item_id"], name="specialorderlineitem_line_item_id_key")]
 
     def __str__(self):
         return self.line_item_id
 
 
 class SpecialOrderEvent(SyncedModel):
-    event_id = models.CharField(max_length=100, unique=True)
+    event_id = models.CharField(max_length=100)
     special_order = models.ForeignKey(SpecialOrder, on_delete=models.CASCADE, related_name="events")
     event_type = models.CharField(max_length=30, choices=SpecialOrderEventType.choices)
     event_at = models.DateTimeField()
@@ -178,6 +193,7 @@ class SpecialOrderEvent(SyncedModel):
 
     class Meta:
         ordering = ["event_at", "event_id"]
+        constraints = [models.UniqueConstraint(fields=["event_id"], name="specialorderevent_event_id_key")]
 
     def __str__(self):
         return self.event_id

@@ -210,16 +210,15 @@ class _KeyLedger:
                 f"AS first_row FROM {self.table} WINDOW w AS (PARTITION BY key ORDER BY idx)) x WHERE n > 1",
                 [file_id],
             )
-            if full:
-                cursor.execute(
-                    "INSERT INTO impex_filekey (file_id, key) "
-                    f"SELECT DISTINCT %s, substr(key, 1, 400) FROM {self.table}",
-                    [file_id],
-                )
             if not full:
                 return 0
-            cursor.execute(f"SELECT count(DISTINCT key) FROM {self.table}")
-            return cursor.fetchone()[0]
+            # Each key once (the ledger has no unique index); the count is the statement's own.
+            cursor.execute(
+                "INSERT INTO impex_filekey (file_id, key) "
+                f"SELECT DISTINCT %s, substr(key, 1, 400) FROM {self.table}",
+                [file_id],
+            )
+            return cursor.rowcount
 
     def drop(self) -> None:
         if self.table:
@@ -1074,9 +1073,15 @@ class FileImport:
         model = self.compiled.model
         table = qn(model._meta.db_table)
         key_expr, params = self._key_expression(model, table, spec.key_fields)
-        exists = f"EXISTS (SELECT 1 FROM impex_filekey k WHERE k.file_id = %s AND k.key = {key_expr})"
-        where = f"connection_id = %s AND NOT {exists}"
-        params = [self._conn_id, self.file.pk, *params]
+        if is_postgres():  # a hash anti-join over the file's keys
+            kept = f"EXISTS (SELECT 1 FROM impex_filekey k WHERE k.file_id = %s AND k.key = {key_expr})"
+            params = [self.file.pk, *params]
+        else:  # SQLite builds an index of the file's keys once for IN, where a correlated EXISTS scans them per record
+            # (coalesce: a record whose key is NULL is retired, as NOT EXISTS retires it on PostgreSQL)
+            kept = f"coalesce(({key_expr}) IN (SELECT k.key FROM impex_filekey k WHERE k.file_id = %s), 0)"
+            params = [*params, self.file.pk]
+        where = f"connection_id = %s AND NOT {kept}"
+        params = [self._conn_id, *params]
         if spec.retire_within:
             scope, scope_params = self._scope_sql(model, spec.retire_within)
             where = f"{scope} AND {where}"
