@@ -214,8 +214,7 @@ class _KeyLedger:
                 return 0
             # Each key once (the ledger has no unique index); the count is the statement's own.
             cursor.execute(
-                "INSERT INTO impex_filekey (file_id, key) "
-                f"SELECT DISTINCT %s, substr(key, 1, 400) FROM {self.table}",
+                f"INSERT INTO impex_filekey (file_id, key) SELECT DISTINCT %s, substr(key, 1, 400) FROM {self.table}",
                 [file_id],
             )
             return cursor.rowcount
