@@ -38,7 +38,7 @@ from impex.models import (
 from impex.services.connections import connection_save
 from impex.services.inbox import inbox_scan_start
 from impex.services.schedules import scan_schedule_name
-from impex.tests.helpers import customer_row, kore_name, process_env, table_text, write_kore
+from impex.tests.helpers import LAPSED, customer_row, kore_name, lapse, process_env, table_text, write_kore
 from syncapp.models import Customer, SpecialOrder, SpecialOrderEvent, SpecialOrderLineItem
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
@@ -168,14 +168,6 @@ def wait_for(condition, *, seconds: float = DEADLINE, step: float = 0.2):
         if value or time.monotonic() > deadline:
             return value
         time.sleep(step)
-
-
-LAPSED = timedelta(seconds=1)
-
-
-def lapse(rows) -> int:
-    """End now the leases held on rows, as a machine whose clock is past them sees them; return how many."""
-    return rows.exclude(lease_until=None).update(lease_until=timezone.now() - LAPSED)
 
 
 def scan_now(code: str) -> None:
