@@ -1,14 +1,16 @@
 """The admin as a product: the hub's home page, its name on every page, read-only synced records, texts that read."""
 
+import html
 import re
 
 import pytest
 from django.apps import apps
 from django.contrib import admin
-from django.urls import NoReverseMatch, reverse
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
 
-from impex.models import Connection, ImportFile, ImportJob
-from impex.tests.helpers import customer_row, run_import, write_kore
+from impex.models import Connection, DataGroup, ImportFile, ImportJob
+from impex.tests.helpers import bspk_name, customer_row, run_import, special_order_row, table_text, write_kore
 from syncapp.models import Customer, SyncError, SyncLog
 from tests.admin_helpers import add_rows, admin_url, staff_user, table_snapshot
 
@@ -45,15 +47,6 @@ def kore_activity(tmp_path, kore_connection):
     assert ImportFile.objects.get(sequence=3).status == "waiting"
     assert SyncError.objects.filter(log__connection=kore_connection).count() == 1
     return kore_connection
-
-
-def upload_page_exists() -> bool:
-    """Whether the "Upload and import" page is routed yet (the lead's part of issue 6)."""
-    try:
-        reverse("admin:impex_importjob_upload")
-    except NoReverseMatch:
-        return False
-    return True
 
 
 def connection_row(response, conn) -> str:
@@ -140,19 +133,39 @@ def test_the_home_runs_as_many_queries_for_many_connections_and_jobs_as_for_few(
     assert len(response.context["latest_jobs"]) == 10
 
 
-def test_the_upload_link_needs_run_import_and_the_page(client, django_user_model, kore_connection):
+def upload_link(home: str) -> str | None:
+    """The URL the home page's "Upload and import" link leads to, or None if the page shows no such link."""
+    match = re.search(rf'<a href="([^"]+)" class="addlink">{UPLOAD}</a>', home)
+    return match and html.unescape(match.group(1))
+
+
+def test_the_upload_link_needs_run_import_and_leads_to_the_upload_page(client, django_user_model, bspk_connection):
+    # SPEC 1 (channel 2) and 13: whoever holds impex.run_import uploads files and zips in the browser.
     runner = staff_user(django_user_model, "runner", "impex.run_import", "impex.view_importjob")
     viewer = staff_user(django_user_model, "viewer", "impex.view_importjob")
-
-    client.force_login(runner)
-    with_permission = client.get(reverse("admin:index")).text
     client.force_login(viewer)
-    without = client.get(reverse("admin:index")).text
+    assert upload_link(client.get(reverse("admin:index")).text) is None
+    client.force_login(runner)
 
-    assert (UPLOAD in with_permission) == upload_page_exists()
-    if upload_page_exists():
-        assert f'href="{reverse("admin:impex_importjob_upload")}"' in with_permission
-    assert UPLOAD not in without
+    url = upload_link(client.get(reverse("admin:index")).text)
+
+    assert url == reverse("admin:impex_importjob_upload")
+    page = client.get(url)
+    assert page.status_code == 200
+    assert f"<h1>{UPLOAD}</h1>" in page.text and 'type="file" name="file"' in page.text
+    group = DataGroup.objects.get(code="bspk-special-orders")
+    name = bspk_name("SPECIAL-ORDERS", "202611011000")
+    sent = client.post(url, {"group": group.pk, "file": SimpleUploadedFile(name, special_orders_csv())})
+    job = ImportJob.objects.get()
+    assert (sent.status_code, sent["Location"]) == (302, admin_url(ImportJob, "change", job.pk))
+    assert (job.status, job.source, job.created_by, job.group) == ("queued", "admin", "runner", group)
+    # The page checks the permission itself, whatever the home page shows.
+    client.force_login(viewer)
+    assert client.get(url).status_code == 403
+
+
+def special_orders_csv() -> bytes:
+    return table_text([special_order_row("SO-1")], delimiter=",").encode()
 
 
 def test_the_home_shows_only_what_the_user_may_see(client, django_user_model, kore_activity):

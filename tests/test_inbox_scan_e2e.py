@@ -17,6 +17,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -37,7 +38,7 @@ from impex.models import (
 from impex.services.connections import connection_save
 from impex.services.inbox import inbox_scan_start
 from impex.services.schedules import scan_schedule_name
-from impex.tests.helpers import customer_row, kore_name, process_env, table_text, write_kore
+from impex.tests.helpers import LAPSED, customer_row, kore_name, lapse, process_env, table_text, write_kore
 from syncapp.models import Customer, SpecialOrder, SpecialOrderEvent, SpecialOrderLineItem
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
@@ -334,6 +335,13 @@ def keys(s3_client, bucket: str, prefix: str) -> list[str]:
     return sorted(o["Key"][len(prefix) + 1 :] for page in pages for o in page.get("Contents", []))
 
 
+def s3_settled(s3_client, bucket: str, prefix: str, quiet: timedelta) -> bool:
+    """Tell whether every object under a prefix was last modified, by S3's time, at least `quiet` ago."""
+    pages = s3_client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{prefix}/")
+    oldest_fresh = timezone.now() - quiet
+    return all(o["LastModified"] <= oldest_fresh for page in pages for o in page.get("Contents", []))
+
+
 def s3_text(s3_client, bucket: str, key: str) -> bytes:
     return s3_client.get_object(Bucket=bucket, Key=key)["Body"].read()
 
@@ -441,6 +449,7 @@ def test_two_impex_scans_started_together_import_each_file_once_in_sequence_orde
 
     command = [sys.executable, "manage.py", "impex_scan", "--connection", conn.code, "--json"]
     files = FILES[where]
+    quiet = timedelta(seconds=float(env["IMPEX_INBOX_QUIET_SECONDS"]))
     all_names: list[str] = []
     for round_, offset in enumerate(OFFSETS):
         # Every file sends every customer again with its sequence as the name, and one customer of its own.
@@ -454,7 +463,9 @@ def test_two_impex_scans_started_together_import_each_file_once_in_sequence_orde
         if where == "s3":
             for name in names:
                 client.put_object(Bucket=bucket, Key=f"inbox/{name}", Body=(drop / name).read_bytes())
-            time.sleep(1.1)  # settled at the first look (S3 times are whole seconds; the quiet time is one)
+            # Settled at the first look: S3 gives no way to set an object's time (moto neither), so wait until its
+            # own times say so (whole seconds: up to one second here), as the scan reads them.
+            assert wait_for(lambda: s3_settled(client, bucket, "inbox", quiet), seconds=30, step=0.05)
         else:
             inbox = Path(settings.IMPEX_ROOT) / conn.code / "inbox"
             inbox.mkdir(parents=True, exist_ok=True)
@@ -528,8 +539,8 @@ def test_a_cluster_killed_in_the_middle_of_a_big_file_is_started_again_and_the_f
     big = write_big(tmp_path)
     size = big.stat().st_size
     shutil.move(big, inbox / big.name)
-    lease = 5
-    fast = {"IMPEX_CHUNK_ROWS": CHUNK, "IMPEX_LEASE_SECONDS": lease, "IMPEX_BATCH_SIZE": 1000}
+    # Leases as long as by default (60 s): the dead cluster's run out only when the test says so, below.
+    fast = {"IMPEX_CHUNK_ROWS": CHUNK, "IMPEX_BATCH_SIZE": 1000}
 
     cluster.start(**fast)
     inbox_scan_start(connection=conn, by="test")  # "Sync now": the scan task, queued for the cluster
@@ -546,10 +557,12 @@ def test_a_cluster_killed_in_the_middle_of_a_big_file_is_started_again_and_the_f
     assert (job.status, f.status) == ("running", "running"), "the file was finished before the kill: make it bigger"
     assert 0 < done < BIG // CHUNK
     assert listing(inbox) == []  # the scan had taken it
-    # The requeue task runs every minute: make it due now rather than wait for its minute, once the dead
-    # worker's lease has run out, and have the cluster look at its schedules as it starts (config.test_settings).
-    time.sleep(lease)
-    Schedule.objects.filter(name=REQUEUE).update(next_run=timezone.now())
+    # The dead worker's leases on the job and its chunks run out, as the clock of a machine past them sees them;
+    # the requeue task runs every minute: make it due now rather than wait for its minute, and have the cluster
+    # look at its schedules as it starts (config.test_settings).
+    assert lapse(ImportJob.objects.filter(pk=job.pk)) == 1
+    lapse(ImportChunk.objects.filter(file=f))  # the chunks it was working on (if any between two claims)
+    assert Schedule.objects.filter(name=REQUEUE).update(next_run=timezone.now()) == 1
 
     cluster.start(**fast, Q_SCHEDULER_AT_START=1)
     (ended,) = wait_for(lambda: jobs_ended(conn.code, 1), seconds=3 * DEADLINE) or pytest.fail(
@@ -589,8 +602,7 @@ def test_a_scan_killed_while_taking_files_loses_none_the_next_scans_import_each_
         name = kore_name("KS_CUSTOMERS", seq)
         s3_client.put_object(Bucket=s3_bucket, Key=f"inbox/{name}", Body=table_text(rows, delimiter="\t").encode())
         names.append(name)
-    # The scan's own hold on the connection runs out soon after its scanner dies (600 s by default).
-    fast = {**s3_env(s3_server), "IMPEX_SCAN_LEASE_SECONDS": 3, "IMPEX_INBOX_QUIET_SECONDS": 0}
+    fast = {**s3_env(s3_server), "IMPEX_INBOX_QUIET_SECONDS": 0}
 
     # The schedule's task, in a process of its own (as in a worker of the cluster), killed half-way through taking.
     log = tmp_path / "scan.log"
@@ -614,8 +626,13 @@ def test_a_scan_killed_while_taking_files_loses_none_the_next_scans_import_each_
         "the scan was not killed half-way: give it more files"
     )
 
+    # The dead scanner's hold on the connection's scan (and on the files it claimed) runs out, as the clock of a
+    # machine past it sees it (120 s by default: it would still hold it here).
+    state = ConnectionState.objects.filter(connection=conn).exclude(scan_by="")
+    assert state.update(scan_until=timezone.now() - LAPSED) == 1
+    lapse(InboxFile.objects.filter(connection=conn, status="claimed"))
+
     cluster.start(**fast)
-    time.sleep(3)  # the dead scanner's hold runs out
     inbox_scan_start(connection=conn, by="test")  # "Sync now"
     # The files taken before the kill go in with their job; the others wait for it, then the next scan takes them.
     wait_for(lambda: jobs_ended(conn.code, 1)) or pytest.fail(explain(cluster, conn.code))

@@ -116,7 +116,7 @@ def wait_until_serving(make: subprocess.Popen, *, port: int, log: Path) -> str:
                 return page
         except OSError:
             pass
-        time.sleep(0.5)
+        time.sleep(0.1)
     pytest.fail(f"make run did not serve the admin within {START_WITHIN} s:\n{log.read_text()}")
 
 

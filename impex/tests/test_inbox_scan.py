@@ -5,7 +5,6 @@ import json
 import os
 import shutil
 import threading
-import time
 from datetime import UTC, datetime, timedelta
 from datetime import time as clock
 from pathlib import Path
@@ -135,13 +134,16 @@ def test_a_file_growing_while_the_scan_looks_waits_until_it_stops(kore_connectio
     path.write_text("customer_id\temail\n", encoding="utf-8")
     stop = threading.Event()
 
+    def write_line(n: int) -> None:
+        with open(path, "a", encoding="utf-8") as out:
+            out.write(f"C{n}\tc{n}@example.com\n")
+
     def write_slowly():
         n = 0
-        while not stop.is_set():
-            with open(path, "a", encoding="utf-8") as out:
-                out.write(f"C{n}\tc{n}@example.com\n")
+        while not stop.is_set():  # a line every 50 ms while the scan looks, and no more once it has returned
+            write_line(n)
             n += 1
-            time.sleep(0.05)
+            stop.wait(0.05)
 
     writer = threading.Thread(target=write_slowly)
     writer.start()
@@ -150,16 +152,21 @@ def test_a_file_growing_while_the_scan_looks_waits_until_it_stops(kore_connectio
     finally:
         stop.set()
         writer.join()
-    rows = path.read_text().count("\n") - 1
 
     assert first.job is None and path.exists()
     assert first.left == [(path.name, "still being written (it changed while the scan looked)")]
+    # The writer writes one more line after the scan's last look: the next scan leaves it again, the one after that
+    # (nothing changed since) takes it.
+    write_line(-1)
     second = inbox_scan(connection=kore_connection, run_here=True)
-    if second.job is None:  # the writer's last lines came after the first look: one more quiet look
-        assert "since the last look" in second.left[0][1]
-        second = inbox_scan(connection=kore_connection, run_here=True)
-    assert second.job.status == "completed"
-    assert Customer.objects.count() == rows > 0
+    assert second.job is None
+    ((name, why),) = second.left
+    assert name == path.name and why.startswith("still being written (size ")
+    assert why.endswith(f" -> {path.stat().st_size:,} bytes since the last look)")
+    rows = path.read_text().count("\n") - 1
+    third = inbox_scan(connection=kore_connection, run_here=True)
+    assert third.job.status == "completed"
+    assert Customer.objects.count() == rows > 1
     history = InboxFile.objects.get(name=path.name)
     assert "still being written" in " ".join(history.events.values_list("message", flat=True))
 
@@ -276,10 +283,9 @@ def test_a_name_sent_again_later_is_a_duplicate_and_leaves_the_inbox(acme):
     assert InboxFile.objects.filter(name=BSPK_FILES[0]).count() == 2
 
 
-def test_a_file_removed_from_the_inbox_before_it_was_taken_is_marked_gone(acme, settings):
+def test_a_file_removed_from_the_inbox_before_it_was_taken_is_marked_gone(acme):
     path = inbox_of(acme) / BSPK_FILES[0]
-    shutil.copyfile(DEMO / BSPK_FILES[0], path)  # fresh: the scan looks again first
-    settings.IMPEX_INBOX_QUIET_SECONDS = 0.3
+    aged(Path(shutil.copyfile(DEMO / BSPK_FILES[0], path)))
     ConnectionState.objects.create(connection=acme)
     # A job the cluster has queued and not started yet holds the new files back.
     ImportJob.objects.create(connection=acme, source="scan", queued_at=timezone.now())
