@@ -17,6 +17,7 @@ from storages.backends.sftpstorage import SFTPStorage
 
 from impex.exceptions import ConfigurationError
 from impex.storage import (
+    LocalBackend,
     StoredFile,
     delete_file,
     file_exists,
@@ -88,19 +89,20 @@ def test_an_absolute_folder_or_file_url_is_a_local_storage(tmp_path):
 
     storage = storage_for(str(folder))
 
-    assert type(storage) is FileSystemStorage
-    assert storage.location == str(folder)
+    assert type(storage) is LocalBackend
+    assert type(storage.storage) is FileSystemStorage
+    assert storage.storage.location == str(folder)
     by_url = storage_for(f"file://{folder}/")
-    assert type(by_url) is FileSystemStorage
-    assert by_url.location == str(folder)
-    assert storage_for(f"file://localhost{tmp_path}/in%20box").location == f"{tmp_path}/in box"
+    assert type(by_url.storage) is FileSystemStorage
+    assert by_url.storage.location == str(folder)
+    assert storage_for(f"file://localhost{tmp_path}/in%20box").storage.location == f"{tmp_path}/in box"
 
 
 def test_an_s3_url_is_an_s3_storage_on_the_configured_endpoint(settings):
     settings.AWS_S3_ENDPOINT_URL = "http://127.0.0.1:9000"
     settings.AWS_S3_REGION_NAME = "eu-west-1"
 
-    storage = storage_for("s3://acme-files/kore/inbox/")
+    storage = storage_for("s3://acme-files/kore/inbox/").storage
 
     assert isinstance(storage, S3Storage)
     assert storage.bucket_name == "acme-files"
@@ -109,13 +111,13 @@ def test_an_s3_url_is_an_s3_storage_on_the_configured_endpoint(settings):
     assert storage.region_name == "eu-west-1"
     assert storage.addressing_style == "path"
     assert storage.file_overwrite is False
-    assert storage_for("s3://acme-files").location == ""
+    assert storage_for("s3://acme-files").storage.location == ""
 
 
 def test_an_s3_url_without_endpoint_uses_aws_addressing(settings):
     settings.AWS_S3_ENDPOINT_URL = None
 
-    storage = storage_for("s3://acme-files/in")
+    storage = storage_for("s3://acme-files/in").storage
 
     assert storage.endpoint_url is None
     assert storage.addressing_style is None
@@ -127,7 +129,7 @@ def test_an_sftp_url_is_an_sftp_storage_with_credentials_and_known_hosts_from_se
     settings.SFTP_KNOWN_HOST_FILE = "/etc/impex/known_hosts"
     settings.SFTP_HOSTS = {"files.example.com": {}}  # the defaults go to listed hosts only
 
-    storage = storage_for("sftp://deploy@files.example.com:2222/srv/kore/inbox")
+    storage = storage_for("sftp://deploy@files.example.com:2222/srv/kore/inbox").storage
 
     assert isinstance(storage, SFTPStorage)
     assert storage.host == "files.example.com"
@@ -140,7 +142,7 @@ def test_an_sftp_url_is_an_sftp_storage_with_credentials_and_known_hosts_from_se
     }
     assert storage.known_host_file == "/etc/impex/known_hosts"
     assert storage.allow_unknown_hosts is False
-    default_port = storage_for("sftp://files.example.com/in")
+    default_port = storage_for("sftp://files.example.com/in").storage
     assert default_port.params["port"] == 22
     assert "username" not in default_port.params
 
@@ -181,13 +183,13 @@ def test_a_location_that_cannot_work_is_refused_with_its_reason(location, messag
 
 
 def test_the_hub_keeps_its_files_under_impex_root_unless_impex_storage_says_otherwise(settings, impex_root):
-    local = hub_storage()
+    local = hub_storage().storage
 
     assert type(local) is FileSystemStorage
     assert local.location == str(impex_root)
 
     settings.IMPEX_STORAGE = "s3://acme-hub/impex"
-    remote = hub_storage()
+    remote = hub_storage().storage
 
     assert isinstance(remote, S3Storage)
     assert (remote.bucket_name, remote.location) == ("acme-hub", "impex")
@@ -277,8 +279,8 @@ def test_replace_text_that_fails_midway_leaves_the_old_file_and_nothing_else(sto
 
     assert read(store, "out/a.csv") == b"old"
     assert [f.name for f in list_files(store)] == ["out/a.csv"]
-    if isinstance(store, FileSystemStorage):
-        assert sorted(os.listdir(store.path("out"))) == ["a.csv"]
+    if isinstance(store.storage, FileSystemStorage):
+        assert sorted(os.listdir(store.storage.path("out"))) == ["a.csv"]
 
 
 def test_list_files_walks_nested_folders_with_sizes_and_times(store):
