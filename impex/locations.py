@@ -90,6 +90,11 @@ def parse_location(location: str) -> Location:
     return parsed
 
 
+def is_location(value: str) -> bool:
+    """Tell a location (an absolute folder or a URL) from a folder or file name inside the hub's storage."""
+    return value.startswith("/") or "://" in value
+
+
 def local_path(location: str) -> str | None:
     """Return the path of a local location (an absolute folder or file:///path); None for any other location."""
     try:

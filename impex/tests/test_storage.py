@@ -3,6 +3,8 @@
 import hashlib
 import io
 import os
+import subprocess
+import sys
 import tracemalloc
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,8 +18,12 @@ from storages.backends.s3 import S3Storage
 from storages.backends.sftpstorage import SFTPStorage
 
 from impex.exceptions import ConfigurationError
+from impex.locations import Location, local_path, parse_location
 from impex.storage import (
+    BACKENDS,
     LocalBackend,
+    S3Backend,
+    SFTPBackend,
     StoredFile,
     delete_file,
     file_exists,
@@ -96,6 +102,69 @@ def test_an_absolute_folder_or_file_url_is_a_local_storage(tmp_path):
     assert type(by_url.storage) is FileSystemStorage
     assert by_url.storage.location == str(folder)
     assert storage_for(f"file://localhost{tmp_path}/in%20box").storage.location == f"{tmp_path}/in box"
+
+
+@pytest.mark.parametrize(
+    ("location", "parsed"),
+    [
+        ("/srv/in box", Location(scheme="file", shown="/srv/in box", path="/srv/in box")),
+        (
+            "FILE://localhost/srv/in%20box",
+            Location("file", "FILE://localhost/srv/in%20box", "localhost", "localhost", path="/srv/in box"),
+        ),
+        (
+            "s3://acme-files/kore/in/",
+            Location("s3", "s3://acme-files/kore/in/", "acme-files", "acme-files", path="/kore/in/"),
+        ),
+        (
+            "sftp://de%40ploy:pw@Files.Example.com:2222/srv/a%20b",
+            Location(
+                "sftp",
+                "sftp://de%40ploy:***@Files.Example.com:2222/srv/a%20b",
+                "de%40ploy:pw@Files.Example.com:2222",
+                "files.example.com",
+                2222,
+                "de@ploy",
+                has_password=True,
+                path="/srv/a b",
+            ),
+        ),
+    ],
+)
+def test_one_parser_takes_every_location_apart(location, parsed):
+    assert parse_location(location) == parsed
+    assert local_path(location) == (parsed.path if parsed.scheme == "file" else None)
+
+
+def test_each_scheme_has_one_backend_registered_by_its_name():
+    assert BACKENDS == {"file": LocalBackend, "s3": S3Backend, "sftp": SFTPBackend}
+
+
+def test_local_storages_never_import_boto3_or_paramiko(tmp_path):
+    # Every command's start-up would pay for them (a quarter of a second): only an S3 or SFTP location loads them.
+    script = (
+        "import django, sys; django.setup()\n"
+        "from impex.storage import hub_storage, list_files, save_file, storage_for\n"
+        "import impex.runner, impex.services.inbox\n"
+        "save_file(storage_for(sys.argv[1]), 'a.csv', sys.argv[2]); list(list_files(hub_storage()))\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('boto3', 'botocore', 'paramiko')))\n"
+        "storage_for('s3://acme-files/in')\n"
+        "print('boto3' in sys.modules)\n"
+    )
+    (tmp_path / "a.csv").write_bytes(b"x")
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings", "IMPEX_ALLOWED_LOCAL_ROOTS": str(tmp_path)}
+
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "out"), str(tmp_path / "a.csv")],
+        cwd=Path(__file__).resolve().parents[2],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:2] == ["[]", "True"]
+    assert (tmp_path / "out" / "a.csv").read_bytes() == b"x"
 
 
 def test_an_s3_url_is_an_s3_storage_on_the_configured_endpoint(settings):

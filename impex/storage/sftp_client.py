@@ -1,7 +1,7 @@
-"""The SFTP side of impex.storage: django-storages' SFTPStorage made to check host keys, addresses and logins,
+"""The paramiko side of impex.storage.sftp: django-storages' SFTPStorage made to check host keys, addresses and logins,
 and a reader that streams a remote file with bounded read-ahead.
 
-Imported by impex.storage when an sftp:// location is first used (paramiko takes a while to import).
+Imported by impex.storage.sftp when an sftp:// location is first used (paramiko takes a while to import).
 """
 
 import io
@@ -12,7 +12,7 @@ import paramiko
 from storages.backends.sftpstorage import SFTPStorage
 
 from impex import outbound
-from impex.storage import SFTP_CREDENTIALS, SFTP_TIMEOUT_SECONDS
+from impex.storage.sftp import SFTP_CREDENTIALS, SFTP_TIMEOUT_SECONDS
 
 # Read-ahead of an SFTP download: a window of requests of paramiko's largest read size, so many in flight at once.
 SFTP_WINDOW_REQUESTS = 128
