@@ -1,4 +1,4 @@
-"""Which local folders the hub may read from and write to: under its roots, never its own files (SPEC 13).
+"""Locations taken apart (parse_location, the one parser), and which local folders the hub may use (SPEC 13).
 
 A folder that a connection, an export group or a file exporter names (an inbox, an archive, an error folder, an
 outbox, a destination) is resolved with its links followed and must lie under IMPEX_ROOT, the hub's own storage
