@@ -1,4 +1,4 @@
-"""Which local folders the hub may read from and write to: under its roots, never its own files (SPEC 13).
+"""Locations taken apart (parse_location, the one parser), and which local folders the hub may use (SPEC 13).
 
 A folder that a connection, an export group or a file exporter names (an inbox, an archive, an error folder, an
 outbox, a destination) is resolved with its links followed and must lie under IMPEX_ROOT, the hub's own storage
@@ -12,15 +12,20 @@ folder saved before these rules, or a link that leads elsewhere since, is refuse
 
 import functools
 import os
+import re
 import site
 import sys
 import sysconfig
+from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
 from django.conf import settings
 
-from impex.exceptions import LocationRefused
+from impex.exceptions import ConfigurationError, LocationRefused
 
+LOCATION_FORMS = "an absolute folder path, file:///path, s3://bucket/prefix or sftp://[user@]host[:port]/path"
+# The password of a user:password@ part, kept out of error messages.
+URL_PASSWORD = re.compile(r"^([a-z][a-z0-9+.-]*://[^/@:]*):[^/@]*@", re.IGNORECASE)
 ROOTS_SETTING = "IMPEX_ALLOWED_LOCAL_ROOTS"
 # Settings naming the hub's own files and folders (each may be unset in a settings module of another project).
 OWN_SETTINGS = ("VAR_DIR", "BASE_DIR", "IMPEX_CACHE_DIR", "MEDIA_ROOT", "STATIC_ROOT")
@@ -35,15 +40,68 @@ def _inside(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
+@dataclass(frozen=True)
+class Location:
+    """A storage location taken apart: its scheme (file for a local folder), URL parts, and how to show it."""
+
+    scheme: str  # lower case: file, s3, sftp, ...
+    shown: str  # the location as shown to people: a password in it masked
+    netloc: str = ""
+    host: str = ""  # lower case; "" if none
+    port: int | None = None
+    username: str = ""
+    has_password: bool = False
+    path: str = ""  # unquoted; a local folder's absolute path
+
+
+def parse_location(location: str) -> Location:
+    """Take apart an absolute folder path, file:///path or scheme://... URL; ConfigurationError saying why it can't.
+
+    The one parser of location strings: the storage registry (impex.storage) picks a backend by its scheme, and
+    the confinement below reads a local folder's path from it.
+    """
+    if not location:
+        raise ConfigurationError(f"empty storage location: use {LOCATION_FORMS}")
+    if location.startswith("/"):
+        return Location(scheme="file", shown=location, path=location)
+    shown = URL_PASSWORD.sub(r"\1:***@", location)
+    if "://" not in location:
+        raise ConfigurationError(f"storage location {shown!r} is not an absolute folder path: use {LOCATION_FORMS}")
+    try:
+        url = urlsplit(location)
+        port = url.port
+    except ValueError as exc:
+        raise ConfigurationError(f"storage location {shown!r} is not a valid URL ({exc})") from exc
+    if url.query or url.fragment:
+        raise ConfigurationError(f"storage location {shown!r} may not have a ?query or #fragment")
+    parsed = Location(
+        scheme=url.scheme.lower(),
+        shown=shown,
+        netloc=url.netloc,
+        host=url.hostname or "",
+        port=port,
+        username=unquote(url.username or ""),
+        has_password=url.password is not None,
+        path=unquote(url.path),
+    )
+    # A file URL names a folder of this machine: no other host, and an absolute path.
+    if parsed.scheme == "file" and (url.netloc not in ("", "localhost") or not parsed.path.startswith("/")):
+        raise ConfigurationError(f"storage location {shown!r} must be file:///absolute/path")
+    return parsed
+
+
+def is_location(value: str) -> bool:
+    """Tell a location (an absolute folder or a URL) from a folder or file name inside the hub's storage."""
+    return value.startswith("/") or "://" in value
+
+
 def local_path(location: str) -> str | None:
     """Return the path of a local location (an absolute folder or file:///path); None for any other location."""
-    if location.startswith("/"):
-        return location
-    if location[:7].lower() != "file://":
+    try:
+        parsed = parse_location(location)
+    except ConfigurationError:
         return None
-    url = urlsplit(location)
-    path = unquote(url.path)
-    return path if url.netloc in ("", "localhost") and path.startswith("/") else None
+    return parsed.path if parsed.scheme == "file" else None
 
 
 def hub_folder() -> str | None:

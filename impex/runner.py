@@ -17,7 +17,6 @@ import traceback
 from pathlib import Path
 
 from django.conf import settings
-from django.core.files.storage import FileSystemStorage
 from django.db import connection as db_connection
 from django.db import transaction
 from django.db.models import Q
@@ -841,14 +840,4 @@ def reason_file_name(stored: str) -> str:
 
 def _remove_empty_dirs(job: ImportJob) -> None:
     """Remove a job's folder tree on local disk where nothing is left in it (waiting files keep theirs)."""
-    hub = hub_storage()
-    if not isinstance(hub, FileSystemStorage):
-        return  # object stores have no folders
-    folder = Path(hub.path(job_prefix(job)))
-    if not folder.is_dir():
-        return
-    for sub in sorted((p for p in folder.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
-        if not any(sub.iterdir()):
-            sub.rmdir()
-    if not any(folder.iterdir()):
-        folder.rmdir()
+    hub_storage().remove_empty_folders(job_prefix(job))

@@ -560,7 +560,7 @@ def test_a_kept_copy_that_changed_is_not_sent_again(customers, outbox):
     group = export_group(destination=str(outbox))
     original = SentFile.objects.get(run=export_run(group_id=group.pk, trigger="schedule"))
     (outbox / original.name).unlink()
-    with open(hub_storage().path(original.copy_path), "ab") as kept:
+    with open(hub_storage().local_file(original.copy_path), "ab") as kept:
         kept.write(b"tampered\n")
 
     again = export_resend(sent_file_id=original.pk)

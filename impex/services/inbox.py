@@ -8,13 +8,11 @@ The job's runner then imports the files in SPEC section 4 order and moves each t
 """
 
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
-from django.core.files.storage import FileSystemStorage
 from django.core.mail import EmailMessage
 from django.db import IntegrityError, transaction
 from django.db.models import Q
@@ -295,14 +293,7 @@ def _abandoned_job(connection: Connection) -> ImportJob | None:
 
 def _check_inbox(folder: Folder) -> None:
     """Create a default local inbox; refuse to scan a configured local folder that is not there (a typo?)."""
-    if not isinstance(folder.storage, FileSystemStorage):
-        return
-    path = folder.storage.path(folder.prefix) if folder.prefix else folder.storage.location
-    if folder.in_hub:
-        os.makedirs(path, exist_ok=True)
-        return
-    if not os.path.isdir(path):
-        raise FileNotFoundError(f"there is no folder {path}")
+    folder.storage.check_folder(folder.prefix, create=folder.in_hub)
 
 
 def _finish_removals(*, connection: Connection, folder: Folder, worker: str) -> None:

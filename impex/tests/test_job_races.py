@@ -251,7 +251,7 @@ def test_zip_entry_copies_have_the_same_mode_as_file_copies(tmp_path, kore_conne
     archive = ImportFile.objects.get(job=job, kind="archive")
     archive_unpack(archive, job=job)
     modes = {
-        f.name: oct(stat.S_IMODE(os.stat(hub.path(f.path)).st_mode))
+        f.name: oct(stat.S_IMODE(os.stat(hub.storage.path(f.path)).st_mode))
         for f in ImportFile.objects.filter(job=job, kind="data")
     }
     assert len(set(modes.values())) == 1, modes

@@ -3,6 +3,8 @@
 import hashlib
 import io
 import os
+import subprocess
+import sys
 import tracemalloc
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,7 +18,12 @@ from storages.backends.s3 import S3Storage
 from storages.backends.sftpstorage import SFTPStorage
 
 from impex.exceptions import ConfigurationError
+from impex.locations import Location, local_path, parse_location
 from impex.storage import (
+    BACKENDS,
+    LocalBackend,
+    S3Backend,
+    SFTPBackend,
     StoredFile,
     delete_file,
     file_exists,
@@ -88,19 +95,83 @@ def test_an_absolute_folder_or_file_url_is_a_local_storage(tmp_path):
 
     storage = storage_for(str(folder))
 
-    assert type(storage) is FileSystemStorage
-    assert storage.location == str(folder)
+    assert type(storage) is LocalBackend
+    assert type(storage.storage) is FileSystemStorage
+    assert storage.storage.location == str(folder)
     by_url = storage_for(f"file://{folder}/")
-    assert type(by_url) is FileSystemStorage
-    assert by_url.location == str(folder)
-    assert storage_for(f"file://localhost{tmp_path}/in%20box").location == f"{tmp_path}/in box"
+    assert type(by_url.storage) is FileSystemStorage
+    assert by_url.storage.location == str(folder)
+    assert storage_for(f"file://localhost{tmp_path}/in%20box").storage.location == f"{tmp_path}/in box"
+
+
+@pytest.mark.parametrize(
+    ("location", "parsed"),
+    [
+        ("/srv/in box", Location(scheme="file", shown="/srv/in box", path="/srv/in box")),
+        (
+            "FILE://localhost/srv/in%20box",
+            Location("file", "FILE://localhost/srv/in%20box", "localhost", "localhost", path="/srv/in box"),
+        ),
+        (
+            "s3://acme-files/kore/in/",
+            Location("s3", "s3://acme-files/kore/in/", "acme-files", "acme-files", path="/kore/in/"),
+        ),
+        (
+            "sftp://de%40ploy:pw@Files.Example.com:2222/srv/a%20b",
+            Location(
+                "sftp",
+                "sftp://de%40ploy:***@Files.Example.com:2222/srv/a%20b",
+                "de%40ploy:pw@Files.Example.com:2222",
+                "files.example.com",
+                2222,
+                "de@ploy",
+                has_password=True,
+                path="/srv/a b",
+            ),
+        ),
+    ],
+)
+def test_one_parser_takes_every_location_apart(location, parsed):
+    assert parse_location(location) == parsed
+    assert local_path(location) == (parsed.path if parsed.scheme == "file" else None)
+
+
+def test_each_scheme_has_one_backend_registered_by_its_name():
+    assert BACKENDS == {"file": LocalBackend, "s3": S3Backend, "sftp": SFTPBackend}
+
+
+def test_local_storages_never_import_boto3_or_paramiko(tmp_path):
+    # Every command's start-up would pay for them (a quarter of a second): only an S3 or SFTP location loads them.
+    script = (
+        "import django, sys; django.setup()\n"
+        "from impex.storage import hub_storage, list_files, save_file, storage_for\n"
+        "import impex.runner, impex.services.inbox\n"
+        "save_file(storage_for(sys.argv[1]), 'a.csv', sys.argv[2]); list(list_files(hub_storage()))\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('boto3', 'botocore', 'paramiko')))\n"
+        "storage_for('s3://acme-files/in')\n"
+        "print('boto3' in sys.modules)\n"
+    )
+    (tmp_path / "a.csv").write_bytes(b"x")
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings", "IMPEX_ALLOWED_LOCAL_ROOTS": str(tmp_path)}
+
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "out"), str(tmp_path / "a.csv")],
+        cwd=Path(__file__).resolve().parents[2],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:2] == ["[]", "True"]
+    assert (tmp_path / "out" / "a.csv").read_bytes() == b"x"
 
 
 def test_an_s3_url_is_an_s3_storage_on_the_configured_endpoint(settings):
     settings.AWS_S3_ENDPOINT_URL = "http://127.0.0.1:9000"
     settings.AWS_S3_REGION_NAME = "eu-west-1"
 
-    storage = storage_for("s3://acme-files/kore/inbox/")
+    storage = storage_for("s3://acme-files/kore/inbox/").storage
 
     assert isinstance(storage, S3Storage)
     assert storage.bucket_name == "acme-files"
@@ -109,13 +180,13 @@ def test_an_s3_url_is_an_s3_storage_on_the_configured_endpoint(settings):
     assert storage.region_name == "eu-west-1"
     assert storage.addressing_style == "path"
     assert storage.file_overwrite is False
-    assert storage_for("s3://acme-files").location == ""
+    assert storage_for("s3://acme-files").storage.location == ""
 
 
 def test_an_s3_url_without_endpoint_uses_aws_addressing(settings):
     settings.AWS_S3_ENDPOINT_URL = None
 
-    storage = storage_for("s3://acme-files/in")
+    storage = storage_for("s3://acme-files/in").storage
 
     assert storage.endpoint_url is None
     assert storage.addressing_style is None
@@ -127,7 +198,7 @@ def test_an_sftp_url_is_an_sftp_storage_with_credentials_and_known_hosts_from_se
     settings.SFTP_KNOWN_HOST_FILE = "/etc/impex/known_hosts"
     settings.SFTP_HOSTS = {"files.example.com": {}}  # the defaults go to listed hosts only
 
-    storage = storage_for("sftp://deploy@files.example.com:2222/srv/kore/inbox")
+    storage = storage_for("sftp://deploy@files.example.com:2222/srv/kore/inbox").storage
 
     assert isinstance(storage, SFTPStorage)
     assert storage.host == "files.example.com"
@@ -140,7 +211,7 @@ def test_an_sftp_url_is_an_sftp_storage_with_credentials_and_known_hosts_from_se
     }
     assert storage.known_host_file == "/etc/impex/known_hosts"
     assert storage.allow_unknown_hosts is False
-    default_port = storage_for("sftp://files.example.com/in")
+    default_port = storage_for("sftp://files.example.com/in").storage
     assert default_port.params["port"] == 22
     assert "username" not in default_port.params
 
@@ -181,13 +252,13 @@ def test_a_location_that_cannot_work_is_refused_with_its_reason(location, messag
 
 
 def test_the_hub_keeps_its_files_under_impex_root_unless_impex_storage_says_otherwise(settings, impex_root):
-    local = hub_storage()
+    local = hub_storage().storage
 
     assert type(local) is FileSystemStorage
     assert local.location == str(impex_root)
 
     settings.IMPEX_STORAGE = "s3://acme-hub/impex"
-    remote = hub_storage()
+    remote = hub_storage().storage
 
     assert isinstance(remote, S3Storage)
     assert (remote.bucket_name, remote.location) == ("acme-hub", "impex")
@@ -277,8 +348,8 @@ def test_replace_text_that_fails_midway_leaves_the_old_file_and_nothing_else(sto
 
     assert read(store, "out/a.csv") == b"old"
     assert [f.name for f in list_files(store)] == ["out/a.csv"]
-    if isinstance(store, FileSystemStorage):
-        assert sorted(os.listdir(store.path("out"))) == ["a.csv"]
+    if isinstance(store.storage, FileSystemStorage):
+        assert sorted(os.listdir(store.storage.path("out"))) == ["a.csv"]
 
 
 def test_list_files_walks_nested_folders_with_sizes_and_times(store):
