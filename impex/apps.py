@@ -6,6 +6,7 @@ from django.apps import AppConfig
 from django.db.backends.signals import connection_created
 from django.db.models.signals import post_migrate
 
+from impex.choices import ProblemKind
 from impex.registry import problem_mail_register
 
 
@@ -23,7 +24,6 @@ class ImpexConfig(AppConfig):
     def ready(self):
         # Imported here, not above: they import models, which are loaded only once the apps are ready.
         from impex import checks  # noqa: F401 (registers the start-up checks)
-        from impex.choices import ProblemKind
         from impex.services.inbox import inbox_problem_mail
         from impex.services.notices import job_problem_mail
         from impex.services.schedules import schedules_sync_after_migrate
