@@ -89,6 +89,7 @@ from impex.models import (
     WebhookDelivery,
     WebhookSubscription,
 )
+from impex.registry import sync_logs
 from impex.services.connections import connection_delete, connection_delete_check
 from impex.services.descriptors import descriptor_check
 from impex.services.export_runs import export_destination, export_resend, export_run_enqueue
@@ -103,7 +104,6 @@ from impex.services.waits import HELD_FOR_WINDOW, WAITING_FOR_SEQUENCE
 from impex.services.webhooks import subscription_problems, webhook_retry
 from impex.storage import open_file, resolve_path, temporary_folder
 from impex.uploadhandler import upload_stopped
-from syncapp.models import SyncError
 
 ERRORS_PER_PAGE = 50
 EXPORT_RUNS_SHOWN = 10
@@ -202,9 +202,7 @@ class ConnectionAdmin(UploadLinkMixin, LocationFieldsAdminMixin, CountedDeleteMi
                 waiting_count=_count_of(waiting.filter(message__startswith=WAITING_FOR_SEQUENCE), by="connection"),
                 held_count=_count_of(waiting.filter(message__startswith=HELD_FOR_WINDOW), by="connection"),
                 rejected_count=_count_of(rejected, by="connection"),
-                sync_error_count=_count_of(
-                    SyncError.objects.filter(log__connection=OuterRef("pk")), by="log__connection"
-                ),
+                sync_error_count=sync_logs().open_error_count(connection=OuterRef("pk")),
             )
         )
 

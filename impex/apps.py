@@ -6,16 +6,8 @@ from django.apps import AppConfig
 from django.db.backends.signals import connection_created
 from django.db.models.signals import post_migrate
 
-
-def _install_schedules(sender, using="default", **kwargs):
-    """Install impex's schedules after every migrate (idempotent), once django-q2's tables exist."""
-    from django.db import connections
-    from django_q.models import Schedule
-
-    from impex.services.schedules import schedules_sync
-
-    if Schedule._meta.db_table in connections[using].introspection.table_names():
-        schedules_sync()
+from impex.choices import ProblemKind
+from impex.registry import problem_mail_register
 
 
 def _sqlite_query_params(sender, connection, **kwargs):
@@ -30,7 +22,17 @@ class ImpexConfig(AppConfig):
     verbose_name = "ImpEx"
 
     def ready(self):
-        # Django's own hook for set-up after migrate: the schedules need the database, so not at import time.
-        post_migrate.connect(_install_schedules, sender=self, dispatch_uid="impex-schedules")
-        connection_created.connect(_sqlite_query_params, dispatch_uid="impex-sqlite-query-params")
+        # Imported here, not above: they import models, which are loaded only once the apps are ready.
         from impex import checks  # noqa: F401 (registers the start-up checks)
+        from impex.services.inbox import inbox_problem_mail
+        from impex.services.notices import job_problem_mail
+        from impex.services.schedules import schedules_sync_after_migrate
+        from impex.services.waits import sequence_wait_mail
+
+        # Django's own hook for set-up after migrate: the schedules need the database, so not at import time.
+        post_migrate.connect(schedules_sync_after_migrate, sender=self, dispatch_uid="impex-schedules")
+        connection_created.connect(_sqlite_query_params, dispatch_uid="impex-sqlite-query-params")
+        # The kinds that were mailed before problems existed keep their mail's subject and lines.
+        problem_mail_register(ProblemKind.IMPORT_JOB, job_problem_mail)
+        problem_mail_register(ProblemKind.SEQUENCE_WAIT, sequence_wait_mail)
+        problem_mail_register(ProblemKind.INBOX, inbox_problem_mail)

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from django.apps import apps
 from django.db import models
 
+from impex.registry import registry
+
 
 @dataclass(frozen=True)
 class EntitySpec:
@@ -49,8 +51,8 @@ class EntitySpec:
         return apps.get_model(self.model_label)
 
 
-_ENTITIES: dict[str, EntitySpec] = {}
-_NATURAL_KEYS: dict[str, str] = {}
+_ENTITIES: dict[str, EntitySpec] = registry["entities"]
+_NATURAL_KEYS: dict[str, str] = registry["natural_keys"]
 
 
 def entity_register(spec: EntitySpec) -> None:

@@ -7,7 +7,7 @@ from django.db.models.functions import Coalesce
 
 from impex.choices import FileKind, FileStatus
 from impex.models import Connection, ImportFile, ImportJob
-from syncapp.models import SyncError
+from impex.registry import sync_logs
 
 
 def file_report(import_file: ImportFile, *, max_errors: int = 100) -> dict:
@@ -108,7 +108,7 @@ def connection_summaries() -> list[ConnectionSummary]:
         .annotate(n=Count("pk"))
         .order_by()
     )
-    errors = dict(SyncError.objects.values_list("log__connection").annotate(n=Count("pk")).order_by())
+    errors = sync_logs().open_error_counts()
     return [
         ConnectionSummary(
             connection=c,

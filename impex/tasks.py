@@ -10,6 +10,7 @@ from impex.services.inbox import inbox_scan as scan
 from impex.services.lifecycle import jobs_requeue
 from impex.services.problems import problems_mail_unsent
 from impex.services.waits import wait_alerts_send
+from impex.services.webhooks import webhooks_deliver_task
 
 
 def import_job_run(job_id: int) -> str:
@@ -54,6 +55,4 @@ def export_runs_sweep() -> str:
 
 def webhooks_deliver(ticket: str | None = None) -> str:
     """POST the outbound webhook deliveries that are due, in a bounded pass (the every-minute schedule, and events)."""
-    from impex.services.webhooks import webhooks_deliver_task
-
     return webhooks_deliver_task(ticket=ticket)

@@ -14,6 +14,7 @@ from orders import events
 from orders.choices import OrderEventKind, OrderState, OrderStatus
 from orders.exceptions import AMEND_REFUSED, CANCEL_REFUSED
 from orders.models import Order, OrderFileNote, OrderLine
+from orders.services import order_amend, order_cancel
 from orders.state import AMENDABLE, HAS_SHIPPED
 
 BATCH = 1000
@@ -190,8 +191,6 @@ def _finish(
     notes: dict[str, _Note], *, by: str, replace_lines: bool, keep_lines_of=frozenset(), job: int | None = None
 ) -> None:
     """Apply the notes, a batch of orders at a time: lines removed in one statement, then each change recorded."""
-    from orders.services import order_amend, order_cancel
-
     refs = sorted(notes)
     for start in range(0, len(refs), BATCH):
         orders = list(Order.objects.select_for_update().filter(order_id__in=refs[start : start + BATCH]).order_by("pk"))

@@ -9,21 +9,12 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from impex.api_fields import ConnectionDateTimeField
 from impex.api_schema import responses
 from orders.exceptions import OrderShipped
 from orders.feeds import feed_events_receive
 from orders.models import FeedEvent, Order
 from orders.services import REASON_MAX_LENGTH, order_cancel
-
-
-class ConnectionDateTimeField(serializers.DateTimeField):
-    """A date-time; one without an offset is read in the connection's time zone, as its files are."""
-
-    def default_timezone(self):
-        connection = self.context.get("connection")
-        if connection is not None and connection.timezone:
-            return zoneinfo.ZoneInfo(connection.timezone)
-        return super().default_timezone()
 
 
 class ShipmentEventSerializer(serializers.Serializer):

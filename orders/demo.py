@@ -6,7 +6,9 @@ from decimal import Decimal
 from django.contrib.auth.models import Group, Permission
 from django.db import transaction
 
-from orders.models import Exporter
+from orders.chain import orders_export_pass
+from orders.feeds import orders_feed_pass
+from orders.models import Exporter, Order
 
 APPROVERS = "Order approvers"
 # What an approver needs: see orders and their runs, approve and reject.
@@ -47,10 +49,15 @@ def demo_chain_save() -> DemoChain:
 
 def demo_chain_run() -> dict[str, str]:
     """Run the order export and feed passes once, as the cluster's schedules do; return each order's state."""
-    from orders.chain import orders_export_pass
-    from orders.feeds import orders_feed_pass
-    from orders.models import Order
-
     orders_export_pass(by="command: impex_demo")
     orders_feed_pass(by="command: impex_demo")
     return dict(Order.objects.order_by("order_id").values_list("order_id", "state"))
+
+
+def demo_chain_set_up() -> str:
+    """Set the demo's order chain up and say what it is (impex_demo prints it)."""
+    chain = demo_chain_save()
+    return (
+        "Order exporters: approval (holds orders of 400 or more) -> erp-file (order files in kore-erp's outbox); "
+        f"group '{chain.approvers_group}' may approve"
+    )

@@ -4,6 +4,7 @@ from django.urls import reverse
 
 from impex.choices import ProblemKind
 from impex.services.problems import problem_raise, problem_resolve
+from orders.models import Exporter
 
 
 def _key(*, code: str, order) -> str:
@@ -33,6 +34,4 @@ def exporters_delivered(*, exporter, orders) -> None:
 
 def exporters_stopped(*, order) -> None:
     """Resolve every exporter's problem with the order: its deliveries were dropped (it was cancelled)."""
-    from orders.models import Exporter
-
     problem_resolve(keys=[_key(code=code, order=order) for code in Exporter.objects.values_list("code", flat=True)])

@@ -23,6 +23,7 @@ from orders.choices import (
     OrderTransition,
 )
 from orders.exceptions import AMEND_REFUSED, CANCEL_REFUSED, IllegalTransition, OrderError, OrderShipped
+from orders.exporters.registry import KINDS
 from orders.models import Exporter, Order, OrderEvent, OrderExportRun, OrderFlag, OrderLine, TransitionFlag
 from orders.problems import exporters_stopped
 from orders.state import AMENDABLE, GUARD_MESSAGES, HAS_SHIPPED, has_guards, orders_move
@@ -629,8 +630,6 @@ def exporter_problems(exporter: Exporter, *, model_checks: bool = True) -> dict[
 
     The command and the admin's form both ask this (the form has run the model's own checks already).
     """
-    from orders.exporters.registry import KINDS
-
     problems: dict[str, list[str]] = {}
 
     def add(field: str, message: str) -> None:

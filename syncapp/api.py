@@ -6,9 +6,9 @@ from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from impex.api_fields import ConnectionDateTimeField
 from impex.api_schema import responses
 from impex.entities import entity_choices
-from orders.api import ConnectionDateTimeField
 from syncapp import services as sync
 from syncapp.extract import DEFAULT_LIMIT, EXTRACT_DESCRIPTORS, MAX_LIMIT, BadCursor, extract_page
 from syncapp.models import SyncError, SyncLog

@@ -1,6 +1,8 @@
-"""App config of syncapp."""
+"""App config of syncapp: registers its entities, its schedule and the sync-log services with impex."""
 
 from django.apps import AppConfig
+
+from impex.registry import schedule_register, sync_logs_register
 
 
 class SyncappConfig(AppConfig):
@@ -8,6 +10,10 @@ class SyncappConfig(AppConfig):
     verbose_name = "Synced data"
 
     def ready(self):
+        # Imported here, not above: they import models, which are loaded only once the apps are ready.
         from syncapp import entities
+        from syncapp.services import SyncLogService
 
         entities.register()
+        sync_logs_register(SyncLogService())
+        schedule_register(name="apply single-record updates", func="syncapp.tasks.record_events", minutes=1)

@@ -6,6 +6,7 @@ from django.utils import timezone
 
 from impex.entities import EntitySpec, entity_register, natural_key_register
 from syncapp.choices import ProductStatus
+from syncapp.models import Product, ProductVariant
 
 
 def product_status_derive(variant_pks=None) -> None:
@@ -13,8 +14,6 @@ def product_status_derive(variant_pks=None) -> None:
 
     variant_pks: only the products of these variants (a single-record update); None: every product.
     """
-    from syncapp.models import Product, ProductVariant
-
     now = timezone.now()
     variants = ProductVariant.objects.filter(product=OuterRef("pk"))
     live = variants.filter(status=ProductStatus.LIVE)

@@ -17,7 +17,7 @@ from django.utils import timezone
 from impex.choices import ColumnType
 from impex.entities import entity_spec
 from impex.models import DataDescriptor
-from impex.services.exports import _lookup
+from impex.services.exports import column_lookup
 
 # The path's name -> the built-in descriptor whose columns a record is given in.
 EXTRACT_DESCRIPTORS = {"customers": "KS_CUSTOMERS", "special-orders": "SPECIAL-ORDERS", "orders": "KS_ORDERS"}
@@ -64,7 +64,7 @@ def extract_page(*, name: str, updated_since: datetime | None, cursor: str | Non
     descriptor = DataDescriptor.objects.get(code=EXTRACT_DESCRIPTORS[name])
     model = entity_spec(descriptor.entity).model
     columns = [c for c in descriptor.columns.all() if not c.ignored]
-    lookups = [_lookup(model, c) for c in columns]
+    lookups = [column_lookup(model, c) for c in columns]
     qs = model.objects.all()
     if updated_since is not None:
         qs = qs.filter(updated_at__gte=updated_since)

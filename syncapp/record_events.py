@@ -28,7 +28,7 @@ from impex.exceptions import ImpexError
 from impex.formats.readers import Record
 from impex.models import Connection, DataDescriptor
 from impex.services.columns import compile_descriptor, format_value, value_styles
-from impex.services.exports import _lookup
+from impex.services.exports import column_lookup
 from impex.services.passes import Pass, pass_enqueue, pass_run
 from impex.services.pipeline import KEY_SEP, RecordPipeline
 from impex.services.problems import problem_raise, problem_resolve
@@ -428,7 +428,7 @@ def _stored_cells(compiled, events: list[RecordEvent], names: list[str]) -> dict
         return {}
     styles = value_styles(compiled.descriptor)
     columns = {c.name: c for c in compiled.descriptor.columns.all()}
-    lookups = [_lookup(compiled.model, columns[name]) for name in names]
+    lookups = [column_lookup(compiled.model, columns[name]) for name in names]
     width = len(fields)
     stored = {row[:width]: row[width:] for row in compiled.model.objects.filter(where).values_list(*fields, *lookups)}
     cells = {}

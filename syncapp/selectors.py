@@ -4,8 +4,8 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from urllib.parse import urlencode
 
-from django.db.models import Count, Q, Sum
-from django.db.models.functions import TruncDate
+from django.db.models import Count, IntegerField, Q, Subquery, Sum
+from django.db.models.functions import Coalesce, TruncDate
 from django.urls import reverse
 from django.utils import timezone
 
@@ -124,3 +124,15 @@ def open_errors(log: SyncLog, *, query: str = ""):
             Q(external_id__icontains=query) | Q(message__icontains=query) | Q(file_name__icontains=query)
         )
     return errors.order_by("-updated_at", "external_id")
+
+
+def open_error_counts() -> dict[int, int]:
+    """Return the number of open errors of each connection that has some, by connection id."""
+    return dict(SyncError.objects.values_list("log__connection").annotate(n=Count("pk")).order_by())
+
+
+def open_error_count(*, connection) -> Coalesce:
+    """Count, in a subquery, a connection's open errors, 0 if none (connection: e.g. OuterRef("pk"))."""
+    errors = SyncError.objects.filter(log__connection=connection)
+    counted = errors.order_by().values("log__connection").annotate(n=Count("pk")).values("n")[:1]
+    return Coalesce(Subquery(counted, output_field=IntegerField()), 0)

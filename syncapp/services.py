@@ -3,6 +3,7 @@
 from django.db import connection, transaction
 from django.utils import timezone
 
+from syncapp import selectors
 from syncapp.models import SyncError, SyncLog
 
 
@@ -174,3 +175,22 @@ def sync_log_delete(*, connection, entity: str) -> bool:
     """DELETE: drop the log and its errors; say whether there was one."""
     deleted, _ = SyncLog.objects.filter(connection=connection, entity=entity).delete()
     return bool(deleted)
+
+
+class SyncLogService:
+    """The sync-log services impex calls (impex.registry.SyncLogs), registered by syncapp's ready()."""
+
+    has_errors = staticmethod(sync_log_has_errors)
+    id = staticmethod(sync_log_id)
+    start_full = staticmethod(sync_log_start_full)
+    lock = staticmethod(sync_log_lock)
+    finish = staticmethod(sync_log_finish)
+    add_errors = staticmethod(sync_log_add_errors)
+    resolve = staticmethod(sync_log_resolve)
+    resolve_later = staticmethod(sync_log_resolve_later)
+    open_error_counts = staticmethod(selectors.open_error_counts)
+    open_error_count = staticmethod(selectors.open_error_count)
+
+    @staticmethod
+    def tables() -> tuple[str, ...]:
+        return (SyncLog._meta.db_table, SyncError._meta.db_table)

@@ -27,9 +27,9 @@ from django_q.models import OrmQ, Schedule
 
 from impex.models import DataDescriptor, DataGroup, ExportRun, ExportRunEvent, ExportState, SentFile
 from impex.services.cache import cache_clean
-from impex.services.export_runs import export_resend, export_run, export_runs_sweep, export_schedule_name
+from impex.services.export_runs import export_resend, export_run, export_runs_sweep
 from impex.services.exports import export_download
-from impex.services.schedules import schedules_sync
+from impex.services.schedules import export_schedule_name, schedules_sync
 from impex.storage import hub_storage, list_files, open_file, place_file, storage_for
 from impex.tasks import export_group_run
 from impex.tests.helpers import lapse, process_env

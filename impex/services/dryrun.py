@@ -19,11 +19,11 @@ from impex.models import (
     ImportFile,
     RowError,
 )
+from impex.registry import sync_logs
 from impex.services.columns import Column, CompiledDescriptor, format_value, value_styles, visible_text
 from impex.services.imports import FileImport
 from impex.services.pipeline import KEY_SEP
 from impex.services.sql import is_postgres, qn
-from syncapp.models import SyncError, SyncLog
 
 PREVIEW_ROWS = 20
 PREVIEW_RETIRED = 50
@@ -32,8 +32,9 @@ KEY_JOIN = " / "
 # Read (as they are) and written by the engine between the files of a dry run: the sequence a file applies
 # lets the next one in.
 _COPIED = (Connection, ConnectionState)
-# The engine's work rows and the sync logs: written by a dry run, and by nothing else it reads.
-_EMPTY = (FileKey, FileDuplicate, DeferredRow, ImportChunk, SyncLog, SyncError)
+# The engine's work rows, and the sync logs' tables (impex.registry.SyncLogs): written by a dry run, and by nothing
+# else it reads.
+_EMPTY = (FileKey, FileDuplicate, DeferredRow, ImportChunk)
 
 
 class Sandbox:
@@ -55,8 +56,8 @@ class Sandbox:
             self.session = self._session()
             for model in _COPIED:
                 self._copy(model._meta.db_table, rows=True)
-            for model in _EMPTY:
-                self._copy(model._meta.db_table, rows=False)
+            for table in [model._meta.db_table for model in _EMPTY] + list(sync_logs().tables()):
+                self._copy(table, rows=False)
         for table in tables:
             if table not in self.tables:
                 self._copy(table, rows=True)

@@ -5,7 +5,7 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Generator
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -32,7 +32,7 @@ from impex.services.exports import EXTENSIONS, export_pieces
 from impex.services.heartbeat import Heartbeat
 from impex.services.problems import problem_raise, problem_resolve
 from impex.services.queue import worker_name
-from impex.services.schedules import PREFIX, Wanted
+from impex.services.schedules import EXPORT_TASK
 from impex.storage import (
     CHUNK_BYTES,
     Folder,
@@ -48,30 +48,9 @@ from impex.storage import (
 
 logger = logging.getLogger(__name__)
 
-TASK_RUN = "impex.tasks.export_group_run"
 # A run that writes for long renews its claim on the group this often (a third of the lease).
 RENEW_FRACTION = 3
 OPEN = (ExportRunStatus.QUEUED, ExportRunStatus.RUNNING)
-
-
-def export_schedule_name(group: DataGroup) -> str:
-    """Return the name of an export group's schedule."""
-    return f"{PREFIX}export {group.code}"
-
-
-def export_schedules_wanted() -> Iterator[Wanted]:
-    """Yield the schedules of the export groups that export on a schedule."""
-    groups = DataGroup.objects.filter(direction=GroupDirection.EXPORT, schedule_enabled=True).order_by("code")
-    for group in groups:
-        if not (group.cron or group.interval_minutes):
-            continue  # DataGroup.clean refuses it; a group made in code without either has no schedule
-        yield Wanted(
-            name=export_schedule_name(group),
-            func=TASK_RUN,
-            args=f"({group.pk},)",
-            minutes=None if group.cron else group.interval_minutes,
-            cron=group.cron,
-        )
 
 
 def export_destination(*, group: DataGroup) -> Folder:
@@ -496,7 +475,7 @@ def export_run_enqueue(*, group: DataGroup, by: str = "") -> None:
     group_id = group.pk
     transaction.on_commit(
         lambda: async_task(
-            TASK_RUN, group_id, ExportTrigger.ADMIN.value, by, task_name=f"export {group.code}", group="impex-export"
+            EXPORT_TASK, group_id, ExportTrigger.ADMIN.value, by, task_name=f"export {group.code}", group="impex-export"
         )
     )
 
@@ -555,7 +534,7 @@ def _run_again(*, dead: ExportRun) -> None:
     group_id = group.pk
     transaction.on_commit(
         lambda: async_task(
-            TASK_RUN,
+            EXPORT_TASK,
             group_id,
             ExportTrigger.SCHEDULE.value,
             "",

@@ -56,7 +56,7 @@ def export_descriptor_for(code: str) -> DataDescriptor:
     return descriptors[0]
 
 
-def _lookup(model, column) -> str:
+def column_lookup(model, column) -> str:
     """Return the ORM lookup path that reads a column's value."""
     if "." in column.field:
         parent, name = column.field.split(".", 1)
@@ -73,7 +73,7 @@ def _row_former(descriptor: DataDescriptor):
     columns = list(descriptor.columns.all())
     # An ignored column is part of the layout but fills no field: it is written empty.
     read = [c for c in columns if not c.ignored]
-    lookups = [_lookup(model, c) for c in read]
+    lookups = [column_lookup(model, c) for c in read]
     kinds = [c.type for c in read]
     slots = [i for i, c in enumerate(columns) if not c.ignored]
     width = len(columns)

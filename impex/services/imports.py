@@ -32,6 +32,7 @@ from impex.models import (
     ImportFile,
     RowError,
 )
+from impex.registry import sync_logs
 from impex.services.columns import CompiledDescriptor, compile_descriptor
 from impex.services.lifecycle import file_transition
 from impex.services.pipeline import KEY_SEP, BatchResult, RecordPipeline, Totals, sync_log_record
@@ -56,7 +57,6 @@ from impex.services.sql import (
 )
 from impex.services.webhooks import RECORD_EVENTS, subscriptions_enabled, webhook_emit, webhook_records_changed
 from impex.storage import local_copy, resolve_path
-from syncapp import services as sync
 
 log = logging.getLogger(__name__)
 # A FULL file in one of these has done its part of a full sync (a duplicate was applied before).
@@ -286,13 +286,13 @@ class JobShared:
 
     def open_sync_errors(self, *, connection, entity: str) -> bool:
         """Tell whether the connection's sync log of an entity has open errors (read again once FRESH_SECONDS old)."""
-        read = functools.partial(sync.sync_log_has_errors, connection=connection, entity=entity)
+        read = functools.partial(sync_logs().has_errors, connection=connection, entity=entity)
         return self._fresh(self._open_errors, (connection.pk, entity), read)
 
     def sync_log_id(self, *, connection, entity: str) -> int | None:
         """Return the id of the connection's sync log of an entity (read again while there is none, or once
         FRESH_SECONDS old: the API may drop a log and make it anew)."""
-        read = functools.partial(sync.sync_log_id, connection=connection, entity=entity)
+        read = functools.partial(sync_logs().id, connection=connection, entity=entity)
         return self._fresh(self._sync_logs, (connection.pk, entity), read, keep=lambda pk: pk is not None)
 
     def open_sync_errors_forget(self, *, connection, entity: str) -> None:
@@ -442,7 +442,7 @@ class FileImport:
                     connection=self.connection, entity=self.descriptor.entity
                 )
             else:
-                self._open_sync_errors = sync.sync_log_has_errors(
+                self._open_sync_errors = sync_logs().has_errors(
                     connection=self.connection, entity=self.descriptor.entity
                 )
         return self._open_sync_errors
@@ -558,7 +558,7 @@ class FileImport:
         ):
             # The first file of the full sync starts the log over; its job's other FULL files of the
             # entity (a full-data-set zip) add to it.
-            sync.sync_log_start_full(connection=self.connection, entity=self.descriptor.entity)
+            sync_logs().start_full(connection=self.connection, entity=self.descriptor.entity)
         file_transition(
             f,
             new=FileStatus.RUNNING,
@@ -783,7 +783,7 @@ class FileImport:
             if result.applied_ext and log_id is not None:
                 # The job believes the log has no open errors (read up to 2 s ago): an error opened since for one of
                 # these records (a single-record update's) is resolved in the file's last round trip all the same.
-                sync.sync_log_resolve_later(
+                sync_logs().resolve_later(
                     writes=self._writes, log_id=log_id, external_ids=result.applied_ext, then=self._resolved_later
                 )
         if self.connection is not None:
@@ -912,10 +912,10 @@ class FileImport:
             # the log's lock makes two workers finishing two of its files see each other's finish.
             # (A partial sync only stamps the log: its UPDATE is lock enough.)
             if self.full:
-                sync.sync_log_lock(connection=self.connection, entity=self.descriptor.entity)
+                sync_logs().lock(connection=self.connection, entity=self.descriptor.entity)
             full_done = self.full and not self._full_sync_siblings().exclude(status__in=FULL_SYNC_DONE).exists()
             if not self.full or full_done:
-                sync.sync_log_finish(
+                sync_logs().finish(
                     connection=self.connection, entity=self.descriptor.entity, full=self.full, writes=writes
                 )
         if self.full:

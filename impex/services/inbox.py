@@ -24,6 +24,7 @@ from impex import events
 from impex.choices import INBOX_TRANSITIONS, FileKind, FileStatus, InboxStatus, JobSource, JobStatus, ProblemKind
 from impex.exceptions import ConfigurationError, IllegalTransition
 from impex.models import Connection, ConnectionState, ImportFile, ImportJob, InboxEvent, InboxFile
+from impex.runner import run_job
 from impex.services.archive import is_zip_start
 from impex.services.heartbeat import Heartbeat
 from impex.services.jobs import connection_folder, connection_folders_check, job_prefix
@@ -146,8 +147,6 @@ def inbox_scan(
         _scan_release(connection=connection, worker=worker, result=result)
     if result.job is not None:
         if run_here:
-            from impex.runner import run_job
-
             result.job = run_job(result.job.pk, worker=worker)
         else:
             with transaction.atomic():
@@ -160,8 +159,6 @@ def _finish_open_jobs(connection: Connection) -> None:
 
     A job another scanner is still filling (it holds the connection's scan) is left to it: it starts it when full.
     """
-    from impex.runner import run_job
-
     for job_id in ImportJob.objects.filter(
         connection=connection, source=JobSource.SCAN, status__in=OPEN_JOB
     ).values_list("pk", flat=True):

@@ -14,6 +14,7 @@ from impex import events
 from impex.choices import FILE_TRANSITIONS, JOB_FINAL, JOB_TRANSITIONS, FileKind, FileStatus, JobSource, JobStatus
 from impex.exceptions import IllegalTransition
 from impex.models import ConnectionState, ImportFile, ImportJob
+from impex.services.notices import job_problems_report
 from impex.services.sql import Plus, WriteBatch
 
 TASK_RUN = "impex.tasks.import_job_run"
@@ -146,8 +147,6 @@ def job_terminate(*, job: ImportJob, worker: str, status: str, error: str = "") 
         ConnectionState.objects.filter(job=job).update(job=None)
         events.job_finished(job, status=status, worker=worker, error=error)
         if not job.dry_run:
-            from impex.services.notices import job_problems_report
-
             job_problems_report(job=job, status=status, error=error)
     return job
 

@@ -12,6 +12,7 @@ from django.urls import reverse
 from impex.choices import FileKind, FileStatus, JobStatus, ProblemKind
 from impex.formats import neutralise_formula
 from impex.models import ImportFile, ImportJob, Problem, RowError
+from impex.services import problems
 
 ERRORS_CSV_COLUMNS = ("file", "row", "column", "value", "message", "external_id")
 
@@ -71,8 +72,6 @@ def job_problems_report(*, job: ImportJob, status: str, error: str = "") -> None
     Called inside the transaction that ends the job. A clean job of a connection resolves its earlier job problems,
     and its sequence-wait problem once no file waits any more.
     """
-    from impex.services import problems
-
     files = list(_files_in_error(job))
     by_conn = _by_connection(job, files)
     if status != JobStatus.COMPLETED and not by_conn:

@@ -15,10 +15,10 @@ from impex.entities import natural_key_of
 from impex.exceptions import FileRejected
 from impex.exceptions import RowError as RowProblem
 from impex.formats.readers import Record
+from impex.registry import sync_logs
 from impex.services.columns import Column, CompiledDescriptor, row_has_control_character, visible_text
 from impex.services.sql import db_param, distinct, qn
 from impex.services.upsert import UpsertPlan, plan_for, stage_for, upsert
-from syncapp import services as sync
 
 KEY_SEP = "\x1f"
 
@@ -665,8 +665,9 @@ def sync_log_record(
     record_event_id=None,
 ) -> bool:
     """Add a batch's refused records to the sync log and resolve those now applied; say if errors stay open."""
+    logs = sync_logs()
     if result.failed_ext:
-        sync.sync_log_add_errors(
+        logs.add_errors(
             connection=connection,
             entity=entity,
             errors=result.failed_ext,
@@ -676,6 +677,6 @@ def sync_log_record(
         )
         open_errors = True
     if open_errors and result.applied_ext:
-        sync.sync_log_resolve(connection=connection, entity=entity, external_ids=result.applied_ext)
-        open_errors = sync.sync_log_has_errors(connection=connection, entity=entity)
+        logs.resolve(connection=connection, entity=entity, external_ids=result.applied_ext)
+        open_errors = logs.has_errors(connection=connection, entity=entity)
     return open_errors

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from impex.choices import ProblemKind
 from impex.models import Connection, Problem
+from impex.registry import problem_mail_of
 
 log = logging.getLogger(__name__)
 
@@ -160,17 +161,9 @@ def problems_mail_unsent(*, now=None) -> int:
 
 
 def _mail_of(problem: Problem, recipients: list[str]) -> EmailMessage:
-    from impex.services.inbox import inbox_problem_mail
-    from impex.services.notices import job_problem_mail
-    from impex.services.waits import sequence_wait_mail
-
     where = problem.connection.code if problem.connection is not None else "hub"
-    # The kinds that were mailed before problems existed keep their mail's subject and lines.
-    own_mail = {
-        ProblemKind.IMPORT_JOB: job_problem_mail,
-        ProblemKind.SEQUENCE_WAIT: sequence_wait_mail,
-        ProblemKind.INBOX: inbox_problem_mail,
-    }.get(problem.kind)
+    # A kind may have a mail of its own (impex.registry.problem_mail_register, from impex's ready()).
+    own_mail = problem_mail_of(problem.kind)
     if own_mail is not None:
         mail = own_mail(problem=problem, to=recipients)
         if mail is not None:

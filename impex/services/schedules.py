@@ -1,26 +1,29 @@
-"""The django-q2 schedules of impex, derived from code and data (connections, export groups) by one function."""
+"""The django-q2 schedules of the hub, derived from code and data (connections, export groups) by one function.
+
+The apps above impex ask for theirs in their ready() (impex.registry.schedule_register); impex names none of them.
+"""
 
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from django.db import transaction
+from django.db import connections, transaction
 from django.utils import timezone
 from django_q.models import Schedule
 
-from impex.models import Connection
+from impex.choices import GroupDirection
+from impex.models import Connection, DataGroup
+from impex.registry import schedules_registered
 
 # Every schedule impex owns has a name starting so; schedules_sync removes those no longer wanted.
 PREFIX = "impex: "
 SCAN_TASK = "impex.tasks.inbox_scan"
+EXPORT_TASK = "impex.tasks.export_group_run"
 
-# name -> (task, minutes between runs)
+# impex's own: name -> (task, minutes between runs); the other apps' come from the registry (system_schedules)
 SYSTEM_SCHEDULES = {
     "impex: queue again import jobs whose worker died": ("impex.tasks.import_jobs_requeue", 1),
     "impex: fail export runs whose worker died, remove temporary files": ("impex.tasks.export_runs_sweep", 1),
     "impex: tell contacts about long sequence waits": ("impex.tasks.sequence_wait_alerts", 5),
-    "impex: push flagged orders through their exporters": ("orders.tasks.orders_export", 1),
-    "impex: apply order update feed events": ("orders.tasks.orders_feed", 1),
-    "impex: apply single-record updates": ("syncapp.tasks.record_events", 1),
     "impex: deliver outbound webhooks": ("impex.tasks.webhooks_deliver", 1),
 }
 
@@ -52,8 +55,19 @@ def scan_schedule_name(connection: Connection) -> str:
     return f"{PREFIX}scan the inbox of {connection.code}"
 
 
+def export_schedule_name(group: DataGroup) -> str:
+    """Return the name of an export group's schedule."""
+    return f"{PREFIX}export {group.code}"
+
+
+def system_schedules() -> dict[str, tuple[str, int]]:
+    """Return the schedules wanted whatever the data, impex's and those the apps registered: name -> (task, minutes)."""
+    registered = {f"{PREFIX}{s.name}": (s.func, s.minutes) for s in schedules_registered()}
+    return {**SYSTEM_SCHEDULES, **registered}
+
+
 def _system() -> Iterator[Wanted]:
-    for name, (func, minutes) in SYSTEM_SCHEDULES.items():
+    for name, (func, minutes) in system_schedules().items():
         yield Wanted(name=name, func=func, minutes=minutes)
 
 
@@ -69,9 +83,17 @@ def _connection_scans() -> Iterator[Wanted]:
 
 
 def _group_exports() -> Iterator[Wanted]:
-    from impex.services.export_runs import export_schedules_wanted
-
-    yield from export_schedules_wanted()
+    groups = DataGroup.objects.filter(direction=GroupDirection.EXPORT, schedule_enabled=True).order_by("code")
+    for group in groups:
+        if not (group.cron or group.interval_minutes):
+            continue  # DataGroup.clean refuses it; a group made in code without either has no schedule
+        yield Wanted(
+            name=export_schedule_name(group),
+            func=EXPORT_TASK,
+            args=f"({group.pk},)",
+            minutes=None if group.cron else group.interval_minutes,
+            cron=group.cron,
+        )
 
 
 @transaction.atomic
@@ -97,6 +119,12 @@ def schedules_sync() -> list[str]:
         if name not in kept:
             Schedule.objects.create(name=name, repeats=-1, next_run=now, **want.fields)
     return list(wanted)
+
+
+def schedules_sync_after_migrate(sender, using="default", **kwargs) -> None:
+    """Sync the schedules after every migrate (post_migrate), once django-q2's tables exist."""
+    if Schedule._meta.db_table in connections[using].introspection.table_names():
+        schedules_sync()
 
 
 def schedules_sync_on_commit() -> None:

@@ -6,6 +6,7 @@ import threading
 from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from urllib.parse import quote
 
 from django.conf import settings
 from django.db import DatabaseError, connection, models, transaction
@@ -259,8 +260,6 @@ def flush_commits() -> None:
 
 def database_url() -> str:
     """Return the URL of the database this process uses, for a process it starts (tests use their own)."""
-    from urllib.parse import quote
-
     db = connection.settings_dict
     if connection.vendor == "sqlite":
         return f"sqlite:///{db['NAME']}"

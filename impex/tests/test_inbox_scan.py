@@ -19,7 +19,7 @@ from impex import tasks
 from impex.models import Connection, ConnectionState, ImportedFileName, ImportFile, ImportJob, InboxEvent, InboxFile
 from impex.services.connections import connection_delete, connection_save
 from impex.services.inbox import inbox_scan
-from impex.services.schedules import SYSTEM_SCHEDULES, scan_schedule_name, schedules_sync
+from impex.services.schedules import scan_schedule_name, schedules_sync, system_schedules
 from impex.services.waits import wait_alerts_send
 from impex.storage import resolve_path
 from impex.tests.helpers import aged, inbox_of, write_kore
@@ -424,7 +424,7 @@ def test_saving_a_connection_creates_updates_and_removes_its_schedule(django_cap
     assert not Schedule.objects.filter(name__contains="scan the inbox").exists()
     # Never hand-made duplicates: a second schedule of the same name is removed.
     schedules_sync()
-    assert Schedule.objects.filter(name__startswith="impex: ").count() == len(SYSTEM_SCHEDULES)
+    assert Schedule.objects.filter(name__startswith="impex: ").count() == len(system_schedules())
 
 
 @pytest.mark.django_db

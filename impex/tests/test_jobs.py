@@ -26,7 +26,7 @@ from impex.services.lifecycle import (
     job_transition,
     jobs_requeue,
 )
-from impex.services.schedules import SYSTEM_SCHEDULES, schedules_sync
+from impex.services.schedules import schedules_sync, system_schedules
 from impex.tasks import import_job_run, import_jobs_requeue
 from impex.tests.helpers import customer_row, file_named, only_file, run_import, write_kore
 from syncapp.models import Customer
@@ -227,12 +227,25 @@ def test_an_errored_job_runs_again_from_where_it_stopped(tmp_path, kore_connecti
     assert Customer.objects.filter(customer_id="C1").exists()
 
 
+# impex's own schedules and those syncapp and orders register in their ready() (impex.registry).
+HUB_SCHEDULES = {
+    "impex: queue again import jobs whose worker died": ("impex.tasks.import_jobs_requeue", 1),
+    "impex: fail export runs whose worker died, remove temporary files": ("impex.tasks.export_runs_sweep", 1),
+    "impex: tell contacts about long sequence waits": ("impex.tasks.sequence_wait_alerts", 5),
+    "impex: deliver outbound webhooks": ("impex.tasks.webhooks_deliver", 1),
+    "impex: apply single-record updates": ("syncapp.tasks.record_events", 1),
+    "impex: push flagged orders through their exporters": ("orders.tasks.orders_export", 1),
+    "impex: apply order update feed events": ("orders.tasks.orders_feed", 1),
+}
+
+
 def test_schedules_are_installed_once_however_often_migrate_runs(db):
-    assert set(Schedule.objects.values_list("name", flat=True)) >= set(SYSTEM_SCHEDULES)
+    assert system_schedules() == HUB_SCHEDULES
+    assert set(Schedule.objects.values_list("name", flat=True)) >= set(HUB_SCHEDULES)
     schedules_sync()
     schedules_sync()
 
-    for name, (func, minutes) in SYSTEM_SCHEDULES.items():
+    for name, (func, minutes) in HUB_SCHEDULES.items():
         schedule = Schedule.objects.get(name=name)
         assert (schedule.func, schedule.minutes) == (func, minutes)
 

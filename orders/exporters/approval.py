@@ -3,6 +3,7 @@
 from orders.choices import ExporterKind as Kind
 from orders.choices import ExportRunStatus, OrderTransition
 from orders.exporters.base import ExporterKind, Outcome
+from orders.services import order_transition
 
 
 class ApprovalGate(ExporterKind):
@@ -10,8 +11,6 @@ class ApprovalGate(ExporterKind):
     in_transaction = True
 
     def run(self, *, order, exporter, flag) -> Outcome:
-        from orders.services import order_transition
-
         reasons = []
         if exporter.min_total is not None and order.total >= exporter.min_total:
             reasons.append(

@@ -4,6 +4,7 @@ import logging
 from dataclasses import dataclass
 
 from orders.choices import ExportRunStatus
+from orders.exceptions import ExporterFailed
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +53,6 @@ def run_each(run, flag, lost: set):
     Anything else it raises (a bug, a library's surprise) is an ExporterFailed too: recorded and retried, never a
     dead pass.
     """
-    from orders.exceptions import ExporterFailed
-
     if flag.pk in lost:
         return None
     try:

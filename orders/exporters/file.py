@@ -2,9 +2,16 @@
 
 import re
 
+from impex.exceptions import ConfigurationError
+from impex.formats.writers import write_pieces
+from impex.models import DataDescriptor, location_errors
+from impex.services.exports import EXTENSIONS, export_pieces, export_rows_by
+from impex.services.jobs import connection_folder
+from impex.storage import folder_at, replace_text, temporary_folder
 from orders.choices import ExporterKind as Kind
 from orders.exceptions import ExporterFailed
 from orders.exporters.base import ExporterKind, Outcome, run_each
+from orders.models import Order, OrderLine
 
 HEADER_DESCRIPTOR = "KS_ORDERS"
 LINES_DESCRIPTOR = "KS_ORDER_LINES"
@@ -23,9 +30,6 @@ def order_file_names(*, exporter, order, ext: str, resend: bool = False) -> tupl
 
 def order_destination(*, exporter, order):
     """Return the folder an exporter writes an order to: its destination, the order's connection's outbox, or ours."""
-    from impex.services.jobs import connection_folder
-    from impex.storage import folder_at
-
     if exporter.destination:
         return folder_at(exporter.destination, default="orders/outbox")
     if order.connection_id and order.connection is not None:
@@ -35,8 +39,6 @@ def order_destination(*, exporter, order):
 
 def order_destination_shown(*, exporter, order) -> str:
     """Say where an exporter writes an order, for messages (or why it cannot)."""
-    from impex.exceptions import ConfigurationError
-
     try:
         return order_destination(exporter=exporter, order=order).location
     except ConfigurationError as exc:
@@ -56,8 +58,6 @@ class _Folders:
 
     def of(self, order):
         """Return the order's folder; ExporterFailed if the hub may not use it (impex.locations): nothing written."""
-        from impex.exceptions import ConfigurationError
-
         key = None if self.exporter.destination else order.connection_id
         if key not in self.found:
             try:
@@ -74,8 +74,6 @@ class FileExporter(ExporterKind):
     name = Kind.FILE
 
     def problems(self, exporter) -> list[tuple[str, str]]:
-        from impex.models import location_errors
-
         found = []
         if exporter.descriptor_id and exporter.descriptor.entity != "order":
             found.append(("descriptor", f"{exporter.descriptor.code} is not a layout of orders"))
@@ -91,11 +89,6 @@ class FileExporter(ExporterKind):
 
     def run_many(self, *, items: list, exporter, lost: set) -> list:
         """Write each order's lines and header files; their rows are read for the whole batch in two queries."""
-        from impex.models import DataDescriptor
-        from impex.services.exports import EXTENSIONS, export_rows_by
-        from impex.storage import temporary_folder
-        from orders.models import Order, OrderLine
-
         descriptors = DataDescriptor.objects.prefetch_related("columns")
         header = (
             descriptors.filter(pk=exporter.descriptor_id).first()
@@ -143,10 +136,6 @@ class FileExporter(ExporterKind):
             ]
 
     def _write(self, *, order, flag, exporter, folder, tmp, ext: str, parts) -> Outcome:
-        from impex.formats.writers import write_pieces
-        from impex.services.exports import export_pieces
-        from impex.storage import replace_text
-
         (lines, line_rows), (header, header_rows) = parts
         header_name, lines_name = order_file_names(exporter=exporter, order=order, ext=ext, resend=flag.resend)
         try:

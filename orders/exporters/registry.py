@@ -1,11 +1,17 @@
-"""The exporter kinds by name: the chain looks a kind up here instead of branching on it."""
+"""The exporter kinds by name: the chain looks a kind up here instead of branching on it.
 
-from orders.exporters.approval import ApprovalGate
+The kinds register themselves from orders' ready() (OrdersConfig), so that this module imports none of them: the
+approval gate uses orders.services, which reads this registry.
+"""
+
 from orders.exporters.base import ExporterKind
-from orders.exporters.file import FileExporter
-from orders.exporters.webhook import WebhookExporter
 
-KINDS: dict[str, ExporterKind] = {kind.name: kind for kind in (FileExporter(), WebhookExporter(), ApprovalGate())}
+KINDS: dict[str, ExporterKind] = {}
+
+
+def exporter_kind_register(kind: ExporterKind) -> None:
+    """Make a kind of exporter available by its name."""
+    KINDS[kind.name] = kind
 
 
 def exporter_kind(name: str) -> ExporterKind:

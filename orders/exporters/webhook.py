@@ -9,6 +9,7 @@ from impex.services.signed_post import PostFailed, json_body, signed_post
 from orders.choices import ExporterKind as Kind
 from orders.exceptions import ExporterFailed
 from orders.exporters.base import ExporterKind, Outcome, run_each
+from orders.models import Exporter, OrderLine
 
 USER_AGENT = "impex-hub order webhook"
 
@@ -57,8 +58,6 @@ class WebhookExporter(ExporterKind):
     name = Kind.WEBHOOK
 
     def problems(self, exporter) -> list[tuple[str, str]]:
-        from orders.models import Exporter
-
         if not exporter.url.startswith(("http://", "https://")):
             return [("url", "a webhook exporter needs an http:// or https:// URL")]
         # A URL is checked when it is set (or the exporter becomes a webhook); connect() checks it again on each POST.
@@ -87,8 +86,6 @@ class WebhookExporter(ExporterKind):
 
     def run_many(self, *, items: list, exporter, lost: set) -> list:
         """POST each order of a batch, IMPEX_WEBHOOK_CONCURRENCY at once; their lines are read in one query."""
-        from orders.models import OrderLine
-
         lines: dict = {}
         for line in (
             OrderLine.objects.filter(order__in=[order.pk for order, _ in items])

@@ -15,7 +15,7 @@ from impex.demo import (
 from impex.exceptions import ConfigurationError
 from impex.management.output import print_json
 from impex.models import Connection
-from orders.demo import demo_chain_run, demo_chain_save
+from impex.registry import demo_parts
 
 COUNTS = ("created", "updated", "unchanged", "retired", "failed")
 
@@ -37,11 +37,10 @@ class Command(BaseCommand):
 
     def handle(self, *args, **opts):
         login = demo_admin_save(password=opts["password"], reset=opts["reset_password"])
-        chain = demo_chain_save()
-        self.stdout.write(
-            "Order exporters: approval (holds orders of 400 or more) -> erp-file (order files in kore-erp's outbox); "
-            f"group '{chain.approvers_group}' may approve"
-        )
+        # The apps above impex add their part (orders: the exporter chain and its passes) through the registry.
+        parts = demo_parts()
+        for part in parts:
+            self.stdout.write(part.set_up())
         connections, imports = [], []
         for demo in DEMO_CONNECTIONS:
             try:
@@ -62,8 +61,8 @@ class Command(BaseCommand):
                     entry["job"] = result.report["job"]
                     imports.append(result.report)
                     self._summary(result.report)
-        orders = demo_chain_run() if not opts["no_import"] else {}
-        if orders:
+        shown = {part.name: part.run() if not opts["no_import"] else {} for part in parts}
+        if any(shown.values()):
             # The platform's later files: one exported order amended, one cancelled; the exporters send them again.
             for demo, entry in zip(DEMO_CONNECTIONS, connections, strict=True):
                 if not demo.later_files:
@@ -76,9 +75,12 @@ class Command(BaseCommand):
                     entry["later_job"] = result.report["job"]
                     imports.append(result.report)
                     self._summary(result.report)
-            orders = demo_chain_run()
-        if orders:
-            self.stdout.write("Orders: " + ", ".join(f"{order} {state}" for order, state in orders.items()))
+            shown = {part.name: part.run() for part in parts}
+        for part in parts:
+            if shown[part.name]:
+                self.stdout.write(
+                    f"{part.title}: " + ", ".join(f"{key} {state}" for key, state in shown[part.name].items())
+                )
         if login.password is not None:
             self.stdout.write(f"Admin login: {login.username} / {login.password} at {opts['url']}")
         else:
@@ -99,7 +101,7 @@ class Command(BaseCommand):
                     "url": opts["url"],
                     "connections": connections,
                     "jobs": imports,
-                    "orders": orders,
+                    **shown,
                 },
             )
         done = (FileStatus.IMPORTED, FileStatus.DUPLICATE)
