@@ -18,7 +18,7 @@ FLOOR = {app: level for level, app in enumerate(FLOORS)}
 MODULE_LEVEL, FUNCTION_LEVEL, TYPE_CHECKING = "module-level", "function-level", "TYPE_CHECKING"
 # Function-level imports that close a circle and stay, (file, module) -> why.
 DODGES_KEPT = {
-    ("impex/storage/sftp.py", "impex.storage.sftp_client"): "paramiko is slow to import, and only sftp:// locations need it",
+    ("impex/storage/sftp.py", "impex.storage.sftp_client"): "paramiko is slow to import; only sftp:// needs it",
 }
 
 
