@@ -24,7 +24,6 @@ from django.utils.formats import date_format
 from django.utils.html import escape, format_html, format_html_join
 from django.utils.safestring import mark_safe
 from django.utils.text import Truncator
-from django_q.models import Schedule
 
 from config.adminkit import (
     INLINE_ROW_LIMIT,
@@ -45,16 +44,16 @@ from impex.exceptions import ConnectionDeleteRefused
 from impex.models import (
     ApiToken,
     Connection,
-    ConnectionState,
     ImportedFileName,
     ImportFile,
     ImportJob,
     InboxEvent,
     InboxFile,
 )
+from impex.selectors.pages import connection_inbox, connections_next_scan
 from impex.services.connections import connection_delete, connection_delete_check
 from impex.services.inbox import inbox_scan_start
-from impex.services.schedules import scan_schedule_name, schedules_sync_on_commit
+from impex.services.schedules import schedules_sync_on_commit
 from impex.services.tokens import api_token_revoke
 from impex.services.waits import HELD_FOR_WINDOW, WAITING_FOR_SEQUENCE
 from syncapp.models import SyncError
@@ -75,10 +74,9 @@ class ConnectionChangeList(ChangeList):
 
     def get_results(self, request):
         super().get_results(request)
-        by_name = {scan_schedule_name(conn): conn for conn in self.result_list}
-        next_runs = dict(Schedule.objects.filter(name__in=by_name).values_list("name", "next_run"))
-        for name, conn in by_name.items():
-            conn.next_scan_at = next_runs.get(name)
+        next_scans = connections_next_scan(connections=self.result_list)
+        for conn in self.result_list:
+            conn.next_scan_at = next_scans.get(conn.pk)
 
 
 @admin.register(Connection)
@@ -420,13 +418,8 @@ def connection_page_context(request, conn: Connection, *, may_sync: bool) -> dic
     context = {"sync_now_url": reverse("admin:impex_connection_sync_now", args=[conn.pk]) if may_sync else ""}
     if not request.user.has_perm("impex.view_inboxfile"):
         return context
-    state = ConnectionState.objects.filter(connection=conn).first()
-    schedule = Schedule.objects.filter(name=scan_schedule_name(conn)).values_list("next_run", flat=True).first()
-    files = list(
-        InboxFile.objects.filter(connection=conn)
-        .select_related("job", "import_file")
-        .order_by("-first_seen", "-id")[:INBOX_FILES_SHOWN]
-    )
+    inbox = connection_inbox(connection=conn, limit=INBOX_FILES_SHOWN)
+    state, schedule = inbox.state, inbox.next_scan_at
     context["inbox"] = {
         "scans": scan_every(conn) if conn.active and conn.scan_enabled else "off",
         "last_scan": scan_result(
@@ -435,7 +428,7 @@ def connection_page_context(request, conn: Connection, *, may_sync: bool) -> dic
         if state is not None and state.last_scan_at
         else "never",
         "next_scan": _when(schedule) if schedule and conn.active and conn.scan_enabled else "-",
-        "files": [{"file": f, "outcome": inbox_outcome(f)} for f in files],
+        "files": [{"file": f, "outcome": inbox_outcome(f)} for f in inbox.files],
         "shown": INBOX_FILES_SHOWN,
         "list_url": f"{reverse('admin:impex_inboxfile_changelist')}?connection__id__exact={conn.pk}",
     }

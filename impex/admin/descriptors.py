@@ -36,8 +36,8 @@ from impex.models import (
     DataDescriptor,
     DataGroup,
     DescriptorColumn,
-    ExportState,
 )
+from impex.selectors.pages import group_export_runs, group_export_state, group_sent_files
 from impex.services.descriptors import descriptor_check
 from impex.services.export_runs import export_destination, export_run_enqueue
 from impex.services.samples import SAMPLE_ROWS, descriptor_sample
@@ -295,7 +295,7 @@ class DataGroupAdmin(UploadLinkMixin, LocationFieldsAdminMixin, GroupExportMixin
 
     @admin.display(description="watermark")
     def watermark_display(self, obj):
-        state = ExportState.objects.filter(group=obj).first() if obj.pk else None
+        state = group_export_state(group=obj)
         if state is None or state.watermark is None:
             return "none yet: the next run writes every record"
         local = date_format(timezone.localtime(state.watermark), "Y-m-d H:i:s")
@@ -327,8 +327,8 @@ class DataGroupAdmin(UploadLinkMixin, LocationFieldsAdminMixin, GroupExportMixin
         group = self.get_object(request, unquote(object_id))
         extra_context = extra_context or {}
         if group is not None and group.direction == GroupDirection.EXPORT:
-            extra_context["export_runs"] = group.export_runs.select_related("resend_of")[:EXPORT_RUNS_SHOWN]
-            extra_context["sent_files"] = group.sent_files.select_related("run")[:EXPORT_RUNS_SHOWN]
+            extra_context["export_runs"] = group_export_runs(group=group, limit=EXPORT_RUNS_SHOWN)
+            extra_context["sent_files"] = group_sent_files(group=group, limit=EXPORT_RUNS_SHOWN)
             extra_context["export_runs_shown"] = EXPORT_RUNS_SHOWN
             extra_context["show_export_runs"] = True
             if self.has_export_data_permission(request) and self.has_view_permission(request, group):
