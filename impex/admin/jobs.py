@@ -52,7 +52,6 @@ from impex.models import (
     ImportJob,
     RowError,
 )
-from impex.selectors.pages import job_real_runs, job_row_errors
 from impex.services.progress import COUNTS, file_status_label, job_files, job_progress, job_status_label
 from impex.services.rejected import NoRejectedRows, rejected_rows_available, rejected_rows_download, rejected_rows_name
 from impex.services.uploads import UploadRefused, job_run_again, job_run_for_real, job_upload
@@ -410,16 +409,21 @@ def job_page_context(request, job: ImportJob) -> dict:
                 "reason_url": link(args=[job.pk, f.pk, "reason"]) if f.status == FileStatus.REJECTED else "",
             }
         )
+    errors = RowError.objects.filter(file__in=[f.pk for f in files]).select_related("file")
     chosen = {
         "file": request.GET.get("e_file", ""),
         "column": request.GET.get("e_column", "").strip(),
         "q": request.GET.get("e_q", "").strip(),
     }
-    errors = job_row_errors(files=files, **chosen)
-    page = Paginator(errors, ERRORS_PER_PAGE).get_page(request.GET.get("e_page"))
+    if chosen["file"].isdigit():
+        errors = errors.filter(file_id=int(chosen["file"]))
+    if chosen["column"]:
+        errors = errors.filter(column=chosen["column"])
+    if chosen["q"]:
+        errors = errors.filter(Q(message__icontains=chosen["q"]) | Q(value__icontains=chosen["q"]))
+    page = Paginator(errors.order_by("file_id", "row", "id"), ERRORS_PER_PAGE).get_page(request.GET.get("e_page"))
     query = {f"e_{key}": value for key, value in chosen.items() if value}
     ended = job.status in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.ERRORED)
-    real_runs = job_real_runs(job=job)
     return {
         "job": job,
         "progress": job_progress(job=job, files=files),
@@ -430,8 +434,8 @@ def job_page_context(request, job: ImportJob) -> dict:
         "errors_query": urlencode(query),
         "error_files": [f for f in files if f.failed or f.status == FileStatus.REJECTED],
         "progress_url": reverse("admin:impex_importjob_progress", args=[job.pk]),
-        "may_run_for_real": may_run and job.dry_run and ended and not real_runs,
-        "real_runs": real_runs,
+        "may_run_for_real": may_run and job.dry_run and ended and not job.real_runs.exists(),
+        "real_runs": list(job.real_runs.order_by("pk")),
         "may_run_again": may_run and not job.dry_run and job.status in (JobStatus.FAILED, JobStatus.ERRORED),
         "may_upload": may_run,
     }

@@ -1,10 +1,10 @@
-"""Reads of the admin's pages besides a record's own fields: a connection's scans and inbox, a job's row errors and
-real runs, an export group's runs, files sent and watermark, the descriptors an entity's export offers."""
+"""Reads of the admin's pages besides a record's own fields: a connection's scans and inbox, an export group's runs,
+files sent and watermark, the descriptors an entity's export offers."""
 
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django_q.models import Schedule
 
 from impex.models import (
@@ -14,10 +14,7 @@ from impex.models import (
     DataGroup,
     ExportRun,
     ExportState,
-    ImportFile,
-    ImportJob,
     InboxFile,
-    RowError,
     SentFile,
 )
 from impex.services.schedules import scan_schedule_name
@@ -49,23 +46,6 @@ def connection_inbox(*, connection: Connection, limit: int) -> ConnectionInbox:
         .order_by("-first_seen", "-id")[:limit]
     )
     return ConnectionInbox(state=state, next_scan_at=next_scan_at, files=files)
-
-
-def job_row_errors(*, files: list[ImportFile], file: str = "", column: str = "", q: str = "") -> QuerySet[RowError]:
-    """Return the row errors of a job's files, narrowed to one file (its id), a column and a text; in file order."""
-    errors = RowError.objects.filter(file__in=[f.pk for f in files]).select_related("file")
-    if file.isdigit():
-        errors = errors.filter(file_id=int(file))
-    if column:
-        errors = errors.filter(column=column)
-    if q:
-        errors = errors.filter(Q(message__icontains=q) | Q(value__icontains=q))
-    return errors.order_by("file_id", "row", "id")
-
-
-def job_real_runs(*, job: ImportJob) -> list[ImportJob]:
-    """Return the jobs that imported a dry run's upload for real, oldest first."""
-    return list(job.real_runs.order_by("pk"))
 
 
 def group_export_runs(*, group: DataGroup, limit: int) -> QuerySet[ExportRun]:

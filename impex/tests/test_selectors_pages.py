@@ -14,10 +14,7 @@ from impex.models import (
     DataGroup,
     ExportRun,
     ExportState,
-    ImportFile,
-    ImportJob,
     InboxFile,
-    RowError,
     SentFile,
 )
 from impex.selectors.pages import (
@@ -27,8 +24,6 @@ from impex.selectors.pages import (
     group_export_runs,
     group_export_state,
     group_sent_files,
-    job_real_runs,
-    job_row_errors,
 )
 from impex.services.schedules import scan_schedule_name
 
@@ -66,39 +61,6 @@ def test_a_connections_inbox_shows_its_state_next_scan_and_newest_files():
     assert [f.name for f in inbox.files] == ["f2", "f1"]
     bare = connection_inbox(connection=other, limit=2)
     assert (bare.state, bare.next_scan_at, [f.name for f in bare.files]) == (None, None, ["theirs"])
-
-
-def test_a_jobs_row_errors_are_narrowed_by_file_column_and_text():
-    job, other_job = ImportJob.objects.create(), ImportJob.objects.create()
-    first = ImportFile.objects.create(job=job, name="a.csv")
-    second = ImportFile.objects.create(job=job, name="b.csv")
-    elsewhere = ImportFile.objects.create(job=other_job, name="c.csv")
-    RowError.objects.create(file=second, row=2, column="email", value="x@", message="not an e-mail address")
-    RowError.objects.create(file=first, row=5, column="birthday", value="31.02.", message="not a date")
-    RowError.objects.create(file=first, row=3, column="email", value="bad", message="not an e-mail address")
-    RowError.objects.create(file=elsewhere, row=1, column="email", value="y@", message="not an e-mail address")
-    files = [first, second]
-
-    def rows(**narrow):
-        return [(e.file.name, e.row) for e in job_row_errors(files=files, **narrow)]
-
-    assert rows() == [("a.csv", 3), ("a.csv", 5), ("b.csv", 2)]
-    assert rows(file=str(second.pk)) == [("b.csv", 2)]
-    assert rows(file="not a number") == rows()
-    assert rows(column="email") == [("a.csv", 3), ("b.csv", 2)]
-    assert rows(q="date") == [("a.csv", 5)]
-    assert rows(q="31.02") == [("a.csv", 5)]
-    assert rows(file=str(first.pk), column="email", q="bad") == [("a.csv", 3)]
-
-
-def test_a_dry_runs_real_runs_oldest_first():
-    dry, other_dry = ImportJob.objects.create(dry_run=True), ImportJob.objects.create(dry_run=True)
-    first = ImportJob.objects.create(dry_run_of=dry)
-    second = ImportJob.objects.create(dry_run_of=dry)
-    ImportJob.objects.create(dry_run_of=other_dry)
-
-    assert job_real_runs(job=dry) == [first, second]
-    assert job_real_runs(job=first) == []
 
 
 def test_an_export_groups_latest_runs_files_and_watermark():
