@@ -21,7 +21,7 @@ from config.adminkit import (
     SyncedRecordAdminMixin,
     changelist_link,
 )
-from impex.admin_export import DescriptorExportMixin
+from impex.admin.export_views import DescriptorExportMixin
 from impex.entities import entity_verbose_name
 from impex.exceptions import ImpexError
 from syncapp import resources

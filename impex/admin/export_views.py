@@ -17,6 +17,7 @@ from impex.choices import FileFormat, GroupDirection
 from impex.entities import entity_choices, entity_spec
 from impex.exceptions import ImpexError
 from impex.models import DataDescriptor
+from impex.selectors.pages import entity_descriptors
 from impex.services.exports import CONTENT_TYPES, export_download, export_name
 
 EXPORT_PERMISSION = "impex.export_data"
@@ -90,7 +91,7 @@ class DescriptorExportMixin:
 
     def export_descriptors(self):
         """Return the descriptors that write this admin's entity, the built-in one first."""
-        return DataDescriptor.objects.filter(entity=self.export_entity()).order_by("-builtin", "precedence", "code")
+        return entity_descriptors(entity=self.export_entity())
 
     def has_descriptor_export_permission(self, request) -> bool:
         """Tell whether the user may download this entity's records: impex.export_data and the view permission."""

@@ -1,4 +1,4 @@
-"""Reads of impex: job and file reports as plain data, and what the hub's home page shows."""
+"""Reads of impex: job and file reports as plain data, what the home page shows; the other admin pages' in pages."""
 
 from dataclasses import dataclass
 
