@@ -56,7 +56,7 @@ from impex.services.connections import connection_delete, connection_delete_chec
 from impex.services.inbox import inbox_scan_start
 from impex.services.schedules import schedules_sync_on_commit
 from impex.services.tokens import api_token_revoke
-from impex.services.waits import HELD_FOR_WINDOW, WAITING_FOR_SEQUENCE
+from impex.services.waits import HELD_FOR_WINDOW, WAITING_FOR_SEQUENCE, connection_release_wait
 
 # The connections list counts the files rejected this far back; the connection's page lists this many inbox files.
 REJECTED_RECENTLY = timedelta(days=7)
@@ -276,8 +276,6 @@ class ConnectionAdmin(UploadLinkMixin, LocationFieldsAdminMixin, CountedDeleteMi
         permissions=["run_import"],
     )
     def release_sequence_wait(self, request, queryset):
-        from impex.services.waits import connection_release_wait
-
         for conn in queryset:
             job = connection_release_wait(connection=conn, created_by=request.user.get_username())
             if job is None:

@@ -6,8 +6,12 @@ import string
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
+from croniter import croniter
 from django.core.exceptions import ValidationError
 from django.utils import timezone
+
+from impex.locations import hub_folder, local_refusal
+from impex.storage import sftp_host_refusal
 
 LOCATION_SHAPES = "a folder path, s3://bucket/prefix or sftp://[user@]host[:port]/path"
 # Shown under every location field: where a local folder may lie and which SFTP hosts are allowed (SPEC 13).
@@ -20,8 +24,6 @@ def cron_errors(value: str) -> list[str]:
     """Check a cron expression of five fields (minute hour day month weekday)."""
     if not value:
         return []
-    from croniter import croniter
-
     if len(value.split()) != 5 or not croniter.is_valid(value):
         return [
             f"'{value}' is not a cron expression of five fields (minute hour day month weekday), e.g. */15 * * * *."
@@ -67,16 +69,12 @@ def location_errors(value: str, *, what: str = "location", resolve: bool = True)
         return [f"The port in '{url.netloc}' must be a number from 1 to 65535: sftp://[user@]host[:port]/path."]
     if not url.path:
         return [f"An SFTP {what} needs the folder after the host: sftp://[user@]host[:port]/path."]
-    from impex.storage import sftp_host_refusal
-
     refusal = sftp_host_refusal(url.hostname, port or 22, resolve=resolve)
     return [f"The {what} cannot be used: {refusal}."] if refusal else []
 
 
 def _folder_errors(value: str, *, what: str) -> list[str]:
     """Check a local folder: an absolute path, or a folder name inside the hub's storage; both confined."""
-    from impex.locations import hub_folder, local_refusal
-
     value = value.strip()
     if not value:
         return []
