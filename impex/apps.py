@@ -24,15 +24,13 @@ class ImpexConfig(AppConfig):
     def ready(self):
         # Imported here, not above: they import models, which are loaded only once the apps are ready.
         from impex import checks  # noqa: F401 (registers the start-up checks)
-        from impex.services.inbox import inbox_problem_mail
-        from impex.services.notices import job_problem_mail
         from impex.services.schedules import schedules_sync_after_migrate
-        from impex.services.waits import sequence_wait_mail
 
         # Django's own hook for set-up after migrate: the schedules need the database, so not at import time.
         post_migrate.connect(schedules_sync_after_migrate, sender=self, dispatch_uid="impex-schedules")
         connection_created.connect(_sqlite_query_params, dispatch_uid="impex-sqlite-query-params")
         # The kinds that were mailed before problems existed keep their mail's subject and lines.
-        problem_mail_register(ProblemKind.IMPORT_JOB, job_problem_mail)
-        problem_mail_register(ProblemKind.SEQUENCE_WAIT, sequence_wait_mail)
-        problem_mail_register(ProblemKind.INBOX, inbox_problem_mail)
+        # By dotted path: importing the engine here would load it in every process (the web server's too).
+        problem_mail_register(ProblemKind.IMPORT_JOB, "impex.services.notices.job_problem_mail")
+        problem_mail_register(ProblemKind.SEQUENCE_WAIT, "impex.services.waits.sequence_wait_mail")
+        problem_mail_register(ProblemKind.INBOX, "impex.services.inbox.inbox_problem_mail")

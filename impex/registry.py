@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.module_loading import import_string
 
 
 class SyncLogs(Protocol):
@@ -60,6 +61,9 @@ class SyncLogs(Protocol):
     def tables(self) -> tuple[str, ...]:
         """Return the tables the sync logs write, parents first (a dry run copies them empty)."""
 
+    def admin_links(self, *, connection_id: int) -> dict[str, str]:
+        """Return the admin's list pages of a connection's sync logs and open errors: {"logs": url, "errors": url}."""
+
 
 @dataclass(frozen=True)
 class SystemSchedule:
@@ -89,7 +93,7 @@ registry: dict[str, Any] = {
     # name (without impex's prefix) -> SystemSchedule
     "schedules": {},
     # DemoPart, in the order the apps registered them
-    "demo": [],
+    "demo": {},
     # the one SyncLogs
     "sync_logs": None,
     # impex.choices.ProblemKind -> the function that builds a problem's mail (problem=, to=) or None
@@ -109,12 +113,13 @@ def schedules_registered() -> Iterable[SystemSchedule]:
 
 def demo_register(part: DemoPart) -> None:
     """Add an app's part to the demo."""
-    registry["demo"].append(part)
+    # Keyed by name: registering a part again (ready() run twice) replaces it.
+    registry["demo"][part.name] = part
 
 
 def demo_parts() -> list[DemoPart]:
     """Return the apps' parts of the demo, in the order they were registered."""
-    return list(registry["demo"])
+    return list(registry["demo"].values())
 
 
 def sync_logs_register(service: SyncLogs) -> None:
@@ -130,11 +135,13 @@ def sync_logs() -> SyncLogs:
     return service
 
 
-def problem_mail_register(kind: str, mail: Callable) -> None:
-    """Give problems of a kind a mail of their own: mail(problem=, to=) returns it, or None for the usual one."""
+def problem_mail_register(kind: str, mail: str) -> None:
+    """Give problems of a kind a mail of their own: mail names a function (a dotted path, imported when first needed,
+    so that registering loads nothing) whose mail(problem=, to=) returns it, or None for the usual one."""
     registry["problem_mails"][kind] = mail
 
 
 def problem_mail_of(kind: str) -> Callable | None:
     """Return the function that builds the mail of a kind of problem, None for the usual mail."""
-    return registry["problem_mails"].get(kind)
+    path = registry["problem_mails"].get(kind)
+    return import_string(path) if path else None

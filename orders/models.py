@@ -27,7 +27,7 @@ flag_help = "A short name such as erp: lower-case letters, digits, - and _."
 
 
 class Order(OrderStateMachine, SyncedModel):
-    order_id = models.CharField(max_length=100, unique=True)
+    order_id = models.CharField(max_length=100)  # unique by constraint, as syncapp's natural keys (SyncedModel)
     customer = models.ForeignKey("syncapp.Customer", on_delete=models.PROTECT, related_name="orders")
     order_date = models.DateTimeField()
     currency = models.CharField(max_length=3)
@@ -50,6 +50,7 @@ class Order(OrderStateMachine, SyncedModel):
 
     class Meta:
         ordering = ["-order_date", "order_id"]
+        constraints = [models.UniqueConstraint(fields=["order_id"], name="order_order_id_key")]
         permissions = [
             ("approve_order", "Can approve and reject held orders"),
             ("cancel_order", "Can cancel orders"),
@@ -102,7 +103,7 @@ class OrderLine(SyncedModel):
 
 
 class Shipment(SyncedModel):
-    shipment_id = models.CharField(max_length=100, unique=True)
+    shipment_id = models.CharField(max_length=100)  # unique by constraint, as syncapp's natural keys
     order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="shipments")
     carrier = models.CharField(max_length=100, blank=True, default="")
     tracking_number = models.CharField(max_length=200, blank=True, default="")
@@ -111,6 +112,7 @@ class Shipment(SyncedModel):
 
     class Meta:
         ordering = ["-shipped_at", "shipment_id"]
+        constraints = [models.UniqueConstraint(fields=["shipment_id"], name="shipment_shipment_id_key")]
 
     def __str__(self):
         return self.shipment_id

@@ -1,6 +1,9 @@
 """Sync-log rules of SPEC section 8: a full sync starts the log over, a partial sync keeps and resolves."""
 
+from urllib.parse import urlencode
+
 from django.db import connection, transaction
+from django.urls import reverse
 from django.utils import timezone
 
 from syncapp import selectors
@@ -194,3 +197,12 @@ class SyncLogService:
     @staticmethod
     def tables() -> tuple[str, ...]:
         return (SyncLog._meta.db_table, SyncError._meta.db_table)
+
+    @staticmethod
+    def admin_links(*, connection_id: int) -> dict[str, str]:
+        logs = reverse("admin:syncapp_synclog_changelist")
+        errors = reverse("admin:syncapp_syncerror_changelist")
+        return {
+            "logs": f"{logs}?{urlencode({'connection__id__exact': connection_id})}",
+            "errors": f"{errors}?{urlencode({'log__connection__id__exact': connection_id})}",
+        }

@@ -7,6 +7,7 @@ entities of the floors above as fixtures, which is how they test the engine on t
 """
 
 import ast
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -159,9 +160,15 @@ def use_faults(path: Path, root: Path, modules: set[str]) -> list[str]:
         elif isinstance(node, ast.Constant) and isinstance(node.value, str):
             parts = node.value.split(".")
             target = longest_known(node.value, modules) if all(p.isidentifier() for p in parts) else None
-            # A module inside the app: "syncapp.synclog" is a model's label, which names no code.
+            # A module inside the app: "syncapp.synclog" is a model's label, checked below.
             if target and "." in target and FLOOR[app_of(target)] > FLOOR[app_of(source)]:
                 faults.append(f"{rel}:{node.lineno}: the string {node.value!r} names {target}, a floor above")
+            # A model's label ("syncapp.synclog", e.g. a ForeignKey's target) or an admin URL's name
+            # ("admin:syncapp_syncerror_changelist") of a floor above: the upper app hands it over instead.
+            named = re.fullmatch(r"admin:([a-z]+)_\w+|([a-z]+)\.[A-Za-z]\w*", node.value)
+            app = named and (named.group(1) or named.group(2))
+            if app in FLOOR and FLOOR[app] > FLOOR[app_of(source)]:
+                faults.append(f"{rel}:{node.lineno}: the string {node.value!r} names a model or page of {app}")
     return faults
 
 
@@ -284,6 +291,7 @@ def test_the_scan_names_each_fault_by_file_and_line(tmp_path):
             "impex/e.py": "from impex import f\n",
             "impex/f.py": "def g():\n    from impex.e import h\n",
             "impex/tasks.py": 'NAME = "syncapp.tasks.record_events"\n',
+            "impex/admin.py": 'URL = "admin:syncapp_syncerror_changelist"\nLABEL = "orders.Order"\n',
             "impex/migrations/0001_x.py": "from orders import models\n",
             "impex/tests/test_x.py": "from orders import models\n",
             "syncapp/__init__.py": "",
@@ -300,6 +308,8 @@ def test_the_scan_names_each_fault_by_file_and_line(tmp_path):
             "impex/engine.py:5: function-level import of orders.models dodges the circle"
             " orders.models (orders/models.py:2) -> impex.engine",
             "impex/tasks.py:1: the string 'syncapp.tasks.record_events' names syncapp.tasks, a floor above",
+            "impex/admin.py:1: the string 'admin:syncapp_syncerror_changelist' names a model or page of syncapp",
+            "impex/admin.py:2: the string 'orders.Order' names a model or page of orders",
             "syncapp/tasks.py:1: imports _private, private to impex.engine",
             "syncapp/tasks.py:4: uses _hidden, private to impex.a",
             "syncapp/types.py:4: TYPE_CHECKING import of orders.models goes up (syncapp -> orders)",

@@ -212,10 +212,8 @@ class ConnectionAdmin(UploadLinkMixin, LocationFieldsAdminMixin, CountedDeleteMi
     def sync_errors(self, obj):
         if not obj.sync_error_count:
             return "-"
-        url = reverse("admin:syncapp_syncerror_changelist")
-        return format_html(
-            '<a href="{}?{}">{}</a>', url, urlencode({"log__connection__id__exact": obj.pk}), obj.sync_error_count
-        )
+        url = sync_logs().admin_links(connection_id=obj.pk)["errors"]
+        return format_html('<a href="{}">{}</a>', url, obj.sync_error_count)
 
     @staticmethod
     def _files_link(obj, text, **filters):
@@ -371,7 +369,7 @@ class ConnectionAdmin(UploadLinkMixin, LocationFieldsAdminMixin, CountedDeleteMi
             changelist_link(ImportJob, "import jobs", connection__id__exact=obj.pk),
             changelist_link(ImportFile, "files", connection__id__exact=obj.pk),
             changelist_link(ImportedFileName, "imported file names", connection__id__exact=obj.pk),
-            changelist_link("syncapp.synclog", "sync logs", connection__id__exact=obj.pk),
+            format_html('<a href="{}">sync logs</a>', sync_logs().admin_links(connection_id=obj.pk)["logs"]),
         )
 
 

@@ -10,8 +10,9 @@ from croniter import croniter
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from impex.locations import hub_folder, local_refusal
-from impex.storage import sftp_host_refusal
+from impex.exceptions import ConfigurationError, LocationRefused
+from impex.locations import hub_folder, local_refusal, parse_location
+from impex.storage import sftp_host_refusal, storage_for
 
 LOCATION_SHAPES = "a folder path, s3://bucket/prefix or sftp://[user@]host[:port]/path"
 # Shown under every location field: where a local folder may lie and which SFTP hosts are allowed (SPEC 13).
@@ -43,6 +44,11 @@ def location_errors(value: str, *, what: str = "location", resolve: bool = True)
     if match is None:
         return _folder_errors(value, what=what)
     scheme, slashes = match.group(1).lower(), match.group(2)
+    if scheme == "file" and slashes:  # file:///path: the folder path, as every use reads it (parse_location)
+        try:
+            return _folder_errors(parse_location(value).path, what=what)
+        except ConfigurationError as exc:
+            return [f"The {what} cannot be used: {exc}."]
     if scheme not in ("s3", "sftp"):
         if slashes:
             return [f"Unknown scheme '{match.group(1)}://' in the {what}: use {LOCATION_SHAPES}."]
@@ -56,6 +62,10 @@ def location_errors(value: str, *, what: str = "location", resolve: bool = True)
         prefix = url.path.strip("/")
         if prefix and any(part in ("", ".", "..") for part in prefix.split("/")):
             return [f"Write the S3 {what}'s prefix without '..', '.' or empty parts (s3://bucket/prefix)."]
+        try:  # the bucket's and the decoded prefix's rules, as every use applies them (no request is sent)
+            storage_for(value)
+        except (ConfigurationError, LocationRefused) as exc:
+            return [f"The {what} cannot be used: {exc}."]
         return []
     if url.password is not None:
         return [f"Keep the password out of the {what} URL: it would be stored and shown in plain text."]

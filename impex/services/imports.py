@@ -1072,6 +1072,7 @@ class FileImport:
         model = self.compiled.model
         table = qn(model._meta.db_table)
         key_expr, params = self._key_expression(model, table, spec.key_fields)
+        key_expr = f"substr({key_expr}, 1, 400)"  # as the ledger keeps it (FileKey.key)
         if is_postgres():  # a hash anti-join over the file's keys
             kept = f"EXISTS (SELECT 1 FROM impex_filekey k WHERE k.file_id = %s AND k.key = {key_expr})"
             params = [self.file.pk, *params]

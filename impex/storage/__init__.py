@@ -9,13 +9,11 @@ of every command's start-up otherwise).
 
 from __future__ import annotations
 
-import errno
 import functools
 import hashlib
 import io
 import os
 import posixpath
-import stat
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,7 +27,7 @@ from django.dispatch import receiver
 from impex.exceptions import ConfigurationError
 from impex.locations import LOCATION_FORMS, hub_folder, is_location, parse_location
 from impex.storage.base import BACKENDS, CHUNK_BYTES, Backend, StoredFile, check_name, spool, temporary_folder
-from impex.storage.local import LocalBackend
+from impex.storage.local import LocalBackend, open_regular
 from impex.storage.s3 import S3Backend
 from impex.storage.sftp import SFTPBackend, sftp_host_refusal
 
@@ -308,23 +306,9 @@ def copy_in(storage: Backend, name: str, *, to: Backend, to_name: str) -> tuple[
     return stored, reader.digest.hexdigest(), reader.size
 
 
-def _open_regular(path: str) -> IO[bytes]:
-    """Open a local file for reading only if it is a regular file: never through a link, never a pipe or device."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise FileNotFoundError(f"{path} is a symbolic link, not a file") from exc
-        raise
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise FileNotFoundError(f"{path} is not a regular file")
-    return os.fdopen(fd, "rb")
-
-
 def _copy_local(src: str, *, to: Backend, to_name: str) -> tuple[str, str, int]:
     """Copy a local regular file into storage to, checked against the file opened (a name swapped meanwhile)."""
-    with _open_regular(src) as fh:
+    with open_regular(src) as fh:
         opened = os.fstat(fh.fileno())
         digest, size = hashlib.sha256(), 0
         while chunk := fh.read(CHUNK_BYTES):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import posixpath
@@ -31,6 +32,20 @@ def _link_local(storage: FileSystemStorage, name: str, src: str) -> str:
         except FileExistsError:
             continue
         return name
+
+
+def open_regular(path: str) -> IO[bytes]:
+    """Open a local file for reading only if it is a regular file: never through a link, never a pipe or device."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise FileNotFoundError(f"{path} is a symbolic link, not a file") from exc
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise FileNotFoundError(f"{path} is not a regular file")
+    return os.fdopen(fd, "rb")
 
 
 @register_backend
@@ -66,7 +81,12 @@ class LocalBackend(Backend):
         confined(self.storage.path(check_name(name, what=f"{what} name")), what=what)
 
     def open(self, name: str) -> IO[bytes]:
-        return open(self.storage.path(name), "rb")
+        path = self.storage.path(name)
+        # O_NOFOLLOW guards the file's own name; a linked folder on the way is refused here.
+        base = os.path.realpath(self.storage.location)
+        if os.path.commonpath([base, os.path.realpath(os.path.dirname(path))]) != base:
+            raise FileNotFoundError(f"{path} is reached through a symbolic link out of its folder")
+        return open_regular(path)
 
     def _part_file(self, name: str) -> tuple[Path, str]:
         """Return a file's path and a fresh hidden .part file beside it (its folder made), for writing it whole."""
@@ -141,7 +161,13 @@ class LocalBackend(Backend):
                 logger.warning("skipped %s: not a regular file", self.storage.path(name))
                 continue
             found.append(self.look_at(name))
-        return sorted(d for d in dirs if not d.startswith(".")), [f for f in found if f is not None]
+        # A linked folder could lead out of the folder too: only real folders are walked.
+        real = [
+            d
+            for d in dirs
+            if not d.startswith(".") and not os.path.islink(self.storage.path(posixpath.join(folder, d)))
+        ]
+        return sorted(real), [f for f in found if f is not None]
 
     def check_folder(self, prefix: str, *, create: bool) -> None:
         path = self.storage.path(prefix) if prefix else self.storage.location

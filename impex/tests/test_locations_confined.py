@@ -16,10 +16,11 @@ from pathlib import Path
 
 import paramiko
 import pytest
+from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from impex.exceptions import LocationRefused
+from impex.exceptions import ConfigurationError, LocationRefused
 from impex.models import Connection, DataDescriptor, DataGroup, ImportFile, ImportJob
 from impex.storage import storage_for
 from impex.tasks import export_group_run
@@ -468,3 +469,57 @@ def test_a_listed_sftp_host_gets_its_login_through_the_checked_connection(
     # The listening host refuses every login: what matters is what it was offered.
     assert exit_code == 1 and "SFTP login as 'hub'" in stderr
     assert ("password", "hub", "the-hubs-sftp-password") in seen
+
+
+@pytest.mark.parametrize(
+    "location, says",
+    [
+        ("s3://Bucket/in", "does not name a valid S3 bucket"),
+        ("s3://b/in", "does not name a valid S3 bucket"),
+        ("s3://bucket.with_underscore/in", "does not name a valid S3 bucket"),
+        ("s3://acme-files/a%2F..%2Fb", "has a prefix with '..', '.' or empty parts"),
+        ("file://elsewhere/in", "must be file:///absolute/path"),
+    ],
+)
+def test_a_location_every_use_would_refuse_is_refused_when_saved(location, says):
+    # One parser (impex.locations.parse_location) and the backends' own rules: saved only what will work.
+    conn = Connection(code="acme", convention="bspk", company_name="ACME", inbox=location)
+
+    with pytest.raises(ValidationError) as refused:
+        conn.full_clean()
+
+    assert says in " ".join(refused.value.message_dict["inbox"])
+    with pytest.raises((ConfigurationError, LocationRefused)):
+        storage_for(location)
+
+
+def test_a_file_url_is_checked_as_the_folder_it_names(tmp_path, secrets, settings):
+    settings.IMPEX_ALLOWED_LOCAL_ROOTS = [str(tmp_path / "allowed")]
+    (tmp_path / "allowed" / "in").mkdir(parents=True)
+    inside = Connection(code="acme", convention="bspk", company_name="ACME", inbox=f"file://{tmp_path}/allowed/in")
+    outside = Connection(code="acme2", convention="bspk", company_name="ACME2", inbox=f"file://{secrets}")
+
+    inside.full_clean()
+    with pytest.raises(ValidationError) as refused:
+        outside.full_clean()
+
+    assert "outside the folders the hub may use" in " ".join(refused.value.message_dict["inbox"])
+    assert storage_for(inside.inbox).where("x.csv") == f"{tmp_path}/allowed/in/x.csv"
+
+
+def test_a_link_inside_a_confined_folder_is_neither_read_nor_walked(tmp_path, secrets, settings):
+    settings.IMPEX_ALLOWED_LOCAL_ROOTS = [str(tmp_path / "allowed")]
+    folder = tmp_path / "allowed" / "in"
+    (folder / "real").mkdir(parents=True)
+    _write(folder / "real" / "ok.csv", b"ok\n")
+    (folder / "s.csv").symlink_to(secrets / "id_rsa")
+    (folder / "dirlink").symlink_to(secrets)
+    store = storage_for(str(folder))
+
+    assert [f.name for f in store.list_files("")] == ["real/ok.csv"]
+    with pytest.raises(FileNotFoundError, match="symbolic link"):
+        store.open("s.csv")
+    with pytest.raises(FileNotFoundError, match="symbolic link"):
+        store.open("dirlink/id_rsa")
+    with store.open("real/ok.csv") as fh:
+        assert fh.read() == b"ok\n"
