@@ -201,9 +201,9 @@ class FileKey(models.Model):
 
     # No database constraint: a million keys per file would each pay a foreign-key check at commit.
     # The engine deletes a file's keys when it finishes; the ORM cascade still applies.
-    # Only the index on file: the engine writes each key once (the scan found them distinct) and the retirement
-    # reads a file's keys whole (a hash join on PostgreSQL), so a unique index on (file, key) would only cost a
-    # third of a FULL file's ledger time.
+    # Only the index on file: the retirement reads a file's keys whole (a hash join on PostgreSQL), and a key may be
+    # written twice (a repeated record's, by two chunks) without harm, so a unique index on (file, key) would only
+    # cost a third of a FULL file's ledger time. A chunked file's chunks write their keys as they apply.
     file = models.ForeignKey(ImportFile, on_delete=models.CASCADE, related_name="+", db_constraint=False)
     key = models.CharField(max_length=400)
 

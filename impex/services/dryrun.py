@@ -183,8 +183,9 @@ def file_dry_run(*, handle: FileImport, sandbox: Sandbox) -> bool:
             if not handle.start():
                 return False
             preview = _Preview(handle)
-            retire = handle.retire_preview(limit=PREVIEW_RETIRED) if handle.full else []
             handle.work()
+            # Once the chunks have written the file's keys (and before the finish retires what it lacks).
+            retire = handle.retire_preview(limit=PREVIEW_RETIRED) if handle.full else []
             handle.finish()
             keys = [visible_text(k.replace(KEY_SEP, KEY_JOIN)) for k in retire]
             result = {"rows": preview.rows(), "retire": {"count": handle.file.retired, "keys": keys}}

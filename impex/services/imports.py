@@ -355,6 +355,7 @@ class FileImport:
         self._layout: Layout | None = None
         self._pipeline: RecordPipeline | None = None
         self._reader = None
+        self._key_of = None
         self._reader_pos = 0
         self._analyzed_rows = 0
         self._grown = 0
@@ -522,13 +523,10 @@ class FileImport:
         try:
             with transaction.atomic():
                 guard_statements()
-                distinct_keys = self._begin(scanned, whole=False)
-                if distinct_keys is None:
+                if self._begin(scanned, whole=False) is None:
                     return False
         finally:
             scanned.keys.drop()
-        if self.full and distinct_keys >= settings.IMPEX_ANALYZE_MIN_ROWS:
-            self._analyze(["impex_filekey"])
         return True
 
     def _begin(self, scanned: _Scanned, *, whole: bool) -> int | None:
@@ -548,7 +546,9 @@ class FileImport:
             # Started before and given back (queued or waiting again): drop what that start prepared.
             for model in (FileKey, FileDuplicate, DeferredRow, RowError, ImportChunk):
                 model.objects.filter(file=f).delete()
-        distinct_keys = scanned.keys.save(file_id=f.pk, full=self.full, duplicates=not whole)
+        # A FULL file imported whole keeps its keys now; a chunked one's chunks write theirs as they apply (in
+        # parallel, each in its own transaction), which keeps 500,000 key writes out of the start every worker awaits.
+        distinct_keys = scanned.keys.save(file_id=f.pk, full=self.full and whole, duplicates=not whole)
         if not whole:
             ImportChunk.objects.bulk_create(scanned.chunks)
         if (
@@ -685,7 +685,13 @@ class FileImport:
                     "index", "first_row"
                 )
             )
-            totals = self._apply_records(self._records_of(chunk), duplicates=duplicates)
+            records = self._records_of(chunk)
+            keys: dict[str, None] = {}
+            if self.full:
+                records = self._keeping_keys(records, keys)
+            totals = self._apply_records(records, duplicates=duplicates)
+            if keys:
+                self._keys_save(keys)
             counts = {name: getattr(totals, name) for name in CHUNK_COUNTS}
             queue_finish(
                 CHUNKS,
@@ -701,6 +707,30 @@ class FileImport:
         self._grown += totals.rows_done
         self._refresh_statistics()
         return True
+
+    def _keeping_keys(self, records, keys: dict[str, None]):
+        """Pass the records through, noting the key of each (as the scan reads it: bad rows' keys too, so that a
+        record whose row was refused is not retired)."""
+        if self._key_of is None:
+            self._key_of = _KeyReader(self.compiled).for_header(self.file.header)
+        key_of = self._key_of
+        for record in records:
+            if record.values is not None and (key := key_of(record.values)) is not None:
+                keys[key[:400]] = None
+            yield record
+
+    def _keys_save(self, keys: dict[str, None]) -> None:
+        """Add a chunk's keys to the FULL file's ledger (FileKey), in the chunk's transaction."""
+        file_id = self.file.pk
+        with connection.cursor() as cursor:
+            if is_postgres():
+                with cursor.cursor.copy("COPY impex_filekey (file_id, key) FROM STDIN") as copy:
+                    for key in keys:
+                        copy.write_row((file_id, key))
+            else:
+                cursor.executemany(
+                    "INSERT INTO impex_filekey (file_id, key) VALUES (%s, %s)", [(file_id, k) for k in keys]
+                )
 
     def _apply_records(self, records, *, duplicates: dict[int, int]) -> Totals:
         """Apply records batch by batch, recording each batch's outcome; return the totals."""
@@ -860,6 +890,10 @@ class FileImport:
         f = self.file
         if self.chunks_left():
             return False
+        if self.full and f.rows_total >= settings.IMPEX_ANALYZE_MIN_ROWS:
+            # The chunks wrote the keys since the last ANALYZE: the retirement's join needs their count (run before
+            # the file's transaction, which would hold ANALYZE's lock on the ledger until it commits).
+            self._analyze(["impex_filekey"])
         with transaction.atomic():
             guard_statements()
             locked = ImportFile.objects.select_for_update().get(pk=f.pk)

@@ -209,7 +209,11 @@ def customers(tmp_path, kore_connection):
     return kore_connection
 
 
-def test_a_full_file_shows_changes_old_to_new_and_the_records_it_would_retire(tmp_path, customers):
+@pytest.mark.parametrize("chunk_rows", [20_000, 2], ids=["whole", "chunked"])
+def test_a_full_file_shows_changes_old_to_new_and_the_records_it_would_retire(
+    tmp_path, customers, settings, chunk_rows
+):
+    settings.IMPEX_CHUNK_ROWS = chunk_rows
     source = tmp_path / "source"
     source.mkdir()
     full = write_kore(

@@ -328,7 +328,12 @@ def test_an_empty_cell_in_a_present_column_clears_the_field(tmp_path, kore_conne
 # -- 4. FULL mode retires, NET only upserts -------------------------------------------------------
 
 
-def test_a_full_customers_file_retires_absent_customers_and_a_later_one_brings_them_back(tmp_path, kore_connection):
+@pytest.mark.parametrize("chunk_rows", [20_000, 1], ids=["whole", "chunked"])
+def test_a_full_customers_file_retires_absent_customers_and_a_later_one_brings_them_back(
+    tmp_path, kore_connection, settings, chunk_rows
+):
+    # Chunked: the file's keys are written by its chunks as they apply (FileKey), not at its start.
+    settings.IMPEX_CHUNK_ROWS = chunk_rows
     everyone = [customer_row("C1"), customer_row("C2"), customer_row("C3")]
     run_import(write_kore(tmp_path, "KS_CUSTOMERS", 1, everyone, mode="FULL"))
 
@@ -355,7 +360,9 @@ def test_a_net_file_never_retires(tmp_path, kore_connection):
     assert active_of() == {"C1": True, "C2": True}
 
 
-def test_a_refused_row_of_a_full_file_does_not_retire_its_record(tmp_path, kore_connection):
+@pytest.mark.parametrize("chunk_rows", [20_000, 1], ids=["whole", "chunked"])
+def test_a_refused_row_of_a_full_file_does_not_retire_its_record(tmp_path, kore_connection, settings, chunk_rows):
+    settings.IMPEX_CHUNK_ROWS = chunk_rows
     run_import(write_kore(tmp_path, "KS_CUSTOMERS", 1, [customer_row("C1"), customer_row("C2", first_name="Bob")]))
 
     code, report = run_import(
