@@ -89,6 +89,8 @@ class Record:
     row: int
     values: dict[str, str] | None
     error: str | None
+    # A CSV or TSV record refused for its width keeps its cells: a FULL file still reads its key from them.
+    cells: list[str] | None = None
 
 
 def scan(
@@ -161,7 +163,7 @@ def iter_records(
                 )
             else:
                 error = f"row has {len(cells)} cells, the header has {width}"
-                yield Record(index, index + first_row, None, error)
+                yield Record(index, index + first_row, None, error, cells)
 
 
 def iter_raw_records(path: str | Path, *, layout: Layout) -> Iterator[tuple[int, list[str] | dict[str, str]]]:

@@ -137,6 +137,19 @@ class _KeyReader:
 
         return key
 
+    def for_wrong_width(self, header: list[str]):
+        """Return the key function of rows of the wrong width: the key cells at their header positions, if the row
+        reaches them. Such a row is refused, but a FULL file keeps the record it names rather than retire it."""
+        positions = [header.index(c.name) if c.name in header else None for c in self.columns]
+        width = len(header)
+
+        def key(cells: list[str]) -> str | None:
+            if len(cells) == width or any(p is not None and p >= len(cells) for p in positions):
+                return None
+            return self._key(["" if p is None else cells[p] for p in positions])
+
+        return key
+
     def for_xml(self, values: dict[str, str]) -> str | None:
         """Return the key of an XML record."""
         return self._key([values.get(c.name, "") for c in self.columns])
@@ -154,6 +167,9 @@ class _KeyLedger:
     def __init__(self):
         self.buffer: list[tuple[int, int, str]] = []
         self.table = ""
+        # Keys of rows refused for their width (a FULL file's ledger keeps them; they repeat nothing): as many as
+        # a file imported whole can have, the only one that writes its ledger from here.
+        self.loose: list[str] = []
 
     def add(self, index: int, row: int, key: str) -> None:
         self.buffer.append((index, row, key))
@@ -188,7 +204,8 @@ class _KeyLedger:
         return duplicates, first
 
     def save(self, *, file_id: int, full: bool, duplicates: bool = True) -> int:
-        """Write the file's repeated records (and a FULL file's keys); return how many keys a FULL file has.
+        """Write the file's repeated records (and, full, the keys of a FULL file imported whole, which are all in
+        memory); return how many keys it has.
 
         duplicates=False leaves the repeated records out (a file imported in one transaction keeps them in memory).
         """
@@ -200,8 +217,10 @@ class _KeyLedger:
                     batch_size=1000,
                 )
             if full:
-                FileKey.objects.bulk_create([FileKey(file_id=file_id, key=k[:400]) for k in first], batch_size=5000)
+                keys = dict.fromkeys(k[:400] for k in [*first, *self.loose])
+                FileKey.objects.bulk_create([FileKey(file_id=file_id, key=k) for k in keys], batch_size=5000)
             return len(first)
+        assert not full, "a file whose keys were spilled is chunked: its chunks write its keys"
         self._spill()
         with connection.cursor() as cursor:
             cursor.execute(
@@ -210,14 +229,7 @@ class _KeyLedger:
                 f"AS first_row FROM {self.table} WINDOW w AS (PARTITION BY key ORDER BY idx)) x WHERE n > 1",
                 [file_id],
             )
-            if not full:
-                return 0
-            # Each key once (the ledger has no unique index); the count is the statement's own.
-            cursor.execute(
-                f"INSERT INTO impex_filekey (file_id, key) SELECT DISTINCT %s, substr(key, 1, 400) FROM {self.table}",
-                [file_id],
-            )
-            return cursor.rowcount
+        return 0
 
     def drop(self) -> None:
         if self.table:
@@ -470,17 +482,24 @@ class FileImport:
         reader = _KeyReader(compiled)
         first_row = 1 if layout.format == FileFormat.XML or not layout.has_header else 2
         key_of = reader.for_xml  # a CSV or TSV file's header says where the key cells are (on_header)
+        loose_of = None  # (an XML record has no width)
         add = keys.add
+        loose = keys.loose
+        most = max(1, settings.IMPEX_CHUNK_ROWS)  # a file with more records is chunked: its chunks read these keys
 
         def on_header(header: list[str]) -> None:
-            nonlocal key_of
+            nonlocal key_of, loose_of
             self._pipeline = self._make_pipeline(header)
             key_of = reader.for_header(header)
+            if self.full:
+                loose_of = reader.for_wrong_width(header)
 
         def visit(index: int, values) -> None:
             key = key_of(values)
             if key is not None:
                 add(index, index + first_row, key)
+            elif loose_of is not None and len(loose) < most and (key := loose_of(values)) is not None:
+                loose.append(key)
 
         one_chunk = single_chunk or self.limited
         chunk_rows = max(1, settings.IMPEX_CHUNK_ROWS)
@@ -712,10 +731,17 @@ class FileImport:
         """Pass the records through, noting the key of each (as the scan reads it: bad rows' keys too, so that a
         record whose row was refused is not retired)."""
         if self._key_of is None:
-            self._key_of = _KeyReader(self.compiled).for_header(self.file.header)
-        key_of = self._key_of
+            reader = _KeyReader(self.compiled)
+            self._key_of = reader.for_header(self.file.header), reader.for_wrong_width(self.file.header)
+        key_of, loose_of = self._key_of
         for record in records:
-            if record.values is not None and (key := key_of(record.values)) is not None:
+            if record.values is not None:
+                key = key_of(record.values)
+            elif record.cells is not None:  # refused for its width: its record is kept all the same
+                key = loose_of(record.cells)
+            else:
+                key = None
+            if key is not None:
                 keys[key[:400]] = None
             yield record
 

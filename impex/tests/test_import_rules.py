@@ -375,6 +375,43 @@ def test_a_refused_row_of_a_full_file_does_not_retire_its_record(tmp_path, kore_
     assert customers()["C2"]["first_name"] == "Bob"
 
 
+@pytest.mark.parametrize("chunk_rows", [20_000, 1], ids=["whole", "chunked"])
+def test_a_row_of_the_wrong_width_in_a_full_file_is_refused_and_its_record_not_retired(
+    tmp_path, kore_connection, settings, chunk_rows
+):
+    settings.IMPEX_CHUNK_ROWS = chunk_rows
+    people = [customer_row(f"C{n}", first_name=f"Name{n}") for n in range(1, 5)]
+    run_import(write_kore(tmp_path, "KS_CUSTOMERS", 1, people, mode="FULL"))
+    path = write_kore(tmp_path, "KS_CUSTOMERS", 2, people[:3], mode="FULL")
+    # C3's row gets a cell too many (its key cell stays where the header says), and C4 is left out.
+    lines = path.read_text(encoding="utf-8").splitlines()
+    lines[3] += "\textra"
+    assert lines[3].startswith("C3\t")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    code, report = run_import(path)
+
+    assert counts(only_file(report)) == totals(unchanged=2, retired=1, failed=1)
+    assert active_of() == {"C1": True, "C2": True, "C3": True, "C4": False}
+    assert customers()["C3"]["first_name"] == "Name3"
+
+
+@pytest.mark.parametrize("chunk_rows", [20_000, 1], ids=["whole", "chunked"])
+def test_a_row_of_the_wrong_width_takes_no_key_from_a_later_good_row_of_the_same_record(
+    tmp_path, kore_connection, settings, chunk_rows
+):
+    settings.IMPEX_CHUNK_ROWS = chunk_rows
+    path = write_kore(tmp_path, "KS_CUSTOMERS", 1, [customer_row("C1"), customer_row("C1", first_name="Ann")])
+    lines = path.read_text(encoding="utf-8").splitlines()
+    lines[1] += "\textra"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    code, report = run_import(path)
+
+    assert counts(only_file(report)) == totals(created=1, failed=1)
+    assert customers()["C1"]["first_name"] == "Ann"
+
+
 def test_a_full_file_retires_only_records_of_its_own_connection(tmp_path, kore_connection, second_kore):
     run_import(write_kore(tmp_path, "KS_CUSTOMERS", 1, [customer_row("C10"), customer_row("C11")], integration="INT2"))
     run_import(write_kore(tmp_path, "KS_CUSTOMERS", 1, [customer_row("C1"), customer_row("C2")], mode="FULL"))
