@@ -313,31 +313,30 @@ class ImportJobAdmin(AuditRecordAdmin):
 
     def run_for_real_view(self, request, job_id: int):
         """Import for real the upload a dry run was given (POST)."""
-        self._require_run_import(request)
-        job = self._job_or_404(request, job_id)
-        if request.method != "POST":
-            return HttpResponseNotAllowed(["POST"])
-        try:
-            real = job_run_for_real(job=job, user=request.user.get_username())
-        except UploadRefused as exc:
-            self.message_user(request, str(exc), messages.ERROR)
-            return HttpResponseRedirect(reverse("admin:impex_importjob_change", args=[job.pk]))
-        self.message_user(request, f"Dry run #{job.pk} is queued for real as import job #{real.pk}.", messages.SUCCESS)
-        return HttpResponseRedirect(reverse("admin:impex_importjob_change", args=[real.pk]))
+        return self._new_job_view(
+            request,
+            job_id,
+            job_run_for_real,
+            lambda job, real: f"Dry run #{job.pk} is queued for real as import job #{real.pk}.",
+        )
 
     def run_again_view(self, request, job_id: int):
         """Run a failed or errored job again (POST)."""
+        return self._new_job_view(request, job_id, job_run_again, _queued_message)
+
+    def _new_job_view(self, request, job_id: int, start, message):
+        """Start a new job from a job (start(job=, user=)) on POST, then show it; a refusal shows on the old one."""
         self._require_run_import(request)
         job = self._job_or_404(request, job_id)
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
         try:
-            again = job_run_again(job=job, user=request.user.get_username())
+            new = start(job=job, user=request.user.get_username())
         except UploadRefused as exc:
             self.message_user(request, str(exc), messages.ERROR)
             return HttpResponseRedirect(reverse("admin:impex_importjob_change", args=[job.pk]))
-        self.message_user(request, _queued_message(job, again), messages.SUCCESS)
-        return HttpResponseRedirect(reverse("admin:impex_importjob_change", args=[again.pk]))
+        self.message_user(request, message(job, new), messages.SUCCESS)
+        return HttpResponseRedirect(reverse("admin:impex_importjob_change", args=[new.pk]))
 
     def file_download_view(self, request, job_id: int, file_id: int, what: str):
         """Download a file of the job: the original, its rejected rows, or the reason it was rejected."""

@@ -111,9 +111,13 @@ class _KeyReader:
             return None
         return KEY_SEP.join("" if v is None else str(v) for v in values)
 
+    def _positions(self, header: list[str]) -> list[int | None]:
+        """Return where each key column sits in rows laid out by header (None: not sent)."""
+        return [header.index(c.name) if c.name in header else None for c in self.columns]
+
     def for_header(self, header: list[str]):
         """Return the key function of rows laid out by header (None for a row of the wrong width)."""
-        positions = [header.index(c.name) if c.name in header else None for c in self.columns]
+        positions = self._positions(header)
         width = len(header)
         if len(self.columns) == 1 and positions[0] is not None:
             # The usual case (one key column, e.g. customer_id): no list, no join.
@@ -140,7 +144,7 @@ class _KeyReader:
     def for_wrong_width(self, header: list[str]):
         """Return the key function of rows of the wrong width: the key cells at their header positions, if the row
         reaches them. Such a row is refused, but a FULL file keeps the record it names rather than retire it."""
-        positions = [header.index(c.name) if c.name in header else None for c in self.columns]
+        positions = self._positions(header)
         width = len(header)
 
         def key(cells: list[str]) -> str | None:
