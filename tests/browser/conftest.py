@@ -14,12 +14,17 @@ To enable the browser tests on a Debian machine: ``apt-get install chromium``.
 
 import os
 import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 ENABLE_HINT = "install Debian's chromium: apt-get install chromium"
 TIMEOUT_MS = 15_000
+
+# Where shoot() writes its screenshots (IMPEX_SHOTS; a folder under the system's temporary folder by default).
+SHOTS_DIR = Path(os.environ.get("IMPEX_SHOTS") or Path(tempfile.gettempdir()) / "impex-shots")
 
 ADMIN_USERNAME = "browser-admin"
 ADMIN_PASSWORD = "browser-pass-123"
@@ -131,3 +136,26 @@ def admin_page(page, superuser):
     """A browser page logged in to the admin as the superuser."""
     log_in(page)
     return page
+
+
+def shoot(page, name: str) -> list[Path]:
+    """Screenshot the whole page in light and in dark mode (as a user's system setting asks; 1400 px wide), into
+    SHOTS_DIR as NAME-light.png and NAME-dark.png, and check that neither mode scrolls sideways."""
+    SHOTS_DIR.mkdir(parents=True, exist_ok=True)
+    paths = []
+    try:
+        for scheme in ("light", "dark"):
+            page.emulate_media(color_scheme=scheme)
+            assert_no_sideways_scroll(page)
+            path = SHOTS_DIR / f"{name}-{scheme}.png"
+            page.screenshot(path=str(path), full_page=True)
+            paths.append(path)
+    finally:
+        page.emulate_media(color_scheme="light")
+    return paths
+
+
+def assert_no_sideways_scroll(page) -> None:
+    """The page fits the window's width: nothing sticks out to the right (a table or preview too wide)."""
+    overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    assert overflow <= 0, f"{page.url} is {overflow} px wider than the window"
