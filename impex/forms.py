@@ -5,14 +5,16 @@ from django.template.defaultfilters import filesizeformat
 
 from impex.choices import GroupDirection
 from impex.models import Connection, DataGroup
-from impex.services.uploads import UploadRefused, upload_check, upload_limit
+from impex.services.uploads import UploadRefused, upload_check, upload_expectations, upload_limit
 
 
 class UploadForm(forms.Form):
     """A file or a zip of files for an import group, imported now or dry-run."""
 
     group = forms.ModelChoiceField(
-        queryset=DataGroup.objects.filter(direction=GroupDirection.IMPORT).order_by("code"),
+        queryset=DataGroup.objects.filter(direction=GroupDirection.IMPORT)
+        .select_related("connection")
+        .order_by("code"),
         help_text="Each file is matched to a descriptor of this group by its name, and imported in order.",
     )
     connection = forms.ModelChoiceField(
@@ -49,9 +51,14 @@ class UploadForm(forms.Form):
                 "connection",
                 f"The group {group.code} belongs to the connection {group.connection}: choose it, or leave it empty.",
             )
+            return data  # the names would be checked against a connection the upload cannot have
         if upload is not None:
             try:
-                upload_check(upload=upload, group=group)
+                upload_check(upload=upload, group=group, connection=connection)
             except UploadRefused as exc:
-                self.add_error("file", str(exc))
+                self.add_error("file", exc.problems)
         return data
+
+    def expectations(self) -> dict:
+        """The names each import group expects, per connection, for the page to show beside the group."""
+        return upload_expectations()

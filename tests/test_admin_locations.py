@@ -113,7 +113,8 @@ def test_an_upload_to_a_connection_whose_error_folder_was_saved_before_the_rules
     Connection.objects.filter(pk=bspk_connection.pk).update(error_folder=str(outside))
     client.force_login(staff_user(django_user_model, "importer", "impex.view_importjob", "impex.run_import"))
     group = DataGroup.objects.get(code="bspk-special-orders")
-    upload = SimpleUploadedFile("zz_atk.pth", b"import os; os.system('touch /tmp/pwned')\n")
+    # A well-named file (the upload page refuses a bad name) whose content is rejected: its way is the error folder.
+    upload = SimpleUploadedFile(bspk_name("SPECIAL-ORDERS"), b"import os; os.system('touch /tmp/pwned')\n")
 
     response = client.post(
         reverse("admin:impex_importjob_upload"), {"group": group.pk, "connection": bspk_connection.pk, "file": upload}

@@ -3,13 +3,16 @@
 import csv
 import html
 import io
+import json
+import re
 import zipfile
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.management import call_command
 from django.urls import reverse
 
-from impex.models import DataGroup, ImportFile, ImportJob, RowError
+from impex.models import DataDescriptor, DataGroup, ImportedFileName, ImportFile, ImportJob, RowError
 from impex.tasks import import_job_run
 from impex.tests.helpers import bspk_name, special_order_row, table_text
 from syncapp.models import SpecialOrder, SpecialOrderEvent, SpecialOrderLineItem
@@ -191,9 +194,12 @@ def test_rows_refused_are_listed_filtered_and_downloaded_for_a_fixed_upload(clie
     assert SpecialOrderLineItem.objects.count() == 4
 
 
-def test_original_file_and_rejected_reason_download(client, importer, group, bspk_connection):
+def test_original_file_and_rejected_reason_download(client, importer, group, bspk_connection, tmp_path):
+    # The upload page refuses a zip holding a bad name: such a job comes from the command line (or an inbox).
     bad_name = "SPECIAL-ORDERS_V9_Acme_202611011000.csv"
-    job = uploaded_job(upload(client, group, bspk_zip(extra={bad_name: b"x\n"})))
+    (tmp_path / "delivery.zip").write_bytes(bspk_zip(extra={bad_name: b"x\n"}))
+    call_command("impex_import", str(tmp_path / "delivery.zip"), group=group.code, queue=True)
+    job = ImportJob.objects.get()
     import_job_run(job.pk)
     job.refresh_from_db()
     assert job.status == "failed"
@@ -229,35 +235,12 @@ def test_dry_run_then_run_it_for_real(client, importer, group, bspk_connection):
     assert SpecialOrder.objects.count() == 2 and SpecialOrderLineItem.objects.count() == 2
 
 
-@pytest.mark.parametrize(
-    "entry, message",
-    [
-        ("../evil.csv", "leaves"),
-        ("bomb", "limit"),
-    ],
-)
-def test_unsafe_zips_fail_the_job_with_their_reason(client, importer, group, bspk_connection, settings, entry, message):
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        if entry == "bomb":
-            settings.IMPEX_MAX_FILE_BYTES = 1_000_000
-            zf.writestr(bspk_name("SPECIAL-ORDERS"), b"a" * 5_000_000)
-        else:
-            zf.writestr(entry, b"x")
-    job = uploaded_job(upload(client, group, buffer.getvalue()))
-    import_job_run(job.pk)
-    job.refresh_from_db()
-    assert job.status == "failed"
-    archive = ImportFile.objects.get(job=job, kind="archive")
-    assert archive.status == "rejected" and message in archive.message
-    page = html.unescape(client.get(job_url(job)).content.decode())
-    assert archive.message in page
-    assert SpecialOrder.objects.count() == 0
-
-
-def test_failed_job_can_be_run_again(client, importer, group, settings):
-    # No connection has the company Acme yet: every file is rejected and the job fails.
-    job = uploaded_job(upload(client, group, bspk_zip()))
+def test_failed_job_can_be_run_again(client, importer, group, tmp_path):
+    # No connection has the company Acme yet: every file is rejected and the job fails (the upload page would refuse
+    # the zip, so the job comes from the command line).
+    (tmp_path / "delivery.zip").write_bytes(bspk_zip())
+    call_command("impex_import", str(tmp_path / "delivery.zip"), group=group.code, queue=True)
+    job = ImportJob.objects.get()
     import_job_run(job.pk)
     job.refresh_from_db()
     assert job.status == "failed"
@@ -294,21 +277,6 @@ def test_without_run_import_uploads_and_runs_are_refused(client, django_user_mod
     client.logout()
     anonymous = client.get(UPLOAD)
     assert anonymous.status_code == 302 and "/login/" in anonymous["Location"]
-
-
-def test_file_of_a_type_the_group_does_not_hold_is_listed_as_such(client, importer, bspk_connection):
-    orders_only = DataGroup.objects.create(code="orders-only", name="Orders only")
-    from impex.models import DataDescriptor
-
-    orders_only.descriptors.add(DataDescriptor.objects.get(code="SPECIAL-ORDERS"))
-    job = uploaded_job(upload(client, orders_only, bspk_zip()))
-    import_job_run(job.pk)
-    events = ImportFile.objects.get(job=job, name=bspk_name("SPECIAL-ORDER-EVENTS"))
-    assert events.status == "rejected"
-    assert "no descriptor of the import group orders-only claims this file: it is SPECIAL-ORDER-EVENTS" in (
-        events.message
-    )
-    assert SpecialOrder.objects.count() == 2
 
 
 def test_import_groups_and_connections_link_to_the_upload_page(client, django_user_model, group, bspk_connection):
@@ -350,3 +318,162 @@ def test_a_file_no_longer_kept_is_said_so_not_a_server_error(client, importer, g
         assert "is no longer kept" in response.content.decode()
     assert client.get(job_url(job, "file", orders, "nonsense")).status_code == 404
     assert client.get(job_url(job, "file", orders, "rejected-rows"), follow=True).status_code == 200
+
+
+# The upload page checks what it can before a job exists: refusals are form errors, and nothing is created.
+
+
+def zip_of(entries: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, content in entries.items():
+            zf.writestr(name, content)
+    return buffer.getvalue()
+
+
+def refused(response) -> list[str]:
+    """The file field's errors of a refused upload, after checking that they are on the page and nothing exists."""
+    assert response.status_code == 200, response.get("Location")
+    errors = list(response.context["form"].errors.get("file", []))
+    page = html.unescape(response.content.decode())
+    assert errors and all(error in page for error in errors)
+    assert '<label for="id_file">File or zip:</label>' in page  # the field keeps its label above its errors
+    assert not ImportJob.objects.exists() and not ImportFile.objects.exists()
+    assert not ImportedFileName.objects.exists() and not RowError.objects.exists()
+    return errors
+
+
+ORDERS = "SPECIAL-ORDERS_V2_Acme_202611010900.csv"
+
+
+def test_a_text_file_renamed_zip_is_refused_as_not_a_zip(client, importer, group, bspk_connection, impex_root):
+    (error,) = refused(upload(client, group, b"special_order_id,store_id\nSO-1,S1\n", name="delivery.zip"))
+    assert error.startswith("delivery.zip is not a zip archive")
+    assert not (impex_root / "jobs").exists()
+
+
+@pytest.mark.parametrize(
+    "entries",
+    [{}, {"__MACOSX/._x.csv": b"\x00", ".DS_Store": b"\x00"}, {"folder/": b""}],
+    ids=["no-entries", "only-mac-metadata", "only-a-folder"],
+)
+def test_a_zip_holding_no_files_is_refused(client, importer, group, bspk_connection, entries):
+    assert refused(upload(client, group, zip_of(entries), name="delivery.zip")) == ["delivery.zip holds no files."]
+
+
+@pytest.mark.parametrize(
+    "entry, message",
+    [
+        ("../evil.csv", 'delivery.zip: the entry "../evil.csv" has a path that leaves its folder ("..").'),
+        ("/etc/evil.csv", 'delivery.zip: the entry "/etc/evil.csv" has an absolute path.'),
+    ],
+)
+def test_a_zip_with_an_unsafe_entry_is_refused(client, importer, group, bspk_connection, entry, message):
+    assert refused(upload(client, group, zip_of({entry: b"x"}), name="delivery.zip")) == [message]
+
+
+def test_a_zip_bomb_is_refused_by_its_declared_sizes(client, importer, group, bspk_connection, settings):
+    settings.IMPEX_MAX_FILE_BYTES = 1_000_000
+    (error,) = refused(upload(client, group, zip_of({ORDERS: b"a" * 5_000_000}), name="delivery.zip"))
+    assert error.startswith(f'delivery.zip: the entry "{ORDERS}" is 5,000,000 bytes, more than the limit of 1,000,000')
+
+
+def test_a_damaged_zip_is_refused(client, importer, group, bspk_connection):
+    (error,) = refused(upload(client, group, bspk_zip()[:200], name="delivery.zip"))
+    assert error.startswith("delivery.zip: the zip archive is damaged or truncated")
+
+
+def test_a_bspk_name_sent_with_a_kore_connection_names_both_conventions(
+    client, importer, group, bspk_connection, kore_connection
+):
+    response = upload(client, group, bspk_csv([special_order_row("SO-1")]), name=ORDERS, connection=kore_connection)
+    assert refused(response) == [f"{ORDERS} is a BSPK name, but connection kore-erp uses the Kore convention"]
+
+
+def test_a_kore_name_in_a_zip_sent_with_a_bspk_connection_names_both_conventions(
+    client, importer, group, bspk_connection
+):
+    content = zip_of({ORDERS: b"x", "DT_0000001_INT1_KS_ORDERS.NET": b"x"})
+    assert refused(upload(client, group, content, connection=bspk_connection)) == [
+        "DT_0000001_INT1_KS_ORDERS.NET is a Kore name, but connection acme-pos uses the BSPK convention"
+    ]
+
+
+@pytest.mark.parametrize(
+    "chosen, message",
+    [
+        (False, "SPECIAL-ORDERS_V2_Globex_202611010900.csv: no connection has the company 'Globex'"),
+        (
+            True,
+            "SPECIAL-ORDERS_V2_Globex_202611010900.csv: company 'Globex' does not match the connection's company "
+            "'Acme'",
+        ),
+    ],
+    ids=["found-from-the-name", "connection-chosen"],
+)
+def test_a_name_of_another_company_is_refused(client, importer, group, bspk_connection, chosen, message):
+    name = "SPECIAL-ORDERS_V2_Globex_202611010900.csv"
+    response = upload(client, group, b"x", name=name, connection=bspk_connection if chosen else None)
+    (error,) = refused(response)
+    assert error.startswith(message)
+
+
+def test_a_name_of_another_integration_is_refused(client, importer, kore_connection):
+    kore = DataGroup.objects.get(code="kore-inbound")
+    name = "DT_0000001_OTHER_KS_ORDERS.NET"
+    (error,) = refused(upload(client, kore, b"x", name=name, connection=kore_connection))
+    assert error == f"{name}: integration 'OTHER' does not match the connection's integration 'INT1'"
+
+
+def test_a_name_of_an_unknown_type_is_refused(client, importer, group, bspk_connection):
+    name = "SPECIAL-THINGS_V2_Acme_202611010900.csv"
+    (error,) = refused(upload(client, group, zip_of({ORDERS: b"x", name: b"x"})))
+    assert error.startswith(f"{name}: unknown type 'SPECIAL-THINGS' (known: SPECIAL-ORDER-EVENTS, ")
+
+
+def test_a_file_of_a_type_the_group_does_not_hold_is_refused(client, importer, bspk_connection):
+    orders_only = DataGroup.objects.create(code="orders-only", name="Orders only")
+    orders_only.descriptors.add(DataDescriptor.objects.get(code="SPECIAL-ORDERS"))
+    errors = refused(upload(client, orders_only, bspk_zip()))
+    assert errors == [
+        f"{bspk_name(kind)}: no descriptor of the import group orders-only claims this file: it is {kind}, "
+        "and the group holds SPECIAL-ORDERS"
+        for kind in ("SPECIAL-ORDER-LINE-ITEMS", "SPECIAL-ORDER-EVENTS")
+    ]
+    assert SpecialOrder.objects.count() == 0
+
+
+def test_a_name_no_descriptor_of_the_group_claims_says_what_the_group_expects(
+    client, importer, kore_connection, settings
+):
+    settings.TIME_ZONE = "UTC"
+    kore = DataGroup.objects.get(code="kore-inbound")
+    (error,) = refused(upload(client, kore, b"email\n", name="customers_export_1.csv", connection=kore_connection))
+    assert error.startswith(
+        "no descriptor of group kore-inbound claims customers_export_1.csv; it expects: "
+        "KS_CUSTOMERS (DT_0000001_INT1_KS_CUSTOMERS.NET), KS_PRODUCTS (DT_0000001_INT1_KS_PRODUCTS.NET), "
+    )
+    assert "KS_SHIPMENTS (DT_0000001_INT1_KS_SHIPMENTS.NET)" in error
+
+
+def test_a_zip_of_many_bad_names_lists_the_first_ten(client, importer, group, bspk_connection):
+    content = zip_of({f"notes-{n:02}.txt": b"x" for n in range(25)})
+    errors = refused(upload(client, group, content))
+    assert len(errors) == 11 and errors[-1] == "and 15 more files like these."
+    assert errors[0].startswith("no descriptor of group bspk-special-orders claims notes-00.txt; it expects: ")
+
+
+def test_a_good_zip_is_still_stored_and_queued_after_the_checks(client, importer, group, bspk_connection):
+    job = uploaded_job(upload(client, group, bspk_zip(), connection=bspk_connection))
+    assert job.status == "queued" and ImportFile.objects.filter(job=job).count() == 1
+    assert SpecialOrder.objects.count() == 0
+
+
+def test_the_page_shows_the_names_each_group_expects_per_connection(client, importer, group, bspk_connection):
+    page = client.get(UPLOAD)
+    expectations = json.loads(re.search(r'id="upload-expectations"[^>]*>(.*?)</script>', page.text, re.S).group(1))
+    mine = expectations[str(group.pk)]
+    assert [e["code"] for e in mine[""]] == ["SPECIAL-ORDERS", "SPECIAL-ORDER-LINE-ITEMS", "SPECIAL-ORDER-EVENTS"]
+    assert re.fullmatch(r"SPECIAL-ORDERS_V2_CompanyName_\d{12}\.csv", mine[""][0]["example"])
+    assert re.fullmatch(r"SPECIAL-ORDERS_V2_Acme_\d{12}\.csv", mine[str(bspk_connection.pk)][0]["example"])
+    assert 'id="upload-expected"' in page.text

@@ -133,7 +133,9 @@ def test_a_logged_in_upload_is_stopped_at_the_limit_while_it_streams_in(live_ser
 
 
 @pytest.mark.django_db
-def test_a_normal_upload_is_spooled_stored_as_a_job_and_the_spool_is_emptied(client, django_user_model, spool):
+def test_a_normal_upload_is_spooled_stored_as_a_job_and_the_spool_is_emptied(
+    client, django_user_model, spool, bspk_connection
+):
     client.force_login(staff_user(django_user_model, "importer", "impex.view_importjob", "impex.run_import"))
     group = DataGroup.objects.get(code="bspk-special-orders")
     content = special_orders(2_000)
@@ -149,7 +151,7 @@ def test_a_normal_upload_is_spooled_stored_as_a_job_and_the_spool_is_emptied(cli
 
 
 @pytest.mark.django_db
-def test_an_upload_of_exactly_the_limit_goes_in(client, django_user_model, settings, spool):
+def test_an_upload_of_exactly_the_limit_goes_in(client, django_user_model, settings, spool, bspk_connection):
     client.force_login(staff_user(django_user_model, "importer", "impex.view_importjob", "impex.run_import"))
     content = special_orders(1)
     settings.IMPEX_MAX_UPLOAD_BYTES = len(content)

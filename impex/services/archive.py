@@ -6,8 +6,11 @@ import stat
 import struct
 import zipfile
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from impex.exceptions import ArchiveError
 
@@ -45,17 +48,7 @@ def extract_zip(
     path: str | Path, *, dest: str | Path, max_entries: int, max_total_bytes: int, max_file_bytes: int, max_ratio: int
 ) -> list[ExtractedFile]:
     """Extract the archive's files, flattened to their base names, into dest; raise ArchiveError if it is unsafe."""
-    declared = _declared_entry_count(path)
-    if declared is not None and declared > max_entries:
-        raise ArchiveError(f"the archive has {declared:,} entries, more than the limit of {max_entries:,}")
-    try:
-        archive = zipfile.ZipFile(path)
-    except zipfile.BadZipFile as exc:
-        if is_zip(path):
-            raise ArchiveError(f"the zip archive is damaged or truncated ({exc}): send it again") from None
-        raise ArchiveError(f"not a readable zip archive: {exc}") from None
-    except (zipfile.LargeZipFile, OSError, EOFError, ValueError) as exc:
-        raise ArchiveError(f"not a readable zip archive: {exc}") from None
+    archive = _open_zip(path, max_entries=max_entries)
     with archive:
         members = _members(
             archive.infolist(),
@@ -96,10 +89,58 @@ def extract_zip(
     return extracted
 
 
-def _declared_entry_count(path: str | Path) -> int | None:
+def zip_member_names(
+    source: str | Path | BinaryIO, *, max_entries: int, max_total_bytes: int, max_file_bytes: int, max_ratio: int
+) -> list[str]:
+    """Return the base names of the files an archive would extract, from its central directory alone (nothing is
+    decompressed); raise ArchiveError if extract_zip would refuse it by its entries (paths, links, declared sizes)."""
+    with _open_zip(source, max_entries=max_entries) as archive:
+        members = _members(
+            archive.infolist(),
+            max_entries=max_entries,
+            max_total_bytes=max_total_bytes,
+            max_file_bytes=max_file_bytes,
+            max_ratio=max_ratio,
+        )
+    return [base for base, _ in members]
+
+
+def _open_zip(source: str | Path | BinaryIO, *, max_entries: int) -> zipfile.ZipFile:
+    """Open an archive (a path or a seekable binary file), refusing one with too many entries before ZipFile reads
+    them all."""
+    declared = _declared_entry_count(source)
+    if declared is not None and declared > max_entries:
+        raise ArchiveError(f"the archive has {declared:,} entries, more than the limit of {max_entries:,}")
+    try:
+        return zipfile.ZipFile(source)
+    except zipfile.BadZipFile as exc:
+        with _reading(source) as raw:
+            damaged = is_zip_start(raw.read(4))
+        if damaged:
+            raise ArchiveError(f"the zip archive is damaged or truncated ({exc}): send it again") from None
+        raise ArchiveError(f"not a readable zip archive: {exc}") from None
+    except (zipfile.LargeZipFile, OSError, EOFError, ValueError) as exc:
+        raise ArchiveError(f"not a readable zip archive: {exc}") from None
+
+
+@contextmanager
+def _reading(source: str | Path | BinaryIO) -> Iterator[BinaryIO]:
+    """Open a path for reading, or rewind a file given open (and rewind it again afterwards)."""
+    if isinstance(source, str | Path):
+        with open(source, "rb") as raw:
+            yield raw
+        return
+    source.seek(0)
+    try:
+        yield source
+    finally:
+        source.seek(0)
+
+
+def _declared_entry_count(source: str | Path | BinaryIO) -> int | None:
     """Return the entry count the archive's end record declares, before ZipFile loads every entry into memory."""
     try:
-        with open(path, "rb") as raw:
+        with _reading(source) as raw:
             raw.seek(0, 2)
             size = raw.tell()
             tail_size = min(size, 22 + 0xFFFF)

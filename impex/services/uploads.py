@@ -1,6 +1,8 @@
 """Turn a file or zip uploaded in the browser into a queued import job, and a dry run into a real one."""
 
+import fnmatch
 from contextlib import ExitStack
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from django.conf import settings
@@ -8,18 +10,45 @@ from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.db.models import Q
 from django.template.defaultfilters import filesizeformat
+from django.utils import timezone
 
-from impex.choices import FileStatus, GroupDirection, JobSource, JobStatus
-from impex.exceptions import ImpexError, LocationRefused
-from impex.models import Connection, DataGroup, ImportFile, ImportJob, Problem
-from impex.services.jobs import job_create
+from impex import naming
+from impex.choices import Convention, FileStatus, GroupDirection, JobSource, JobStatus
+from impex.exceptions import ArchiveError, FileRejected, ImpexError, LocationRefused
+from impex.models import Connection, DataDescriptor, DataGroup, ImportFile, ImportJob, Problem
+from impex.services.archive import is_zip_start, zip_member_names
+from impex.services.jobs import file_match, job_create
 from impex.services.lifecycle import job_enqueue, job_rerun
 from impex.services.problems import problem_resolve
 from impex.storage import file_exists, local_copy, resolve_path, temporary_folder
 
 
 class UploadRefused(ImpexError):
-    """An upload that cannot become a job (too big, empty, the wrong group); nothing was stored."""
+    """An upload that cannot become a job (too big, empty, the wrong group, unmatched files); nothing was stored."""
+
+    def __init__(self, *problems: str):
+        super().__init__("; ".join(problems))
+        self.problems = list(problems)
+
+
+# A refused upload lists at most this many of its files' problems (a zip may hold a thousand files).
+PROBLEMS_SHOWN = 10
+
+
+@dataclass(frozen=True)
+class ExpectedName:
+    """What the name of a file of one descriptor of a group looks like: an example, or the pattern it must match."""
+
+    code: str
+    example: str = ""
+    pattern: str = ""
+
+    def __str__(self) -> str:
+        if self.example:
+            return f"{self.code} ({self.example})"
+        if self.pattern:
+            return f"{self.code} (names matching {self.pattern})"
+        return f"{self.code} (named by the connection's convention)"
 
 
 def upload_limit() -> int:
@@ -27,14 +56,166 @@ def upload_limit() -> int:
     return settings.IMPEX_MAX_UPLOAD_BYTES
 
 
-def upload_check(*, upload: UploadedFile, group: DataGroup | None) -> None:
-    """Refuse an upload that is empty, too big, or sent to an export group."""
+def upload_check(*, upload: UploadedFile, group: DataGroup | None, connection: Connection | None = None) -> None:
+    """Refuse an upload that cannot become a job that imports, before any of it is stored.
+
+    Too big or empty, sent to an export group, a .zip that is not a zip, an empty or unsafe zip, a file whose name
+    does not give it a descriptor of the group for the connection: raises UploadRefused naming each problem. What
+    only the import can tell (rows, duplicates by content) is left to the job.
+    """
     if group is not None and group.direction != GroupDirection.IMPORT:
         raise UploadRefused(f"{group.code} is an export group: upload to an import group.")
     if upload.size == 0:
         raise UploadRefused(f"{upload.name} is empty.")
     if upload.size > upload_limit():
         raise UploadRefused(upload_too_big(name=upload.name, size=upload.size))
+    names = upload_names(upload=upload)
+    if group is None:
+        return
+    problems = []
+    cache: dict = {}
+    for name in names:
+        try:
+            upload_name_match(name=name, group=group, connection=connection, cache=cache)
+        except FileRejected as exc:
+            problems.append(str(exc))
+    if len(problems) > PROBLEMS_SHOWN:
+        problems[PROBLEMS_SHOWN:] = [f"and {len(problems) - PROBLEMS_SHOWN} more files like these."]
+    if problems:
+        raise UploadRefused(*problems)
+
+
+def upload_names(*, upload: UploadedFile) -> list[str]:
+    """Return the names of the files an upload holds: its own, or a zip's (read from its central directory only).
+
+    Raises UploadRefused for a .zip that is not a zip, and for a zip that is empty, damaged or unsafe (the checks
+    of extract_zip on its entries: paths, links, counts, declared sizes).
+    """
+    name = naming.base_name(upload.name)
+    upload.seek(0)
+    head = upload.read(4)
+    upload.seek(0)
+    if not is_zip_start(head):
+        if name.lower().endswith(".zip"):
+            raise UploadRefused(
+                f"{name} is not a zip archive (its content is not a zip's): upload the zip itself, "
+                "or a data file under its own name."
+            )
+        return [name]
+    # Spooled to disk past FILE_UPLOAD_MAX_MEMORY_SIZE: read from there; a small one is read where it is.
+    source = Path(upload.temporary_file_path()) if hasattr(upload, "temporary_file_path") else upload.file
+    try:
+        names = zip_member_names(
+            source,
+            max_entries=settings.IMPEX_MAX_ZIP_ENTRIES,
+            max_total_bytes=settings.IMPEX_MAX_ZIP_BYTES,
+            max_file_bytes=settings.IMPEX_MAX_FILE_BYTES,
+            max_ratio=settings.IMPEX_MAX_ZIP_RATIO,
+        )
+    except ArchiveError as exc:
+        raise UploadRefused(f"{name}: {exc}.") from None
+    if not names:
+        raise UploadRefused(f"{name} holds no files.")
+    return names
+
+
+def upload_name_match(
+    *, name: str, group: DataGroup, connection: Connection | None, cache: dict | None = None
+) -> DataDescriptor:
+    """Return the descriptor of the group a file of this name gets, as its job will match it; else FileRejected.
+
+    connection: the one chosen, or None to find it as the job does (the group's, else the one the name carries).
+    The reason names the real problem: a name of another convention than the connection's, a name no descriptor
+    of the group claims (with the names the group expects), else the part of the name that is wrong.
+    cache: a dict kept across the names of one upload.
+    """
+    probe = ImportFile(name=naming.base_name(name), connection=connection)
+    try:
+        file_match(probe, group=group, candidates=cache, save=False)
+    except FileRejected as exc:
+        raise FileRejected(_why_not_matched(probe, group=group, reason=str(exc), cache=cache)) from None
+    return probe.descriptor
+
+
+def upload_expected_names(*, group: DataGroup, connection: Connection | None) -> list[ExpectedName]:
+    """Return what the names of the files of each descriptor of an import group look like for the connection."""
+    connection = connection or group.connection
+    return [
+        _expected(descriptor, connection=connection)
+        for descriptor in sorted(group.descriptors.all(), key=lambda d: (d.precedence, d.code))
+        if not descriptor.export_only
+    ]
+
+
+def upload_expectations() -> dict[str, dict[str, list[dict]]]:
+    """Return, per import group and per connection that may be chosen with it ("": none), the names it expects."""
+    groups = DataGroup.objects.filter(direction=GroupDirection.IMPORT).select_related("connection")
+    connections = list(Connection.objects.order_by("code"))
+    every: dict[str, dict[str, list[dict]]] = {}
+    for group in groups.prefetch_related("descriptors"):
+        choices = [group.connection] if group.connection is not None else connections
+        every[str(group.pk)] = {
+            str(c.pk) if c is not None else "": [
+                asdict(expected) | {"text": str(expected)}
+                for expected in upload_expected_names(group=group, connection=c)
+            ]
+            for c in [None, *choices]
+        }
+    return every
+
+
+def _expected(descriptor: DataDescriptor, *, connection: Connection | None) -> ExpectedName:
+    """Return what a file of the descriptor is named like, sent by the connection (or by any)."""
+    if not descriptor.convention and descriptor.file_pattern:
+        return ExpectedName(code=descriptor.code, pattern=descriptor.file_pattern)  # claimed by its pattern alone
+    convention = connection.convention if connection is not None else descriptor.convention
+    if convention == naming.BSPK:
+        company = connection.company_name if connection is not None and connection.company_name else "CompanyName"
+        made = timezone.localtime().strftime("%Y%m%d%H%M")
+        example = f"{descriptor.code}_{naming.BSPK_VERSION}_{company}_{made}{naming.BSPK_EXTENSION}"
+        return ExpectedName(code=descriptor.code, example=example, pattern=descriptor.file_pattern)
+    if convention == naming.KORE:
+        integration = connection.integration_id if connection is not None and connection.integration_id else "INT"
+        example = f"DT_0000001_{integration}_{descriptor.code}.{naming.KORE_MODES[-1]}"
+        return ExpectedName(code=descriptor.code, example=example, pattern=descriptor.file_pattern)
+    return ExpectedName(code=descriptor.code, pattern=descriptor.file_pattern)
+
+
+def _why_not_matched(probe: ImportFile, *, group: DataGroup, reason: str, cache: dict | None) -> str:
+    """Say why a name gets no descriptor of the group: the real problem rather than the parser's first complaint."""
+    cache = {} if cache is None else cache
+    name, connection = probe.name, probe.connection
+    looks = naming.guess_convention(name)
+    if connection is not None and looks is not None and looks != connection.convention:
+        return (
+            f"{name} is a {_convention_word(looks)} name, but connection {connection.code} uses the "
+            f"{_convention_word(connection.convention)} convention"
+        )
+    if ("why", group.pk) not in cache:
+        cache["why", group.pk] = (
+            [d.file_pattern for d in group.descriptors.all() if d.file_pattern and not d.export_only],
+            list(DataDescriptor.objects.values_list("code", flat=True)),
+        )
+    patterns, codes = cache["why", group.pk]
+    claimed = any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
+    # A name that carries a known type (SPECIAL-ORDERS, KS_ORDERS) is near its convention: the parser says which
+    # part is wrong. Any other name (customers.csv) is simply not one the group expects.
+    carries_type = any(code in name for code in codes)
+    if looks is None and not claimed and not carries_type:
+        expected = upload_expected_names(group=group, connection=connection)
+        return (
+            f"no descriptor of group {group.code} claims {name}; it expects: "
+            f"{', '.join(str(e) for e in expected) or 'nothing (the group holds no descriptor)'}"
+        )
+    return reason
+
+
+def _convention_word(convention: str) -> str:
+    """Return the short name of a naming convention (BSPK, Kore)."""
+    try:
+        return Convention(convention).label.split(" (")[0]
+    except ValueError:
+        return convention.capitalize()
 
 
 def upload_too_big(*, name: str, size: int | None) -> str:
@@ -50,7 +231,7 @@ def job_upload(
     *, upload: UploadedFile, group: DataGroup | None, connection: Connection | None, dry_run: bool, user: str
 ) -> ImportJob:
     """Store an uploaded file or zip as a new job of the admin and queue it; it runs in the cluster."""
-    upload_check(upload=upload, group=group)
+    upload_check(upload=upload, group=group, connection=connection)
     with temporary_folder() as folder:
         if hasattr(upload, "temporary_file_path"):
             path = Path(upload.temporary_file_path())
