@@ -472,8 +472,43 @@ def test_a_good_zip_is_still_stored_and_queued_after_the_checks(client, importer
 def test_the_page_shows_the_names_each_group_expects_per_connection(client, importer, group, bspk_connection):
     page = client.get(UPLOAD)
     expectations = json.loads(re.search(r'id="upload-expectations"[^>]*>(.*?)</script>', page.text, re.S).group(1))
-    mine = expectations[str(group.pk)]
-    assert [e["code"] for e in mine[""]] == ["SPECIAL-ORDERS", "SPECIAL-ORDER-LINE-ITEMS", "SPECIAL-ORDER-EVENTS"]
-    assert re.fullmatch(r"SPECIAL-ORDERS_V2_CompanyName_\d{12}\.csv", mine[""][0]["example"])
-    assert re.fullmatch(r"SPECIAL-ORDERS_V2_Acme_\d{12}\.csv", mine[str(bspk_connection.pk)][0]["example"])
+    anyone, acme = expectations[str(group.pk)][""], expectations[str(group.pk)][str(bspk_connection.pk)]
+    assert [e["code"] for e in anyone["names"]] == [
+        "SPECIAL-ORDERS",
+        "SPECIAL-ORDER-LINE-ITEMS",
+        "SPECIAL-ORDER-EVENTS",
+    ]
+    assert (anyone["from"], acme["from"]) == ("", "acme-pos")
+    assert re.fullmatch(r"SPECIAL-ORDERS_V2_CompanyName_\d{12}\.csv", anyone["names"][0]["example"])
+    assert re.fullmatch(r"SPECIAL-ORDERS_V2_Acme_\d{12}\.csv", acme["names"][0]["example"])
     assert 'id="upload-expected"' in page.text
+
+
+def test_a_third_party_file_is_matched_by_its_descriptor_s_pattern_and_others_are_told_the_pattern(client, importer):
+    shop = DataGroup.objects.create(code="shop", name="Shop")
+    shop.descriptors.add(
+        DataDescriptor.objects.create(code="SHOP_CUSTOMERS", entity="customer", file_pattern="customers_export*.csv")
+    )
+    (error,) = refused(upload(client, shop, b"Email\n", name="orders_export_1.csv"))
+    assert error == (
+        "no descriptor of group shop claims orders_export_1.csv; it expects: "
+        "SHOP_CUSTOMERS (names matching customers_export*.csv)"
+    )
+    job = uploaded_job(upload(client, shop, b"Email\na@example.com\n", name="customers_export_1.csv"))
+    assert job.status == "queued"
+    page = client.get(UPLOAD)
+    expectations = json.loads(re.search(r'id="upload-expectations"[^>]*>(.*?)</script>', page.text, re.S).group(1))
+    assert expectations[str(shop.pk)][""]["names"] == [
+        {
+            "code": "SHOP_CUSTOMERS",
+            "example": "",
+            "pattern": "customers_export*.csv",
+            "text": "SHOP_CUSTOMERS (names matching customers_export*.csv)",
+        }
+    ]
+
+
+def test_a_name_near_its_convention_is_told_the_part_that_is_wrong(client, importer, group, bspk_connection):
+    name = "SPECIAL-ORDERS_V2_Acme_2026110109.csv"
+    (error,) = refused(upload(client, group, b"x", name=name, connection=bspk_connection))
+    assert error == f"{name}: timestamp '2026110109' is not YYYYMMDDHHMM"

@@ -44,7 +44,7 @@ class ExpectedName:
     pattern: str = ""
 
     def __str__(self) -> str:
-        if self.example:
+        if self.example:  # a built-in descriptor's pattern (SPECIAL-ORDERS_*) says nothing its example does not
             return f"{self.code} ({self.example})"
         if self.pattern:
             return f"{self.code} (names matching {self.pattern})"
@@ -147,19 +147,23 @@ def upload_expected_names(*, group: DataGroup, connection: Connection | None) ->
     ]
 
 
-def upload_expectations() -> dict[str, dict[str, list[dict]]]:
-    """Return, per import group and per connection that may be chosen with it ("": none), the names it expects."""
+def upload_expectations() -> dict[str, dict[str, dict]]:
+    """Return, per import group and per connection that may be chosen with it ("": none), the connection the files
+    come from ("" when their names say it) and the names the group expects."""
     groups = DataGroup.objects.filter(direction=GroupDirection.IMPORT).select_related("connection")
     connections = list(Connection.objects.order_by("code"))
-    every: dict[str, dict[str, list[dict]]] = {}
+    every: dict[str, dict[str, dict]] = {}
     for group in groups.prefetch_related("descriptors"):
         choices = [group.connection] if group.connection is not None else connections
         every[str(group.pk)] = {
-            str(c.pk) if c is not None else "": [
-                asdict(expected) | {"text": str(expected)}
-                for expected in upload_expected_names(group=group, connection=c)
-            ]
-            for c in [None, *choices]
+            str(chosen.pk) if chosen is not None else "": {
+                "from": (chosen or group.connection).code if (chosen or group.connection) else "",
+                "names": [
+                    asdict(expected) | {"text": str(expected)}
+                    for expected in upload_expected_names(group=group, connection=chosen)
+                ],
+            }
+            for chosen in [None, *choices]
         }
     return every
 
@@ -200,7 +204,8 @@ def _why_not_matched(probe: ImportFile, *, group: DataGroup, reason: str, cache:
     claimed = any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
     # A name that carries a known type (SPECIAL-ORDERS, KS_ORDERS) is near its convention: the parser says which
     # part is wrong. Any other name (customers.csv) is simply not one the group expects.
-    carries_type = any(code in name for code in codes)
+    parts = f"_{name.replace('.', '_')}_"
+    carries_type = any(f"_{code}_" in parts for code in codes)
     if looks is None and not claimed and not carries_type:
         expected = upload_expected_names(group=group, connection=connection)
         return (

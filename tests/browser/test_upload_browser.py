@@ -11,7 +11,7 @@ from impex.models import DataGroup, ImportJob
 from impex.tasks import import_job_run
 from impex.tests.helpers import bspk_name, special_order_row, table_text
 from syncapp.models import SpecialOrder, SpecialOrderLineItem
-from tests.browser.conftest import log_in
+from tests.browser.conftest import log_in, shoot
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -49,16 +49,23 @@ def bspk_zip(path, *, bad_lines=True):
     return path
 
 
-def upload(page, path, *, dry_run=False) -> int:
-    """Upload a file to the BSPK group through the pages, starting from the admin index; return the job id."""
+def send(page, path, *, group="bspk-special-orders", connection=None, dry_run=False) -> None:
+    """Send a file to an import group through the pages, starting from the admin index."""
     page.goto("/admin/")
     page.get_by_role("link", name="Import jobs", exact=True).first.click()
     page.get_by_role("link", name=re.compile("Upload", re.I)).first.click()
-    page.select_option("#id_group", value=str(DataGroup.objects.get(code="bspk-special-orders").pk))
+    page.select_option("#id_group", value=str(DataGroup.objects.get(code=group).pk))
+    if connection is not None:
+        page.select_option("#id_connection", value=str(connection.pk))
     page.set_input_files("#id_file", str(path))
     if dry_run:
         page.get_by_label("Dry run").check()
     page.get_by_role("button", name=re.compile("Upload", re.I)).click()
+
+
+def upload(page, path, *, dry_run=False) -> int:
+    """Upload a file to the BSPK group through the pages; return the id of the job it became."""
+    send(page, path, dry_run=dry_run)
     expect(page).to_have_url(JOB_PAGE)
     return int(JOB_PAGE.search(page.url).group(1))
 
@@ -133,7 +140,7 @@ def test_dry_run_writes_nothing_then_runs_for_real(admin_page, acme, tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["zip-slip", "bomb"])
-def test_unsafe_zip_fails_with_its_reason(admin_page, acme, tmp_path, settings, kind):
+def test_unsafe_zip_is_refused_on_the_form_with_its_reason(admin_page, acme, tmp_path, settings, kind):
     page = admin_page
     path = tmp_path / f"{kind}.zip"
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
@@ -142,13 +149,56 @@ def test_unsafe_zip_fails_with_its_reason(admin_page, acme, tmp_path, settings, 
             zf.writestr(bspk_name("SPECIAL-ORDERS", TIMESTAMP), b"0" * 20_000_000)
         else:
             zf.writestr("../../etc/evil.csv", b"special_order_id\n")
-    job_id = upload(page, path)
-    run_in_worker(page, job_id)
-    expect(page.locator("#job-status")).to_have_text("Failed")
-    archive_row = page.locator("#job-files tbody tr", has_text=f"{kind}.zip")
-    expect(archive_row).to_contain_text("rejected" if kind == "zip-slip" else "Rejected", ignore_case=True)
-    expect(archive_row).to_contain_text("leaves its folder" if kind == "zip-slip" else "limit")
-    assert SpecialOrder.objects.count() == 0
+    send(page, path)
+    expect(page).to_have_url(re.compile(r"/admin/impex/importjob/upload/$"))
+    expect(page.locator(".field-file .errorlist")).to_contain_text(
+        "has a path that leaves its folder" if kind == "zip-slip" else "more than the limit of 1,000,000"
+    )
+    assert ImportJob.objects.count() == 0 and SpecialOrder.objects.count() == 0
+
+
+def test_the_expected_names_follow_the_group_and_a_refused_upload_says_why(admin_page, acme, tmp_path):
+    from impex.models import Connection
+
+    kore = Connection.objects.create(code="kore-erp", convention="kore", integration_id="INT1")
+    page = admin_page
+    page.goto("/admin/impex/importjob/upload/")
+    expected = page.locator("#upload-expected")
+    expect(expected).to_be_hidden()  # no group chosen yet
+
+    page.select_option("#id_group", value=str(DataGroup.objects.get(code="bspk-special-orders").pk))
+    items = expected.locator("li")
+    expect(items).to_have_count(3)
+    expect(items.first).to_contain_text(
+        re.compile(r"SPECIAL-ORDERS\s*e\.g\. SPECIAL-ORDERS_V2_CompanyName_\d{12}\.csv")
+    )
+    expect(expected.locator("p")).to_contain_text("the company or integration id in them finds the connection")
+    page.select_option("#id_connection", value=str(acme.pk))
+    expect(items.first).to_contain_text(re.compile(r"SPECIAL-ORDERS_V2_Acme_\d{12}\.csv"))
+    expect(expected.locator("p")).to_have_text("File names this group expects from acme-pos:")
+    shoot(page, "upload-expected-bspk")
+
+    page.select_option("#id_group", value=str(DataGroup.objects.get(code="kore-inbound").pk))
+    page.select_option("#id_connection", value=str(kore.pk))
+    expect(items).to_have_count(7)
+    expect(items.first).to_contain_text("DT_0000001_INT1_KS_CUSTOMERS.NET")
+    expect(items.last).to_contain_text("DT_0000001_INT1_KS_SHIPMENTS.NET")
+
+    # A BSPK file sent with the Kore connection: refused on the form, naming both conventions; nothing is created.
+    orders = tmp_path / bspk_name("SPECIAL-ORDERS", TIMESTAMP)
+    orders.write_text(table_text([special_order_row("SO-1")], delimiter=","), encoding="utf-8")
+    page.set_input_files("#id_file", str(orders))
+    page.get_by_role("button", name=re.compile("Upload", re.I)).click()
+    expect(page.locator(".field-file .errorlist")).to_have_text(
+        f"{orders.name} is a BSPK name, but connection kore-erp uses the Kore convention"
+    )
+    expect(page.locator(".field-file label")).to_have_text("File or zip:")
+    # The choices are kept, and so are the names they expect.
+    expect(page.locator("#id_connection")).to_have_value(str(kore.pk))
+    expect(items.first).to_contain_text("DT_0000001_INT1_KS_CUSTOMERS.NET")
+    shoot(page, "upload-refused")
+    assert ImportJob.objects.count() == 0 and SpecialOrder.objects.count() == 0
+    assert page.failed_responses == []
 
 
 def test_user_without_run_import_is_refused_on_the_server(page, acme, django_user_model, tmp_path):
