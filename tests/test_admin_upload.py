@@ -512,3 +512,14 @@ def test_a_name_near_its_convention_is_told_the_part_that_is_wrong(client, impor
     name = "SPECIAL-ORDERS_V2_Acme_2026110109.csv"
     (error,) = refused(upload(client, group, b"x", name=name, connection=bspk_connection))
     assert error == f"{name}: timestamp '2026110109' is not YYYYMMDDHHMM"
+
+
+def test_a_zip_spooled_to_disk_is_checked_where_it_lies(client, importer, group, bspk_connection, settings):
+    settings.FILE_UPLOAD_MAX_MEMORY_SIZE = 100  # past this, Django writes the upload to a temporary file
+    rows = [special_order_row(f"SO-{n}") for n in range(50)]
+    content = zip_of({ORDERS: bspk_csv(rows), "SPECIAL-ORDERS_V3_Acme_202611010900.csv": bspk_csv(rows)})
+    assert len(content) > 100
+    (error,) = refused(upload(client, group, content))
+    assert error == "SPECIAL-ORDERS_V3_Acme_202611010900.csv: version 'V3' is not supported (expected V2)"
+    job = uploaded_job(upload(client, group, zip_of({ORDERS: bspk_csv(rows)})))
+    assert job.status == "queued"

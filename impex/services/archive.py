@@ -48,15 +48,14 @@ def extract_zip(
     path: str | Path, *, dest: str | Path, max_entries: int, max_total_bytes: int, max_file_bytes: int, max_ratio: int
 ) -> list[ExtractedFile]:
     """Extract the archive's files, flattened to their base names, into dest; raise ArchiveError if it is unsafe."""
-    archive = _open_zip(path, max_entries=max_entries)
+    archive, members = _open_checked(
+        path,
+        max_entries=max_entries,
+        max_total_bytes=max_total_bytes,
+        max_file_bytes=max_file_bytes,
+        max_ratio=max_ratio,
+    )
     with archive:
-        members = _members(
-            archive.infolist(),
-            max_entries=max_entries,
-            max_total_bytes=max_total_bytes,
-            max_file_bytes=max_file_bytes,
-            max_ratio=max_ratio,
-        )
         dest = Path(dest)
         created_dest = not dest.exists()
         dest.mkdir(parents=True, exist_ok=True)
@@ -89,30 +88,27 @@ def extract_zip(
     return extracted
 
 
-def zip_member_names(
-    source: str | Path | BinaryIO, *, max_entries: int, max_total_bytes: int, max_file_bytes: int, max_ratio: int
-) -> list[str]:
+def zip_member_names(source: str | Path | BinaryIO, **limits: int) -> list[str]:
     """Return the base names of the files an archive would extract, from its central directory alone (nothing is
-    decompressed); raise ArchiveError if extract_zip would refuse it by its entries (paths, links, declared sizes)."""
-    with _open_zip(source, max_entries=max_entries) as archive:
-        members = _members(
-            archive.infolist(),
-            max_entries=max_entries,
-            max_total_bytes=max_total_bytes,
-            max_file_bytes=max_file_bytes,
-            max_ratio=max_ratio,
-        )
+    decompressed); raise ArchiveError if extract_zip would refuse it by its entries (paths, links, declared sizes).
+
+    limits: extract_zip's max_entries, max_total_bytes, max_file_bytes and max_ratio.
+    """
+    archive, members = _open_checked(source, **limits)
+    archive.close()
     return [base for base, _ in members]
 
 
-def _open_zip(source: str | Path | BinaryIO, *, max_entries: int) -> zipfile.ZipFile:
-    """Open an archive (a path or a seekable binary file), refusing one with too many entries before ZipFile reads
-    them all."""
+def _open_checked(
+    source: str | Path | BinaryIO, *, max_entries: int, max_total_bytes: int, max_file_bytes: int, max_ratio: int
+) -> tuple[zipfile.ZipFile, list[tuple[str, zipfile.ZipInfo]]]:
+    """Open an archive (a path or a seekable binary file) and return it with its files to extract, refusing it if
+    any entry is unsafe; too many entries are refused before ZipFile reads them all."""
     declared = _declared_entry_count(source)
     if declared is not None and declared > max_entries:
         raise ArchiveError(f"the archive has {declared:,} entries, more than the limit of {max_entries:,}")
     try:
-        return zipfile.ZipFile(source)
+        archive = zipfile.ZipFile(source)
     except zipfile.BadZipFile as exc:
         with _reading(source) as raw:
             damaged = is_zip_start(raw.read(4))
@@ -121,6 +117,18 @@ def _open_zip(source: str | Path | BinaryIO, *, max_entries: int) -> zipfile.Zip
         raise ArchiveError(f"not a readable zip archive: {exc}") from None
     except (zipfile.LargeZipFile, OSError, EOFError, ValueError) as exc:
         raise ArchiveError(f"not a readable zip archive: {exc}") from None
+    try:
+        members = _members(
+            archive.infolist(),
+            max_entries=max_entries,
+            max_total_bytes=max_total_bytes,
+            max_file_bytes=max_file_bytes,
+            max_ratio=max_ratio,
+        )
+    except ArchiveError:
+        archive.close()
+        raise
+    return archive, members
 
 
 @contextmanager
