@@ -157,7 +157,7 @@ class ColumnDraftForm(forms.Form):
     samples = forms.CharField(required=False, widget=forms.HiddenInput)
     field = ColumnFieldChoice(required=False)
     type = forms.ChoiceField(choices=ColumnType.choices)
-    is_key = forms.BooleanField(required=False, label="Key")
+    is_key = forms.BooleanField(required=False, label="Is key")
     required = forms.BooleanField(required=False)
     choices = forms.CharField(
         required=False, max_length=500, label="Allowed values", widget=forms.TextInput(attrs={"size": 12})

@@ -90,7 +90,7 @@ class DescriptorColumnForm(forms.ModelForm):
             required=False,
             help_text="The field this column fills, or ignore it: the import reads past it.",
         )
-        self.fields["field"].widget.attrs["style"] = "width: 12em"
+        self.fields["field"].widget.attrs["style"] = "width: 15em"
 
     def clean(self):
         data = super().clean()

@@ -22,9 +22,9 @@ from impex.services.descriptors import descriptor_check, entity_fields, fitting_
 # What the pages say of a descriptor's file pattern (the engine matches it with fnmatch.fnmatchcase).
 FILE_PATTERN_HELP = (
     "The file names this descriptor claims, as a glob: * stands for any run of characters, ? for one, and case "
-    "matters (e.g. customers_export*.csv). A file uploaded to an import group that holds this descriptor, or sent "
-    "by the group's connection, whose name matches is imported with this descriptor. A BSPK or Kore descriptor "
-    "also refuses a file whose name does not match it."
+    "matters (e.g. customers_export*.csv). A file whose name matches, uploaded or imported to an import group that "
+    "holds this descriptor (or sent by a connection of the patterns convention with such a group), is imported "
+    "with this descriptor. A BSPK or Kore descriptor also refuses a file whose name does not match it."
 )
 # How much of a sample is read: enough for the header and a few rows, whatever the file's size.
 SAMPLE_HEAD_BYTES = 64 * 1024
