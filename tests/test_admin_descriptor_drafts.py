@@ -352,4 +352,7 @@ def test_a_descriptor_made_from_a_sample_imports_the_shop_file_uploaded_to_its_g
     assert ann.payment_on_account is False and customers["eve@example.com"].payment_on_account is True
     # The ignored columns (address, phone, totals, tags, note...) are read past: nothing else is filled.
     assert (ann.group, ann.accounting_id, ann.price_list) == ("", "", "")
-    assert sorted(RowError.objects.values_list("row", flat=True)) == [3, 5]
+    assert sorted(RowError.objects.values_list("row", "message")) == [
+        (3, "Email is the key: a value is required"),
+        (5, "duplicate key ann@example.com in this file (first at row 2)"),
+    ]

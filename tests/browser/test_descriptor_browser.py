@@ -39,6 +39,11 @@ def test_an_admin_makes_the_shop_descriptor_tries_it_and_the_file_imports(admin_
         for flag in ("required", "is_key"):
             if column[flag]:
                 page.check(f"#id_columns-{n}-{flag}")
+    # The field lists of a new descriptor show the chosen entity's fields only.
+    visible = page.eval_on_selector(
+        "#id_columns-0-field", "s => [...s.querySelectorAll('optgroup')].filter(g => !g.hidden).map(g => g.label)"
+    )
+    assert visible == ["Customer"]
     # First a mistake the check on save catches: the company column also fills the e-mail.
     page.select_option("#id_columns-3-field", "email")
     page.get_by_role("button", name="Save and continue editing").click()
@@ -60,7 +65,7 @@ def test_an_admin_makes_the_shop_descriptor_tries_it_and_the_file_imports(admin_
     rows = page.locator("#sample-rows tbody tr")
     expect(rows).to_have_count(5)
     expect(rows.nth(0)).to_contain_text("ann@example.com")
-    expect(rows.nth(1)).to_contain_text("a value is required")
+    expect(rows.nth(1)).to_contain_text("Email is the key: a value is required")
     expect(rows.nth(3)).to_contain_text("duplicate key ann@example.com in this file (first at row 2)")
     expect(rows.nth(0).locator("td")).to_have_text(["2", "Ann", "Archer", "ann@example.com", "Archer Ltd", ""])
     expect(page.locator("#sample-ignored")).to_contain_text("Ignored: Address1, Address2, City")
@@ -80,7 +85,7 @@ def test_an_admin_makes_the_shop_descriptor_tries_it_and_the_file_imports(admin_
         "dee@example.com",
     ]
     assert sorted(RowError.objects.values_list("row", "message")) == [
-        (3, "a value is required"),
+        (3, "Email is the key: a value is required"),
         (5, "duplicate key ann@example.com in this file (first at row 2)"),
     ]
     assert page.failed_responses == []
