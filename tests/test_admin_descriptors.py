@@ -7,7 +7,7 @@ from django.urls import reverse
 from impex.models import DataDescriptor, DescriptorColumn, ImportFile, ImportJob
 from impex.services.descriptors import descriptor_check
 from syncapp.models import Customer
-from tests.admin_helpers import admin_url, staff_user, table_snapshot
+from tests.admin_helpers import admin_url, post_data, staff_user, table_snapshot
 from tests.shop import SHOP_HEADER, SHOP_PATTERN, SHOP_ROWS, shop_columns, write_shop_file
 
 pytestmark = pytest.mark.django_db
@@ -101,6 +101,25 @@ def test_the_change_page_links_to_try_it_on_a_sample(admin_client):
     assert '<option value="email">email</option>' in response.text
     assert "an upload or inbox file" not in response.text and "imported with this descriptor" in response.text
     assert 'name="true_words"' in response.text
+
+
+@pytest.mark.parametrize("code", ["KS_PRODUCTS", "SPECIAL-ORDERS", "ORDER-STATUS"])
+def test_a_built_in_descriptor_saves_unchanged_with_its_field_lists(admin_client, code):
+    # KS_PRODUCTS fills product.title (a field of the record a row names), ORDER-STATUS hub fields (export only):
+    # each column's list holds its own field, so a built-in saves as it is.
+    descriptor = DataDescriptor.objects.get(code=code)
+    before = list(descriptor.columns.order_by("position").values("name", "field", "ignored", "is_key"))
+    page = admin_client.get(admin_url(DataDescriptor, "change", descriptor.pk))
+    formset = page.context["inline_admin_formsets"][0].formset
+    assert [form["field"].value() for form in formset.forms] == [c["field"] for c in before]
+    for column in before:  # as the browser shows it: the field chosen in its list
+        assert f'<option value="{column["field"]}" selected>' in page.text
+
+    data = post_data(page.context["adminform"].form, formset.management_form, *formset.forms)
+    response = admin_client.post(admin_url(DataDescriptor, "change", descriptor.pk), data)
+
+    assert response.status_code == 302, inline_errors(response)
+    assert list(descriptor.columns.order_by("position").values("name", "field", "ignored", "is_key")) == before
 
 
 # -- the checks on save, each with its message ------------------------------------------------------------------
