@@ -102,6 +102,7 @@ def test_an_admin_makes_the_shop_descriptor_from_a_sample_file_in_a_few_clicks(a
         writer.writerows(SHOP_ROWS)
 
     page.goto("/admin/impex/datadescriptor/")
+    shoot(page, "descriptor-list")
     page.get_by_role("link", name="New descriptor from a sample file").click()
     page.select_option("#id_entity", label="Customer")
     page.set_input_files("#id_file", str(sample))
