@@ -65,3 +65,23 @@ class ConnectionInvalid(ConfigurationError):
 
 class ConnectionDeleteRefused(ImpexError):
     """A connection cannot be deleted (yet): deleting it would forget which file names it has imported."""
+
+
+class SampleUnreadable(ImpexError):
+    """A sample file (or pasted header) cannot be read as a table: its message says why."""
+
+
+class DescriptorInvalid(ConfigurationError):
+    """A new descriptor breaks its rules: errors by descriptor field, and each column's errors by attribute."""
+
+    def __init__(self, errors: dict[str, list[str]], column_errors: list[dict[str, list[str]]]):
+        lines = [message for messages in errors.values() for message in messages]
+        lines += [
+            f"column {index + 1}: {message}"
+            for index, found in enumerate(column_errors)
+            for messages in found.values()
+            for message in messages
+        ]
+        super().__init__("\n".join(lines))
+        self.errors = errors
+        self.column_errors = column_errors

@@ -7,7 +7,7 @@ from django.urls import reverse
 from impex.models import DataDescriptor, DescriptorColumn, ImportFile, ImportJob
 from impex.services.descriptors import descriptor_check
 from syncapp.models import Customer
-from tests.admin_helpers import admin_url, staff_user, table_snapshot
+from tests.admin_helpers import admin_url, post_data, staff_user, table_snapshot
 from tests.shop import SHOP_HEADER, SHOP_PATTERN, SHOP_ROWS, shop_columns, write_shop_file
 
 pytestmark = pytest.mark.django_db
@@ -95,8 +95,31 @@ def test_the_change_page_links_to_try_it_on_a_sample(admin_client):
     sample_url = reverse("admin:impex_datadescriptor_sample", args=[descriptor.pk])
     assert f'href="{sample_url}"' in response.text
     assert "Try it on a sample" in response.text
-    assert 'name="columns-0-ignored"' in response.text
+    # A column's field is chosen among the entity's fields, "ignore this column" first (no "ignored" box to tick).
+    assert '<select name="columns-0-field"' in response.text and 'name="columns-0-ignored"' not in response.text
+    assert '<option value="">(ignore this column)</option>' in response.text
+    assert '<option value="email">email</option>' in response.text
+    assert "an upload or inbox file" not in response.text and "imported with this descriptor" in response.text
     assert 'name="true_words"' in response.text
+
+
+@pytest.mark.parametrize("code", ["KS_PRODUCTS", "SPECIAL-ORDERS", "ORDER-STATUS"])
+def test_a_built_in_descriptor_saves_unchanged_with_its_field_lists(admin_client, code):
+    # KS_PRODUCTS fills product.title (a field of the record a row names), ORDER-STATUS hub fields (export only):
+    # each column's list holds its own field, so a built-in saves as it is.
+    descriptor = DataDescriptor.objects.get(code=code)
+    before = list(descriptor.columns.order_by("position").values("name", "field", "ignored", "is_key"))
+    page = admin_client.get(admin_url(DataDescriptor, "change", descriptor.pk))
+    formset = page.context["inline_admin_formsets"][0].formset
+    assert [form["field"].value() for form in formset.forms] == [c["field"] for c in before]
+    for column in before:  # as the browser shows it: the field chosen in its list
+        assert f'<option value="{column["field"]}" selected>' in page.text
+
+    data = post_data(page.context["adminform"].form, formset.management_form, *formset.forms)
+    response = admin_client.post(admin_url(DataDescriptor, "change", descriptor.pk), data)
+
+    assert response.status_code == 302, inline_errors(response)
+    assert list(descriptor.columns.order_by("position").values("name", "field", "ignored", "is_key")) == before
 
 
 # -- the checks on save, each with its message ------------------------------------------------------------------
@@ -117,7 +140,7 @@ def test_two_columns_on_one_field_are_refused(admin_client):
 
     assert inline_errors(response)[2]["field"] == [
         "Two columns fill the field 'email' (rows 2 and 3): a field takes its value from one column; "
-        "tick 'ignored' on the other."
+        "ignore the other column."
     ]
     assert not DescriptorColumn.objects.filter(descriptor__code="SHOP_CUSTOMERS").exists()
 
@@ -177,20 +200,30 @@ def test_a_choice_column_needs_its_choices_when_the_field_has_none(admin_client)
     assert post_add(admin_client, descriptor_form(fixed)).status_code == 302
 
 
-def test_a_column_needs_a_field_unless_it_is_ignored(admin_client):
+def test_a_column_without_a_field_is_ignored(admin_client):
+    # The field is chosen in a list whose first choice, no field, is "ignore this column": the import reads past it.
     response = post_add(admin_client, descriptor_form(customer_columns(column(3, "City", ""))))
 
-    assert inline_errors(response)[2]["field"][0].startswith("Name the field this column fills (customer fields: ")
-    ignored = post_add(admin_client, descriptor_form(customer_columns(column(3, "City", "", ignored=True))))
-    assert ignored.status_code == 302
+    assert response.status_code == 302
+    city = DescriptorColumn.objects.get(descriptor__code="SHOP_CUSTOMERS", name="City")
+    assert (city.field, city.ignored) == ("", True)
 
 
-def test_an_ignored_column_fills_no_field_and_is_no_key(admin_client):
-    bad = column(3, "City", "group", ignored=True, is_key=True)
+def test_an_ignored_column_is_no_key(admin_client):
+    bad = column(3, "City", "", is_key=True)
     errors = inline_errors(post_add(admin_client, descriptor_form(customer_columns(bad))))[2]
 
-    assert errors["field"] == ["An ignored column fills no field: clear the field, or untick 'ignored' to import it."]
-    assert errors["ignored"] == ["An ignored column is read past: it cannot be a key or required."]
+    assert errors["field"] == ["An ignored column is read past: it cannot be a key or required."]
+    assert not DataDescriptor.objects.filter(code="SHOP_CUSTOMERS").exists()
+
+
+def test_a_column_with_a_field_is_imported_whatever_an_old_ignored_box_says(admin_client):
+    # A form of before the field list (a field and "ignored" ticked) no longer has the box: the field wins.
+    response = post_add(admin_client, descriptor_form(customer_columns(column(3, "grp", "group", ignored=True))))
+
+    assert response.status_code == 302
+    group = DescriptorColumn.objects.get(descriptor__code="SHOP_CUSTOMERS", name="grp")
+    assert (group.field, group.ignored) == ("group", False)
 
 
 def test_boolean_words_come_in_pairs_and_mean_one_thing(admin_client):
@@ -287,7 +320,7 @@ def test_a_sample_shows_its_rows_as_the_descriptor_reads_them_and_writes_nothing
     assert [row.row for row in sample.rows] == [2, 3, 4, 5, 6]
     assert [cell.text for cell in sample.rows[0].cells[:4]] == ["Ann", "Archer", "ann@example.com", "Archer Ltd"]
     assert len(sample.rows[0].cells) == 4 and sample.ignored == SHOP_HEADER[4:]
-    assert sample.rows[1].cells[2].error == "a value is required"
+    assert sample.rows[1].cells[2].error == "Email is the key: a value is required"
     assert sample.rows[3].problems == ["duplicate key ann@example.com in this file (first at row 2)"]
     assert [row.refused for row in sample.rows] == [False, True, False, True, False]
     assert "5 rows: 2 would be refused" in " ".join(response.text.split())

@@ -26,6 +26,7 @@ from config.adminkit import (
     LocationFieldsAdminMixin,
     permission_check,
 )
+from impex.admin.descriptor_drafts import ColumnFieldChoice, DescriptorDraftMixin, column_field_choices
 from impex.admin.export_views import EXPORT_PERMISSION, GroupExportMixin
 from impex.admin.jobs import UploadLinkMixin
 from impex.choices import (
@@ -38,6 +39,7 @@ from impex.models import (
     DescriptorColumn,
 )
 from impex.selectors.pages import group_export_runs, group_export_state, group_sent_files
+from impex.services.descriptor_drafts import FILE_PATTERN_HELP
 from impex.services.descriptors import descriptor_check
 from impex.services.export_runs import export_destination, export_run_enqueue
 from impex.services.samples import SAMPLE_ROWS, descriptor_sample
@@ -64,7 +66,9 @@ class DescriptorColumnFormSet(BaseInlineFormSet):
         for problem in problems:
             if problem.column is not None:
                 form = forms_[problem.column]
-                form.add_error(problem.attr if problem.attr in form.fields else None, problem.message)
+                # An ignored column is one whose field is "ignore this column": its problems are the field's.
+                attr = "field" if problem.attr == "ignored" else problem.attr
+                form.add_error(attr if attr in form.fields else None, problem.message)
             elif not problem.attr:
                 general.append(problem.message)
             # A problem of the descriptor's own fields is shown on them by its form.
@@ -72,12 +76,44 @@ class DescriptorColumnFormSet(BaseInlineFormSet):
             raise forms.ValidationError(general)
 
 
+class DescriptorColumnForm(forms.ModelForm):
+    """A column whose field is chosen among the entity's fields; "ignore this column" (no field) reads past it."""
+
+    entity = ""  # the descriptor's entity (set per descriptor by the inline); none: every entity's fields
+    export_only = False
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        current = self.data.get(self.add_prefix("field"), "") if self.is_bound else self.instance.field
+        self.fields["field"] = ColumnFieldChoice(
+            choices=column_field_choices(entity=self.entity, export_only=self.export_only, current=current),
+            required=False,
+            help_text="The field this column fills, or ignore it: the import reads past it.",
+        )
+        self.fields["field"].widget.attrs["style"] = "width: 15em"
+
+    def clean(self):
+        data = super().clean()
+        self.instance.ignored = not data.get("field")
+        return data
+
+
 class DescriptorColumnInline(admin.TabularInline):
     model = DescriptorColumn
+    form = DescriptorColumnForm
     formset = DescriptorColumnFormSet
-    fields = ("position", "name", "field", "type", "required", "is_key", "ignored", "choices")
+    fields = ("position", "name", "field", "type", "required", "is_key", "choices")
     ordering = ("position", "id")
     extra = 0
+
+    def get_formset(self, request, obj=None, **kwargs):
+        # The fields offered are the entity's: the one posted (a descriptor saved as new may change it), or saved.
+        entity = request.POST.get("entity") or (obj.entity if obj is not None else "")
+        export_only = "export_only" in request.POST if request.method == "POST" else bool(obj and obj.export_only)
+        kwargs["form"] = type(
+            "DescriptorColumnForm", (DescriptorColumnForm,), {"entity": entity, "export_only": export_only}
+        )
+        return super().get_formset(request, obj, **kwargs)
 
     def formfield_for_dbfield(self, db_field, request, **kwargs):
         field = super().formfield_for_dbfield(db_field, request, **kwargs)
@@ -112,7 +148,7 @@ class DataDescriptorAdminForm(forms.ModelForm):
 
 
 @admin.register(DataDescriptor)
-class DataDescriptorAdmin(admin.ModelAdmin):
+class DataDescriptorAdmin(DescriptorDraftMixin, admin.ModelAdmin):
     form = DataDescriptorAdminForm
     list_display = ("code", "name", "entity", "convention", "format", "precedence", "column_count", "builtin")
     list_filter = ("entity", "format", "convention", "builtin")
@@ -148,8 +184,16 @@ class DataDescriptorAdmin(admin.ModelAdmin):
         ("History", {"fields": ("created_at", "updated_at")}),
     )
 
+    change_form_template = "admin/impex/datadescriptor/change_form.html"
+
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(column_count=Count("columns"))
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        field = super().formfield_for_dbfield(db_field, request, **kwargs)
+        if db_field.name == "file_pattern":
+            field.help_text = FILE_PATTERN_HELP
+        return field
 
     @admin.display(description="columns", ordering="column_count")
     def column_count(self, obj):

@@ -229,11 +229,12 @@ def _converter(column: Column, *, descriptor, zone: ZoneInfo, words: tuple[list[
     empty = column.default
     field = column.model_field
 
+    # An empty key names no record: say which column is the key (a third-party file keyed by e-mail).
+    required_message = f"{name} is the key: a value is required" if column.is_key else "a value is required"
+
     def missing(raw):
-        if required:
-            raise RowError("a value is required", column=name, value=raw)
-        if empty is None and not field.null and kind != ColumnType.REFERENCE:
-            raise RowError("a value is required", column=name, value=raw)
+        if required or (empty is None and not field.null and kind != ColumnType.REFERENCE):
+            raise RowError(required_message, column=name, value=raw)
         return empty
 
     control = _CONTROL.search

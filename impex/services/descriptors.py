@@ -152,7 +152,7 @@ def descriptor_check(*, descriptor, columns: Sequence) -> list[DescriptorProblem
             problems.append(
                 DescriptorProblem(
                     f"Two columns fill the field '{column.field}' (rows {filled[column.field] + 1} and {index + 1}): "
-                    "a field takes its value from one column; tick 'ignored' on the other.",
+                    "a field takes its value from one column; ignore the other column.",
                     column=index,
                     attr="field",
                 )
@@ -215,7 +215,7 @@ def _column_problems(
             *out,
             DescriptorProblem(
                 f"Name the field this column fills ({spec.verbose_name.lower()} fields: {', '.join(fields)}), "
-                "or tick 'ignored' to read past it.",
+                "or ignore the column to read past it.",
                 column=index,
                 attr="field",
             ),
