@@ -45,6 +45,12 @@ ADMIN_IMPORT_MAX_BYTES = 5 * 1024 * 1024
 DASHBOARD_ERRORS_PER_PAGE = 50
 
 
+def admin_url_of(model_admin, view: str) -> str:
+    """Reverse one of a model admin's own URLs ("export", "descriptor_export", ...)."""
+    opts = model_admin.opts
+    return reverse(f"{model_admin.admin_site.name}:{opts.app_label}_{opts.model_name}_{view}")
+
+
 class SmallFileImportForm(ImportForm):
     """The admin import form: small sheets only, since django-import-export holds the whole file in memory."""
 
@@ -67,12 +73,27 @@ class SmallFileImportForm(ImportForm):
 
 
 class EntityExportAdmin(SyncedRecordAdminMixin, DescriptorExportMixin, ExportMixin, admin.ModelAdmin):
-    """Admin of a synced entity: read-only, big-table friendly, with "Export" (its descriptors' files) and sheets."""
+    """Admin of a synced entity: read-only, big-table friendly, with one "Export": its descriptors' files or a sheet."""
 
     export_formats = [CSV, TSV, JSON]
     list_per_page = 100
     show_full_result_count = False
     readonly_fields = ("connection", "created_at", "updated_at")
+
+    def sheet_export_url(self, request):
+        if not self.has_export_permission(request):
+            return None
+        query = request.GET.urlencode()
+        return admin_url_of(self, "export") + (f"?{query}" if query else "")
+
+    def init_request_context_data(self, request, form):
+        """The sheet page: its title, and the way back to a descriptor's file for who may download one."""
+        context = super().init_request_context_data(request, form)
+        context["title"] = f"Export {self.opts.verbose_name_plural}: a sheet"
+        if self.has_descriptor_export_permission(request):
+            query = request.GET.urlencode()
+            context["descriptor_export_url"] = admin_url_of(self, "descriptor_export") + (f"?{query}" if query else "")
+        return context
 
 
 class SyncedEntityAdmin(ImportExportMixin, EntityExportAdmin):
