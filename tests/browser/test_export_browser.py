@@ -105,7 +105,7 @@ def test_one_export_entry_leads_to_a_file_with_an_iso_date_or_a_sheet(admin_page
     expect(picker).to_be_visible()
     expect(page.locator("input[type=time][name=since_time]")).to_be_visible()
     picker.fill("2026-12-07")
-    expect(page.locator("#since-words")).to_have_text("Monday 7 December 2026")
+    expect(page.locator("#since-words")).to_have_text("Monday, 7 December 2026")
     shoot(page, "export-customers-page")
     page.get_by_role("button", name="Export", exact=True).click()
 
@@ -114,7 +114,7 @@ def test_one_export_entry_leads_to_a_file_with_an_iso_date_or_a_sheet(admin_page
         "at 2026-11-03 10:15."
     )
     expect(picker).to_have_value("2026-12-07")
-    expect(page.locator("#since-words")).to_have_text("Monday 7 December 2026")
+    expect(page.locator("#since-words")).to_have_text("Monday, 7 December 2026")
     shoot(page, "export-customers-nothing-since")
 
     picker.fill("2026-11-01")
