@@ -21,6 +21,7 @@ from config.adminkit import (
     SyncedRecordAdminMixin,
     changelist_link,
 )
+from impex.admin.display import money_display
 from impex.admin.export_views import DescriptorExportMixin
 from impex.entities import entity_verbose_name
 from impex.exceptions import ImpexError
@@ -45,6 +46,12 @@ ADMIN_IMPORT_MAX_BYTES = 5 * 1024 * 1024
 DASHBOARD_ERRORS_PER_PAGE = 50
 
 
+def admin_url_of(model_admin, view: str) -> str:
+    """Reverse one of a model admin's own URLs ("export", "descriptor_export", ...)."""
+    opts = model_admin.opts
+    return reverse(f"{model_admin.admin_site.name}:{opts.app_label}_{opts.model_name}_{view}")
+
+
 class SmallFileImportForm(ImportForm):
     """The admin import form: small sheets only, since django-import-export holds the whole file in memory."""
 
@@ -67,12 +74,32 @@ class SmallFileImportForm(ImportForm):
 
 
 class EntityExportAdmin(SyncedRecordAdminMixin, DescriptorExportMixin, ExportMixin, admin.ModelAdmin):
-    """Admin of a synced entity: read-only, big-table friendly, with "Export" (its descriptors' files) and sheets."""
+    """Admin of a synced entity: read-only, big-table friendly, with one "Export": its descriptors' files or a sheet."""
 
     export_formats = [CSV, TSV, JSON]
     list_per_page = 100
     show_full_result_count = False
     readonly_fields = ("connection", "created_at", "updated_at")
+
+    def get_fields(self, request, obj=None):
+        """A record's page: money fields as their FIELD_money display (the currency's decimals and code)."""
+        fields = super().get_fields(request, obj)
+        return [f"{name}_money" if hasattr(self, f"{name}_money") else name for name in fields]
+
+    def sheet_export_url(self, request):
+        if not self.has_export_permission(request):
+            return None
+        query = request.GET.urlencode()
+        return admin_url_of(self, "export") + (f"?{query}" if query else "")
+
+    def init_request_context_data(self, request, form):
+        """The sheet page: its title, and the way back to a descriptor's file for who may download one."""
+        context = super().init_request_context_data(request, form)
+        context["title"] = f"Export {self.opts.verbose_name_plural}: a sheet"
+        if self.has_descriptor_export_permission(request):
+            query = request.GET.urlencode()
+            context["descriptor_export_url"] = admin_url_of(self, "descriptor_export") + (f"?{query}" if query else "")
+        return context
 
 
 class SyncedEntityAdmin(ImportExportMixin, EntityExportAdmin):
@@ -145,10 +172,14 @@ class CustomerAdmin(SyncedEntityAdmin):
     list_select_related = ("parent", "connection")
 
 
+RRP = "RRP"
+
+
 class ProductVariantInline(ReadOnlyInline):
     model = ProductVariant
-    fields = ("variant_id", "sku", "status", "options", "rrp", "restock_date")
+    fields = ("variant_id", "sku", "status", "options", "rrp_money", "restock_date")
     readonly_fields = fields
+    rrp_money = money_display("rrp", description=RRP)
 
 
 @admin.register(Product)
@@ -173,10 +204,11 @@ class ProductAdmin(EntityExportAdmin):
 @admin.register(ProductVariant)
 class ProductVariantAdmin(SyncedEntityAdmin):
     resource_classes = [resources.ProductVariantResource]
-    list_display = ("sku", "variant_id", "product", "status", "options", "rrp", "restock_date", "connection")
+    list_display = ("sku", "variant_id", "product", "status", "options", "rrp_money", "restock_date", "connection")
     list_filter = ("status", "connection")
     search_fields = ("sku", "variant_id", "product__product_id", "product__title")
     list_select_related = ("product", "connection")
+    rrp_money = money_display("rrp", description=RRP)
 
 
 @admin.register(StockLevel)
@@ -206,16 +238,18 @@ class PriceListAdmin(EntityExportAdmin):
 @admin.register(Price)
 class PriceAdmin(SyncedEntityAdmin):
     resource_classes = [resources.PriceResource]
-    list_display = ("price_list", "variant", "currency", "price", "min_quantity", "connection")
+    list_display = ("price_list", "variant", "price_money", "min_quantity", "connection")
     list_filter = ("price_list", "connection")
     search_fields = ("variant__sku", "price_list__code")
     list_select_related = ("price_list", "variant", "connection")
+    price_money = money_display("price", currency="currency")
 
 
 class SpecialOrderLineItemInline(ReadOnlyInline):
     model = SpecialOrderLineItem
-    fields = ("line_item_id", "sku", "product_name", "quantity", "unit_price", "notes")
+    fields = ("line_item_id", "sku", "product_name", "quantity", "unit_price_money", "notes")
     readonly_fields = fields
+    unit_price_money = money_display("unit_price", currency="special_order__currency")
 
 
 class SpecialOrderEventInline(ReadOnlyInline):
@@ -233,8 +267,7 @@ class SpecialOrderAdmin(SyncedEntityAdmin):
         "client_id",
         "order_type",
         "status",
-        "currency",
-        "total_amount",
+        "total_amount_money",
         "ordered_at",
         "promised_date",
         "connection",
@@ -242,6 +275,8 @@ class SpecialOrderAdmin(SyncedEntityAdmin):
     list_filter = ("status", "order_type", "connection")
     search_fields = ("special_order_id", "client_id", "store_id", "associate_id")
     list_select_related = ("connection",)
+    total_amount_money = money_display("total_amount", currency="currency")
+    deposit_amount_money = money_display("deposit_amount", currency="currency")
     date_hierarchy = "ordered_at"
     inlines = (SpecialOrderLineItemInline, SpecialOrderEventInline)
 
@@ -249,10 +284,19 @@ class SpecialOrderAdmin(SyncedEntityAdmin):
 @admin.register(SpecialOrderLineItem)
 class SpecialOrderLineItemAdmin(SyncedEntityAdmin):
     resource_classes = [resources.SpecialOrderLineItemResource]
-    list_display = ("line_item_id", "special_order", "sku", "product_name", "quantity", "unit_price", "connection")
+    list_display = (
+        "line_item_id",
+        "special_order",
+        "sku",
+        "product_name",
+        "quantity",
+        "unit_price_money",
+        "connection",
+    )
     list_filter = ("connection",)
     search_fields = ("line_item_id", "special_order__special_order_id", "sku", "product_name")
     list_select_related = ("special_order", "connection")
+    unit_price_money = money_display("unit_price", currency="special_order__currency")
 
 
 @admin.register(SpecialOrderEvent)

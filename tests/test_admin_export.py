@@ -3,8 +3,10 @@ downloaded as they are made, with text a spreadsheet would run neutralised; impe
 
 import csv
 import io
+import re
 from datetime import UTC, datetime
 from decimal import Decimal
+from html import unescape
 
 import pytest
 from django.core.management import call_command
@@ -245,7 +247,100 @@ def test_a_date_that_is_not_one_is_an_error_on_the_form(admin_client, customers)
     assert response.status_code == 200
     assert "Content-Disposition" not in response.headers
     assert "Please correct the error below." in response.text
-    assert "Enter a valid date/time." in response.text
+    assert "last week is not a date: write it as YYYY-MM-DD (e.g. 2026-12-07)" in response.text
+
+
+def test_the_since_field_is_the_browsers_date_picker_with_an_optional_time(admin_client, db):
+    group = export_group("customers-out", "KS_CUSTOMERS")
+
+    page = admin_client.get(group_export_url(group))
+
+    assert '<input type="date" name="since"' in page.text
+    assert '<input type="time" name="since_time"' in page.text
+    assert "Typed, a date is YYYY-MM-DD, e.g. 2026-12-07." in page.text
+
+
+def test_since_is_read_in_iso_order_in_the_hubs_time_zone(admin_client, customers, settings):
+    settings.TIME_ZONE = "Europe/Berlin"
+    group = export_group("customers-out", "KS_CUSTOMERS")
+    # 2026-12-07 00:30 and 2026-12-06 23:30 in Berlin; 2026-07-12 (what 12/07/2026 means in Berlin) in UTC.
+    Customer.objects.filter(customer_id="C1").update(updated_at=datetime(2026, 12, 6, 23, 30, tzinfo=UTC))
+    Customer.objects.filter(customer_id="C2").update(updated_at=datetime(2026, 12, 6, 22, 30, tzinfo=UTC))
+    Customer.objects.filter(customer_id="C3").update(updated_at=datetime(2026, 7, 12, 10, 0, tzinfo=UTC))
+
+    def exported(data):
+        return sorted(
+            row["customer_id"]
+            for row in rows_of(download(admin_client.post(group_export_url(group), data)).decode(), "\t")
+        )
+
+    assert exported({"since": "2026-12-07"}) == ["C1"]
+    assert exported({"since": "2026-12-07T00:15"}) == ["C1"]
+    assert exported({"since": "2026-12-06", "since_time": "23:30"}) == ["C1", "C2"]
+    assert exported({"since": "2026-07-12"}) == ["C1", "C2", "C3"]
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (
+            {"since": "12/07/2026"},
+            "12/07/2026 is not an ISO date: it could be read day first or month first. Write it as YYYY-MM-DD "
+            "(7 December 2026 is 2026-12-07), or pick it in the calendar.",
+        ),
+        ({"since": "2026-12-7"}, "2026-12-7 is not a date: write it as YYYY-MM-DD"),
+        ({"since": "2026-02-30"}, "2026-02-30 is not a real date or time: day is out of range for month."),
+        ({"since": "", "since_time": "14:05"}, "A time (14:05) needs a date: pick the day too."),
+        ({"since": "2026-12-07", "since_time": "2pm"}, "2pm is not a time: write it as HH:MM, e.g. 14:05."),
+        ({"since": "2026-12-07T10:00", "since_time": "14:05"}, "2026-12-07T10:00 holds a time already"),
+    ],
+    ids=["day-month-year", "not zero-padded", "no such day", "time alone", "bad time", "two times"],
+)
+def test_a_since_that_is_not_iso_is_refused_with_a_message(admin_client, customers, data, message):
+    group = export_group("customers-out", "KS_CUSTOMERS")
+
+    response = admin_client.post(group_export_url(group), data)
+
+    assert response.status_code == 200
+    assert "Content-Disposition" not in response.headers
+    assert "Please correct the error below." in response.text
+    assert message in unescape(response.text)
+
+
+def test_nothing_changed_since_says_so_on_the_page_instead_of_an_empty_file(admin_client, customers):
+    group = export_group("customers-out", "KS_CUSTOMERS")
+    Customer.objects.update(updated_at=datetime(2026, 3, 1, 9, 15, tzinfo=UTC))
+    Customer.objects.filter(customer_id="C2").update(updated_at=datetime(2026, 11, 3, 10, 15, tzinfo=UTC))
+
+    response = admin_client.post(group_export_url(group), {"since": "2026-12-07"})
+
+    assert response.status_code == 200
+    assert "Content-Disposition" not in response.headers
+    assert list(response.context["messages"])[0].level_tag == "warning"
+    assert (
+        "No customers changed since 2026-12-07 00:00 (UTC), so there is no file to download: the latest change was "
+        "at 2026-11-03 10:15." in response.text
+    )
+    assert 'value="2026-12-07"' in response.text
+
+
+def test_nothing_changed_since_among_selected_records_or_an_empty_entity(admin_client, customers):
+    chosen = [str(pk) for pk in customers.filter(customer_id__in=["C1", "C3"]).values_list("pk", flat=True)]
+    Customer.objects.update(updated_at=datetime(2026, 3, 1, 9, 15, tzinfo=UTC))
+    selection = {"action": "export_selected", "select_across": "0", "_selected_action": chosen, "do_export": "1"}
+
+    selected = admin_client.post(admin_url(Customer, "changelist"), {**selection, "since": "2026-04-01"})
+    Customer.objects.all().delete()
+    empty = admin_client.post(entity_export_url(Customer), {"do_export": "1", "since": "2026-04-01"})
+    everything = admin_client.post(entity_export_url(Customer), {"do_export": "1"})
+
+    assert "Content-Disposition" not in selected.headers
+    assert "None of the 2 selected customers changed since 2026-04-01 00:00 (UTC)" in selected.text
+    assert "the latest change was at 2026-03-01 09:15." in selected.text
+    assert "Content-Disposition" not in empty.headers
+    assert "there are no customers to export at all." in empty.text
+    # Without a date the layout's header alone is the file asked for (a template to fill in).
+    assert download(everything).decode().count("\n") == 1
 
 
 def test_a_descriptor_that_cannot_write_xml_says_so_on_the_form(admin_client, customers):
@@ -346,12 +441,21 @@ def test_a_download_streams_in_pieces_as_the_records_are_read(admin_client, db):
 # An entity's list
 
 
-def test_an_entitys_list_has_export_and_the_sheet_download(admin_client, customers):
-    changelist = admin_client.get(admin_url(Customer, "changelist"))
+def test_an_entitys_list_has_one_export_entry_whose_page_offers_the_file_and_the_sheet(admin_client, customers):
+    changelist = admin_client.get(admin_url(Customer, "changelist") + "?active__exact=1")
+    (entry,) = export_entries(changelist)
+    page = admin_client.get(entry)
+    sheet = admin_client.get(admin_url(Customer, "export") + "?active__exact=1")
 
-    assert f'href="{entity_export_url(Customer)}" class="descriptor-export-link">Export</a>' in changelist.text
-    assert ">Download sheet</a>" in changelist.text
+    assert entry == entity_export_url(Customer) + "?active__exact=1"
+    assert "Download sheet" not in changelist.text
     assert "export_selected" in action_names(changelist)
+    assert page.status_code == 200
+    assert "A file in a descriptor's layout" in page.text
+    assert f'href="{admin_url(Customer, "export")}?active__exact=1"' in page.text
+    assert ">Choose the columns of a sheet</a>" in page.text
+    assert sheet.context["title"] == "Export customers: a sheet"
+    assert f'<a href="{entity_export_url(Customer)}?active__exact=1">a file in a descriptor' in sheet.text
 
 
 def test_an_entitys_export_page_chooses_among_its_descriptors_the_builtin_first(admin_client, customers):
@@ -418,11 +522,11 @@ def test_every_entity_with_a_descriptor_exports_and_the_others_do_not(admin_clie
     with_descriptor += (SpecialOrderEvent, Order, OrderLine, Shipment)
     for model in with_descriptor:
         changelist = admin_client.get(admin_url(model, "changelist"))
-        assert "descriptor-export-link" in changelist.text, model
+        assert export_entries(changelist) == [entity_export_url(model) + "?"], model
         assert admin_client.get(entity_export_url(model)).status_code == 200, model
     for model in (Product, PriceList):
         changelist = admin_client.get(admin_url(model, "changelist"))
-        assert "descriptor-export-link" not in changelist.text
+        assert export_entries(changelist) == [admin_url(model, "export") + "?"], model
         assert "export_selected" not in action_names(changelist)
         assert admin_client.get(entity_export_url(model)).status_code == 403
 
@@ -477,8 +581,8 @@ def test_without_export_data_the_buttons_and_actions_are_not_shown(client, djang
     assert group_export_url(group) not in group_page.text
     assert ">Export</a>" not in group_page.text
     assert "export_group" not in action_names(group_list)
-    assert "descriptor-export-link" not in customer_list.text
-    assert ">Download sheet</a>" in customer_list.text
+    assert export_entries(customer_list) == [admin_url(Customer, "export") + "?"]
+    assert f'href="{entity_export_url(Customer)}' not in client.get(admin_url(Customer, "export")).text
     assert "export_selected" not in action_names(customer_list)
     for refused in (direct_action, group_action):
         assert "Content-Disposition" not in refused.headers
@@ -497,9 +601,15 @@ def test_export_data_and_the_view_permission_download(client, django_user_model,
     from_list = client.post(entity_export_url(Customer), {"do_export": "1"})
 
     assert group_export_url(group) in group_page.text
-    assert "descriptor-export-link" in customer_list.text
+    assert export_entries(customer_list) == [entity_export_url(Customer) + "?"]
     assert len(download(from_group).splitlines()) == 4
     assert len(download(from_list).splitlines()) == 4
+
+
+def export_entries(response):
+    """The targets of the export entries on a changelist's object tools."""
+    tools = response.text.split('<ul class="object-tools">', 1)[1].split("</ul>", 1)[0]
+    return [unescape(href) for href in re.findall(r'<a href="([^"]*)"[^>]*>Export</a>', tools)]
 
 
 def action_names(response):

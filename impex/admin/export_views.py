@@ -1,16 +1,20 @@
 """The admin's "Export" pages: an export group's file, or an entity's records with one of its descriptors."""
 
+import re
+from datetime import datetime
 from itertools import chain
 
 from django import forms
-from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import FieldError, PermissionDenied
+from django.db.models import Max
 from django.http import HttpResponseRedirect, StreamingHttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.http import content_disposition_header
 
 from impex.choices import FileFormat, GroupDirection
@@ -18,9 +22,84 @@ from impex.entities import entity_choices, entity_spec
 from impex.exceptions import ImpexError
 from impex.models import DataDescriptor
 from impex.selectors.pages import entity_descriptors
-from impex.services.exports import CONTENT_TYPES, export_download, export_name
+from impex.services.exports import CONTENT_TYPES, export_download, export_name, export_records
 
 EXPORT_PERMISSION = "impex.export_data"
+
+
+ISO_DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})")
+ISO_DATETIME = re.compile(r"(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2})(?::(\d{2}))?")
+ISO_TIME = re.compile(r"(\d{2}):(\d{2})(?::(\d{2}))?")
+# 12/07/2026, 7.12.2026: a day and a month in an order that depends on where the writer lives.
+LOCAL_DATE = re.compile(r"\d{1,2}[/.\-]\d{1,2}[/.\-]\d{2,4}")
+
+
+class SinceWidget(forms.MultiWidget):
+    """The browser's own date picker (`since`, sent as YYYY-MM-DD whatever the user's locale shows) and an optional
+    time (`since_time`, HH:MM)."""
+
+    def __init__(self):
+        super().__init__(
+            {
+                "": forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
+                "time": forms.TimeInput(attrs={"type": "time", "step": 60, "aria-label": "time"}, format="%H:%M"),
+            }
+        )
+
+    def decompress(self, value):
+        return [value, None] if isinstance(value, str) else [None, None]
+
+    def value_from_datadict(self, data, files, name):
+        return [data.get(name, ""), data.get(f"{name}_time", "")]
+
+
+class IsoSinceField(forms.Field):
+    """A date, or a date and a time, in ISO 8601 only (YYYY-MM-DD, YYYY-MM-DDTHH:MM), read in the hub's time zone:
+    12/07/2026 is refused rather than guessed."""
+
+    widget = SinceWidget
+
+    def __init__(self, **kwargs):
+        super().__init__(required=False, label="Only records changed since", **kwargs)
+
+    def to_python(self, value) -> datetime | None:
+        day, at = value if isinstance(value, list | tuple) else (value, "")
+        day, at = (day or "").strip(), (at or "").strip()
+        if not day:
+            if at:
+                raise forms.ValidationError(f"A time ({at}) needs a date: pick the day too.", code="no_date")
+            return None
+        return timezone.make_aware(_iso_moment(day, at), timezone.get_current_timezone())
+
+
+def _iso_moment(day: str, at: str) -> datetime:
+    """Read an ISO date (and the time, if given) into a naive datetime; say plainly what is wrong otherwise."""
+    full = ISO_DATETIME.fullmatch(day)
+    if full and at:
+        raise forms.ValidationError(f"{day} holds a time already: leave the time empty.", code="two_times")
+    parts = full or ISO_DATE.fullmatch(day)
+    if parts is None:
+        if LOCAL_DATE.fullmatch(day):
+            raise forms.ValidationError(
+                f"{day} is not an ISO date: it could be read day first or month first. Write it as YYYY-MM-DD "
+                "(7 December 2026 is 2026-12-07), or pick it in the calendar.",
+                code="not_iso",
+            )
+        raise forms.ValidationError(
+            f"{day} is not a date: write it as YYYY-MM-DD (e.g. 2026-12-07) or YYYY-MM-DDTHH:MM, or pick it in "
+            "the calendar.",
+            code="not_iso",
+        )
+    numbers = [int(n) for n in parts.groups() if n is not None]
+    if at:
+        clock = ISO_TIME.fullmatch(at)
+        if clock is None:
+            raise forms.ValidationError(f"{at} is not a time: write it as HH:MM, e.g. 14:05.", code="not_iso")
+        numbers += [int(n) for n in clock.groups() if n is not None]
+    try:
+        return datetime(*numbers)
+    except ValueError as exc:
+        raise forms.ValidationError(f"{day}{' ' + at if at else ''} is not a real date or time: {exc}.") from exc
 
 
 class ExportForm(forms.Form):
@@ -33,16 +112,14 @@ class ExportForm(forms.Form):
         help_text="The layout of the file: its columns and value formats.",
     )
     format = forms.ChoiceField(required=False)
-    since = forms.DateTimeField(
-        required=False,
-        label="Only records changed since",
-        help_text=f"A date (YYYY-MM-DD) or a date and time (YYYY-MM-DD HH:MM), in {settings.TIME_ZONE}. "
-        "Leave it empty to export every record.",
-        widget=forms.TextInput(attrs={"placeholder": "YYYY-MM-DD", "size": 20}),
-    )
+    since = IsoSinceField()
 
     def __init__(self, *args, descriptors=None, descriptor: DataDescriptor | None = None, **kwargs):
         super().__init__(*args, **kwargs)
+        self.fields["since"].help_text = (
+            f"Pick a day, and a time if you like, in {timezone.get_current_timezone_name()} (the hub's time zone). "
+            "Typed, a date is YYYY-MM-DD, e.g. 2026-12-07. Leave it empty to export every record."
+        )
         if descriptors is None:
             # An export group's file has its one descriptor's layout: nothing to choose.
             del self.fields["descriptor"]
@@ -62,10 +139,16 @@ def _descriptor_label(descriptor: DataDescriptor) -> str:
     return f"{descriptor.code}{name} ({descriptor.get_format_display()})"
 
 
-def _download(*, descriptor: DataDescriptor, form: ExportForm, name: str, records=None) -> StreamingHttpResponse:
-    """Stream the export as an attachment; a descriptor that cannot export fails here, before the download starts."""
+def _download(request, *, descriptor: DataDescriptor, form: ExportForm, name: str, records=None):
+    """Stream the export as an attachment; or, with nothing to write or a descriptor that cannot export, return None
+    with the reason on the page (a message, or an error of the form)."""
     fmt = form.cleaned_data["format"] or descriptor.format
-    chunks = export_download(descriptor=descriptor, fmt=fmt, since=form.cleaned_data["since"], records=records)
+    since = form.cleaned_data["since"]
+    if since is not None and not export_records(descriptor=descriptor, since=since, records=records).exists():
+        # A file of a header alone looks like a failed export: say why there is nothing instead.
+        messages.warning(request, _nothing_since(descriptor=descriptor, since=since, records=records))
+        return None
+    chunks = export_download(descriptor=descriptor, fmt=fmt, since=since, records=records)
     # The first piece runs the query and writes the header: a descriptor that cannot export (a column naming
     # no field, a column name that cannot be an XML element) is told on the form instead of cutting a download.
     try:
@@ -78,6 +161,22 @@ def _download(*, descriptor: DataDescriptor, form: ExportForm, name: str, record
     )
     response["Content-Disposition"] = content_disposition_header(True, export_name(code=name, fmt=fmt))
     return response
+
+
+def _nothing_since(*, descriptor: DataDescriptor, since: datetime, records) -> str:
+    """Say that no record changed since a moment, and when the latest change was."""
+    plural = entity_spec(descriptor.entity).model._meta.verbose_name_plural
+    latest = export_records(descriptor=descriptor, records=records).aggregate(at=Max("updated_at"))["at"]
+    when = date_format(timezone.localtime(since), "DATETIME_FORMAT")
+    subject = f"None of the {records.count()} selected {plural}" if records is not None else f"No {plural}"
+    if latest is None:
+        last = f"there are no {plural} to export at all."
+    else:
+        last = f"the latest change was at {date_format(timezone.localtime(latest), 'DATETIME_FORMAT')}."
+    return (
+        f"{subject} changed since {when} ({timezone.get_current_timezone_name()}), so there is no file to download: "
+        f"{last}"
+    )
 
 
 class DescriptorExportMixin:
@@ -100,6 +199,10 @@ class DescriptorExportMixin:
             and request.user.has_perm(EXPORT_PERMISSION)
             and self.has_view_permission(request)
         )
+
+    def sheet_export_url(self, request) -> str | None:
+        """Return the URL of the entity's other export (a sheet) with the list's filters, if the user may use it."""
+        return None
 
     def get_urls(self):
         info = self.opts.app_label, self.opts.model_name
@@ -149,7 +252,7 @@ class DescriptorExportMixin:
         form = ExportForm(request.POST if posted else None, descriptors=descriptors, descriptor=default)
         if posted and form.is_valid():
             descriptor = form.cleaned_data["descriptor"] or default
-            response = _download(descriptor=descriptor, form=form, name=descriptor.code, records=records)
+            response = _download(request, descriptor=descriptor, form=form, name=descriptor.code, records=records)
             if response is not None:
                 return response
         context = {
@@ -159,6 +262,7 @@ class DescriptorExportMixin:
             "form": form,
             "errors": helpers.AdminErrorList(form, []),
             "selected": None if records is None else records.count(),
+            "sheet_url": self.sheet_export_url(request) if records is None else None,
             "selection": {
                 "action": request.POST.get("action", ""),
                 "select_across": request.POST.get("select_across", "0"),
@@ -232,7 +336,7 @@ class GroupExportMixin:
         posted = request.method == "POST"
         form = ExportForm(request.POST if posted else None, descriptor=descriptor)
         if posted and form.is_valid():
-            response = _download(descriptor=descriptor, form=form, name=group.code)
+            response = _download(request, descriptor=descriptor, form=form, name=group.code)
             if response is not None:
                 return response
         context = {

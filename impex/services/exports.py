@@ -91,17 +91,25 @@ def _row_former(descriptor: DataDescriptor):
     return model, [c.name for c in columns], lookups, formatted if len(read) == width else with_ignored
 
 
-def export_rows(
+def export_records(
     *, descriptor: DataDescriptor, since: datetime | None = None, records: QuerySet | None = None
-) -> tuple[list[str], Iterator[list[str]]]:
-    """Return the header and a stream of formatted rows of the descriptor's entity (of records only, if given)."""
-    model, header, lookups, form = _row_former(descriptor)
-    qs = model.objects.order_by("pk")
+) -> QuerySet:
+    """Return the records an export writes, by key: the entity's (of records only, if given) changed since, if given."""
+    qs = entity_spec(descriptor.entity).model.objects.order_by("pk")
     if records is not None:
         # By key, not the caller's queryset itself: its annotations and joins would change what values_list reads.
         qs = qs.filter(pk__in=records.values("pk"))
     if since is not None:
         qs = qs.filter(updated_at__gte=since)
+    return qs
+
+
+def export_rows(
+    *, descriptor: DataDescriptor, since: datetime | None = None, records: QuerySet | None = None
+) -> tuple[list[str], Iterator[list[str]]]:
+    """Return the header and a stream of formatted rows of the descriptor's entity (of records only, if given)."""
+    _, header, lookups, form = _row_former(descriptor)
+    qs = export_records(descriptor=descriptor, since=since, records=records)
 
     def rows():
         for values in qs.values_list(*lookups).iterator(chunk_size=READ_BATCH):

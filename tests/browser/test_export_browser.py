@@ -80,3 +80,93 @@ def test_chosen_customers_are_exported_as_csv_from_their_list(admin_page, custom
     assert header[:2] == ["customer_id", "email"]
     assert sorted(row[0] for row in rows) == ["C1", "C3"]
     assert Decimal(Customer.objects.get(customer_id="C1").discount_percentage) == Decimal("-5")
+
+
+def test_one_export_entry_leads_to_a_file_with_an_iso_date_or_a_sheet(admin_page, customers_out, tmp_path):
+    from datetime import UTC, datetime
+
+    from tests.browser.conftest import shoot
+
+    page = admin_page
+    Customer.objects.update(updated_at=datetime(2026, 3, 1, 9, 15, tzinfo=UTC))
+    Customer.objects.filter(customer_id="C2").update(updated_at=datetime(2026, 11, 3, 10, 15, tzinfo=UTC))
+
+    page.goto("/admin/syncapp/customer/")
+    entries = page.locator(".object-tools a", has_text="Export")
+    expect(entries).to_have_count(1)
+    expect(page.locator(".object-tools")).not_to_contain_text("Download sheet")
+    shoot(page, "export-customers-list")
+    entries.click()
+
+    expect(page.locator("#content h1")).to_have_text("Export customers")
+    expect(page.locator("#export-file-heading")).to_have_text("A file in a descriptor's layout")
+    expect(page.locator("#export-sheet-heading")).to_have_text("A sheet")
+    picker = page.locator("input[type=date][name=since]")
+    expect(picker).to_be_visible()
+    expect(page.locator("input[type=time][name=since_time]")).to_be_visible()
+    picker.fill("2026-12-07")
+    expect(page.locator("#since-words")).to_have_text("Monday, 7 December 2026")
+    shoot(page, "export-customers-page")
+    page.get_by_role("button", name="Export", exact=True).click()
+
+    expect(page.locator(".messagelist .warning")).to_have_text(
+        "No customers changed since 2026-12-07 00:00 (UTC), so there is no file to download: the latest change was "
+        "at 2026-11-03 10:15."
+    )
+    expect(picker).to_have_value("2026-12-07")
+    expect(page.locator("#since-words")).to_have_text("Monday, 7 December 2026")
+    shoot(page, "export-customers-nothing-since")
+
+    picker.fill("2026-11-01")
+    with page.expect_download() as info:
+        page.get_by_role("button", name="Export", exact=True).click()
+    saved = tmp_path / "since.tsv"
+    info.value.save_as(saved)
+    assert [row[0] for row in rows_of(saved, "\t")[1:]] == ["C2"]
+
+    page.get_by_role("link", name="Choose the columns of a sheet").click()
+    expect(page.locator("#content h1")).to_have_text("Export customers: a sheet")
+    expect(page.locator(".sheet-export-note")).to_contain_text("For other systems, download a file in a descriptor")
+    shoot(page, "export-customers-sheet")
+    page.select_option("#id_format", label="csv")
+    with page.expect_download() as sheet:
+        page.get_by_role("button", name="Submit").click()
+    assert sheet.value.suggested_filename.endswith(".csv")
+    assert page.failed_responses == []
+
+
+def test_the_export_group_page_has_the_date_picker(admin_page, customers_out):
+    from tests.browser.conftest import shoot
+
+    page = admin_page
+    page.goto(f"/admin/impex/datagroup/{customers_out.pk}/export/")
+
+    expect(page.locator("input[type=date][name=since]")).to_be_visible()
+    expect(page.locator("#export-sheet-heading")).to_have_count(0)
+    shoot(page, "export-group-page")
+
+
+def test_money_is_right_aligned_with_its_currencys_decimals(admin_page):
+    from syncapp.models import Price, PriceList, Product, ProductVariant
+    from tests.browser.conftest import shoot
+
+    page = admin_page
+    variant = ProductVariant.objects.create(
+        variant_id="V1", sku="SKU1", product=Product.objects.create(product_id="P1"), rrp=Decimal("49.9")
+    )
+    for code, amount in (("EUR", "436.6"), ("JPY", "1500"), ("GBP", "1234567.5")):
+        Price.objects.create(
+            price_list=PriceList.objects.get_or_create(code=code)[0],
+            variant=variant,
+            currency=code,
+            price=Decimal(amount),
+        )
+
+    page.goto("/admin/syncapp/price/")
+    cells = page.locator("#result_list td.field-price_money")
+    expect(cells).to_have_count(3)
+    assert sorted(cells.all_inner_texts()) == ["1,234,567.50 GBP", "1,500 JPY", "436.60 EUR"]
+    assert cells.first.evaluate("c => getComputedStyle(c).textAlign") == "right"
+    assert page.locator("#result_list th.column-price_money").evaluate("c => getComputedStyle(c).textAlign") == "right"
+    assert page.evaluate("fetch('/favicon.ico').then(r => r.status)") == 200
+    shoot(page, "prices-list")
