@@ -1,5 +1,6 @@
 """A quiet first run: with DEBUG on (as `make run` sets) and no EMAIL_BACKEND, mails are saved as files in var/mail
-with one log line each, not printed whole into the console; a deployment's EMAIL_BACKEND is used as it is.
+with one log line each, not printed whole into the console; a deployment's EMAIL_BACKEND is used as it is. And
+`make help` and the README's first block say how to pick the address (ADDR).
 
 Each test runs manage.py in a subprocess with its own settings (not the test suite's, whose mails go to
 mail.outbox), a fresh SQLite file and var dir, as a new machine does."""
@@ -82,3 +83,13 @@ def test_a_deployments_email_backend_wins(tmp_path, env_vars, backend):
 
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout.strip().splitlines()[-1] == backend
+
+
+def test_make_help_and_the_readmes_first_block_mention_addr():
+    shown = subprocess.run(["make", "-s", "-C", str(ROOT), "help"], capture_output=True, text=True, timeout=30)
+    start_here = (ROOT / "README.md").read_text().split("## Start here", 1)[1].split("```", 2)[1]
+
+    assert shown.returncode == 0, shown.stderr
+    assert "make run ADDR=0.0.0.0:8080" in shown.stdout
+    assert "var/mail/" in shown.stdout
+    assert "make run ADDR=0.0.0.0:8080" in start_here

@@ -1,0 +1,115 @@
+"""In a real browser at 1400 px: an operator issues an API token on a connection's page (shown once, working at once),
+then revokes it (401 at once); and reads the hub-wide sync dashboard, from the home page to a day's jobs."""
+
+import re
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+from playwright.sync_api import expect
+
+from impex.models import ApiToken, Connection
+from impex.tests.helpers import customer_row, run_import, write_kore
+from syncapp.models import RecordEvent, SyncError, SyncLog
+from tests.browser.conftest import shoot
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def kore():
+    return Connection.objects.create(code="kore-erp", name="Kore ERP", convention="kore", integration_id="INT1")
+
+
+@pytest.fixture
+def synced(tmp_path, kore):
+    """kore-erp's customers synced today (one refused), and a shop's products updated over the last days."""
+    rows = [customer_row(f"C-{n}") for n in range(1, 40)] + [customer_row("C-99", email="")]
+    code, report = run_import(write_kore(tmp_path, "KS_CUSTOMERS", 1, rows, mode="FULL"))
+    assert code == 0, report
+    shop = Connection.objects.create(code="shop-eu", name="Shop EU", convention="kore", integration_id="SHOP")
+    log = SyncLog.objects.create(connection=shop, entity="product_variant", last_partial_sync=timezone.now())
+    RecordEvent.objects.bulk_create(
+        RecordEvent(
+            connection=shop,
+            entity="product_variant",
+            descriptor_code="KS_PRODUCTS",
+            record_key=f"V-{n}",
+            payload={},
+            status="applied" if n % 7 else "failed",
+            applied_at=timezone.now() - timedelta(days=n % 29 + 1),
+        )
+        for n in range(120)
+    )
+    SyncError.objects.create(log=log, external_id="V-7", message="unknown product P-7")
+
+
+def problems(page, raw):
+    return page.request.get("/api/problems/", headers={"Authorization": f"Bearer {raw}"})
+
+
+def test_an_operator_issues_a_token_shown_once_and_revokes_it(admin_page, kore):
+    page = admin_page
+    page.goto(f"/admin/impex/connection/{kore.pk}/change/")
+    expect(page.locator("#no-api-tokens")).to_be_visible()
+
+    page.get_by_role("link", name="Issue a new API token").click()
+    expect(page.locator("#content-main")).to_contain_text("The token is shown once")
+    page.get_by_role("button", name="Issue the token").click()
+
+    field = page.locator("#new-api-token")
+    raw = field.input_value()
+    assert raw.startswith("ihub_") and len(raw) > 40
+    expect(page.locator("#new-api-token-box")).to_contain_text("shown this once")
+    page.get_by_role("button", name="Copy").click()
+    expect(page.locator("#new-api-token-copied")).not_to_be_empty()
+    shoot(page, "api-token-shown")
+    assert problems(page, raw).status == 200
+
+    page.get_by_role("link", name=re.compile("I have copied it")).click()
+    token = ApiToken.objects.get()
+    row = page.locator(f'#api-tokens tr.api-token[data-prefix="{token.prefix}"]')
+    expect(row).to_contain_text("admin")
+    assert raw not in page.content()
+    page.locator("#api-tokens").scroll_into_view_if_needed()
+    shoot(page, "connection-api-tokens")
+
+    row.get_by_role("link", name="Revoke").click()
+    expect(page.locator("#api-token-revoke-question")).to_contain_text(f"{token.prefix}…")
+    shoot(page, "api-token-revoke")
+    page.get_by_role("button", name=re.compile("Revoke")).click()
+
+    expect(page.locator(".messagelist")).to_contain_text(f"API token {token.prefix}… of kore-erp revoked")
+    expect(row).not_to_contain_text("Revoke")
+    assert problems(page, raw).status == 401
+    assert raw not in page.content()
+
+
+def test_staff_read_the_hub_wide_sync_dashboard(admin_page, synced):
+    page = admin_page
+    page.goto("/admin/")
+    page.get_by_role("link", name="Sync dashboard").click()
+
+    expect(page.locator("h1")).to_have_text("Sync dashboard: the whole hub")
+    expect(page.locator("#hub-sync-logs tr.hub-sync-log")).to_have_count(2)
+    expect(page.locator("#hub-open-error-count")).to_have_text("2")
+    today = f"{timezone.localdate():%Y-%m-%d}"
+    expect(page.locator(f'#sync-chart a.chart-day[data-day="{today}"]')).to_have_attribute("data-rows", "39")
+    expect(page.locator("#sync-chart text.day")).to_have_count(30)
+    box = page.locator("#sync-chart .sync-chart-box").bounding_box()
+    svg = page.locator("#sync-chart svg").bounding_box()
+    assert svg["width"] > box["width"] - 40  # the chart fills its box
+    shoot(page, "hub-sync-dashboard")
+
+    page.get_by_role("link", name="7 days").click()
+    expect(page.locator("#sync-chart text.day")).to_have_count(7)
+    page.locator(f'#sync-chart a.chart-day[data-day="{today}"] rect.rows').click()
+    expect(page).to_have_url(re.compile(r"/admin/impex/importjob/\?created_at__year="))
+    expect(page.locator("#result_list tbody tr")).to_have_count(1)
+
+    page.goto("/admin/syncapp/synclog/")
+    page.locator("#hub-sync-dashboard-link").click()
+    expect(page.locator("h1")).to_have_text("Sync dashboard: the whole hub")
+    page.locator("#hub-sync-logs tr.hub-sync-log", has_text="kore-erp").get_by_role("link", name="Dashboard").click()
+    expect(page.locator("#open-error-count")).to_have_text("1")
+    shoot(page, "sync-log-dashboard")
