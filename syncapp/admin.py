@@ -323,7 +323,7 @@ class SyncLogAdmin(AuditRecordAdmin):
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
-            "title": "Sync dashboard: the whole hub",
+            "title": "Sync overview: the whole hub",
             "subtitle": None,
             "logs": logs,
             "open_count": sum(row["log"].open_error_count for row in logs),

@@ -88,9 +88,9 @@ def test_an_operator_issues_a_token_shown_once_and_revokes_it(admin_page, kore):
 def test_staff_read_the_hub_wide_sync_dashboard(admin_page, synced):
     page = admin_page
     page.goto("/admin/")
-    page.get_by_role("link", name="Sync dashboard").click()
+    page.get_by_role("link", name="Sync overview").click()
 
-    expect(page.locator("h1")).to_have_text("Sync dashboard: the whole hub")
+    expect(page.locator("h1")).to_have_text("Sync overview: the whole hub")
     expect(page.locator("#hub-sync-logs tr.hub-sync-log")).to_have_count(2)
     expect(page.locator("#hub-open-error-count")).to_have_text("2")
     today = f"{timezone.localdate():%Y-%m-%d}"
@@ -109,7 +109,7 @@ def test_staff_read_the_hub_wide_sync_dashboard(admin_page, synced):
 
     page.goto("/admin/syncapp/synclog/")
     page.locator("#hub-sync-dashboard-link").click()
-    expect(page.locator("h1")).to_have_text("Sync dashboard: the whole hub")
+    expect(page.locator("h1")).to_have_text("Sync overview: the whole hub")
     page.locator("#hub-sync-logs tr.hub-sync-log", has_text="kore-erp").get_by_role("link", name="Dashboard").click()
     expect(page.locator("#open-error-count")).to_have_text("1")
     shoot(page, "sync-log-dashboard")
