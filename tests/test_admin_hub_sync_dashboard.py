@@ -11,47 +11,22 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from impex.models import Connection
-from impex.tests.helpers import customer_row, run_import, write_kore
-from syncapp.models import RecordEvent, SyncError, SyncLog
+from syncapp.models import SyncLog
 from tests.admin_helpers import admin_url, staff_user
+from tests.sync_helpers import customers_synced, shop_with_updates
 
 URL = "/admin/syncapp/synclog/dashboard/"
 
 
-@pytest.fixture(autouse=True)
-def fast_passwords(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def synced(tmp_path, kore_connection):
-    """A FULL file of 4 customers of kore-erp, one refused (no e-mail)."""
-    rows = [customer_row("C-1"), customer_row("C-2", email=""), customer_row("C-3"), customer_row("C-4")]
-    code, report = run_import(write_kore(tmp_path, "KS_CUSTOMERS", 1, rows, mode="FULL"))
-    assert code == 0, report
-    return SyncLog.objects.get(connection=kore_connection, entity="customer")
+    """kore-erp's customers: 3 synced today, 1 refused (no e-mail)."""
+    return customers_synced(tmp_path, kore_connection)
 
 
-def add_connection(code: str, *, days_ago: int = 2, errors: int = 1) -> Connection:
-    """A connection with a sync log of products: single-record updates days ago, and open errors."""
-    conn = Connection.objects.create(code=code, name=code, convention="kore", integration_id=code.upper())
-    log = SyncLog.objects.create(connection=conn, entity="product_variant", last_partial_sync=timezone.now())
-    applied = timezone.now() - timedelta(days=days_ago)
-    RecordEvent.objects.bulk_create(
-        RecordEvent(
-            connection=conn,
-            entity="product_variant",
-            descriptor_code="KS_PRODUCTS",
-            record_key=f"V-{n}",
-            payload={},
-            status="applied",
-            applied_at=applied,
-        )
-        for n in range(3)
-    )
-    SyncError.objects.bulk_create(SyncError(log=log, external_id=f"E-{n}", message="bad") for n in range(errors))
-    return conn
+def add_connection(code: str, *, days_ago: int = 2, errors: int = 1):
+    """A shop with 3 single-record updates days ago and open errors."""
+    return shop_with_updates(code, days_ago=[days_ago] * 3, errors=errors)
 
 
 def test_the_dashboard_lists_every_connections_entities_and_charts_the_hub(admin_client, synced):

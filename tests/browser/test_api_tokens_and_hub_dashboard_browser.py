@@ -2,16 +2,14 @@
 then revokes it (401 at once); and reads the hub-wide sync dashboard, from the home page to a day's jobs."""
 
 import re
-from datetime import timedelta
 
 import pytest
 from django.utils import timezone
 from playwright.sync_api import expect
 
 from impex.models import ApiToken, Connection
-from impex.tests.helpers import customer_row, run_import, write_kore
-from syncapp.models import RecordEvent, SyncError, SyncLog
 from tests.browser.conftest import shoot
+from tests.sync_helpers import customers_synced, shop_with_updates
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -24,24 +22,8 @@ def kore():
 @pytest.fixture
 def synced(tmp_path, kore):
     """kore-erp's customers synced today (one refused), and a shop's products updated over the last days."""
-    rows = [customer_row(f"C-{n}") for n in range(1, 40)] + [customer_row("C-99", email="")]
-    code, report = run_import(write_kore(tmp_path, "KS_CUSTOMERS", 1, rows, mode="FULL"))
-    assert code == 0, report
-    shop = Connection.objects.create(code="shop-eu", name="Shop EU", convention="kore", integration_id="SHOP")
-    log = SyncLog.objects.create(connection=shop, entity="product_variant", last_partial_sync=timezone.now())
-    RecordEvent.objects.bulk_create(
-        RecordEvent(
-            connection=shop,
-            entity="product_variant",
-            descriptor_code="KS_PRODUCTS",
-            record_key=f"V-{n}",
-            payload={},
-            status="applied" if n % 7 else "failed",
-            applied_at=timezone.now() - timedelta(days=n % 29 + 1),
-        )
-        for n in range(120)
-    )
-    SyncError.objects.create(log=log, external_id="V-7", message="unknown product P-7")
+    customers_synced(tmp_path, kore, good=39)
+    shop_with_updates("shop-eu", days_ago=[n % 29 + 1 for n in range(120)], failed_every=7)
 
 
 def problems(page, raw):
