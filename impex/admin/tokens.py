@@ -1,8 +1,8 @@
 """A connection's API tokens on its admin page (SPEC sections 9, 10): listed by prefix, issued (shown once), revoked.
 
 The new token is rendered in the response to the POST that issued it, never in a URL, a message (messages may ride
-in the session cookie) or a log line, and the page is not cached. The confirmation page hands out a one-use nonce
-kept in the session, so that sending the form again (a reload, the back button) issues nothing more.
+in the session cookie) or a log line; admin_view marks the page not to be cached. The confirmation page hands out a
+one-use nonce kept in the session, so that sending the form again (a reload, the back button) issues nothing more.
 """
 
 import secrets
@@ -13,8 +13,6 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.decorators import method_decorator
-from django.views.decorators.cache import never_cache
 
 from config.adminkit import LOCATIONS_PERMISSION
 from impex.models import ApiToken, Connection
@@ -87,7 +85,6 @@ class ConnectionTokensAdminMixin:
         request.current_app = self.admin_site.name
         return TemplateResponse(request, f"admin/impex/connection/{template}", context)
 
-    @method_decorator(never_cache)
     def api_token_issue_view(self, request, object_id):
         """GET: ask to confirm; POST (change connection + change_locations): issue a token and show it this once."""
         conn = self._token_connection(request, object_id)
