@@ -15,7 +15,9 @@ BENCH_ARGS ?=
 
 help:
 	@echo "make run    set up .venv, migrate, load the demo, start the cluster and the web server on $(ADDR)"
-	@echo "           (RESET_PASSWORD=1: give the demo's admin a new random password)"
+	@echo "           ADDR=[host:]port: another address, e.g. make run ADDR=0.0.0.0:8080 (default 127.0.0.1:8000)"
+	@echo "           RESET_PASSWORD=1: give the demo's admin a new random password"
+	@echo "           (development mail is saved in var/mail/, one line in the console per mail)"
 	@echo "make test   run the whole test suite (extra pytest arguments: PYTEST_ARGS=...)"
 	@echo "make lint   ruff check and ruff format --check"
 	@echo "make bench  run bench/import_bench.py (arguments: BENCH_ARGS=...)"

@@ -273,9 +273,15 @@ if os.environ.get("Q_REDIS_URL"):
     Q_CLUSTER.pop("orm")
     Q_CLUSTER["redis"] = os.environ["Q_REDIS_URL"]
 
-EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
-# The folder of django.core.mail.backends.filebased.EmailBackend (each mail a file there).
-EMAIL_FILE_PATH = os.environ.get("EMAIL_FILE_PATH") or None
+# Mail: EMAIL_BACKEND from the environment wins (SMTP with the EMAIL_HOST... settings below, or any backend).
+# Unset, a development run (DEBUG, as `make run` sets) saves each mail as a file in var/mail and logs one line
+# saying so: printed whole, the demo's mail about its refused row filled the first run's console. Unset with DEBUG
+# off, mails print to the console as before.
+EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND") or (
+    "config.mail.DevelopmentFileBackend" if DEBUG else "django.core.mail.backends.console.EmailBackend"
+)
+# The folder of the file-based backends (each mail a file there).
+EMAIL_FILE_PATH = os.environ.get("EMAIL_FILE_PATH") or str(VAR_DIR / "mail")
 EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
 EMAIL_PORT = env_int("EMAIL_PORT", 25)
 EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")

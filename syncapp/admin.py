@@ -9,7 +9,7 @@ from django.core.paginator import Paginator
 from django.db.models import Count
 from django.template.defaultfilters import filesizeformat
 from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.urls import path, reverse
 from django.utils.html import format_html
 from import_export.admin import ExportMixin, ImportExportMixin
 from import_export.formats.base_formats import CSV, JSON, TSV
@@ -40,7 +40,14 @@ from syncapp.models import (
     SyncError,
     SyncLog,
 )
-from syncapp.selectors import chart_bars, open_errors, sync_days
+from syncapp.selectors import (
+    CHART_DAYS,
+    DASHBOARD_DAYS,
+    chart_layout,
+    open_errors,
+    sync_activity,
+    sync_logs_overview,
+)
 
 ADMIN_IMPORT_MAX_BYTES = 5 * 1024 * 1024
 DASHBOARD_ERRORS_PER_PAGE = 50
@@ -341,6 +348,39 @@ class SyncLogAdmin(AuditRecordAdmin):
         url = reverse("admin:syncapp_synclog_change", args=[obj.pk])
         return format_html('<a href="{}">Dashboard</a>', url)
 
+    def get_urls(self):
+        hub = path("dashboard/", self.admin_site.admin_view(self.hub_dashboard_view), name="syncapp_synclog_dashboard")
+        return [hub, *super().get_urls()]
+
+    def hub_dashboard_view(self, request):
+        """The whole hub's syncs: every connection's entities with their last syncs and open errors, and a chart."""
+        if request.method != "GET" or not self.has_view_or_change_permission(request):
+            raise PermissionDenied
+        try:
+            days = int(request.GET.get("days", CHART_DAYS))
+        except ValueError:
+            days = CHART_DAYS
+        if days not in DASHBOARD_DAYS:
+            days = CHART_DAYS
+        activity = sync_activity(days=days)
+        logs = sync_logs_overview(activity=activity)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "Sync overview: the whole hub",
+            "subtitle": None,
+            "logs": logs,
+            "open_count": sum(row["log"].open_error_count for row in logs),
+            "connection_count": len({row["log"].connection_id for row in logs}),
+            "chart": chart_layout(activity.days),
+            "days": activity.days,
+            "day_choices": DASHBOARD_DAYS,
+            "totals": activity.totals,
+            "errors_url": reverse("admin:syncapp_syncerror_changelist"),
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, "admin/syncapp/synclog/hub_dashboard.html", context)
+
     def change_view(self, request, object_id, form_url="", extra_context=None):
         log = self.get_object(request, object_id)
         if log is None:
@@ -351,7 +391,7 @@ class SyncLogAdmin(AuditRecordAdmin):
         query = request.GET.get("q", "").strip()[:200]
         errors = open_errors(log, query=query)
         page = Paginator(errors, DASHBOARD_ERRORS_PER_PAGE).get_page(request.GET.get("p"))
-        days = sync_days(log)
+        activity = sync_activity(connection_id=log.connection_id, entity=log.entity)
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
@@ -362,9 +402,9 @@ class SyncLogAdmin(AuditRecordAdmin):
             "open_count": SyncError.objects.filter(log=log).count(),
             "errors_page": page,
             "query": query,
-            "chart": chart_bars(days),
-            "days": days,
-            "totals": {"rows": sum(d.rows for d in days), "errors": sum(d.errors for d in days)},
+            "chart": chart_layout(activity.days),
+            "days": activity.days,
+            "totals": activity.totals,
             "connection_url": reverse("admin:impex_connection_change", args=[log.connection_id]),
             "errors_url": reverse("admin:syncapp_syncerror_changelist") + f"?log__id__exact={log.pk}",
             "original": log,

@@ -36,6 +36,7 @@ from config.adminkit import (
     permission_check,
 )
 from impex.admin.jobs import UploadLinkMixin
+from impex.admin.tokens import ConnectionTokensAdminMixin
 from impex.choices import (
     FileStatus,
     InboxStatus,
@@ -80,7 +81,9 @@ class ConnectionChangeList(ChangeList):
 
 
 @admin.register(Connection)
-class ConnectionAdmin(UploadLinkMixin, LocationFieldsAdminMixin, CountedDeleteMixin, admin.ModelAdmin):
+class ConnectionAdmin(
+    ConnectionTokensAdminMixin, UploadLinkMixin, LocationFieldsAdminMixin, CountedDeleteMixin, admin.ModelAdmin
+):
     """Connections: the form runs Connection.clean(), which holds their rules; deleting goes through the service.
 
     The list shows each connection's scans at a glance (on or off, the last one and the next one) and what waits
