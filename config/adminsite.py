@@ -92,7 +92,7 @@ class HubAdminSite(admin.AdminSite):
     def app_index(self, request, app_label, extra_context=None):
         """An app's page; a superusers' app answers others 403 (Django's default for them would be a 404)."""
         if app_label in SUPERUSER_APPS and not request.user.is_superuser:
-            raise PermissionDenied
+            raise PermissionDenied("These pages are for superusers only: no permission opens them to anyone else.")
         return super().app_index(request, app_label, extra_context)
 
     def use_hub_user_admin(self) -> None:

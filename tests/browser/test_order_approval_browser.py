@@ -5,13 +5,13 @@ who lacks the permission is told which one and which group gives it. Screenshots
 import re
 
 import pytest
-from django.contrib.auth.models import Group, Permission
+from django.contrib.auth.models import Permission
 from django.utils.module_loading import import_string
 from django_q.models import OrmQ
 from playwright.sync_api import expect
 
 from impex.models import Connection
-from orders.demo import APPROVER_PERMISSIONS, APPROVERS
+from orders.demo import approvers_group_save
 from orders.models import Order
 from orders.tests.helpers import configure, export_pass, import_catalogue, import_orders, line_row, order_row
 from tests.browser.conftest import log_in, shoot
@@ -54,12 +54,8 @@ def run_queued(func: str = "") -> None:
 
 @pytest.fixture
 def approvers_group(browser):
-    """The "Order approvers" group as the demo sets it up: view orders and their runs, approve_order."""
-    group = Group.objects.create(name=APPROVERS)
-    group.permissions.set(
-        Permission.objects.filter(content_type__app_label="orders", codename__in=APPROVER_PERMISSIONS)
-    )
-    return group
+    """The "Order approvers" group (view orders and their runs, approve_order), as the migrations make it."""
+    return approvers_group_save()
 
 
 @pytest.fixture
