@@ -361,6 +361,10 @@ class OrderAdmin(SyncedEntityAdmin):
     def has_module_permission(self, request):
         return super().has_module_permission(request) or self.has_approve_permission(request)
 
+    def has_descriptor_export_permission(self, request) -> bool:
+        # Downloads stay with the view permission itself (SPEC 13), not with what approving shows.
+        return super().has_descriptor_export_permission(request) and request.user.has_perm("orders.view_order")
+
     @admin.display(description="order date", ordering="order_date")
     def order_date_shown(self, obj):
         return when(obj.order_date)

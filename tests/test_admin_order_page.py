@@ -227,7 +227,7 @@ def test_approve_is_one_click_from_the_page(approver, held):
 
 
 def test_approve_order_alone_shows_the_orders_to_decide_on(client, django_user_model, held):
-    client.force_login(staff_user(django_user_model, "amy", "orders.approve_order"))
+    client.force_login(staff_user(django_user_model, "amy", "orders.approve_order", "impex.export_data"))
 
     home = client.get(reverse("admin:index"))
     orders = client.get(admin_url(Order, "changelist"))
@@ -239,6 +239,10 @@ def test_approve_order_alone_shows_the_orders_to_decide_on(client, django_user_m
     assert sorted(o.order_id for o in orders.context["cl"].result_list) == ["O-1", "O-2"]  # awaiting approval
     assert page.status_code == 200 and 'id="approve-form"' in page.text
     assert exporters.status_code == 403
+    # Seeing the orders to decide on is not downloading them: that stays with the view permission.
+    assert not orders.context["has_export_permission"] and "descriptor_export_url" not in orders.context
+    assert client.get(admin_url(Order, "export")).status_code == 403
+    assert client.get(admin_url(Order, "descriptor_export")).status_code == 403
 
 
 # The home page's held orders

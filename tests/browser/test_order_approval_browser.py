@@ -139,6 +139,9 @@ def test_an_approver_finds_held_orders_at_home_rejects_one_with_confirmation_and
     expect(page.locator("#hub-held-orders")).to_contain_text("No order waits for approval.")
     page.goto("/admin/orders/order/")
     expect(page.locator("#result_list tbody tr")).to_have_count(0)  # the approver's list: awaiting approval
+    page.click("#changelist-filter a[href=\"?approval=all\"]")
+    expect(page.locator("#result_list .order-state")).to_have_text(["Cancelled", "Exported", "Exported"])
+    expect(page.locator("#result_list")).to_contain_text("900.00 EUR")
     shoot(page, "orders-list-approver")
     assert page.failed_responses == []
 
@@ -170,3 +173,15 @@ def test_staff_without_the_permission_are_told_which_and_the_group_that_gives_it
     expect(page.locator("#denied-home")).to_have_attribute("href", "/admin/")
     shoot(page, "orders-403")
     assert Order.objects.get(order_id="O-1").state == "on_hold"
+
+
+def test_the_user_page_offers_the_approvers_group(admin_page, django_user_model, approvers_group):
+    newbie = django_user_model.objects.create_user("newbie", password=PASSWORD, is_staff=True)
+
+    admin_page.goto(f"/admin/auth/user/{newbie.pk}/change/")
+
+    hint = admin_page.locator("#id_groups_helptext")
+    expect(hint).to_contain_text("The hub's groups:")
+    expect(hint.locator("li", has_text="Order approvers")).to_contain_text("Can approve and reject held orders")
+    admin_page.locator("#id_groups_helptext").scroll_into_view_if_needed()
+    shoot(admin_page, "orders-user-groups-hint")
