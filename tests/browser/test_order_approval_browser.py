@@ -139,7 +139,7 @@ def test_an_approver_finds_held_orders_at_home_rejects_one_with_confirmation_and
     expect(page.locator("#hub-held-orders")).to_contain_text("No order waits for approval.")
     page.goto("/admin/orders/order/")
     expect(page.locator("#result_list tbody tr")).to_have_count(0)  # the approver's list: awaiting approval
-    page.click("#changelist-filter a[href=\"?approval=all\"]")
+    page.click('#changelist-filter a[href="?approval=all"]')
     expect(page.locator("#result_list .order-state")).to_have_text(["Cancelled", "Exported", "Exported"])
     expect(page.locator("#result_list")).to_contain_text("900.00 EUR")
     shoot(page, "orders-list-approver")
