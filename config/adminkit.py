@@ -1,5 +1,5 @@
-"""Admin pieces shared by every app: read-only records and inlines, counted deletes, links, permission checks,
-write-only secrets and the fields that only impex.change_locations sets."""
+"""Admin pieces shared by every app: read-only records and inlines, counted deletes, links, permission checks and
+refusals that name the permission missing, write-only secrets and the fields that only impex.change_locations sets."""
 
 from collections import Counter
 
@@ -7,6 +7,8 @@ from django import forms
 from django.contrib import admin
 from django.contrib.admin.views.main import ChangeList
 from django.contrib.auth import get_permission_codename
+from django.contrib.auth.models import Group, Permission
+from django.core.exceptions import PermissionDenied
 from django.db import router
 from django.db.models.deletion import Collector
 from django.forms.models import BaseInlineFormSet
@@ -46,6 +48,35 @@ def permission_check(perm: str):
         return request.user.has_perm(perm)
 
     return has_permission
+
+
+def permission_groups(perm: str) -> tuple[str, list[str]]:
+    """Return the name of a permission ("app_label.codename") and the names of the groups that give it."""
+    app_label, _, codename = perm.partition(".")
+    found = Permission.objects.filter(content_type__app_label=app_label, codename=codename).first()
+    if found is None:
+        return perm, []
+    return found.name, list(Group.objects.filter(permissions=found).order_by("name").values_list("name", flat=True))
+
+
+def permission_missing_text(perm: str, *, to: str = "") -> str:
+    """Say which permission a user lacks (to do what) and how to get it: the groups that give it, if any."""
+    name, groups = permission_groups(perm)
+    need = f"You need the permission '{name}' ({perm})" + (f" to {to}" if to else "")
+    if not groups:
+        return f"{need}; ask an administrator to give it to you."
+    if len(groups) == 1:
+        return f"{need}; ask an administrator to add you to the '{groups[0]}' group, which gives it."
+    listed = ", ".join(f"'{group}'" for group in groups)
+    return f"{need}; ask an administrator to add you to one of the groups that give it: {listed}."
+
+
+class PermissionMissing(PermissionDenied):
+    """A refusal for want of one permission: the 403 page says which, and which groups give it."""
+
+    def __init__(self, perm: str, *, to: str = ""):
+        self.permission = perm
+        super().__init__(permission_missing_text(perm, to=to))
 
 
 # SPEC 13: the folders, URLs and hosts the hub reads from, writes to or calls are set with this permission only.

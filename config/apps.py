@@ -9,12 +9,13 @@ from config.startup import admin_deferred
 
 @functools.cache
 def admin_load() -> None:
-    """Import every app's admin module and make django-q2's pages superusers-only; once per process (called at
-    start, or by config.urls when its module is first imported)."""
+    """Import every app's admin module, make django-q2's pages superusers-only and give the user page the hint of the
+    hub's groups; once per process (called at start, or by config.urls when its module is first imported)."""
     from django.contrib import admin
 
     admin.autodiscover()
     admin.site.restrict_to_superusers()
+    admin.site.use_hub_user_admin()
 
 
 class HubAdminConfig(AdminConfig):

@@ -30,6 +30,9 @@ def favicon(request):
     return HttpResponse(_favicon(), content_type="image/x-icon")
 
 
+# A refusal answers 403 with the admin's look, naming the permission missing when it is known.
+handler403 = "config.adminsite.permission_denied"
+
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("favicon.ico", favicon),

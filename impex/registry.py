@@ -98,6 +98,8 @@ registry: dict[str, Any] = {
     "sync_logs": None,
     # impex.choices.ProblemKind -> the function that builds a problem's mail (problem=, to=) or None
     "problem_mails": {},
+    # name -> the dotted path of a function that gives a home page panel's context (home_panel_register)
+    "home_panels": {},
 }
 
 
@@ -145,3 +147,22 @@ def problem_mail_of(kind: str) -> Callable | None:
     """Return the function that builds the mail of a kind of problem, None for the usual mail."""
     path = registry["problem_mails"].get(kind)
     return import_string(path) if path else None
+
+
+def home_panel_register(name: str, context: str) -> None:
+    """Add a panel to the home page: context names a function (a dotted path, imported when first needed) whose
+    context(request) returns None (nothing for this user) or what templates/admin/hub_panels.html shows: a dict of
+    id, title, count, columns, rows (each a list of (text, url) cells, url "" for none), more (rows not shown),
+    url and link (the list behind the panel) and empty (what to say with no rows)."""
+    # Keyed by name: registering a panel again (ready() run twice) replaces it.
+    registry["home_panels"][name] = context
+
+
+def home_panels(request) -> list[dict]:
+    """Return the contexts of the panels registered for the home page that this request's user may see."""
+    shown = []
+    for path in registry["home_panels"].values():
+        panel = import_string(path)(request)
+        if panel is not None:
+            shown.append(panel)
+    return shown

@@ -11,7 +11,6 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.utils import unquote
-from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Exists, IntegerField, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 from django.forms.models import construct_instance
@@ -29,16 +28,19 @@ from config.adminkit import (
     AuditRecordAdmin,
     CountedChangeList,
     LocationFieldsAdminMixin,
+    PermissionMissing,
     ReadOnlyInline,
     WriteOnlySecretAdminMixin,
     WriteOnlySecretForm,
     https_formfield,
     permission_check,
+    permission_missing_text,
 )
 from impex.models import DataDescriptor
 from orders import resources
-from orders.choices import ExporterKind, ExportRunStatus, FlagStatus, OrderState, OrderTransition
+from orders.choices import ExporterKind, FlagStatus, OrderState, OrderTransition
 from orders.exceptions import OrderError
+from orders.formats import money, when
 from orders.models import (
     Exporter,
     FeedEvent,
@@ -49,6 +51,7 @@ from orders.models import (
     Shipment,
     TransitionFlag,
 )
+from orders.selectors import held_reasons, order_lines, order_sent, order_timeline, orders_held
 from orders.services import (
     REASON_MAX_LENGTH,
     deliveries_due_now,
@@ -67,6 +70,8 @@ APPROVE_PERMISSION = "orders.approve_order"
 CANCEL_PERMISSION = "orders.cancel_order"
 # Retrying sends an order on again along its chain: whoever may change orders may ask for it.
 RETRY_PERMISSION = "orders.change_order"
+# What each permission of the orders list's actions is (has_<name>_permission), to name the one a refusal misses.
+ACTION_PERMISSIONS = {"approve": APPROVE_PERMISSION, "cancel": CANCEL_PERMISSION, "retry_export": RETRY_PERMISSION}
 # Receivers' answers are shown with exporter runs to who may change exporters (where orders are sent) only.
 ANSWERS_PERMISSION = "orders.change_exporter"
 ERROR_SHOWN = 60
@@ -264,13 +269,6 @@ DECISIONS = {
 }
 
 
-class OrderLineInline(ReadOnlyInline):
-    model = OrderLine
-    fields = ("line_no", "variant", "quantity", "unit_price", "shipped_at")
-    readonly_fields = fields
-    ordering = ("line_no",)
-
-
 class ShipmentInline(ReadOnlyInline):
     model = Shipment
     fields = ("shipment_id", "carrier", "tracking_number", "shipped_at", "line_nos")
@@ -285,11 +283,10 @@ class OrderAdmin(SyncedEntityAdmin):
     change_form_template = "admin/orders/order/change_form.html"
     list_display = (
         "order_id",
-        "order_date",
+        "order_date_shown",
         "customer",
-        "currency",
-        "total",
-        "state",
+        "total_shown",
+        "state_badge",
         "flags_display",
         "connection",
     )
@@ -297,7 +294,8 @@ class OrderAdmin(SyncedEntityAdmin):
     search_fields = ("order_id", "customer__customer_id", "customer__email", "ship_to_name")
     list_select_related = ("customer", "connection")
     date_hierarchy = "order_date"
-    inlines = (OrderLineInline, ShipmentInline)
+    # The lines are the page's own table (with their products and amounts), above the record's fields.
+    inlines = (ShipmentInline,)
     actions = ("approve_held", "reject_held", "cancel_selected", "retry_failed_exports", "retry_waiting_now")
     fieldsets = (
         (
@@ -306,11 +304,11 @@ class OrderAdmin(SyncedEntityAdmin):
                 "fields": (
                     "order_id",
                     "customer",
-                    "order_date",
+                    "order_date_shown",
                     "currency",
-                    "total",
+                    "total_shown",
                     "state",
-                    "state_changed_at",
+                    "state_changed_shown",
                     "status",
                     "version",
                 )
@@ -331,16 +329,65 @@ class OrderAdmin(SyncedEntityAdmin):
                 )
             },
         ),
-        ("Sync", {"fields": ("connection", "created_at", "updated_at")}),
+        ("Sync", {"fields": ("connection", "created_shown", "updated_shown")}),
     )
-    readonly_fields = ("connection", "created_at", "updated_at", "state", "state_changed_at", "status", "version")
+    readonly_fields = (
+        "connection",
+        "created_shown",
+        "updated_shown",
+        "order_date_shown",
+        "total_shown",
+        "state",
+        "state_changed_shown",
+        "status",
+        "version",
+    )
 
     has_approve_permission = permission_check(APPROVE_PERMISSION)
     has_cancel_permission = permission_check(CANCEL_PERMISSION)
     has_retry_export_permission = permission_check(RETRY_PERMISSION)
 
+    class Media:
+        css = {"all": ["orders/admin.css"]}
+
     def get_changelist(self, request, **kwargs):
         return OrderChangeList
+
+    # Whoever may approve sees the orders to decide on (their lines and timeline), with or without view_order.
+
+    def has_view_permission(self, request, obj=None):
+        return super().has_view_permission(request, obj) or self.has_approve_permission(request)
+
+    def has_module_permission(self, request):
+        return super().has_module_permission(request) or self.has_approve_permission(request)
+
+    def has_descriptor_export_permission(self, request) -> bool:
+        # Downloads stay with the view permission itself (SPEC 13), not with what approving shows.
+        return super().has_descriptor_export_permission(request) and request.user.has_perm("orders.view_order")
+
+    @admin.display(description="order date", ordering="order_date")
+    def order_date_shown(self, obj):
+        return when(obj.order_date)
+
+    @admin.display(description="total", ordering="total")
+    def total_shown(self, obj):
+        return money(obj.total, obj.currency)
+
+    @admin.display(description="state", ordering="state")
+    def state_badge(self, obj):
+        return format_html('<span class="order-state order-state-{}">{}</span>', obj.state, obj.get_state_display())
+
+    @admin.display(description="state changed at", ordering="state_changed_at")
+    def state_changed_shown(self, obj):
+        return when(obj.state_changed_at)
+
+    @admin.display(description="created at", ordering="created_at")
+    def created_shown(self, obj):
+        return when(obj.created_at)
+
+    @admin.display(description="updated at", ordering="updated_at")
+    def updated_shown(self, obj):
+        return when(obj.updated_at)
 
     @admin.display(description="export flags")
     def flags_display(self, obj):
@@ -364,13 +411,17 @@ class OrderAdmin(SyncedEntityAdmin):
         # An action the user may not run is refused outright, not answered with "No action selected".
         if request.method == "POST":
             for name in request.POST.getlist("action"):
-                if name in self.actions and not self._may_run(request, name):
-                    raise PermissionDenied
+                missing = self._missing(request, name) if name in self.actions else None
+                if missing:
+                    raise PermissionMissing(missing, to=f'run "{getattr(self, name).short_description}"')
         return super().changelist_view(request, extra_context)
 
-    def _may_run(self, request, action: str) -> bool:
-        perms = getattr(getattr(self, action), "allowed_permissions", ())
-        return all(getattr(self, f"has_{perm}_permission")(request) for perm in perms)
+    def _missing(self, request, action: str) -> str | None:
+        """Return the permission the user lacks to run the action, None if they may."""
+        for perm in getattr(getattr(self, action), "allowed_permissions", ()):
+            if not getattr(self, f"has_{perm}_permission")(request):
+                return ACTION_PERMISSIONS[perm]
+        return None
 
     def _chosen(self, request, queryset) -> list[Order]:
         """The orders the user ticked: all of them, even those the list's filter no longer shows (they are skipped
@@ -461,10 +512,11 @@ class OrderAdmin(SyncedEntityAdmin):
             "action": action,
             "post_url": post_url,
             "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
-            "held_runs": held_runs_by_order([order.pk for order in orders]),
         }
+        reasons = held_reasons(order.pk for order in orders)
         for order in orders:
-            order.held_message = context["held_runs"].get(order.pk, "")
+            order.held_message = reasons.get(order.pk, "")
+            order.total_text = money(order.total, order.currency)
         return TemplateResponse(request, "admin/orders/order/decide.html", context)
 
     @admin.action(description="Cancel selected orders", permissions=["cancel"])
@@ -513,6 +565,8 @@ class OrderAdmin(SyncedEntityAdmin):
 
     def _cancel_page(self, request, *, orders, skipped, form, action="", post_url=""):
         """The page that asks the reason of a cancellation before it is made."""
+        for order in orders:
+            order.total_text = money(order.total, order.currency)
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
@@ -584,10 +638,12 @@ class OrderAdmin(SyncedEntityAdmin):
         ]
         return own + super().get_urls()
 
-    def _order_for(self, request, object_id, *, may) -> Order:
+    def _order_for(self, request, object_id, *, perm: str, to: str) -> Order:
         """The order of a button's view, once the server has checked the user may view it and press the button."""
-        if not (self.has_view_permission(request) and may(request)):
-            raise PermissionDenied
+        if not self.has_view_permission(request):
+            raise PermissionMissing("orders.view_order", to="see orders")
+        if not request.user.has_perm(perm):
+            raise PermissionMissing(perm, to=to)
         order = self.get_object(request, unquote(object_id))
         if order is None:
             raise Http404("No such order.")
@@ -606,7 +662,7 @@ class OrderAdmin(SyncedEntityAdmin):
 
     def _decision_view(self, request, object_id, *, decision: str):
         transition, past = DECISIONS[decision].transition, DECISIONS[decision].past
-        order = self._order_for(request, object_id, may=self.has_approve_permission)
+        order = self._order_for(request, object_id, perm=APPROVE_PERMISSION, to="approve or reject held orders")
         refusal = transition_refusal(order=order, transition=transition)
         if refusal:
             self.message_user(request, f"Nothing was {past}: {refusal}.", messages.ERROR)
@@ -626,7 +682,7 @@ class OrderAdmin(SyncedEntityAdmin):
 
     def cancel_view(self, request, object_id):
         """Cancel the order with a reason (POST, orders.cancel_order); a GET shows the page that asks for it."""
-        order = self._order_for(request, object_id, may=self.has_cancel_permission)
+        order = self._order_for(request, object_id, perm=CANCEL_PERMISSION, to="cancel orders")
         if order.state in CANCEL_ENDED:
             self._report_not_cancelled(request, [order])
             return self._back(order)
@@ -644,7 +700,7 @@ class OrderAdmin(SyncedEntityAdmin):
 
     def retry_flag_view(self, request, object_id, flag_id: int):
         """Try a failed flag's exporter again now (POST, orders.change_order)."""
-        order = self._order_for(request, object_id, may=self.has_retry_export_permission)
+        order = self._order_for(request, object_id, perm=RETRY_PERMISSION, to="retry exports")
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
         flag = get_object_or_404(OrderFlag, pk=flag_id, order=order)
@@ -680,66 +736,56 @@ class OrderAdmin(SyncedEntityAdmin):
         return super().change_view(request, object_id, form_url, extra_context={**extra, **(extra_context or {})})
 
 
-def held_runs_by_order(order_ids) -> dict[int, str]:
-    """Return, by order, the message of the latest run that held it (why it waits for approval)."""
-    held = {}
-    runs = OrderExportRun.objects.filter(order_id__in=order_ids, status=ExportRunStatus.HELD)
-    for order_id, message in runs.order_by("started_at", "pk").values_list("order_id", "message"):
-        held[order_id] = message
-    return held
+def customer_summary(request, order: Order) -> dict:
+    """Say who ordered: the customer's id, name, e-mail, whether inactive, and a link for who may view customers."""
+    customer = order.customer
+    name = " ".join(part for part in (customer.first_name, customer.last_name) if part)
+    return {
+        "customer": customer,
+        "name": ", ".join(part for part in (name, customer.company_name) if part),
+        "url": reverse("admin:syncapp_customer_change", args=[customer.pk])
+        if request.user.has_perm("syncapp.view_customer")
+        else "",
+    }
 
 
-def order_timeline(order: Order) -> list[dict]:
-    """Every timeline row of the order and every exporter run on it, merged in time order."""
-    rows = []
-    for event in order.events.select_related("user").order_by("at", "pk"):
-        rows.append(
-            {
-                "at": event.at,
-                "order": (event.at, 0, event.pk),
-                "kind": "event",
-                "event": event,
-                "label": event.get_kind_display(),
-                "flag": event.flag,
-                "who": event.user.get_username() if event.user else event.by,
-                "message": event.message,
-            }
-        )
-    for run in order.export_runs.order_by("started_at", "pk"):
-        rows.append(
-            {
-                "at": run.started_at,
-                "order": (run.started_at, 1, run.pk),
-                "kind": "run",
-                "run": run,
-                "label": f"run {run.get_status_display()}",
-                "flag": run.flag,
-                "who": run.worker,
-                "message": run.message,
-            }
-        )
-    rows.sort(key=lambda row: row["order"])
-    return rows
-
-
-def order_sent(order: Order) -> list[OrderExportRun]:
-    """Return the runs that sent the order somewhere (not a gate's decisions), newest first: which exporter, for which
-    flag, when, which version and state."""
-    return list(
-        order.export_runs.filter(status=ExportRunStatus.DONE)
-        .exclude(exporter__kind=ExporterKind.APPROVAL)
-        .order_by("-finished_at", "-pk")
-    )
+def lines_summary(order: Order) -> dict:
+    """The order's lines as the page's table shows them: product, quantity, unit price and amount in its currency."""
+    lines, count = order_lines(order)
+    rows = [
+        {
+            "line": line,
+            "product": line.variant.product.title,
+            "unit_price": money(line.unit_price, order.currency, code=False),
+            "amount": money(line.quantity * line.unit_price, order.currency, code=False),
+        }
+        for line in lines
+    ]
+    whole = len(lines) == count
+    return {
+        "lines": rows,
+        "lines_count": count,
+        "lines_total": money(sum(line.quantity * line.unit_price for line in lines), order.currency) if whole else "",
+    }
 
 
 def order_page_context(request, order: Order, *, may_decide: bool, may_retry: bool) -> dict:
-    """Gather what an order's page shows besides its fields: the approval box, the flags now and the timeline."""
+    """Gather what an order's page shows above its record: its state and why it is held, who ordered and the total,
+    the lines, the decision (Approve, Reject) or what it takes, the timeline, the flags now and who sent it."""
     held = order.state == OrderState.ON_HOLD
     flags = list(order.flags.select_related("exporter").order_by("set_at", "pk"))
+    timeline = order_timeline(order)
+    transitions = [row for row in timeline if row["kind"] == "event" and row["event"].transition]
     return {
+        "order": order,
         "order_held": held,
-        "held_message": held_runs_by_order([order.pk]).get(order.pk, "") if held else "",
+        "order_total": money(order.total, order.currency),
+        "held_message": held_reasons([order.pk]).get(order.pk, "") if held else "",
+        "last_transition": transitions[-1] if transitions else None,
+        "customer_summary": customer_summary(request, order),
+        **lines_summary(order),
         "may_decide": may_decide and held,
+        "decide_refusal": "" if may_decide else permission_missing_text(APPROVE_PERMISSION, to="approve or reject it"),
         "approve_url": reverse("admin:orders_order_approve", args=[order.pk]),
         "reject_url": reverse("admin:orders_order_reject", args=[order.pk]),
         "reason_max_length": REASON_MAX_LENGTH,
@@ -753,10 +799,40 @@ def order_page_context(request, order: Order, *, may_decide: bool, may_retry: bo
             for flag in flags
         ],
         "order_sent": order_sent(order),
-        "timeline": order_timeline(order),
+        "timeline": timeline,
         "may_see_exporters": request.user.has_perm("orders.view_exporter")
         or request.user.has_perm("orders.change_exporter"),
         "may_see_answers": request.user.has_perm(ANSWERS_PERMISSION),
+    }
+
+
+HELD_SHOWN = 5
+
+
+def held_orders_panel(request) -> dict | None:
+    """The home page's "Held orders (N)" for whoever may approve: the orders that have waited longest, and why."""
+    if not request.user.has_perm(APPROVE_PERMISSION):
+        return None
+    count, oldest = orders_held(limit=HELD_SHOWN)
+    return {
+        "id": "hub-held-orders",
+        "title": "Held orders",
+        "count": count,
+        "columns": ["Order", "Customer", "Total", "Held since", "Why held"],
+        "rows": [
+            [
+                (order.order_id, reverse("admin:orders_order_change", args=[order.pk])),
+                (order.customer.customer_id, ""),
+                (money(order.total, order.currency), ""),
+                (when(order.state_changed_at), ""),
+                (order.held_reason or "-", ""),
+            ]
+            for order in oldest
+        ],
+        "more": count - len(oldest),
+        "url": reverse("admin:orders_order_changelist") + "?approval=awaiting",
+        "link": "All held orders",
+        "empty": "No order waits for approval.",
     }
 
 

@@ -1,8 +1,8 @@
-"""App config of orders: registers its entities, exporter kinds, schedules and demo with the layers below."""
+"""App config of orders: registers its entities, exporter kinds, schedules, demo and home page panel below."""
 
 from django.apps import AppConfig
 
-from impex.registry import DemoPart, demo_register, schedule_register
+from impex.registry import DemoPart, demo_register, home_panel_register, schedule_register
 
 
 class OrdersConfig(AppConfig):
@@ -24,4 +24,5 @@ class OrdersConfig(AppConfig):
             name="push flagged orders through their exporters", func="orders.tasks.orders_export", minutes=1
         )
         schedule_register(name="apply order update feed events", func="orders.tasks.orders_feed", minutes=1)
+        home_panel_register("held orders", "orders.admin.held_orders_panel")
         demo_register(DemoPart(name="orders", title="Orders", set_up=demo.demo_chain_set_up, run=demo.demo_chain_run))

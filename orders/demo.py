@@ -34,17 +34,22 @@ class DemoChain:
     approvers_group: str
 
 
+def approvers_group_save() -> Group:
+    """Create the approvers group if missing (migration orders 0012 makes it too) and give it what approvers need."""
+    group, _ = Group.objects.get_or_create(name=APPROVERS)
+    group.permissions.add(
+        *Permission.objects.filter(content_type__app_label="orders", codename__in=APPROVER_PERMISSIONS)
+    )
+    return group
+
+
 @transaction.atomic
 def demo_chain_save() -> DemoChain:
     """Create the demo exporters and the approvers group if missing; never change ones an admin edited."""
     created = {}
     for spec in DEMO_EXPORTERS:
         _, created[spec["code"]] = Exporter.objects.get_or_create(code=spec["code"], defaults=spec)
-    group, _ = Group.objects.get_or_create(name=APPROVERS)
-    group.permissions.add(
-        *Permission.objects.filter(content_type__app_label="orders", codename__in=APPROVER_PERMISSIONS)
-    )
-    return DemoChain(exporters=created, approvers_group=group.name)
+    return DemoChain(exporters=created, approvers_group=approvers_group_save().name)
 
 
 def demo_chain_run() -> dict[str, str]:

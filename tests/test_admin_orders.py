@@ -8,6 +8,7 @@ from django.contrib.messages import get_messages
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from impex.models import DataDescriptor
 from impex.services.queue import queue_claim, queue_finish
@@ -248,10 +249,17 @@ def test_an_approver_sees_the_buttons_on_a_held_order_only(approver, shop):
     held = approver.get(admin_url(Order, "change", shop["O-1"].pk))
     confirmed = approver.get(admin_url(Order, "change", shop["O-2"].pk))
 
-    assert 'id="approve-form"' in held.text and 'id="reject-form"' in held.text
-    assert f'action="{admin_url(Order, "reject", shop["O-1"].pk)}"' in held.text
+    assert 'id="approve-form"' in held.text
+    assert f'action="{admin_url(Order, "approve", shop["O-1"].pk)}"' in held.text
+    # Reject is no one-click form on the order's page: it leads to the page that confirms it (and asks the reason).
+    assert (
+        f'<a href="{admin_url(Order, "reject", shop["O-1"].pk)}" class="button order-reject" id="reject-button">'
+        in (held.text)
+    )
+    assert f'action="{admin_url(Order, "reject", shop["O-1"].pk)}"' not in held.text
     assert 'name="reason"' in held.text
     assert 'id="approve-form"' not in confirmed.text and "Waiting for approval" not in confirmed.text
+    assert 'id="reject-button"' not in confirmed.text
 
 
 def test_approving_a_held_order_confirms_it_and_sets_the_next_flag(approver, shop, django_user_model):
@@ -312,7 +320,7 @@ def test_rejecting_from_the_list_cancels_and_records_who_when_and_why(approver, 
     event = held.events.get(transition="reject")
     assert (event.user.username, event.message, event.to_state) == ("ann", "customer on the blacklist", "cancelled")
     timeline = text_of(approver.get(admin_url(Order, "change", held.pk)).text)
-    assert f"{event.at:%Y-%m-%d %H:%M:%S}" in timeline
+    assert f"{timezone.localtime(event.at):%Y-%m-%d %H:%M}" in timeline
     assert "ann Reject: On hold → Cancelled customer on the blacklist" in timeline
     assert "customer on the blacklist" in timeline
 

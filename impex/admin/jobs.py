@@ -31,6 +31,7 @@ from config.adminkit import (
     INLINE_ROW_LIMIT,
     AuditRecordAdmin,
     FirstRowsInlineFormSet,
+    PermissionMissing,
     ReadOnlyInline,
     changelist_link,
     format_duration,
@@ -271,7 +272,7 @@ class ImportJobAdmin(AuditRecordAdmin):
 
     def _require_run_import(self, request) -> None:
         if not request.user.has_perm("impex.run_import"):
-            raise PermissionDenied
+            raise PermissionMissing("impex.run_import", to="upload files and run imports")
 
     def upload_view(self, request):
         """The "Upload and import" page: a file or zip for an import group; the job is queued, never run here."""

@@ -3,6 +3,7 @@
 from orders.choices import ExporterKind as Kind
 from orders.choices import ExportRunStatus, OrderTransition
 from orders.exporters.base import ExporterKind, Outcome
+from orders.formats import money
 from orders.services import order_transition
 
 
@@ -13,9 +14,8 @@ class ApprovalGate(ExporterKind):
     def run(self, *, order, exporter, flag) -> Outcome:
         reasons = []
         if exporter.min_total is not None and order.total >= exporter.min_total:
-            reasons.append(
-                f"its total {order.total.normalize():f} {order.currency} is at least {exporter.min_total.normalize():f}"
-            )
+            minimum = money(exporter.min_total, order.currency)
+            reasons.append(f"its total {money(order.total, order.currency)} is at least {minimum}")
         if not order.customer.active:
             reasons.append(f"customer {order.customer.customer_id} is inactive")
         if not reasons:

@@ -88,7 +88,7 @@ def test_the_whole_chain_approval_webhook_file_end_to_end(tmp_path, kore_connect
     assert set(runs[0]) == {"order", "exporter", "status", "message"}
     assert states() == {"O1": "exported", "O2": "on_hold", "O3": "on_hold"}
     held = {r["order"]: r["message"] for r in runs if r["status"] == "held"}
-    assert "total 900 EUR is at least 500" in held["O2"]
+    assert "its total 900.00 EUR is at least 500.00 EUR" in held["O2"]
     assert "customer CU9 is inactive" in held["O3"]
     # The webhook: one POST, signed with the secret over the exact body, with the flag's event id.
     (post,) = receiver.received
