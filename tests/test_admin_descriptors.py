@@ -287,7 +287,7 @@ def test_a_sample_shows_its_rows_as_the_descriptor_reads_them_and_writes_nothing
     assert [row.row for row in sample.rows] == [2, 3, 4, 5, 6]
     assert [cell.text for cell in sample.rows[0].cells[:4]] == ["Ann", "Archer", "ann@example.com", "Archer Ltd"]
     assert len(sample.rows[0].cells) == 4 and sample.ignored == SHOP_HEADER[4:]
-    assert sample.rows[1].cells[2].error == "a value is required"
+    assert sample.rows[1].cells[2].error == "Email is the key: a value is required"
     assert sample.rows[3].problems == ["duplicate key ann@example.com in this file (first at row 2)"]
     assert [row.refused for row in sample.rows] == [False, True, False, True, False]
     assert "5 rows: 2 would be refused" in " ".join(response.text.split())

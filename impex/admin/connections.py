@@ -35,6 +35,7 @@ from config.adminkit import (
     changelist_link,
     permission_check,
 )
+from impex.admin.connection_form import ConnectionForm
 from impex.admin.jobs import UploadLinkMixin
 from impex.choices import (
     FileStatus,
@@ -87,6 +88,7 @@ class ConnectionAdmin(UploadLinkMixin, LocationFieldsAdminMixin, CountedDeleteMi
     for attention: files waiting or held, files rejected lately, open sync errors; all in the page's few queries.
     """
 
+    form = ConnectionForm
     location_keys_on_change = ("code",)
     upload_parameter = "connection"
     change_form_template = "admin/impex/connection/change_form.html"
@@ -307,7 +309,8 @@ class ConnectionAdmin(UploadLinkMixin, LocationFieldsAdminMixin, CountedDeleteMi
     def save_model(self, request, obj, form, change):
         # Only what the admin changed is written: the rest may have moved since the page was opened.
         if change:
-            obj.save(update_fields=[*form.changed_data, "updated_at"])
+            # The import groups are the groups' own field, saved with the form's relations (ConnectionForm).
+            obj.save(update_fields=[*(name for name in form.changed_data if name != "groups"), "updated_at"])
         else:
             obj.save()
         schedules_sync_on_commit()
@@ -349,7 +352,7 @@ class ConnectionAdmin(UploadLinkMixin, LocationFieldsAdminMixin, CountedDeleteMi
             connection_delete(connection=conn, confirm=True)
 
     fieldsets = (
-        (None, {"fields": ("code", "name", "convention", "company_name", "integration_id", "active")}),
+        (None, {"fields": ("code", "name", "convention", "company_name", "integration_id", "groups", "active")}),
         (
             "Inbox and schedule",
             {"fields": ("inbox", "scan_enabled", "interval_minutes", "scan_cron", "timezone", "contacts")},

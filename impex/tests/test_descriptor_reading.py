@@ -181,7 +181,7 @@ def test_the_shop_customers_file_is_imported_keyed_by_e_mail(shop_group, tmp_pat
     assert result["descriptor"] == "SHOP_CUSTOMERS"
     assert counts(result) == {"created": 3, "updated": 0, "unchanged": 0, "retired": 0, "failed": 2}
     assert [(e["row"], e["column"], e["message"]) for e in result["errors"]] == [
-        (3, "Email", "a value is required"),
+        (3, "Email", "Email is the key: a value is required"),
         (5, "Email", "duplicate key ann@example.com in this file (first at row 2)"),
     ]
     assert sorted(Customer.objects.values_list("customer_id", "email", "first_name", "last_name", "company_name")) == [
