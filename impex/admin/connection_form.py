@@ -26,7 +26,8 @@ class ConnectionForm(forms.ModelForm):
 
     class Meta:
         model = Connection
-        fields = "__all__"
+        # Every field a person edits: the admin's fieldsets choose which the page shows.
+        fields = [f.name for f in Connection._meta.concrete_fields if f.editable and not f.primary_key]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

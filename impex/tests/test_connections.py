@@ -380,7 +380,8 @@ def test_creating_a_connection_needs_its_convention(db):
         call_command("impex_connection", "kore-erp", "--integration", "INT1", stdout=io.StringIO())
 
     assert str(refused.value) == (
-        "connection kore-erp not saved:\n  --convention: A new connection needs its naming convention (bspk, kore or patterns)."
+        "connection kore-erp not saved:\n  --convention: "
+        "A new connection needs its naming convention (bspk, kore or patterns)."
     )
     assert not Connection.objects.exists()
 
