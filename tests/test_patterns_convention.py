@@ -32,6 +32,7 @@ from impex.services.connections import connection_save
 from impex.services.jobs import NameRefused, name_match
 from impex.tasks import import_job_run
 from impex.tests.helpers import bspk_name, counts, file_named, inbox_of, kore_name, only_file, run_import
+from impex.tests.test_connections import form_data
 from syncapp.models import Customer
 from tests.shop import SHOP_PATTERN, shop_columns, shop_row, write_shop_file
 
@@ -104,28 +105,29 @@ def test_a_name_parses_to_the_one_descriptor_whose_pattern_matches_it():
     )
 
 
-def test_a_name_no_pattern_matches_is_refused_naming_the_expected_patterns():
+@pytest.mark.parametrize(
+    "name, patterns, message",
+    [
+        (
+            "clients.csv",
+            {"SHOP_ORDERS": "orders_export*.csv", "SHOP_CUSTOMERS": "customers_export*.csv"},
+            "clients.csv: matches none of the expected file patterns: "
+            "customers_export*.csv (SHOP_CUSTOMERS), orders_export*.csv (SHOP_ORDERS)",
+        ),
+        (
+            "customers_export.csv",
+            {"SHOP_CUSTOMERS": "customers_export*.csv", "SHOP_ANY": "*.csv"},
+            "customers_export.csv: matches the file patterns of several descriptors "
+            "(*.csv (SHOP_ANY), customers_export*.csv (SHOP_CUSTOMERS)): make the patterns tell them apart",
+        ),
+    ],
+    ids=["no pattern matches", "two patterns match"],
+)
+def test_a_name_is_refused_unless_exactly_one_pattern_matches_it(name, patterns, message):
     with pytest.raises(FileNameError) as refused:
-        naming.parse_patterns(
-            "clients.csv", patterns={"SHOP_ORDERS": "orders_export*.csv", "SHOP_CUSTOMERS": "customers_export*.csv"}
-        )
+        naming.parse_patterns(name, patterns=patterns)
 
-    assert str(refused.value) == (
-        "clients.csv: matches none of the expected file patterns: "
-        "customers_export*.csv (SHOP_CUSTOMERS), orders_export*.csv (SHOP_ORDERS)"
-    )
-
-
-def test_a_name_two_patterns_match_is_refused_not_guessed():
-    with pytest.raises(FileNameError) as refused:
-        naming.parse_patterns(
-            "customers_export.csv", patterns={"SHOP_CUSTOMERS": "customers_export*.csv", "SHOP_ANY": "*.csv"}
-        )
-
-    assert str(refused.value) == (
-        "customers_export.csv: matches the file patterns of several descriptors "
-        "(*.csv (SHOP_ANY), customers_export*.csv (SHOP_CUSTOMERS)): make the patterns tell them apart"
-    )
+    assert str(refused.value) == message
 
 
 def test_a_connection_with_no_file_pattern_says_so():
@@ -421,24 +423,8 @@ def test_impex_connection_refuses_an_export_group_or_another_connections_group(s
 
 
 def connection_form(**values) -> dict:
-    data = {
-        "code": "shop",
-        "name": "Shop platform",
-        "convention": "patterns",
-        "company_name": "",
-        "integration_id": "",
-        "active": "on",
-        "inbox": "",
-        "interval_minutes": "5",
-        "timezone": "UTC",
-        "contacts": "",
-        "next_expected_sequence": "",
-        "sequence_wait_alert_minutes": "60",
-        "full_window_start": "",
-        "full_window_end": "",
-    }
-    data.update(values)
-    return data
+    """The admin form of a patterns connection shop, with the given values (groups: a list of group ids)."""
+    return {**form_data(code="shop", name="Shop platform", convention="patterns"), **values}
 
 
 def test_the_admin_refuses_a_patterns_connection_without_an_import_group(admin_client, shop_group):

@@ -363,6 +363,11 @@ class ConnectionAdmin(UploadLinkMixin, LocationFieldsAdminMixin, CountedDeleteMi
         ("Activity", {"fields": ("activity", "created_at", "updated_at")}),
     )
 
+    @admin.display(description="Import groups")
+    def groups(self, obj):
+        """Show the import groups read-only (to those who may only view), as the form's field names them."""
+        return ", ".join(g.code for g in obj.import_groups()) or "-"
+
     @admin.display(description="records")
     def activity(self, obj):
         if obj.pk is None:

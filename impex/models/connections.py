@@ -135,11 +135,9 @@ class Connection(LocationFieldsMixin, models.Model):
 
     def import_groups(self):
         """Return the import groups of this connection: a patterns connection's file names match their descriptors."""
-        from impex.models.descriptors import DataGroup  # descriptors.py imports this module
-
         if self.pk is None:
-            return DataGroup.objects.none()
-        return DataGroup.objects.filter(connection=self, direction=GroupDirection.IMPORT).order_by("code")
+            return self._meta.get_field("groups").related_model.objects.none()  # no relation to follow yet
+        return self.groups.filter(direction=GroupDirection.IMPORT).order_by("code")
 
     def groups_errors(self, groups) -> list[str]:
         """Check the import groups a connection is to have (a patterns connection needs one, with file patterns)."""
