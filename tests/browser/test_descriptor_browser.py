@@ -89,7 +89,7 @@ def test_an_admin_makes_the_shop_descriptor_tries_it_and_the_file_imports(admin_
         "dee@example.com",
     ]
     assert sorted(RowError.objects.values_list("row", "message")) == [
-        (3, "a value is required"),
+        (3, "Email is the key: a value is required"),
         (5, "duplicate key ann@example.com in this file (first at row 2)"),
     ]
     assert page.failed_responses == []
