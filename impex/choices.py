@@ -6,6 +6,7 @@ from django.db import models
 class Convention(models.TextChoices):
     BSPK = "bspk", "BSPK (TYPE_VERSION_Company_YYYYMMDDHHMM.csv)"
     KORE = "kore", "Kore ({source}_{sequence}_{integration}_{API}.{mode})"
+    PATTERNS = "patterns", "Patterns (names matched by the file patterns of its import groups' descriptors)"
 
 
 class FileFormat(models.TextChoices):

@@ -1,7 +1,8 @@
-"""Parse import file names of the BSPK and Kore conventions strictly (SPEC section 3)."""
+"""Parse import file names of the BSPK, Kore and patterns conventions strictly (SPEC section 3)."""
 
+import fnmatch
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import PurePosixPath
@@ -11,7 +12,8 @@ from impex.exceptions import FileNameError
 
 BSPK = "bspk"
 KORE = "kore"
-CONVENTIONS = (BSPK, KORE)
+PATTERNS = "patterns"
+CONVENTIONS = (BSPK, KORE, PATTERNS)
 
 BSPK_VERSION = "V2"
 BSPK_EXTENSION = ".csv"
@@ -19,6 +21,8 @@ BSPK_MODE = "DELTA"
 BSPK_SHAPE = "TYPE_VERSION_CompanyName_YYYYMMDDHHMM.csv"
 KORE_MODES = ("FULL", "NET")
 KORE_SHAPE = "{source}_{sequence}_{integration}_{API}.{mode}"
+# A third-party export carries no mode: its rows are upserted, like a BSPK delta.
+PATTERNS_MODE = "DELTA"
 
 _VERSION = re.compile(r"V[0-9]+")
 _COMPANY = re.compile(r"[A-Z][A-Za-z0-9]*")
@@ -126,6 +130,30 @@ def parse_kore(name: str, *, known_types: Collection[str], integration: str | No
     )
 
 
+def parse_patterns(name: str, *, patterns: Mapping[str, str]) -> ParsedName:
+    """Parse a third-party name by file patterns (descriptor code -> glob): exactly one pattern must match it.
+
+    The name carries no company, timestamp or sequence: its order key is empty, and files of this convention go in
+    by arrival, then precedence (SPEC sections 3 and 4). Two patterns matching one name is refused, never guessed.
+    """
+    name = base_name(name)
+    globs = {code: pattern for code, pattern in patterns.items() if pattern}
+    matching = sorted(code for code, pattern in globs.items() if fnmatch.fnmatchcase(name, pattern))
+    if not matching:
+        if not globs:
+            _fail(name, "no descriptor of the connection's import groups has a file pattern to match it")
+        _fail(name, f"matches none of the expected file patterns: {describe_patterns(globs)}")
+    if len(matching) > 1:
+        both = describe_patterns({code: globs[code] for code in matching})
+        _fail(name, f"matches the file patterns of several descriptors ({both}): make the patterns tell them apart")
+    return ParsedName(name=name, convention=PATTERNS, type_code=matching[0], order_key="", mode=PATTERNS_MODE)
+
+
+def describe_patterns(patterns: Mapping[str, str]) -> str:
+    """List file patterns for a message: `customers_export*.csv (SHOP_CUSTOMERS), ...`."""
+    return ", ".join(f"{pattern} ({code})" for code, pattern in sorted(patterns.items()))
+
+
 def parse_file_name(
     name: str,
     *,
@@ -133,12 +161,16 @@ def parse_file_name(
     known_types: Collection[str],
     company: str | None = None,
     integration: str | None = None,
+    patterns: Mapping[str, str] | None = None,
 ) -> ParsedName:
-    """Parse a file name by the connection's naming convention."""
+    """Parse a file name by the connection's naming convention (patterns: descriptor code -> glob, for PATTERNS)."""
     if convention == BSPK:
         return parse_bspk(name, known_types=known_types, company=company)
     if convention == KORE:
         return parse_kore(name, known_types=known_types, integration=integration)
+    if convention == PATTERNS:
+        known = {code: pattern for code, pattern in (patterns or {}).items() if code in known_types}
+        return parse_patterns(name, patterns=known)
     raise FileNameError(
         f"{base_name(name)}: unknown naming convention '{convention}' (known: {', '.join(CONVENTIONS)})"
     )

@@ -250,8 +250,10 @@ _STATE_SQL = (
 
 
 def _sort_key(f: ImportFile):
+    """Order files by their names' order key, then precedence (SPEC section 4); a name that carries no order (the
+    patterns convention) goes by arrival: its upload or scan, then precedence, then the order it came in."""
     precedence = f.descriptor.precedence if f.descriptor else 0
-    return (f.order_key, precedence, f.name, f.pk)
+    return (f.order_key, precedence, f.name if f.order_key else "", f.pk)
 
 
 def _resume_key(f: ImportFile):

@@ -48,12 +48,14 @@ EXPECTED_DESCRIPTORS = {
     "ERP_0000005_INT1_KS_SHIPMENTS.NET": "KS_SHIPMENTS",
     # Imported after the first export pass: O-2003 amended, O-2005 cancelled.
     "ERP_0000006_INT1_KS_ORDERS.NET": "KS_ORDERS",
+    # The shop platform's own name, read by the patterns connection shop.
+    "customers_export_1.csv": "SHOP_CUSTOMERS",
 }
 EXPECTED_ROWS = {
     SpecialOrder: 5,
     SpecialOrderLineItem: 8,
     SpecialOrderEvent: 10,
-    Customer: 10,
+    Customer: 13,
     Product: 4,
     ProductVariant: 8,
     StockLevel: 10,
@@ -119,6 +121,13 @@ def test_demo_imports_every_sample_file(impex_root):
     assert "\n" in SpecialOrder.objects.get(special_order_id="SO-1004").description
     assert "Réparation — 修理" in SpecialOrder.objects.get(special_order_id="SO-1003").description
     assert Customer.objects.get(customer_id="C-1007").parent.customer_id == "C-1010"
+    shop = Customer.objects.filter(connection__code="shop")
+    assert sorted(shop.values_list("customer_id", "company_name")) == [
+        ("ada@shop.co", "Analytical Ltd"),
+        ("alan@shop.co", "Bletchley & Co"),
+        ("grace@shop.co", ""),
+    ]
+    assert Connection.objects.get(code="shop").convention == "patterns"
 
     # One amended and one cancelled order, each sent again by the exporter that had sent it; one open problem.
     assert payload["orders"] == {
@@ -164,7 +173,7 @@ def test_demo_twice_imports_nothing_the_second_time_and_says_so():
     payload, text = run_demo()
 
     assert payload["jobs"] == []
-    assert ImportJob.objects.count() == jobs == 3
+    assert ImportJob.objects.count() == jobs == 4
     assert snapshot() == before
     acme, kore = (first["connections"][0]["job"], first["connections"][1]["job"])
     assert f"acme-pos: the 3 sample files were imported before (job #{acme}); nothing to do" in text
@@ -175,8 +184,9 @@ def test_demo_twice_imports_nothing_the_second_time_and_says_so():
     assert [(c["code"], c["job"], len(c["imported_before"])) for c in payload["connections"]] == [
         ("acme-pos", None, 3),
         ("kore-erp", None, 9),
+        ("shop", None, 1),
     ]
-    assert Connection.objects.count() == 2
+    assert Connection.objects.count() == 3
     assert can_log_in(PASSWORD)
 
 

@@ -24,17 +24,21 @@ from django.utils import timezone
 from impex.models import (
     Connection,
     ConnectionState,
+    DataGroup,
     ImportChunk,
     ImportedFileName,
     ImportEvent,
     ImportFile,
     ImportJob,
 )
+from impex.services.connections import connection_save
 from impex.services.jobs import job_create
 from impex.services.lifecycle import job_enqueue
 from impex.services.sql import database_url
-from impex.tests.helpers import customer_row, lapse, process_env, run_import, write_kore
+from impex.tests.helpers import aged, customer_row, inbox_of, lapse, process_env, run_import, write_kore
 from syncapp.models import Customer
+from tests.shop import shop_row, write_shop_file
+from tests.test_patterns_convention import shop_descriptor
 
 pytestmark = [
     pytest.mark.skipif(
@@ -561,3 +565,74 @@ def test_a_cluster_killed_mid_full_file_taken_over_from_a_waiting_job_resumes_it
     assert ended, cluster.output()[-6000:]
     imported_once(full, job, kore_connection, tmp_path)
     assert job.events.filter(kind="requeued", message__contains="ran out").exists()
+
+
+# -- a patterns connection's names are imported once, whatever runs at once ---------------------------------------
+
+SHOP_ROWS = 3000
+
+
+@pytest.fixture
+def shop(builtin_installed):
+    """A shop platform: a patterns connection whose import group holds its customers layout."""
+    group = DataGroup.objects.create(code="shop-import", name="Shop platform", direction="import")
+    group.descriptors.add(shop_descriptor())
+    conn, _ = connection_save(code="shop", convention="patterns", groups=["shop-import"])
+    return conn
+
+
+def shop_files(folder) -> list[Path]:
+    """Three exports: everyone, then two that change some of them (the names carry no order: they arrive so)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    people = range(SHOP_ROWS)
+    return [
+        write_shop_file(folder, f"customers_export_{n}.csv", [shop_row(first, "P", f"p{i}@example.com") for i in ids])
+        for n, first, ids in ((1, "First", people), (2, "Second", people[0::3]), (3, "Third", people[1::3]))
+    ]
+
+
+def shop_first_names() -> dict:
+    return {f"p{i}@example.com": ("Second", "Third", "First")[i % 3] for i in range(SHOP_ROWS)}
+
+
+def run_at_once(commands: list[tuple], tmp_path) -> list[tuple[int, dict, str]]:
+    """Start manage.py commands at once; return each one's exit code, last JSON line and output once all ended."""
+    logs = [tmp_path / f"run-{n}.log" for n in range(len(commands))]
+    handles = [open(log, "wb") for log in logs]
+    runs = [manage(*command, env=process_env(), log=handle) for command, handle in zip(commands, handles, strict=True)]
+    for run in runs:
+        run.wait(timeout=600)
+    for handle in handles:
+        handle.close()
+    return [(run.returncode, last_json(log), log.read_text()) for run, log in zip(runs, logs, strict=True)]
+
+
+def test_two_imports_racing_on_copies_of_the_same_shop_files_import_each_name_once(shop, tmp_path):
+    commands = [("impex_import", *shop_files(tmp_path / c), "--connection", "shop", "--json") for c in ("a", "b")]
+
+    results = run_at_once(commands, tmp_path)
+
+    assert [code for code, _, _ in results] == [0, 0], "\n".join(text for _, _, text in results)
+    statuses: dict[str, list[str]] = {}
+    for _, report, _ in results:
+        for f in report["files"]:
+            statuses.setdefault(f["name"], []).append(f["status"])
+    assert {name: sorted(s) for name, s in statuses.items()} == {
+        f"customers_export_{n}.csv": ["duplicate", "imported"] for n in (1, 2, 3)
+    }
+    assert dict(Customer.objects.values_list("email", "first_name")) == shop_first_names()
+    assert set(Customer.objects.values_list("connection__code", flat=True)) == {"shop"}
+    assert ImportedFileName.objects.filter(connection=shop).count() == 3
+
+
+def test_two_scans_of_a_patterns_inbox_at_once_take_and_import_each_file_once(shop, tmp_path):
+    for path in shop_files(inbox_of(shop)):
+        aged(path)
+
+    results = run_at_once([("impex_scan", "--connection", "shop", "--json")] * 2, tmp_path)
+
+    assert [code for code, _, _ in results] == [0, 0], "\n".join(text for _, _, text in results)
+    imported = ImportFile.objects.filter(connection=shop, status="imported")
+    assert sorted(imported.values_list("name", flat=True)) == [f"customers_export_{n}.csv" for n in (1, 2, 3)]
+    assert not ImportFile.objects.filter(connection=shop).exclude(status="imported").exists()
+    assert dict(Customer.objects.values_list("email", "first_name")) == shop_first_names()

@@ -35,6 +35,7 @@ from config.adminkit import (
     changelist_link,
     permission_check,
 )
+from impex.admin.connection_form import ConnectionForm
 from impex.admin.jobs import UploadLinkMixin
 from impex.admin.tokens import ConnectionTokensAdminMixin
 from impex.choices import (
@@ -90,6 +91,7 @@ class ConnectionAdmin(
     for attention: files waiting or held, files rejected lately, open sync errors; all in the page's few queries.
     """
 
+    form = ConnectionForm
     location_keys_on_change = ("code",)
     upload_parameter = "connection"
     change_form_template = "admin/impex/connection/change_form.html"
@@ -310,7 +312,8 @@ class ConnectionAdmin(
     def save_model(self, request, obj, form, change):
         # Only what the admin changed is written: the rest may have moved since the page was opened.
         if change:
-            obj.save(update_fields=[*form.changed_data, "updated_at"])
+            # The import groups are the groups' own field, saved with the form's relations (ConnectionForm).
+            obj.save(update_fields=[*(name for name in form.changed_data if name != "groups"), "updated_at"])
         else:
             obj.save()
         schedules_sync_on_commit()
@@ -352,7 +355,7 @@ class ConnectionAdmin(
             connection_delete(connection=conn, confirm=True)
 
     fieldsets = (
-        (None, {"fields": ("code", "name", "convention", "company_name", "integration_id", "active")}),
+        (None, {"fields": ("code", "name", "convention", "company_name", "integration_id", "groups", "active")}),
         (
             "Inbox and schedule",
             {"fields": ("inbox", "scan_enabled", "interval_minutes", "scan_cron", "timezone", "contacts")},
@@ -362,6 +365,11 @@ class ConnectionAdmin(
         ("Full refresh window", {"fields": ("full_window_start", "full_window_end")}),
         ("Activity", {"fields": ("activity", "created_at", "updated_at")}),
     )
+
+    @admin.display(description="Import groups")
+    def groups(self, obj):
+        """Show the import groups read-only (to those who may only view), as the form's field names them."""
+        return ", ".join(g.code for g in obj.import_groups()) or "-"
 
     @admin.display(description="records")
     def activity(self, obj):

@@ -1,9 +1,10 @@
-"""The demo data set: two connections, their sample files in their inboxes, an admin login, scanned at once."""
+"""The demo data set: three connections, their sample files in their inboxes, an admin login, scanned at once."""
 
 import hashlib
 import os
 import secrets
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
+from impex.demo.shop import SHOP_GROUP, shop_layout_save
 from impex.models import Connection, ImportedFileName
 from impex.selectors import job_report
 from impex.services.connections import connection_save
@@ -48,6 +50,8 @@ class DemoConnection:
     # Sent after the first orders went out (impex_demo imports them after one export pass): a cancellation and an
     # amendment of exported orders, which the exporters then send again.
     later_files: tuple[str, ...] = ()
+    # Sets up what the connection needs first (a third-party layout and its import group).
+    layout: Callable[[], None] | None = None
 
 
 DEMO_CONNECTIONS = (
@@ -80,6 +84,13 @@ DEMO_CONNECTIONS = (
             "ERP_0000005_INT1_KS_SHIPMENTS.NET",
         ),
         later_files=("ERP_0000006_INT1_KS_ORDERS.NET",),
+    ),
+    # A shop platform names its exports its own way: the patterns convention, by its import group's file patterns.
+    DemoConnection(
+        code="shop",
+        settings={"convention": "patterns", "groups": [SHOP_GROUP]},
+        files=("customers_export_1.csv",),
+        layout=shop_layout_save,
     ),
 )
 
@@ -165,6 +176,8 @@ def demo_connection_save(*, demo: DemoConnection) -> tuple[Connection, bool]:
     """Create or update a demo connection and fill its local inbox with the sample files and a README."""
     inbox = demo_inbox(demo.code)
     inbox.mkdir(parents=True, exist_ok=True)
+    if demo.layout is not None:
+        demo.layout()
     conn, created = connection_save(code=demo.code, inbox=str(inbox), **demo.settings)
     _samples_copy(connection=conn, files=demo.files)
     readme = INBOX_README.format(code=conn.code, convention=conn.convention, interval=conn.interval_minutes)

@@ -8,9 +8,7 @@ from django.db import models
 from django.utils import timezone
 
 from impex import naming
-from impex.choices import (
-    Convention,
-)
+from impex.choices import Convention, GroupDirection
 from impex.models.validation import LOCATION_RULES, LocationFieldsMixin, cron_errors
 
 
@@ -21,10 +19,16 @@ class Connection(LocationFieldsMixin, models.Model):
     name = models.CharField(max_length=200, blank=True, default="")
     convention = models.CharField(max_length=10, choices=Convention.choices)
     company_name = models.CharField(
-        max_length=100, blank=True, default="", help_text="BSPK: CamelCase company name in file names."
+        max_length=100,
+        blank=True,
+        default="",
+        help_text="BSPK: CamelCase company name in file names. Not used by Kore or patterns connections.",
     )
     integration_id = models.CharField(
-        max_length=100, blank=True, default="", help_text="Kore: integration id in file names."
+        max_length=100,
+        blank=True,
+        default="",
+        help_text="Kore: integration id in file names. Not used by BSPK or patterns connections.",
     )
     inbox = models.CharField(
         max_length=500,
@@ -128,6 +132,39 @@ class Connection(LocationFieldsMixin, models.Model):
     @property
     def contact_list(self) -> list[str]:
         return [c.strip() for c in self.contacts.replace(";", ",").split(",") if c.strip()]
+
+    def import_groups(self):
+        """Return the import groups of this connection: a patterns connection's file names match their descriptors."""
+        if self.pk is None:
+            return self._meta.get_field("groups").related_model.objects.none()  # no relation to follow yet
+        return self.groups.filter(direction=GroupDirection.IMPORT).order_by("code")
+
+    def groups_errors(self, groups) -> list[str]:
+        """Check the import groups a connection is to have (a patterns connection needs one, with file patterns)."""
+        errors = []
+        for group in groups:
+            if group.direction != GroupDirection.IMPORT:
+                errors.append(f"{group.code} is an export group: a connection's file names match import groups only.")
+            elif group.connection_id not in (None, self.pk):
+                errors.append(
+                    f"The group {group.code} belongs to the connection {group.connection}: "
+                    "a group's files come from one connection. Take it off that connection first."
+                )
+        if self.convention != Convention.PATTERNS or errors:
+            return errors
+        if not groups:
+            return [
+                "A patterns connection needs at least one import group: its descriptors' file patterns say "
+                "which file names the connection imports."
+            ]
+        patterned = [g for g in groups if any(d.file_pattern and not d.export_only for d in g.descriptors.all())]
+        if not patterned:
+            codes = ", ".join(g.code for g in groups)
+            return [
+                f"No descriptor of {codes} has a file pattern, so no file name could match: give the descriptors "
+                "their file patterns (e.g. customers_export*.csv), or choose another group."
+            ]
+        return []
 
     def clean(self):
         """Check what a connection needs to receive files: the admin, impex_connection and services rely on it."""

@@ -147,6 +147,7 @@ def compile_descriptor(descriptor, *, tz: str = "UTC") -> CompiledDescriptor:
     zone = ZoneInfo(tz or "UTC")
     words = boolean_words(descriptor)
     columns: dict[str, Column] = {}
+    key_size = sum(1 for c in declared if c.is_key and not c.ignored)
     for col in (c for c in declared if not c.ignored):
         parent, _, field_name = col.field.rpartition(".")
         column = Column(
@@ -159,7 +160,7 @@ def compile_descriptor(descriptor, *, tz: str = "UTC") -> CompiledDescriptor:
             model_field=model_field_of(spec, col.field),
             parent=parent,
         )
-        _finish_column(column, choices=col.choices, descriptor=descriptor, zone=zone, words=words)
+        _finish_column(column, choices=col.choices, descriptor=descriptor, zone=zone, words=words, key_size=key_size)
         columns[col.name] = column
     key_columns = [c for c in columns.values() if c.is_key]
     filled = {c.field_name for c in columns.values() if not c.parent}
@@ -178,7 +179,7 @@ def compile_descriptor(descriptor, *, tz: str = "UTC") -> CompiledDescriptor:
             convert=None,
             model_field=model._meta.get_field(target),
         )
-        _finish_column(key, choices="", descriptor=descriptor, zone=zone, words=words)
+        _finish_column(key, choices="", descriptor=descriptor, zone=zone, words=words, key_size=1)
         key_columns = [key]
     key_columns.sort(key=lambda c: spec.key_fields.index(c.field_name))
     ignored = frozenset(c.name for c in declared if c.ignored)
@@ -187,7 +188,7 @@ def compile_descriptor(descriptor, *, tz: str = "UTC") -> CompiledDescriptor:
     )
 
 
-def _finish_column(column: Column, *, choices: str, descriptor, zone: ZoneInfo, words) -> None:
+def _finish_column(column: Column, *, choices: str, descriptor, zone: ZoneInfo, words, key_size: int = 1) -> None:
     """Give a compiled column its reference target, choices, empty value and converter."""
     model_field = column.model_field
     if column.kind == ColumnType.REFERENCE:
@@ -197,7 +198,7 @@ def _finish_column(column: Column, *, choices: str, descriptor, zone: ZoneInfo, 
     if not column.choices and model_field.choices and column.kind == ColumnType.CHOICE:
         column.choices = tuple(str(v) for v, _ in model_field.choices)
     column.default = _empty_value(model_field)
-    column.convert = _converter(column, descriptor=descriptor, zone=zone, words=words)
+    column.convert = _converter(column, descriptor=descriptor, zone=zone, words=words, key_size=key_size)
 
 
 def _empty_value(model_field: models.Field):
@@ -221,20 +222,26 @@ def _bounds(model_field: models.Field) -> tuple[int | None, int | None]:
     return lo, hi
 
 
-def _converter(column: Column, *, descriptor, zone: ZoneInfo, words: tuple[list[str], list[str]] | None):
-    """Build the function that turns one cell into a value or raises RowError."""
+def _converter(
+    column: Column, *, descriptor, zone: ZoneInfo, words: tuple[list[str], list[str]] | None, key_size: int = 1
+):
+    """Build the function that turns one cell into a value or raises RowError (key_size: how many columns the key
+    has, for the message of a key cell left empty)."""
     name = column.name
     kind = column.kind
     required = column.required
     empty = column.default
     field = column.model_field
 
-    # An empty key names no record: say which column is the key (a third-party file keyed by e-mail).
-    required_message = f"{name} is the key: a value is required" if column.is_key else "a value is required"
+    # A key column's message names it as the user knows it (its header), and says why the value cannot be left out.
+    the_key = "the key" if key_size == 1 else "part of the key"
+    needed = f"{name} is {the_key}: a value is required" if column.is_key else "a value is required"
 
     def missing(raw):
-        if required or (empty is None and not field.null and kind != ColumnType.REFERENCE):
-            raise RowError(required_message, column=name, value=raw)
+        if required:
+            raise RowError(needed, column=name, value=raw)
+        if empty is None and not field.null and kind != ColumnType.REFERENCE:
+            raise RowError(needed, column=name, value=raw)
         return empty
 
     control = _CONTROL.search

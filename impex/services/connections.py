@@ -4,8 +4,9 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.template.defaultfilters import pluralize
 
+from impex.choices import GroupDirection
 from impex.exceptions import ConnectionDeleteRefused, ConnectionInvalid
-from impex.models import Connection
+from impex.models import Connection, DataGroup
 from impex.services.schedules import schedules_sync_on_commit
 
 
@@ -25,13 +26,20 @@ def connection_save(
     archive_folder: str | None = None,
     error_folder: str | None = None,
     outbox: str | None = None,
+    groups: list[str] | None = None,
 ) -> tuple[Connection, bool]:
-    """Create the connection or update the fields given; return it and whether it was created."""
+    """Create the connection or update the fields given; return it and whether it was created.
+
+    groups: the codes of its import groups (all of them: the others it had are let go); a patterns connection's
+    file names are matched by their descriptors' file patterns.
+    """
     conn = Connection.objects.select_for_update().filter(code=code).first()
     created = conn is None
     if created:
         if not convention:
-            raise ConnectionInvalid({"convention": ["A new connection needs its naming convention (bspk or kore)."]})
+            raise ConnectionInvalid(
+                {"convention": ["A new connection needs its naming convention (bspk, kore or patterns)."]}
+            )
         conn = Connection(code=code, name=code)
     for name, value in (
         ("convention", convention),
@@ -49,13 +57,44 @@ def connection_save(
     ):
         if value is not None:
             setattr(conn, name, value)
+    errors = {}
     try:
         conn.full_clean()
     except ValidationError as exc:
-        raise ConnectionInvalid(exc.message_dict) from exc
+        errors = exc.message_dict
+    chosen = _groups_named(groups, errors=errors) if groups is not None else list(conn.import_groups())
+    if not errors:
+        group_errors = conn.groups_errors(chosen)
+        if group_errors:
+            errors = {"groups": group_errors}
+    if errors:
+        raise ConnectionInvalid(errors)
     conn.save()
+    if groups is not None:
+        connection_groups_set(connection=conn, groups=chosen)
     schedules_sync_on_commit()
     return conn, created
+
+
+def _groups_named(codes: list[str], *, errors: dict) -> list[DataGroup]:
+    """Return the groups of these codes, adding to errors the codes no group has."""
+    found = {g.code: g for g in DataGroup.objects.filter(code__in=codes).select_related("connection")}
+    unknown = [code for code in codes if code not in found]
+    if unknown:
+        known = (
+            DataGroup.objects.filter(direction=GroupDirection.IMPORT).order_by("code").values_list("code", flat=True)
+        )
+        errors.setdefault("groups", []).append(
+            f"no group is called {', '.join(unknown)} (import groups: {', '.join(known) or 'none'})"
+        )
+    return [found[code] for code in dict.fromkeys(codes) if code in found]
+
+
+def connection_groups_set(*, connection: Connection, groups: list[DataGroup]) -> None:
+    """Make these the connection's import groups: each is given the connection, and its other import groups let go."""
+    chosen = [g.pk for g in groups]
+    connection.import_groups().exclude(pk__in=chosen).update(connection=None)
+    DataGroup.objects.filter(pk__in=chosen).update(connection=connection)
 
 
 def connection_delete_check(*, connection: Connection, confirm: bool) -> int:

@@ -323,7 +323,7 @@ def _settled(
             for f in InboxFile.objects.filter(connection=connection, status__in=[InboxStatus.SEEN, InboxStatus.CLAIMED])
         }
         unchanged = []
-        for name, stored in sorted(listed.items()):
+        for name, stored in sorted(listed.items(), key=_arrival):
             f = known.get(name)
             if f is None:
                 f = _first_look(connection=connection, name=name, stored=stored, worker=worker)
@@ -358,6 +358,17 @@ def _settled(
             else:
                 settled.append(f)
     return settled
+
+
+def _arrival(item: tuple[str, StoredFile]) -> tuple:
+    """Order a listing as the files arrived: by modification time (those without one last), then by name.
+
+    The files first seen in one look are recorded in this order, and a scan takes files in the order they were seen,
+    which is the order of a patterns connection's files (their names carry none, SPEC section 3).
+    """
+    name, stored = item
+    modified = stored.modified
+    return (modified is None, modified.timestamp() if modified is not None else 0.0, name)
 
 
 def _same_look(size: int, modified, other_size: int, other_modified) -> bool:
@@ -399,7 +410,7 @@ def _take(
     would cost more than the copies on one local disk); the originals leave the inbox only after that.
     """
     job = None
-    ordered = sorted(files, key=lambda f: f.name)
+    ordered = sorted(files, key=lambda f: (f.first_seen, f.pk))  # as seen: the job's files keep that order
     for first in range(0, len(ordered), TAKE_BATCH):
         batch = _claim(ordered[first : first + TAKE_BATCH], worker=worker)
         if not batch:

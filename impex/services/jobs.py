@@ -1,6 +1,7 @@
 """Create import jobs from files and zips, unpack zips, match each file to its connection and descriptor."""
 
 import fnmatch
+from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
@@ -8,7 +9,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from impex import naming
-from impex.choices import FileKind, FileStatus, JobSource, Mode
+from impex.choices import FileKind, FileStatus, GroupDirection, JobSource, Mode
 from impex.exceptions import ArchiveError, FileNameError, FileRejected, LocationRefused
 from impex.models import (
     Connection,
@@ -183,16 +184,19 @@ def archive_unpack(archive: ImportFile, *, job: ImportJob, worker: str = "") -> 
 
 
 def candidate_descriptors(*, connection: Connection, group: DataGroup | None) -> list[DataDescriptor]:
-    """Return the descriptors a file of this connection may be matched to."""
+    """Return the descriptors a file of this connection may be matched to (a patterns connection's: its groups')."""
     if group is not None:
         qs = group.descriptors.all()
+    elif connection.convention == naming.PATTERNS:
+        qs = DataDescriptor.objects.filter(groups__in=connection.import_groups()).distinct()
     else:
         qs = DataDescriptor.objects.filter(convention__in=[connection.convention, ""])
     return list(qs.prefetch_related("columns"))
 
 
 def find_connection(name: str, *, cache: dict | None = None) -> Connection:
-    """Find the connection a file name belongs to by the company or integration id it carries.
+    """Find the connection a file name belongs to by the company or integration id it carries, or else by the one
+    patterns connection whose file patterns match it.
 
     cache: a dict the caller keeps across the files of a job, where what is looked up is read once.
     """
@@ -232,10 +236,156 @@ def find_connection(name: str, *, cache: dict | None = None) -> Connection:
                 f"{name}: no connection has the integration id '{integration}' (create one with impex_connection)"
             )
         return conn
+    patterned = once(("patterns",), _patterns_connections)
+    matching = [conn for conn, globs in patterned if any(fnmatch.fnmatchcase(name, g) for g in globs)]
+    if len(matching) == 1:
+        return matching[0]
+    if matching:
+        codes = ", ".join(sorted(conn.code for conn in matching))
+        raise FileRejected(
+            f"{name}: the file patterns of several patterns connections match it ({codes}): "
+            "pass the connection (--connection)"
+        )
     raise FileRejected(
         f"{name}: the name follows neither the BSPK convention ({naming.BSPK_SHAPE}) "
-        f"nor the Kore convention ({naming.KORE_SHAPE})"
+        f"nor the Kore convention ({naming.KORE_SHAPE}), and no patterns connection's file pattern matches it"
     )
+
+
+def _patterns_connections() -> list[tuple[Connection, set[str]]]:
+    """Return each patterns connection with the file patterns of its import groups' descriptors."""
+    rows = DataGroup.objects.filter(
+        connection__convention=naming.PATTERNS, direction=GroupDirection.IMPORT
+    ).values_list("connection_id", "descriptors__file_pattern", "descriptors__export_only")
+    globs: dict[int, set[str]] = {}
+    for connection_id, pattern, export_only in rows:
+        if pattern and not export_only:
+            globs.setdefault(connection_id, set()).add(pattern)
+    connections = Connection.objects.in_bulk(list(globs))
+    return [(connections[pk], globs[pk]) for pk in sorted(globs)]
+
+
+@dataclass(frozen=True)
+class NameMatch:
+    """What a file's name says once matched: its connection (None: a group's pattern, no connection), descriptor,
+    mode, and its place in the order (empty for a name that carries none: it goes by arrival)."""
+
+    connection: Connection | None
+    descriptor: DataDescriptor
+    mode: str
+    order_key: str = ""
+    sequence: int | None = None
+
+
+class NameRefused(FileRejected):
+    """A file name that no descriptor claims or that breaks its connection's convention.
+
+    connection: the connection the file was found to come from (for its error folder), None if none was.
+    """
+
+    def __init__(self, message: str, *, connection: Connection | None = None):
+        super().__init__(message)
+        self.connection = connection
+
+
+def name_match(
+    *,
+    name: str,
+    connection: Connection | None = None,
+    group: DataGroup | None = None,
+    cache: dict | None = None,
+) -> NameMatch:
+    """Match a file name to its connection and descriptor by any convention (SPEC section 3); raise NameRefused
+    with the reason a person can act on.
+
+    connection: where the file comes from (None: the group's connection, else the one its name carries);
+    group: the import group whose descriptors it may match (None: the connection's). Reads only: the upload form
+    asks it before a job exists, the runner for each file of a job. cache: a dict kept across the files of a job.
+    """
+    name = naming.base_name(name)
+    conn = connection
+    if conn is None and group is not None and group.connection_id:
+        conn = group.connection
+    if conn is None or conn.convention != naming.PATTERNS:
+        try:
+            claimed = descriptor_claiming(name=name, group=group, cache=cache)
+        except FileRejected as exc:
+            raise NameRefused(str(exc), connection=conn) from exc
+        if claimed is not None:
+            # Claimed by its pattern: no name parts to check, no order key; upserted like a delta.
+            return NameMatch(connection=conn, descriptor=claimed, mode=Mode.DELTA)
+    if conn is None:
+        try:
+            conn = find_connection(name, cache=cache)
+        except FileRejected as exc:
+            raise NameRefused(str(exc)) from exc
+    key = (conn.pk, group.pk if group is not None else None)
+    if cache is None or key not in cache:
+        descriptors = candidate_descriptors(connection=conn, group=group)
+        if cache is not None:
+            cache[key] = descriptors
+    else:
+        descriptors = cache[key]
+    known = {d.code: d for d in descriptors}
+    try:
+        parsed = naming.parse_file_name(
+            name,
+            convention=conn.convention,
+            known_types=known.keys(),
+            company=conn.company_name or None,
+            integration=conn.integration_id or None,
+            patterns={d.code: d.file_pattern for d in descriptors if not d.export_only},
+        )
+    except FileNameError as exc:
+        if group is not None and conn.convention != naming.PATTERNS:
+            exc = _not_in_group(name, connection=conn, group=group, known=known) or exc
+        raise NameRefused(str(exc), connection=conn) from exc
+    descriptor = known[parsed.type_code]
+    if descriptor.export_only:
+        raise NameRefused(
+            f"{name}: {descriptor.code} is a layout the hub writes for other systems, not one it imports",
+            connection=conn,
+        )
+    if descriptor.file_pattern and not fnmatch.fnmatchcase(name, descriptor.file_pattern):
+        raise NameRefused(
+            f"{name}: does not match the pattern {descriptor.file_pattern} of {descriptor.code}", connection=conn
+        )
+    return NameMatch(
+        connection=conn,
+        descriptor=descriptor,
+        mode=parsed.mode,
+        order_key=parsed.order_key,
+        sequence=parsed.sequence,
+    )
+
+
+def expected_names(*, connection: Connection | None = None, group: DataGroup | None = None) -> dict[str, str]:
+    """Say which file names a connection or group expects: descriptor code -> the shape or pattern of its names.
+
+    The connection is the one given, else the group's; without either, a group's descriptors say their own
+    convention's shape. Reads only (the upload page shows it beside the group).
+    """
+    conn = connection or (group.connection if group is not None and group.connection_id else None)
+    if conn is None and group is None:
+        return {}
+    descriptors = (
+        candidate_descriptors(connection=conn, group=group) if conn is not None else list(group.descriptors.all())
+    )
+    convention = conn.convention if conn is not None else None
+    names = {}
+    for d in sorted(descriptors, key=lambda d: (d.precedence, d.code)):
+        if d.export_only:
+            continue
+        kind = convention if convention == naming.PATTERNS or not d.convention else d.convention
+        if kind == naming.BSPK:
+            company = conn.company_name if conn is not None and conn.company_name else "CompanyName"
+            names[d.code] = f"{d.code}_{naming.BSPK_VERSION}_{company}_YYYYMMDDHHMM{naming.BSPK_EXTENSION}"
+        elif kind == naming.KORE:
+            integration = conn.integration_id if conn is not None and conn.integration_id else "{integration}"
+            names[d.code] = f"{{source}}_{{sequence}}_{integration}_{d.code}.{'|'.join(naming.KORE_MODES)}"
+        elif d.file_pattern:
+            names[d.code] = d.file_pattern
+    return names
 
 
 MATCH_FIELDS = ["connection_id", "descriptor_id", "mode", "order_key", "sequence"]
@@ -251,56 +401,16 @@ def file_match(
     keeps across files, where each connection's (and group's) descriptors are read once. save=False: the caller
     writes the MATCH_FIELDS of many files at once.
     """
-    name = import_file.name
-    conn = import_file.connection
-    if conn is None and group is not None and group.connection_id:
-        conn = group.connection
-    claimed = descriptor_claiming(name=name, group=group, cache=candidates)
-    if claimed is not None:
-        # Claimed by its pattern: no name parts to check, no order key; upserted like a delta.
-        import_file.connection = conn
-        import_file.descriptor = claimed
-        import_file.mode = Mode.DELTA
-        if save:
-            import_file.save(update_fields=["connection", "descriptor", "mode"])
-        return
-    if conn is None:
-        conn = find_connection(name, cache=candidates)
-    key = (conn.pk, group.pk if group is not None else None)
-    if candidates is None or key not in candidates:
-        descriptors = candidate_descriptors(connection=conn, group=group)
-        if candidates is not None:
-            candidates[key] = descriptors
-    else:
-        descriptors = candidates[key]
-    known = {d.code: d for d in descriptors}
     try:
-        parsed = naming.parse_file_name(
-            name,
-            convention=conn.convention,
-            known_types=known.keys(),
-            company=conn.company_name or None,
-            integration=conn.integration_id or None,
-        )
-    except FileNameError as exc:
-        import_file.connection = conn
-        if group is not None:
-            exc = _not_in_group(name, connection=conn, group=group, known=known) or exc
-        raise FileRejected(str(exc)) from exc
-    descriptor = known[parsed.type_code]
-    if descriptor.export_only:
-        import_file.connection = conn
-        raise FileRejected(
-            f"{name}: {descriptor.code} is a layout the hub writes for other systems, not one it imports"
-        )
-    if descriptor.file_pattern and not fnmatch.fnmatchcase(name, descriptor.file_pattern):
-        import_file.connection = conn
-        raise FileRejected(f"{name}: does not match the pattern {descriptor.file_pattern} of {descriptor.code}")
-    import_file.connection = conn
-    import_file.descriptor = descriptor
-    import_file.mode = parsed.mode
-    import_file.order_key = parsed.order_key
-    import_file.sequence = parsed.sequence
+        match = name_match(name=import_file.name, connection=import_file.connection, group=group, cache=candidates)
+    except NameRefused as exc:
+        import_file.connection = exc.connection or import_file.connection
+        raise
+    import_file.connection = match.connection
+    import_file.descriptor = match.descriptor
+    import_file.mode = match.mode
+    import_file.order_key = match.order_key
+    import_file.sequence = match.sequence
     if save:
         import_file.save(update_fields=["connection", "descriptor", "mode", "order_key", "sequence"])
 

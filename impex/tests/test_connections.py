@@ -380,7 +380,8 @@ def test_creating_a_connection_needs_its_convention(db):
         call_command("impex_connection", "kore-erp", "--integration", "INT1", stdout=io.StringIO())
 
     assert str(refused.value) == (
-        "connection kore-erp not saved:\n  --convention: A new connection needs its naming convention (bspk or kore)."
+        "connection kore-erp not saved:\n  --convention: "
+        "A new connection needs its naming convention (bspk, kore or patterns)."
     )
     assert not Connection.objects.exists()
 
@@ -405,6 +406,7 @@ def test_an_update_changes_one_setting_without_repeating_the_convention(kore_con
         "archive": "",
         "error_folder": "",
         "outbox": "",
+        "groups": [],
     }
     kore_connection.refresh_from_db()
     assert (kore_connection.convention, kore_connection.interval_minutes) == ("kore", 15)

@@ -1447,6 +1447,7 @@ def test_impex_connection_creates_then_updates_a_connection(db):
         "archive": "",
         "error_folder": "",
         "outbox": "",
+        "groups": [],
     }
     assert updated["created"] is False
     assert (updated["integration"], updated["timezone"], updated["contacts"]) == (

@@ -25,6 +25,7 @@ OPTION_OF_FIELD = {
     "archive_folder": "--archive",
     "error_folder": "--error-folder",
     "outbox": "--outbox",
+    "groups": "--groups",
 }
 # The option keys of fields whose command-line name differs.
 OPTION_KEYS = {
@@ -48,10 +49,17 @@ class Command(BaseCommand):
         parser.add_argument(
             "--convention",
             choices=[c.value for c in Convention],
-            help="File naming convention; needed to create a connection.",
+            help="File naming convention; needed to create a connection. patterns: names matched by the file "
+            "patterns of the descriptors of its import groups (--groups), with no company or integration id.",
         )
         parser.add_argument("--company", help="BSPK: the CamelCase company name its file names carry.")
         parser.add_argument("--integration", help="Kore: the integration id its file names carry.")
+        parser.add_argument(
+            "--groups",
+            help="Codes of its import groups, separated by commas (G1,G2; '' for none): each group's files come from "
+            "this connection; a patterns connection needs at least one, whose descriptors' file patterns match its "
+            "file names. Replaces the groups it had.",
+        )
         parser.add_argument(
             "--inbox", help="Inbox: a folder path, s3://bucket/prefix or sftp://[user@]host[:port]/path."
         )
@@ -98,6 +106,7 @@ class Command(BaseCommand):
                 archive_folder=opts["archive"],
                 error_folder=opts["error_folder"],
                 outbox=opts["outbox"],
+                groups=None if opts["groups"] is None else [g.strip() for g in opts["groups"].split(",") if g.strip()],
             )
         except ConnectionInvalid as exc:
             raise CommandError(f"connection {opts['code']} not saved:{refusal(exc.errors)}") from exc
@@ -124,6 +133,7 @@ class Command(BaseCommand):
                     "archive": conn.archive_folder,
                     "error_folder": conn.error_folder,
                     "outbox": conn.outbox,
+                    "groups": [g.code for g in conn.import_groups()],
                 },
             )
 

@@ -1,4 +1,4 @@
-"""Load the demo: an admin login, two connections with sample files in their inboxes, imported now."""
+"""Load the demo: an admin login, three connections with sample files in their inboxes, imported now."""
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -21,7 +21,7 @@ COUNTS = ("created", "updated", "unchanged", "retired", "failed")
 
 
 class Command(BaseCommand):
-    help = "Load the demo data set (idempotent): admin login, connections acme-pos and kore-erp, sample files."
+    help = "Load the demo data set (idempotent): admin login, connections acme-pos, kore-erp and shop, sample files."
 
     def add_arguments(self, parser):
         password = parser.add_mutually_exclusive_group()
