@@ -37,10 +37,11 @@ from config.adminkit import (
     permission_missing_text,
 )
 from impex.models import DataDescriptor
+from impex.money import money_text
 from orders import resources
 from orders.choices import ExporterKind, FlagStatus, OrderState, OrderTransition
 from orders.exceptions import OrderError
-from orders.formats import money, when
+from orders.formats import when
 from orders.models import (
     Exporter,
     FeedEvent,
@@ -371,7 +372,7 @@ class OrderAdmin(SyncedEntityAdmin):
 
     @admin.display(description="total", ordering="total")
     def total_shown(self, obj):
-        return money(obj.total, obj.currency)
+        return money_text(obj.total, obj.currency)
 
     @admin.display(description="state", ordering="state")
     def state_badge(self, obj):
@@ -516,7 +517,7 @@ class OrderAdmin(SyncedEntityAdmin):
         reasons = held_reasons(order.pk for order in orders)
         for order in orders:
             order.held_message = reasons.get(order.pk, "")
-            order.total_text = money(order.total, order.currency)
+            order.total_text = money_text(order.total, order.currency)
         return TemplateResponse(request, "admin/orders/order/decide.html", context)
 
     @admin.action(description="Cancel selected orders", permissions=["cancel"])
@@ -566,7 +567,7 @@ class OrderAdmin(SyncedEntityAdmin):
     def _cancel_page(self, request, *, orders, skipped, form, action="", post_url=""):
         """The page that asks the reason of a cancellation before it is made."""
         for order in orders:
-            order.total_text = money(order.total, order.currency)
+            order.total_text = money_text(order.total, order.currency)
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
@@ -756,8 +757,8 @@ def lines_summary(order: Order) -> dict:
         {
             "line": line,
             "product": line.variant.product.title,
-            "unit_price": money(line.unit_price, order.currency, code=False),
-            "amount": money(line.quantity * line.unit_price, order.currency, code=False),
+            "unit_price": money_text(line.unit_price, order.currency, code=False),
+            "amount": money_text(line.quantity * line.unit_price, order.currency, code=False),
         }
         for line in lines
     ]
@@ -765,7 +766,9 @@ def lines_summary(order: Order) -> dict:
     return {
         "lines": rows,
         "lines_count": count,
-        "lines_total": money(sum(line.quantity * line.unit_price for line in lines), order.currency) if whole else "",
+        "lines_total": money_text(sum(line.quantity * line.unit_price for line in lines), order.currency)
+        if whole
+        else "",
     }
 
 
@@ -779,7 +782,7 @@ def order_page_context(request, order: Order, *, may_decide: bool, may_retry: bo
     return {
         "order": order,
         "order_held": held,
-        "order_total": money(order.total, order.currency),
+        "order_total": money_text(order.total, order.currency),
         "held_message": held_reasons([order.pk]).get(order.pk, "") if held else "",
         "last_transition": transitions[-1] if transitions else None,
         "customer_summary": customer_summary(request, order),
@@ -823,7 +826,7 @@ def held_orders_panel(request) -> dict | None:
             [
                 (order.order_id, reverse("admin:orders_order_change", args=[order.pk])),
                 (order.customer.customer_id, ""),
-                (money(order.total, order.currency), ""),
+                (money_text(order.total, order.currency), ""),
                 (when(order.state_changed_at), ""),
                 (order.held_reason or "-", ""),
             ]

@@ -29,7 +29,8 @@ from impex.models import (
     InboxFile,
 )
 from impex.services.connections import connection_save
-from impex.services.jobs import NameRefused, expected_names, name_match
+from impex.services.jobs import NameRefused, name_match
+from impex.services.uploads import upload_expected_names
 from impex.tasks import import_job_run
 from impex.tests.helpers import bspk_name, counts, file_named, inbox_of, kore_name, only_file, run_import
 from impex.tests.test_connections import form_data
@@ -161,23 +162,16 @@ def test_name_match_answers_for_every_convention_without_writing(shop, bspk_conn
     assert not ImportJob.objects.exists() and not ImportFile.objects.exists()
 
 
-def test_expected_names_give_the_shape_or_pattern_of_each_descriptor(shop, bspk_connection, kore_connection):
+def test_the_upload_page_expects_a_patterns_connection_s_files_by_their_descriptors_patterns(shop, kore_connection):
     shop_group = DataGroup.objects.get(code="shop-import")
-    assert (
-        expected_names(connection=shop)
-        == expected_names(group=shop_group)
-        == {"SHOP_CUSTOMERS": "customers_export*.csv"}
-    )
-    bspk_group = DataGroup.objects.get(code="bspk-special-orders")
-    assert expected_names(connection=bspk_connection, group=bspk_group) == {
-        "SPECIAL-ORDERS": "SPECIAL-ORDERS_V2_Acme_YYYYMMDDHHMM.csv",
-        "SPECIAL-ORDER-LINE-ITEMS": "SPECIAL-ORDER-LINE-ITEMS_V2_Acme_YYYYMMDDHHMM.csv",
-        "SPECIAL-ORDER-EVENTS": "SPECIAL-ORDER-EVENTS_V2_Acme_YYYYMMDDHHMM.csv",
+    expected = upload_expected_names(group=shop_group, connection=shop)
+    assert [str(e) for e in expected] == ["SHOP_CUSTOMERS (names matching customers_export*.csv)"]
+    kore = {
+        e.code: e
+        for e in upload_expected_names(group=DataGroup.objects.get(code="kore-inbound"), connection=kore_connection)
     }
-    kore = expected_names(connection=kore_connection)
-    assert kore["KS_ORDERS"] == "{source}_{sequence}_INT1_KS_ORDERS.FULL|NET"
+    assert kore["KS_ORDERS"].example.endswith("_INT1_KS_ORDERS.NET")
     assert "ORDER-STATUS" not in kore  # written for other systems, never imported
-    assert expected_names(group=bspk_group)["SPECIAL-ORDERS"] == "SPECIAL-ORDERS_V2_CompanyName_YYYYMMDDHHMM.csv"
 
 
 # -- the engine, through impex_import ----------------------------------------------------------------------------

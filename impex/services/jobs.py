@@ -359,35 +359,6 @@ def name_match(
     )
 
 
-def expected_names(*, connection: Connection | None = None, group: DataGroup | None = None) -> dict[str, str]:
-    """Say which file names a connection or group expects: descriptor code -> the shape or pattern of its names.
-
-    The connection is the one given, else the group's; without either, a group's descriptors say their own
-    convention's shape. Reads only (the upload page shows it beside the group).
-    """
-    conn = connection or (group.connection if group is not None and group.connection_id else None)
-    if conn is None and group is None:
-        return {}
-    descriptors = (
-        candidate_descriptors(connection=conn, group=group) if conn is not None else list(group.descriptors.all())
-    )
-    convention = conn.convention if conn is not None else None
-    names = {}
-    for d in sorted(descriptors, key=lambda d: (d.precedence, d.code)):
-        if d.export_only:
-            continue
-        kind = convention if convention == naming.PATTERNS or not d.convention else d.convention
-        if kind == naming.BSPK:
-            company = conn.company_name if conn is not None and conn.company_name else "CompanyName"
-            names[d.code] = f"{d.code}_{naming.BSPK_VERSION}_{company}_YYYYMMDDHHMM{naming.BSPK_EXTENSION}"
-        elif kind == naming.KORE:
-            integration = conn.integration_id if conn is not None and conn.integration_id else "{integration}"
-            names[d.code] = f"{{source}}_{{sequence}}_{integration}_{d.code}.{'|'.join(naming.KORE_MODES)}"
-        elif d.file_pattern:
-            names[d.code] = d.file_pattern
-    return names
-
-
 MATCH_FIELDS = ["connection_id", "descriptor_id", "mode", "order_key", "sequence"]
 
 
