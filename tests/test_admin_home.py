@@ -68,7 +68,7 @@ def test_home_shows_each_connection_with_its_last_job_waiting_files_and_open_err
     row = connection_row(response, kore_activity)
     assert f'href="{admin_url(ImportJob, "change", job.pk)}">#{job.pk}</a>' in row
     # Completed, but its file of sequence 3 still waits for sequence 2: shown waiting, in amber.
-    assert '<span class="impex-badge impex-badge-warn" data-status="waiting">waiting for sequence 2</span>' in row
+    assert '<span class="impex-badge impex-badge-warn" data-status="waiting">Waiting for sequence 2</span>' in row
     # Its files: the one imported (a created and a refused row) and the one held for the missing sequence 2.
     assert "2 files, 1 created, 1 failed" in row
     waiting = (

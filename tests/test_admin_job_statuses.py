@@ -26,7 +26,8 @@ def quiet(settings):
 def badge(word: str, label: str | None = None, tone: str | None = None) -> str:
     """The HTML of a shown status's badge."""
     tone = tone or {"completed": "ok", "completed with errors": "warn", "waiting": "warn"}.get(word, "bad")
-    return f'<span class="impex-badge impex-badge-{tone}" data-status="{word}">{label or word}</span>'
+    label = label or word[:1].upper() + word[1:]
+    return f'<span class="impex-badge impex-badge-{tone}" data-status="{word}">{label}</span>'
 
 
 def text_of(fragment: str) -> str:
@@ -65,7 +66,7 @@ def test_the_job_list_shows_each_shown_status_as_a_badge_and_filters_by_it(admin
     for word, job in jobs.items():
         row = re.search(rf"<tr>(?:(?!</tr>).)*?/importjob/{job.pk}/change/.*?</tr>", changelist.text, re.S).group(0)
         if word == "waiting":
-            assert badge("waiting", "waiting for sequence 3") in row
+            assert badge("waiting", "Waiting for sequence 3") in row
         elif word in ("queued", "running"):
             assert f'data-status="{word}"' in row and "impex-badge-busy" in row
         else:
@@ -85,7 +86,7 @@ def test_the_job_page_shows_the_shown_status_in_its_panel_and_fields(admin_clien
     assert badge("completed with errors") in live
     field = re.search(r'<div class="readonly">(<span class="impex-badge.*?</span>)</div>', refused.text).group(1)
     assert field == badge("completed with errors")
-    assert badge("completed") in clean.text and "completed with errors" not in clean.text
+    assert badge("completed") in clean.text and "Completed with errors" not in clean.text
     assert 'id="run-again"' not in refused.text
 
 
@@ -96,7 +97,7 @@ def test_a_waiting_job_offers_its_waiting_file_and_the_release_not_only_run_agai
     page = admin_client.get(admin_url(ImportJob, "change", job.pk))
 
     assert page.status_code == 200
-    assert badge("waiting", "waiting for sequence 3") in page.text
+    assert badge("waiting", "Waiting for sequence 3") in page.text
     box = text_of(re.search(r'id="job-waiting">(.*?)</div>', page.text, re.S).group(1))
     assert f"{waiting.name} : waiting for sequence 3" in box
     assert f'href="{admin_url(ImportFile, "change", waiting.pk)}"' in page.text
@@ -124,10 +125,10 @@ def test_the_home_page_colours_the_latest_jobs_and_the_connections_last_job(admi
     latest = re.search(r'id="hub-latest-jobs">(.*?)</table>', home, re.S).group(1)
     for word in ("completed", "completed with errors", "failed"):
         assert badge(word) in latest, word
-    assert badge("waiting", "waiting for sequence 3") in latest
-    assert 'data-status="errored">errored</span>' in latest
+    assert badge("waiting", "Waiting for sequence 3") in latest
+    assert 'data-status="errored">Errored</span>' in latest
     kore_row = re.search(r'<tr class="connection-kore-erp">(.*?)</tr>', home, re.S).group(1)
-    assert badge("waiting", "waiting for sequence 3") in kore_row
+    assert badge("waiting", "Waiting for sequence 3") in kore_row
 
 
 def test_the_connections_list_and_page_say_what_the_last_scans_job_waits_for(admin_client, jobs, kore_connection):
@@ -136,10 +137,10 @@ def test_the_connections_list_and_page_say_what_the_last_scans_job_waits_for(adm
 
     row = re.search(rf"<tr>(?:(?!</tr>).)*?/connection/{kore_connection.pk}/change/.*?</tr>", changelist.text, re.S)
     row_text = text_of(row.group(0))
-    assert f"waiting for sequence 3 · job #{jobs['waiting'].pk}" in row_text
+    assert f"Waiting for sequence 3 · job #{jobs['waiting'].pk}" in row_text
     assert " ok " not in row_text
     inbox = text_of(re.search(r'id="connection-inbox"(.*?)</dl>', page.text, re.S).group(1))
-    assert f"waiting for sequence 3 · job #{jobs['waiting'].pk}" in inbox
+    assert f"Waiting for sequence 3 · job #{jobs['waiting'].pk}" in inbox
 
 
 def test_a_scan_whose_job_completed_says_ok_and_the_jobs_status(admin_client, kore_connection):
@@ -275,7 +276,7 @@ def test_the_progress_json_says_the_shown_status_and_what_else_moved(admin_clien
     data = progress.json()
     assert (data["shown_status"], data["status_label"], data["status_tone"]) == (
         "completed with errors",
-        "completed with errors",
+        "Completed with errors",
         "warn",
     )
     assert data["row_errors"] == 2 and data["events"] >= 3

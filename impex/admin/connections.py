@@ -24,7 +24,7 @@ from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.html import escape, format_html, format_html_join
 from django.utils.safestring import mark_safe
-from django.utils.text import Truncator
+from django.utils.text import Truncator, capfirst
 
 from config.adminkit import (
     INLINE_ROW_LIMIT,
@@ -459,7 +459,9 @@ def scan_result(
     """Render a scan's time and outcome (its message as the tooltip and below), with a link to the job it started
     and that job's shown status; a scan whose job has a file still waiting says what it waits for, not "ok"."""
     if ok and job_status == WAITING and waiting:
-        outcome = format_html('<span class="impex-badge impex-badge-warn" title="{}">{}</span>', message, waiting)
+        outcome = format_html(
+            '<span class="impex-badge impex-badge-warn" title="{}">{}</span>', message, capfirst(waiting)
+        )
     else:
         word = "ok" if ok else "failed"
         outcome = format_html('<span class="impex-scan-{}" title="{}">{}</span>', word, message, word)
@@ -471,7 +473,7 @@ def scan_result(
                 ' <span class="impex-badge impex-badge-{}" data-status="{}">{}</span>',
                 TONES.get(job_status, "busy"),
                 job_status,
-                job_status,
+                capfirst(job_status),
             )
         url = reverse("admin:impex_importjob_change", args=[job_id])
         job = format_html(' &middot; <a href="{}">job #{}</a>{}', url, job_id, badge)

@@ -26,6 +26,7 @@ from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.html import format_html
 from django.utils.http import content_disposition_header
+from django.utils.text import capfirst
 
 from config.adminkit import (
     INLINE_ROW_LIMIT,
@@ -127,6 +128,12 @@ def status_badge(job: ImportJob):
     )
 
 
+@admin.display(description="status")
+def status(job: ImportJob):
+    """The job page's status field (class field-status): the shown status, not the stored one."""
+    return status_badge(job)
+
+
 class JobShownStatusFilter(admin.SimpleListFilter):
     """Jobs by the status they are shown with (completed with errors and waiting told apart from completed)."""
 
@@ -134,7 +141,7 @@ class JobShownStatusFilter(admin.SimpleListFilter):
     parameter_name = "status"
 
     def lookups(self, request, model_admin):
-        return [(word, word) for word in SHOWN_STATUSES]
+        return [(word, capfirst(word)) for word in SHOWN_STATUSES]
 
     def queryset(self, request, queryset):
         if self.value() in SHOWN_STATUSES:
@@ -194,7 +201,7 @@ class ImportJobAdmin(AuditRecordAdmin):
     search_fields = ("=id", "created_by", "files__name")
     date_hierarchy = "created_at"
     fields = (
-        "status_display",
+        status,
         "source",
         "connection",
         "group",

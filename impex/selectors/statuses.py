@@ -65,6 +65,8 @@ def jobs_of_shown_status(jobs: QuerySet[ImportJob], shown: str) -> QuerySet[Impo
 
 def job_shown_status(job: ImportJob) -> str:
     """Return one job's shown status (from its annotation when it has one)."""
+    if not hasattr(job, "shown_status") and job.status != JobStatus.COMPLETED:
+        job.shown_status, job.waiting_reason = job.status, ""  # only a completed job is told apart
     if not hasattr(job, "shown_status"):
         annotated = jobs_with_shown_status(ImportJob.objects.filter(pk=job.pk)).values_list(
             "shown_status", "waiting_reason"
@@ -74,7 +76,8 @@ def job_shown_status(job: ImportJob) -> str:
 
 
 def shown_status_label(job: ImportJob) -> str:
-    """Say a job's shown status in words: "waiting for sequence 41", "dry run: ..." for dry runs."""
+    """Say a job's shown status in words, as a status reads ("Completed with errors", "Waiting for sequence 41");
+    a queued job says it waits for a worker, a dry run says "dry run: ..."."""
     shown = job_shown_status(job)
     if job.status == JobStatus.QUEUED:
         return "queued: waiting for a worker" if not job.started_at else "queued again: waiting for a worker"
@@ -91,8 +94,8 @@ def shown_status_label(job: ImportJob) -> str:
         )
     if shown == WAITING and job.waiting_reason:
         reason = job.waiting_reason
-        return reason if reason.startswith(f"{WAITING} ") else f"{WAITING}: {reason}"
-    return shown
+        shown = reason if reason.startswith(f"{WAITING} ") else f"{WAITING}: {reason}"
+    return shown[:1].upper() + shown[1:]
 
 
 def shown_status_tone(job: ImportJob) -> str:
