@@ -270,7 +270,7 @@ def test_row_errors_are_grouped_by_column_and_message_with_counts_leading_to_the
 # The live page's data and the lists' queries
 
 
-def test_the_progress_json_says_the_shown_status_and_what_else_moved(admin_client, jobs):
+def test_the_progress_json_says_the_shown_status(admin_client, jobs):
     progress = admin_client.get(reverse("admin:impex_importjob_progress", args=[jobs["completed with errors"].pk]))
 
     data = progress.json()
@@ -279,7 +279,6 @@ def test_the_progress_json_says_the_shown_status_and_what_else_moved(admin_clien
         "Completed with errors",
         "warn",
     )
-    assert data["row_errors"] == 2 and data["events"] >= 3
 
 
 def test_the_job_list_and_home_run_as_many_queries_for_many_jobs_as_for_few(

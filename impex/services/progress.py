@@ -5,7 +5,7 @@ from django.utils import timezone
 
 from config.adminkit import format_duration
 from impex.choices import FILE_FINAL, FileKind, FileStatus, JobStatus
-from impex.models import ImportEvent, ImportFile, ImportJob, RowError
+from impex.models import ImportFile, ImportJob
 from impex.selectors.statuses import job_shown_status, shown_status_label, shown_status_tone
 
 MAX_FILES_SHOWN = 500
@@ -44,9 +44,6 @@ def job_progress(*, job: ImportJob, files: list[ImportFile] | None = None) -> di
         "shown_status": job_shown_status(job),
         "status_label": shown_status_label(job),
         "status_tone": shown_status_tone(job),
-        # What the rest of the page shows changes with these: the page fetches itself again when they move.
-        "events": ImportEvent.objects.filter(job=job).count(),
-        "row_errors": RowError.objects.filter(file__in=[f.pk for f in files]).count(),
         "dry_run": job.dry_run,
         "finished": finished,
         "error": job.error,
