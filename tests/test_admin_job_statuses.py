@@ -303,3 +303,22 @@ def test_the_job_list_and_home_run_as_many_queries_for_many_jobs_as_for_few(
         with django_assert_max_num_queries(count):
             response = admin_client.get(url)
         assert response.status_code == 200
+
+
+def test_a_failed_scan_job_with_a_waiting_file_offers_both_run_again_and_the_wait(admin_client, kore_connection):
+    Connection.objects.filter(pk=kore_connection.pk).update(next_expected_sequence=40)
+    aged(write_kore(inbox_of(kore_connection), "KS_CUSTOMERS", 41, [customer_row("C1")]))
+    aged(write_kore(inbox_of(kore_connection), "KS_NOTHING", 42, [{"x": "1"}]))
+    job = inbox_scan(connection=kore_connection, run_here=True).job
+    job.refresh_from_db()
+
+    page = admin_client.get(admin_url(ImportJob, "change", job.pk))
+
+    # A file was rejected: the job failed (stored and shown); the one that waits is still named, with the release.
+    assert job.status == "failed"
+    assert badge("failed", "Failed") in page.text
+    assert 'id="run-again"' in page.text
+    assert "ERP_0000041_INT1_KS_CUSTOMERS.NET" in text_of(
+        re.search(r'id="job-waiting">(.*?)</div>', page.text, re.S)[1]
+    )
+    assert 'id="release-wait"' in page.text
