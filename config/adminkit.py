@@ -211,6 +211,12 @@ class ReadOnlyInline(admin.TabularInline):
     can_delete = False
     show_change_link = True
 
+    @property
+    def classes(self):
+        # Django's tabular inline writes each row's text (str of the record) above it, for its change link: without
+        # the link it says the row twice (a job's log showed every line twice). static/hub/admin.css hides it.
+        return None if self.show_change_link else ["hub-rows-only"]
+
     def has_add_permission(self, request, obj=None):
         return False
 

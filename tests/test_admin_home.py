@@ -67,7 +67,8 @@ def test_home_shows_each_connection_with_its_last_job_waiting_files_and_open_err
 
     row = connection_row(response, kore_activity)
     assert f'href="{admin_url(ImportJob, "change", job.pk)}">#{job.pk}</a>' in row
-    assert "Completed" in row
+    # Completed, but its file of sequence 3 still waits for sequence 2: shown waiting, in amber.
+    assert '<span class="impex-badge impex-badge-warn" data-status="waiting">Waiting for sequence 2</span>' in row
     # Its files: the one imported (a created and a refused row) and the one held for the missing sequence 2.
     assert "2 files, 1 created, 1 failed" in row
     waiting = (
@@ -111,8 +112,11 @@ def test_the_home_shows_the_dry_run_and_failure_of_a_job(admin_client, kore_conn
 
     table = re.search(r'id="hub-latest-jobs">(.*?)</table>', admin_client.get("/admin/").text, re.S).group(1)
 
-    assert f'#{job.pk}</a></th>\n                <td><span class="hub-status hub-status-failed">Failed</span>' in table
-    assert "(dry run)" in table
+    # A dry run that found problems wrote nothing: it says so, in amber, never "failed".
+    badge = (
+        '<span class="impex-badge impex-badge-warn" data-status="failed">dry run: done, problems found, nothing written'
+    )
+    assert f"#{job.pk}</a></th>\n                <td>{badge}</span>" in table
 
 
 def test_the_home_runs_as_many_queries_for_many_connections_and_jobs_as_for_few(

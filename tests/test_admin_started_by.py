@@ -46,8 +46,8 @@ def operator(client, django_user_model):
     return client
 
 
-def action(client, model, name: str, *objects):
-    data = {"action": name, "_selected_action": [o.pk for o in objects], "index": "0"}
+def action(client, model, name: str, *objects, **extra):
+    data = {"action": name, "_selected_action": [o.pk for o in objects], "index": "0", **extra}
     return client.post(admin_url(model, "changelist"), data)
 
 
@@ -75,7 +75,14 @@ def test_releasing_a_wait_records_the_user_on_the_job_it_queues(operator, tmp_pa
     run_import(write_kore(tmp_path, "KS_CUSTOMERS", 1, [customer_row("C1")]))
     run_import(write_kore(tmp_path, "KS_CUSTOMERS", 3, [customer_row("C3")]))
 
-    action(operator, Connection, "release_sequence_wait", kore_connection)
+    action(
+        operator,
+        Connection,
+        "release_sequence_wait",
+        kore_connection,
+        post="yes",
+        **{f"sequence_{kore_connection.pk}": "3"},
+    )
 
     job = ImportJob.objects.latest("pk")
     assert (job.source, job.created_by) == ("admin", "operator")

@@ -135,6 +135,7 @@ def test_progress_url_answers_json_for_the_live_page(client, importer, group, bs
     import_job_run(job.pk)
     after = client.get(job_url(job, "progress")).json()
     assert after["finished"] and after["status_label"] == "Completed"
+    assert (after["shown_status"], after["status_tone"]) == ("completed", "ok")
     assert (after["files_done"], after["files_total"], after["rows_done"], after["rows_total"]) == (3, 3, 5, 5)
     assert {f["name"] for f in after["files"] if f["kind"] == "data"} == {
         bspk_name(t) for t in ("SPECIAL-ORDERS", "SPECIAL-ORDER-LINE-ITEMS", "SPECIAL-ORDER-EVENTS")

@@ -83,6 +83,11 @@ def release(client, conn, **extra):
     return client.post(admin_url(Connection, "changelist"), data)
 
 
+def confirmed(conn, sequence: int) -> dict:
+    """What the action's confirmation page posts back: yes, and the first waiting sequence it named."""
+    return {"post": "yes", f"sequence_{conn.pk}": str(sequence)}
+
+
 # Anonymous users
 
 
@@ -234,9 +239,16 @@ def test_run_import_releases_a_wait(client, django_user_model, waiting):
     jobs = ImportJob.objects.count()
 
     changelist = client.get(admin_url(Connection, "changelist"))
-    response = release(client, waiting)
+    confirmation = release(client, waiting)
+    asked = ImportJob.objects.count()
+    response = release(client, waiting, **confirmed(waiting, 3))
 
     assert RELEASE in action_choices(changelist)
+    # The action asks first, naming the sequence it skips for good and the file that goes in; asking changes nothing.
+    assert confirmation.status_code == 200
+    assert "Sequence 2 will be skipped for good" in confirmation.text
+    assert "ERP_0000003_INT1_KS_CUSTOMERS.NET" in confirmation.text
+    assert asked == jobs
     assert response.status_code == 302
     assert ImportJob.objects.count() == jobs + 1
     assert any("wait released" in m.message for m in get_messages(response.wsgi_request))
@@ -370,7 +382,7 @@ def test_the_release_action_refuses_a_post_without_the_csrf_token(csrf_client, w
     assert refused.status_code == 403
     assert table_snapshot() == before
     changelist_token = token(csrf_client, admin_url(Connection, "changelist"))
-    accepted = release(csrf_client, waiting, csrfmiddlewaretoken=changelist_token)
+    accepted = release(csrf_client, waiting, csrfmiddlewaretoken=changelist_token, **confirmed(waiting, 3))
     assert accepted.status_code == 302
     waiting.refresh_from_db()
     assert waiting.next_expected_sequence == 3

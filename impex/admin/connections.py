@@ -18,12 +18,13 @@ from django.http import (
     HttpResponseRedirect,
 )
 from django.template.defaultfilters import filesizeformat, pluralize
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.html import escape, format_html, format_html_join
 from django.utils.safestring import mark_safe
-from django.utils.text import Truncator
+from django.utils.text import Truncator, capfirst
 
 from config.adminkit import (
     INLINE_ROW_LIMIT,
@@ -54,6 +55,7 @@ from impex.models import (
 )
 from impex.registry import sync_logs
 from impex.selectors.pages import connection_inbox, connections_next_scan
+from impex.selectors.statuses import TONES, WAITING, jobs_with_shown_status, sequence_wait_release
 from impex.services.connections import connection_delete, connection_delete_check
 from impex.services.inbox import inbox_scan_start
 from impex.services.schedules import schedules_sync_on_commit
@@ -123,6 +125,7 @@ class ConnectionAdmin(
         real = ImportFile.objects.filter(connection=OuterRef("pk"), job__dry_run=False)
         waiting = real.filter(status=FileStatus.WAITING)
         rejected = real.filter(status=FileStatus.REJECTED, finished_at__gte=self.rejected_since())
+        last_scan_job = jobs_with_shown_status(ImportJob.objects.filter(pk=OuterRef("state__last_scan_job_id")))
         return (
             super()
             .get_queryset(request)
@@ -131,6 +134,8 @@ class ConnectionAdmin(
                 last_scan_ok=F("state__last_scan_ok"),
                 last_scan_message=F("state__last_scan_message"),
                 last_scan_job_id=F("state__last_scan_job_id"),
+                last_scan_job_status=Subquery(last_scan_job.values("shown_status")[:1]),
+                last_scan_job_waiting=Subquery(last_scan_job.values("waiting_reason")[:1]),
                 scan_by=F("state__scan_by"),
                 scan_until=F("state__scan_until"),
                 waiting_count=_count_of(waiting.filter(message__startswith=WAITING_FOR_SEQUENCE), by="connection"),
@@ -171,7 +176,12 @@ class ConnectionAdmin(
         if obj.last_scan_at is None:
             return "never"
         return scan_result(
-            at=obj.last_scan_at, ok=obj.last_scan_ok, message=obj.last_scan_message, job_id=obj.last_scan_job_id
+            at=obj.last_scan_at,
+            ok=obj.last_scan_ok,
+            message=obj.last_scan_message,
+            job_id=obj.last_scan_job_id,
+            job_status=obj.last_scan_job_status,
+            waiting=obj.last_scan_job_waiting,
         )
 
     @admin.display(description="next scan")
@@ -253,7 +263,12 @@ class ConnectionAdmin(
             self.admin_site.admin_view(self.sync_now_view),
             name="impex_connection_sync_now",
         )
-        return [sync, *super().get_urls()]
+        release = path(
+            "<path:object_id>/release-wait/",
+            self.admin_site.admin_view(self.release_wait_view),
+            name="impex_connection_release_wait",
+        )
+        return [sync, release, *super().get_urls()]
 
     def sync_now_view(self, request, object_id):
         """Queue a scan of the connection's inbox now (POST, impex.run_import), then go back to its page."""
@@ -279,16 +294,70 @@ class ConnectionAdmin(
         permissions=["run_import"],
     )
     def release_sequence_wait(self, request, queryset):
-        for conn in queryset:
-            job = connection_release_wait(connection=conn, created_by=request.user.get_username())
-            if job is None:
-                self.message_user(request, f"{conn.code}: no file is waiting.", messages.WARNING)
-            else:
-                self.message_user(
-                    request,
-                    f"{conn.code}: wait released; import job #{job.pk} is queued to import the waiting files.",
-                    messages.SUCCESS,
-                )
+        """Ask first, naming what each connection's release skips for good; release on the confirmed POST."""
+        releases = [sequence_wait_release(connection=conn) for conn in queryset]
+        if request.POST.get("post") != "yes":
+            return self.release_confirmation(request, releases, action=True)
+        for release in releases:
+            self.release_confirmed(request, release)
+        return None
+
+    def release_wait_view(self, request, object_id):
+        """A connection's "Release the sequence wait": the confirmation (GET), the release (POST, impex.run_import)."""
+        if not (self.has_view_or_change_permission(request) and self.has_run_import_permission(request)):
+            raise PermissionDenied
+        conn = self.get_object(request, unquote(object_id))
+        if conn is None:
+            raise Http404("No such connection.")
+        release = sequence_wait_release(connection=conn)
+        if request.method != "POST" or request.POST.get("post") != "yes":
+            return self.release_confirmation(request, [release], action=False)
+        job = self.release_confirmed(request, release)
+        if job is not None:
+            return HttpResponseRedirect(reverse("admin:impex_importjob_change", args=[job.pk]))
+        return HttpResponseRedirect(reverse("admin:impex_connection_change", args=[conn.pk]))
+
+    def release_confirmation(self, request, releases, *, action: bool):
+        """The page that names, per connection, the sequences a release skips and the files it imports."""
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Release the sequence wait?",
+            "opts": self.model._meta,
+            "releases": releases,
+            "any_going_in": any(release.going_in for release in releases),
+            "action": action,
+            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+            "has_view_permission": True,
+        }
+        return TemplateResponse(request, "admin/impex/connection/release_wait.html", context)
+
+    def release_confirmed(self, request, release) -> ImportJob | None:
+        """Release a connection's wait as its confirmation named it; refuse if what waits has changed since."""
+        conn = release.connection
+        if not release.going_in:
+            self.message_user(request, f"{conn.code}: no file is waiting for a sequence; nothing was released.")
+            return None
+        named = request.POST.get(f"sequence_{conn.pk}", "")
+        if named != str(release.first_sequence):
+            self.message_user(
+                request,
+                f"{conn.code}: the files waiting have changed since the confirmation was shown; nothing was released. "
+                "Look at what the release would skip now and confirm again.",
+                messages.ERROR,
+            )
+            return None
+        job = connection_release_wait(connection=conn, created_by=request.user.get_username())
+        if job is None:
+            self.message_user(request, f"{conn.code}: no file is waiting.", messages.WARNING)
+            return None
+        self.log_change(request, conn, f"Sequence wait released: {release.skipped_text or 'no sequence'} skipped.")
+        skipped = f"{release.skipped_text} skipped for good" if release.skipped else "no sequence skipped"
+        self.message_user(
+            request,
+            f"{conn.code}: wait released ({skipped}); import job #{job.pk} is queued to import the waiting files.",
+            messages.SUCCESS,
+        )
+        return job
 
     @admin.action(permissions=["delete"], description="Delete selected connections")
     def delete_selected(self, request, queryset):
@@ -395,18 +464,30 @@ def scan_every(conn: Connection) -> str:
     return f"every {conn.interval_minutes} min"
 
 
-def scan_result(*, at, ok: bool | None, message: str, job_id: int | None):
-    """Render a scan's time and outcome (its message as the tooltip and below), with a link to the job it started."""
-    outcome = format_html(
-        '<span class="impex-scan-{}" title="{}">{}</span>', "ok" if ok else "failed", message, "ok" if ok else "failed"
-    )
-    job = (
-        format_html(
-            ' &middot; <a href="{}">job #{}</a>', reverse("admin:impex_importjob_change", args=[job_id]), job_id
+def scan_result(
+    *, at, ok: bool | None, message: str, job_id: int | None, job_status: str | None = None, waiting: str = ""
+):
+    """Render a scan's time and outcome (its message as the tooltip and below), with a link to the job it started
+    and that job's shown status; a scan whose job has a file still waiting says what it waits for, not "ok"."""
+    if ok and job_status == WAITING and waiting:
+        outcome = format_html(
+            '<span class="impex-badge impex-badge-warn" title="{}">{}</span>', message, capfirst(waiting)
         )
-        if job_id
-        else ""
-    )
+    else:
+        word = "ok" if ok else "failed"
+        outcome = format_html('<span class="impex-scan-{}" title="{}">{}</span>', word, message, word)
+    job = ""
+    if job_id:
+        badge = ""
+        if job_status and job_status != WAITING:
+            badge = format_html(
+                ' <span class="impex-badge impex-badge-{}" data-status="{}">{}</span>',
+                TONES.get(job_status, "busy"),
+                job_status,
+                capfirst(job_status),
+            )
+        url = reverse("admin:impex_importjob_change", args=[job_id])
+        job = format_html(' &middot; <a href="{}">job #{}</a>{}', url, job_id, badge)
     return format_html('{} {}{}<div class="help">{}</div>', _when(at), outcome, job, Truncator(message).chars(120))
 
 
@@ -416,6 +497,14 @@ def inbox_outcome(f: InboxFile) -> str:
         return f.message if f.status in (InboxStatus.SEEN, InboxStatus.CLAIMED, InboxStatus.GONE) else "-"
     status, message = f.import_file.status, f.import_file.message
     return f"{status}: {message}" if message else status
+
+
+def last_scan_job_status(job_id: int | None) -> dict:
+    """Return the shown status and waiting reason of a scan's job, as scan_result takes them."""
+    if job_id is None:
+        return {}
+    job = jobs_with_shown_status(ImportJob.objects.filter(pk=job_id)).values("shown_status", "waiting_reason").first()
+    return {"job_status": job["shown_status"], "waiting": job["waiting_reason"]} if job else {}
 
 
 def connection_page_context(request, conn: Connection, *, may_sync: bool) -> dict:
@@ -428,7 +517,11 @@ def connection_page_context(request, conn: Connection, *, may_sync: bool) -> dic
     context["inbox"] = {
         "scans": scan_every(conn) if conn.active and conn.scan_enabled else "off",
         "last_scan": scan_result(
-            at=state.last_scan_at, ok=state.last_scan_ok, message=state.last_scan_message, job_id=state.last_scan_job_id
+            at=state.last_scan_at,
+            ok=state.last_scan_ok,
+            message=state.last_scan_message,
+            job_id=state.last_scan_job_id,
+            **last_scan_job_status(state.last_scan_job_id),
         )
         if state is not None and state.last_scan_at
         else "never",

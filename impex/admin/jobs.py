@@ -26,6 +26,7 @@ from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.html import format_html
 from django.utils.http import content_disposition_header
+from django.utils.text import capfirst
 
 from config.adminkit import (
     INLINE_ROW_LIMIT,
@@ -53,9 +54,18 @@ from impex.models import (
     ImportJob,
     RowError,
 )
-from impex.services.progress import COUNTS, file_status_label, job_files, job_progress, job_status_label
+from impex.selectors.statuses import (
+    SHOWN_STATUSES,
+    job_shown_status,
+    jobs_of_shown_status,
+    jobs_with_shown_status,
+    shown_status_label,
+    shown_status_tone,
+)
+from impex.services.progress import COUNTS, file_status_label, job_files, job_progress
 from impex.services.rejected import NoRejectedRows, rejected_rows_available, rejected_rows_download, rejected_rows_name
 from impex.services.uploads import UploadRefused, job_run_again, job_run_for_real, job_upload
+from impex.services.waits import WAITING_FOR_SEQUENCE
 from impex.storage import open_file, resolve_path
 from impex.uploadhandler import upload_stopped
 
@@ -109,6 +119,37 @@ class ImportFileInline(ReadOnlyInline):
     readonly_fields = fields
 
 
+def status_badge(job: ImportJob):
+    """Render a job's shown status as a coloured badge (the words of impex.selectors.statuses)."""
+    return format_html(
+        '<span class="impex-badge impex-badge-{}" data-status="{}">{}</span>',
+        shown_status_tone(job),
+        job_shown_status(job),
+        shown_status_label(job),
+    )
+
+
+@admin.display(description="status")
+def status(job: ImportJob):
+    """The job page's status field (class field-status): the shown status, not the stored one."""
+    return status_badge(job)
+
+
+class JobShownStatusFilter(admin.SimpleListFilter):
+    """Jobs by the status they are shown with (completed with errors and waiting told apart from completed)."""
+
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request, model_admin):
+        return [(word, capfirst(word)) for word in SHOWN_STATUSES]
+
+    def queryset(self, request, queryset):
+        if self.value() in SHOWN_STATUSES:
+            return jobs_of_shown_status(queryset, self.value())
+        return queryset
+
+
 class JobDryRunFilter(admin.SimpleListFilter):
     """Dry runs or real imports."""
 
@@ -156,12 +197,12 @@ class ImportJobAdmin(AuditRecordAdmin):
         "duration_display",
     )
     list_display_links = ("job_display",)
-    list_filter = ("status", JobDryRunFilter, "source", "connection", "created_at")
+    list_filter = (JobShownStatusFilter, JobDryRunFilter, "source", "connection", "created_at")
     list_select_related = ("connection", "group")
     search_fields = ("=id", "created_by", "files__name")
     date_hierarchy = "created_at"
     fields = (
-        "status",
+        status,
         "source",
         "connection",
         "group",
@@ -183,19 +224,15 @@ class ImportJobAdmin(AuditRecordAdmin):
 
     def get_queryset(self, request):
         files = ImportFile.objects.filter(job=OuterRef("pk"), kind=FileKind.DATA)
-        return (
-            super()
-            .get_queryset(request)
-            .annotate(
-                file_count=Count("files", filter=Q(files__kind=FileKind.DATA), distinct=True),
-                **{
-                    f"sum_{name}": Subquery(
-                        files.values("job").annotate(total=Sum(name)).values("total")[:1],
-                        output_field=BigIntegerField(),
-                    )
-                    for name in COUNTS
-                },
-            )
+        return jobs_with_shown_status(super().get_queryset(request)).annotate(
+            file_count=Count("files", filter=Q(files__kind=FileKind.DATA), distinct=True),
+            **{
+                f"sum_{name}": Subquery(
+                    files.values("job").annotate(total=Sum(name)).values("total")[:1],
+                    output_field=BigIntegerField(),
+                )
+                for name in COUNTS
+            },
         )
 
     @admin.display(description="job", ordering="-created_at")
@@ -216,11 +253,9 @@ class ImportJobAdmin(AuditRecordAdmin):
             '{}<div class="help">{}</div>', obj.connection or "-", obj.group.code if obj.group_id else "no group"
         )
 
-    @admin.display(description="status", ordering="status")
+    @admin.display(description="status", ordering="shown_status")
     def status_display(self, obj):
-        css = {"completed": "ok", "failed": "bad", "errored": "bad", "running": "busy", "queued": "busy"}
-        kind = "dry" if obj.dry_run else css.get(obj.status, "")
-        return format_html('<span class="impex-status impex-status-{}">{}</span>', kind, job_status_label(obj))
+        return status_badge(obj)
 
     @admin.display(description="files", ordering="file_count")
     def file_count(self, obj):
@@ -409,11 +444,13 @@ def job_page_context(request, job: ImportJob) -> dict:
                 "reason_url": link(args=[job.pk, f.pk, "reason"]) if f.status == FileStatus.REJECTED else "",
             }
         )
-    errors = RowError.objects.filter(file__in=[f.pk for f in files]).select_related("file")
+    all_errors = RowError.objects.filter(file__in=[f.pk for f in files])
+    errors = all_errors.select_related("file")
     chosen = {
         "file": request.GET.get("e_file", ""),
         "column": request.GET.get("e_column", "").strip(),
         "q": request.GET.get("e_q", "").strip(),
+        "message": request.GET.get("e_message", "").strip(),
     }
     if chosen["file"].isdigit():
         errors = errors.filter(file_id=int(chosen["file"]))
@@ -421,11 +458,16 @@ def job_page_context(request, job: ImportJob) -> dict:
         errors = errors.filter(column=chosen["column"])
     if chosen["q"]:
         errors = errors.filter(Q(message__icontains=chosen["q"]) | Q(value__icontains=chosen["q"]))
+    if chosen["message"]:
+        errors = errors.filter(message=chosen["message"])
     page = Paginator(errors.order_by("file_id", "row", "id"), ERRORS_PER_PAGE).get_page(request.GET.get("e_page"))
     query = {f"e_{key}": value for key, value in chosen.items() if value}
     ended = job.status in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.ERRORED)
     return {
         "job": job,
+        "status_badge": status_badge(job),
+        "waiting": waiting_context(request, job, files),
+        "error_groups": row_error_groups(all_errors),
         "progress": job_progress(job=job, files=files),
         "file_rows": rows,
         "previews": [f for f in files if f.preview],
@@ -438,6 +480,49 @@ def job_page_context(request, job: ImportJob) -> dict:
         "real_runs": list(job.real_runs.order_by("pk")),
         "may_run_again": may_run and not job.dry_run and job.status in (JobStatus.FAILED, JobStatus.ERRORED),
         "may_upload": may_run,
+    }
+
+
+ERROR_GROUPS_SHOWN = 20
+
+
+def row_error_groups(errors) -> list[dict]:
+    """Group a job's row errors by column and message, the most frequent first, each with its count and filter."""
+    groups = (
+        errors.filter(row__isnull=False)
+        .values("column", "message")
+        .annotate(rows=Count("pk"))
+        .order_by("-rows", "column", "message")[:ERROR_GROUPS_SHOWN]
+    )
+    return [
+        {
+            **group,
+            "query": urlencode({"e_column": group["column"], "e_message": group["message"]}),
+        }
+        for group in groups
+    ]
+
+
+def waiting_context(request, job: ImportJob, files) -> dict:
+    """What the page of a job whose files wait offers: each waiting file's page, and releasing the sequence wait."""
+    waiting = [f for f in files if f.job_id == job.pk and f.status == FileStatus.WAITING]
+    if not waiting:
+        return {}
+    may_release = request.user.has_perm("impex.run_import") and request.user.has_perm("impex.view_connection")
+    conn = job.connection
+    for_sequence = conn is not None and any(
+        f.sequence is not None and f.message.startswith(WAITING_FOR_SEQUENCE) for f in waiting
+    )
+    return {
+        "files": [
+            {"file": f, "url": reverse("admin:impex_importfile_change", args=[f.pk])}
+            if request.user.has_perm("impex.view_importfile")
+            else {"file": f, "url": ""}
+            for f in waiting
+        ],
+        "release_url": reverse("admin:impex_connection_release_wait", args=[conn.pk])
+        if for_sequence and may_release
+        else "",
     }
 
 

@@ -8,6 +8,7 @@ from django.db.models.functions import Coalesce
 from impex.choices import FileKind, FileStatus
 from impex.models import Connection, ImportFile, ImportJob
 from impex.registry import sync_logs
+from impex.selectors.statuses import job_shown_status, jobs_with_shown_status, shown_status_label, shown_status_tone
 
 
 def file_report(import_file: ImportFile, *, max_errors: int = 100) -> dict:
@@ -63,6 +64,9 @@ class JobSummary:
     job: ImportJob
     file_count: int
     counts: list[tuple[str, int]]
+    status: str  # the shown status (impex.selectors.statuses)
+    status_label: str
+    status_tone: str
 
 
 @dataclass(frozen=True)
@@ -78,7 +82,7 @@ class ConnectionSummary:
 def _job_summaries(jobs, *, limit: int | None = None) -> list[JobSummary]:
     """Return summaries of jobs (the first limit of them), fetched with their relations and counts in one query."""
     totals = {f"total_{name}": Coalesce(Sum(f"files__{name}"), 0) for name in COUNT_NAMES}
-    jobs = jobs.select_related("connection", "group").annotate(
+    jobs = jobs_with_shown_status(jobs.select_related("connection", "group")).annotate(
         total_files=Count("files", filter=Q(files__kind=FileKind.DATA)), **totals
     )[:limit]
     return [
@@ -86,6 +90,9 @@ def _job_summaries(jobs, *, limit: int | None = None) -> list[JobSummary]:
             job=job,
             file_count=job.total_files,
             counts=[(name, getattr(job, f"total_{name}")) for name in COUNT_NAMES if getattr(job, f"total_{name}")],
+            status=job_shown_status(job),
+            status_label=shown_status_label(job),
+            status_tone=shown_status_tone(job),
         )
         for job in jobs
     ]

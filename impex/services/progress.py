@@ -6,23 +6,10 @@ from django.utils import timezone
 from config.adminkit import format_duration
 from impex.choices import FILE_FINAL, FileKind, FileStatus, JobStatus
 from impex.models import ImportFile, ImportJob
+from impex.selectors.statuses import job_shown_status, shown_status_label, shown_status_tone
 
 MAX_FILES_SHOWN = 500
 COUNTS = ("created", "updated", "unchanged", "retired", "failed")
-
-
-def job_status_label(job: ImportJob) -> str:
-    """Say a job's status in words; a dry run is never "failed" for having written nothing."""
-    if job.status == JobStatus.QUEUED:
-        return "queued: waiting for a worker" if not job.started_at else "queued again: waiting for a worker"
-    if not job.dry_run:
-        return job.get_status_display()
-    return {
-        JobStatus.RUNNING: "dry run: running",
-        JobStatus.COMPLETED: "dry run: done, nothing written",
-        JobStatus.FAILED: "dry run: done, problems found, nothing written",
-        JobStatus.ERRORED: "dry run: errored",
-    }[job.status]
 
 
 def file_status_label(f: ImportFile, *, dry_run: bool) -> str:
@@ -54,7 +41,9 @@ def job_progress(*, job: ImportJob, files: list[ImportFile] | None = None) -> di
     return {
         "job": job.pk,
         "status": job.status,
-        "status_label": job_status_label(job),
+        "shown_status": job_shown_status(job),
+        "status_label": shown_status_label(job),
+        "status_tone": shown_status_tone(job),
         "dry_run": job.dry_run,
         "finished": finished,
         "error": job.error,
