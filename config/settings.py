@@ -343,8 +343,11 @@ IMPEX_PROXY_COUNT = env_int("IMPEX_PROXY_COUNT", 0)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"task_lines_at_debug": {"()": "config.logs.TaskLinesAtDebug"}},
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    # The cluster's four INFO lines per task are shown with LOG_LEVEL=DEBUG only (config/logs.py).
+    "loggers": {"django-q": {"filters": ["task_lines_at_debug"]}},
 }
 
 # The HTTP API (SPEC section 10): JSON only, each request authenticated by a connection's token (no session,
