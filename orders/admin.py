@@ -36,6 +36,7 @@ from config.adminkit import (
     permission_check,
     permission_missing_text,
 )
+from impex.admin.display import money_display
 from impex.models import DataDescriptor
 from impex.money import money_text
 from orders import resources
@@ -1150,10 +1151,11 @@ class FeedEventAdmin(AuditRecordAdmin):
 @admin.register(OrderLine)
 class OrderLineAdmin(SyncedEntityAdmin):
     resource_classes = [resources.OrderLineResource]
-    list_display = ("order", "line_no", "variant", "quantity", "unit_price", "connection")
+    list_display = ("order", "line_no", "variant", "quantity", "unit_price_money", "connection")
     list_filter = ("connection",)
     search_fields = ("order__order_id", "variant__sku")
     list_select_related = ("order", "variant", "connection")
+    unit_price_money = money_display("unit_price", currency="order__currency")
 
 
 @admin.register(Shipment)

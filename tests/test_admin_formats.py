@@ -10,6 +10,7 @@ from django.template import Context, Template
 from django.test import Client
 
 from impex.models import ExportRun, SentFile
+from orders.models import Order, OrderLine
 from syncapp.models import (
     Customer,
     Price,
@@ -105,6 +106,19 @@ def test_a_variants_rrp_has_two_decimals(admin_client, prices):
 
     assert cells(page, "rrp_money") == ["49.90"]
     assert cells(product, "rrp_money") == ["49.90"]
+
+
+def test_order_lines_show_their_unit_price_in_the_orders_currency_on_the_list_and_the_page(admin_client, prices):
+    customer = Customer.objects.create(customer_id="C1", email="c1@example.com")
+    order = Order.objects.create(order_id="O1", customer=customer, order_date=AT, currency="EUR", total=59)
+    line = OrderLine.objects.create(order=order, line_no=1, variant=prices, quantity=2, unit_price=Decimal("29.5000"))
+
+    page = admin_client.get(admin_url(OrderLine, "changelist"))
+    one = admin_client.get(admin_url(OrderLine, "change", line.pk))
+
+    assert cells(page, "unit_price_money") == ["29.50 EUR"]
+    assert readonly(one, "unit_price_money") == "29.50 EUR"
+    assert "29.5000" not in page.text and "29.5000" not in one.text
 
 
 def test_the_money_filter_writes_amounts_as_the_lists_do(db):
