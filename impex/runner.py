@@ -24,7 +24,7 @@ from django.utils import timezone
 from django_q.tasks import async_task
 
 from impex import events
-from impex.choices import FILE_FINAL, JOB_FINAL, EventLevel, FileKind, FileStatus, JobStatus
+from impex.choices import FILE_FINAL, JOB_FINAL, Convention, EventLevel, FileKind, FileStatus, JobStatus
 from impex.exceptions import FileRejected, ImportStuck, LeaseLost, LocationRefused
 from impex.models import (
     Connection,
@@ -74,6 +74,14 @@ log = logging.getLogger(__name__)
 
 # Set in the environment of the helper processes a runner starts: they never start helpers of their own.
 HELPER_ENV = "IMPEX_HELPER"
+
+
+# What a sender changes to send changed data again, by its connection's naming convention (a conflict's hint).
+NEW_NAME_HINT = {
+    Convention.BSPK: "a new timestamp",
+    Convention.KORE: "a new sequence",
+    Convention.PATTERNS: "a new file name",
+}
 
 
 class _SetAside(Exception):
@@ -739,7 +747,7 @@ class _JobRun:
             return (
                 FileStatus.REJECTED,
                 f"{f.name}: a file of this name was imported on {seen.imported_at:%Y-%m-%d %H:%M} with other "
-                "content: conflict, not imported (send changed data under a new timestamp or sequence)",
+                f"content: conflict, not imported (send changed data under {NEW_NAME_HINT[conn.convention]})",
             )
         conn.next_expected_sequence, last, applied = state
         if f.sequence is not None and last is not None and f.sequence < last:

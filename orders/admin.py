@@ -36,6 +36,7 @@ from config.adminkit import (
     permission_check,
     permission_missing_text,
 )
+from impex.admin.display import money_display
 from impex.models import DataDescriptor
 from impex.money import money_text
 from orders import resources
@@ -334,6 +335,8 @@ class OrderAdmin(SyncedEntityAdmin):
     )
     readonly_fields = (
         "connection",
+        "customer_plain",
+        "connection_plain",
         "created_shown",
         "updated_shown",
         "order_date_shown",
@@ -361,6 +364,25 @@ class OrderAdmin(SyncedEntityAdmin):
 
     def has_module_permission(self, request):
         return super().has_module_permission(request) or self.has_approve_permission(request)
+
+    # The record's customer and connection link to their pages only for who may open them (an approver may not).
+    RELATED_VIEW = {"customer": "syncapp.view_customer", "connection": "impex.view_connection"}
+
+    def get_fieldsets(self, request, obj=None):
+        """Show the customer and the connection as plain text to who may not view them, not as links to a 403."""
+        swap = {name: f"{name}_plain" for name, perm in self.RELATED_VIEW.items() if not request.user.has_perm(perm)}
+        return [
+            (title, {**options, "fields": tuple(swap.get(name, name) for name in options["fields"])})
+            for title, options in super().get_fieldsets(request, obj)
+        ]
+
+    @admin.display(description="customer")
+    def customer_plain(self, obj):
+        return str(obj.customer)
+
+    @admin.display(description="connection")
+    def connection_plain(self, obj):
+        return str(obj.connection) if obj.connection_id else "-"
 
     def has_descriptor_export_permission(self, request) -> bool:
         # Downloads stay with the view permission itself (SPEC 13), not with what approving shows.
@@ -1129,10 +1151,11 @@ class FeedEventAdmin(AuditRecordAdmin):
 @admin.register(OrderLine)
 class OrderLineAdmin(SyncedEntityAdmin):
     resource_classes = [resources.OrderLineResource]
-    list_display = ("order", "line_no", "variant", "quantity", "unit_price", "connection")
+    list_display = ("order", "line_no", "variant", "quantity", "unit_price_money", "connection")
     list_filter = ("connection",)
     search_fields = ("order__order_id", "variant__sku")
     list_select_related = ("order", "variant", "connection")
+    unit_price_money = money_display("unit_price", currency="order__currency")
 
 
 @admin.register(Shipment)

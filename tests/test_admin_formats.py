@@ -9,7 +9,8 @@ import pytest
 from django.template import Context, Template
 from django.test import Client
 
-from impex.models import ExportRun, SentFile
+from impex.models import Connection, ExportRun, InboxFile, SentFile
+from orders.models import Order, OrderLine
 from syncapp.models import (
     Customer,
     Price,
@@ -107,6 +108,19 @@ def test_a_variants_rrp_has_two_decimals(admin_client, prices):
     assert cells(product, "rrp_money") == ["49.90"]
 
 
+def test_order_lines_show_their_unit_price_in_the_orders_currency_on_the_list_and_the_page(admin_client, prices):
+    customer = Customer.objects.create(customer_id="C1", email="c1@example.com")
+    order = Order.objects.create(order_id="O1", customer=customer, order_date=AT, currency="EUR", total=59)
+    line = OrderLine.objects.create(order=order, line_no=1, variant=prices, quantity=2, unit_price=Decimal("29.5000"))
+
+    page = admin_client.get(admin_url(OrderLine, "changelist"))
+    one = admin_client.get(admin_url(OrderLine, "change", line.pk))
+
+    assert cells(page, "unit_price_money") == ["29.50 EUR"]
+    assert readonly(one, "unit_price_money") == "29.50 EUR"
+    assert "29.5000" not in page.text and "29.5000" not in one.text
+
+
 def test_the_money_filter_writes_amounts_as_the_lists_do(db):
     template = Template("{% load hub_format %}{{ total|money:currency }} / {{ none|money }} / {{ fine|money }}")
 
@@ -132,6 +146,17 @@ def test_dates_read_the_same_on_lists_and_pages(admin_client, special_order, kor
     assert cells(logs, "last_full_sync") == ["2026-12-07 14:05"]
     assert readonly(one, "created_at") == "2026-12-07 14:05"
     assert "Dec. 7, 2026" not in orders.text + order.text + logs.text + one.text
+
+
+def test_the_connection_pages_inbox_files_read_their_times_as_every_page_does(admin_client, kore_connection):
+    InboxFile.objects.create(connection=kore_connection, name="ERP_0000001_INT1_KS_CUSTOMERS.FULL", first_seen=AT)
+    InboxFile.objects.filter(connection=kore_connection).update(last_seen=AT)
+
+    page = admin_client.get(admin_url(Connection, "change", kore_connection.pk)).text
+
+    row = page.split('class="inbox-file"', 1)[1].split("</tr>", 1)[0]
+    assert row.count(">2026-12-07 14:05</time>") == 2
+    assert "14:05:09" not in re.sub(r'(title|datetime)="[^"]*"', "", row)  # seconds only in the attributes
 
 
 def test_dates_are_shown_in_the_hubs_time_zone(admin_client, special_order, settings):

@@ -106,6 +106,22 @@ def test_the_top_of_the_page_says_state_why_held_customer_total_then_the_lines(a
     assert "Lines total 47.50 EUR" in lines
 
 
+def test_the_record_links_the_customer_and_connection_only_for_who_may_open_their_pages(approver, admin_client, held):
+    order = held["O-1"]
+    customer_url = admin_url(order.customer, "change", order.customer.pk)
+    connection_url = admin_url(order.connection, "change", order.connection.pk)
+
+    page = approver.get(admin_url(Order, "change", order.pk)).text
+
+    # An approver may not view customers or connections: plain text, not links to a 403 page.
+    assert approver.get(customer_url).status_code == 403
+    assert f'href="{customer_url}"' not in page and f'href="{connection_url}"' not in page
+    record = text_of(page.split('class="order-record-heading', 1)[1])
+    assert "Customer: CU1 " in record and f"Connection: {order.connection} " in record
+    admin_page = admin_client.get(admin_url(Order, "change", order.pk)).text
+    assert f'href="{customer_url}"' in admin_page and f'href="{connection_url}"' in admin_page
+
+
 def test_the_timeline_comes_after_the_lines_oldest_first_and_close_ends_the_page(approver, held):
     page = approver.get(admin_url(Order, "change", held["O-1"].pk)).text
 

@@ -212,7 +212,10 @@ def test_the_same_name_again_is_a_duplicate_and_with_other_content_a_conflict(sh
     assert only_file(report)["errors"][0]["message"].startswith(
         "customers_export.csv: a file of this name was imported on "
     )
-    assert "with other content: conflict, not imported" in only_file(report)["errors"][0]["message"]
+    # A patterns name has no timestamp or sequence: the sender changes the file's name to send changed data.
+    assert only_file(report)["errors"][0]["message"].endswith(
+        "with other content: conflict, not imported (send changed data under a new file name)"
+    )
     assert last_name() == "First"  # the conflicting file changed nothing
 
 

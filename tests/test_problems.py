@@ -65,7 +65,7 @@ def scan() -> int:
 
 
 def test_a_rejected_file_is_a_job_problem_mailed_once_that_the_next_clean_job_or_running_it_again_resolves(
-    tmp_path, client, django_user_model, kore, mails
+    tmp_path, client, admin_client, django_user_model, kore, mails
 ):
     bad = tmp_path / "ERP_0000001_INT1_KS_NOTHING.NET"
     bad.write_text("customer_id\temail\nC1\tc1@example.com\n", encoding="utf-8")
@@ -80,6 +80,7 @@ def test_a_rejected_file_is_a_job_problem_mailed_once_that_the_next_clean_job_or
     assert (problem.connection, problem.kind, problem.key) == (kore, "import-job", f"job:{job.pk}")
     assert "ERP_0000001_INT1_KS_NOTHING.NET: rejected" in problem.message
     assert problem.url == reverse("admin:impex_importjob_change", args=[job.pk])
+    assert f'<a href="{problem.url}">run again</a>' in admin_client.get(reverse("admin:index")).text  # failed
     (message,) = mail.outbox
     assert message.to == [CONTACTS]
     assert message.subject == f"[impex-hub] kore-erp: import job #{job.pk} has errors"
@@ -106,7 +107,9 @@ def test_a_rejected_file_is_a_job_problem_mailed_once_that_the_next_clean_job_or
     assert (problem.resolved_by, problem.resolved_at is not None) == ("ana", True)
 
 
-def test_refused_rows_are_a_job_problem_that_the_connection_s_next_clean_job_resolves(tmp_path, kore, mails):
+def test_refused_rows_are_a_job_problem_that_the_connection_s_next_clean_job_resolves(
+    tmp_path, kore, mails, admin_client
+):
     with mails(execute=True):
         code, _ = run_import(
             write_kore(tmp_path, "KS_CUSTOMERS", 1, [customer_row("C1", email="")]), connection=kore.code
@@ -117,6 +120,9 @@ def test_refused_rows_are_a_job_problem_that_the_connection_s_next_clean_job_res
     (problem,) = open_problems()
     assert (problem.kind, problem.key) == ("import-job", f"job:{job.pk}")
     assert "1 row refused" in problem.message
+    # The job completed: its page shows the refused rows and offers no "Run again", nor does the home page.
+    home = admin_client.get(reverse("admin:index")).text
+    assert f'<a href="{problem.url}">open the job</a>' in home and "run again" not in home
 
     with mails(execute=True):
         code, _ = run_import(write_kore(tmp_path, "KS_CUSTOMERS", 2, [customer_row("C2")]), connection=kore.code)

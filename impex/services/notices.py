@@ -79,7 +79,7 @@ def job_problems_report(*, job: ImportJob, status: str, error: str = "") -> None
     # (Only when there is a problem to raise: the first reverse() of a process loads every URL module.)
     url = reverse("admin:impex_importjob_change", args=[job.pk]) if by_conn else ""
     for conn, bad in by_conn.values():
-        head = "has errors" if status == JobStatus.COMPLETED else f"{status}{': ' + error if error else ''}"
+        head = problems.JOB_HAS_ERRORS if status == JobStatus.COMPLETED else f"{status}{': ' + error if error else ''}"
         more = [f"... and {len(bad) - 20} more files"] if len(bad) > 20 else []
         lines = [f"import job #{job.pk} {head}", *_file_lines(bad[:20]), *more]
         problems.problem_raise(

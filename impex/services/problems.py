@@ -119,8 +119,14 @@ def problems_open(*, connection: Connection | None = None):
     return rows.order_by("-since", "-pk")
 
 
+# The first line of a job problem whose job completed (some rows or files refused): nothing to run again there.
+JOB_HAS_ERRORS = "has errors"
+
+
 def problem_action(problem: Problem) -> str:
     """Return the word of the link to where a person acts on the problem."""
+    if problem.kind == ProblemKind.IMPORT_JOB and problem.message.split("\n", 1)[0].endswith(f" {JOB_HAS_ERRORS}"):
+        return "open the job"  # its page shows the refused rows; only a failed or errored job runs again
     return ACTIONS.get(problem.kind, "open")
 
 

@@ -1210,7 +1210,7 @@ def test_the_same_name_with_other_content_is_rejected_as_a_conflict(tmp_path, ko
 
     code, report = run_import(path)
 
-    assert_rejected(code, report, "conflict")
+    assert_rejected(code, report, "conflict, not imported (send changed data under a new sequence)")
     assert list(Customer.objects.values()) == before
 
 
