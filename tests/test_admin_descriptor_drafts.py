@@ -150,7 +150,21 @@ def test_a_chosen_delimiter_overrides_the_one_found(client, adder):
             {"header": "a,b", "file": SimpleUploadedFile("c.csv", b"a,b\n")},
             "Upload a sample file or paste its header line, not both.",
         ),
+        (
+            {"header": "Email,First Name,\na@example.com,Ann,\n"},
+            "Column 3 of the sample's header has no name (a delimiter at the end of the line, or two in a row?): a "
+            "descriptor names each column. Remove the empty column from the sample, or name it.",
+        ),
+        (
+            {"header": "Email;Tags;First Name;Tags"},
+            "Columns 2 and 4 of the sample's header are both called 'Tags': a file's header names each column once.",
+        ),
+        (
+            {"header": "Email," + "x" * 101},
+            "Column 2 of the sample's header is 101 characters long: a column's name may have at most 100.",
+        ),
     ],
+    ids=["nothing", "blank", "not-utf-8", "both", "unnamed-column", "same-name-twice", "name-too-long"],
 )
 def test_an_unreadable_sample_is_said_so_on_step_one(client, adder, data, message):
     response = read_sample(client, **data)

@@ -307,6 +307,27 @@ def test_a_since_that_is_not_iso_is_refused_with_a_message(admin_client, custome
     assert message in unescape(response.text)
 
 
+@pytest.mark.parametrize(
+    ("zone", "data"),
+    [
+        ("Europe/Berlin", {"since": "0001-01-01"}),
+        ("America/New_York", {"since": "9999-12-31", "since_time": "23:59"}),
+    ],
+    ids=["before-year-1", "after-year-9999"],
+)
+def test_a_since_outside_the_years_once_in_utc_is_refused_not_a_server_error(
+    admin_client, customers, settings, zone, data
+):
+    settings.TIME_ZONE = zone
+    group = export_group("customers-out", "KS_CUSTOMERS")
+
+    response = admin_client.post(group_export_url(group), data)
+
+    assert response.status_code == 200
+    assert "Content-Disposition" not in response.headers
+    assert "is outside the years 1 to 9999 once read in UTC" in unescape(response.text)
+
+
 def test_nothing_changed_since_says_so_on_the_page_instead_of_an_empty_file(admin_client, customers):
     group = export_group("customers-out", "KS_CUSTOMERS")
     Customer.objects.update(updated_at=datetime(2026, 3, 1, 9, 15, tzinfo=UTC))

@@ -6,6 +6,7 @@ import html
 import io
 import json
 import os
+import re
 import shutil
 import time
 import zipfile
@@ -35,7 +36,9 @@ from impex.tasks import import_job_run
 from impex.tests.helpers import bspk_name, counts, file_named, inbox_of, kore_name, only_file, run_import
 from impex.tests.test_connections import form_data
 from syncapp.models import Customer
+from tests.admin_helpers import staff_user
 from tests.shop import SHOP_PATTERN, shop_columns, shop_row, write_shop_file
+from tests.test_admin_outbound_urls import form_data as browser_form_data
 
 pytestmark = pytest.mark.django_db
 
@@ -490,6 +493,27 @@ def test_the_admin_refuses_another_connections_group(admin_client, shop):
         "The group shop-import belongs to the connection shop: a group's files come from one connection. "
         "Take it off that connection first."
     ]
+
+
+def test_choosing_a_connections_groups_needs_the_permission_to_change_groups(
+    client, django_user_model, kore_connection
+):
+    # A group's connection is the group's own field: who may change connections only sees the groups.
+    client.force_login(staff_user(django_user_model, "clerk", "impex.view_connection", "impex.change_connection"))
+    url = reverse("admin:impex_connection_change", args=[kore_connection.pk])
+    bspk_group = DataGroup.objects.get(code="bspk-special-orders")
+    page = client.get(url)
+    assert "groups" not in page.context["adminform"].form.fields
+    assert '<div class="readonly">-</div>' in re.sub(r"\s+", " ", page.text.split('field-groups">', 1)[1])[:400]
+
+    response = client.post(
+        url, {**browser_form_data(client, url), "groups": [bspk_group.pk], "contacts": "ops@x.example"}
+    )
+
+    assert response.status_code == 302
+    bspk_group.refresh_from_db()
+    kore_connection.refresh_from_db()
+    assert bspk_group.connection is None and kore_connection.contacts == "ops@x.example"
 
 
 @pytest.mark.parametrize("choose_connection", [False, True], ids=["group only", "connection and group"])

@@ -83,6 +83,10 @@ class ConnectionChangeList(ChangeList):
             conn.next_scan_at = next_scans.get(conn.pk)
 
 
+# Who may choose a connection's import groups (each group's connection is the group's field).
+GROUPS_PERMISSION = "impex.change_datagroup"
+
+
 @admin.register(Connection)
 class ConnectionAdmin(
     ConnectionTokensAdminMixin, UploadLinkMixin, LocationFieldsAdminMixin, CountedDeleteMixin, admin.ModelAdmin
@@ -434,6 +438,14 @@ class ConnectionAdmin(
         ("Full refresh window", {"fields": ("full_window_start", "full_window_end")}),
         ("Activity", {"fields": ("activity", "created_at", "updated_at")}),
     )
+
+    def get_readonly_fields(self, request, obj=None):
+        readonly = tuple(super().get_readonly_fields(request, obj))
+        # A connection's import groups are the groups' own field (DataGroup.connection): choosing them changes
+        # groups, which needs the permission to change groups, not only this connection's.
+        if "groups" not in readonly and not request.user.has_perm(GROUPS_PERMISSION):
+            readonly += ("groups",)
+        return readonly
 
     @admin.display(description="Import groups")
     def groups(self, obj):

@@ -1,7 +1,7 @@
 """The admin's "Export" pages: an export group's file, or an entity's records with one of its descriptors."""
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from itertools import chain
 
 from django import forms
@@ -69,7 +69,16 @@ class IsoSinceField(forms.Field):
             if at:
                 raise forms.ValidationError(f"A time ({at}) needs a date: pick the day too.", code="no_date")
             return None
-        return timezone.make_aware(_iso_moment(day, at), timezone.get_current_timezone())
+        moment = timezone.make_aware(_iso_moment(day, at), timezone.get_current_timezone())
+        try:
+            moment.astimezone(UTC)  # as the database compares it: 0001-01-01 in Berlin is before year 1 in UTC
+        except OverflowError:
+            raise forms.ValidationError(
+                f"{day}{' ' + at if at else ''} is outside the years 1 to 9999 once read in UTC: pick a later or "
+                "earlier day.",
+                code="out_of_range",
+            ) from None
+        return moment
 
 
 def _iso_moment(day: str, at: str) -> datetime:

@@ -19,6 +19,8 @@ CHUNK_BYTES = 64 * 1024
 RATIO_MIN_BYTES = 1024 * 1024
 _DRIVE = re.compile(r"[A-Za-z]:")
 _END_OF_CENTRAL_DIRECTORY = b"PK\x05\x06"
+_ZIP64_LOCATOR = b"PK\x06\x07"
+_ZIP64_END_OF_CENTRAL_DIRECTORY = b"PK\x06\x06"
 # A local file header, an empty archive's end record, a spanned archive's marker.
 _ZIP_STARTS = (b"PK\x03\x04", _END_OF_CENTRAL_DIRECTORY, b"PK\x07\x08")
 
@@ -146,7 +148,8 @@ def _reading(source: str | Path | BinaryIO) -> Iterator[BinaryIO]:
 
 
 def _declared_entry_count(source: str | Path | BinaryIO) -> int | None:
-    """Return the entry count the archive's end record declares, before ZipFile loads every entry into memory."""
+    """Return the entry count the archive's end record (or its ZIP64 record) declares, before ZipFile loads every
+    entry into memory."""
     try:
         with _reading(source) as raw:
             raw.seek(0, 2)
@@ -154,14 +157,23 @@ def _declared_entry_count(source: str | Path | BinaryIO) -> int | None:
             tail_size = min(size, 22 + 0xFFFF)
             raw.seek(size - tail_size)
             tail = raw.read()
-    except OSError as exc:
+            at = tail.rfind(_END_OF_CENTRAL_DIRECTORY)
+            if at < 0 or len(tail) - at < 22:
+                return None
+            total = struct.unpack_from("<H", tail, at + 10)[0]
+            if total != 0xFFFF:
+                return total
+            # 0xFFFF: the count is in the ZIP64 end record, which the locator just before the end record points to.
+            locator = tail[max(at - 20, 0) : at]
+            if len(locator) < 20 or not locator.startswith(_ZIP64_LOCATOR):
+                return None
+            raw.seek(struct.unpack_from("<Q", locator, 8)[0])
+            record = raw.read(40)
+    except (OSError, ValueError, OverflowError) as exc:
         raise ArchiveError(f"not a readable zip archive: {exc}") from None
-    at = tail.rfind(_END_OF_CENTRAL_DIRECTORY)
-    if at < 0 or len(tail) - at < 22:
-        return None
-    total = struct.unpack_from("<H", tail, at + 10)[0]
-    # 0xFFFF means the count is in the ZIP64 record; ZipFile reads that one.
-    return None if total == 0xFFFF else total
+    if len(record) < 40 or not record.startswith(_ZIP64_END_OF_CENTRAL_DIRECTORY):
+        return None  # not where the locator says (data before the archive): ZipFile finds it
+    return struct.unpack_from("<Q", record, 32)[0]
 
 
 def _members(

@@ -98,9 +98,34 @@ def sample_table(*, data: bytes | str, format: str, encoding: str, delimiter: st
     if not lines:
         raise SampleUnreadable("The sample has no header line.")
     header, rows = lines[0], lines[1 : SAMPLE_ROWS_KEPT + 1]
+    header_check(header)
     if delimiter == "\t":
         format = FileFormat.TSV
     return SampleTable(header=header, rows=rows, format=format, delimiter=delimiter)
+
+
+def header_check(header: list[str]) -> None:
+    """Refuse a header a descriptor cannot describe (each column is named, once, in at most 100 characters), saying
+    which column, before step 2 shows columns whose names cannot be changed there."""
+    longest = DescriptorColumn._meta.get_field("name").max_length
+    seen: dict[str, int] = {}
+    for number, name in enumerate(header, start=1):
+        if not name.strip():
+            raise SampleUnreadable(
+                f"Column {number} of the sample's header has no name (a delimiter at the end of the line, or two in "
+                "a row?): a descriptor names each column. Remove the empty column from the sample, or name it."
+            )
+        if len(name) > longest:
+            raise SampleUnreadable(
+                f"Column {number} of the sample's header is {len(name)} characters long: a column's name may have "
+                f"at most {longest}."
+            )
+        if name in seen:
+            raise SampleUnreadable(
+                f"Columns {seen[name]} and {number} of the sample's header are both called '{name}': a file's header "
+                "names each column once."
+            )
+        seen[name] = number
 
 
 def _decoded(head: bytes, *, encoding: str) -> str:

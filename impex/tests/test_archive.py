@@ -127,6 +127,22 @@ def test_too_many_entries_are_refused(tmp_path):
     assert refusal(path, tmp_path / "out") == "the archive has 11 entries, more than the limit of 10"
 
 
+def test_a_zip64_archive_of_too_many_entries_is_refused_before_its_directory_is_read(tmp_path):
+    # Past 65,535 entries the end record says 0xFFFF and the count is in the ZIP64 end record: it is read from there,
+    # so that a huge central directory is refused before ZipFile loads every entry (here it could not: it is broken).
+    path = tmp_path / "upload.zip"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as zf:
+        for number in range(0x10000 + 5):
+            zf.writestr(zipfile.ZipInfo(str(number)), b"")
+    data = bytearray(path.read_bytes())
+    data[data.find(b"PK\x01\x02") : data.find(b"PK\x01\x02") + 4] = b"XX\x01\x02"
+    path.write_bytes(bytes(data))
+
+    assert refusal(path, tmp_path / "out", max_entries=1000) == (
+        "the archive has 65,541 entries, more than the limit of 1,000"
+    )
+
+
 def test_a_zip_bomb_is_refused(tmp_path):
     path = make_bomb(tmp_path / "bomb.zip", megabytes=50)
 
