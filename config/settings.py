@@ -378,6 +378,9 @@ SPECTACULAR_SETTINGS = {
     # Each route is also served without its trailing slash (config/api_urls.py); the schema lists it once.
     "PREPROCESSING_HOOKS": ["config.api_urls.schema_endpoints"],
 }
+# A form post carries at most this many fields (Django's default, 1000, stops a descriptor's page at ~190 columns:
+# a column is six fields; the sample page takes 500 columns).
+DATA_UPLOAD_MAX_NUMBER_FIELDS = env_int("DATA_UPLOAD_MAX_NUMBER_FIELDS", 5000)
 # A feed request carries at most this many events.
 API_MAX_FEED_EVENTS = env_int("API_MAX_FEED_EVENTS", 1000)
 

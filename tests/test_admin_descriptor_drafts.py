@@ -214,6 +214,16 @@ def test_saving_creates_the_descriptor_with_its_columns_in_order_and_opens_it(cl
     assert descriptor.has_header and not descriptor.builtin
 
 
+def test_a_sample_of_250_columns_is_saved_whole(client, adder):
+    header = [*SHOP_HEADER, *(f"Extra {n}" for n in range(1, 232))]
+    step2 = read_sample(client, header=",".join(header))
+
+    response = client.post(FROM_SAMPLE, save_data(step2, code="WIDE_CUSTOMERS", name="Wide", file_pattern="wide_*.csv"))
+
+    assert response.status_code == 302, response.content[:300]
+    assert DataDescriptor.objects.get(code="WIDE_CUSTOMERS").columns.count() == 250
+
+
 def test_problems_are_shown_on_the_form_and_nothing_is_created(client, adder):
     step2 = read_sample(client, header=shop_text())
     data = save_data(
