@@ -402,18 +402,13 @@ def test_impex_connection_makes_a_patterns_connection_with_its_import_groups(sho
 @pytest.mark.parametrize(
     "args, message",
     [
-        (
-            [],
-            "--groups: A patterns connection needs at least one import group: its descriptors' file patterns say "
-            "which file names the connection imports.",
-        ),
         (["--groups", "nope"], "--groups: no group is called nope (import groups: "),
         (
             ["--groups", "bare-import"],
             "--groups: No descriptor of bare-import has a file pattern, so no file name could match",
         ),
     ],
-    ids=["no group", "unknown group", "no patterns"],
+    ids=["unknown group", "no patterns"],
 )
 def test_impex_connection_refuses_a_patterns_connection_without_usable_groups(shop_group, args, message):
     bare = DataGroup.objects.create(code="bare-import", name="No patterns", direction="import")
@@ -432,10 +427,26 @@ def test_impex_connection_refuses_an_export_group_or_another_connections_group(s
         call_command("impex_connection", "outlet", "--convention", "patterns", "--groups", "shop-out")
     with pytest.raises(CommandError, match="The group shop-import belongs to the connection shop"):
         call_command("impex_connection", "outlet", "--convention", "patterns", "--groups", "shop-import")
-    with pytest.raises(CommandError, match="needs at least one import group"):
-        call_command("impex_connection", "shop", "--groups", "")
     shop_group.refresh_from_db()
     assert shop_group.connection == shop and not Connection.objects.filter(code="outlet").exists()
+
+
+def test_a_patterns_connection_without_groups_imports_what_names_a_group_and_its_scans_say_why_not(tmp_path):
+    group = DataGroup.objects.create(code="webshop-import", name="Webshop", direction="import")
+    group.descriptors.add(shop_descriptor("WEBSHOP_CUSTOMERS"))
+    created = connection_json("webshop", "--convention", "patterns")
+    assert created["groups"] == []
+
+    code, report = run_import(write_shop_file(tmp_path), connection="webshop", group="webshop-import")
+    assert code == 0 and only_file(report)["status"] == "imported", report
+    assert Customer.objects.filter(connection__code="webshop").exists()
+
+    code, report = run_import(write_shop_file(tmp_path, name="customers_export_2.csv"), connection="webshop")
+    assert code == 1
+    assert (
+        "no descriptor of the connection's import groups has a file pattern"
+        in only_file(report)["errors"][0]["message"]
+    )
 
 
 # -- the admin: the connection's form, and the upload --------------------------------------------------------------
@@ -446,16 +457,20 @@ def connection_form(**values) -> dict:
     return {**form_data(code="shop", name="Shop platform", convention="patterns"), **values}
 
 
-def test_the_admin_refuses_a_patterns_connection_without_an_import_group(admin_client, shop_group):
-    response = admin_client.post(reverse("admin:impex_connection_add"), connection_form())
+def test_the_admin_saves_a_patterns_connection_without_a_group_but_not_with_a_group_lacking_patterns(
+    admin_client, shop_group
+):
+    bare = DataGroup.objects.create(code="bare-import", name="No patterns", direction="import")
+    bare.descriptors.add(shop_descriptor("SHOP_BARE", pattern=""))
 
-    assert response.status_code == 200
-    assert response.context["adminform"].form.errors["groups"] == [
-        "A patterns connection needs at least one import group: its descriptors' file patterns say which file "
-        "names the connection imports."
-    ]
-    assert "needs at least one import group" in html.unescape(response.text)
+    refused = admin_client.post(reverse("admin:impex_connection_add"), connection_form(groups=[bare.pk]))
+    assert refused.status_code == 200
+    assert "No descriptor of bare-import has a file pattern" in html.unescape(refused.text)
     assert not Connection.objects.exists()
+
+    response = admin_client.post(reverse("admin:impex_connection_add"), connection_form())
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    assert Connection.objects.get(code="shop").import_groups().count() == 0
 
 
 def test_the_admin_makes_a_patterns_connection_with_its_groups_and_changes_them(admin_client, shop_group):
@@ -472,8 +487,9 @@ def test_the_admin_makes_a_patterns_connection_with_its_groups_and_changes_them(
     change = reverse("admin:impex_connection_change", args=[conn.pk])
     assert admin_client.get(change).context["adminform"].form["groups"].value() == [shop_group.pk]
 
-    refused = admin_client.post(change, connection_form())  # no group left
-    assert "groups" in refused.context["adminform"].form.errors
+    assert admin_client.post(change, connection_form()).status_code == 302  # no group left: the group is let go
+    shop_group.refresh_from_db()
+    assert shop_group.connection is None
     other = DataGroup.objects.create(code="shop-2", name="Shop 2", direction="import")
     other.descriptors.add(DataDescriptor.objects.get(code="SHOP_CUSTOMERS"))
     assert admin_client.post(change, connection_form(groups=[other.pk], contacts="ops@shop.example")).status_code == 302

@@ -20,8 +20,9 @@ class ConnectionForm(forms.ModelForm):
         label="Import groups",
         widget=forms.CheckboxSelectMultiple(attrs={"class": "radiolist"}),  # the admin lays its labels out in full
         help_text="The groups whose files come from this connection: an upload to one of them imports for it. "
-        "Patterns: at least one; the file pattern of each of their descriptors says which file names the "
-        "connection imports and with which descriptor (shown beside each group).",
+        "Patterns: the file pattern of each of their descriptors says which file names the connection imports "
+        "and with which descriptor (shown beside each group); its inbox scans need at least one, while an upload "
+        "or impex_import may name the group instead.",
     )
 
     class Meta:

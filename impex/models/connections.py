@@ -140,7 +140,7 @@ class Connection(LocationFieldsMixin, models.Model):
         return self.groups.filter(direction=GroupDirection.IMPORT).order_by("code")
 
     def groups_errors(self, groups) -> list[str]:
-        """Check the import groups a connection is to have (a patterns connection needs one, with file patterns)."""
+        """Check the import groups a connection is to have (a patterns connection's must hold file patterns)."""
         errors = []
         for group in groups:
             if group.direction != GroupDirection.IMPORT:
@@ -150,13 +150,9 @@ class Connection(LocationFieldsMixin, models.Model):
                     f"The group {group.code} belongs to the connection {group.connection}: "
                     "a group's files come from one connection. Take it off that connection first."
                 )
-        if self.convention != Convention.PATTERNS or errors:
+        # A patterns connection without groups is allowed: its uploads and imports name a group; its scans need one.
+        if self.convention != Convention.PATTERNS or errors or not groups:
             return errors
-        if not groups:
-            return [
-                "A patterns connection needs at least one import group: its descriptors' file patterns say "
-                "which file names the connection imports."
-            ]
         patterned = [g for g in groups if any(d.file_pattern and not d.export_only for d in g.descriptors.all())]
         if not patterned:
             codes = ", ".join(g.code for g in groups)

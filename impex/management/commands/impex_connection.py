@@ -57,8 +57,9 @@ class Command(BaseCommand):
         parser.add_argument(
             "--groups",
             help="Codes of its import groups, separated by commas (G1,G2; '' for none): each group's files come from "
-            "this connection; a patterns connection needs at least one, whose descriptors' file patterns match its "
-            "file names. Replaces the groups it had.",
+            "this connection; a patterns connection's inbox scans need at least one, whose descriptors' file patterns "
+            "match its file names (an upload or impex_import --group may name the group instead). Replaces the "
+            "groups it had.",
         )
         parser.add_argument(
             "--inbox", help="Inbox: a folder path, s3://bucket/prefix or sftp://[user@]host[:port]/path."
