@@ -118,6 +118,8 @@ def test_demo_imports_every_sample_file(impex_root):
     assert (events["created"], events["failed"]) == (10, 1)
     assert [(e["column"], e["value"]) for e in events["errors"]] == [("special_order_id", "SO-9999")]
     assert RowError.objects.count() == 1
+    # The console says each job's status as its page does: the job with the refused row is not just "completed".
+    assert re.search(r"Import job #\d+ \(acme-pos\): Completed with errors", text), text
     assert "\n" in SpecialOrder.objects.get(special_order_id="SO-1004").description
     assert "Réparation — 修理" in SpecialOrder.objects.get(special_order_id="SO-1003").description
     assert Customer.objects.get(customer_id="C-1007").parent.customer_id == "C-1010"

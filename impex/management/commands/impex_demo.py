@@ -14,8 +14,9 @@ from impex.demo import (
 )
 from impex.exceptions import ConfigurationError
 from impex.management.output import print_json
-from impex.models import Connection
+from impex.models import Connection, ImportJob
 from impex.registry import demo_parts
+from impex.selectors.statuses import shown_status_label
 
 COUNTS = ("created", "updated", "unchanged", "retired", "failed")
 
@@ -133,7 +134,8 @@ class Command(BaseCommand):
 
     def _summary(self, report: dict) -> None:
         """Print what one import job did, file by file."""
-        self.stdout.write(f"Import job #{report['job']} ({report['connection']}): {report['status']}")
+        job = ImportJob.objects.get(pk=report["job"])  # said as its page says it ("Completed with errors")
+        self.stdout.write(f"Import job #{job.pk} ({report['connection']}): {shown_status_label(job)}")
         for f in report["files"]:
             counts = ", ".join(f"{f[k]} {k}" for k in COUNTS)
             self.stdout.write(f"  {f['name']}: {f['status']} ({f['descriptor'] or '-'}): {counts}")
