@@ -215,6 +215,10 @@ IMPEX_WORKERS_MIN_ROWS = env_int("IMPEX_WORKERS_MIN_ROWS", 100_000)
 IMPEX_REQUEUE_MINUTES = env_int("IMPEX_REQUEUE_MINUTES", 10)
 # A cluster task waits this long for a connection another job is importing, then queues its job again.
 IMPEX_CONNECTION_WAIT_SECONDS = env_int("IMPEX_CONNECTION_WAIT_SECONDS", 30)
+# A patterns connection's files go in as they arrived (SPEC 3): a job waits for an earlier job with files of the
+# same connection while that one runs, or while it has been queued for less than this (a worker takes it within
+# seconds; one nobody takes, as with no cluster running, holds no later job up for longer).
+IMPEX_ARRIVAL_WAIT_SECONDS = env_int("IMPEX_ARRIVAL_WAIT_SECONDS", 10)
 # The inbox scan: a scanner's hold on a connection's scan lasts this long unless renewed (every third of it);
 # a file first seen less than IMPEX_INBOX_QUIET_SECONDS after its last change is looked at again before it is taken.
 # The contacts' mail about a job with errors attaches at most this many rows in error (CSV); the admin has all.

@@ -485,7 +485,8 @@ class _JobRun:
         """Wait until no other job imports this connection's files, then hold it."""
         limit = None if self.wait else time.monotonic() + settings.IMPEX_CONNECTION_WAIT_SECONDS
         announced = False
-        while (holder := connection_hold(connection_id=connection.pk, job=self.job)) is not None:
+        first_come = connection.convention == Convention.PATTERNS  # names without an order key: as they arrived
+        while (holder := connection_hold(connection_id=connection.pk, job=self.job, first_come=first_come)) is not None:
             if not announced:
                 events.job_waits_for_connection(self.job, connection=connection, holder_id=holder, worker=self.worker)
                 announced = True

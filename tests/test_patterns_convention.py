@@ -289,6 +289,37 @@ def test_within_one_upload_precedence_comes_first_then_arrival(shop, tmp_path):
     assert last_name() == "Second"
 
 
+def queued(path, **options) -> int:
+    """Queue a job for the file (impex_import --queue) and return its id."""
+    code, report = run_import(path, queue=True, **options)
+    assert code == 0, report
+    return report["job"]
+
+
+def test_a_later_upload_taken_first_waits_for_the_earlier_one(shop, tmp_path, settings):
+    settings.IMPEX_CONNECTION_WAIT_SECONDS = 0  # set aside at once rather than wait in this thread
+    first = queued(write_shop_file(tmp_path, "customers_export_1.csv", rows=ANN_FIRST), connection="shop")
+    second = queued(write_shop_file(tmp_path, "customers_export_2.csv", rows=ANN_SECOND), connection="shop")
+
+    # A second worker takes the later job first: it goes back to the queue behind the earlier one.
+    assert import_job_run(second) == "queued"
+    assert ImportJob.objects.get(pk=second).events.filter(message__contains=f"job #{first}").exists()
+    assert not Customer.objects.exists()
+
+    assert import_job_run(first) == "completed"
+    assert import_job_run(second) == "completed"
+    assert last_name() == "Second"  # the later file's values, as they arrived
+
+
+def test_an_earlier_job_nobody_takes_holds_a_later_one_up_only_for_a_while(shop, tmp_path, settings):
+    queued(write_shop_file(tmp_path, "customers_export_1.csv", rows=ANN_FIRST), connection="shop")
+    second = queued(write_shop_file(tmp_path, "customers_export_2.csv", rows=ANN_SECOND), connection="shop")
+    settings.IMPEX_ARRIVAL_WAIT_SECONDS = 0  # the earlier job has been queued longer than a worker takes
+
+    assert import_job_run(second) == "completed"
+    assert last_name() == "Second"
+
+
 def test_without_a_connection_the_one_whose_pattern_matches_the_name_is_found(shop, tmp_path):
     code, report = run_import(write_shop_file(tmp_path, rows=ANN_FIRST))
 

@@ -5,7 +5,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q, Subquery, Sum, Value
+from django.db.models import Exists, F, OuterRef, Q, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django_q.tasks import async_task
@@ -296,10 +296,12 @@ def _locked_row_changed(count: int, f: ImportFile) -> None:
         raise IllegalTransition(f"the file {f.name} changed under its row lock")
 
 
-def connection_hold(*, connection_id: int, job: ImportJob) -> int | None:
+def connection_hold(*, connection_id: int, job: ImportJob, first_come: bool = False) -> int | None:
     """Take the connection for this job so that its files go in order; return the holding job's id if another has it.
 
-    A holder whose job is no longer running, or whose worker's lease ran out, holds nothing.
+    A holder whose job is no longer running, or whose worker's lease ran out, holds nothing. first_come: the
+    connection's names carry no order (patterns, SPEC 3: files go in as they arrived), so an earlier job that still
+    has files of it to import goes first, whichever worker asks first; its id is returned as the holder's.
     """
     with transaction.atomic():
         state, _ = ConnectionState.objects.select_for_update().get_or_create(connection_id=connection_id)
@@ -311,8 +313,34 @@ def connection_hold(*, connection_id: int, job: ImportJob) -> int | None:
             if alive:
                 return holder
         if holder != job.pk:
+            if first_come and (earlier := _arrived_earlier(connection_id=connection_id, job=job)) is not None:
+                return earlier
             ConnectionState.objects.filter(pk=state.pk).update(job=job)
     return None
+
+
+def _arrived_earlier(*, connection_id: int, job: ImportJob) -> int | None:
+    """Return the first job before this one with files of the connection still to import: running with its lease
+    alive (a dead worker's files are taken over by the job that holds the connection), or queued for less than
+    IMPEX_ARRIVAL_WAIT_SECONDS. A job made for the connection (or for a group of it) counts before its files are
+    matched; another, once one of its files is."""
+    now = timezone.now()
+    fresh = now - timedelta(seconds=settings.IMPEX_ARRIVAL_WAIT_SECONDS)
+    pending = [FileStatus.QUEUED, FileStatus.RUNNING]
+    own = ImportFile.objects.filter(job=OuterRef("pk"), status__in=pending)
+    matched = ImportFile.objects.filter(
+        job=OuterRef("pk"), connection_id=connection_id, kind=FileKind.DATA, status__in=pending
+    )
+    for_it = Q(connection_id=connection_id) | Q(group__connection_id=connection_id)
+    return (
+        ImportJob.objects.filter(pk__lt=job.pk, dry_run=False)
+        .annotate(queued_since=Coalesce("queued_at", "created_at"))
+        .filter(Q(status=JobStatus.QUEUED, queued_since__gte=fresh) | Q(status=JobStatus.RUNNING, lease_until__gte=now))
+        .filter((for_it & Exists(own)) | Exists(matched))
+        .order_by("pk")
+        .values_list("pk", flat=True)
+        .first()
+    )
 
 
 def connection_let_go(*, connection_id: int, job: ImportJob) -> None:
