@@ -36,13 +36,12 @@ from config.adminkit import (
     permission_check,
     permission_missing_text,
 )
-from impex.admin.display import money_display
+from impex.admin.display import money_display, when_text
 from impex.models import DataDescriptor
 from impex.money import money_text
 from orders import resources
 from orders.choices import ExporterKind, FlagStatus, OrderState, OrderTransition
 from orders.exceptions import OrderError
-from orders.formats import when
 from orders.models import (
     Exporter,
     FeedEvent,
@@ -96,7 +95,7 @@ def _when(at) -> str:
     local = timezone.localtime(at)
     if local.date() == timezone.localdate():
         return date_format(local, "H:i")
-    return date_format(local, "Y-m-d H:i")
+    return date_format(local, "DATETIME_FORMAT")
 
 
 def flag_summary(flag: OrderFlag, *, named: bool = False) -> str:
@@ -390,7 +389,7 @@ class OrderAdmin(SyncedEntityAdmin):
 
     @admin.display(description="order date", ordering="order_date")
     def order_date_shown(self, obj):
-        return when(obj.order_date)
+        return when_text(obj.order_date)
 
     @admin.display(description="total", ordering="total")
     def total_shown(self, obj):
@@ -402,15 +401,15 @@ class OrderAdmin(SyncedEntityAdmin):
 
     @admin.display(description="state changed at", ordering="state_changed_at")
     def state_changed_shown(self, obj):
-        return when(obj.state_changed_at)
+        return when_text(obj.state_changed_at)
 
     @admin.display(description="created at", ordering="created_at")
     def created_shown(self, obj):
-        return when(obj.created_at)
+        return when_text(obj.created_at)
 
     @admin.display(description="updated at", ordering="updated_at")
     def updated_shown(self, obj):
-        return when(obj.updated_at)
+        return when_text(obj.updated_at)
 
     @admin.display(description="export flags")
     def flags_display(self, obj):
@@ -849,7 +848,7 @@ def held_orders_panel(request) -> dict | None:
                 (order.order_id, reverse("admin:orders_order_change", args=[order.pk])),
                 (order.customer.customer_id, ""),
                 (money_text(order.total, order.currency), ""),
-                (when(order.state_changed_at), ""),
+                (when_text(order.state_changed_at), ""),
                 (order.held_reason or "-", ""),
             ]
             for order in oldest

@@ -37,6 +37,7 @@ from config.adminkit import (
     permission_check,
 )
 from impex.admin.connection_form import ConnectionForm
+from impex.admin.display import when_text
 from impex.admin.jobs import UploadLinkMixin
 from impex.admin.tokens import ConnectionTokensAdminMixin
 from impex.choices import (
@@ -195,7 +196,7 @@ class ConnectionAdmin(
             return "-"
         if at is None:
             return "not scheduled yet"
-        return _when(at)
+        return when_text(at)
 
     @admin.display(description="files waiting", ordering="waiting_count")
     def files_waiting(self, obj):
@@ -465,10 +466,6 @@ class ConnectionAdmin(
         )
 
 
-def _when(at) -> str:
-    return date_format(timezone.localtime(at), "Y-m-d H:i")
-
-
 def scan_every(conn: Connection) -> str:
     """Say how often a connection's inbox is scanned on schedule."""
     if conn.scan_cron:
@@ -500,7 +497,7 @@ def scan_result(
             )
         url = reverse("admin:impex_importjob_change", args=[job_id])
         job = format_html(' &middot; <a href="{}">job #{}</a>{}', url, job_id, badge)
-    return format_html('{} {}{}<div class="help">{}</div>', _when(at), outcome, job, Truncator(message).chars(120))
+    return format_html('{} {}{}<div class="help">{}</div>', when_text(at), outcome, job, Truncator(message).chars(120))
 
 
 def inbox_outcome(f: InboxFile) -> str:
@@ -537,7 +534,7 @@ def connection_page_context(request, conn: Connection, *, may_sync: bool) -> dic
         )
         if state is not None and state.last_scan_at
         else "never",
-        "next_scan": _when(schedule) if schedule and conn.active and conn.scan_enabled else "-",
+        "next_scan": when_text(schedule) if schedule and conn.active and conn.scan_enabled else "-",
         "files": [{"file": f, "outcome": inbox_outcome(f)} for f in inbox.files],
         "shown": INBOX_FILES_SHOWN,
         "list_url": f"{reverse('admin:impex_inboxfile_changelist')}?connection__id__exact={conn.pk}",

@@ -23,7 +23,6 @@ from django.template.defaultfilters import pluralize
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.formats import date_format
 from django.utils.html import format_html
 from django.utils.http import content_disposition_header
 from django.utils.text import capfirst
@@ -38,6 +37,7 @@ from config.adminkit import (
     format_duration,
     permission_check,
 )
+from impex.admin.display import when_text
 from impex.choices import (
     FileKind,
     FileStatus,
@@ -240,7 +240,7 @@ class ImportJobAdmin(AuditRecordAdmin):
         return format_html(
             '#{}<div class="help" style="white-space: nowrap">{}</div>',
             obj.pk,
-            date_format(timezone.localtime(obj.created_at), "Y-m-d H:i"),
+            when_text(obj.created_at),
         )
 
     @admin.display(description="source, by", ordering="source")
