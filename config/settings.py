@@ -1,5 +1,6 @@
 """Settings of impex-hub, read from the environment (see README, "Configuration")."""
 
+import ipaddress
 import json
 import os
 import secrets
@@ -104,6 +105,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # /healthz and /metrics, answered before host checking, the HTTPS redirect, sessions and CSRF (config/ops.py).
+    "config.ops.OpsEndpointMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -276,6 +279,8 @@ Q_CLUSTER = {
 if os.environ.get("Q_REDIS_URL"):
     Q_CLUSTER.pop("orm")
     Q_CLUSTER["redis"] = os.environ["Q_REDIS_URL"]
+# django-q2's broker, whose cluster also records its heartbeat in the database for /healthz and /metrics.
+Q_CLUSTER["broker_class"] = "impex.brokers.HubRedis" if "redis" in Q_CLUSTER else "impex.brokers.HubORM"
 
 # Mail: EMAIL_BACKEND from the environment wins (SMTP with the EMAIL_HOST... settings below, or any backend).
 # Unset, a development run (DEBUG, as `make run` sets) saves each mail as a file in var/mail and logs one line
@@ -343,6 +348,31 @@ AXES_VERBOSE = False
 # The number of reverse proxies in front of the web server, each appending to X-Forwarded-For: the client's address
 # is then taken from there (0: the connecting address, for a server that clients reach directly).
 IMPEX_PROXY_COUNT = env_int("IMPEX_PROXY_COUNT", 0)
+
+
+# GET /metrics (SPEC 11; README "Operations") is closed unless one of these is set; with both, both are required.
+# IMPEX_METRICS_TOKEN: the scraper sends "Authorization: Bearer TOKEN" (at least 16 characters).
+IMPEX_METRICS_TOKEN = os.environ.get("IMPEX_METRICS_TOKEN", "").strip()
+if IMPEX_METRICS_TOKEN and len(IMPEX_METRICS_TOKEN) < 16:
+    raise ImproperlyConfigured("IMPEX_METRICS_TOKEN is too short: use at least 16 random characters")
+
+
+def env_networks(name: str) -> list[str]:
+    """Read an environment variable of IP networks or addresses separated by commas; refuse a bad one at start-up."""
+    networks = []
+    for part in (p.strip() for p in os.environ.get(name, "").split(",")):
+        if not part:
+            continue
+        try:
+            networks.append(str(ipaddress.ip_network(part, strict=False)))
+        except ValueError as exc:
+            raise ImproperlyConfigured(f"{name}: {part!r} is not an IP address or network ({exc})") from exc
+    return networks
+
+
+# IMPEX_METRICS_ALLOWED_IPS: the scraper's address (as IMPEX_PROXY_COUNT finds it) is in one of these networks,
+# e.g. "10.0.5.0/24,127.0.0.1".
+IMPEX_METRICS_ALLOWED_IPS = env_networks("IMPEX_METRICS_ALLOWED_IPS")
 
 LOGGING = {
     "version": 1,

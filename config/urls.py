@@ -10,6 +10,7 @@ from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_safe
 from django.views.generic import RedirectView
 
+from config import ops
 from config.apps import admin_load
 
 admin_load()  # already done at start, except in a data-moving command (config.startup)
@@ -38,4 +39,7 @@ urlpatterns = [
     path("favicon.ico", favicon),
     path("admin/", admin.site.urls),
     path("api/", include("config.api_urls")),
+    # Operations (SPEC 11), answered by config.ops.OpsEndpointMiddleware before the other middleware.
+    path("healthz", ops.healthz, name="healthz"),
+    path("metrics", ops.metrics, name="metrics"),
 ]

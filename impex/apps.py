@@ -7,7 +7,7 @@ from django.db.backends.signals import connection_created
 from django.db.models.signals import post_migrate
 
 from impex.choices import ProblemKind
-from impex.registry import problem_mail_register
+from impex.registry import problem_mail_register, work_queue_register
 
 
 def _sqlite_query_params(sender, connection, **kwargs):
@@ -34,3 +34,5 @@ class ImpexConfig(AppConfig):
         problem_mail_register(ProblemKind.IMPORT_JOB, "impex.services.notices.job_problem_mail")
         problem_mail_register(ProblemKind.SEQUENCE_WAIT, "impex.services.waits.sequence_wait_mail")
         problem_mail_register(ProblemKind.INBOX, "impex.services.inbox.inbox_problem_mail")
+        work_queue_register("import_chunks", "impex.services.imports.CHUNKS")
+        work_queue_register("webhook_deliveries", "impex.services.webhooks.DELIVERIES")

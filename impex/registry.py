@@ -100,6 +100,8 @@ registry: dict[str, Any] = {
     "problem_mails": {},
     # name -> the dotted path of a function that gives a home page panel's context (home_panel_register)
     "home_panels": {},
+    # name -> the dotted path of a queue of leased work (impex.services.queue.WorkQueue), for /metrics
+    "work_queues": {},
 }
 
 
@@ -166,3 +168,14 @@ def home_panels(request) -> list[dict]:
         if panel is not None:
             shown.append(panel)
     return shown
+
+
+def work_queue_register(name: str, queue: str) -> None:
+    """Name a queue of leased work for /metrics: queue is the dotted path of its WorkQueue (imported when first read,
+    so that registering loads nothing)."""
+    registry["work_queues"][name] = queue
+
+
+def work_queues() -> dict:
+    """Return the registered queues of leased work: name -> WorkQueue."""
+    return {name: import_string(path) for name, path in registry["work_queues"].items()}

@@ -2,7 +2,7 @@
 
 from django.apps import AppConfig
 
-from impex.registry import DemoPart, demo_register, home_panel_register, schedule_register
+from impex.registry import DemoPart, demo_register, home_panel_register, schedule_register, work_queue_register
 
 
 class OrdersConfig(AppConfig):
@@ -24,5 +24,7 @@ class OrdersConfig(AppConfig):
             name="push flagged orders through their exporters", func="orders.tasks.orders_export", minutes=1
         )
         schedule_register(name="apply order update feed events", func="orders.tasks.orders_feed", minutes=1)
+        work_queue_register("order_deliveries", "orders.services.FLAGS")
+        work_queue_register("feed_events", "orders.feeds.FEED")
         home_panel_register("held orders", "orders.admin.held_orders_panel")
         demo_register(DemoPart(name="orders", title="Orders", set_up=demo.demo_chain_set_up, run=demo.demo_chain_run))

@@ -1,7 +1,8 @@
 """The models of impex, a module per sub-domain; every name is imported from here (`from impex.models import X`).
 
 From the bottom up: validation (the checks models run on their fields: cron, folder locations, export file names),
-work (LeasedWork, the abstract base of leased and retried work the other apps' queues build on, and WorkPass),
+work (LeasedWork, the abstract base of leased and retried work the other apps' queues build on, WorkPass and
+ClusterBeat),
 connections (connections, their engine state, API tokens), descriptors (descriptors, their columns, groups),
 inbox (the files the scans find), jobs (import jobs, files, chunks, events, row errors and the engine's ledgers),
 exports (export runs and the files sent), webhooks (subscriptions, deliveries, attempts), problems.
@@ -38,7 +39,7 @@ from impex.models.validation import (
     location_errors,
 )
 from impex.models.webhooks import WebhookAttempt, WebhookDelivery, WebhookSubscription
-from impex.models.work import LeasedWork, WorkPass
+from impex.models.work import ClusterBeat, LeasedWork, WorkPass
 
 __all__ = [
     "EXPORT_NAME_DEFAULT",
@@ -48,6 +49,7 @@ __all__ = [
     "LOCATION_RULES",
     "LOCATION_SHAPES",
     "ApiToken",
+    "ClusterBeat",
     "Connection",
     "ConnectionState",
     "DataDescriptor",

@@ -37,3 +37,17 @@ class WorkPass(models.Model):
 
     def __str__(self):
         return self.name
+
+
+class ClusterBeat(models.Model):
+    """A django-q2 cluster's last sign of life, written by its sentinel through the hub's broker (impex.brokers)
+    and read by /healthz and /metrics: every machine's cluster writes here, whatever the broker."""
+
+    cluster = models.CharField(max_length=64, unique=True, help_text="The cluster's id (new at each start).")
+    host = models.CharField(max_length=255)
+    pid = models.PositiveIntegerField()
+    status = models.CharField(max_length=20, blank=True, default="", help_text="As django-q2 says: Idle, Working ...")
+    seen_at = models.DateTimeField(db_index=True)
+
+    def __str__(self):
+        return f"cluster {self.cluster} on {self.host}"
