@@ -22,19 +22,19 @@ from pyftpdlib.ioloop import IOLoop
 from pyftpdlib.servers import FTPServer
 
 
-class _StalledFile:
-    """A file opened for download that gives n bytes, then holds the server (its one thread) until released."""
+class _TrappedFile:
+    """A file opened for download that gives n bytes, then calls then() before every further read (the trap)."""
 
-    def __init__(self, file, n: int, released: threading.Event):
+    def __init__(self, file, n: int, then):
         self._file = file
         self._left = n
-        self._released = released
+        self._then = then
         self.name = file.name
         self.closed = False
 
     def read(self, size: int = -1) -> bytes:
         if self._left <= 0:
-            self._released.wait(60)
+            self._then()
             return self._file.read(size)
         data = self._file.read(min(size if size > 0 else self._left, self._left))
         self._left -= len(data)
@@ -48,34 +48,13 @@ class _StalledFile:
         self._file.close()
 
 
-class _CutFile:
-    """A file opened for download that gives n bytes, then drops its connection (control and data)."""
-
-    def __init__(self, file, n: int, cmd_channel):
-        self._file = file
-        self._left = n
-        self._cmd_channel = cmd_channel
-        self.name = file.name
-        self.closed = False
-
-    def read(self, size: int = -1) -> bytes:
-        if self._left <= 0:
-            # As if the server died: both connections go without a reply; the producer never ends properly.
-            data = self._cmd_channel.data_channel
-            if data is not None:
-                data.socket.close()
-            self._cmd_channel.socket.close()
-            raise ConnectionResetError("cut by the test")
-        data = self._file.read(min(size if size > 0 else self._left, self._left))
-        self._left -= len(data)
-        return data
-
-    def seek(self, *args):
-        return self._file.seek(*args)
-
-    def close(self) -> None:
-        self.closed = True
-        self._file.close()
+def _drop_connection(cmd_channel) -> None:
+    """Close a session's control and data sockets without a reply, as a server that died would."""
+    data = cmd_channel.data_channel
+    if data is not None:
+        data.socket.close()
+    cmd_channel.socket.close()
+    raise ConnectionResetError("cut by the test")
 
 
 class _TestFS(AbstractedFS):
@@ -87,9 +66,10 @@ class _TestFS(AbstractedFS):
         file = super().open(filename, mode)
         name = os.path.basename(filename)
         if "r" in mode and name in self.cuts:
-            return _CutFile(file, self.cuts.pop(name), self.cmd_channel)
+            return _TrappedFile(file, self.cuts.pop(name), lambda: _drop_connection(self.cmd_channel))
         if "r" in mode and name in self.stalls:
-            return _StalledFile(file, self.stalls.pop(name), self.released)
+            # The server's one thread waits: nothing more is sent until the test releases it.
+            return _TrappedFile(file, self.stalls.pop(name), lambda: self.released.wait(60))
         return file
 
 

@@ -15,10 +15,10 @@ from typing import IO, TYPE_CHECKING
 from django.conf import settings
 from django.core.files import File
 
-from impex import outbound
 from impex.exceptions import ConfigurationError, LocationRefused
-from impex.locations import Location, parse_location
+from impex.locations import Location
 from impex.storage.base import Backend, StoredFile, hidden_name, opened, register_backend
+from impex.storage.hosts import is_hub_host, listed_entry, server_refusal
 
 if TYPE_CHECKING:
     from impex.storage.ftp_client import CheckedFTPStorage
@@ -34,13 +34,12 @@ def _ftp_login(host: str, port: int) -> tuple[str, str] | None:
     login, an entry's own password or FTP_PASSWORD for an entry of {}; a host a connection editor names is not sent
     one. Passwords live in the environment only, never in a location (which the admin shows).
     """
-    for key in (f"{host}:{port}", host):
-        for listed, entry in settings.FTP_HOSTS.items():
-            if listed.lower() != key.lower():
-                continue
-            if entry.get("password"):
-                return entry["password"], f"FTP_HOSTS[{listed!r}]"
-            return settings.FTP_PASSWORD or "", ""
+    found = listed_entry(settings.FTP_HOSTS, host, port)
+    if found is not None:
+        listed, entry = found
+        if entry.get("password"):
+            return entry["password"], f"FTP_HOSTS[{listed!r}]"
+        return settings.FTP_PASSWORD or "", ""
     if _is_hub_host(host, port):
         return settings.FTP_PASSWORD or "", ""
     return None
@@ -48,11 +47,7 @@ def _ftp_login(host: str, port: int) -> tuple[str, str] | None:
 
 def _is_hub_host(host: str, port: int) -> bool:
     """Tell whether host:port is the FTP server of IMPEX_STORAGE, which the operator chose (not an editor)."""
-    try:
-        hub = parse_location(settings.IMPEX_STORAGE)
-    except ConfigurationError:
-        return False
-    return hub.scheme in FTP_SCHEMES and (hub.host, hub.port or FTP_PORT) == (host.lower(), port)
+    return is_hub_host(host, port, schemes=FTP_SCHEMES, default_port=FTP_PORT)
 
 
 def _unlisted(host: str, port: int) -> str:
@@ -67,11 +62,8 @@ def ftp_host_refusal(host: str, port: int, *, resolve: bool = True) -> str:
 
     resolve: also resolve the name and check its addresses (impex.outbound), as every connection does.
     """
-    if _ftp_login(host, port) is None:
-        return _unlisted(host, port)
-    if resolve and not _is_hub_host(host, port):
-        return outbound.host_refusal(host, port)
-    return ""
+    unlisted = _unlisted(host, port) if _ftp_login(host, port) is None else ""
+    return server_refusal(host, port, unlisted=unlisted, hub=_is_hub_host(host, port), resolve=resolve)
 
 
 @register_backend

@@ -32,22 +32,9 @@ from impex.storage import (
     storage_for,
 )
 from impex.storage.ftp_client import FTPFailure
+from impex.tests.test_storage_sftp import mtime_of, on_server, read  # FTP gives whole seconds in UTC too
 
 BIG_BYTES = 24 * 1024 * 1024
-
-
-def read(storage, name: str) -> bytes:
-    with open_file(storage, name) as stream:
-        return stream.read()
-
-
-def mtime_of(path) -> datetime:
-    """A local file's modification time as FTP reports it: whole seconds, UTC."""
-    return datetime.fromtimestamp(int(path.stat().st_mtime), tz=UTC)
-
-
-def on_server(folder) -> list[str]:
-    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
 
 
 @pytest.fixture(params=["ftp", "ftps"])
