@@ -412,6 +412,7 @@ def _ftp_location(server, settings, *, scheme: str) -> FTPLocation:
     settings.FTP_PASSWORD = server.password
     settings.FTPS_CA_FILE = str(server.root.parent / "cert.pem") if scheme == "ftps" else None
     server.pasv_address = None
+    server.mlsd = True
     server.cuts.clear()
     server.grows.clear()
     server.stalls.clear()

@@ -2,6 +2,7 @@
 
 FTPServerThread(root=..., user=..., password=..., tls=(certfile, keyfile) or None) listens on 127.0.0.1 (a free
 port) once started, and stops with stop(). Two knobs let tests play a bad server:
+- mlsd = False: answer MLSD as an older server does (not understood);
 - pasv_address: answer PASV with this address (a server behind NAT, or one pointing the client elsewhere);
 - cut_after(name, n): the next download of that file sends n bytes, then the server drops the connection as if
   killed (control and data), once;
@@ -133,6 +134,18 @@ class FTPServerThread:
     @pasv_address.setter
     def pasv_address(self, address: str | None) -> None:
         self.handler.masquerade_address = address
+
+    @property
+    def mlsd(self) -> bool:
+        return "MLSD" in self.handler.proto_cmds
+
+    @mlsd.setter
+    def mlsd(self, on: bool) -> None:
+        """Understand MLSD or not (an older server: "500 Command not understood")."""
+        commands = dict(self.handler.__mro__[2].proto_cmds)
+        if not on:
+            del commands["MLSD"]
+        self.handler.proto_cmds = commands
 
     def cut_after(self, name: str, n: int) -> None:
         """Drop the connection after n bytes of the next download of a file of that name."""

@@ -76,6 +76,7 @@ class FTPBackend(Backend):
 
     scheme = "ftp"
     storage: CheckedFTPStorage
+    has_mlsd = True  # until the server says it does not understand MLSD
 
     @classmethod
     def at(cls, location: Location) -> FTPBackend:
@@ -220,8 +221,9 @@ class FTPBackend(Backend):
         path = self._remote(folder)
         ftp = self.storage.ftp
         try:
-            found = listing(ftp, path)
+            found = listing(ftp, path) if self.has_mlsd else None
             if found is None:
+                self.has_mlsd = False  # asked once per location and process
                 found = self._listing_by_name(path)
             found = sorted(found)
         except ftplib.error_perm:

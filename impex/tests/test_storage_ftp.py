@@ -107,6 +107,20 @@ def test_list_files_and_list_folder_see_names_with_spaces_sizes_and_times(remote
     assert [f.name for f in list_folder(remote, "sub dir")] == ["sub dir/b.csv"]
 
 
+def test_a_server_without_mlsd_is_listed_by_name_with_sizes_times_and_folders(ftp_location):
+    ftp_location.server.mlsd = False
+    remote = storage_for(ftp_location.url)
+    (ftp_location.path / "sub dir").mkdir()
+    (ftp_location.path / "a file.csv").write_bytes(b"12345")
+    (ftp_location.path / "sub dir" / "b c.csv").write_bytes(b"1")
+    (ftp_location.path / ".hidden").write_bytes(b"x")
+
+    assert sorted(list_files(remote), key=lambda f: f.name) == [
+        StoredFile("a file.csv", 5, mtime_of(ftp_location.path / "a file.csv")),
+        StoredFile("sub dir/b c.csv", 1, mtime_of(ftp_location.path / "sub dir" / "b c.csv")),
+    ]
+
+
 def test_look_at_sees_size_and_time_now_or_none(remote, where):
     path = where.path / "a b.csv"
     path.write_bytes(b"123")
