@@ -161,7 +161,7 @@ class CheckedFTPStorage(FTPStorage):
             if self.secure:
                 ftp.prot_p()
             ftp.set_pasv(True)
-            self.root_there = _cwd(ftp, self.root_path)
+            _cwd(ftp, self.root_path)  # FTPStorage works relative to it; a folder not there yet is made by a save
         except BaseException:
             ftp.close()
             raise
@@ -172,7 +172,6 @@ class CheckedFTPStorage(FTPStorage):
         (which a save that failed half-way may have left in a sub-folder)."""
         ftp = self.ftp
         if _cwd(ftp, self.root_path):
-            self.root_there = True
             return
         ftp.cwd("/")
         for part in [p for p in self.root_path.split("/") if p]:
@@ -184,7 +183,6 @@ class CheckedFTPStorage(FTPStorage):
                         raise
                     continue
                 ftp.cwd(part)
-        self.root_there = True
 
     def close(self) -> None:
         """Let go of the connection (politely if it still answers)."""
