@@ -249,8 +249,18 @@ SFTP_PASSWORD = os.environ.get("SFTP_PASSWORD") or None
 # "10.0.0.5:2222": {"password": "..."}, "sftp.example": {}}. A host not listed (other than IMPEX_STORAGE's) is
 # refused: no login goes to a host a connection editor names.
 SFTP_HOSTS = env_json_object("SFTP_HOSTS")
-# Outbound calls (webhooks, webhook exporters, SFTP hosts) go only to public addresses, unless the host name, the
-# address or a network holding it is listed here (comma-separated), e.g. "erp.internal,10.20.0.0/16,127.0.0.1".
+# ftp:// and ftps:// (explicit TLS) locations: the FTP hosts the hub logs in to, a JSON object keyed by "host" or
+# "host:port", each entry its own password or {} for FTP_PASSWORD, e.g. {"ftp.acme.example": {"password": "..."},
+# "ftp.partner.example": {}}; the user comes from the location (default anonymous). A host not listed (other than
+# IMPEX_STORAGE's) is refused, as for SFTP.
+FTP_HOSTS = env_json_object("FTP_HOSTS")
+FTP_PASSWORD = os.environ.get("FTP_PASSWORD") or None
+# The CA certificates (PEM) that FTPS servers' certificates are checked against; unset: the system's CAs.
+FTPS_CA_FILE = os.environ.get("FTPS_CA_FILE") or None
+# Seconds an FTP connection waits for the server: to connect, and for each reply or block of data of a transfer.
+FTP_TIMEOUT_SECONDS = float(os.environ.get("FTP_TIMEOUT_SECONDS", "30"))
+# Outbound calls (webhooks, webhook exporters, SFTP and FTP hosts) go only to public addresses, unless the host name,
+# the address or a network holding it is listed here (comma-separated), e.g. "erp.internal,10.20.0.0/16,127.0.0.1".
 IMPEX_ALLOWED_HOSTS_OUTBOUND = [
     h.strip() for h in os.environ.get("IMPEX_ALLOWED_HOSTS_OUTBOUND", "").split(",") if h.strip()
 ]

@@ -7,8 +7,8 @@ from impex.models import Connection, DataGroup, location_errors
 
 HINT = (
     "Set another location in the admin (or impex_connection), or have the operator list its root in "
-    "IMPEX_ALLOWED_LOCAL_ROOTS (an SFTP host in SFTP_HOSTS). Until then the hub refuses it at use: scans, imports and "
-    "exports of it fail with this reason, and nothing is read or written there."
+    "IMPEX_ALLOWED_LOCAL_ROOTS (an SFTP host in SFTP_HOSTS, an FTP one in FTP_HOSTS). Until then the hub refuses it "
+    "at use: scans, imports and exports of it fail with this reason, and nothing is read or written there."
 )
 
 
@@ -17,7 +17,7 @@ def refused_locations(rows, *, kind: str, fields: tuple[str, ...], check_id: str
     found = []
     for row in rows:
         for name in fields:
-            # No DNS at start-up: an SFTP host's address is checked each time it is called.
+            # No DNS at start-up: an SFTP or FTP host's address is checked each time it is called.
             messages = location_errors(getattr(row, name), what=row._meta.get_field(name).verbose_name, resolve=False)
             found += [
                 Warning(f"{kind} {row.code}: {message}", hint=HINT, obj=type(row), id=check_id) for message in messages

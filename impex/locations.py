@@ -23,7 +23,10 @@ from django.conf import settings
 
 from impex.exceptions import ConfigurationError, LocationRefused
 
-LOCATION_FORMS = "an absolute folder path, file:///path, s3://bucket/prefix or sftp://[user@]host[:port]/path"
+LOCATION_FORMS = (
+    "an absolute folder path, file:///path, s3://bucket/prefix, sftp://[user@]host[:port]/path, "
+    "ftp://[user@]host[:port]/path or ftps://[user@]host[:port]/path"
+)
 # The password of a user:password@ part, kept out of error messages.
 URL_PASSWORD = re.compile(r"^([a-z][a-z0-9+.-]*://[^/@:]*):[^/@]*@", re.IGNORECASE)
 ROOTS_SETTING = "IMPEX_ALLOWED_LOCAL_ROOTS"
@@ -44,7 +47,7 @@ def _inside(path: str, folder: str) -> bool:
 class Location:
     """A storage location taken apart: its scheme (file for a local folder), URL parts, and how to show it."""
 
-    scheme: str  # lower case: file, s3, sftp, ...
+    scheme: str  # lower case: file, s3, sftp, ftp, ftps, ...
     shown: str  # the location as shown to people: a password in it masked
     netloc: str = ""
     host: str = ""  # lower case; "" if none

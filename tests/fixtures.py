@@ -1,4 +1,5 @@
-"""Fixtures shared by every test module: isolated folders, demo-like connections, S3 and SFTP servers on loopback."""
+"""Fixtures shared by every test module: isolated folders, demo-like connections, S3, SFTP and FTP servers on
+loopback."""
 
 import json
 import select
@@ -331,3 +332,109 @@ def api(client, kore_connection):
     from syncapp.tests.api_helpers import Api
 
     return Api(client, api_token_issue(connection=kore_connection, by="test"))
+
+
+@dataclass(frozen=True)
+class FTPLocation:
+    """A fresh, empty folder on a loopback FTP (or FTPS) server, and what a client needs to reach it."""
+
+    url: str  # ftp://user@127.0.0.1:port/folder (ftps://... on the TLS server), a storage location
+    path: Path  # the same folder on local disk: put files there to have them on the server
+    server: object  # the tests.ftp_server.FTPServerThread serving it (root, password, pasv_address, cut_after)
+
+
+def _self_signed_certificate(folder: Path) -> tuple[Path, Path]:
+    """Write a self-signed certificate for 127.0.0.1 and localhost and its key; return their paths."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "impex test FTPS")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_file, key_file
+
+
+def _ftp_server(tmp_path_factory, *, tls: bool):
+    from tests.ftp_server import FTPServerThread
+
+    base = tmp_path_factory.mktemp("ftps" if tls else "ftp")
+    root = base / "root"
+    root.mkdir()
+    server = FTPServerThread(
+        root=root, user="tester", password=uuid.uuid4().hex, tls=_self_signed_certificate(base) if tls else None
+    )
+    return server.start()
+
+
+@pytest.fixture(scope="session")
+def ftp_server(tmp_path_factory):
+    """Run a real FTP server (pyftpdlib, tests/ftp_server.py) on loopback in a thread for the session."""
+    server = _ftp_server(tmp_path_factory, tls=False)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def ftps_server(tmp_path_factory):
+    """Run a real FTPS server (explicit TLS, a self-signed certificate made now) on loopback for the session."""
+    server = _ftp_server(tmp_path_factory, tls=True)
+    yield server
+    server.stop()
+
+
+def _ftp_location(server, settings, *, scheme: str) -> FTPLocation:
+    settings.FTP_HOSTS = {"127.0.0.1": {}}
+    settings.FTP_PASSWORD = server.password
+    settings.FTPS_CA_FILE = str(server.root.parent / "cert.pem") if scheme == "ftps" else None
+    server.pasv_address = None
+    server.mlsd = True
+    server.cuts.clear()
+    server.grows.clear()
+    server.stalls.clear()
+    server.release()
+    folder = f"t-{uuid.uuid4().hex[:12]}"
+    (server.root / folder).mkdir()
+    return FTPLocation(
+        url=f"{scheme}://{server.user}@{server.host}:{server.port}/{folder}", path=server.root / folder, server=server
+    )
+
+
+@pytest.fixture
+def ftp_location(ftp_server, settings):
+    """Point the FTP settings at the loopback FTP server (listed in FTP_HOSTS, FTP_PASSWORD) and give a fresh folder:
+
+    storage = storage_for(ftp_location.url)          # or a connection's inbox = f"{ftp_location.url}/inbox"
+    (ftp_location.path / "a.csv").write_bytes(...)  # the file is now on the server, at <url>/a.csv
+    """
+    return _ftp_location(ftp_server, settings, scheme="ftp")
+
+
+@pytest.fixture
+def ftps_location(ftps_server, settings):
+    """As ftp_location, on the FTPS server (explicit TLS); FTPS_CA_FILE holds its self-signed certificate."""
+    return _ftp_location(ftps_server, settings, scheme="ftps")

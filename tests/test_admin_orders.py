@@ -524,7 +524,7 @@ def test_exporter_form_checks_each_kind(superuser_client):
     no_url = form_errors(superuser_client.post(url, exporter_data()))
     bad_place = form_errors(
         superuser_client.post(
-            url, exporter_data(kind="file", flag="files", descriptor=ks_orders.pk, destination="ftp://host/out")
+            url, exporter_data(kind="file", flag="files", descriptor=ks_orders.pk, destination="smb://host/out")
         )
     )
     # erp-file hands erp on to wms: another exporter of erp may leave its next flag empty, not name another one.
@@ -534,7 +534,7 @@ def test_exporter_form_checks_each_kind(superuser_client):
     own_next = form_errors(superuser_client.post(url, exporter_data(url=PUBLIC_URL, next_flag="webhook")))
 
     assert no_url == {"url": ["A webhook exporter needs an http:// or https:// URL."]}
-    assert list(bad_place) == ["destination"] and "Unknown scheme 'ftp://'" in bad_place["destination"][0]
+    assert list(bad_place) == ["destination"] and "Unknown scheme 'smb://'" in bad_place["destination"][0]
     assert next_differs == {
         "next_flag": [
             "The exporter erp-file of the flag erp hands orders on to wms: the exporters of one flag hand on to one "

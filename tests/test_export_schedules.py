@@ -722,7 +722,7 @@ def test_a_run_to_sftp_puts_the_file_in_place(customers, sftp_folder):
         ({"interval_minutes": 0}, "interval_minutes", "Export every 1 to 44640 minutes"),
         ({"interval_minutes": 44641}, "interval_minutes", "Export every 1 to 44640 minutes"),
         ({"cron": "every night"}, "cron", "is not a cron expression of five fields"),
-        ({"destination": "ftp://host/in"}, "destination", "Unknown scheme 'ftp://'"),
+        ({"destination": "smb://host/in"}, "destination", "Unknown scheme 'smb://'"),
         ({"file_name_pattern": "{code}.{ext}"}, "file_name_pattern", "needs {timestamp} or {run}"),
         ({"file_name_pattern": "{code}_{when}.csv"}, "file_name_pattern", "Unknown placeholder {when}"),
         ({"file_name_pattern": "{timestamp:>20}.csv"}, "file_name_pattern", "Unknown placeholder {timestamp:>20}"),

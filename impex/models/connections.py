@@ -34,8 +34,8 @@ class Connection(LocationFieldsMixin, models.Model):
         max_length=500,
         blank=True,
         default="",
-        help_text="Folder path, s3://bucket/prefix or sftp://[user@]host[:port]/path; empty: IMPEX_ROOT/<code>/inbox."
-        + LOCATION_RULES,
+        help_text="Folder path, s3://bucket/prefix, sftp://, ftp:// or ftps://[user@]host[:port]/path; "
+        "empty: IMPEX_ROOT/<code>/inbox." + LOCATION_RULES,
     )
     timezone = models.CharField(
         max_length=64, default="UTC", help_text="Naive datetimes in files are read in this zone."
@@ -63,8 +63,8 @@ class Connection(LocationFieldsMixin, models.Model):
         max_length=500,
         blank=True,
         default="",
-        help_text="Where imported files are moved: a folder path, s3://bucket/prefix or sftp://[user@]host[:port]/path;"
-        " empty: IMPEX_ROOT/<code>/archive." + LOCATION_RULES,
+        help_text="Where imported files are moved: a folder path, s3://bucket/prefix, sftp://, ftp:// or "
+        "ftps://[user@]host[:port]/path; empty: IMPEX_ROOT/<code>/archive." + LOCATION_RULES,
     )
     error_folder = models.CharField(
         max_length=500,
@@ -94,7 +94,7 @@ class Connection(LocationFieldsMixin, models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
-    INBOX_SHAPES = "a folder path, s3://bucket/prefix or sftp://[user@]host[:port]/path"
+    INBOX_SHAPES = "a folder path, s3://bucket/prefix, sftp://, ftp:// or ftps://[user@]host[:port]/path"
     # "1 month": the longest interval a schedule in minutes is given (31 days).
     MAX_INTERVAL_MINUTES = 31 * 24 * 60
     LOCATION_FIELDS = ("inbox", "archive_folder", "error_folder", "outbox")

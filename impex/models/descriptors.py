@@ -157,8 +157,8 @@ class DataGroup(LocationFieldsMixin, models.Model):
         max_length=500,
         blank=True,
         default="",
-        help_text="Where scheduled exports are written: a folder path, s3://bucket/prefix or "
-        "sftp://[user@]host[:port]/path; empty: the connection's outbox, or IMPEX_ROOT/outbox/<code> "
+        help_text="Where scheduled exports are written: a folder path, s3://bucket/prefix, sftp://, ftp:// or "
+        "ftps://[user@]host[:port]/path; empty: the connection's outbox, or IMPEX_ROOT/outbox/<code> "
         "without a connection." + LOCATION_RULES,
     )
     file_name_pattern = models.CharField(

@@ -12,13 +12,23 @@ from django.utils import timezone
 
 from impex.exceptions import ConfigurationError, LocationRefused
 from impex.locations import hub_folder, local_refusal, parse_location
-from impex.storage import sftp_host_refusal, storage_for
+from impex.storage import ftp_host_refusal, sftp_host_refusal, storage_for
 
-LOCATION_SHAPES = "a folder path, s3://bucket/prefix or sftp://[user@]host[:port]/path"
-# Shown under every location field: where a local folder may lie and which SFTP hosts are allowed (SPEC 13).
-LOCATION_RULES = (
-    " A local folder must lie under IMPEX_ROOT or IMPEX_ALLOWED_LOCAL_ROOTS; an SFTP host must be listed in SFTP_HOSTS."
+LOCATION_SHAPES = (
+    "a folder path, s3://bucket/prefix, sftp://[user@]host[:port]/path, ftp://[user@]host[:port]/path or "
+    "ftps://[user@]host[:port]/path"
 )
+# Shown under every location field: where a local folder may lie and which SFTP and FTP hosts are allowed (SPEC 13).
+LOCATION_RULES = (
+    " A local folder must lie under IMPEX_ROOT or IMPEX_ALLOWED_LOCAL_ROOTS; an SFTP host must be listed in SFTP_HOSTS,"
+    " an FTP or FTPS host in FTP_HOSTS."
+)
+# The schemes of servers the hub logs in to: their name, default port, and the check of their host.
+HOST_SCHEMES = {
+    "sftp": ("SFTP", 22, sftp_host_refusal),
+    "ftp": ("FTP", 21, ftp_host_refusal),
+    "ftps": ("FTPS", 21, ftp_host_refusal),
+}
 
 
 def cron_errors(value: str) -> list[str]:
@@ -36,10 +46,11 @@ def location_errors(value: str, *, what: str = "location", resolve: bool = True)
     """Check a folder location: its shape, and that the hub may use it (SPEC 13); whether it exists is the scan's.
 
     A local folder must lie under the allowed roots, links followed (impex.locations); an SFTP host must be listed in
-    SFTP_HOSTS and, unless resolve is off, resolve to an address the hub may call (impex.outbound).
+    SFTP_HOSTS (an FTP or FTPS one in FTP_HOSTS) and, unless resolve is off, resolve to an address the hub may call
+    (impex.outbound).
     """
     # C:\inbox is a Windows folder (a scheme has two letters or more), and old:inbox a folder name:
-    # only '//' after a scheme, or s3: and sftp:, make it a URL.
+    # only '//' after a scheme, or s3:, sftp:, ftp: and ftps:, make it a URL.
     match = re.match(r"([A-Za-z][A-Za-z0-9+.-]+):(//)?", value)
     if match is None:
         return _folder_errors(value, what=what)
@@ -49,7 +60,7 @@ def location_errors(value: str, *, what: str = "location", resolve: bool = True)
             return _folder_errors(parse_location(value).path, what=what)
         except ConfigurationError as exc:
             return [f"The {what} cannot be used: {exc}."]
-    if scheme not in ("s3", "sftp"):
+    if scheme not in ("s3", *HOST_SCHEMES):
         if slashes:
             return [f"Unknown scheme '{match.group(1)}://' in the {what}: use {LOCATION_SHAPES}."]
         return _folder_errors(value, what=what)
@@ -69,17 +80,19 @@ def location_errors(value: str, *, what: str = "location", resolve: bool = True)
         return []
     if url.password is not None:
         return [f"Keep the password out of the {what} URL: it would be stored and shown in plain text."]
+    kind, default_port, host_refusal = HOST_SCHEMES[scheme]
+    form = f"{scheme}://[user@]host[:port]/path"
     if not url.hostname:
-        return [f"An SFTP {what} needs a host: sftp://[user@]host[:port]/path."]
+        return [f"An {kind} {what} needs a host: {form}."]
     try:
         port = url.port
     except ValueError:
         port = 0
     if port == 0:
-        return [f"The port in '{url.netloc}' must be a number from 1 to 65535: sftp://[user@]host[:port]/path."]
+        return [f"The port in '{url.netloc}' must be a number from 1 to 65535: {form}."]
     if not url.path:
-        return [f"An SFTP {what} needs the folder after the host: sftp://[user@]host[:port]/path."]
-    refusal = sftp_host_refusal(url.hostname, port or 22, resolve=resolve)
+        return [f"An {kind} {what} needs the folder after the host: {form}."]
+    refusal = host_refusal(url.hostname, port or default_port, resolve=resolve)
     return [f"The {what} cannot be used: {refusal}."] if refusal else []
 
 

@@ -1,7 +1,7 @@
-"""One door to every file the hub reads or writes: a local folder, S3 or SFTP, named by a location string.
+"""One door to every file the hub reads or writes: a local folder, S3, SFTP or FTP(S), named by a location string.
 
 Each URL scheme has one Backend class (impex.storage.base), registered by its scheme in BACKENDS as NetBox
-registers its data backends, and built on its django-storages class's public API: local.py, s3.py, sftp.py.
+registers its data backends, and built on its django-storages class's public API: local.py, s3.py, sftp.py, ftp.py.
 The functions below are what the rest of the hub calls: they refuse a name that would leave its storage, then ask
 the backend. boto3 and paramiko are imported only when an S3 or SFTP location is first built (a quarter of a second
 of every command's start-up otherwise).
@@ -27,12 +27,15 @@ from django.dispatch import receiver
 from impex.exceptions import ConfigurationError
 from impex.locations import LOCATION_FORMS, hub_folder, is_location, parse_location
 from impex.storage.base import BACKENDS, CHUNK_BYTES, Backend, StoredFile, check_name, spool, temporary_folder
+from impex.storage.ftp import FTPBackend, FTPSBackend, ftp_host_refusal
 from impex.storage.local import LocalBackend, open_regular
 from impex.storage.s3 import S3Backend
 from impex.storage.sftp import SFTPBackend, sftp_host_refusal
 
 __all__ = [
     "BACKENDS",
+    "FTPBackend",
+    "FTPSBackend",
     "Backend",
     "Folder",
     "HashingReader",
@@ -46,6 +49,7 @@ __all__ = [
     "delete_file",
     "file_exists",
     "file_size",
+    "ftp_host_refusal",
     "folder_at",
     "hub_storage",
     "list_files",
@@ -66,7 +70,8 @@ __all__ = [
 
 
 def storage_for(location: str) -> Backend:
-    """Return the storage of a location: an absolute folder, file:///path, s3://bucket/prefix or sftp://host/path.
+    """Return the storage of a location: an absolute folder, file:///path, s3://bucket/prefix, sftp://host/path,
+    ftp://host/path or ftps://host/path.
 
     A local folder is confined (impex.locations) on every call, so a link changed since is seen: LocationRefused.
     """
@@ -79,7 +84,7 @@ def storage_for(location: str) -> Backend:
 
 @functools.cache
 def _kept_storage(location: str) -> Backend:
-    """Return the storage of a location kept for the process (an SFTP one keeps its connection)."""
+    """Return the storage of a location kept for the process (an SFTP or FTP one keeps its connection)."""
     parsed = parse_location(location)
     return BACKENDS[parsed.scheme].at(parsed)
 
@@ -87,7 +92,7 @@ def _kept_storage(location: str) -> Backend:
 @receiver(setting_changed)
 def _forget_storages(*, setting: str, **kwargs) -> None:
     """Drop the cached storages when a setting they were built from changes (Django signals it in tests only)."""
-    if setting.startswith(("AWS_", "SFTP_")) or setting == "IMPEX_STORAGE":
+    if setting.startswith(("AWS_", "SFTP_", "FTP_", "FTPS_")) or setting == "IMPEX_STORAGE":
         _kept_storage.cache_clear()
 
 
@@ -153,7 +158,7 @@ def resolve_path(path: str) -> tuple[Backend, str]:
 
 
 def location_of(storage: Backend, name: str) -> str:
-    """Say where a stored file is, for people: a local path, s3://bucket/key or sftp://host/path."""
+    """Say where a stored file is, for people: a local path, s3://bucket/key, sftp://host/path or ftp(s)://host/path."""
     return storage.where(check_name(name))
 
 
@@ -180,7 +185,7 @@ def replace_text(
 ) -> None:
     """Write a text file under name with write(stream), replacing a file of that name; it appears whole, in one step.
 
-    scratch: a local folder for the text where it cannot be written beside its name (S3, SFTP).
+    scratch: a local folder for the text where it cannot be written beside its name (S3, SFTP, FTP).
     """
     storage.replace_text(check_name(name), write, encoding=encoding, scratch=scratch)
 

@@ -13,10 +13,10 @@ from typing import IO, TYPE_CHECKING
 from django.conf import settings
 from django.core.files import File
 
-from impex import outbound
 from impex.exceptions import ConfigurationError, LocationRefused
-from impex.locations import Location, parse_location
+from impex.locations import Location
 from impex.storage.base import Backend, StoredFile, hidden_name, opened, register_backend
+from impex.storage.hosts import is_hub_host, listed_entry, server_refusal
 
 if TYPE_CHECKING:
     import paramiko
@@ -34,13 +34,12 @@ def _sftp_login(host: str, port: int) -> tuple[dict, str] | None:
     Only the hosts an operator listed in SFTP_HOSTS (and IMPEX_STORAGE's host) get a login: an entry's own, or the
     defaults SFTP_KEY_FILE / SFTP_PASSWORD for an entry without one. A host a connection editor names is not sent them.
     """
-    for key in (f"{host}:{port}", host):
-        for listed, entry in settings.SFTP_HOSTS.items():
-            if listed.lower() != key.lower():
-                continue
-            if entry.get("key_file") or entry.get("password"):
-                return {"key_file": entry.get("key_file"), "password": entry.get("password")}, f"SFTP_HOSTS[{listed!r}]"
-            return {"key_file": settings.SFTP_KEY_FILE, "password": settings.SFTP_PASSWORD}, ""
+    found = listed_entry(settings.SFTP_HOSTS, host, port)
+    if found is not None:
+        listed, entry = found
+        if entry.get("key_file") or entry.get("password"):
+            return {"key_file": entry.get("key_file"), "password": entry.get("password")}, f"SFTP_HOSTS[{listed!r}]"
+        return {"key_file": settings.SFTP_KEY_FILE, "password": settings.SFTP_PASSWORD}, ""
     if _is_hub_host(host, port):
         return {"key_file": settings.SFTP_KEY_FILE, "password": settings.SFTP_PASSWORD}, ""
     return None
@@ -48,11 +47,7 @@ def _sftp_login(host: str, port: int) -> tuple[dict, str] | None:
 
 def _is_hub_host(host: str, port: int) -> bool:
     """Tell whether host:port is the SFTP server of IMPEX_STORAGE, which the operator chose (not an editor)."""
-    try:
-        hub = parse_location(settings.IMPEX_STORAGE)
-    except ConfigurationError:
-        return False
-    return hub.scheme == SFTPBackend.scheme and (hub.host, hub.port or 22) == (host.lower(), port)
+    return is_hub_host(host, port, schemes=(SFTPBackend.scheme,), default_port=22)
 
 
 def _unlisted(host: str, port: int) -> str:
@@ -67,11 +62,8 @@ def sftp_host_refusal(host: str, port: int, *, resolve: bool = True) -> str:
 
     resolve: also resolve the name and check its addresses (impex.outbound), as a connection does.
     """
-    if _sftp_login(host, port) is None:
-        return _unlisted(host, port)
-    if resolve and not _is_hub_host(host, port):
-        return outbound.host_refusal(host, port)
-    return ""
+    unlisted = _unlisted(host, port) if _sftp_login(host, port) is None else ""
+    return server_refusal(host, port, unlisted=unlisted, hub=_is_hub_host(host, port), resolve=resolve)
 
 
 @register_backend

@@ -62,10 +62,10 @@ RULES = [
     ),
     ({**KORE, "interval_minutes": 0}, "interval_minutes", "Scan the inbox every 1 minute or more."),
     (
-        {**KORE, "inbox": "ftp://files.acme.example/in"},
+        {**KORE, "inbox": "smb://files.acme.example/in"},
         "inbox",
-        "Unknown scheme 'ftp://' in the inbox: use a folder path, s3://bucket/prefix or "
-        "sftp://[user@]host[:port]/path.",
+        "Unknown scheme 'smb://' in the inbox: use a folder path, s3://bucket/prefix, sftp://[user@]host[:port]/path, "
+        "ftp://[user@]host[:port]/path or ftps://[user@]host[:port]/path.",
     ),
     ({**KORE, "inbox": "s3:acme-drops/in"}, "inbox", "Write the inbox as a folder path, s3://bucket/prefix"),
     ({**KORE, "inbox": "s3:///in"}, "inbox", "An S3 inbox needs a bucket name right after s3://"),

@@ -434,7 +434,7 @@ def test_saving_a_connection_creates_updates_and_removes_its_schedule(django_cap
         ({"interval_minutes": 44641}, "interval_minutes", "at least once a month"),
         ({"scan_cron": "every minute"}, "scan_cron", "not a cron expression"),
         ({"scan_cron": "* * * *"}, "scan_cron", "not a cron expression"),
-        ({"archive_folder": "ftp://host/x"}, "archive_folder", "Unknown scheme 'ftp://' in the archive folder"),
+        ({"archive_folder": "smb://host/x"}, "archive_folder", "Unknown scheme 'smb://' in the archive folder"),
         ({"error_folder": "sftp://user:pw@host/x"}, "error_folder", "Keep the password out of the error folder URL"),
         ({"outbox": "s3://"}, "outbox", "An S3 outbox needs a bucket name"),
     ],

@@ -21,6 +21,8 @@ from impex.exceptions import ConfigurationError
 from impex.locations import Location, local_path, parse_location
 from impex.storage import (
     BACKENDS,
+    FTPBackend,
+    FTPSBackend,
     LocalBackend,
     S3Backend,
     SFTPBackend,
@@ -137,7 +139,13 @@ def test_one_parser_takes_every_location_apart(location, parsed):
 
 
 def test_each_scheme_has_one_backend_registered_by_its_name():
-    assert BACKENDS == {"file": LocalBackend, "s3": S3Backend, "sftp": SFTPBackend}
+    assert BACKENDS == {
+        "file": LocalBackend,
+        "s3": S3Backend,
+        "sftp": SFTPBackend,
+        "ftp": FTPBackend,
+        "ftps": FTPSBackend,
+    }
 
 
 def test_local_storages_never_import_boto3_or_paramiko(tmp_path):
@@ -219,9 +227,9 @@ def test_an_sftp_url_is_an_sftp_storage_with_credentials_and_known_hosts_from_se
 @pytest.mark.parametrize(
     ("location", "message"),
     [
-        ("", "empty storage location: use an absolute folder path, file:///path, s3://bucket/prefix or sftp://"),
+        ("", "empty storage location: use an absolute folder path, file:///path, s3://bucket/prefix, sftp://"),
         ("var/inbox", "storage location 'var/inbox' is not an absolute folder path: use an absolute folder path"),
-        ("ftp://files.example.com/in", "unknown storage location 'ftp://files.example.com/in': use an absolute"),
+        ("smb://files.example.com/in", "unknown storage location 'smb://files.example.com/in': use an absolute"),
         ("file://otherhost/in", "storage location 'file://otherhost/in' must be file:///absolute/path"),
         ("s3:///in", "storage location 's3:///in' does not name a valid S3 bucket"),
         ("s3://Acme_Files/in", "storage location 's3://Acme_Files/in' does not name a valid S3 bucket"),

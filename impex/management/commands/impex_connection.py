@@ -36,7 +36,9 @@ OPTION_KEYS = {
     "scan_enabled": "scan",
     "archive_folder": "archive",
 }
-LOCATION_HELP = "a folder path, s3://bucket/prefix or sftp://[user@]host[:port]/path; '' for the default"
+LOCATION_HELP = (
+    "a folder path, s3://bucket/prefix, sftp://, ftp:// or ftps://[user@]host[:port]/path; '' for the default"
+)
 
 
 class Command(BaseCommand):
@@ -62,7 +64,8 @@ class Command(BaseCommand):
             "groups it had.",
         )
         parser.add_argument(
-            "--inbox", help="Inbox: a folder path, s3://bucket/prefix or sftp://[user@]host[:port]/path."
+            "--inbox",
+            help="Inbox: a folder path, s3://bucket/prefix, sftp://, ftp:// or ftps://[user@]host[:port]/path.",
         )
         parser.add_argument(
             "--timezone", help="Time zone naive datetimes in its files are read in (e.g. Europe/Paris)."
