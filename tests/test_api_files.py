@@ -6,8 +6,10 @@ import json
 import time
 import tracemalloc
 import zipfile
+from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 
@@ -70,8 +72,10 @@ def run(job_id: int) -> dict:
     return json.loads(out.getvalue().strip().splitlines()[-1])
 
 
-def records() -> tuple[int, int, int]:
-    return ImportJob.objects.count(), ImportFile.objects.count(), ImportedFileName.objects.count()
+def records() -> tuple[int, int, int, int]:
+    """What a push may leave: jobs, their files, the ledger's names, and files kept in the hub's storage."""
+    stored = [p for p in Path(settings.IMPEX_ROOT).rglob("*") if p.is_file()]
+    return ImportJob.objects.count(), ImportFile.objects.count(), ImportedFileName.objects.count(), len(stored)
 
 
 def accepted(response) -> int:
@@ -225,7 +229,7 @@ def test_a_name_that_does_not_parse_is_refused_with_nothing_created(client, toke
     body = response.json()
     assert list(body) == ["file"] and len(body["file"]) == 1
     assert message in body["file"][0]
-    assert records() == (0, 0, 0)
+    assert records() == (0, 0, 0, 0)
 
 
 def test_a_name_of_another_connection_is_refused_the_token_pushes_for_its_own_only(client, token, other_token):
@@ -245,7 +249,7 @@ def test_a_name_of_another_connection_is_refused_the_token_pushes_for_its_own_on
     response = push(client, token, a_zip({NAME: tsv(THREE), theirs: tsv(THREE)}), name="both.zip")
     assert response.status_code == 400
     assert theirs in response.json()["file"][0]
-    assert records() == (0, 0, 0)
+    assert records() == (0, 0, 0, 0)
     assert not Customer.objects.exists()
 
 
@@ -261,7 +265,7 @@ def test_another_connection_s_group_is_refused_as_if_it_were_not_there(client, t
     assert list(refused.json()) == ["group"]
     assert refused.json()["group"][0].startswith("connection kore-erp has no import group 'theirs'")
     assert missing.json()["group"][0].startswith("connection kore-erp has no import group 'nothing'")
-    assert records() == (0, 0, 0)
+    assert records() == (0, 0, 0, 0)
 
 
 def test_an_export_group_and_a_group_without_the_file_s_descriptor_are_refused(client, token):
@@ -275,7 +279,7 @@ def test_an_export_group_and_a_group_without_the_file_s_descriptor_are_refused(c
     response = push(client, token, tsv(THREE), group="kore-orders")
     assert response.status_code == 400
     assert "no descriptor of the import group kore-orders claims this file" in response.json()["file"][0]
-    assert records() == (0, 0, 0)
+    assert records() == (0, 0, 0, 0)
 
 
 def test_a_push_without_a_file_or_with_an_empty_one_is_refused(client, token):
@@ -289,7 +293,7 @@ def test_a_push_without_a_file_or_with_an_empty_one_is_refused(client, token):
 
     response = client.post(FILES, "{}", content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}")
     assert response.status_code == 415
-    assert records() == (0, 0, 0)
+    assert records() == (0, 0, 0, 0)
 
 
 def test_a_zip_with_a_path_that_leaves_its_folder_is_refused(client, token):
@@ -298,7 +302,7 @@ def test_a_zip_with_a_path_that_leaves_its_folder_is_refused(client, token):
     assert response.status_code == 400
     assert response.json()["file"][0].startswith("evil.zip: ")
     assert "../" in response.json()["file"][0]
-    assert records() == (0, 0, 0)
+    assert records() == (0, 0, 0, 0)
 
 
 def test_zip_bombs_are_refused_by_the_upload_s_limits(client, token, settings):
@@ -316,7 +320,7 @@ def test_zip_bombs_are_refused_by_the_upload_s_limits(client, token, settings):
     response = push(client, token, many, name="many.zip")
     assert response.status_code == 400
     assert "more than the limit of 2" in response.json()["file"][0]
-    assert records() == (0, 0, 0)
+    assert records() == (0, 0, 0, 0)
 
 
 def test_a_non_zip_named_zip_is_refused(client, token):
@@ -324,7 +328,7 @@ def test_a_non_zip_named_zip_is_refused(client, token):
 
     assert response.status_code == 400
     assert "data.zip is not a zip archive" in response.json()["file"][0]
-    assert records() == (0, 0, 0)
+    assert records() == (0, 0, 0, 0)
 
 
 # -- tokens ---------------------------------------------------------------------------------------------------------
@@ -348,7 +352,7 @@ def test_a_revoked_token_pushes_nothing(client, token, kore_connection):
     kore_connection.api_tokens.update(revoked_at="2026-01-01T00:00:00Z")
 
     assert push(client, token, tsv(THREE)).status_code == 401
-    assert records() == (0, 0, 0)
+    assert records() == (0, 0, 0, 0)
 
 
 def test_a_job_of_another_connection_is_404_like_one_that_does_not_exist(client, token, other_token):
@@ -406,7 +410,7 @@ def test_a_body_declared_over_the_upload_limit_is_413_unread(live_server, token,
     assert detail.startswith("the body is ")
     assert detail.endswith("larger than IMPEX_MAX_UPLOAD_BYTES (1 MB) and 1 MB for the form's other fields")
     assert list(spool.iterdir()) == []
-    assert records() == (0, 0, 0)
+    assert records() == (0, 0, 0, 0)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -420,7 +424,7 @@ def test_a_file_over_the_upload_limit_is_stopped_while_it_streams_in(live_server
     assert answer.status == 413
     assert json.loads(answer.body)["detail"].startswith(f"{NAME} was stopped and nothing of it kept; an upload may")
     assert list(spool.iterdir()) == []
-    assert records() == (0, 0, 0)
+    assert records() == (0, 0, 0, 0)
 
 
 def test_a_file_of_exactly_the_upload_limit_goes_in(client, token, settings):
