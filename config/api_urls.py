@@ -9,7 +9,7 @@ import re
 from django.urls import path, re_path, register_converter
 from drf_spectacular.views import SpectacularAPIView
 
-from impex.api import ProblemsView
+from impex.api import FilePushView, JobView, ProblemsView
 from orders.api import OrderCancelView, ShipmentFeedView
 from syncapp.api import ExtractView, RecordEventView, SyncLogView
 
@@ -47,6 +47,9 @@ urlpatterns = [
     *both("extract/<str:entity>/", ExtractView.as_view(), "api-extract"),
     *both("orders/<text:order_id>/cancel/", OrderCancelView.as_view(), "api-order-cancel"),
     *both("problems/", ProblemsView.as_view(), "api-problems"),
+    *both("files/", FilePushView.as_view(), "api-files"),
+    # Any text, not <int:>: an id that is not a number is a JSON 404 of the view, like a job that is not there.
+    *both("jobs/<str:job_id>/", JobView.as_view(), "api-job"),
 ]
 
 

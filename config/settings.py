@@ -409,7 +409,8 @@ REST_FRAMEWORK = {
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "impex-hub API",
-    "DESCRIPTION": "Order update feeds, sync logs, single-record updates and paged extraction (SPEC section 10). "
+    "DESCRIPTION": "Order update feeds, sync logs, single-record updates, paged extraction, pushed files and their "
+    "import jobs (SPEC section 10). "
     "Every request carries `Authorization: Bearer TOKEN`, a connection's token (impex_connection CODE --new-token).",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,

@@ -1,13 +1,20 @@
-"""GET /api/problems/: the open problems of the caller's connection (SPEC sections 8 and 10)."""
+"""The hub's own endpoints (SPEC section 10): a connection's open problems (section 8), files pushed to import and
+the jobs that import them."""
 
-from drf_spectacular.utils import extend_schema
-from rest_framework import serializers
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, inline_serializer
+from rest_framework import exceptions, parsers, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from impex.api_schema import responses
-from impex.choices import ProblemKind
+from impex.choices import FileStatus, JobStatus, ProblemKind
+from impex.middleware import size_text
+from impex.models import DataGroup, ImportFile, ImportJob
+from impex.selectors import job_report
 from impex.services.problems import problems_open
+from impex.services.uploads import UploadRefused, job_push, push_group, upload_limit
+from impex.uploadhandler import FORM_FIELDS_BYTES, upload_stopped
 
 MAX_PROBLEMS = 1000
 
@@ -34,3 +41,124 @@ class ProblemsView(APIView):
     def get(self, request):
         rows = problems_open(connection=request.user.connection)[:MAX_PROBLEMS]
         return Response(ProblemListSerializer({"results": rows}).data)
+
+
+# -- POST /api/files/ and GET /api/jobs/{id}/ ------------------------------------------------------------------------
+
+
+@extend_schema_field(OpenApiTypes.BINARY)
+class UploadField(serializers.FileField):
+    """A file sent as a part of a multipart body (the schema says binary, not a URL as for a file read back)."""
+
+
+class FilePushSerializer(serializers.Serializer):
+    file = UploadField(
+        max_length=ImportFile._meta.get_field("name").max_length,
+        help_text="A data file, or a zip of data files, named as the connection's convention says (SPEC section 3).",
+    )
+    group = serializers.CharField(
+        required=False,
+        max_length=DataGroup._meta.get_field("code").max_length,
+        help_text="Code of an import group of the connection (or of none) whose descriptors the files are matched "
+        "to; without it, each file is matched to the connection's descriptors by its name.",
+    )
+    dry_run = serializers.BooleanField(
+        required=False, default=False, help_text="Check and count everything, write nothing."
+    )
+
+
+class RowErrorOutSerializer(serializers.Serializer):
+    row = serializers.IntegerField(allow_null=True, help_text="Null: the whole file was rejected for this reason.")
+    column = serializers.CharField(allow_blank=True)
+    value = serializers.CharField(allow_blank=True)
+    message = serializers.CharField()
+
+
+class JobFileOutSerializer(serializers.Serializer):
+    """One file of a job, as `impex_import --json` reports it (SPEC section 9)."""
+
+    name = serializers.CharField()
+    descriptor = serializers.CharField(allow_null=True)
+    status = serializers.ChoiceField(choices=FileStatus.choices)
+    created = serializers.IntegerField()
+    updated = serializers.IntegerField()
+    unchanged = serializers.IntegerField()
+    retired = serializers.IntegerField()
+    failed = serializers.IntegerField()
+    errors = RowErrorOutSerializer(many=True, help_text="The first 100 errors of the file.")
+
+
+class JobOutSerializer(serializers.Serializer):
+    job = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=JobStatus.choices)
+    dry_run = serializers.BooleanField()
+    created_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True)
+    files = JobFileOutSerializer(many=True)
+
+
+class FilePushView(APIView):
+    """A file or zip pushed by the token's connection: checked as an upload is, stored, and queued at once."""
+
+    parser_classes = [parsers.MultiPartParser]
+
+    @classmethod
+    def body_limit(cls) -> tuple[int, str]:
+        """The largest body read (impex.middleware): an upload's limit and the form's other fields."""
+        return upload_limit() + FORM_FIELDS_BYTES, (
+            f"IMPEX_MAX_UPLOAD_BYTES ({size_text(upload_limit())}) and {size_text(FORM_FIELDS_BYTES)} for the "
+            "form's other fields"
+        )
+
+    @extend_schema(
+        request={"multipart/form-data": FilePushSerializer},
+        responses=responses(
+            {202: inline_serializer("FileAccepted", {"job": serializers.IntegerField()})}, too_big=True
+        ),
+        summary="Push a file or zip to import: checked as an upload, then queued (follow it at /api/jobs/{id}/)",
+    )
+    def post(self, request):
+        connection = request.user.connection
+        data = request.data  # parsed here, so that an upload stopped at the limit is known below
+        stopped = upload_stopped(request)
+        if stopped:
+            return Response({"detail": stopped}, status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+        push = FilePushSerializer(data=data)
+        push.is_valid(raise_exception=True)
+        fields = push.validated_data
+        try:
+            group = push_group(code=fields["group"], connection=connection) if "group" in fields else None
+        except UploadRefused as exc:
+            raise exceptions.ValidationError({"group": exc.problems}) from exc
+        try:
+            job = job_push(
+                upload=fields["file"], connection=connection, group=group, dry_run=fields["dry_run"], token=request.auth
+            )
+        except UploadRefused as exc:
+            raise exceptions.ValidationError({"file": exc.problems}) from exc
+        return Response({"job": job.pk}, status=status.HTTP_202_ACCEPTED)
+
+
+class JobView(APIView):
+    """One import job of the caller's connection: its status and each file's result."""
+
+    @extend_schema(
+        parameters=[OpenApiParameter("job_id", int, OpenApiParameter.PATH, description="The job's id.")],
+        responses=responses(
+            {200: JobOutSerializer}, bad_body=False, not_found="No such job, or one of another connection."
+        ),
+        summary="Read an import job: its status and, per file, what impex_import --json says",
+    )
+    def get(self, request, job_id):
+        connection = request.user.connection
+        job = ImportJob.objects.filter(pk=_job_number(job_id), connection=connection).first()
+        if job is None:  # another connection's job is not told apart from none
+            raise exceptions.NotFound(f"connection {connection.code} has no import job #{job_id}")
+        return Response(
+            {**job_report(job), "dry_run": job.dry_run, "created_at": job.created_at, "finished_at": job.finished_at}
+        )
+
+
+def _job_number(text: str) -> int | None:
+    """Return a job id written in a URL, or None if it is not one (so that it matches no job)."""
+    return int(text) if text.isascii() and text.isdigit() and len(text) < 19 else None

@@ -13,8 +13,14 @@ BAD_BODY = {
     )
 }
 NOT_FOUND = {404: OpenApiResponse(_detail, description="No such entity, or no such log.")}
+TOO_BIG = {413: OpenApiResponse(_detail, description="The body is bigger than the endpoint takes.")}
 
 
-def responses(success: dict, *, bad_body: bool = True, not_found: bool = False) -> dict:
-    """Return the answers of an endpoint: its success and the errors it may give."""
-    return {**success, **(BAD_BODY if bad_body else {}), **UNAUTHORISED, **(NOT_FOUND if not_found else {})}
+def responses(success: dict, *, bad_body: bool = True, not_found: bool | str = False, too_big: bool = False) -> dict:
+    """Return the answers of an endpoint: its success and the errors it may give (not_found: True, or what a 404
+    means there)."""
+    if isinstance(not_found, str):
+        missing = {404: OpenApiResponse(_detail, description=not_found)}
+    else:
+        missing = NOT_FOUND if not_found else {}
+    return {**success, **(BAD_BODY if bad_body else {}), **UNAUTHORISED, **missing, **(TOO_BIG if too_big else {})}

@@ -69,6 +69,7 @@ class JobSource(models.TextChoices):
     COMMAND = "command"
     ADMIN = "admin"
     SCAN = "scan"
+    API = "api", "Pushed over the API"
     SWEEPER = "sweeper", "Sweeper (files another job left running)"
 
 

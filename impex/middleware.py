@@ -22,13 +22,24 @@ def _declared_length(request) -> int:
         return 0
 
 
-def _is_api(request) -> bool:
-    """Whether the request goes to the HTTP API, whose views check the token before they read a body."""
+def _api_view(request) -> type[APIView] | None:
+    """Return the view of the HTTP API the request goes to (they check the token before they read a body), or None."""
     try:
         view = resolve(request.path_info, getattr(request, "urlconf", None)).func
     except Resolver404:
-        return False
-    return issubclass(getattr(view, "cls", object), APIView)
+        return None
+    cls = getattr(view, "cls", None)
+    return cls if isinstance(cls, type) and issubclass(cls, APIView) else None
+
+
+def api_body_limit(view: type[APIView]) -> tuple[int, str]:
+    """Return the largest body an API view reads and how to name that limit: its own body_limit(), or
+    IMPEX_API_MAX_BODY."""
+    own = getattr(view, "body_limit", None)
+    if own is not None:
+        return own()
+    limit = settings.IMPEX_API_MAX_BODY
+    return limit, f"IMPEX_API_MAX_BODY ({size_text(limit)})"
 
 
 class RequestBodyLimitMiddleware:
@@ -36,7 +47,8 @@ class RequestBodyLimitMiddleware:
 
     It runs before the CSRF check, which reads a form post (a multipart one is spooled to disk) to find its token,
     and answers itself: nothing after it sees a refused request. The API takes up to IMPEX_API_MAX_BODY (a JSON 413
-    past it); someone not logged in up to IMPEX_ANONYMOUS_MAX_BODY. A logged-in user's uploads are stopped while they
+    past it), or what a view's body_limit() says (POST /api/files/: an upload's); someone not logged in up to
+    IMPEX_ANONYMOUS_MAX_BODY. A logged-in user's uploads, and pushed files, are stopped while they
     stream in (impex.uploadhandler). Django's WSGI handler never reads past Content-Length and reads a body without
     one as empty, so such a body (Transfer-Encoding: chunked) is refused with 411 rather than silently dropped.
     """
@@ -53,15 +65,15 @@ class RequestBodyLimitMiddleware:
         chunked = "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower()
         if not declared and not chunked:
             return None
-        api = _is_api(request)
+        view = _api_view(request)
+        api = view is not None
         if chunked and not request.META.get("CONTENT_LENGTH"):
             message = "send the body with a Content-Length header: a chunked body is not read"
             return JsonResponse({"detail": message}, status=411) if api else HttpResponse(message, status=411)
         if api:
-            limit = settings.IMPEX_API_MAX_BODY
+            limit, named = api_body_limit(view)
             if declared > limit:
-                message = f"the body is {size_text(declared)}, larger than IMPEX_API_MAX_BODY ({size_text(limit)})"
-                return JsonResponse({"detail": message}, status=413)
+                return JsonResponse({"detail": f"the body is {size_text(declared)}, larger than {named}"}, status=413)
             return None
         limit = settings.IMPEX_ANONYMOUS_MAX_BODY
         if declared > limit and not get_user(request).is_authenticated:

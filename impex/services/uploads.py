@@ -15,9 +15,9 @@ from django.utils import timezone
 from impex import naming
 from impex.choices import Convention, FileStatus, GroupDirection, JobSource, JobStatus
 from impex.exceptions import ArchiveError, FileRejected, ImpexError, LocationRefused
-from impex.models import Connection, DataDescriptor, DataGroup, ImportFile, ImportJob, Problem
+from impex.models import ApiToken, Connection, DataDescriptor, DataGroup, ImportFile, ImportJob, Problem
 from impex.services.archive import is_zip_start, zip_member_names
-from impex.services.jobs import file_match, job_create
+from impex.services.jobs import candidate_descriptors, file_match, job_create
 from impex.services.lifecycle import job_enqueue, job_rerun
 from impex.services.problems import problem_resolve
 from impex.storage import file_exists, local_copy, resolve_path, temporary_folder
@@ -60,8 +60,8 @@ def upload_check(*, upload: UploadedFile, group: DataGroup | None, connection: C
     """Refuse an upload that cannot become a job that imports, before any of it is stored.
 
     Too big or empty, sent to an export group, a .zip that is not a zip, an empty or unsafe zip, a file whose name
-    does not give it a descriptor of the group for the connection: raises UploadRefused naming each problem. What
-    only the import can tell (rows, duplicates by content) is left to the job.
+    does not give it a descriptor of the group (no group: of the connection) for the connection: raises UploadRefused
+    naming each problem. What only the import can tell (rows, duplicates by content) is left to the job.
     """
     if group is not None and group.direction != GroupDirection.IMPORT:
         raise UploadRefused(f"{group.code} is an export group: upload to an import group.")
@@ -70,8 +70,8 @@ def upload_check(*, upload: UploadedFile, group: DataGroup | None, connection: C
     if upload.size > upload_limit():
         raise UploadRefused(upload_too_big(name=upload.name, size=upload.size))
     names = upload_names(upload=upload)
-    if group is None:
-        return
+    if group is None and connection is None:
+        return  # the job finds each file's connection by its name
     problems = []
     cache: dict = {}
     for name in names:
@@ -120,10 +120,11 @@ def upload_names(*, upload: UploadedFile) -> list[str]:
 
 
 def upload_name_match(
-    *, name: str, group: DataGroup, connection: Connection | None, cache: dict | None = None
+    *, name: str, group: DataGroup | None, connection: Connection | None, cache: dict | None = None
 ) -> DataDescriptor:
     """Return the descriptor of the group a file of this name gets, as its job will match it; else FileRejected.
 
+    group: None for any descriptor of the connection's (a push without a group).
     connection: the one chosen, or None to find it as the job does (the group's, else the one the name carries).
     The reason names the real problem: a name of another convention than the connection's, a name no descriptor
     of the group claims (with the names the group expects), else the part of the name that is wrong.
@@ -137,12 +138,17 @@ def upload_name_match(
     return probe.descriptor
 
 
-def upload_expected_names(*, group: DataGroup, connection: Connection | None) -> list[ExpectedName]:
-    """Return what the names of the files of each descriptor of an import group look like for the connection."""
-    connection = connection or group.connection
+def upload_expected_names(*, group: DataGroup | None, connection: Connection | None) -> list[ExpectedName]:
+    """Return what the names of the files of each descriptor of an import group (None: of the connection's
+    descriptors) look like for the connection."""
+    if group is None:
+        descriptors = candidate_descriptors(connection=connection, group=None) if connection is not None else []
+    else:
+        connection = connection or group.connection
+        descriptors = group.descriptors.all()
     return [
         _expected(descriptor, connection=connection)
-        for descriptor in sorted(group.descriptors.all(), key=lambda d: (d.precedence, d.code))
+        for descriptor in sorted(descriptors, key=lambda d: (d.precedence, d.code))
         if not descriptor.export_only
     ]
 
@@ -185,7 +191,7 @@ def _expected(descriptor: DataDescriptor, *, connection: Connection | None) -> E
     return ExpectedName(code=descriptor.code, pattern=descriptor.file_pattern)
 
 
-def _why_not_matched(probe: ImportFile, *, group: DataGroup, reason: str, cache: dict | None) -> str:
+def _why_not_matched(probe: ImportFile, *, group: DataGroup | None, reason: str, cache: dict | None) -> str:
     """Say why a name gets no descriptor of the group: the real problem rather than the parser's first complaint."""
     cache = {} if cache is None else cache
     name, connection = probe.name, probe.connection
@@ -195,12 +201,16 @@ def _why_not_matched(probe: ImportFile, *, group: DataGroup, reason: str, cache:
             f"{name} is a {_convention_word(looks)} name, but connection {connection.code} uses the "
             f"{_convention_word(connection.convention)} convention"
         )
-    if ("why", group.pk) not in cache:
-        cache["why", group.pk] = (
-            [d.file_pattern for d in group.descriptors.all() if d.file_pattern and not d.export_only],
+    key = ("why", group.pk if group is not None else None)
+    if key not in cache:
+        descriptors = (
+            group.descriptors.all() if group is not None else candidate_descriptors(connection=connection, group=None)
+        )
+        cache[key] = (
+            [d.file_pattern for d in descriptors if d.file_pattern and not d.export_only],
             list(DataDescriptor.objects.values_list("code", flat=True)),
         )
-    patterns, codes = cache["why", group.pk]
+    patterns, codes = cache[key]
     claimed = any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
     # A name that carries a known type (SPECIAL-ORDERS, KS_ORDERS) is near its convention: the parser says which
     # part is wrong. Any other name (customers.csv) is simply not one the group expects.
@@ -208,10 +218,13 @@ def _why_not_matched(probe: ImportFile, *, group: DataGroup, reason: str, cache:
     carries_type = any(f"_{code}_" in parts for code in codes)
     if looks is None and not claimed and not carries_type:
         expected = upload_expected_names(group=group, connection=connection)
-        return (
-            f"no descriptor of group {group.code} claims {name}; it expects: "
-            f"{', '.join(str(e) for e in expected) or 'nothing (the group holds no descriptor)'}"
+        whose, none = (
+            (f"group {group.code}", "the group holds no descriptor")
+            if group is not None
+            else (f"connection {connection.code}", "the connection has no descriptor to import with")
         )
+        listed = ", ".join(map(str, expected)) or f"nothing ({none})"
+        return f"no descriptor of {whose} claims {name}; it expects: {listed}"
     return reason
 
 
@@ -233,9 +246,15 @@ def upload_too_big(*, name: str, size: int | None) -> str:
 
 
 def job_upload(
-    *, upload: UploadedFile, group: DataGroup | None, connection: Connection | None, dry_run: bool, user: str
+    *,
+    upload: UploadedFile,
+    group: DataGroup | None,
+    connection: Connection | None,
+    dry_run: bool,
+    user: str,
+    source: str = JobSource.ADMIN,
 ) -> ImportJob:
-    """Store an uploaded file or zip as a new job of the admin and queue it; it runs in the cluster."""
+    """Store an uploaded (or pushed) file or zip as a new job and queue it; it runs in the cluster."""
     upload_check(upload=upload, group=group, connection=connection)
     with temporary_folder() as folder:
         if hasattr(upload, "temporary_file_path"):
@@ -252,11 +271,50 @@ def job_upload(
                 connection=connection,
                 group=group,
                 dry_run=dry_run,
-                source=JobSource.ADMIN,
+                source=source,
                 created_by=user,
             )
-            job_enqueue(job=job, reason=f"uploaded by {user}" if user else "uploaded")
+            verb = "pushed" if source == JobSource.API else "uploaded"
+            job_enqueue(job=job, reason=f"{verb} by {user}" if user else verb)
     return job
+
+
+def push_group(*, code: str, connection: Connection) -> DataGroup:
+    """Return the import group of this code that the connection may push to (its own, or one of no connection).
+
+    Raises UploadRefused otherwise; another connection's group is refused as if it did not exist.
+    """
+    mine = Q(connection=connection) | Q(connection__isnull=True)
+    group = DataGroup.objects.filter(mine, code=code).first()
+    if group is not None and group.direction != GroupDirection.IMPORT:
+        raise UploadRefused(f"{code} is an export group: push to an import group, or to none.")
+    if group is None:
+        allowed = DataGroup.objects.filter(mine, direction=GroupDirection.IMPORT).order_by("code")
+        codes = ", ".join(allowed.values_list("code", flat=True)[:PROBLEMS_SHOWN]) or "none"
+        raise UploadRefused(
+            f"connection {connection.code} has no import group '{code}' (its groups and the shared ones: {codes}); "
+            "without a group, each file is matched to the connection's descriptors by its name."
+        )
+    return group
+
+
+def job_push(
+    *, upload: UploadedFile, connection: Connection, group: DataGroup | None, dry_run: bool, token: ApiToken
+) -> ImportJob:
+    """Store a file or zip a connection pushed over the API as a new job of that connection, and queue it.
+
+    The same checks, limits and job as an upload; the connection is the token's, whatever the names carry.
+    """
+    if group is not None and group.connection_id not in (None, connection.pk):
+        raise UploadRefused(f"group {group.code} belongs to another connection than {connection.code}.")
+    return job_upload(
+        upload=upload,
+        group=group,
+        connection=connection,
+        dry_run=dry_run,
+        user=f"API token {token.prefix}",
+        source=JobSource.API,
+    )
 
 
 def _still_kept(f: ImportFile) -> bool:
