@@ -10,6 +10,7 @@ only if the watch woke it.
 import shutil
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -21,16 +22,11 @@ import impex.demo
 from impex.models import ConnectionState, ImportJob
 from impex.services.connections import connection_save
 from impex.services.schedules import LOOP_SCHEDULE
-from tests.test_inbox_scan_e2e import (  # noqa: F401 (fixtures)
-    cluster,
-    env,
-    explain,
-    jobs_ended,
-    mail_dir,
-    s3_env,
-    shared_db,
-    wait_for,
-)
+from tests import test_inbox_scan_e2e as e2e
+from tests.test_inbox_scan_e2e import explain, jobs_ended, s3_env, wait_for
+
+# The processes of e2e's tests, on this test's database: its fixtures, used here by their names.
+shared_db, mail_dir, env, cluster = e2e.shared_db, e2e.mail_dir, e2e.env, e2e.cluster
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -61,37 +57,36 @@ def fast_connection(code: str, company: str, seconds: int, **fields):
     return conn
 
 
-def test_a_loop_process_polls_a_local_inbox_and_queues_a_job_for_a_file_dropped_in_it(env, tmp_path):
-    conn = fast_connection("acme-fast", "Acme", 5)
+@contextmanager
+def loop_with_a_drop(env: dict, log: Path, *, code: str, every: int, seconds: int, watch: int):
+    """Run the loop for `seconds` in a process over a connection scanned `every` seconds; once it has scanned the
+    inbox, drop a file there; yield the connection, its inbox and the process (killed at the end if still there)."""
+    conn = fast_connection(code, "Acme", every)
     inbox = Path(settings.IMPEX_ROOT) / conn.code / "inbox"
-    log = tmp_path / "loop.log"
-    loop = loop_process(env, seconds=40, log=log, IMPEX_SCAN_WATCH=0)
+    loop = loop_process(env, seconds=seconds, log=log, IMPEX_SCAN_WATCH=watch)
     try:
         assert wait_for(lambda: scanned(conn.code), seconds=60), log.read_text()
         shutil.copyfile(ORDERS, inbox / ORDERS.name)
+        yield conn, inbox, loop
+    finally:
+        loop.kill()
+        loop.wait(timeout=30)
 
+
+def test_a_loop_process_polls_a_local_inbox_and_queues_a_job_for_a_file_dropped_in_it(env, tmp_path):
+    log = tmp_path / "loop.log"
+    with loop_with_a_drop(env, log, code="acme-fast", every=5, seconds=40, watch=0) as (conn, inbox, _):
         job = wait_for(lambda: ImportJob.objects.filter(connection=conn).first(), seconds=60)
         assert job is not None, f"{explain(None, conn.code)}\n{log.read_text()}"
         # The loop queued it for the cluster (none runs here): it never imports.
         assert (job.source, job.status) == ("scan", "queued")
         assert wait_for(lambda: not any(inbox.iterdir()), seconds=30)
-    finally:
-        loop.kill()
-        loop.wait(timeout=30)
 
 
 def test_the_watch_wakes_the_loop_for_a_file_dropped_between_two_polls(env, tmp_path):
-    conn = fast_connection("acme-watched", "Acme", 59)
-    inbox = Path(settings.IMPEX_ROOT) / conn.code / "inbox"
     log = tmp_path / "loop.log"
-    loop = loop_process(env, seconds=20, log=log, IMPEX_SCAN_WATCH=1)
-    try:
-        assert wait_for(lambda: scanned(conn.code), seconds=60), log.read_text()
-        shutil.copyfile(ORDERS, inbox / ORDERS.name)
+    with loop_with_a_drop(env, log, code="acme-watched", every=59, seconds=20, watch=1) as (conn, inbox, loop):
         loop.wait(timeout=120)
-    finally:
-        loop.kill()
-        loop.wait(timeout=30)
 
     output = log.read_text()
     # Its next poll would have come 59 s after the first, long after the loop's 20 s: the watch woke it.

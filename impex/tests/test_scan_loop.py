@@ -109,7 +109,8 @@ def test_the_list_and_the_page_say_every_n_seconds(admin_client, fast):
     assert "every 5 s" in listing
     assert "when the scan loop starts" in listing
 
-    ScanLoop.objects.create(pk=1, holder="w", started_at=timezone.now(), lease_until=timezone.now() + timedelta(seconds=30))
+    now = timezone.now()
+    ScanLoop.objects.create(pk=1, holder="w", started_at=now, lease_until=now + timedelta(seconds=30))
     page = admin_client.get(admin_url(Connection, "change", fast.pk)).content.decode()
     assert "every 5 s" in page
     assert "within 5 s (scan loop running)" in page
@@ -118,9 +119,7 @@ def test_the_list_and_the_page_say_every_n_seconds(admin_client, fast):
 # -- the schedules -------------------------------------------------------------------------------------------------
 
 
-def test_schedules_sync_adds_the_loop_schedule_for_fast_connections_only_and_removes_it_after(
-    fast, kore_connection
-):
+def test_schedules_sync_adds_the_loop_schedule_for_fast_connections_only_and_removes_it_after(fast, kore_connection):
     schedules_sync()
 
     loop = Schedule.objects.get(name=LOOP_SCHEDULE)
