@@ -22,6 +22,6 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='connection',
             name='scan_seconds',
-            field=models.PositiveSmallIntegerField(blank=True, help_text="Scan the inbox every 5 to 59 seconds instead of the minutes or cron below, for files taken within seconds of arriving (one cluster worker then runs the hub's scan loop). Empty: minutes or cron.", null=True, verbose_name='Scan every (seconds)'),
+            field=models.PositiveSmallIntegerField(blank=True, help_text="Scan the inbox every 5 to 59 seconds instead of the minutes or cron above, for files taken within seconds of arriving (one cluster worker then runs the hub's scan loop). Empty: minutes or cron.", null=True, verbose_name='Scan every (seconds)'),
         ),
     ]

@@ -55,7 +55,7 @@ class Connection(LocationFieldsMixin, models.Model):
         "Scan every (seconds)",
         null=True,
         blank=True,
-        help_text="Scan the inbox every 5 to 59 seconds instead of the minutes or cron below, for files taken within "
+        help_text="Scan the inbox every 5 to 59 seconds instead of the minutes or cron above, for files taken within "
         "seconds of arriving (one cluster worker then runs the hub's scan loop). Empty: minutes or cron.",
     )
     scan_cron = models.CharField(
