@@ -228,6 +228,9 @@ IMPEX_ARRIVAL_WAIT_SECONDS = env_int("IMPEX_ARRIVAL_WAIT_SECONDS", 10)
 IMPEX_MAIL_MAX_ERROR_ROWS = env_int("IMPEX_MAIL_MAX_ERROR_ROWS", 10_000)
 IMPEX_SCAN_LEASE_SECONDS = env_int("IMPEX_SCAN_LEASE_SECONDS", 120)
 IMPEX_INBOX_QUIET_SECONDS = float(os.environ.get("IMPEX_INBOX_QUIET_SECONDS", "2"))
+# The scan loop of connections scanned every few seconds also watches their local inboxes (watchdog) and scans one
+# as soon as a file lands in it; off ("0"): it polls them only, every scan_seconds.
+IMPEX_SCAN_WATCH = env_bool("IMPEX_SCAN_WATCH", True)
 # Where the hub keeps job copies, archives, error folders and the outbox: an absolute folder,
 # file:///path, s3://bucket/prefix or sftp://[user@]host[:port]/path (empty: IMPEX_ROOT).
 IMPEX_STORAGE = os.environ.get("IMPEX_STORAGE", "")

@@ -9,6 +9,7 @@ from impex.services.export_runs import export_runs_sweep as fail_dead_runs
 from impex.services.inbox import inbox_scan as scan
 from impex.services.lifecycle import jobs_requeue
 from impex.services.problems import problems_mail_unsent
+from impex.services.scan_loop import scan_loop_run
 from impex.services.waits import wait_alerts_send
 from impex.services.webhooks import webhooks_deliver_task
 
@@ -39,6 +40,11 @@ def inbox_scan(connection_id: int, by: str = "") -> str:
     if connection is None:
         return f"connection {connection_id} no longer exists"
     return scan(connection=connection, by=by).summary
+
+
+def inbox_scan_loop() -> str:
+    """Scan the inboxes of the connections scanned every few seconds, for about a minute (the loop's schedule)."""
+    return scan_loop_run().summary
 
 
 def export_group_run(group_id: int, trigger: str = ExportTrigger.SCHEDULE, by: str = "", reason: str = "") -> str:

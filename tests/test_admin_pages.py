@@ -65,6 +65,8 @@ NOT_REGISTERED = {
     "impex.inboxevent",
     # The cluster's bookkeeping of its passes (impex.services.passes): nothing a person reads or acts on.
     "impex.workpass",
+    # The scan loop's lease (impex.services.scan_loop): the connection pages say whether it runs.
+    "impex.scanloop",
     # A delivery's attempts are shown on its page.
     "impex.webhookattempt",
     # An order's timeline rows and flags are shown on its page.

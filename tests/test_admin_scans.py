@@ -246,6 +246,7 @@ def test_the_form_has_the_inbox_schedule_and_folders(admin_client, kore_connecti
         "scan_enabled",
         "interval_minutes",
         "scan_cron",
+        "scan_seconds",
         "timezone",
         "contacts",
     ]

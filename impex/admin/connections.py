@@ -59,6 +59,7 @@ from impex.selectors.pages import connection_inbox, connections_next_scan
 from impex.selectors.statuses import TONES, WAITING, jobs_with_shown_status, sequence_wait_release
 from impex.services.connections import connection_delete, connection_delete_check
 from impex.services.inbox import inbox_scan_start
+from impex.services.scan_loop import scan_loop_running
 from impex.services.schedules import schedules_sync_on_commit
 from impex.services.tokens import api_token_revoke
 from impex.services.waits import HELD_FOR_WINDOW, WAITING_FOR_SEQUENCE, connection_release_wait
@@ -80,8 +81,10 @@ class ConnectionChangeList(ChangeList):
     def get_results(self, request):
         super().get_results(request)
         next_scans = connections_next_scan(connections=self.result_list)
+        looping = any(conn.scan_seconds for conn in self.result_list) and scan_loop_running()
         for conn in self.result_list:
             conn.next_scan_at = next_scans.get(conn.pk)
+            conn.scan_loop_running = looping
 
 
 # Who may choose a connection's import groups (each group's connection is the group's field).
@@ -194,6 +197,8 @@ class ConnectionAdmin(
         at = getattr(obj, "next_scan_at", None)
         if not (obj.active and obj.scan_enabled):
             return "-"
+        if obj.scan_seconds:
+            return fast_next_scan(obj, looping=getattr(obj, "scan_loop_running", False))
         if at is None:
             return "not scheduled yet"
         return when_text(at)
@@ -432,7 +437,17 @@ class ConnectionAdmin(
         (None, {"fields": ("code", "name", "convention", "company_name", "integration_id", "groups", "active")}),
         (
             "Inbox and schedule",
-            {"fields": ("inbox", "scan_enabled", "interval_minutes", "scan_cron", "timezone", "contacts")},
+            {
+                "fields": (
+                    "inbox",
+                    "scan_enabled",
+                    "interval_minutes",
+                    "scan_cron",
+                    "scan_seconds",
+                    "timezone",
+                    "contacts",
+                )
+            },
         ),
         ("Folders", {"fields": ("archive_folder", "error_folder", "outbox")}),
         ("Kore sequence", {"fields": ("next_expected_sequence", "sequence_wait_alert_minutes")}),
@@ -468,9 +483,18 @@ class ConnectionAdmin(
 
 def scan_every(conn: Connection) -> str:
     """Say how often a connection's inbox is scanned on schedule."""
+    if conn.scan_seconds:
+        return f"every {conn.scan_seconds} s"
     if conn.scan_cron:
         return f"cron {conn.scan_cron}"
     return f"every {conn.interval_minutes} min"
+
+
+def fast_next_scan(conn: Connection, *, looping: bool) -> str:
+    """Say when a connection scanned every few seconds is scanned next: by the running scan loop, or when one starts."""
+    if looping:
+        return f"within {conn.scan_seconds} s (scan loop running)"
+    return "when the scan loop starts (each minute; it needs the cluster running)"
 
 
 def scan_result(
@@ -534,12 +558,20 @@ def connection_page_context(request, conn: Connection, *, may_sync: bool) -> dic
         )
         if state is not None and state.last_scan_at
         else "never",
-        "next_scan": when_text(schedule) if schedule and conn.active and conn.scan_enabled else "-",
+        "next_scan": _page_next_scan(conn, schedule),
         "files": [{"file": f, "outcome": inbox_outcome(f)} for f in inbox.files],
         "shown": INBOX_FILES_SHOWN,
         "list_url": f"{reverse('admin:impex_inboxfile_changelist')}?connection__id__exact={conn.pk}",
     }
     return context
+
+
+def _page_next_scan(conn: Connection, schedule) -> str:
+    if not (conn.active and conn.scan_enabled):
+        return "-"
+    if conn.scan_seconds:
+        return fast_next_scan(conn, looping=scan_loop_running())
+    return when_text(schedule) if schedule else "-"
 
 
 class InboxEventInline(ReadOnlyInline):

@@ -9,7 +9,7 @@ exports (export runs and the files sent), webhooks (subscriptions, deliveries, a
 Each sub-module imports only those before it; the models keep app_label impex, so Django sees the same models.
 """
 
-from impex.models.connections import ApiToken, Connection, ConnectionState
+from impex.models.connections import ApiToken, Connection, ConnectionState, ScanLoop
 from impex.models.descriptors import DataDescriptor, DataGroup, DescriptorColumn
 from impex.models.exports import ExportRun, ExportRunEvent, ExportState, SentFile
 from impex.models.inbox import InboxEvent, InboxFile
@@ -72,6 +72,7 @@ __all__ = [
     "LocationFieldsMixin",
     "Problem",
     "RowError",
+    "ScanLoop",
     "SentFile",
     "WebhookAttempt",
     "WebhookDelivery",

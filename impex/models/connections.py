@@ -51,6 +51,13 @@ class Connection(LocationFieldsMixin, models.Model):
     interval_minutes = models.PositiveIntegerField(
         default=5, help_text="Minutes between two scans of the inbox: 1 to 44640 (a month)."
     )
+    scan_seconds = models.PositiveSmallIntegerField(
+        "Scan every (seconds)",
+        null=True,
+        blank=True,
+        help_text="Scan the inbox every 5 to 59 seconds instead of the minutes or cron above, for files taken within "
+        "seconds of arriving (one cluster worker then runs the hub's scan loop). Empty: minutes or cron.",
+    )
     scan_cron = models.CharField(
         "Scan cron",
         max_length=100,
@@ -97,6 +104,8 @@ class Connection(LocationFieldsMixin, models.Model):
     INBOX_SHAPES = "a folder path, s3://bucket/prefix, sftp://, ftp:// or ftps://[user@]host[:port]/path"
     # "1 month": the longest interval a schedule in minutes is given (31 days).
     MAX_INTERVAL_MINUTES = 31 * 24 * 60
+    # Seconds between scans of a fast connection (SPEC 11): below a minute, and no faster than a scan can usefully go.
+    SCAN_SECONDS = (5, 59)
     LOCATION_FIELDS = ("inbox", "archive_folder", "error_folder", "outbox")
 
     class Meta:
@@ -171,6 +180,7 @@ class Connection(LocationFieldsMixin, models.Model):
             "contacts": self._contact_errors(),
             "interval_minutes": self._interval_errors(),
             "scan_cron": cron_errors(self.scan_cron),
+            "scan_seconds": self._scan_seconds_errors(),
         }
         errors = {field: messages for field, messages in errors.items() if messages}
         if errors:
@@ -242,6 +252,15 @@ class Connection(LocationFieldsMixin, models.Model):
             return [f"Scan the inbox at least once a month (every {self.MAX_INTERVAL_MINUTES} minutes or less)."]
         return []
 
+    def _scan_seconds_errors(self) -> list[str]:
+        low, high = self.SCAN_SECONDS
+        if self.scan_seconds is not None and not low <= self.scan_seconds <= high:
+            return [
+                f"Scan every {low} to {high} seconds, or leave it empty to scan by minutes or cron "
+                f"({self.scan_seconds} is outside; for a minute or more use the interval in minutes)."
+            ]
+        return []
+
 
 class ConnectionState(models.Model):
     """The engine's own state of a connection: the job importing its files now, and the last sequence applied."""
@@ -262,6 +281,18 @@ class ConnectionState(models.Model):
 
     def __str__(self):
         return f"{self.connection_id}: job {self.job_id or '-'}, sequence {self.last_applied_sequence}"
+
+
+class ScanLoop(models.Model):
+    """The hub's one scan loop (impex.services.scan_loop): which worker runs it, since when, and until when its
+    lease lasts unless renewed. One row; a loop takes it with one conditional UPDATE."""
+
+    holder = models.CharField(max_length=200, blank=True, default="")
+    started_at = models.DateTimeField(null=True, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self):
+        return f"scan loop: {self.holder or 'none'}"
 
 
 class ApiToken(models.Model):

@@ -22,6 +22,7 @@ def connection_save(
     contacts: str | None = None,
     interval_minutes: int | None = None,
     scan_cron: str | None = None,
+    scan_seconds: int | None = None,
     scan_enabled: bool | None = None,
     archive_folder: str | None = None,
     error_folder: str | None = None,
@@ -31,7 +32,7 @@ def connection_save(
     """Create the connection or update the fields given; return it and whether it was created.
 
     groups: the codes of its import groups (all of them: the others it had are let go); a patterns connection's
-    file names are matched by their descriptors' file patterns.
+    file names are matched by their descriptors' file patterns. scan_seconds: 0 clears it (minutes or cron again).
     """
     conn = Connection.objects.select_for_update().filter(code=code).first()
     created = conn is None
@@ -50,13 +51,14 @@ def connection_save(
         ("contacts", contacts),
         ("interval_minutes", interval_minutes),
         ("scan_cron", scan_cron),
+        ("scan_seconds", scan_seconds),
         ("scan_enabled", scan_enabled),
         ("archive_folder", archive_folder),
         ("error_folder", error_folder),
         ("outbox", outbox),
     ):
         if value is not None:
-            setattr(conn, name, value)
+            setattr(conn, name, None if name == "scan_seconds" and value == 0 else value)
     errors = {}
     try:
         conn.full_clean()

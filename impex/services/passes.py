@@ -22,7 +22,7 @@ from django.db import transaction
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from impex.models import WorkPass
+from impex.models import ScanLoop, WorkPass
 from impex.services.heartbeat import Heartbeat
 from impex.services.queue import queue_yields, worker_name
 
@@ -124,10 +124,19 @@ def _live(runners: dict, now) -> dict:
     return {w: until for w, until in runners.items() if datetime.fromisoformat(until) > now}
 
 
-def machine_places() -> int:
+def machine_places(machine: str = "") -> int:
     """Return how many pass tasks, of all passes together, may run at once on one machine: one worker of its cluster
-    is always left for scans, imports and exports (at least one place where the cluster has a single worker)."""
-    return max(1, settings.Q_CLUSTER.get("workers", 1) - 1)
+    is always left for scans, imports and exports, besides the one the scan loop holds when it runs there (at least
+    one place, so that passes never stop)."""
+    return max(1, settings.Q_CLUSTER.get("workers", 1) - 1 - _scan_loop_on(machine))
+
+
+def _scan_loop_on(machine: str) -> int:
+    """Return 1 if the hub's scan loop (impex.services.scan_loop) runs on machine now, else 0."""
+    if not machine:
+        return 0
+    live = ScanLoop.objects.filter(lease_until__gte=timezone.now()).exclude(holder="")
+    return int(any(_machine(holder) == machine for holder in live.values_list("holder", flat=True)))
 
 
 def _machine(worker: str) -> str:
@@ -147,7 +156,7 @@ def _take(name: str, worker: str) -> bool:
             return False
         here = _machine(worker)
         on_machine = sum(_machine(w) == here for other in rows.values() for w in _live(other.runners, now))
-        if on_machine >= machine_places():
+        if on_machine >= machine_places(here):
             return False
         live[worker] = (now + timedelta(seconds=settings.IMPEX_LEASE_SECONDS)).isoformat()
         WorkPass.objects.filter(pk=row.pk).update(runners=live, refused=None)

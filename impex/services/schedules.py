@@ -13,11 +13,16 @@ from django_q.models import Schedule
 from impex.choices import GroupDirection
 from impex.models import Connection, DataGroup
 from impex.registry import schedules_registered
+from impex.services.scan_loop import LOOP_TIMEOUT, fast_connections
 
 # Every schedule impex owns has a name starting so; schedules_sync removes those no longer wanted.
 PREFIX = "impex: "
 SCAN_TASK = "impex.tasks.inbox_scan"
 EXPORT_TASK = "impex.tasks.export_group_run"
+LOOP_TASK = "impex.tasks.inbox_scan_loop"
+# The scan loop of the connections scanned every few seconds: a task a minute, each running about a minute
+# (impex.services.scan_loop), so that a late one is covered by the one before it.
+LOOP_SCHEDULE = f"{PREFIX}scan the inboxes scanned every few seconds"
 
 # impex's own: name -> (task, minutes between runs); the other apps' come from the registry (system_schedules)
 SYSTEM_SCHEDULES = {
@@ -30,13 +35,18 @@ SYSTEM_SCHEDULES = {
 
 @dataclass(frozen=True)
 class Wanted:
-    """A schedule that should exist: by name, its task and arguments, every so many minutes or by cron."""
+    """A schedule that should exist: by name, its task and arguments, every so many minutes or by cron.
+
+    kwargs: the task's keyword arguments as django-q2 keeps them (a dict's repr); "q_options" in it are the task's
+    own options (its timeout).
+    """
 
     name: str
     func: str
     args: str = ""
     minutes: int | None = None
     cron: str = ""
+    kwargs: str = ""
 
     @property
     def fields(self) -> dict:
@@ -44,6 +54,7 @@ class Wanted:
         return {
             "func": self.func,
             "args": self.args or None,
+            "kwargs": self.kwargs or None,
             "schedule_type": kind,
             "minutes": None if self.cron else self.minutes,
             "cron": self.cron or None,
@@ -72,7 +83,8 @@ def _system() -> Iterator[Wanted]:
 
 
 def _connection_scans() -> Iterator[Wanted]:
-    for conn in Connection.objects.filter(active=True, scan_enabled=True).order_by("code"):
+    scanned = Connection.objects.filter(active=True, scan_enabled=True, scan_seconds__isnull=True)
+    for conn in scanned.order_by("code"):
         yield Wanted(
             name=scan_schedule_name(conn),
             func=SCAN_TASK,
@@ -80,6 +92,12 @@ def _connection_scans() -> Iterator[Wanted]:
             minutes=conn.interval_minutes or 1,
             cron=conn.scan_cron,
         )
+
+
+def _scan_loop() -> Iterator[Wanted]:
+    if fast_connections().exists():
+        options = {"q_options": {"timeout": LOOP_TIMEOUT}}
+        yield Wanted(name=LOOP_SCHEDULE, func=LOOP_TASK, minutes=1, kwargs=repr(options))
 
 
 def _group_exports() -> Iterator[Wanted]:
@@ -103,7 +121,7 @@ def schedules_sync() -> list[str]:
     Idempotent: run on every migrate (deploys, make run) and whenever a connection or export group is saved.
     A changed schedule runs next at once, so that a shorter interval is not held back by the old one.
     """
-    wanted = {w.name: w for w in (*_system(), *_connection_scans(), *_group_exports())}
+    wanted = {w.name: w for w in (*_system(), *_connection_scans(), *_scan_loop(), *_group_exports())}
     kept: dict[str, int] = {}  # name -> pk of the one schedule of that name that stays
     now = timezone.now()
     for schedule in Schedule.objects.select_for_update().filter(name__startswith=PREFIX).order_by("pk"):

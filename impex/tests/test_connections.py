@@ -402,6 +402,7 @@ def test_an_update_changes_one_setting_without_repeating_the_convention(kore_con
         "contacts": ["ops@acme.example"],
         "interval": 15,
         "cron": "",
+        "scan_seconds": None,
         "scan": True,
         "archive": "",
         "error_folder": "",

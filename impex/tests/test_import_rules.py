@@ -1443,6 +1443,7 @@ def test_impex_connection_creates_then_updates_a_connection(db):
         "contacts": [],
         "interval": 5,
         "cron": "",
+        "scan_seconds": None,
         "scan": True,
         "archive": "",
         "error_folder": "",

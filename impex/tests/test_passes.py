@@ -156,6 +156,31 @@ def test_passes_of_all_kinds_leave_one_worker_of_the_machine_free_for_scans_and_
     assert len(subscription.received) == 2
 
 
+def test_the_scan_loop_on_the_machine_takes_a_place_so_a_worker_stays_free_for_imports(
+    django_capture_on_commit_callbacks, subscription, settings
+):
+    """Three workers: the scan loop holds one, an order export pass another; a delivery pass waits."""
+    import socket
+
+    from impex.services.scan_loop import scan_loop_take
+
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "workers": 3}
+    emit(django_capture_on_commit_callbacks, 0)
+    running_elsewhere("order export", host=socket.gethostname())
+    assert scan_loop_take(worker=f"{socket.gethostname()}:99:loop")
+
+    held = webhooks_deliver()
+
+    assert held.startswith("0 webhook delivery attempt(s): left for later")
+    assert not subscription.received
+
+    assert scan_loop_take(worker="another-machine:99:loop") is False  # the loop stays; it moves only on a takeover
+    from impex.models import ScanLoop
+
+    ScanLoop.objects.update(holder="another-machine:99:loop")
+    assert webhooks_deliver() == "1 webhook delivery attempt(s)"
+
+
 def test_a_pass_refused_for_want_of_a_place_ends_the_running_pass_early_and_is_queued_when_it_leaves(
     django_capture_on_commit_callbacks, subscription, tmp_path, api, settings
 ):

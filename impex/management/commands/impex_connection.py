@@ -1,5 +1,7 @@
 """Create or update a connection (SPEC section 9), so that deployments can be scripted."""
 
+import argparse
+
 from django.core.exceptions import NON_FIELD_ERRORS
 from django.core.management.base import BaseCommand, CommandError
 
@@ -21,6 +23,7 @@ OPTION_OF_FIELD = {
     "contacts": "--contacts",
     "interval_minutes": "--interval",
     "scan_cron": "--cron",
+    "scan_seconds": "--scan-seconds",
     "scan_enabled": "--scan",
     "archive_folder": "--archive",
     "error_folder": "--error-folder",
@@ -33,6 +36,7 @@ OPTION_KEYS = {
     "integration_id": "integration",
     "interval_minutes": "interval",
     "scan_cron": "cron",
+    "scan_seconds": "scan_seconds",
     "scan_enabled": "scan",
     "archive_folder": "archive",
 }
@@ -77,6 +81,15 @@ class Command(BaseCommand):
         parser.add_argument(
             "--cron", help="Scan by a cron expression instead (minute hour day month weekday, UTC); '' clears it."
         )
+        parser.add_argument(
+            "--scan-seconds",
+            "--interval-seconds",
+            dest="scan_seconds",
+            type=seconds_or_off,
+            metavar="N|off",
+            help="Scan the inbox every N seconds, 5 to 59, instead of --interval or --cron (the cluster's scan loop); "
+            "0 or off: back to them.",
+        )
         parser.add_argument("--scan", choices=["on", "off"], help="Scan the inbox on schedule, or not.")
         parser.add_argument("--archive", help=f"Where imported files are moved: {LOCATION_HELP} (<code>/archive).")
         parser.add_argument("--error-folder", help=f"Where rejected files are moved: {LOCATION_HELP} (<code>/error).")
@@ -105,6 +118,7 @@ class Command(BaseCommand):
                 timezone=opts["timezone"],
                 contacts=opts["contacts"],
                 interval_minutes=opts["interval"],
+                scan_seconds=opts["scan_seconds"],
                 scan_cron=opts["cron"] if opts["cron"] is not None else ("" if opts["interval"] is not None else None),
                 scan_enabled=None if opts["scan"] is None else opts["scan"] == "on",
                 archive_folder=opts["archive"],
@@ -133,6 +147,7 @@ class Command(BaseCommand):
                     "contacts": conn.contact_list,
                     "interval": conn.interval_minutes,
                     "cron": conn.scan_cron,
+                    "scan_seconds": conn.scan_seconds,
                     "scan": conn.scan_enabled,
                     "archive": conn.archive_folder,
                     "error_folder": conn.error_folder,
@@ -150,6 +165,16 @@ class Command(BaseCommand):
             print_json(self, {"token": raw})
         else:
             self.stdout.write(raw)
+
+
+def seconds_or_off(value: str) -> int:
+    """Read --scan-seconds: a whole number of seconds, or off (0: cleared)."""
+    if value.strip().lower() == "off":
+        return 0
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds (5 to 59) nor off") from None
 
 
 def refusal(errors: dict[str, list[str]]) -> str:
