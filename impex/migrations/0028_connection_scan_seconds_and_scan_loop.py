@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('impex', '0024_patterns_convention'),
+        ('impex', '0027_importjob_source_api'),
     ]
 
     operations = [
