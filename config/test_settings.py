@@ -11,7 +11,11 @@ import secrets
 os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
 
 from config.settings import *  # noqa: E402, F403
-from config.settings import DATABASES, Q_CLUSTER  # noqa: E402
+from config.settings import DATABASES, Q_CLUSTER, STORAGES  # noqa: E402
+
+# The suite runs no collectstatic: pages name static files as they are (the manifest storage would refuse names it
+# has no manifest entry for). tests/test_serve.py collects them for the production server it starts.
+STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
 
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"]["ENGINE"] = "config.test_postgresql"
