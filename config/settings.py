@@ -420,10 +420,6 @@ if not (_count.isdigit() and int(_count) > 0 and _period in {"s", "sec", "m", "m
 # under a lock on the token's row, so several web servers count one token together, and exactly.
 CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
-    "api_rate": {
-        "BACKEND": "django.core.cache.backends.db.DatabaseCache",
-        "LOCATION": "impex_api_rate",
-        # One entry per token: culling (past MAX_ENTRIES) would forget live counts.
-        "OPTIONS": {"MAX_ENTRIES": 100_000},
-    },
+    # Django's database cache, written in one statement a request (impex.api_limits.RateCountCache), never culled.
+    "api_rate": {"BACKEND": "impex.api_limits.RateCountCache", "LOCATION": "impex_api_rate"},
 }
