@@ -27,7 +27,6 @@ import multiprocessing
 import os
 import re
 import secrets
-import socket
 import statistics
 import subprocess
 import sys
@@ -43,6 +42,9 @@ os.environ.pop("DEBUG", None)
 # Settings require a SECRET_KEY with DEBUG off: a throwaway one unless set, shared with the server started here.
 os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
 RATE = "1000000/s"
+
+from tests.fixtures import free_port, server_process  # noqa: E402  (the repository is on the path)
+
 os.environ["IMPEX_API_RATE"] = RATE
 
 SHOW_WORKERS = "import runpy; c = runpy.run_path('config/gunicorn.py'); print(c['workers'], c['threads'])"
@@ -55,12 +57,6 @@ PAGES = {
     "connections": "/admin/impex/connection/",
     "orders": "/admin/orders/order/",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -197,24 +193,14 @@ def main() -> None:
         server_env["GUNICORN_WORKERS"] = str(args.workers)
     if args.threads:
         server_env["GUNICORN_THREADS"] = str(args.threads)
-    log = tempfile.NamedTemporaryFile(prefix="serve-bench-gunicorn-", suffix=".log", delete=False)
-    server = subprocess.Popen(
+    with server_process(
         [sys.executable, "-m", "gunicorn", "-c", "config/gunicorn.py", "config.wsgi"],
+        port,
+        name="gunicorn",
+        timeout=60,
         cwd=ROOT,
         env=server_env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"gunicorn did not start: see {log.name}") from None
-                time.sleep(0.2)
+    ):
         config = subprocess.run(
             [sys.executable, "-c", SHOW_WORKERS],
             cwd=ROOT,
@@ -249,9 +235,6 @@ def main() -> None:
 
         cookie = log_in(port)
         pages = page_times(port, cookie, args.page_runs)
-    finally:
-        server.terminate()
-        server.wait(timeout=60)
 
     RecordEvent.objects.filter(connection__code=CODE).delete()
     print(f"database: {db.vendor}; CPU cores: {os.cpu_count()}; load average: {os.getloadavg()[0]:.2f}")
