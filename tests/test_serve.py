@@ -30,7 +30,7 @@ from impex.tests.helpers import process_env
 from syncapp.models import RecordEvent
 from tests.fixtures import free_port
 from tests.test_inbox_scan_e2e import shared_db  # noqa: F401 (a fixture used here)
-from tests.test_make_run import command_line, process_tree, survivors
+from tests.test_make_run import command_line, process_tree, start_make, survivors
 
 ROOT = Path(settings.BASE_DIR)
 VENV = Path(sys.prefix)
@@ -76,16 +76,7 @@ def make_serve(shared_db, tmp_path):  # noqa: F811 (shared_db is the imported fi
     log = tmp_path / "make-serve.log"
     static_root = tmp_path / "static"
     env = serve_env(STATIC_ROOT=static_root, GUNICORN_WORKERS=1, GUNICORN_THREADS=2, Q_WORKERS=1)
-    with open(log, "wb") as out:
-        make = subprocess.Popen(
-            ["make", "-C", str(ROOT), "serve", f"VENV={VENV}", "-o", f"{VENV}/.installed", f"ADDR=127.0.0.1:{port}"],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as a terminal's foreground job
-        )
+    make = start_make("serve", env=env, port=port, log=log)
     served = Served(f"http://127.0.0.1:{port}", make, log, {}, static_root)
     try:
         deadline = time.monotonic() + START_WITHIN
