@@ -103,11 +103,9 @@ INSTALLED_APPS = [
     "orders",
 ]
 
+WHITENOISE = "whitenoise.middleware.WhiteNoiseMiddleware"
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    # Serves /static/ from STATIC_ROOT (collectstatic) with DEBUG off: hashed names cached for a year, gzip variants
-    # made by collectstatic; before the session and auth middleware, so a stylesheet costs no query.
-    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -115,6 +113,12 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+
+# With DEBUG off, WhiteNoise serves /static/ from STATIC_ROOT (collectstatic): hashed names cached for a year, gzip
+# copies made by collectstatic; before the session and auth middleware, so a stylesheet costs no query. With DEBUG on
+# (make run) runserver serves the files where they are, and WhiteNoise would only warn that nothing was collected.
+if not DEBUG:
+    MIDDLEWARE.insert(MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1, WHITENOISE)
 
 ROOT_URLCONF = "config.urls"
 
