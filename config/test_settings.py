@@ -11,7 +11,13 @@ import secrets
 os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
 
 from config.settings import *  # noqa: E402, F403
-from config.settings import DATABASES, Q_CLUSTER  # noqa: E402
+from config.settings import DATABASES, MIDDLEWARE, Q_CLUSTER, STORAGES, WHITENOISE  # noqa: E402
+
+# The suite runs no collectstatic: pages name static files as they are (the manifest storage would refuse names it
+# has no manifest entry for), and no static file is served in-process (WhiteNoise would warn that STATIC_ROOT is
+# missing). tests/test_serve.py runs the production server with both, after collectstatic.
+STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
+MIDDLEWARE = [m for m in MIDDLEWARE if m != WHITENOISE]
 
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"]["ENGINE"] = "config.test_postgresql"

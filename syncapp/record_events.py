@@ -122,8 +122,9 @@ def _cells(body: dict, compiled) -> tuple[list[str], list[str], dict]:
     return header, cells, errors
 
 
-def record_event_read(*, connection, kind: str, body) -> tuple[str, dict, str]:
-    """Check a body as the pipeline would read it, writing nothing; return its descriptor, cells and record key.
+def record_event_read(*, connection, kind: str, body) -> tuple[str, str, dict, str]:
+    """Check a body as the pipeline would read it, writing nothing; return its descriptor, entity, cells and record
+    key.
 
     Raise RecordRefused with the errors of each column (unknown references are not errors here: they may come).
     """
@@ -156,18 +157,17 @@ def record_event_read(*, connection, kind: str, body) -> tuple[str, dict, str]:
     if errors:
         raise RecordRefused(errors)
     key = KEY_SEP.join(str(reading.values[c.name]) for c in compiled.key_columns if c.name in reading.values)
-    return code, dict(zip(header, cells, strict=True)), key.replace(KEY_SEP, "/")
+    return code, compiled.descriptor.entity, dict(zip(header, cells, strict=True)), key.replace(KEY_SEP, "/")
 
 
 def record_event_receive(*, connection, kind: str, body) -> RecordEvent:
     """Keep a changed record for the worker (202): checked now, applied soon, in the order received."""
-    code, cells, key = record_event_read(connection=connection, kind=kind, body=body)
-    entity = DataDescriptor.objects.values_list("entity", flat=True).get(code=code)
-    with transaction.atomic():
-        event = RecordEvent.objects.create(
-            connection=connection, entity=entity, descriptor_code=code, record_key=key[:200], payload=cells
-        )
-        record_events_soon()
+    code, entity, cells, key = record_event_read(connection=connection, kind=kind, body=body)
+    # One statement, committed on its own (no BEGIN and COMMIT to send); the pass is queued once it has committed.
+    event = RecordEvent.objects.create(
+        connection=connection, entity=entity, descriptor_code=code, record_key=key[:200], payload=cells
+    )
+    record_events_soon()
     return event
 
 

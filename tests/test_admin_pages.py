@@ -67,6 +67,8 @@ NOT_REGISTERED = {
     "impex.workpass",
     # The scan loop's lease (impex.services.scan_loop): the connection pages say whether it runs.
     "impex.scanloop",
+    # The clusters' heartbeats (impex.brokers): /healthz and /metrics report them.
+    "impex.clusterbeat",
     # A delivery's attempts are shown on its page.
     "impex.webhookattempt",
     # An order's timeline rows and flags are shown on its page.

@@ -82,16 +82,12 @@ def command_line(pid: int) -> str:
         return ""
 
 
-def start_make_run(*, var_dir: Path, port: int, log: Path) -> subprocess.Popen:
-    """Start `make run` on the port, as a terminal would in the foreground, in a new session (its own group)."""
-    # As on a fresh machine: no SECRET_KEY (make run's steps share the key file it writes in the var dir) and
-    # manage.py's own settings module, not the test suite's.
-    unset = ("DATABASE_URL", "IMPEX_ROOT", "MEDIA_ROOT", "DEBUG", "SECRET_KEY", "DJANGO_SETTINGS_MODULE")
-    env = {k: v for k, v in os.environ.items() if k not in unset}
-    env.update(IMPEX_VAR_DIR=str(var_dir), PYTHONUNBUFFERED="1")
+def start_make(target: str, *, env: dict, port: int, log: Path) -> subprocess.Popen:
+    """Start a make target on the port (the install stamp taken as new), as a terminal would in the foreground, in a
+    new session (its own group), its output in the log."""
     with open(log, "wb") as out:
         return subprocess.Popen(
-            ["make", "-C", str(ROOT), "run", f"VENV={VENV}", "-o", f"{VENV}/.installed", f"ADDR=127.0.0.1:{port}"],
+            ["make", "-C", str(ROOT), target, f"VENV={VENV}", "-o", f"{VENV}/.installed", f"ADDR=127.0.0.1:{port}"],
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=out,
@@ -101,6 +97,16 @@ def start_make_run(*, var_dir: Path, port: int, log: Path) -> subprocess.Popen:
             # its children; a terminal's foreground job has SIGINT at its default, as here.
             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
+
+
+def start_make_run(*, var_dir: Path, port: int, log: Path) -> subprocess.Popen:
+    """Start `make run` on the port, as a terminal would in the foreground, in a new session (its own group)."""
+    # As on a fresh machine: no SECRET_KEY (make run's steps share the key file it writes in the var dir) and
+    # manage.py's own settings module, not the test suite's.
+    unset = ("DATABASE_URL", "IMPEX_ROOT", "MEDIA_ROOT", "DEBUG", "SECRET_KEY", "DJANGO_SETTINGS_MODULE")
+    env = {k: v for k, v in os.environ.items() if k not in unset}
+    env.update(IMPEX_VAR_DIR=str(var_dir), PYTHONUNBUFFERED="1")
+    return start_make("run", env=env, port=port, log=log)
 
 
 def wait_until_serving(make: subprocess.Popen, *, port: int, log: Path) -> str:

@@ -54,6 +54,7 @@ class Stage:
         self._session = None  # the database session the table is known to exist in (committed)
         self._filled = 0  # rows loaded since the table was last emptied by a TRUNCATE (or made)
         self._pending: tuple[list[str], list] | None = None  # a deferred load: its statements and values
+        self._made = False  # whether this process ever created the table (a pipeline that only reads never does)
 
     def _known(self) -> bool:
         return self._session is not None and self._session is connection.connection
@@ -65,6 +66,7 @@ class Stage:
         cols = ", ".join(f"{qn(n)} {t}" for n, t in self.columns)
         on_commit = " ON COMMIT DELETE ROWS" if is_postgres() else ""
         cursor.execute(f"CREATE TEMPORARY TABLE IF NOT EXISTS {qn(self.name)} ({cols}){on_commit}")
+        self._made = True
         session = connection.connection
         # Known only once the transaction that made it commits: a rollback would drop it again.
         transaction.on_commit(lambda: setattr(self, "_session", session))
@@ -134,8 +136,10 @@ class Stage:
 
     def drop(self) -> None:
         """Drop the table (best effort: it is temporary anyway)."""
-        with connection.cursor() as cursor:
-            cursor.execute(f"DROP TABLE IF EXISTS {qn(self.name)}")
+        if self._made:  # a single-record update's check (POST /api/events/...) made none: no statement
+            with connection.cursor() as cursor:
+                cursor.execute(f"DROP TABLE IF EXISTS {qn(self.name)}")
+        self._made = False
         self._session = None
         self._filled = 0
         self._pending = None
