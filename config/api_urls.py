@@ -9,7 +9,7 @@ import re
 from django.urls import path, re_path, register_converter
 from drf_spectacular.views import SpectacularAPIView
 
-from impex.api import ProblemsView
+from impex.api import FullSyncView, ProblemsView
 from orders.api import OrderCancelView, ShipmentFeedView
 from syncapp.api import ExtractView, RecordEventView, SyncLogView
 
@@ -47,6 +47,7 @@ urlpatterns = [
     *both("extract/<str:entity>/", ExtractView.as_view(), "api-extract"),
     *both("orders/<text:order_id>/cancel/", OrderCancelView.as_view(), "api-order-cancel"),
     *both("problems/", ProblemsView.as_view(), "api-problems"),
+    *both("full-sync/<str:entity>/", FullSyncView.as_view(), "api-full-sync"),
 ]
 
 

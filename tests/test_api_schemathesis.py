@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import checks
 
 from config.wsgi import application
+from impex.models import DataDescriptor, DataGroup
 from impex.services.tokens import api_token_issue
 
 CHECKS = [
@@ -32,12 +33,28 @@ OPERATIONS = [
     ("GET", "/api/extract/{entity}/"),
     ("POST", "/api/orders/{order_id}/cancel/"),
     ("GET", "/api/problems/"),
+    ("POST", "/api/full-sync/{entity}/"),
 ]
 
 
 @pytest.fixture
 def token(kore_connection):
     return api_token_issue(connection=kore_connection, by="schemathesis")
+
+
+@pytest.fixture
+def customers_exported(kore_connection):
+    """A scheduled customer export of the connection, so that POST /api/full-sync/customer/ starts one (202)."""
+    group = DataGroup.objects.create(
+        code="customers-out",
+        name="Customers",
+        direction="export",
+        connection=kore_connection,
+        schedule_enabled=True,
+        interval_minutes=60,
+    )
+    group.descriptors.add(DataDescriptor.objects.get(code="KS_CUSTOMERS"))
+    return group
 
 
 @pytest.fixture
@@ -60,7 +77,7 @@ def test_the_schema_lists_every_endpoint_once(api_schema):
 
 
 @pytest.mark.parametrize("method, path", OPERATIONS)
-def test_every_endpoint_answers_as_its_schema_says(api_schema, token, method, path):
+def test_every_endpoint_answers_as_its_schema_says(api_schema, token, customers_exported, method, path):
     operation = api_schema[path][method]
 
     @given(case=operation.as_strategy())

@@ -49,6 +49,7 @@ class ExportRunAdmin(AuditRecordAdmin):
     fields = (
         "group",
         "trigger",
+        "full_sync",
         "status",
         "resend_of",
         "created_by",
