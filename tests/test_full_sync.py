@@ -498,3 +498,21 @@ def test_the_full_sync_form_needs_its_csrf_token(django_user_model, shop, kore_c
 
     assert response.status_code == 403
     assert not FullSync.objects.exists()
+
+
+def test_a_full_sync_is_recorded_with_its_runs(admin_client, shop, kore_connection, django_capture_on_commit_callbacks):
+    groups, _ = shop
+    with django_capture_on_commit_callbacks(execute=True):
+        full_sync = full_sync_trigger(connection=kore_connection, entity="customer", by="ana").full_sync
+    run = run_queued(groups["customers-out"])
+
+    listed = admin_client.get(admin_url(FullSync, "changelist")).content.decode()
+    page = admin_client.get(admin_url(FullSync, "change", full_sync.pk)).content.decode()
+    runs = admin_client.get(admin_url(ExportRun, "changelist"), {"full_sync__id__exact": full_sync.pk})
+    group_page = admin_client.get(admin_url(DataGroup, "change", groups["customers-crm"].pk)).content.decode()
+
+    assert f"Full sync #{full_sync.pk} of customer" in listed and "customers-crm, customers-out" in listed
+    assert f"?full_sync__id__exact={full_sync.pk}" in page
+    assert runs.status_code == 200 and f"Export run #{run.pk}" in runs.content.decode()
+    assert runs.context["cl"].result_count == 1
+    assert f"full sync #{full_sync.pk} asked for every record: the next run writes them all" in group_page
