@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import checks
 
 from config.wsgi import application
-from impex.models import DataDescriptor, DataGroup
 from impex.services.tokens import api_token_issue
+from tests.test_export_schedules import export_group
 
 CHECKS = [
     checks.not_a_server_error,
@@ -45,16 +45,7 @@ def token(kore_connection):
 @pytest.fixture
 def customers_exported(kore_connection):
     """A scheduled customer export of the connection, so that POST /api/full-sync/customer/ starts one (202)."""
-    group = DataGroup.objects.create(
-        code="customers-out",
-        name="Customers",
-        direction="export",
-        connection=kore_connection,
-        schedule_enabled=True,
-        interval_minutes=60,
-    )
-    group.descriptors.add(DataDescriptor.objects.get(code="KS_CUSTOMERS"))
-    return group
+    return export_group(connection=kore_connection, schedule_enabled=True, interval_minutes=60)
 
 
 @pytest.fixture

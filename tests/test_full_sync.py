@@ -20,20 +20,13 @@ from impex.tasks import export_group_run
 from syncapp.models import Customer, SyncError, SyncLog
 from syncapp.services import sync_log_add_errors
 from syncapp.tests.api_helpers import Api
+from tests import test_export_schedules
 from tests.admin_helpers import admin_url, staff_user, table_snapshot
 from tests.test_export_schedules import descriptor_copy, export_group, ids_in, watermark_of
 
 EXPORT_DATA = "impex.export_data"
 URL = "/api/full-sync/customer/"
-
-
-@pytest.fixture
-def customers(db):
-    """Three customers."""
-    return [
-        Customer.objects.create(customer_id=f"C{i}", email=f"c{i}@example.com", first_name=name)
-        for i, name in ((1, "Åsa"), (2, "Jun"), (3, "Zoë"))
-    ]
+customers = test_export_schedules.customers  # the fixture: three customers
 
 
 @pytest.fixture
