@@ -13,7 +13,7 @@ from django_q.models import OrmQ
 
 from impex.exceptions import FullSyncRefused, UnknownEntity
 from impex.models import Connection, DataGroup, ExportRun, ExportState, FullSync, SentFile
-from impex.services.export_runs import export_run
+from impex.services.export_runs import export_run, export_runs_sweep
 from impex.services.full_sync import full_sync_trigger
 from impex.services.tokens import api_token_issue
 from impex.tasks import export_group_run
@@ -22,7 +22,7 @@ from syncapp.services import sync_log_add_errors
 from syncapp.tests.api_helpers import Api
 from tests import test_export_schedules
 from tests.admin_helpers import admin_url, staff_user, table_snapshot
-from tests.test_export_schedules import descriptor_copy, export_group, ids_in, watermark_of
+from tests.test_export_schedules import descriptor_copy, died_while_running, export_group, ids_in, watermark_of
 
 EXPORT_DATA = "impex.export_data"
 URL = "/api/full-sync/customer/"
@@ -193,6 +193,30 @@ def test_a_failed_full_run_leaves_the_full_sync_open_and_the_next_run_does_it(
     again = export_run(group_id=broken.pk, trigger="schedule")
 
     assert (again.status, again.since, again.rows, again.full_sync) == ("completed", None, 3, full_sync)
+    full_sync.refresh_from_db()
+    assert log_of(kore_connection).last_full_sync == full_sync.finished_at is not None
+
+
+def test_a_full_sync_run_whose_worker_died_is_queued_again_by_the_sweeper(
+    shop, kore_connection, django_capture_on_commit_callbacks
+):
+    groups, _ = shop
+    group = groups["customers-out"]
+    with django_capture_on_commit_callbacks(execute=True):
+        full_sync = full_sync_trigger(connection=kore_connection, entity="customer", by="ana").full_sync
+    run_queued(groups["customers-crm"])
+    # Its worker was killed while writing: the run is left running, the group still marked for the full sync.
+    dead = died_while_running(run_queued(group))
+    ExportState.objects.filter(group=group).update(full_sync=full_sync)
+    SyncLog.objects.filter(connection=kore_connection).update(last_full_sync=None)
+    FullSync.objects.filter(pk=full_sync.pk).update(finished_at=None)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert export_runs_sweep() == [dead.pk]
+
+    assert queued() == [(group.pk, "full_sync", "", f"run again: run #{dead.pk} stopped with its worker")]
+    again = run_queued(group)
+    assert (again.status, again.since, again.full_sync) == ("completed", None, full_sync)
     full_sync.refresh_from_db()
     assert log_of(kore_connection).last_full_sync == full_sync.finished_at is not None
 

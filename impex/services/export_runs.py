@@ -618,20 +618,23 @@ def export_runs_sweep(*, now: datetime | None = None) -> list[int]:
 
 
 def _run_again(*, dead: ExportRun) -> None:
-    """Queue the group's run again (once committed) if the dead run was the schedule's, or made it skip one."""
+    """Queue the group's run again (once committed) if the dead run was the schedule's or a full sync's, or made the
+    schedule skip one."""
     group = dead.group
     if dead.resend_of_id is not None or group.direction != GroupDirection.EXPORT or not group.schedule_enabled:
         return
     skipped = group.export_runs.filter(status=ExportRunStatus.SKIPPED, created_at__gte=dead.created_at).exists()
-    if dead.trigger != ExportTrigger.SCHEDULE and not skipped:
+    # A full sync's run too: the full sync would otherwise wait for the schedule's next turn.
+    if dead.trigger != ExportTrigger.SCHEDULE and not skipped and dead.full_sync_id is None:
         return
     reason = f"run again: run #{dead.pk} stopped with its worker"
+    trigger = ExportTrigger.FULL_SYNC if dead.trigger == ExportTrigger.FULL_SYNC else ExportTrigger.SCHEDULE
     group_id = group.pk
     transaction.on_commit(
         lambda: async_task(
             EXPORT_TASK,
             group_id,
-            ExportTrigger.SCHEDULE.value,
+            trigger.value,
             "",
             reason,
             task_name=f"export {group.code} (run again)",
