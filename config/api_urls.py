@@ -9,7 +9,7 @@ import re
 from django.urls import path, re_path, register_converter
 from drf_spectacular.views import SpectacularAPIView
 
-from impex.api import FilePushView, JobView, ProblemsView
+from impex.api import FilePushView, FullSyncView, JobView, ProblemsView
 from orders.api import OrderCancelView, ShipmentFeedView
 from syncapp.api import ExtractView, RecordEventView, SyncLogView
 
@@ -50,6 +50,7 @@ urlpatterns = [
     *both("files/", FilePushView.as_view(), "api-files"),
     # Any text, not <int:>: an id that is not a number is a JSON 404 of the view, like a job that is not there.
     *both("jobs/<str:job_id>/", JobView.as_view(), "api-job"),
+    *both("full-sync/<str:entity>/", FullSyncView.as_view(), "api-full-sync"),
 ]
 
 

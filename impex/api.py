@@ -1,17 +1,26 @@
 """The hub's own endpoints (SPEC section 10): a connection's open problems (section 8), files pushed to import and
-the jobs that import them."""
+the jobs that import them, and "trigger a data sync"."""
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+    inline_serializer,
+)
 from rest_framework import exceptions, parsers, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from impex.api_schema import responses
 from impex.choices import FileStatus, JobStatus, ProblemKind
+from impex.entities import entity_choices
+from impex.exceptions import FullSyncRefused, UnknownEntity
 from impex.middleware import size_text
 from impex.models import DataGroup, ImportFile, ImportJob
 from impex.selectors import job_report
+from impex.services.full_sync import full_sync_trigger
 from impex.services.problems import problems_open
 from impex.services.uploads import UploadRefused, job_push, push_group, upload_limit
 from impex.uploadhandler import FORM_FIELDS_BYTES, upload_stopped
@@ -162,3 +171,63 @@ class JobView(APIView):
 def _job_number(text: str) -> int | None:
     """Return a job id written in a URL, or None if it is not one (so that it matches no job)."""
     return int(text) if text.isascii() and text.isdigit() and len(text) < 19 else None
+
+
+class FullSyncStartedSerializer(serializers.Serializer):
+    full_sync = serializers.IntegerField(help_text="The full sync's id (the hub's record of it).")
+    entity = serializers.CharField()
+    exports = serializers.ListField(
+        child=serializers.CharField(), help_text="The codes of the scheduled export groups that run in full."
+    )
+    started_at = serializers.DateTimeField(help_text="When the full sync started: its sync log started over then.")
+    joined = serializers.BooleanField(
+        help_text="True: a full sync of the entity was already under way; it goes on, nothing was started twice."
+    )
+
+
+class FullSyncView(APIView):
+    """Trigger a data sync: the entity's sync log starts over and the connection's scheduled exports of it run in
+    full (every record, the watermark reset); last_full_sync is set once the last of them has written its file."""
+
+    @extend_schema(
+        request=None,
+        parameters=[
+            OpenApiParameter(
+                "entity",
+                str,
+                OpenApiParameter.PATH,
+                enum=[n for n, _ in entity_choices()],
+                description="The entity's name, as in the sync logs.",
+            )
+        ],
+        responses=responses(
+            {
+                202: FullSyncStartedSerializer,
+                409: OpenApiResponse(
+                    inline_serializer("FullSyncRefused", {"detail": serializers.CharField()}),
+                    description="Nothing to sync: the connection has no scheduled export of the entity, or one of "
+                    "them cannot export. Nothing was started.",
+                ),
+            },
+            bad_body=False,
+            not_found=True,
+        ),
+        summary="Trigger a data sync: the entity's scheduled exports run once in full",
+    )
+    def post(self, request, entity):
+        connection = request.user.connection
+        try:
+            started = full_sync_trigger(connection=connection, entity=entity, by=f"api: {connection.code}")
+        except UnknownEntity as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_404_NOT_FOUND)
+        except FullSyncRefused as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        full_sync = started.full_sync
+        body = {
+            "full_sync": full_sync.pk,
+            "entity": full_sync.entity,
+            "exports": started.exports,
+            "started_at": full_sync.created_at,
+            "joined": started.joined,
+        }
+        return Response(FullSyncStartedSerializer(body).data, status=status.HTTP_202_ACCEPTED)

@@ -149,6 +149,7 @@ class ExportTrigger(models.TextChoices):
     SCHEDULE = "schedule"
     ADMIN = "admin"
     COMMAND = "command"
+    FULL_SYNC = "full_sync", "full sync"
 
 
 class ExportRunStatus(models.TextChoices):

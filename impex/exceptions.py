@@ -85,3 +85,11 @@ class DescriptorInvalid(ConfigurationError):
         super().__init__("\n".join(lines))
         self.errors = errors
         self.column_errors = column_errors
+
+
+class UnknownEntity(ImpexError):
+    """A name that no registered entity has; the message lists those there are."""
+
+
+class FullSyncRefused(ImpexError):
+    """A full sync cannot start (no scheduled export of the entity, or one that cannot run); nothing was changed."""

@@ -16,6 +16,7 @@ from impex.models import (
     DescriptorColumn,
     ExportRun,
     ExportRunEvent,
+    FullSync,
     ImportChunk,
     ImportedFileName,
     ImportEvent,
@@ -141,9 +142,17 @@ def add_rows(count, tag):
         ImportedFileName(connection=c, name=f.name, content_hash="ab" * 32, file=f)
         for c, f in zip(conns, files, strict=True)
     )
+    full_syncs = FullSync.objects.bulk_create(
+        FullSync(connection=c, entity="customer", created_by="ana", finished_at=now) for c in conns
+    )
+    FullSync.groups.through.objects.bulk_create(
+        FullSync.groups.through(fullsync=f, datagroup=g) for f, g in zip(full_syncs, groups, strict=True)
+    )
     runs = ExportRun.objects.bulk_create(
-        ExportRun(group=g, trigger="schedule", status="completed", started_at=now, finished_at=now, rows=1)
-        for g in groups
+        ExportRun(
+            group=g, trigger="full_sync", status="completed", started_at=now, finished_at=now, rows=1, full_sync=f
+        )
+        for g, f in zip(groups, full_syncs, strict=True)
     )
     ExportRunEvent.objects.bulk_create(ExportRunEvent(run=r, status="completed", message="completed") for r in runs)
     sent = SentFile.objects.bulk_create(

@@ -18,6 +18,7 @@ from impex.models import (
     DataDescriptor,
     DataGroup,
     ExportRun,
+    FullSync,
     ImportChunk,
     ImportedFileName,
     ImportEvent,
@@ -164,7 +165,11 @@ def sample(bspk_connection, kore_connection):
     RowError.objects.create(file=file, row=3, column="email", value="", message="email is required")
     ImportedFileName.objects.create(connection=kore_connection, name=file.name, content_hash="ab" * 32, file=file)
     export = DataGroup.objects.create(code="customers-out", name="Customers out", direction="export")
-    run = ExportRun.objects.create(group=export, trigger="schedule", status="completed", started_at=now, rows=3)
+    full_sync = FullSync.objects.create(connection=kore_connection, entity="customer", created_by="ana")
+    full_sync.groups.add(export)
+    run = ExportRun.objects.create(
+        group=export, trigger="full_sync", status="completed", started_at=now, rows=3, full_sync=full_sync
+    )
     run.events.create(status="completed", message="completed: 3 rows written")
     SentFile.objects.create(
         run=run, group=export, name="customers-out_1.tsv", location="outbox", path="outbox/customers-out_1.tsv"

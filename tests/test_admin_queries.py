@@ -62,6 +62,7 @@ def test_every_listed_model_is_measured():
         "impex.datadescriptor",
         "impex.datagroup",
         "impex.exportrun",
+        "impex.fullsync",
         "impex.importchunk",
         "impex.importedfilename",
         "impex.importevent",

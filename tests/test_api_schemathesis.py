@@ -18,6 +18,7 @@ from config.wsgi import application
 from impex.runner import run_job
 from impex.services.tokens import api_token_issue
 from impex.tests.helpers import customer_row, kore_name, table_text
+from tests.test_export_schedules import export_group
 
 CHECKS = [
     checks.not_a_server_error,
@@ -39,12 +40,19 @@ OPERATIONS = [
     ("GET", "/api/problems/"),
     ("POST", "/api/files/"),
     ("GET", "/api/jobs/{job_id}/"),
+    ("POST", "/api/full-sync/{entity}/"),
 ]
 
 
 @pytest.fixture
 def token(kore_connection):
     return api_token_issue(connection=kore_connection, by="schemathesis")
+
+
+@pytest.fixture
+def customers_exported(kore_connection):
+    """A scheduled customer export of the connection, so that POST /api/full-sync/customer/ starts one (202)."""
+    return export_group(connection=kore_connection, schedule_enabled=True, interval_minutes=60)
 
 
 @pytest.fixture
@@ -67,7 +75,7 @@ def test_the_schema_lists_every_endpoint_once(api_schema):
 
 
 @pytest.mark.parametrize("method, path", OPERATIONS)
-def test_every_endpoint_answers_as_its_schema_says(api_schema, token, method, path):
+def test_every_endpoint_answers_as_its_schema_says(api_schema, token, customers_exported, method, path):
     operation = api_schema[path][method]
 
     @given(case=operation.as_strategy())

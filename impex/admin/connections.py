@@ -38,6 +38,7 @@ from config.adminkit import (
 )
 from impex.admin.connection_form import ConnectionForm
 from impex.admin.display import when_text
+from impex.admin.full_sync import FULL_SYNC_PERMISSION, full_sync_page
 from impex.admin.jobs import UploadLinkMixin
 from impex.admin.tokens import ConnectionTokensAdminMixin
 from impex.choices import (
@@ -58,6 +59,7 @@ from impex.registry import sync_logs
 from impex.selectors.pages import connection_inbox, connections_next_scan
 from impex.selectors.statuses import TONES, WAITING, jobs_with_shown_status, sequence_wait_release
 from impex.services.connections import connection_delete, connection_delete_check
+from impex.services.full_sync import full_sync_exports_by_entity
 from impex.services.inbox import inbox_scan_start
 from impex.services.scan_loop import scan_loop_running
 from impex.services.schedules import schedules_sync_on_commit
@@ -124,6 +126,7 @@ class ConnectionAdmin(
     actions = ("sync_now", "release_sequence_wait", "delete_selected")
 
     has_run_import_permission = permission_check("impex.run_import")
+    has_full_sync_permission = permission_check(FULL_SYNC_PERMISSION)
 
     def get_changelist(self, request, **kwargs):
         return ConnectionChangeList
@@ -278,7 +281,28 @@ class ConnectionAdmin(
             self.admin_site.admin_view(self.release_wait_view),
             name="impex_connection_release_wait",
         )
-        return [sync, release, *super().get_urls()]
+        full_sync = path(
+            "<path:object_id>/full-sync/",
+            self.admin_site.admin_view(self.full_sync_view),
+            name="impex_connection_full_sync",
+        )
+        return [sync, release, full_sync, *super().get_urls()]
+
+    def full_sync_view(self, request, object_id):
+        """'Trigger a data sync': the confirmation with the entity to choose (GET), the full sync (POST)."""
+        if not (self.has_view_or_change_permission(request) and self.has_full_sync_permission(request)):
+            raise PermissionDenied
+        conn = self.get_object(request, unquote(object_id))
+        if conn is None:
+            raise Http404("No such connection.")
+        return full_sync_page(
+            self,
+            request,
+            connection=conn,
+            exports=full_sync_exports_by_entity(connection=conn),
+            obj=conn,
+            object_url=reverse("admin:impex_connection_change", args=[conn.pk]),
+        )
 
     def sync_now_view(self, request, object_id):
         """Queue a scan of the connection's inbox now (POST, impex.run_import), then go back to its page."""
@@ -297,6 +321,8 @@ class ConnectionAdmin(
         extra = {}
         if conn is not None:
             extra = connection_page_context(request, conn, may_sync=self.has_run_import_permission(request))
+            if self.has_full_sync_permission(request):
+                extra["full_sync_url"] = reverse("admin:impex_connection_full_sync", args=[conn.pk])
         return super().change_view(request, object_id, form_url, extra_context={**extra, **(extra_context or {})})
 
     @admin.action(

@@ -28,6 +28,7 @@ from config.adminkit import (
 )
 from impex.admin.descriptor_drafts import ColumnFieldChoice, DescriptorDraftMixin, column_field_choices
 from impex.admin.export_views import EXPORT_PERMISSION, GroupExportMixin
+from impex.admin.full_sync import FULL_SYNC_PERMISSION, full_sync_page
 from impex.admin.jobs import UploadLinkMixin
 from impex.choices import (
     GroupDirection,
@@ -42,6 +43,7 @@ from impex.selectors.pages import group_export_runs, group_export_state, group_s
 from impex.services.descriptor_drafts import FILE_PATTERN_HELP
 from impex.services.descriptors import descriptor_check
 from impex.services.export_runs import export_destination, export_run_enqueue
+from impex.services.full_sync import full_sync_exports
 from impex.services.samples import SAMPLE_ROWS, descriptor_sample
 from impex.services.schedules import schedules_sync_on_commit
 from impex.storage import temporary_folder
@@ -293,6 +295,7 @@ class DataGroupAdmin(UploadLinkMixin, LocationFieldsAdminMixin, GroupExportMixin
     readonly_fields = ("created_at", "updated_at", "watermark_display")
     change_form_template = "admin/impex/datagroup/change_form.html"
     has_export_data_permission = permission_check(EXPORT_PERMISSION)
+    has_full_sync_permission = permission_check(FULL_SYNC_PERMISSION)
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(descriptor_count=Count("descriptors"))
@@ -340,10 +343,13 @@ class DataGroupAdmin(UploadLinkMixin, LocationFieldsAdminMixin, GroupExportMixin
     @admin.display(description="watermark")
     def watermark_display(self, obj):
         state = group_export_state(group=obj)
+        pending = ""
+        if state is not None and state.full_sync_id is not None:
+            pending = f"; full sync #{state.full_sync_id} asked for every record: the next run writes them all"
         if state is None or state.watermark is None:
             return "none yet: the next run writes every record"
         local = date_format(timezone.localtime(state.watermark), "Y-m-d H:i:s")
-        return f"{local} (for {state.watermark_destination})"
+        return f"{local} (for {state.watermark_destination}){pending}"
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
@@ -363,7 +369,12 @@ class DataGroupAdmin(UploadLinkMixin, LocationFieldsAdminMixin, GroupExportMixin
                 "<path:object_id>/run-export/",
                 self.admin_site.admin_view(self.run_export_view),
                 name="impex_datagroup_run_export",
-            )
+            ),
+            path(
+                "<path:object_id>/full-sync/",
+                self.admin_site.admin_view(self.full_sync_view),
+                name="impex_datagroup_full_sync",
+            ),
         ]
         return own + super().get_urls()
 
@@ -377,6 +388,8 @@ class DataGroupAdmin(UploadLinkMixin, LocationFieldsAdminMixin, GroupExportMixin
             extra_context["show_export_runs"] = True
             if self.has_export_data_permission(request) and self.has_view_permission(request, group):
                 extra_context["run_export_url"] = reverse("admin:impex_datagroup_run_export", args=[group.pk])
+            if self.has_full_sync_permission(request) and group_full_sync_entity(group) is not None:
+                extra_context["full_sync_url"] = reverse("admin:impex_datagroup_full_sync", args=[group.pk])
         return super().change_view(request, object_id, form_url, extra_context)
 
     def run_export_view(self, request, object_id):
@@ -400,3 +413,32 @@ class DataGroupAdmin(UploadLinkMixin, LocationFieldsAdminMixin, GroupExportMixin
                 messages.SUCCESS,
             )
         return HttpResponseRedirect(reverse("admin:impex_datagroup_change", args=[group.pk]))
+
+    def full_sync_view(self, request, object_id):
+        """'Trigger a data sync' of the group's entity for its connection: the confirmation (GET), the sync (POST)."""
+        group = self.get_object(request, unquote(object_id))
+        if group is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        if not (self.has_full_sync_permission(request) and self.has_view_permission(request, group)):
+            raise PermissionDenied
+        group_url = reverse("admin:impex_datagroup_change", args=[group.pk])
+        entity = group_full_sync_entity(group)
+        if entity is None:
+            self.message_user(
+                request,
+                f"{group.code} is no scheduled export of a connection: a data sync runs a connection's scheduled "
+                "exports. Give it a connection and turn 'Export on schedule' on first.",
+                messages.ERROR,
+            )
+            return HttpResponseRedirect(group_url)
+        connection = group.connection
+        exports = {entity: [g.code for g in full_sync_exports(connection=connection, entity=entity)]}
+        return full_sync_page(self, request, connection=connection, exports=exports, obj=group, object_url=group_url)
+
+
+def group_full_sync_entity(group: DataGroup) -> str | None:
+    """Return the entity a data sync of an export group's connection would send again, None if it sends none."""
+    if group.direction != GroupDirection.EXPORT or not group.schedule_enabled or group.connection_id is None:
+        return None
+    entities = list(group.descriptors.values_list("entity", flat=True)[:2])
+    return entities[0] if len(entities) == 1 else None

@@ -1,4 +1,4 @@
-"""Export runs and the files they sent (read-only), with "Send again"."""
+"""Export runs and the files they sent (read-only), with "Send again"; the full syncs that ran exports in full."""
 
 from django.contrib import admin, messages
 from django.urls import reverse
@@ -7,6 +7,7 @@ from django.utils.html import format_html
 from config.adminkit import (
     AuditRecordAdmin,
     ReadOnlyInline,
+    changelist_link,
     permission_check,
 )
 from impex.admin.export_views import EXPORT_PERMISSION
@@ -16,6 +17,7 @@ from impex.choices import (
 from impex.models import (
     ExportRun,
     ExportRunEvent,
+    FullSync,
     SentFile,
 )
 from impex.services.export_runs import export_resend
@@ -49,6 +51,7 @@ class ExportRunAdmin(AuditRecordAdmin):
     fields = (
         "group",
         "trigger",
+        "full_sync",
         "status",
         "resend_of",
         "created_by",
@@ -101,3 +104,27 @@ class SentFileAdmin(AuditRecordAdmin):
                 self.message_user(
                     request, f"{sent.name} was not sent again (export run #{run.pk}): {run.error}", messages.ERROR
                 )
+
+
+@admin.register(FullSync)
+class FullSyncAdmin(AuditRecordAdmin):
+    """Each "Trigger a data sync" (API or admin): the exports it ran in full, and when the last of them was done."""
+
+    list_display = ("__str__", "connection", "entity", "created_by", "created_at", "finished_at", "exports")
+    list_filter = ("entity", "connection")
+    list_select_related = ("connection",)
+    search_fields = ("=id", "connection__code", "created_by")
+    date_hierarchy = "created_at"
+    fields = ("connection", "entity", "created_by", "created_at", "finished_at", "exports", "runs")
+    readonly_fields = fields
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("groups")
+
+    @admin.display(description="exports run in full")
+    def exports(self, obj):
+        return ", ".join(group.code for group in obj.groups.all()) or "-"
+
+    @admin.display(description="runs")
+    def runs(self, obj):
+        return changelist_link(ExportRun, "its export runs", full_sync__id__exact=obj.pk)

@@ -11,7 +11,7 @@ Each sub-module imports only those before it; the models keep app_label impex, s
 
 from impex.models.connections import ApiToken, Connection, ConnectionState, ScanLoop
 from impex.models.descriptors import DataDescriptor, DataGroup, DescriptorColumn
-from impex.models.exports import ExportRun, ExportRunEvent, ExportState, SentFile
+from impex.models.exports import ExportRun, ExportRunEvent, ExportState, FullSync, SentFile
 from impex.models.inbox import InboxEvent, InboxFile
 from impex.models.jobs import (
     DeferredRow,
@@ -61,6 +61,7 @@ __all__ = [
     "ExportState",
     "FileDuplicate",
     "FileKey",
+    "FullSync",
     "ImportChunk",
     "ImportEvent",
     "ImportFile",

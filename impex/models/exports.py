@@ -8,7 +8,33 @@ from impex.choices import (
     ExportRunStatus,
     ExportTrigger,
 )
+from impex.models.connections import Connection
 from impex.models.descriptors import DataGroup
+
+
+class FullSync(models.Model):
+    """A "trigger a data sync" of one entity for one connection (SPEC 8, 10): its log started over, and each of its
+    scheduled exports of the entity runs once in full; finished when the last of them has written its file."""
+
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="full_syncs")
+    entity = models.CharField(max_length=40)
+    groups = models.ManyToManyField(
+        DataGroup, related_name="full_syncs", help_text="The scheduled exports it runs in full."
+    )
+    created_by = models.CharField(max_length=150, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the last of its exports wrote every record: the sync log's last_full_sync.",
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["connection", "entity", "-id"], name="fullsync_connection_entity")]
+
+    def __str__(self):
+        return f"Full sync #{self.pk} of {self.entity}"
 
 
 class ExportState(models.Model):
@@ -26,6 +52,15 @@ class ExportState(models.Model):
     # Two runs of a group never overlap, whichever cluster or admin starts them: the holder's claim, with a lease.
     run = models.ForeignKey("ExportRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     lease_until = models.DateTimeField(null=True, blank=True)
+    # Set by a full sync, cleared by the run that carries it out (a run that started before it does not).
+    full_sync = models.ForeignKey(
+        FullSync,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="pending",
+        help_text="The full sync the group's next run carries out: every record, whatever the watermark.",
+    )
 
     def __str__(self):
         return f"{self.group_id}: watermark {self.watermark or '-'}"
@@ -70,6 +105,14 @@ class ExportRun(models.Model):
         "out.",
     )
     error = models.TextField(blank=True, default="")
+    full_sync = models.ForeignKey(
+        FullSync,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="runs",
+        help_text="The full sync this run carried out: it wrote every record, the watermark reset.",
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]

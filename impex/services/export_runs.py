@@ -26,7 +26,8 @@ from impex.choices import (
 )
 from impex.exceptions import ConfigurationError, IllegalTransition, LeaseLost
 from impex.formats.writers import write_pieces
-from impex.models import DataDescriptor, DataGroup, ExportRun, ExportRunEvent, ExportState, SentFile
+from impex.models import DataDescriptor, DataGroup, ExportRun, ExportRunEvent, ExportState, FullSync, SentFile
+from impex.registry import sync_logs
 from impex.services.cache import RUN_FOLDER_PREFIX
 from impex.services.exports import EXTENSIONS, export_pieces
 from impex.services.heartbeat import Heartbeat
@@ -253,22 +254,33 @@ def export_run(*, group_id: int, trigger: str, by: str = "", reason: str = "") -
             every=settings.IMPEX_LEASE_SECONDS / RENEW_FRACTION,
             name=f"export-{group.code}",
         ):
-            return _export(run=run, group=group, worker=worker)
+            ended = _export(run=run, group=group, worker=worker)
     except Exception as exc:
         logger.exception("export run #%s of %s failed", run.pk, group.code)
-        return _fail(run=run, group=group, worker=worker, error=_error_text(exc))
+        ended = _fail(run=run, group=group, worker=worker, error=_error_text(exc))
+    _full_sync_again(group=group, ended=ended)
+    return ended
 
 
 def _export(*, run: ExportRun, group: DataGroup, worker: str) -> ExportRun:
     now = timezone.now()
     watermark = _watermark_at(now)  # before anything is read
-    state = ExportState.objects.get(pk=group.pk)
+    state = ExportState.objects.select_related("full_sync").get(pk=group.pk)
     folder = export_destination(group=group)
+    full_sync = state.full_sync
     # The watermark belongs to the schedule's destination: another destination has had nothing yet.
+    # A full sync asked for every record: its run ignores the watermark (and moves it, as any run that succeeds).
     since = None
-    if group.incremental and state.watermark is not None and state.watermark_destination == folder.location:
+    if (
+        full_sync is None
+        and group.incremental
+        and state.watermark is not None
+        and state.watermark_destination == folder.location
+    ):
         since = state.watermark
     where = "every record" if since is None else f"the records changed since {since.isoformat()}"
+    if full_sync is not None:
+        where = f"every record, for full sync #{full_sync.pk} of {full_sync.entity} (the watermark reset)"
     export_run_set_status(
         run=run,
         status=ExportRunStatus.RUNNING,
@@ -278,6 +290,7 @@ def _export(*, run: ExportRun, group: DataGroup, worker: str) -> ExportRun:
         watermark=watermark,
         since=since,
         destination=folder.location,
+        full_sync=full_sync,
     )
     descriptor = _descriptor_of(group)
     name = group.export_file_name(at=now, run=run.pk, ext=EXTENSIONS.get(descriptor.format, "csv"))
@@ -339,8 +352,12 @@ def _send(*, run: ExportRun, group: DataGroup, folder: Folder, local: Path, name
 def _complete(
     *, run: ExportRun, group: DataGroup, worker: str, message: str, sent: SentFile | None = None
 ) -> ExportRun:
-    """Record the file sent, end the run, move the watermark and free the group: all or nothing."""
+    """Record the file sent, end the run, move the watermark and free the group: all or nothing.
+
+    A run that carried out a full sync ends its part of it, and the last one to end stamps the sync log.
+    """
     with transaction.atomic():
+        full_sync = _full_sync_lock(run)
         if sent is not None:
             sent.sent_at = timezone.now()
             sent.save()
@@ -349,6 +366,8 @@ def _complete(
         )
         if moved != 1:
             raise LeaseLost(f"run #{run.pk} lost its claim on {group.code}: another run took the group over")
+        if full_sync is not None:
+            message += _full_sync_step(full_sync=full_sync, group=group)
         return export_run_set_status(
             run=run,
             status=ExportRunStatus.COMPLETED,
@@ -358,6 +377,74 @@ def _complete(
             lease_until=None,
             rows=sent.rows if sent is not None else 0,
         )
+
+
+# -- full syncs ("trigger a data sync", impex.services.full_sync) ------------------------------------------------------
+
+
+def _full_sync_lock(run: ExportRun) -> FullSync | None:
+    """Return the full sync a run carried out, with its sync log locked; None if it carried out none.
+
+    Locked before the group's state, in the order a trigger takes them: two runs of one full sync ending at once
+    then end one after the other, and the second sees that the first has ended.
+    """
+    if run.full_sync_id is None:
+        return None
+    full_sync = FullSync.objects.select_related("connection").filter(pk=run.full_sync_id).first()
+    if full_sync is not None:
+        sync_logs().lock(connection=full_sync.connection, entity=full_sync.entity)
+    return full_sync
+
+
+def _full_sync_step(*, full_sync: FullSync, group: DataGroup) -> str:
+    """End a group's part of a full sync; the last part ends it and stamps the log's last_full_sync. Say what."""
+    ExportState.objects.filter(pk=group.pk, full_sync=full_sync).update(full_sync=None)
+    left = sorted(ExportState.objects.filter(full_sync=full_sync).values_list("group__code", flat=True))
+    name = f"full sync #{full_sync.pk} of {full_sync.entity}"
+    if left:
+        return f"; {name}: still to run: {', '.join(left)}"
+    now = timezone.now()
+    if not FullSync.objects.filter(pk=full_sync.pk, finished_at__isnull=True).update(finished_at=now):
+        return f"; {name} had ended already"
+    newer = FullSync.objects.filter(
+        connection_id=full_sync.connection_id, entity=full_sync.entity, pk__gt=full_sync.pk
+    ).exists()
+    if newer:
+        # The log started over for the newer one, which stamps it when it is done.
+        return f"; {name} done (a newer full sync of {full_sync.entity} stamps the sync log)"
+    sync_logs().finish(connection=full_sync.connection, entity=full_sync.entity, full=True, at=now)
+    return f"; {name} done: the sync log's last_full_sync set"
+
+
+def _full_sync_again(*, group: DataGroup, ended: ExportRun) -> None:
+    """Queue the group's run again (once committed) when a full sync's run was skipped while this one held it.
+
+    Without it the full sync would wait for the schedule's next turn, a day for a daily export. (A skip that
+    commits just after this look is left to that next turn: late, never lost.)
+    """
+    if ended.status == ExportRunStatus.SKIPPED:
+        return  # it never held the group
+    pending = ExportState.objects.filter(pk=group.pk).values_list("full_sync_id", "full_sync__created_at").first()
+    if pending is None or pending[0] is None or ended.full_sync_id == pending[0]:
+        return  # none pending, or this run carried it out (and failed: the schedule tries again)
+    skipped = group.export_runs.filter(
+        status=ExportRunStatus.SKIPPED, trigger=ExportTrigger.FULL_SYNC, created_at__gte=pending[1]
+    )
+    if not skipped.exists():
+        return
+    reason = f"run again: full sync #{pending[0]}'s run was skipped while run #{ended.pk} held the group"
+    group_id = group.pk
+    transaction.on_commit(
+        lambda: async_task(
+            EXPORT_TASK,
+            group_id,
+            ExportTrigger.FULL_SYNC.value,
+            "",
+            reason,
+            task_name=f"export {group.code} (full sync, run again)",
+            group="impex-export",
+        )
+    )
 
 
 def _fail(*, run: ExportRun, group: DataGroup, worker: str, error: str) -> ExportRun:
@@ -468,10 +555,18 @@ def _resend(*, run: ExportRun, original: SentFile) -> SentFile:
     )
 
 
+def export_group_check(*, group: DataGroup) -> Folder:
+    """Refuse now, not in the worker, a group that cannot export (ConfigurationError); return its destination.
+
+    LocationRefused (a ConfigurationError): a destination the hub may not use (impex.locations).
+    """
+    _descriptor_of(group)
+    return export_destination(group=group)
+
+
 def export_run_enqueue(*, group: DataGroup, by: str = "") -> None:
     """Queue a run of an export group's file to its destination, once the current transaction commits."""
-    _descriptor_of(group)  # refused now, not in the worker, when it cannot export
-    export_destination(group=group)  # LocationRefused: a destination the hub may not use (impex.locations)
+    export_group_check(group=group)
     group_id = group.pk
     transaction.on_commit(
         lambda: async_task(
@@ -523,20 +618,23 @@ def export_runs_sweep(*, now: datetime | None = None) -> list[int]:
 
 
 def _run_again(*, dead: ExportRun) -> None:
-    """Queue the group's run again (once committed) if the dead run was the schedule's, or made it skip one."""
+    """Queue the group's run again (once committed) if the dead run was the schedule's or a full sync's, or made the
+    schedule skip one."""
     group = dead.group
     if dead.resend_of_id is not None or group.direction != GroupDirection.EXPORT or not group.schedule_enabled:
         return
     skipped = group.export_runs.filter(status=ExportRunStatus.SKIPPED, created_at__gte=dead.created_at).exists()
-    if dead.trigger != ExportTrigger.SCHEDULE and not skipped:
+    # A full sync's run too: the full sync would otherwise wait for the schedule's next turn.
+    if dead.trigger != ExportTrigger.SCHEDULE and not skipped and dead.full_sync_id is None:
         return
     reason = f"run again: run #{dead.pk} stopped with its worker"
+    trigger = ExportTrigger.FULL_SYNC if dead.trigger == ExportTrigger.FULL_SYNC else ExportTrigger.SCHEDULE
     group_id = group.pk
     transaction.on_commit(
         lambda: async_task(
             EXPORT_TASK,
             group_id,
-            ExportTrigger.SCHEDULE.value,
+            trigger.value,
             "",
             reason,
             task_name=f"export {group.code} (run again)",

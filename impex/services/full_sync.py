@@ -1,0 +1,117 @@
+"""'Trigger a data sync' (SPEC sections 8 and 10): a connection's scheduled exports of an entity run once in full."""
+
+from dataclasses import dataclass
+
+from django.db import transaction
+from django_q.tasks import async_task
+
+from impex.choices import ExportTrigger, GroupDirection
+from impex.entities import entity_choices
+from impex.exceptions import ConfigurationError, FullSyncRefused, UnknownEntity
+from impex.models import Connection, DataGroup, ExportState, FullSync
+from impex.registry import sync_logs
+from impex.services.export_runs import export_group_check
+from impex.services.schedules import EXPORT_TASK
+
+
+@dataclass(frozen=True)
+class FullSyncStarted:
+    """What a trigger did: the full sync, the export groups it runs in full, and whether it was under way already."""
+
+    full_sync: FullSync
+    exports: list[str]
+    joined: bool
+
+
+def full_sync_entity_check(*, entity: str) -> str:
+    """Return entity if it names a registered entity; UnknownEntity, listing those there are, if not."""
+    names = [name for name, _ in entity_choices()]
+    if entity not in names:
+        raise UnknownEntity(f"no entity is called '{entity}' (entities: {', '.join(names)})")
+    return entity
+
+
+def full_sync_exports(*, connection: Connection, entity: str) -> list[DataGroup]:
+    """Return the connection's scheduled export groups of an entity (by their descriptor), by code."""
+    return list(
+        DataGroup.objects.filter(
+            connection=connection,
+            direction=GroupDirection.EXPORT,
+            schedule_enabled=True,
+            descriptors__entity=entity,
+        )
+        .distinct()
+        .order_by("code")
+    )
+
+
+def full_sync_exports_by_entity(*, connection: Connection) -> dict[str, list[str]]:
+    """Return the codes of the connection's scheduled export groups, by the entity each exports."""
+    rows = (
+        DataGroup.objects.filter(connection=connection, direction=GroupDirection.EXPORT, schedule_enabled=True)
+        .exclude(descriptors=None)
+        .values_list("descriptors__entity", "code")
+        .order_by("descriptors__entity", "code")
+        .distinct()
+    )
+    found: dict[str, list[str]] = {}
+    for entity, code in rows:
+        found.setdefault(entity, []).append(code)
+    return found
+
+
+def full_sync_trigger(*, connection: Connection, entity: str, by: str) -> FullSyncStarted:
+    """Start a full sync of an entity for a connection: its log starts over, its scheduled exports of it run in full.
+
+    Each export's next run (queued now, once committed) writes every record, its watermark reset, and is recorded
+    as the full sync's; the log's last_full_sync is set when the last of them has written its file. A trigger
+    while a full sync of the entity is still under way joins it: nothing is started twice. Refused, with nothing
+    changed, when the connection has no scheduled export of the entity or one of them cannot run.
+    """
+    full_sync_entity_check(entity=entity)
+    with transaction.atomic():
+        # Two triggers at once: the second waits here, then finds the first under way (PostgreSQL; SQLite has one
+        # writer at a time anyway).
+        sync_logs().lock(connection=connection, entity=entity)
+        groups = full_sync_exports(connection=connection, entity=entity)
+        if not groups:
+            raise FullSyncRefused(
+                f"connection {connection.code} has no scheduled export of {entity}: a full sync would send nothing. "
+                f"Give an export group of a {entity} descriptor this connection and turn 'Export on schedule' on."
+            )
+        for group in groups:
+            try:
+                export_group_check(group=group)
+            except ConfigurationError as exc:
+                raise FullSyncRefused(f"export group {group.code} cannot export: {exc}; nothing was started") from exc
+        codes = [group.code for group in groups]
+        under_way = (
+            ExportState.objects.filter(group__in=groups, full_sync__connection=connection, full_sync__entity=entity)
+            .select_related("full_sync")
+            .first()
+        )
+        if under_way is not None:
+            return FullSyncStarted(full_sync=under_way.full_sync, exports=codes, joined=True)
+        full_sync = FullSync.objects.create(connection=connection, entity=entity, created_by=by)
+        full_sync.groups.set(groups)
+        sync_logs().start_full(connection=connection, entity=entity)
+        ExportState.objects.bulk_create([ExportState(group=group) for group in groups], ignore_conflicts=True)
+        ExportState.objects.filter(group__in=groups).update(full_sync=full_sync)
+        for group in groups:
+            _queue(group=group, full_sync=full_sync, by=by)
+    return FullSyncStarted(full_sync=full_sync, exports=codes, joined=False)
+
+
+def _queue(*, group: DataGroup, full_sync: FullSync, by: str) -> None:
+    group_id, reason = group.pk, f"full sync #{full_sync.pk} of {full_sync.entity}"
+    transaction.on_commit(
+        lambda: async_task(
+            EXPORT_TASK,
+            group_id,
+            ExportTrigger.FULL_SYNC.value,
+            by,
+            reason,
+            task_name=f"export {group.code} (full sync)",
+            group="impex-export",
+        )
+    )
