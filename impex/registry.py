@@ -100,6 +100,8 @@ registry: dict[str, Any] = {
     "problem_mails": {},
     # name -> the dotted path of a function that gives a home page panel's context (home_panel_register)
     "home_panels": {},
+    # kind -> the dotted path of a function that purges an app's history (purger_register)
+    "purgers": {},
 }
 
 
@@ -166,3 +168,15 @@ def home_panels(request) -> list[dict]:
         if panel is not None:
             shown.append(panel)
     return shown
+
+
+def purger_register(kind: str, purger: str) -> None:
+    """Let impex_purge delete an app's history too: purger names a function (a dotted path, imported when first
+    needed) whose purger(before=, dry_run=, batch=) deletes (dry_run: counts) what ended before then, in batches
+    of that many rows a transaction, and returns how many; kind names them in the purge's report."""
+    registry["purgers"][kind] = purger
+
+
+def purgers_registered() -> list[tuple[str, str]]:
+    """Return the apps' purgers as (kind, dotted path), in the order they registered."""
+    return list(registry["purgers"].items())

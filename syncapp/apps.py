@@ -2,7 +2,7 @@
 
 from django.apps import AppConfig
 
-from impex.registry import schedule_register, sync_logs_register
+from impex.registry import purger_register, schedule_register, sync_logs_register
 
 
 class SyncappConfig(AppConfig):
@@ -17,3 +17,4 @@ class SyncappConfig(AppConfig):
         entities.register()
         sync_logs_register(SyncLogService())
         schedule_register(name="apply single-record updates", func="syncapp.tasks.record_events", minutes=1)
+        purger_register("record_events", "syncapp.purge.record_events_purge")
