@@ -8,7 +8,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db.models import BigIntegerField, Count, OuterRef, Q, Subquery, Sum
+from django.db.models import Count, Q
 from django.http import (
     FileResponse,
     Http404,
@@ -40,7 +40,6 @@ from config.adminkit import (
 from impex.admin.display import when_text
 from impex.choices import (
     JOB_CANCELLABLE,
-    FileKind,
     FileStatus,
     GroupDirection,
     JobStatus,
@@ -55,6 +54,7 @@ from impex.models import (
     ImportJob,
     RowError,
 )
+from impex.selectors import jobs_with_file_totals
 from impex.selectors.statuses import (
     SHOWN_STATUSES,
     job_shown_status,
@@ -244,17 +244,7 @@ class ImportJobAdmin(AuditRecordAdmin):
     inlines = (ImportEventInline,)
 
     def get_queryset(self, request):
-        files = ImportFile.objects.filter(job=OuterRef("pk"), kind=FileKind.DATA)
-        return jobs_with_shown_status(super().get_queryset(request)).annotate(
-            file_count=Count("files", filter=Q(files__kind=FileKind.DATA), distinct=True),
-            **{
-                f"sum_{name}": Subquery(
-                    files.values("job").annotate(total=Sum(name)).values("total")[:1],
-                    output_field=BigIntegerField(),
-                )
-                for name in COUNTS
-            },
-        )
+        return jobs_with_file_totals(jobs_with_shown_status(super().get_queryset(request)))
 
     @admin.display(description="job", ordering="-created_at")
     def job_display(self, obj):

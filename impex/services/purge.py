@@ -148,6 +148,11 @@ def _jobs(report: PurgeReport) -> None:
         delete_in_batches(ImportEvent.objects.filter(file__in=files))  # a later job's events of these files
         delete_in_batches(ImportChunk.objects.filter(file__in=files))
         with transaction.atomic():
+            # The jobs another purge holds are its own to delete.
+            ids = list(
+                ImportJob.objects.filter(pk__in=ids).select_for_update(skip_locked=True).values_list("pk", flat=True)
+            )
+            files = ImportFile.objects.filter(job_id__in=ids)
             stored = list(files.exclude(path="").values_list("path", "status"))
             kept = _delete_copies([path for path, _ in stored], report, count_as="stored_copies")
             # The reason written beside a rejected file goes with it (a missing one is gone already).
@@ -191,6 +196,9 @@ def _export_runs(report: PurgeReport) -> None:
     while ids := list(runs.filter(pk__gt=last).order_by("pk").values_list("pk", flat=True)[:BATCH]):
         last = ids[-1]
         with transaction.atomic():
+            ids = list(
+                ExportRun.objects.filter(pk__in=ids).select_for_update(skip_locked=True).values_list("pk", flat=True)
+            )
             files = SentFile.objects.filter(run_id__in=ids)
             # Only the hub's own copy: the file sent is the destination's.
             copies = list(files.exclude(copy_path="").values_list("copy_path", flat=True))
@@ -236,12 +244,14 @@ def delete_in_batches(rows: models.QuerySet, *, batch: int = ROW_BATCH) -> int:
     """Delete the rows a queryset selects, batch by batch (a transaction each); return how many went."""
     model = rows.model
     deleted = 0
-    while pks := list(rows.order_by().values_list("pk", flat=True)[:batch]):
+    while True:
         with transaction.atomic():
-            deleted += model.objects.filter(pk__in=pks).delete()[1].get(model._meta.label, 0)
+            # Rows another purge is deleting now are skipped: two purges at once take turns, never wait on each other.
+            pks = list(rows.order_by("pk").select_for_update(skip_locked=True).values_list("pk", flat=True)[:batch])
+            if pks:
+                deleted += model.objects.filter(pk__in=pks).delete()[1].get(model._meta.label, 0)
         if len(pks) < batch:
-            break
-    return deleted
+            return deleted
 
 
 def _delete_copies(names: list[str], report: PurgeReport | None = None, *, count_as: str = "") -> list[str]:
