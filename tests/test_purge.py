@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db import connection
 from django.utils import timezone
 from django_q.models import Schedule
 
@@ -31,7 +32,7 @@ from impex.services.lifecycle import job_cancel
 from impex.services.problems import problem_raise, problem_resolve
 from impex.services.schedules import schedules_sync
 from impex.storage import file_exists, hub_storage, resolve_path, save_file
-from impex.tests.helpers import customer_row, run_import, write_kore, write_raw
+from impex.tests.helpers import customer_row, process_env, run_import, write_kore, write_raw
 from syncapp.models import RecordEvent
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("builtin_installed")]
@@ -238,3 +239,38 @@ def test_the_purge_runs_daily(db):
     schedules_sync()
     schedule = Schedule.objects.get(func="impex.tasks.history_purge")
     assert (schedule.schedule_type, schedule.minutes) == (Schedule.MINUTES, 24 * 60)
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="several processes share the database: PostgreSQL")
+def test_two_purges_at_once_and_one_killed_half_way_purge_everything_once(tmp_path):
+    from tests.history import history_make
+    from tests.test_workers import manage, wait_for
+
+    history = history_make(hours=600, end=timezone.now() - OLD)
+    ledger = ImportedFileName.objects.count()
+    env = process_env()
+    logs = [tmp_path / f"purge{n}.log" for n in range(3)]
+    handles = [open(log, "wb") for log in logs]
+    try:
+        killed = manage("impex_purge", "--json", env=env, log=handles[0])
+        assert wait_for(lambda: ImportJob.objects.count() < history.jobs, seconds=120)
+        killed.kill()  # half-way: what it committed is gone, the rest stays for the next purge
+        killed.wait()
+        left = (ImportJob.objects.count(), RowError.objects.count())
+        assert left[0] > 0
+        both = [manage("impex_purge", "--json", env=env, log=handle) for handle in handles[1:]]
+        for process in both:
+            process.wait(timeout=300)
+    finally:
+        for handle in handles:
+            handle.close()
+
+    assert [p.returncode for p in both] == [0, 0], [log.read_text() for log in logs[1:]]
+    results = [json.loads(log.read_text().strip().splitlines()[-1])["removed"] for log in logs[1:]]
+    # The jobs that had ended (a cancelled one's file is not done: it stays), each deleted by one of them.
+    kept = ImportJob.objects.count()
+    assert kept == ImportJob.objects.filter(status="cancelled").count() > 0
+    assert sum(r["jobs"] for r in results) == left[0] - kept
+    assert sum(r["row_errors"] for r in results) == left[1] - RowError.objects.count()
+    assert not RowError.objects.exclude(file__job__status="cancelled").exists()
+    assert ImportedFileName.objects.count() == ledger  # the ledger stays whole
