@@ -239,3 +239,31 @@ def test_a_job_cancelled_from_another_process_stops_its_workers_and_runs_again_t
     assert sum(chunks.values_list("rows_done", flat=True)) == rows
     assert ImportedFileName.objects.filter(connection=kore_connection, name=path.name).count() == 1
     assert ImportJob.objects.get(pk=job.pk).status == JobStatus.COMPLETED
+
+
+def test_the_job_list_action_cancels_the_queued_and_running_and_skips_the_ended(
+    client, django_user_model, tmp_path, kore_connection
+):
+    jobs = [
+        job_create(paths=[write_kore(tmp_path / str(n), "KS_CUSTOMERS", n, customers(1))], connection=kore_connection)
+        for n in (1, 2, 3)
+        if (tmp_path / str(n)).mkdir() is None
+    ]
+    job_claim(job_id=jobs[1].pk, worker="w-1")
+    ImportJob.objects.filter(pk=jobs[2].pk).update(status="completed")
+    client.force_login(staff_user(django_user_model, "runner", "impex.view_importjob", "impex.run_import"))
+
+    response = client.post(
+        reverse("admin:impex_importjob_changelist"),
+        {"action": "cancel", "_selected_action": [j.pk for j in jobs]},
+        follow=True,
+    )
+
+    text = response.content.decode()
+    assert f"Cancelled: #{jobs[0].pk}, #{jobs[1].pk}." in text
+    assert f"Not cancelled (not queued or running): #{jobs[2].pk}." in text
+    assert list(ImportJob.objects.order_by("pk").values_list("status", flat=True)) == [
+        "cancelled",
+        "cancelled",
+        "completed",
+    ]

@@ -196,7 +196,7 @@ class ImportJobAdmin(AuditRecordAdmin):
     def cancel(self, request, queryset):
         by = request.user.get_username()
         done, skipped = [], []
-        for pk in queryset.values_list("pk", flat=True):
+        for pk in queryset.order_by("pk").values_list("pk", flat=True):
             try:
                 (done if job_cancel(job_id=pk, by=by) else skipped).append(pk)
             except JobNotCancellable:

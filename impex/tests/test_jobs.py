@@ -234,6 +234,7 @@ HUB_SCHEDULES = {
     "impex: fail export runs whose worker died, remove temporary files": ("impex.tasks.export_runs_sweep", 1),
     "impex: tell contacts about long sequence waits": ("impex.tasks.sequence_wait_alerts", 5),
     "impex: deliver outbound webhooks": ("impex.tasks.webhooks_deliver", 1),
+    "impex: purge the history older than the retention": ("impex.tasks.history_purge", 24 * 60),
     "impex: apply single-record updates": ("syncapp.tasks.record_events", 1),
     "impex: push flagged orders through their exporters": ("orders.tasks.orders_export", 1),
     "impex: apply order update feed events": ("orders.tasks.orders_feed", 1),
