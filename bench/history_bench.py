@@ -41,7 +41,7 @@ def main() -> None:
 
     from impex.models import Connection, ImportJob, RowError
     from impex.services.purge import history_purge
-    from tests.history import history_make
+    from tests.history import history_make, history_pages
 
     call_command("migrate", verbosity=0)
     Connection.objects.filter(code__startswith="history-").delete()
@@ -61,27 +61,7 @@ def main() -> None:
         user = get_user_model().objects.create_superuser("history-bench", "bench@example.com", secrets.token_hex(8))
     client = Client()
     client.force_login(user)
-    conn = history.connections[0]
-    job = ImportJob.objects.filter(connection=conn, files__failed__gt=0).order_by("-pk").first()
-    year = job.created_at.year
-    pages = {
-        "job list": "/admin/impex/importjob/",
-        "job list, completed with errors": "/admin/impex/importjob/?status=completed+with+errors",
-        "job list, failed": "/admin/impex/importjob/?status=failed",
-        "job list, cancelled": "/admin/impex/importjob/?status=cancelled",
-        "job list, waiting": "/admin/impex/importjob/?status=waiting",
-        "job list, one connection": f"/admin/impex/importjob/?connection__id__exact={conn.pk}",
-        "job list, a year": f"/admin/impex/importjob/?created_at__year={year}",
-        "job list, page 50": "/admin/impex/importjob/?p=50",
-        "job page": f"/admin/impex/importjob/{job.pk}/change/",
-        "row errors": "/admin/impex/rowerror/",
-        "row errors of a job": f"/admin/impex/rowerror/?job={job.pk}",
-        "files": "/admin/impex/importfile/",
-        "ledger": "/admin/impex/importedfilename/",
-        "events": "/admin/impex/importevent/",
-        "home": "/admin/",
-        "connection page": f"/admin/impex/connection/{conn.pk}/change/",
-    }
+    pages = history_pages(history)
     print(f"{'page':36} {'median ms':>10} {'queries':>8}  slowest query (ms)")
     for name, url in pages.items():
         times, slowest = [], (0.0, "")

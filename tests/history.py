@@ -166,3 +166,28 @@ def _write(history: History, hours: list[int], *, end, descriptor, errors_every:
     history.files += len(files)
     history.events += len(events)
     history.row_errors += len(errors)
+
+
+def history_pages(history: History) -> dict[str, str]:
+    """Return the admin pages that list a history, by name: the job list and its filters, a job with refused rows,
+    the row errors, files, ledger and events, the home page and the first connection's page."""
+    from impex.selectors.statuses import SHOWN_STATUSES
+
+    conn = history.connections[0]
+    job = ImportJob.objects.filter(connection=conn, files__failed__gt=0).order_by("-pk").first()
+    return {
+        "job list": "/admin/impex/importjob/",
+        **{f"job list, {status}": f"/admin/impex/importjob/?status={status}" for status in SHOWN_STATUSES},
+        "job list, one connection": f"/admin/impex/importjob/?connection__id__exact={conn.pk}",
+        "job list, a year": f"/admin/impex/importjob/?created_at__year={job.created_at.year}",
+        "job list, a search": "/admin/impex/importjob/?q=KS_CUSTOMERS",
+        "job list, page 50": "/admin/impex/importjob/?p=50",
+        "job page": f"/admin/impex/importjob/{job.pk}/change/",
+        "row errors": "/admin/impex/rowerror/",
+        "row errors of a job": f"/admin/impex/rowerror/?job={job.pk}",
+        "files": "/admin/impex/importfile/",
+        "ledger": "/admin/impex/importedfilename/",
+        "events": "/admin/impex/importevent/",
+        "home": "/admin/",
+        "connection page": f"/admin/impex/connection/{conn.pk}/change/",
+    }

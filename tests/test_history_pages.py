@@ -10,7 +10,7 @@ from django.test.utils import CaptureQueriesContext
 
 from impex.models import ImportFile, ImportJob
 from impex.selectors.statuses import SHOWN_STATUSES, jobs_of_shown_status, jobs_with_shown_status
-from tests.history import history_make
+from tests.history import history_make, history_pages
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("builtin_installed")]
 
@@ -21,28 +21,6 @@ FEW = 48
 @pytest.fixture(autouse=True)
 def fast_passwords(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-def pages(history) -> dict[str, str]:
-    conn = history.connections[0]
-    job = ImportJob.objects.filter(connection=conn, files__failed__gt=0).order_by("-pk").first()
-    urls = {
-        "job list": "/admin/impex/importjob/",
-        **{f"job list, {status}": f"/admin/impex/importjob/?status={status}" for status in SHOWN_STATUSES},
-        "job list, one connection": f"/admin/impex/importjob/?connection__id__exact={conn.pk}",
-        "job list, a year": f"/admin/impex/importjob/?created_at__year={job.created_at.year}",
-        "job list, a search": "/admin/impex/importjob/?q=KS_CUSTOMERS",
-        "job list, dry runs": "/admin/impex/importjob/?dry_run=0",
-        "job page": f"/admin/impex/importjob/{job.pk}/change/",
-        "row errors": "/admin/impex/rowerror/",
-        "row errors of a job": f"/admin/impex/rowerror/?job={job.pk}",
-        "files": "/admin/impex/importfile/",
-        "ledger": "/admin/impex/importedfilename/",
-        "events": "/admin/impex/importevent/",
-        "home": "/admin/",
-        "connection page": f"/admin/impex/connection/{conn.pk}/change/",
-    }
-    return urls
 
 
 def queries_of(client, urls: dict[str, str]) -> dict[str, int]:
@@ -58,13 +36,13 @@ def queries_of(client, urls: dict[str, str]) -> dict[str, int]:
 
 def test_a_year_of_hourly_jobs_runs_the_queries_of_two_days(admin_client):
     history = history_make(hours=FEW)
-    urls = pages(history)
+    urls = history_pages(history)
     few = queries_of(admin_client, urls)
 
     history_make(hours=YEAR, first_hour=FEW)
     assert ImportJob.objects.count() == 2 * YEAR
 
-    many = queries_of(admin_client, pages(history))
+    many = queries_of(admin_client, history_pages(history))
     assert many == few
     assert max(many.values()) <= 15, many
 

@@ -14,11 +14,11 @@ from django.urls import reverse
 
 from impex.choices import JobStatus
 from impex.models import ImportChunk, ImportedFileName, ImportEvent, ImportFile, ImportJob
-from impex.services.imports import FileImport
-from impex.services.jobs import file_match, job_create
+from impex.services.jobs import job_create
 from impex.services.lifecycle import job_cancel, job_claim, job_enqueue, jobs_requeue
 from impex.tasks import import_job_run
 from impex.tests.helpers import customer_row, process_env, write_kore
+from impex.tests.test_jobs import started_file
 from syncapp.models import Customer
 from tests.admin_helpers import staff_user
 
@@ -96,15 +96,7 @@ def test_a_running_job_cancelled_half_way_keeps_its_chunks_and_a_rerun_finishes_
     tmp_path, kore_connection, settings
 ):
     settings.IMPEX_CHUNK_ROWS = 4
-    path = write_kore(tmp_path, "KS_CUSTOMERS", 1, customers(20), mode="FULL")
-    job = job_create(paths=[path], connection=kore_connection)
-    job, claimed = job_claim(job_id=job.pk, worker="w-1")
-    assert claimed
-    f = job.files.get()
-    file_match(f, group=None)
-    f.refresh_from_db()
-    handle = FileImport(f, worker="w-1", job_id=job.pk)
-    assert handle.start()
+    job, f, handle = started_file(tmp_path, kore_connection, customers(20))
     for _ in range(2):
         assert handle.chunk_apply(handle.chunk_claim())
 
@@ -124,7 +116,7 @@ def test_a_running_job_cancelled_half_way_keeps_its_chunks_and_a_rerun_finishes_
     chunks = ImportChunk.objects.filter(file=f)
     assert set(chunks.values_list("status", flat=True)) == {"done"}
     assert sum(chunks.values_list("rows_done", flat=True)) == 20
-    assert ImportedFileName.objects.filter(connection=kore_connection, name=path.name).count() == 1
+    assert ImportedFileName.objects.filter(connection=kore_connection, name=f.name).count() == 1
 
 
 def test_the_files_of_a_cancelled_job_pushed_again_go_in_once(tmp_path, kore_connection):

@@ -202,23 +202,9 @@ def test_export_runs_sent_files_deliveries_inbox_records_problems_and_record_eve
     problem_raise(kind="inbox", key="scan:x", message="x")
     problem_resolve(key="scan:x")
     Problem.objects.filter(key="scan:x").update(resolved_at=then)
-    applied = RecordEvent.objects.create(
-        connection=kore_connection,
-        entity="customer",
-        descriptor_code="KS_CUSTOMERS",
-        record_key="C1",
-        payload={},
-        status="applied",
-        applied_at=then,
-    )
-    failed = RecordEvent.objects.create(
-        connection=kore_connection,
-        entity="customer",
-        descriptor_code="KS_CUSTOMERS",
-        record_key="C2",
-        payload={},
-        status="failed",
-    )
+    update = {"connection": kore_connection, "entity": "customer", "descriptor_code": "KS_CUSTOMERS", "payload": {}}
+    applied = RecordEvent.objects.create(**update, record_key="C1", status="applied", applied_at=then)
+    failed = RecordEvent.objects.create(**update, record_key="C2", status="failed")
 
     code, result = purge()
 
