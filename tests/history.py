@@ -175,13 +175,14 @@ def history_pages(history: History) -> dict[str, str]:
 
     conn = history.connections[0]
     job = ImportJob.objects.filter(connection=conn, files__failed__gt=0).order_by("-pk").first()
+    deep = min(50, -(-ImportJob.objects.count() // 100))  # the admin lists 100 jobs a page
     return {
         "job list": "/admin/impex/importjob/",
         **{f"job list, {status}": f"/admin/impex/importjob/?status={status}" for status in SHOWN_STATUSES},
         "job list, one connection": f"/admin/impex/importjob/?connection__id__exact={conn.pk}",
         "job list, a year": f"/admin/impex/importjob/?created_at__year={job.created_at.year}",
         "job list, a search": "/admin/impex/importjob/?q=KS_CUSTOMERS",
-        "job list, page 50": "/admin/impex/importjob/?p=50",
+        "job list, a deep page": f"/admin/impex/importjob/?p={deep}",
         "job page": f"/admin/impex/importjob/{job.pk}/change/",
         "row errors": "/admin/impex/rowerror/",
         "row errors of a job": f"/admin/impex/rowerror/?job={job.pk}",
