@@ -185,13 +185,19 @@ def test_export_runs_sent_files_deliveries_inbox_records_problems_and_record_eve
     then = timezone.now() - OLD
     group = DataGroup.objects.create(code="cust-out", name="Customers out", direction="export")
     copies = []
-    for n, (status, at) in enumerate([("completed", then), ("completed", timezone.now()), ("failed", then)]):
+    runs = [("completed", then), ("completed", timezone.now()), ("failed", then), ("completed", then)]
+    for n, (status, at) in enumerate(runs):
         run = ExportRun.objects.create(group=group, trigger="schedule", status=status, created_at=at, finished_at=at)
         copy = save_file(hub_storage(), f"exports/copy-{n}.csv", io.BytesIO(b"a,b\n"))
         copies.append(copy)
-        SentFile.objects.create(
+        sent = SentFile.objects.create(
             run=run, group=group, name=f"out-{n}.csv", location="/x", path="/x/out.csv", copy_path=copy, sha256="0"
         )
+    # The last old run's file was sent again lately: the resend's record names the same copy.
+    resend = ExportRun.objects.create(group=group, trigger="admin", status="completed", resend_of=sent)
+    SentFile.objects.create(
+        run=resend, group=group, name="out-3.csv", location="/x", path="/x/out.csv", copy_path=copy, sha256="0"
+    )
     problem_raise(kind="export", key="export-group:cust-out", message="export run failed")
     sub = WebhookSubscription.objects.create(code="crm", url="https://example.com/hook")
     delivered = WebhookDelivery.objects.create(subscription=sub, event="file.imported", payload={}, status="delivered")
@@ -210,9 +216,13 @@ def test_export_runs_sent_files_deliveries_inbox_records_problems_and_record_eve
 
     assert code == 0
     removed = result["removed"]
-    assert (removed["export_runs"], removed["sent_files"], removed["sent_copies"]) == (1, 1, 1)
-    assert list(ExportRun.objects.order_by("pk").values_list("status", flat=True)) == ["completed", "failed"]
-    assert [file_exists(hub_storage(), copy) for copy in copies] == [False, True, True]
+    assert (removed["export_runs"], removed["sent_files"], removed["sent_copies"]) == (2, 2, 1)
+    assert list(ExportRun.objects.order_by("pk").values_list("status", "trigger")) == [
+        ("completed", "schedule"),
+        ("failed", "schedule"),
+        ("completed", "admin"),
+    ]
+    assert [file_exists(hub_storage(), copy) for copy in copies] == [False, True, True, True]
     assert list(WebhookDelivery.objects.values_list("pk", flat=True)) == [pending.pk]
     assert list(InboxFile.objects.values_list("pk", flat=True)) == [seen.pk] and gone.pk
     assert not Problem.objects.filter(key="scan:x").exists()

@@ -201,7 +201,11 @@ def _export_runs(report: PurgeReport) -> None:
             )
             files = SentFile.objects.filter(run_id__in=ids)
             # Only the hub's own copy: the file sent is the destination's.
-            copies = list(files.exclude(copy_path="").values_list("copy_path", flat=True))
+            # A resend's record shares the copy of the file it sends again: a copy still named elsewhere stays.
+            named_elsewhere = SentFile.objects.exclude(run_id__in=ids).filter(copy_path=OuterRef("copy_path"))
+            copies = list(
+                files.exclude(copy_path="").exclude(Exists(named_elsewhere)).values_list("copy_path", flat=True)
+            )
             kept = _delete_copies(copies, report, count_as="sent_copies")
             if kept:
                 failed = set(files.filter(copy_path__in=kept).values_list("run_id", flat=True))
