@@ -222,6 +222,9 @@ IMPEX_STATEMENT_TIMEOUT_SECONDS = env_int("IMPEX_STATEMENT_TIMEOUT_SECONDS", 180
 _SQLITE = DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3"
 IMPEX_WORKERS = env_int("IMPEX_WORKERS", 1 if _SQLITE else min(os.cpu_count() or 1, 4))
 IMPEX_WORKERS_MIN_ROWS = env_int("IMPEX_WORKERS_MIN_ROWS", 100_000)
+# impex_purge (and its daily schedule) deletes jobs, row errors, events, sent files and archived copies older than
+# this many days; never the ledger of imported names, an open problem's evidence, or work not yet done.
+IMPEX_RETENTION_DAYS = env_int("IMPEX_RETENTION_DAYS", 90)
 # A queued job no worker has taken for this long is handed to the queue again.
 IMPEX_REQUEUE_MINUTES = env_int("IMPEX_REQUEUE_MINUTES", 10)
 # A cluster task waits this long for a connection another job is importing, then queues its job again.

@@ -49,20 +49,35 @@ class JobStatus(models.TextChoices):
     COMPLETED = "completed"
     FAILED = "failed"
     ERRORED = "errored"
+    CANCELLED = "cancelled"
 
 
 # The only moves a job's status may make (impex.services.lifecycle.job_transition applies them, and refuses any
 # other). QUEUED -> RUNNING is a claim; RUNNING -> RUNNING a takeover of a job whose worker's lease ran out;
 # RUNNING -> QUEUED a job set aside (its connection was busy) or queued again (its worker died, or run again);
-# ERRORED -> QUEUED/RUNNING a re-run (the admin's "run again", impex_job). Completed and failed jobs never move.
+# ERRORED/CANCELLED -> QUEUED/RUNNING a re-run (the admin's "run again", impex_job), which finishes what it left;
+# QUEUED/RUNNING -> CANCELLED a person's cancel (impex_job --cancel, the job page).
+# Completed and failed jobs never move.
 JOB_TRANSITIONS = {
-    JobStatus.QUEUED: {JobStatus.RUNNING},
-    JobStatus.RUNNING: {JobStatus.RUNNING, JobStatus.QUEUED, JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.ERRORED},
+    JobStatus.QUEUED: {JobStatus.RUNNING, JobStatus.CANCELLED},
+    JobStatus.RUNNING: {
+        JobStatus.RUNNING,
+        JobStatus.QUEUED,
+        JobStatus.COMPLETED,
+        JobStatus.FAILED,
+        JobStatus.ERRORED,
+        JobStatus.CANCELLED,
+    },
     JobStatus.ERRORED: {JobStatus.QUEUED, JobStatus.RUNNING},
+    JobStatus.CANCELLED: {JobStatus.QUEUED, JobStatus.RUNNING},
     JobStatus.COMPLETED: set(),
     JobStatus.FAILED: set(),
 }
+# Not final: a cancelled job keeps its files (queued, or running where it stopped) for a re-run to finish.
 JOB_FINAL = frozenset({JobStatus.COMPLETED, JobStatus.FAILED})
+# The jobs that have stopped for now (nothing runs them): a page stops polling them.
+JOB_STOPPED = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.ERRORED, JobStatus.CANCELLED})
+JOB_CANCELLABLE = frozenset({JobStatus.QUEUED, JobStatus.RUNNING})
 
 
 class JobSource(models.TextChoices):

@@ -79,6 +79,20 @@ def job_finished(job: ImportJob, *, status: str, worker: str, error: str = "") -
     return _event(job.pk, status, f"{status}{': ' + error if error else ''}", level=level, worker=worker)
 
 
+def job_cancelled(job: ImportJob, *, by: str, was: str) -> ImportEvent:
+    """Record that a person cancelled the job (its workers stop at their next chunk)."""
+    stop = "its workers stop at their next chunk; " if was == "running" else ""
+    message = f"cancelled by {by} ({was}): {stop}what it committed stays, and running it again finishes it"
+    return _event(job.pk, "cancelled", message, level=EventLevel.WARNING, worker=by)
+
+
+def job_stopped(job: ImportJob, *, worker: str) -> ImportEvent:
+    """Record that a worker stopped a job that was cancelled."""
+    return _event(
+        job.pk, "stopped", f"{worker} stopped: the job was cancelled", level=EventLevel.WARNING, worker=worker
+    )
+
+
 def job_note(job: ImportJob, message: str, *, level: str = EventLevel.INFO, worker: str = "") -> ImportEvent:
     """Record something worth telling about the job as a whole."""
     return _event(job.pk, "note", message, level=level, worker=worker)

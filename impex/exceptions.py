@@ -41,6 +41,10 @@ class IllegalTransition(ImpexError):
     """A status change the transition table does not allow; nothing was changed."""
 
 
+class JobNotCancellable(ImpexError):
+    """Only a queued or running job is cancelled; this one had ended, and nothing was changed."""
+
+
 class LeaseLost(ImpexError):
     """This worker's claim on a job ran out and another worker took the job over."""
 

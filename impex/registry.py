@@ -102,6 +102,8 @@ registry: dict[str, Any] = {
     "home_panels": {},
     # name -> the dotted path of a queue of leased work (impex.services.queue.WorkQueue), for /metrics
     "work_queues": {},
+    # kind -> the dotted path of a function that purges an app's history (purger_register)
+    "purgers": {},
 }
 
 
@@ -179,3 +181,15 @@ def work_queue_register(name: str, queue: str) -> None:
 def work_queues() -> dict:
     """Return the registered queues of leased work: name -> WorkQueue."""
     return {name: import_string(path) for name, path in registry["work_queues"].items()}
+
+
+def purger_register(kind: str, purger: str) -> None:
+    """Let impex_purge delete an app's history too: purger names a function (a dotted path, imported when first
+    needed) whose purger(before=, dry_run=, batch=) deletes (dry_run: counts) what ended before then, in batches
+    of that many rows a transaction, and returns how many; kind names them in the purge's report."""
+    registry["purgers"][kind] = purger
+
+
+def purgers_registered() -> list[tuple[str, str]]:
+    """Return the apps' purgers as (kind, dotted path), in the order they registered."""
+    return list(registry["purgers"].items())

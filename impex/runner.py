@@ -120,10 +120,21 @@ class _Orphaned(Exception):
     """The runner that started this helper process is gone."""
 
 
+class _Cancelled(Exception):
+    """The job was cancelled: a helper stops between two chunks."""
+
+
 def _check_parent(parent: int | None) -> None:
     """Stop a helper process, between two chunks, once the runner that started it is gone."""
     if parent is not None and os.getppid() != parent:
         raise _Orphaned
+
+
+def _check_helping(job_id: int, parent: int | None) -> None:
+    """Stop a helper between two chunks once its runner is gone or the job was cancelled (one query per chunk)."""
+    _check_parent(parent)
+    if ImportJob.objects.filter(pk=job_id, status=JobStatus.CANCELLED).exists():
+        raise _Cancelled
 
 
 def _help(job: ImportJob, *, worker: str, wait: bool, parent: int | None = None) -> ImportJob | None:
@@ -136,7 +147,8 @@ def _help(job: ImportJob, *, worker: str, wait: bool, parent: int | None = None)
             if parent is not None and (os.getppid() != parent or job.status != JobStatus.RUNNING):
                 return job  # the runner that started this helper is gone, or its job has ended
             if job.status != JobStatus.RUNNING:
-                return job if job.status in JOB_FINAL or job.status == JobStatus.ERRORED or not wait else None
+                ended = job.status in JOB_FINAL or job.status in (JobStatus.ERRORED, JobStatus.CANCELLED)
+                return job if ended or not wait else None
             if job.lease_until is None or job.lease_until < timezone.now():
                 return job if parent is not None else None
             applied = 0
@@ -147,8 +159,9 @@ def _help(job: ImportJob, *, worker: str, wait: bool, parent: int | None = None)
                 if handle is None:
                     handle = handles[f.pk] = FileImport(f, worker=worker, job_id=job.pk)
                 try:
-                    done = handle.work(between=lambda: _check_parent(parent))
-                except _Orphaned:
+                    done = handle.work(between=lambda: _check_helping(job.pk, parent))
+                except (_Orphaned, _Cancelled):
+                    job.refresh_from_db()
                     return job
                 except FileRejected as exc:
                     file_reject(f, message=reject_reason(exc, name=f.name), job_id=job.pk, worker=worker)
@@ -318,6 +331,10 @@ class _JobRun:
                 self.run()
         except LeaseLost:
             job.refresh_from_db()
+            if job.status == JobStatus.CANCELLED:
+                # Cancelled: what it finished is put away (its copies to the archive); the rest waits for a re-run.
+                self._put_away_quietly()
+                events.job_stopped(job, worker=self.worker)
             return job
         except _SetAside:
             self._put_away_quietly()  # what it imported of other connections meanwhile

@@ -9,6 +9,7 @@ from impex.services.export_runs import export_runs_sweep as fail_dead_runs
 from impex.services.inbox import inbox_scan as scan
 from impex.services.lifecycle import jobs_requeue
 from impex.services.problems import problems_mail_unsent
+from impex.services.purge import history_purge as purge
 from impex.services.scan_loop import scan_loop_run
 from impex.services.waits import wait_alerts_send
 from impex.services.webhooks import webhooks_deliver_task
@@ -62,3 +63,9 @@ def export_runs_sweep() -> str:
 def webhooks_deliver(ticket: str | None = None) -> str:
     """POST the outbound webhook deliveries that are due, in a bounded pass (the every-minute schedule, and events)."""
     return webhooks_deliver_task(ticket=ticket)
+
+
+def history_purge() -> str:
+    """Delete the history older than IMPEX_RETENTION_DAYS (the daily schedule); return what went."""
+    report = purge()
+    return ", ".join(f"{count} {kind}" for kind, count in report.removed.items() if count) or "nothing to purge"

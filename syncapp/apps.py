@@ -2,7 +2,7 @@
 
 from django.apps import AppConfig
 
-from impex.registry import schedule_register, sync_logs_register, work_queue_register
+from impex.registry import purger_register, schedule_register, sync_logs_register, work_queue_register
 
 
 class SyncappConfig(AppConfig):
@@ -18,3 +18,4 @@ class SyncappConfig(AppConfig):
         sync_logs_register(SyncLogService())
         schedule_register(name="apply single-record updates", func="syncapp.tasks.record_events", minutes=1)
         work_queue_register("record_events", "syncapp.record_events.RECORD_EVENTS")
+        purger_register("record_events", "syncapp.purge.record_events_purge")

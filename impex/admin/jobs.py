@@ -8,7 +8,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db.models import BigIntegerField, Count, OuterRef, Q, Subquery, Sum
+from django.db.models import Count, Q
 from django.http import (
     FileResponse,
     Http404,
@@ -39,12 +39,12 @@ from config.adminkit import (
 )
 from impex.admin.display import when_text
 from impex.choices import (
-    FileKind,
+    JOB_CANCELLABLE,
     FileStatus,
     GroupDirection,
     JobStatus,
 )
-from impex.exceptions import LocationRefused
+from impex.exceptions import JobNotCancellable, LocationRefused
 from impex.forms import UploadForm
 from impex.models import (
     ImportChunk,
@@ -54,6 +54,7 @@ from impex.models import (
     ImportJob,
     RowError,
 )
+from impex.selectors import jobs_with_file_totals
 from impex.selectors.statuses import (
     SHOWN_STATUSES,
     job_shown_status,
@@ -62,6 +63,7 @@ from impex.selectors.statuses import (
     shown_status_label,
     shown_status_tone,
 )
+from impex.services.lifecycle import job_cancel
 from impex.services.progress import COUNTS, file_status_label, job_files, job_progress
 from impex.services.rejected import NoRejectedRows, rejected_rows_available, rejected_rows_download, rejected_rows_name
 from impex.services.uploads import UploadRefused, job_run_again, job_run_for_real, job_upload
@@ -169,13 +171,14 @@ class JobDryRunFilter(admin.SimpleListFilter):
 class ImportJobAdmin(AuditRecordAdmin):
     """Import jobs: the list, the live job page, uploads, downloads of a job's files, and running jobs again."""
 
-    actions = ("run_again",)
+    actions = ("run_again", "cancel")
     has_run_import_permission = permission_check("impex.run_import")
     change_list_template = "admin/impex/importjob/change_list.html"
     change_form_template = "admin/impex/importjob/change_form.html"
 
     @admin.action(
-        description="Run again (jobs that failed or errored, or whose worker died)", permissions=["run_import"]
+        description="Run again (jobs that failed, errored or were cancelled, or whose worker died)",
+        permissions=["run_import"],
     )
     def run_again(self, request, queryset):
         by = request.user.get_username()
@@ -186,6 +189,24 @@ class ImportJobAdmin(AuditRecordAdmin):
                 self.message_user(request, str(exc), messages.WARNING)
                 continue
             self.message_user(request, _queued_message(job, again), messages.SUCCESS)
+
+    @admin.action(
+        description="Cancel (queued or running jobs; running them again finishes them)", permissions=["run_import"]
+    )
+    def cancel(self, request, queryset):
+        by = request.user.get_username()
+        done, skipped = [], []
+        for pk in queryset.order_by("pk").values_list("pk", flat=True):
+            try:
+                (done if job_cancel(job_id=pk, by=by) else skipped).append(pk)
+            except JobNotCancellable:
+                skipped.append(pk)
+        if done:
+            self.message_user(request, f"Cancelled: {_job_list(done)}.", messages.SUCCESS)
+        if skipped:
+            self.message_user(
+                request, f"Not cancelled (not queued or running): {_job_list(skipped)}.", messages.WARNING
+            )
 
     list_display = (
         "job_display",
@@ -223,17 +244,7 @@ class ImportJobAdmin(AuditRecordAdmin):
     inlines = (ImportEventInline,)
 
     def get_queryset(self, request):
-        files = ImportFile.objects.filter(job=OuterRef("pk"), kind=FileKind.DATA)
-        return jobs_with_shown_status(super().get_queryset(request)).annotate(
-            file_count=Count("files", filter=Q(files__kind=FileKind.DATA), distinct=True),
-            **{
-                f"sum_{name}": Subquery(
-                    files.values("job").annotate(total=Sum(name)).values("total")[:1],
-                    output_field=BigIntegerField(),
-                )
-                for name in COUNTS
-            },
-        )
+        return jobs_with_file_totals(jobs_with_shown_status(super().get_queryset(request)))
 
     @admin.display(description="job", ordering="-created_at")
     def job_display(self, obj):
@@ -292,6 +303,7 @@ class ImportJobAdmin(AuditRecordAdmin):
             path("<int:job_id>/progress/", view(self.progress_view), name="impex_importjob_progress"),
             path("<int:job_id>/run-for-real/", view(self.run_for_real_view), name="impex_importjob_run_for_real"),
             path("<int:job_id>/run-again/", view(self.run_again_view), name="impex_importjob_run_again"),
+            path("<int:job_id>/cancel/", view(self.cancel_view), name="impex_importjob_cancel"),
             path(
                 "<int:job_id>/files/<int:file_id>/<str:what>/",
                 view(self.file_download_view),
@@ -360,6 +372,44 @@ class ImportJobAdmin(AuditRecordAdmin):
         """Run a failed or errored job again (POST)."""
         return self._new_job_view(request, job_id, job_run_again, _queued_message)
 
+    def cancel_view(self, request, job_id: int):
+        """Cancel a queued or running job (POST, impex.run_import); a GET shows the page that asks to confirm."""
+        self._require_run_import(request)
+        job = self._job_or_404(request, job_id)
+        back = HttpResponseRedirect(reverse("admin:impex_importjob_change", args=[job.pk]))
+        if request.method == "POST":
+            try:
+                cancelled = job_cancel(job_id=job.pk, by=request.user.get_username())
+            except JobNotCancellable as exc:
+                self.message_user(request, f"{capfirst(str(exc))}.", messages.WARNING)
+                return back
+            if cancelled:
+                self.message_user(
+                    request,
+                    f"Import job #{job.pk} is cancelled: its workers stop at their next chunk; what it imported stays, "
+                    "and running it again finishes it.",
+                    messages.SUCCESS,
+                )
+            else:
+                self.message_user(request, f"Import job #{job.pk} was cancelled already.", messages.INFO)
+            return back
+        if job.status not in JOB_CANCELLABLE:
+            self.message_user(
+                request,
+                f"Import job #{job.pk} is {job.status}: only a queued or running job can be cancelled.",
+                messages.WARNING,
+            )
+            return back
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Cancel import job #{job.pk}?",
+            "opts": self.model._meta,
+            "job": job,
+            "files": job_files(job),
+            "has_view_permission": True,
+        }
+        return TemplateResponse(request, "admin/impex/importjob/cancel.html", context)
+
     def _new_job_view(self, request, job_id: int, start, message):
         """Start a new job from a job (start(job=, user=)) on POST, then show it; a refusal shows on the old one."""
         self._require_run_import(request)
@@ -417,6 +467,10 @@ class ImportJobAdmin(AuditRecordAdmin):
         if job is not None:
             extra = job_page_context(request, job)
         return super().change_view(request, object_id, form_url, extra_context={**extra, **(extra_context or {})})
+
+
+def _job_list(pks: list[int]) -> str:
+    return ", ".join(f"#{pk}" for pk in pks)
 
 
 def _queued_message(job: ImportJob, again: ImportJob) -> str:
@@ -478,7 +532,10 @@ def job_page_context(request, job: ImportJob) -> dict:
         "progress_url": reverse("admin:impex_importjob_progress", args=[job.pk]),
         "may_run_for_real": may_run and job.dry_run and ended and not job.real_runs.exists(),
         "real_runs": list(job.real_runs.order_by("pk")),
-        "may_run_again": may_run and not job.dry_run and job.status in (JobStatus.FAILED, JobStatus.ERRORED),
+        "may_run_again": may_run
+        and not job.dry_run
+        and job.status in (JobStatus.FAILED, JobStatus.ERRORED, JobStatus.CANCELLED),
+        "may_cancel": may_run and job.status in JOB_CANCELLABLE,
         "may_upload": may_run,
     }
 

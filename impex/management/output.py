@@ -34,7 +34,7 @@ def report_files(command, files: list[dict], *, messages: dict[str, str] | None 
 
 def job_succeeded(job, files: list[dict]) -> bool:
     """Tell whether a job's command exits 0: every file imported (row errors or not) or a duplicate."""
-    return job.status not in (JobStatus.ERRORED, JobStatus.RUNNING, JobStatus.QUEUED) and all(
+    return job.status not in (JobStatus.ERRORED, JobStatus.RUNNING, JobStatus.QUEUED, JobStatus.CANCELLED) and all(
         f["status"] in (FileStatus.IMPORTED, FileStatus.DUPLICATE) for f in files
     )
 

@@ -48,7 +48,13 @@ class ImportJob(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["status", "lease_until"], name="importjob_lease")]
+        indexes = [
+            models.Index(fields=["status", "lease_until"], name="importjob_lease"),
+            # The job list's filters, newest first: by status, by connection (a year of hourly jobs stays fast).
+            models.Index(fields=["status", "-created_at", "-id"], name="importjob_status_created"),
+            models.Index(fields=["connection", "-created_at", "-id"], name="importjob_connection_created"),
+            models.Index(fields=["-created_at", "-id"], name="importjob_created"),
+        ]
         permissions = [
             ("run_import", "Can run imports: upload files and zips, start and re-run jobs, release waits, scan"),
             ("export_data", "Can download exports"),

@@ -9,7 +9,7 @@ from django.db.models.functions import Coalesce
 from impex.choices import FileKind, FileStatus, JobStatus
 from impex.models import Connection, ImportFile, ImportJob
 
-# The shown words besides the stored ones (queued, running, completed, failed, errored).
+# The shown words besides the stored ones (queued, running, completed, failed, errored, cancelled).
 WAITING = "waiting"
 COMPLETED_WITH_ERRORS = "completed with errors"
 SHOWN_STATUSES = (
@@ -20,6 +20,7 @@ SHOWN_STATUSES = (
     WAITING,
     JobStatus.FAILED.value,
     JobStatus.ERRORED.value,
+    JobStatus.CANCELLED.value,
 )
 # The colour family of each shown status (CSS class impex-badge-<tone>).
 TONES = {
@@ -30,6 +31,7 @@ TONES = {
     WAITING: "warn",
     JobStatus.FAILED: "bad",
     JobStatus.ERRORED: "bad",
+    JobStatus.CANCELLED: "warn",  # a person stopped it: nothing failed, but it is not done
 }
 
 
@@ -59,8 +61,19 @@ def jobs_with_shown_status(jobs: QuerySet[ImportJob]) -> QuerySet[ImportJob]:
 
 
 def jobs_of_shown_status(jobs: QuerySet[ImportJob], shown: str) -> QuerySet[ImportJob]:
-    """Return the jobs (annotated by jobs_with_shown_status) shown with the status shown."""
-    return jobs.filter(shown_status=shown)
+    """Return the jobs shown with the status shown (as jobs_with_shown_status tells them apart).
+
+    Written on the stored status (and the files only for a completed job), so that the list of a year of jobs
+    reads one status off its index (importjob_status_created) instead of working out every job's shown status.
+    """
+    waiting, refused = Exists(_waiting_files()), Exists(_refused_rows())
+    if shown == WAITING:
+        return jobs.filter(waiting, status=JobStatus.COMPLETED)
+    if shown == COMPLETED_WITH_ERRORS:
+        return jobs.filter(~waiting & refused, status=JobStatus.COMPLETED)
+    if shown == JobStatus.COMPLETED:
+        return jobs.filter(~waiting & ~refused, status=JobStatus.COMPLETED)
+    return jobs.filter(status=shown)
 
 
 def job_shown_status(job: ImportJob) -> str:
@@ -90,8 +103,11 @@ def shown_status_label(job: ImportJob) -> str:
                 JobStatus.COMPLETED: "dry run: done, nothing written",
                 JobStatus.FAILED: "dry run: done, problems found, nothing written",
                 JobStatus.ERRORED: "dry run: errored",
+                JobStatus.CANCELLED: "dry run: cancelled, nothing written",
             }[job.status]
         )
+    if job.status == JobStatus.CANCELLED:
+        return "Cancelled: run it again to finish it"
     if shown == WAITING and job.waiting_reason:
         reason = job.waiting_reason
         shown = reason if reason.startswith(f"{WAITING} ") else f"{WAITING}: {reason}"

@@ -11,8 +11,17 @@ from django.utils import timezone
 from django_q.tasks import async_task
 
 from impex import events
-from impex.choices import FILE_TRANSITIONS, JOB_FINAL, JOB_TRANSITIONS, FileKind, FileStatus, JobSource, JobStatus
-from impex.exceptions import IllegalTransition
+from impex.choices import (
+    FILE_TRANSITIONS,
+    JOB_CANCELLABLE,
+    JOB_FINAL,
+    JOB_TRANSITIONS,
+    FileKind,
+    FileStatus,
+    JobSource,
+    JobStatus,
+)
+from impex.exceptions import IllegalTransition, JobNotCancellable
 from impex.models import ConnectionState, ImportFile, ImportJob
 from impex.services.notices import job_problems_report
 from impex.services.sql import Plus, WriteBatch
@@ -58,11 +67,11 @@ def job_transition(*, job_id: int, old: str | Iterable[str], new: str, where: Q 
 def job_claim(*, job_id: int, worker: str, rerun: bool = False) -> tuple[ImportJob, bool]:
     """Start the job for this worker if it is free (queued, or its worker's lease ran out); say if it was claimed.
 
-    rerun also takes a job that ended in an error. One conditional UPDATE decides, so of workers racing
-    for a job exactly one wins; the others may help with its chunks.
+    rerun also takes a job that ended in an error or was cancelled (it goes on where it stopped). One
+    conditional UPDATE decides, so of workers racing for a job exactly one wins; the others may help with its chunks.
     """
     now = timezone.now()
-    free = [JobStatus.QUEUED, JobStatus.RUNNING, *([JobStatus.ERRORED] if rerun else [])]
+    free = [JobStatus.QUEUED, JobStatus.RUNNING, *([JobStatus.ERRORED, JobStatus.CANCELLED] if rerun else [])]
     # A running job is free only once its worker's lease ran out.
     unheld = ~Q(status=JobStatus.RUNNING) | Q(lease_until__lt=now) | Q(lease_until__isnull=True)
     before = ImportJob.objects.filter(pk=job_id).values("status", "claimed_by").first()
@@ -168,14 +177,48 @@ def job_set_aside(*, job: ImportJob, worker: str, reason: str, retry_in: int) ->
     return moved
 
 
+def job_cancel(*, job_id: int, by: str) -> bool:
+    """Cancel a queued or running job: its workers stop at their next chunk; say if this call cancelled it.
+
+    What it committed stays (the upsert is idempotent: running it again finishes it); its files keep their
+    status, so a re-run, or the connection's next job, takes them up and nothing is imported twice. A job
+    cancelled already answers False; one that had ended otherwise raises JobNotCancellable.
+    """
+    before = ImportJob.objects.filter(pk=job_id).values_list("status", flat=True).first()
+    if before is None:
+        raise ImportJob.DoesNotExist(f"no import job #{job_id}")
+    if before == JobStatus.CANCELLED:
+        return False
+    with transaction.atomic():
+        cancelled = job_transition(
+            job_id=job_id,
+            old=list(JOB_CANCELLABLE),
+            new=JobStatus.CANCELLED,
+            finished_at=timezone.now(),
+            lease_until=None,
+            retry_at=None,
+        )
+        job = ImportJob.objects.get(pk=job_id)
+        if not cancelled:
+            if job.status == JobStatus.CANCELLED:
+                return False
+            raise JobNotCancellable(
+                f"import job #{job_id} is {job.status}: only a queued or running job can be cancelled; nothing changed"
+            )
+        # Its connection is free at once: the next job of it goes on with the file this one stopped in.
+        ConnectionState.objects.filter(job_id=job_id).update(job=None)
+        events.job_cancelled(job, by=by, was=before)
+    return True
+
+
 def job_rerun(*, job: ImportJob, by: str) -> bool:
-    """Queue again a job that ended in an error, or whose worker died; False if it is not in such a state."""
+    """Queue again a job that ended in an error, was cancelled, or whose worker died; False if it is not so."""
     now = timezone.now()
-    dead = Q(status=JobStatus.ERRORED) | Q(lease_until__lt=now)
+    dead = Q(status__in=[JobStatus.ERRORED, JobStatus.CANCELLED]) | Q(lease_until__lt=now)
     with transaction.atomic():
         moved = job_transition(
             job_id=job.pk,
-            old=[JobStatus.ERRORED, JobStatus.RUNNING],
+            old=[JobStatus.ERRORED, JobStatus.CANCELLED, JobStatus.RUNNING],
             new=JobStatus.QUEUED,
             where=dead,
             claimed_by="",

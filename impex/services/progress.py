@@ -4,7 +4,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from config.adminkit import format_duration
-from impex.choices import FILE_FINAL, FileKind, FileStatus, JobStatus
+from impex.choices import FILE_FINAL, JOB_STOPPED, FileKind, FileStatus
 from impex.models import ImportFile, ImportJob
 from impex.selectors.statuses import job_shown_status, shown_status_label, shown_status_tone
 
@@ -37,7 +37,7 @@ def job_progress(*, job: ImportJob, files: list[ImportFile] | None = None) -> di
     end = job.finished_at or timezone.now()
     elapsed = (end - job.started_at).total_seconds() if job.started_at else 0.0
     current = next((f.name for f in data if f.status == FileStatus.RUNNING), "")
-    finished = job.status in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.ERRORED)
+    finished = job.status in JOB_STOPPED
     return {
         "job": job.pk,
         "status": job.status,

@@ -30,6 +30,7 @@ SYSTEM_SCHEDULES = {
     "impex: fail export runs whose worker died, remove temporary files": ("impex.tasks.export_runs_sweep", 1),
     "impex: tell contacts about long sequence waits": ("impex.tasks.sequence_wait_alerts", 5),
     "impex: deliver outbound webhooks": ("impex.tasks.webhooks_deliver", 1),
+    "impex: purge the history older than the retention": ("impex.tasks.history_purge", 24 * 60),
 }
 
 

@@ -357,7 +357,7 @@ def job_run_for_real(*, job: ImportJob, user: str) -> ImportJob:
 
 
 def job_run_again(*, job: ImportJob, user: str) -> ImportJob:
-    """Run a job again: resume one that errored (or whose worker died); import a failed one's files anew.
+    """Run a job again: resume one that errored, was cancelled or whose worker died; import a failed one's files anew.
 
     A failed job's files have ended (imported, rejected): a new job takes the same files from where they are
     kept now (archive or error folder), so what was rejected for a reason since fixed (a connection created,
@@ -367,8 +367,8 @@ def job_run_again(*, job: ImportJob, user: str) -> ImportJob:
         return job
     if job.status != JobStatus.FAILED or job.dry_run:
         raise UploadRefused(
-            f"Import job #{job.pk} is {job.status}: only a job that failed or errored, or whose worker stopped "
-            "renewing its lease, runs again."
+            f"Import job #{job.pk} is {job.status}: only a job that failed, errored or was cancelled, or whose "
+            "worker stopped renewing its lease, runs again."
         )
     files = [f for f in job.files.exclude(path="").exclude(status=FileStatus.UNPACKED).order_by("pk") if _still_kept(f)]
     if not files:

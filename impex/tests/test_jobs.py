@@ -18,6 +18,7 @@ from impex.services.imports import FileImport
 from impex.services.jobs import file_match, job_create
 from impex.services.lifecycle import (
     file_transition,
+    job_cancel,
     job_claim,
     job_lease_renew,
     job_rerun,
@@ -233,6 +234,7 @@ HUB_SCHEDULES = {
     "impex: fail export runs whose worker died, remove temporary files": ("impex.tasks.export_runs_sweep", 1),
     "impex: tell contacts about long sequence waits": ("impex.tasks.sequence_wait_alerts", 5),
     "impex: deliver outbound webhooks": ("impex.tasks.webhooks_deliver", 1),
+    "impex: purge the history older than the retention": ("impex.tasks.history_purge", 24 * 60),
     "impex: apply single-record updates": ("syncapp.tasks.record_events", 1),
     "impex: push flagged orders through their exporters": ("orders.tasks.orders_export", 1),
     "impex: apply order update feed events": ("orders.tasks.orders_feed", 1),
@@ -494,9 +496,9 @@ def test_the_job_transition_table_is_every_move_the_lifecycle_makes(
     def dead(job: ImportJob) -> None:
         ImportJob.objects.filter(pk=job.pk).update(lease_until=timezone.now() - timedelta(seconds=1))
 
-    a, b, c = (
+    a, b, c, d = (
         job_create(paths=[write_kore(tmp_path, "KS_CUSTOMERS", 1, [customer_row("C1")])], connection=kore_connection)
-        for _ in range(3)
+        for _ in range(4)
     )
     with django_capture_on_commit_callbacks(execute=True):
         step(a, lambda: job_claim(job_id=a.pk, worker="w-1"))  # claimed
@@ -516,6 +518,11 @@ def test_the_job_transition_table_is_every_move_the_lifecycle_makes(
         job_claim(job_id=c.pk, worker="w-2")
         job_terminate(job=c, worker="w-2", status="errored", error="boom")
         step(c, lambda: job_claim(job_id=c.pk, worker="w-3", rerun=True))  # impex_job on an errored job
+        step(d, lambda: job_cancel(job_id=d.pk, by="ops"))  # impex_job --cancel on a queued job
+        step(d, lambda: job_rerun(job=d, by="ops"))  # "Run again" on a cancelled job
+        job_claim(job_id=d.pk, worker="w-1")
+        step(d, lambda: job_cancel(job_id=d.pk, by="ops"))  # on a running job
+        step(d, lambda: job_claim(job_id=d.pk, worker="w-2", rerun=True))  # impex_job on a cancelled job
 
     assert seen == {(old, new) for old, moves in JOB_TRANSITIONS.items() for new in moves}
 
