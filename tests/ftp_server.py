@@ -61,6 +61,7 @@ def _drop_connection(cmd_channel) -> None:
 class _TestFS(AbstractedFS):
     cuts: dict[str, int]  # set per server
     stalls: dict[str, int]
+    floods: dict[str, tuple[int, int]]
     released: threading.Event
 
     def open(self, filename, mode):
@@ -71,7 +72,24 @@ class _TestFS(AbstractedFS):
         if "r" in mode and name in self.stalls:
             # The server's one thread waits: nothing more is sent until the test releases it.
             return _TrappedFile(file, self.stalls.pop(name), lambda: self.released.wait(60))
+        if "r" in mode and name in self.floods:
+            n, most = self.floods.pop(name)
+            return _TrappedFile(file, n, _Flood(filename, most))
         return file
+
+
+class _Flood:
+    """Append a block to a file each time it is called, up to `most` bytes in all: a download that does not end
+    where the file's size said (a hostile server's endless data, bounded so that a test ends)."""
+
+    def __init__(self, path: str, most: int):
+        self.path, self.left = path, most
+
+    def __call__(self) -> None:
+        if self.left > 0:
+            with open(self.path, "ab") as fh:
+                fh.write(b"z" * min(self.left, 64 * 1024))
+            self.left -= 64 * 1024
 
 
 class _Growing:
@@ -97,8 +115,13 @@ class FTPServerThread:
         self.cuts: dict[str, int] = {}
         self.grows: dict[str, bytes] = {}
         self.stalls: dict[str, int] = {}
+        self.floods: dict[str, tuple[int, int]] = {}
         self.released = threading.Event()
-        fs = type("FS", (_TestFS,), {"cuts": self.cuts, "stalls": self.stalls, "released": self.released})
+        fs = type(
+            "FS",
+            (_TestFS,),
+            {"cuts": self.cuts, "stalls": self.stalls, "floods": self.floods, "released": self.released},
+        )
         base = TLS_FTPHandler if tls else FTPHandler
         attrs = {
             "grows": self.grows,
@@ -155,6 +178,11 @@ class FTPServerThread:
         """Hold the server after n bytes of the next download of a file of that name, until release()."""
         self.released.clear()
         self.stalls[name] = n
+
+    def flood_after(self, name: str, n: int, most: int) -> None:
+        """Send more than the file holds after n bytes of the next download of a file of that name: up to `most`
+        bytes more, appended as they are read."""
+        self.floods[name] = (n, most)
 
     def release(self) -> None:
         """Let a stalled download go on."""

@@ -229,3 +229,14 @@ def test_compose_passes_every_setting_on_and_runs_the_web_server_two_clusters_an
     assert {"db", "redis"} <= set(services) and all("healthcheck" in services[s] for s in ("db", "redis", "web"))
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert dockerfile.startswith("#") and "FROM python:3.11-slim" in dockerfile and "\nUSER hub\n" in dockerfile
+
+
+def test_compose_publishes_the_web_server_on_loopback_only_unless_told():
+    # The README puts a TLS proxy in front and sets IMPEX_PROXY_COUNT: a port open on every interface would let a
+    # client skip the proxy, over plain HTTP, and choose its own address by X-Forwarded-For (login throttling,
+    # IMPEX_METRICS_ALLOWED_IPS).
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
+
+    (published,) = compose["services"]["web"]["ports"]
+
+    assert published.startswith("${HUB_BIND:-127.0.0.1}:"), published

@@ -116,7 +116,7 @@ def scan_loop_run(*, seconds: float = LOOP_SECONDS, worker: str | None = None) -
     wake = threading.Event()
     watch = InboxWatch(wake) if settings.IMPEX_SCAN_WATCH else None
     try:
-        with Heartbeat(lambda: scan_loop_hold(worker=result.worker), every=LEASE_SECONDS / 3, name="scan loop"):
+        with Heartbeat(lambda: _renew(result.worker, wake), every=LEASE_SECONDS / 3, name="scan loop"):
             _loop(result=result, seconds=seconds, wake=wake, watch=watch)
     finally:
         if watch is not None:
@@ -124,6 +124,13 @@ def scan_loop_run(*, seconds: float = LOOP_SECONDS, worker: str | None = None) -
         scan_loop_leave(worker=result.worker)
     log.info("scan loop %s: %s", result.worker, result.summary)
     return result
+
+
+def _renew(worker: str, wake: threading.Event) -> None:
+    # A loop sleeps up to a connection's scan_seconds between ticks: when a newer loop has taken over, wake it so
+    # that it ends now rather than hold its cluster worker for nothing until its next tick.
+    if not scan_loop_hold(worker=worker):
+        wake.set()
 
 
 def _loop(*, result: LoopResult, seconds: float, wake: threading.Event, watch: "InboxWatch | None") -> None:

@@ -232,6 +232,10 @@ def listing(ftp: ftplib.FTP, path: str) -> Iterator[tuple[str, str, int, datetim
     )
 
 
+class _Overflow(Exception):
+    """A download went past the size the server gave (not an ftplib error: it must not read as a broken transfer)."""
+
+
 def download(ftp: ftplib.FTP, path: str, *, expected: int | None, shown: str) -> IO[bytes]:
     """Download a file into an anonymous local file (flat memory) and return it at its start, once it is complete.
 
@@ -246,14 +250,22 @@ def download(ftp: ftplib.FTP, path: str, *, expected: int | None, shown: str) ->
 
     def write(data: bytes) -> None:
         nonlocal received
-        spool.write(data)
         received += len(data)
+        if expected is not None and received > expected:
+            # A server sending without end (hostile, or a file appended to): stop at once, before the disk fills.
+            raise _Overflow
+        spool.write(data)
 
     try:
         try:
             ftp.retrbinary(f"RETR {path}", write, blocksize=CHUNK_BYTES)
         except ftplib.error_perm:
             raise  # the server's answer (550: no such file), not a broken transfer
+        except _Overflow:
+            raise FTPFailure(
+                f"the download of {shown} sent more than the {expected:,} bytes its size said (stopped after "
+                f"{received:,} bytes): nothing of it was used; it is tried again next time"
+            ) from None
         except FTP_ERRORS as exc:
             reason = str(exc) or ("the server closed the connection" if isinstance(exc, EOFError) else repr(exc))
             raise FTPFailure(

@@ -4,6 +4,8 @@ lease, and the schedules derived for it."""
 import io
 import json
 import shutil
+import threading
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from django_q.models import OrmQ, Schedule
 from impex import tasks
 from impex.models import Connection, ConnectionState, ImportJob, ScanLoop
 from impex.services.scan_loop import (
+    LEASE_SECONDS,
     LOOP_TIMEOUT,
     TAKEOVER_SECONDS,
     scan_loop_hold,
@@ -217,3 +220,30 @@ def test_the_loop_leaves_a_connection_another_scanner_holds_alone(fast):
 
     assert result.jobs == []
     assert [p.name for p in inbox_of(fast).iterdir()] == [ORDERS_FILE]
+
+
+@pytest.mark.django_db(
+    transaction=True
+)  # the loop's lease is renewed by a thread of its own (impex.services.heartbeat)
+def test_a_loop_asleep_until_its_next_scan_stops_soon_after_a_newer_one_took_over(bspk_connection):
+    # With a connection scanned every 59 s the older loop sleeps up to 59 s between ticks; had it only noticed the
+    # takeover at its next tick, it would have held a cluster worker for nothing, next to the newer loop's, for the
+    # rest of its run (up to LOOP_SECONDS): with Q_WORKERS=2, no worker left for imports meanwhile. Its lease's
+    # renewal (every LEASE_SECONDS / 3) finds the lease gone and wakes it.
+    Connection.objects.filter(pk=bspk_connection.pk).update(scan_seconds=59)
+    ended = {}
+    older = threading.Thread(target=lambda: ended.update(result=scan_loop_run(seconds=80, worker="older")))
+    older.start()
+    try:
+        for _ in range(600):  # its first scan, then it sleeps until the next one is due
+            if ConnectionState.objects.filter(connection=bspk_connection, last_scan_at__isnull=False).exists():
+                break
+            time.sleep(0.1)
+        ScanLoop.objects.update(holder="newer", started_at=timezone.now())  # the next minute's loop took over
+
+        older.join(timeout=LEASE_SECONDS)  # well before its next scan would be due (59 s)
+        assert not older.is_alive()
+    finally:
+        older.join()
+    assert ended["result"].ended == "a newer scan loop took over" and ended["result"].scans == 1
+    assert ScanLoop.objects.get().holder == "newer"  # the older one let go of nothing it no longer held

@@ -31,6 +31,7 @@ from impex.storage import (
     save_file,
     storage_for,
 )
+from impex.storage.base import CHUNK_BYTES
 from impex.storage.ftp_client import FTPFailure
 from impex.tests.test_storage_sftp import mtime_of, on_server, read  # FTP gives whole seconds in UTC too
 
@@ -177,6 +178,23 @@ def test_a_download_cut_off_mid_transfer_is_an_error_and_the_next_one_works(ftp_
 
     assert isinstance(broken.value, ConnectionError)  # a network error: the scan tries again next time
     assert read(storage, "big one.csv") == b"0123456789" * 100_000
+
+
+def test_a_server_sending_more_than_the_file_s_size_is_cut_off_at_that_size_not_spooled_to_the_end(ftp_location):
+    # A hostile or broken server may send data without end after SIZE said 1,000 bytes: the spool (on the disk
+    # of IMPEX_CACHE_DIR) must stop a block past the size, not fill the disk before the size check at the end.
+    storage = storage_for(ftp_location.url)
+    (ftp_location.path / "endless.csv").write_bytes(b"0123456789" * 100)
+    ftp_location.server.flood_after("endless.csv", 1_000, 16 * 1024 * 1024)
+
+    with pytest.raises(FTPFailure, match="sent more than the 1,000 bytes") as flooded:
+        open_file(storage, "endless.csv")
+
+    received = int(flooded.value.args[0].split("after ")[1].split(" bytes")[0].replace(",", ""))
+    assert received <= 1_000 + CHUNK_BYTES
+    assert isinstance(flooded.value, ConnectionError)  # tried again next time
+    (ftp_location.path / "endless.csv").write_bytes(b"ok")
+    assert read(storage, "endless.csv") == b"ok"  # the connection out of step was dropped; the next one works
 
 
 def test_a_server_that_never_answers_times_out(ftp_location, settings):
