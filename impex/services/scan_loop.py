@@ -155,7 +155,8 @@ def _loop(*, result: LoopResult, seconds: float, wake: threading.Event, watch: "
             if due.get(conn.pk, 0.0) > now:
                 continue
             last[conn.pk] = now
-            due[conn.pk] = now + conn.scan_seconds
+            # Never a busy loop, whatever a raw UPDATE wrote (the model's clean() is what refuses under 5 s).
+            due[conn.pk] = now + max(Connection.SCAN_SECONDS[0], conn.scan_seconds)
             _scan_one(conn, result=result)
         now = time.monotonic()
         if now >= end:
