@@ -7,6 +7,11 @@ PER_TASK = [
     "Process-1:2 processing hotel-kilo 'impex.tasks.scan_pass'",
     "Processed 'impex.tasks.scan_pass' (hotel-kilo)",
     "Process-1 created task hotel-kilo from schedule [impex-scan]",
+    # The hub names its tasks, with spaces.
+    "Process-1:2 processing import job #24 'impex.tasks.import_job_run' [impex-import]",
+    "Process-1:2 processing orders feed pass 'orders.tasks.orders_feed'",
+    "Processed 'orders.tasks.orders_feed' (orders feed pass)",
+    "Process-1 created task orders feed pass from schedule [impex: orders feed]",
 ]
 # caplog.at_level sets the root logger's level, as LOG_LEVEL does.
 KEPT = ["Q Cluster impex-hub starting.", "Failed 'impex.tasks.scan_pass' (hotel-kilo) - boom"]
