@@ -4,7 +4,8 @@ import logging
 import re
 
 # The lines django-q2 writes at INFO for every task: queued, taken by a worker, its result, made from a schedule.
-PER_TASK_LINE = re.compile(r"Enqueued \[|\S+ processing \S+ '|Processed '|\S+ created task \S+ from schedule \[")
+# A task's name may hold spaces (the hub names its tasks: "import job #24", "orders feed pass").
+PER_TASK_LINE = re.compile(r"Enqueued \[|\S+ processing .+ '|Processed '|\S+ created task .+ from schedule \[")
 
 
 class TaskLinesAtDebug(logging.Filter):

@@ -403,11 +403,26 @@ IMPEX_METRICS_ALLOWED_IPS = env_networks("IMPEX_METRICS_ALLOWED_IPS")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"task_lines_at_debug": {"()": "config.logs.TaskLinesAtDebug"}},
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {
+        "task_lines_at_debug": {"()": "config.logs.TaskLinesAtDebug"},
+        "require_debug_false": {"()": "django.utils.log.RequireDebugFalse"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler"},
+        "mail_admins": {
+            "level": "ERROR",
+            "filters": ["require_debug_false"],
+            "class": "django.utils.log.AdminEmailHandler",
+        },
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    # The cluster's four INFO lines per task are shown with LOG_LEVEL=DEBUG only (config/logs.py).
-    "loggers": {"django-q": {"filters": ["task_lines_at_debug"]}},
+    "loggers": {
+        # Django's own console handler (DEBUG on) would print every django.* line a second time beside the root's:
+        # its lines reach the console through the root only; server errors are still mailed to ADMINS (DEBUG off).
+        "django": {"handlers": ["mail_admins"], "level": "INFO"},
+        # The cluster's four INFO lines per task are shown with LOG_LEVEL=DEBUG only (config/logs.py).
+        "django-q": {"filters": ["task_lines_at_debug"]},
+    },
 }
 
 # The HTTP API (SPEC section 10): JSON only, each request authenticated by a connection's token (no session,

@@ -193,6 +193,23 @@ def test_demo_twice_imports_nothing_the_second_time_and_says_so():
 
 
 @pytest.mark.django_db
+def test_demo_says_how_often_each_inbox_is_scanned_as_the_admin_set_it():
+    run_demo("--no-import", "--password", PASSWORD)
+    Connection.objects.filter(code="kore-erp").update(scan_seconds=5)
+    Connection.objects.filter(code="shop").update(scan_cron="*/10 6-22 * * 1-5")
+
+    _, text = run_demo("--no-import", "--password", PASSWORD)
+
+    scans = [line.strip() for line in text.splitlines() if "new files dropped there" in line]
+    assert scans == [
+        "new files dropped there are imported: the cluster scans it: every 5 min ('Sync now' in the admin: at once)",
+        "new files dropped there are imported: the cluster scans it: every 5 s ('Sync now' in the admin: at once)",
+        "new files dropped there are imported: the cluster scans it: cron */10 6-22 * * 1-5 ('Sync now' in the admin: "
+        "at once)",
+    ]
+
+
+@pytest.mark.django_db
 def test_demo_imports_only_the_sample_files_missing_from_the_ledger():
     first, _ = run_demo()
     acme = Connection.objects.get(code="acme-pos")

@@ -218,6 +218,11 @@ def test_compose_passes_every_setting_on_and_runs_the_web_server_two_clusters_an
         missing = read - set(services[name]["environment"]) - {"DEBUG"}
         assert not missing, f"compose.yaml's {name} does not pass on {sorted(missing)}"
         assert "DEBUG" not in services[name]["environment"]
+    # gunicorn's own settings (README "Production") reach the web server too; ADDR would override its PORT.
+    gunicorn_py = (ROOT / "config" / "gunicorn.py").read_text()
+    gunicorn = set(re.findall(r'(?:_int|os\.environ\.get)\("([A-Z_0-9]+)"', gunicorn_py))
+    missing = gunicorn - set(services["web"]["environment"]) - {"ADDR"}
+    assert not missing, f"compose.yaml's web does not pass on {sorted(missing)}"
     assert services["web"]["command"] == ["gunicorn", "-c", "config/gunicorn.py", "config.wsgi"]
     assert "/healthz" in " ".join(services["web"]["healthcheck"]["test"])
     assert services["cluster"]["command"] == ["python", "manage.py", "qcluster"]

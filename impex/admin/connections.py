@@ -176,7 +176,7 @@ class ConnectionAdmin(
         if not obj.active or not obj.scan_enabled:
             why = "not active" if not obj.active else "Sync now only"
             return format_html('<span class="impex-scan-off">off</span><div class="help">{}</div>', why)
-        return scan_every(obj)
+        return obj.scan_every
 
     @admin.display(description="last scan", ordering="last_scan_at")
     def last_scan(self, obj):
@@ -507,15 +507,6 @@ class ConnectionAdmin(
         )
 
 
-def scan_every(conn: Connection) -> str:
-    """Say how often a connection's inbox is scanned on schedule."""
-    if conn.scan_seconds:
-        return f"every {conn.scan_seconds} s"
-    if conn.scan_cron:
-        return f"cron {conn.scan_cron}"
-    return f"every {conn.interval_minutes} min"
-
-
 def fast_next_scan(conn: Connection, *, looping: bool) -> str:
     """Say when a connection scanned every few seconds is scanned next: by the running scan loop, or when one starts."""
     if looping:
@@ -574,7 +565,7 @@ def connection_page_context(request, conn: Connection, *, may_sync: bool) -> dic
     inbox = connection_inbox(connection=conn, limit=INBOX_FILES_SHOWN)
     state, schedule = inbox.state, inbox.next_scan_at
     context["inbox"] = {
-        "scans": scan_every(conn) if conn.active and conn.scan_enabled else "off",
+        "scans": conn.scan_every if conn.active and conn.scan_enabled else "off",
         "last_scan": scan_result(
             at=state.last_scan_at,
             ok=state.last_scan_ok,

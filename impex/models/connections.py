@@ -139,6 +139,15 @@ class Connection(LocationFieldsMixin, models.Model):
         return self.code
 
     @property
+    def scan_every(self) -> str:
+        """Say how often the inbox is scanned on schedule (the admin's list and page, impex_demo)."""
+        if self.scan_seconds:
+            return f"every {self.scan_seconds} s"
+        if self.scan_cron:
+            return f"cron {self.scan_cron}"
+        return f"every {self.interval_minutes} min"
+
+    @property
     def contact_list(self) -> list[str]:
         return [c.strip() for c in self.contacts.replace(";", ",").split(",") if c.strip()]
 

@@ -64,6 +64,21 @@ def test_impex_connection_refuses_seconds_outside_5_to_59(bspk_connection, secon
     assert bspk_connection.scan_seconds is None
 
 
+def test_impex_connection_says_how_often_the_inbox_is_scanned(bspk_connection):
+    said = []
+    for args in (["--scan-seconds", "5"], ["--scan-seconds", "off"], ["--cron", "*/10 * * * *"], ["--scan", "off"]):
+        out = io.StringIO()
+        call_command("impex_connection", bspk_connection.code, *args, stdout=out)
+        said.append(out.getvalue().splitlines()[1])
+
+    assert said == [
+        "  its inbox is scanned: every 5 s (by the cluster's scan loop)",
+        "  its inbox is scanned: every 5 min",
+        "  its inbox is scanned: cron */10 * * * *",
+        "  its inbox is scanned: off ('Sync now' and impex_scan only)",
+    ]
+
+
 def test_impex_connection_sets_and_clears_the_seconds_and_the_loop_schedule_follows(
     bspk_connection, django_capture_on_commit_callbacks
 ):

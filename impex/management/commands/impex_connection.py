@@ -131,6 +131,7 @@ class Command(BaseCommand):
         self.stdout.write(
             f"{'Created' if created else 'Updated'} connection {conn.code} ({conn.get_convention_display()})"
         )
+        self.stdout.write(f"  its inbox is scanned: {scans_said(conn)}")
         if opts["new_token"]:
             return self._token(conn, opts)
         if opts["json"]:
@@ -165,6 +166,17 @@ class Command(BaseCommand):
             print_json(self, {"token": raw})
         else:
             self.stdout.write(raw)
+
+
+def scans_said(conn: Connection) -> str:
+    """Say how often the cluster scans the connection's inbox, as its admin page does."""
+    if not conn.active:
+        return "off (the connection is not active)"
+    if not conn.scan_enabled:
+        return "off ('Sync now' and impex_scan only)"
+    if conn.scan_seconds:
+        return f"{conn.scan_every} (by the cluster's scan loop)"
+    return conn.scan_every
 
 
 def seconds_or_off(value: str) -> int:

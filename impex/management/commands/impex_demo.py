@@ -51,8 +51,7 @@ class Command(BaseCommand):
             entry = {"code": conn.code, "created": created, "inbox": conn.inbox, "imported_before": [], "job": None}
             connections.append(entry)
             self.stdout.write(f"{'Created' if created else 'Updated'} connection {conn.code}; inbox: {conn.inbox}")
-            every = f"by cron {conn.scan_cron}" if conn.scan_cron else f"every {conn.interval_minutes} min"
-            scans = f"the cluster scans it {every}" if conn.scan_enabled and conn.active else "scans are off"
+            scans = f"the cluster scans it: {conn.scan_every}" if conn.scan_enabled and conn.active else "scans are off"
             self.stdout.write(f"  new files dropped there are imported: {scans} ('Sync now' in the admin: at once)")
             if not opts["no_import"]:
                 result = demo_import(connection=conn, demo=demo)
