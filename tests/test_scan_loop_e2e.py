@@ -7,7 +7,9 @@ events only: a loop that runs 20 s and polls its inbox every 59 s can take a fil
 only if the watch woke it.
 """
 
+import os
 import shutil
+import signal
 import subprocess
 import sys
 from contextlib import contextmanager
@@ -19,7 +21,7 @@ from django.utils import timezone
 from django_q.models import Schedule
 
 import impex.demo
-from impex.models import ConnectionState, ImportJob
+from impex.models import ConnectionState, ImportJob, ScanLoop
 from impex.services.connections import connection_save
 from impex.services.schedules import LOOP_SCHEDULE
 from tests import test_inbox_scan_e2e as e2e
@@ -32,6 +34,8 @@ pytestmark = [pytest.mark.django_db(transaction=True)]
 
 DEMO = Path(impex.demo.__file__).parent
 ORDERS = DEMO / "SPECIAL-ORDERS_V2_Acme_202611010900.csv"
+# Well under the loop's run (LOOP_SECONDS, 80 s), which is how long a stopping cluster waited for it before.
+STOP_BOUND = 40
 
 
 def loop_process(env: dict, *, seconds: int, log: Path, **extra) -> subprocess.Popen:
@@ -119,3 +123,18 @@ def test_the_cluster_runs_the_loop_from_its_schedule_and_imports_local_and_s3_in
     assert not any(inbox.iterdir())
     assert "Contents" not in s3_client.list_objects_v2(Bucket=s3_bucket, Prefix="beta/inbox/")
     assert not ImportJob.objects.filter(connection=slow).exists()
+
+
+def test_a_cluster_asked_to_stop_ends_its_scan_loop_at_once_instead_of_waiting_for_its_run_to_end(cluster):
+    # django-q2 gives a running task no stop signal: the loop sees its cluster's "Stopping" heartbeat and ends, so
+    # the cluster stops within seconds, not after the loop's 80 s run (make run / make serve killed it at 10 s).
+    fast_connection("acme-stop", "Acme", 59)
+    cluster.start(Q_SCHEDULER_AT_START=1)
+    assert wait_for(lambda: ScanLoop.objects.exclude(holder="").exists(), seconds=60), cluster.output()[-4000:]
+    assert wait_for(lambda: scanned("acme-stop"), seconds=60), cluster.output()[-4000:]
+
+    os.kill(cluster.process.pid, signal.SIGTERM)  # the main process only, as make and docker stop it
+    stopped = wait_for(lambda: cluster.process.poll() is not None, seconds=STOP_BOUND)
+    assert stopped, f"the cluster was still stopping after {STOP_BOUND} s\n{cluster.output()[-4000:]}"
+    # The loop let its lease go as it ended (a killed loop would still hold it).
+    assert not ScanLoop.objects.exclude(holder="").exists()

@@ -15,6 +15,7 @@ next minute's, and a second one started in the same minute (two clusters, a back
 
 import logging
 import os
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from django.utils import timezone
 from watchdog.events import FileSystemEventHandler
 from watchdog.observers import Observer
 
-from impex.models import Connection, ScanLoop
+from impex.models import ClusterBeat, Connection, ScanLoop
 from impex.services.heartbeat import Heartbeat
 from impex.services.inbox import inbox_scan
 from impex.services.jobs import connection_folder
@@ -46,6 +47,10 @@ LOOP_TIMEOUT = LOOP_SECONDS + 40
 # A watched inbox that keeps changing (a large file being written) is scanned at most this often for its events.
 WAKE_GAP_SECONDS = 1.0
 LOOP_ROW = 1
+# While it sleeps, a loop looks this often whether its cluster is stopping (one indexed query).
+STOP_CHECK_SECONDS = 1.0
+# The statuses django-q2's sentinel says while it stops (impex.brokers records them in ClusterBeat at once).
+CLUSTER_STOPPING = ("Stopping", "Stopped")
 
 
 def fast_connections():
@@ -115,9 +120,10 @@ def scan_loop_run(*, seconds: float = LOOP_SECONDS, worker: str | None = None) -
         return result
     wake = threading.Event()
     watch = InboxWatch(wake) if settings.IMPEX_SCAN_WATCH else None
+    stopping = ClusterStop()
     try:
         with Heartbeat(lambda: _renew(result.worker, wake), every=LEASE_SECONDS / 3, name="scan loop"):
-            _loop(result=result, seconds=seconds, wake=wake, watch=watch)
+            _loop(result=result, seconds=seconds, wake=wake, watch=watch, stopping=stopping)
     finally:
         if watch is not None:
             watch.stop()
@@ -133,7 +139,46 @@ def _renew(worker: str, wake: threading.Event) -> None:
         wake.set()
 
 
-def _loop(*, result: LoopResult, seconds: float, wake: threading.Event, watch: "InboxWatch | None") -> None:
+class ClusterStop:
+    """Tell whether the django-q2 cluster running this loop is stopping (Ctrl-C, SIGTERM from a service manager).
+
+    django-q2 gives a running task no stop signal: its cluster waits for the task to end, so a loop asleep until its
+    next tick held a stopping cluster up to LOOP_SECONDS (make run and make serve kill what is left after 10 s). The
+    cluster's sentinel records "Stopping" in ClusterBeat as it starts to stop (impex.brokers); the cluster's main
+    process is this worker's grandparent (worker, sentinel, cluster). Outside a cluster, or off Linux, it never says
+    so.
+    """
+
+    def __init__(self):
+        self.cluster_pid = _grandparent_pid()
+        self.host = socket.gethostname()
+        self.since = timezone.now()  # an older cluster stopped with the same pid is not this one
+
+    def __call__(self) -> bool:
+        if self.cluster_pid is None:
+            return False
+        beats = ClusterBeat.objects.filter(host=self.host, pid=self.cluster_pid, seen_at__gte=self.since)
+        return beats.filter(status__in=CLUSTER_STOPPING).exists()
+
+
+def _grandparent_pid() -> int | None:
+    """Return the parent of this process's parent (Linux: /proc), None when it cannot be read."""
+    try:
+        with open(f"/proc/{os.getppid()}/stat") as stat:
+            # "pid (command) state ppid ...": the command may hold spaces and parentheses, so split after the last ")".
+            return int(stat.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _loop(
+    *,
+    result: LoopResult,
+    seconds: float,
+    wake: threading.Event,
+    watch: "InboxWatch | None",
+    stopping: ClusterStop,
+) -> None:
     end = time.monotonic() + seconds
     due: dict[int, float] = {}  # connection pk -> when it is scanned next (monotonic)
     last: dict[int, float] = {}  # connection pk -> when its last scan started
@@ -163,8 +208,20 @@ def _loop(*, result: LoopResult, seconds: float, wake: threading.Event, watch: "
             result.ended = f"ran {seconds:g} s"
             return
         next_due = min((due[c.pk] for c in fast), default=end)
-        wake.wait(max(0.0, min(next_due, end) - now))
+        if _sleep(until=min(next_due, end), wake=wake, stopping=stopping):
+            result.ended = "its cluster is stopping"
+            return
         wake.clear()  # what woke it is in watch.take() of the next tick
+
+
+def _sleep(*, until: float, wake: threading.Event, stopping: ClusterStop) -> bool:
+    """Wait until then (monotonic) or a wake; return True when the loop's cluster is stopping meanwhile."""
+    while True:
+        left = until - time.monotonic()
+        if left <= 0 or wake.wait(min(left, STOP_CHECK_SECONDS)):
+            return False
+        if stopping():
+            return True
 
 
 def _scan_one(conn: Connection, *, result: LoopResult) -> None:
