@@ -35,6 +35,9 @@ def _private(response: HttpResponse) -> HttpResponse:
     # What SecurityMiddleware would add, and never a cached answer: each probe wants the state now.
     response["Cache-Control"] = "no-store"
     response["X-Content-Type-Options"] = "nosniff"
+    # Django logs every 5xx answer at ERROR on django.request, which mails ADMINS: a probe every few seconds against
+    # a stopped cluster would send a mail each time. What is wrong is logged once per probe by impex.services.health.
+    response._has_been_logged = True
     return response
 
 

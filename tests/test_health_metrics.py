@@ -80,6 +80,16 @@ def test_no_heartbeat_ever_is_503(client, all_well):
     assert body["checks"]["database"]["ok"] and body["checks"]["schedules"]["ok"]
 
 
+def test_a_503_mails_nobody_so_a_probe_every_few_seconds_is_no_mail_flood(client, all_well, settings, mailoutbox):
+    settings.ADMINS = [("Ops", "ops@example.com")]
+    settings.DEBUG = False
+    ClusterBeat.objects.all().delete()
+
+    assert [health(client)[0] for _ in range(3)] == [503, 503, 503]
+
+    assert mailoutbox == []
+
+
 def test_a_heartbeat_older_than_two_minutes_is_503_and_one_younger_is_not(client, all_well):
     ClusterBeat.objects.update(seen_at=timezone.now() - timedelta(seconds=125))
 
