@@ -50,9 +50,11 @@ class Command(BaseCommand):
             paths=paths, connection=connection, group=group, dry_run=opts["dry_run"], source=JobSource.COMMAND
         )
         if opts["queue"]:
+            # What the job holds as it is queued: a worker may take it the moment it is queued, and then what it
+            # printed depended on who was faster.
+            report = job_report(job)
             with transaction.atomic():
                 job_enqueue(job=job, reason="by impex_import --queue")
-            report = job_report(job)
             for f in report["files"]:
                 self.stdout.write(f"{f['name']}: {f['status']}")
             self.stdout.write(f"Job #{job.pk}: queued (run it with `manage.py impex_job {job.pk}` or the cluster)")
