@@ -323,6 +323,8 @@ EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
 EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS")
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "impex-hub@localhost")
+# The sender of the mails Django itself sends to ADMINS (a server error): the same address unless set.
+SERVER_EMAIL = os.environ.get("SERVER_EMAIL") or DEFAULT_FROM_EMAIL
 # Who gets the mail of a hub-wide problem (one of no connection, e.g. a webhook delivery given up): comma separated.
 ADMINS = [(a, a) for a in (x.strip() for x in os.environ.get("ADMINS", "").split(",")) if a]
 
