@@ -270,3 +270,31 @@ def test_two_purges_at_once_and_one_killed_half_way_purge_everything_once(tmp_pa
     assert sum(r["row_errors"] for r in results) == left[1] - RowError.objects.count()
     assert not RowError.objects.exclude(file__job__status="cancelled").exists()
     assert ImportedFileName.objects.count() == ledger  # the ledger stays whole
+
+
+def test_a_job_that_stopped_in_another_jobs_file_stays_while_that_file_is_at_work(tmp_path, kore_connection, settings):
+    """A job of no files of its own (the sweeper's, a released wait's) that took over another job's running file and
+    was cancelled keeps it: purged, the file would look abandoned and a sweeper job would import it, cancel or not."""
+    from impex.choices import JobSource
+    from impex.services.lifecycle import job_claim, jobs_requeue
+    from impex.tests.test_jobs import started_file
+
+    settings.IMPEX_CHUNK_ROWS = 2
+    first, f, handle = started_file(tmp_path, kore_connection, [customer_row(f"C{n}") for n in range(6)])
+    assert handle.chunk_apply(handle.chunk_claim())
+    job_cancel(job_id=first.pk, by="ops")
+    # The connection's next job, of no files of its own, took the running file over, then was cancelled too.
+    taker = ImportJob.objects.create(connection=kore_connection, source=JobSource.SWEEPER)
+    assert job_claim(job_id=taker.pk, worker="w-2")[1]
+    ImportFile.objects.filter(pk=f.pk).update(processed_by=taker)
+    job_cancel(job_id=taker.pk, by="ops")
+    age(first)
+    age(taker)
+
+    code, result = purge()
+
+    assert code == 0, result
+    assert ImportJob.objects.filter(pk=taker.pk).exists()
+    assert ImportFile.objects.get(pk=f.pk).processed_by_id == taker.pk
+    assert jobs_requeue() == []  # nobody imports the cancelled file behind the cancels' back
+    assert ImportFile.objects.get(pk=f.pk).status == "running"

@@ -113,11 +113,16 @@ def _open_problem_jobs() -> set[int]:
 def jobs_purgeable(before: datetime) -> models.QuerySet[ImportJob]:
     """Return the jobs that ended before then whose files have all ended before then too.
 
-    A job still queued or running, one with a file still queued, running or waiting (a sequence wait, a cancelled
-    job's file a re-run finishes), one whose file a later job finished after then, and one an open problem names
-    are kept. The ledger of imported names (ImportedFileName) is never deleted: it outlives its files.
+    A job still queued or running, one with a file (of its own, or taken over) still queued, running or waiting (a
+    sequence wait, a cancelled job's file a re-run finishes), one whose file a later job finished after then, and
+    one an open problem names are kept. The ledger of imported names (ImportedFileName) is never deleted: it
+    outlives its files.
     """
-    at_work = ImportFile.objects.filter(job=OuterRef("pk")).exclude(status__in=FILE_FINAL)
+    # Its own files, and those it took over from another job: a file it stopped in (cancelled, or errored) is
+    # its to finish; purged, the file would look abandoned and a sweeper job would import it behind the cancel.
+    at_work = ImportFile.objects.filter(Q(job=OuterRef("pk")) | Q(processed_by=OuterRef("pk"))).exclude(
+        status__in=FILE_FINAL
+    )
     lately = ImportFile.objects.filter(job=OuterRef("pk"), finished_at__gte=before)
     return (
         ImportJob.objects.annotate(ended=Coalesce("finished_at", "created_at"))
