@@ -176,6 +176,10 @@ def test_run_twice_the_second_purge_removes_nothing_and_a_copy_already_gone_is_n
 
 def test_days_choose_the_retention(history):
     assert purge("--days", "200")[1]["removed"]["jobs"] == 0
+    # A retention longer than the calendar goes back keeps everything (no traceback of a date out of range).
+    for days in ("1000000", "999999999", "1000000000"):
+        code, result = purge("--days", days)
+        assert (code, result["removed"]["jobs"]) == (0, 0)
     assert purge("--days", "5")[1]["removed"]["jobs"] == 3  # the recent job (10 days) too
     with pytest.raises(CommandError, match="at least one day"):
         purge("--days", "0")

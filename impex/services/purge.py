@@ -9,7 +9,7 @@ each batch deletes what is still there, so two purges at once, or one killed hal
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import models, transaction
@@ -83,7 +83,11 @@ def history_purge(*, days: int | None = None, dry_run: bool = False, now: dateti
     days = settings.IMPEX_RETENTION_DAYS if days is None else days
     if days < 1:
         raise ValueError("the retention is at least one day")
-    report = PurgeReport(before=(now or timezone.now()) - timedelta(days=days), dry_run=dry_run)
+    try:
+        before = (now or timezone.now()) - timedelta(days=days)
+    except OverflowError:  # a retention longer than the calendar goes back: nothing is that old
+        before = datetime.min.replace(tzinfo=UTC)
+    report = PurgeReport(before=before, dry_run=dry_run)
     report.removed = dict.fromkeys(KINDS, 0)
     _jobs(report)
     _export_runs(report)
