@@ -196,9 +196,13 @@ def test_a_failed_full_run_leaves_the_full_sync_open_a_trigger_runs_it_again_and
     assert (joined.full_sync, joined.joined, joined.retried) == (full_sync, True, ["customers-latin1"])
     reason = f"full sync #{full_sync.pk} of customer, run again: its last run failed"
     assert queued() == [(broken.pk, "full_sync", "bo", reason)]
+    assert failed.events.get(message__startswith="asked again").message == (
+        f"asked again by bo: full sync #{full_sync.pk}'s run queued again"
+    )
     with django_capture_on_commit_callbacks(execute=True):
-        assert full_sync_trigger(connection=kore_connection, entity="customer", by="bo").retried == ["customers-latin1"]
-    OrmQ.objects.all().delete()  # (queued twice: the second run would find the full sync done, and be incremental)
+        assert full_sync_trigger(connection=kore_connection, entity="customer", by="cy").retried == []
+    assert len(queued()) == 1  # asked again and again (a dashboard's button), one run is queued
+    OrmQ.objects.all().delete()
 
     Customer.objects.filter(customer_id="C3").update(last_name="Yamada")
     again = export_run(group_id=broken.pk, trigger="schedule")
