@@ -124,15 +124,15 @@ def jobs_purgeable(before: datetime) -> models.QuerySet[ImportJob]:
     """
     # Its own files, and those it took over from another job: a file it stopped in (cancelled, or errored) is
     # its to finish; purged, the file would look abandoned and a sweeper job would import it behind the cancel.
-    at_work = ImportFile.objects.filter(Q(job=OuterRef("pk")) | Q(processed_by=OuterRef("pk"))).exclude(
-        status__in=FILE_FINAL
-    )
+    at_work = ImportFile.objects.filter(job=OuterRef("pk")).exclude(status__in=FILE_FINAL)
+    taken_at_work = ImportFile.objects.filter(processed_by=OuterRef("pk")).exclude(status__in=FILE_FINAL)
     lately = ImportFile.objects.filter(job=OuterRef("pk"), finished_at__gte=before)
     return (
         ImportJob.objects.annotate(ended=Coalesce("finished_at", "created_at"))
         .filter(status__in=JOB_STOPPED, ended__lt=before)
         .exclude(pk__in=_open_problem_jobs())
         .exclude(Exists(at_work))
+        .exclude(Exists(taken_at_work))  # (two lookups, each by its own index: an OR of both would scan the files)
         .exclude(Exists(lately))
     )
 
