@@ -302,3 +302,30 @@ def test_a_job_that_stopped_in_another_jobs_file_stays_while_that_file_is_at_wor
     assert ImportFile.objects.get(pk=f.pk).processed_by_id == taker.pk
     assert jobs_requeue() == []  # nobody imports the cancelled file behind the cancels' back
     assert ImportFile.objects.get(pk=f.pk).status == "running"
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="two sessions and a table lock: PostgreSQL")
+def test_a_job_run_again_while_the_purge_reaches_it_is_not_deleted(tmp_path, kore_connection):
+    """The purge lists its batch, deletes the rows under it, then locks and deletes the jobs: a job that was run
+    again in between (a cancel that came as it ended, run again now) is queued, not history, and stays."""
+    from impex.services.lifecycle import job_rerun
+    from impex.services.purge import history_purge
+    from tests.test_full_sync import in_thread, other_session, wait_for_lock_waiters
+
+    job = imported(tmp_path, kore_connection, 1, [customer_row("C1")])
+    # Its cancel came as it ended: its file imported, the job cancelled (run again, it completes).
+    ImportJob.objects.filter(pk=job.pk).update(status="cancelled")
+    age(job)
+    results = []
+    with other_session() as holder:
+        # The purge has listed the job and waits to delete its row errors.
+        holder.execute(f"LOCK TABLE {RowError._meta.db_table} IN ACCESS EXCLUSIVE MODE")
+        thread = in_thread(lambda: history_purge(), results)
+        wait_for_lock_waiters(holder, 1)
+        assert job_rerun(job=job, by="ops")  # meanwhile someone runs it again: it is queued
+        holder.rollback()
+        thread.join()
+
+    assert not isinstance(results[0], Exception), results
+    assert ImportJob.objects.get(pk=job.pk).status == "queued"
+    assert ImportFile.objects.filter(job=job).exists() and results[0].removed["jobs"] == 0

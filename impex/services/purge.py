@@ -157,9 +157,10 @@ def _jobs(report: PurgeReport) -> None:
         delete_in_batches(ImportEvent.objects.filter(file__in=files))  # a later job's events of these files
         delete_in_batches(ImportChunk.objects.filter(file__in=files))
         with transaction.atomic():
-            # The jobs another purge holds are its own to delete.
+            # The jobs another purge holds are its own to delete; a job that changed since it was listed (run again
+            # meanwhile: queued) is no longer history: asked again under the lock.
             ids = list(
-                ImportJob.objects.filter(pk__in=ids).select_for_update(skip_locked=True).values_list("pk", flat=True)
+                jobs.filter(pk__in=ids).select_for_update(skip_locked=True, of=("self",)).values_list("pk", flat=True)
             )
             files = ImportFile.objects.filter(job_id__in=ids)
             stored = list(files.exclude(path="").values_list("path", "status"))
