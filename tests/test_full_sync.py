@@ -164,7 +164,7 @@ def test_a_scheduled_run_that_comes_first_carries_the_full_sync_out_and_the_queu
     assert queued_run.full_sync is None and not SentFile.objects.filter(run=queued_run).exists()
 
 
-def test_a_failed_full_run_leaves_the_full_sync_open_and_the_next_run_does_it(
+def test_a_failed_full_run_leaves_the_full_sync_open_a_trigger_runs_it_again_and_the_next_run_does_it(
     shop, kore_connection, django_capture_on_commit_callbacks
 ):
     groups, folders = shop
@@ -188,6 +188,21 @@ def test_a_failed_full_run_leaves_the_full_sync_open_and_the_next_run_does_it(
     assert (failed.status, failed.full_sync) == ("failed", full_sync)
     assert log_of(kore_connection).last_full_sync is None
     assert ExportState.objects.get(group=broken).full_sync == full_sync
+
+    # Triggered again: it joins the full sync under way, and the failed export's run of it is queued again at once
+    # (not at the schedule's next turn); the exports that did theirs are not run twice.
+    with django_capture_on_commit_callbacks(execute=True):
+        joined = full_sync_trigger(connection=kore_connection, entity="customer", by="bo")
+    assert (joined.full_sync, joined.joined, joined.retried) == (full_sync, True, ["customers-latin1"])
+    reason = f"full sync #{full_sync.pk} of customer, run again: its last run failed"
+    assert queued() == [(broken.pk, "full_sync", "bo", reason)]
+    assert failed.events.get(message__startswith="asked again").message == (
+        f"asked again by bo: full sync #{full_sync.pk}'s run queued again"
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        assert full_sync_trigger(connection=kore_connection, entity="customer", by="cy").retried == []
+    assert len(queued()) == 1  # asked again and again (a dashboard's button), one run is queued
+    OrmQ.objects.all().delete()
 
     Customer.objects.filter(customer_id="C3").update(last_name="Yamada")
     again = export_run(group_id=broken.pk, trigger="schedule")

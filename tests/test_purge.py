@@ -176,6 +176,10 @@ def test_run_twice_the_second_purge_removes_nothing_and_a_copy_already_gone_is_n
 
 def test_days_choose_the_retention(history):
     assert purge("--days", "200")[1]["removed"]["jobs"] == 0
+    # A retention longer than the calendar goes back keeps everything (no traceback of a date out of range).
+    for days in ("1000000", "999999999", "1000000000"):
+        code, result = purge("--days", days)
+        assert (code, result["removed"]["jobs"]) == (0, 0)
     assert purge("--days", "5")[1]["removed"]["jobs"] == 3  # the recent job (10 days) too
     with pytest.raises(CommandError, match="at least one day"):
         purge("--days", "0")
@@ -270,3 +274,58 @@ def test_two_purges_at_once_and_one_killed_half_way_purge_everything_once(tmp_pa
     assert sum(r["row_errors"] for r in results) == left[1] - RowError.objects.count()
     assert not RowError.objects.exclude(file__job__status="cancelled").exists()
     assert ImportedFileName.objects.count() == ledger  # the ledger stays whole
+
+
+def test_a_job_that_stopped_in_another_jobs_file_stays_while_that_file_is_at_work(tmp_path, kore_connection, settings):
+    """A job of no files of its own (the sweeper's, a released wait's) that took over another job's running file and
+    was cancelled keeps it: purged, the file would look abandoned and a sweeper job would import it, cancel or not."""
+    from impex.choices import JobSource
+    from impex.services.lifecycle import job_claim, jobs_requeue
+    from impex.tests.test_jobs import started_file
+
+    settings.IMPEX_CHUNK_ROWS = 2
+    first, f, handle = started_file(tmp_path, kore_connection, [customer_row(f"C{n}") for n in range(6)])
+    assert handle.chunk_apply(handle.chunk_claim())
+    job_cancel(job_id=first.pk, by="ops")
+    # The connection's next job, of no files of its own, took the running file over, then was cancelled too.
+    taker = ImportJob.objects.create(connection=kore_connection, source=JobSource.SWEEPER)
+    assert job_claim(job_id=taker.pk, worker="w-2")[1]
+    ImportFile.objects.filter(pk=f.pk).update(processed_by=taker)
+    job_cancel(job_id=taker.pk, by="ops")
+    age(first)
+    age(taker)
+
+    code, result = purge()
+
+    assert code == 0, result
+    assert ImportJob.objects.filter(pk=taker.pk).exists()
+    assert ImportFile.objects.get(pk=f.pk).processed_by_id == taker.pk
+    assert jobs_requeue() == []  # nobody imports the cancelled file behind the cancels' back
+    assert ImportFile.objects.get(pk=f.pk).status == "running"
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="two sessions and a table lock: PostgreSQL")
+def test_a_job_run_again_while_the_purge_reaches_it_is_not_deleted(tmp_path, kore_connection):
+    """The purge lists its batch, deletes the rows under it, then locks and deletes the jobs: a job that was run
+    again in between (a cancel that came as it ended, run again now) is queued, not history, and stays."""
+    from impex.services.lifecycle import job_rerun
+    from impex.services.purge import history_purge
+    from tests.test_full_sync import in_thread, other_session, wait_for_lock_waiters
+
+    job = imported(tmp_path, kore_connection, 1, [customer_row("C1")])
+    # Its cancel came as it ended: its file imported, the job cancelled (run again, it completes).
+    ImportJob.objects.filter(pk=job.pk).update(status="cancelled")
+    age(job)
+    results = []
+    with other_session() as holder:
+        # The purge has listed the job and waits to delete its row errors.
+        holder.execute(f"LOCK TABLE {RowError._meta.db_table} IN ACCESS EXCLUSIVE MODE")
+        thread = in_thread(lambda: history_purge(), results)
+        wait_for_lock_waiters(holder, 1)
+        assert job_rerun(job=job, by="ops")  # meanwhile someone runs it again: it is queued
+        holder.rollback()
+        thread.join()
+
+    assert not isinstance(results[0], Exception), results
+    assert ImportJob.objects.get(pk=job.pk).status == "queued"
+    assert ImportFile.objects.filter(job=job).exists() and results[0].removed["jobs"] == 0

@@ -54,10 +54,11 @@ def _start(model_admin, request, *, connection: Connection, entity: str, obj) ->
     name = f"full sync #{full_sync.pk} of {entity} for {connection.code}"
     if started.joined:
         since = date_format(timezone.localtime(full_sync.created_at), "DATETIME_FORMAT")
+        again = f" {', '.join(started.retried)}, whose run of it failed, run again now." if started.retried else ""
         model_admin.message_user(
             request,
             f"The {name}, started {since} by {full_sync.created_by or 'the hub'}, is still under way: it goes on, "
-            "and nothing was started twice.",
+            f"and nothing was started twice.{again}",
             messages.WARNING,
         )
         return

@@ -1,17 +1,20 @@
 """'Trigger a data sync' (SPEC sections 8 and 10): a connection's scheduled exports of an entity run once in full."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.db import transaction
 from django_q.tasks import async_task
 
-from impex.choices import ExportTrigger, GroupDirection
+from impex.choices import ExportRunStatus, ExportTrigger, GroupDirection
 from impex.entities import entity_choices
 from impex.exceptions import ConfigurationError, FullSyncRefused, UnknownEntity
-from impex.models import Connection, DataGroup, ExportState, FullSync
+from impex.models import Connection, DataGroup, ExportRun, ExportRunEvent, ExportState, FullSync
 from impex.registry import sync_logs
 from impex.services.export_runs import export_group_check
 from impex.services.schedules import EXPORT_TASK
+
+# How the note on a failed run starts once a trigger has queued the full sync's run of its group again.
+RETRY_NOTE = "asked again"
 
 
 @dataclass(frozen=True)
@@ -21,6 +24,7 @@ class FullSyncStarted:
     full_sync: FullSync
     exports: list[str]
     joined: bool
+    retried: list[str] = field(default_factory=list)  # joined: the exports whose failed run of it was queued again
 
 
 def full_sync_entity_check(*, entity: str) -> str:
@@ -91,7 +95,21 @@ def full_sync_trigger(*, connection: Connection, entity: str, by: str) -> FullSy
             .first()
         )
         if under_way is not None:
-            return FullSyncStarted(full_sync=under_way.full_sync, exports=codes, joined=True)
+            full_sync = under_way.full_sync
+            # Its run that failed waits for the schedule's next turn (a day, for a daily export): asked again, it goes
+            # now. A run queued or under way is left alone: nothing is started twice.
+            retried = _failed_parts(full_sync=full_sync, groups=groups)
+            for group, failed in retried:
+                # Noted on the failed run, once: a trigger asked again and again (a dashboard's button) queues one run.
+                ExportRunEvent.objects.create(
+                    run=failed,
+                    status=failed.status,
+                    message=f"{RETRY_NOTE} by {by or 'the hub'}: full sync #{full_sync.pk}'s run queued again",
+                )
+                _queue(group=group, full_sync=full_sync, by=by, again=True)
+            return FullSyncStarted(
+                full_sync=full_sync, exports=codes, joined=True, retried=[group.code for group, _ in retried]
+            )
         full_sync = FullSync.objects.create(connection=connection, entity=entity, created_by=by)
         full_sync.groups.set(groups)
         sync_logs().start_full(connection=connection, entity=entity)
@@ -102,8 +120,33 @@ def full_sync_trigger(*, connection: Connection, entity: str, by: str) -> FullSy
     return FullSyncStarted(full_sync=full_sync, exports=codes, joined=False)
 
 
-def _queue(*, group: DataGroup, full_sync: FullSync, by: str) -> None:
+def _failed_parts(*, full_sync: FullSync, groups: list[DataGroup]) -> list[tuple[DataGroup, ExportRun]]:
+    """Return the groups still to carry the full sync out whose last run since it started failed and was not queued
+    again since, with that run (a group a run holds now is left to it)."""
+    failed = []
+    for group in groups:
+        state = ExportState.objects.filter(pk=group.pk).values_list("full_sync_id", "run_id").first()
+        if state is None or state[0] != full_sync.pk or state[1] is not None:
+            continue  # not its part, or a run holds the group now
+        last = (
+            group.export_runs.filter(created_at__gte=full_sync.created_at, resend_of__isnull=True)
+            .exclude(status=ExportRunStatus.SKIPPED)
+            .order_by("-pk")
+            .first()
+        )
+        if (
+            last is not None
+            and last.status == ExportRunStatus.FAILED
+            and not last.events.filter(message__startswith=RETRY_NOTE).exists()
+        ):
+            failed.append((group, last))
+    return failed
+
+
+def _queue(*, group: DataGroup, full_sync: FullSync, by: str, again: bool = False) -> None:
     group_id, reason = group.pk, f"full sync #{full_sync.pk} of {full_sync.entity}"
+    if again:
+        reason += ", run again: its last run failed"
     transaction.on_commit(
         lambda: async_task(
             EXPORT_TASK,

@@ -9,7 +9,7 @@ each batch deletes what is still there, so two purges at once, or one killed hal
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import models, transaction
@@ -83,7 +83,11 @@ def history_purge(*, days: int | None = None, dry_run: bool = False, now: dateti
     days = settings.IMPEX_RETENTION_DAYS if days is None else days
     if days < 1:
         raise ValueError("the retention is at least one day")
-    report = PurgeReport(before=(now or timezone.now()) - timedelta(days=days), dry_run=dry_run)
+    try:
+        before = (now or timezone.now()) - timedelta(days=days)
+    except OverflowError:  # a retention longer than the calendar goes back: nothing is that old
+        before = datetime.min.replace(tzinfo=UTC)
+    report = PurgeReport(before=before, dry_run=dry_run)
     report.removed = dict.fromkeys(KINDS, 0)
     _jobs(report)
     _export_runs(report)
@@ -113,17 +117,22 @@ def _open_problem_jobs() -> set[int]:
 def jobs_purgeable(before: datetime) -> models.QuerySet[ImportJob]:
     """Return the jobs that ended before then whose files have all ended before then too.
 
-    A job still queued or running, one with a file still queued, running or waiting (a sequence wait, a cancelled
-    job's file a re-run finishes), one whose file a later job finished after then, and one an open problem names
-    are kept. The ledger of imported names (ImportedFileName) is never deleted: it outlives its files.
+    A job still queued or running, one with a file (of its own, or taken over) still queued, running or waiting (a
+    sequence wait, a cancelled job's file a re-run finishes), one whose file a later job finished after then, and
+    one an open problem names are kept. The ledger of imported names (ImportedFileName) is never deleted: it
+    outlives its files.
     """
+    # Its own files, and those it took over from another job: a file it stopped in (cancelled, or errored) is
+    # its to finish; purged, the file would look abandoned and a sweeper job would import it behind the cancel.
     at_work = ImportFile.objects.filter(job=OuterRef("pk")).exclude(status__in=FILE_FINAL)
+    taken_at_work = ImportFile.objects.filter(processed_by=OuterRef("pk")).exclude(status__in=FILE_FINAL)
     lately = ImportFile.objects.filter(job=OuterRef("pk"), finished_at__gte=before)
     return (
         ImportJob.objects.annotate(ended=Coalesce("finished_at", "created_at"))
         .filter(status__in=JOB_STOPPED, ended__lt=before)
         .exclude(pk__in=_open_problem_jobs())
         .exclude(Exists(at_work))
+        .exclude(Exists(taken_at_work))  # (two lookups, each by its own index: an OR of both would scan the files)
         .exclude(Exists(lately))
     )
 
@@ -148,9 +157,10 @@ def _jobs(report: PurgeReport) -> None:
         delete_in_batches(ImportEvent.objects.filter(file__in=files))  # a later job's events of these files
         delete_in_batches(ImportChunk.objects.filter(file__in=files))
         with transaction.atomic():
-            # The jobs another purge holds are its own to delete.
+            # The jobs another purge holds are its own to delete; a job that changed since it was listed (run again
+            # meanwhile: queued) is no longer history: asked again under the lock.
             ids = list(
-                ImportJob.objects.filter(pk__in=ids).select_for_update(skip_locked=True).values_list("pk", flat=True)
+                jobs.filter(pk__in=ids).select_for_update(skip_locked=True, of=("self",)).values_list("pk", flat=True)
             )
             files = ImportFile.objects.filter(job_id__in=ids)
             stored = list(files.exclude(path="").values_list("path", "status"))
