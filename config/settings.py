@@ -225,6 +225,8 @@ IMPEX_WORKERS_MIN_ROWS = env_int("IMPEX_WORKERS_MIN_ROWS", 100_000)
 # impex_purge (and its daily schedule) deletes jobs, row errors, events, sent files and archived copies older than
 # this many days; never the ledger of imported names, an open problem's evidence, or work not yet done.
 IMPEX_RETENTION_DAYS = env_int("IMPEX_RETENTION_DAYS", 90)
+if IMPEX_RETENTION_DAYS < 1:  # else the daily purge fails each day, seen only in django-q2's failed tasks
+    raise ImproperlyConfigured(f"IMPEX_RETENTION_DAYS must be 1 or more (days kept), not {IMPEX_RETENTION_DAYS}")
 # A queued job no worker has taken for this long is handed to the queue again.
 IMPEX_REQUEUE_MINUTES = env_int("IMPEX_REQUEUE_MINUTES", 10)
 # A cluster task waits this long for a connection another job is importing, then queues its job again.

@@ -136,6 +136,14 @@ def test_a_malformed_proxy_ssl_header_is_refused_at_start_up(tmp_path, value):
     assert 'SECURE_PROXY_SSL_HEADER must be "HEADER,value"' in done.stderr
 
 
+@pytest.mark.parametrize("value", ["0", "-5"])
+def test_a_retention_under_one_day_is_refused_at_start_up_not_by_each_daily_purge(tmp_path, value):
+    done = manage(tmp_path, "check", SECRET_KEY=PRODUCTION["SECRET_KEY"], IMPEX_RETENTION_DAYS=value)
+
+    assert done.returncode == 1
+    assert f"IMPEX_RETENTION_DAYS must be 1 or more (days kept), not {value}" in done.stderr
+
+
 @pytest.mark.django_db
 def test_behind_the_proxy_http_is_redirected_and_https_is_served_with_hsts_and_secure_cookies(client, settings):
     settings.SECURE_SSL_REDIRECT = True
