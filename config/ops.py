@@ -49,23 +49,31 @@ def healthz(request):
     return _private(JsonResponse(report, status=200 if report["status"] == "ok" else 503))
 
 
+# Who may read /metrics when neither IMPEX_METRICS_ALLOWED_IPS nor IMPEX_METRICS_TOKEN is set.
+LOOPBACK = ("127.0.0.0/8", "::1/128")
+
+
 def metrics_refusal(request) -> HttpResponse | None:
     """Return the answer to a request /metrics does not serve (403 or 401), None when it may have the metrics.
 
-    Closed unless configured: IMPEX_METRICS_ALLOWED_IPS (the client's address, behind IMPEX_PROXY_COUNT proxies, in
-    one of its networks) and IMPEX_METRICS_TOKEN (Authorization: Bearer TOKEN); with both set, both are required.
+    IMPEX_METRICS_ALLOWED_IPS (the client's address, behind IMPEX_PROXY_COUNT proxies, in one of its networks) and
+    IMPEX_METRICS_TOKEN (Authorization: Bearer TOKEN); with both set, both are required. With neither, this machine
+    only (loopback): a scraper beside the hub works as it comes, and nothing else is served without a setting (a
+    proxy on this machine passes on its clients' addresses: IMPEX_PROXY_COUNT, which login throttling needs too).
     """
     networks = settings.IMPEX_METRICS_ALLOWED_IPS
     token = settings.IMPEX_METRICS_TOKEN
-    if not networks and not token:
-        return _text(
-            "/metrics is closed: set IMPEX_METRICS_TOKEN or IMPEX_METRICS_ALLOWED_IPS (README: Operations)", 403
-        )
-    if networks:
+    if networks or not token:
         address = client_ip(request)
         ip = ipaddress.ip_address(address) if address else None
-        if ip is None or not any(ip in ipaddress.ip_network(net) for net in networks):
-            return _text("/metrics is not served to this address (IMPEX_METRICS_ALLOWED_IPS)", 403)
+        if ip is None or not any(ip in ipaddress.ip_network(net) for net in networks or LOOPBACK):
+            if networks:
+                return _text("/metrics is not served to this address (IMPEX_METRICS_ALLOWED_IPS)", 403)
+            return _text(
+                "/metrics is served to this machine only: set IMPEX_METRICS_TOKEN or IMPEX_METRICS_ALLOWED_IPS "
+                "(README: Operations)",
+                403,
+            )
     if token:
         scheme, _, given = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):

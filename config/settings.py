@@ -401,7 +401,7 @@ def env_networks(name: str) -> list[str]:
 
 
 # IMPEX_METRICS_ALLOWED_IPS: the scraper's address (as IMPEX_PROXY_COUNT finds it) is in one of these networks,
-# e.g. "10.0.5.0/24,127.0.0.1".
+# e.g. "10.0.5.0/24,127.0.0.1". With neither this nor IMPEX_METRICS_TOKEN set, /metrics answers loopback only.
 IMPEX_METRICS_ALLOWED_IPS = env_networks("IMPEX_METRICS_ALLOWED_IPS")
 
 LOGGING = {

@@ -149,14 +149,20 @@ def test_the_heartbeat_is_one_row_per_cluster_and_a_day_old_one_goes(db):
 # -- /metrics: who may read it ---------------------------------------------------------------------------------------
 
 
-def test_metrics_are_closed_when_nothing_is_configured(client, db, settings):
+def test_metrics_are_served_to_this_machine_only_when_nothing_is_configured(client, db, settings):
     settings.IMPEX_METRICS_TOKEN = ""
     settings.IMPEX_METRICS_ALLOWED_IPS = []
 
-    response = client.get("/metrics", HTTP_AUTHORIZATION="Bearer anything-at-all-here")
-
+    assert client.get("/metrics", REMOTE_ADDR="127.0.0.1").status_code == 200
+    assert client.get("/metrics", REMOTE_ADDR="::1").status_code == 200
+    for address in ("10.0.0.5", "203.0.113.9"):
+        response = client.get("/metrics", REMOTE_ADDR=address, HTTP_AUTHORIZATION="Bearer anything-at-all-here")
+        assert response.status_code == 403
+        assert b"IMPEX_METRICS_TOKEN" in response.content and b"impex_" not in response.content
+    # Through a proxy on this machine the client is the one the proxy names, never the proxy's loopback.
+    settings.IMPEX_PROXY_COUNT = 1
+    response = client.get("/metrics", REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="203.0.113.9")
     assert response.status_code == 403
-    assert b"IMPEX_METRICS_TOKEN" in response.content and b"impex_" not in response.content
 
 
 def test_metrics_need_the_token(client, db, settings):
