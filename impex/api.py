@@ -205,8 +205,8 @@ class FullSyncView(APIView):
                 202: FullSyncStartedSerializer,
                 409: OpenApiResponse(
                     inline_serializer("FullSyncRefused", {"detail": serializers.CharField()}),
-                    description="Nothing to sync: the connection has no scheduled export of the entity, or one of "
-                    "them cannot export. Nothing was started.",
+                    description="One of the connection's scheduled exports of the entity cannot export (its "
+                    "destination, its descriptor). Nothing was started.",
                 ),
             },
             bad_body=False,

@@ -268,14 +268,18 @@ def test_an_unknown_entity_is_refused_naming_the_entities(kore_connection):
     assert not FullSync.objects.exists() and not SyncLog.objects.exists()
 
 
-def test_without_a_scheduled_export_of_the_entity_nothing_is_started(shop, kore_connection):
+def test_without_a_scheduled_export_of_the_entity_the_log_starts_over_and_is_stamped_at_once(shop, kore_connection):
+    # SPEC 10: the full sync log starts, and each of the (no) scheduled exports runs in full: with nothing to send,
+    # every part of it is applied at once (SPEC 8), so last_full_sync is set now and nothing is queued.
     sync_log_add_errors(connection=kore_connection, entity="stock_level", errors={"S1": ("bad", 1)})
 
-    with pytest.raises(FullSyncRefused, match="kore-erp has no scheduled export of stock_level: a full sync would"):
-        full_sync_trigger(connection=kore_connection, entity="stock_level", by="ana")
+    started = full_sync_trigger(connection=kore_connection, entity="stock_level", by="ana")
 
-    assert not FullSync.objects.exists() and not OrmQ.objects.exists()
-    assert SyncError.objects.filter(log__entity="stock_level").count() == 1
+    assert (started.exports, started.joined) == ([], False)
+    assert started.full_sync.finished_at is not None and not OrmQ.objects.exists()
+    log = SyncLog.objects.get(connection=kore_connection, entity="stock_level")
+    assert log.last_full_sync == started.full_sync.finished_at
+    assert not SyncError.objects.filter(log=log).exists()
 
 
 def test_an_export_that_cannot_run_refuses_the_whole_full_sync(shop, kore_connection, settings):
@@ -426,17 +430,18 @@ def test_the_endpoint_starts_the_full_sync_and_answers_202(
     assert other.status_code == 202 and other.json()["exports"] == ["customers-acme"]
 
 
-def test_the_endpoint_refuses_an_unknown_entity_and_nothing_to_sync(shop, api):
+def test_the_endpoint_refuses_an_unknown_entity_and_starts_a_log_with_nothing_to_export(shop, api):
     unknown = api.post("/api/full-sync/customers/")
-    nothing = api.post("/api/full-sync/price/")
     no_token = api.post(URL, token="")
 
     assert unknown.status_code == 404 and "entities: " in unknown.json()["detail"]
     assert "product_variant" in unknown.json()["detail"]
-    assert nothing.status_code == 409
-    assert nothing.json()["detail"].startswith("connection kore-erp has no scheduled export of price")
     assert no_token.status_code == 401
     assert not FullSync.objects.exists() and not OrmQ.objects.exists()
+
+    nothing = api.post("/api/full-sync/price/")  # no scheduled export of prices: the log alone, stamped at once
+    assert (nothing.status_code, nothing.json()["exports"]) == (202, [])
+    assert SyncLog.objects.get(entity="price").last_full_sync is not None and not OrmQ.objects.exists()
 
 
 # -- the admin ------------------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from dataclasses import dataclass, field
 
 from django.db import transaction
+from django.utils import timezone
 from django_q.tasks import async_task
 
 from impex.choices import ExportRunStatus, ExportTrigger, GroupDirection
@@ -69,8 +70,9 @@ def full_sync_trigger(*, connection: Connection, entity: str, by: str) -> FullSy
 
     Each export's next run (queued now, once committed) writes every record, its watermark reset, and is recorded
     as the full sync's; the log's last_full_sync is set when the last of them has written its file. A trigger
-    while a full sync of the entity is still under way joins it: nothing is started twice. Refused, with nothing
-    changed, when the connection has no scheduled export of the entity or one of them cannot run.
+    while a full sync of the entity is still under way joins it: nothing is started twice. Without a scheduled export
+    of the entity the log starts over and is stamped at once (nothing to send). Refused, with nothing changed, when
+    one of the exports cannot run.
     """
     full_sync_entity_check(entity=entity)
     with transaction.atomic():
@@ -79,10 +81,7 @@ def full_sync_trigger(*, connection: Connection, entity: str, by: str) -> FullSy
         sync_logs().lock(connection=connection, entity=entity)
         groups = full_sync_exports(connection=connection, entity=entity)
         if not groups:
-            raise FullSyncRefused(
-                f"connection {connection.code} has no scheduled export of {entity}: a full sync would send nothing. "
-                f"Give an export group of a {entity} descriptor this connection and turn 'Export on schedule' on."
-            )
+            return _nothing_to_export(connection=connection, entity=entity, by=by)
         for group in groups:
             try:
                 export_group_check(group=group)
@@ -118,6 +117,16 @@ def full_sync_trigger(*, connection: Connection, entity: str, by: str) -> FullSy
         for group in groups:
             _queue(group=group, full_sync=full_sync, by=by)
     return FullSyncStarted(full_sync=full_sync, exports=codes, joined=False)
+
+
+def _nothing_to_export(*, connection: Connection, entity: str, by: str) -> FullSyncStarted:
+    """Start and end a full sync of a connection without a scheduled export of the entity: its log starts over and,
+    with nothing to send, is applied in full at once (SPEC 8: last_full_sync once every part is applied)."""
+    now = timezone.now()
+    full_sync = FullSync.objects.create(connection=connection, entity=entity, created_by=by, finished_at=now)
+    sync_logs().start_full(connection=connection, entity=entity)
+    sync_logs().finish(connection=connection, entity=entity, full=True, at=now)
+    return FullSyncStarted(full_sync=full_sync, exports=[], joined=False)
 
 
 def _failed_parts(*, full_sync: FullSync, groups: list[DataGroup]) -> list[tuple[DataGroup, ExportRun]]:
