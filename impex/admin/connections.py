@@ -4,6 +4,7 @@ the scans find in the inboxes, and the connections' API tokens."""
 from datetime import timedelta
 from urllib.parse import urlencode
 
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import actions as admin_actions
 from django.contrib.admin.utils import unquote
@@ -69,6 +70,8 @@ from impex.services.waits import HELD_FOR_WINDOW, WAITING_FOR_SEQUENCE, connecti
 # The connections list counts the files rejected this far back; the connection's page lists this many inbox files.
 REJECTED_RECENTLY = timedelta(days=7)
 INBOX_FILES_SHOWN = 20
+# Cluster workers a hub with connections scanned every few seconds wants: the scan loop, a pass, an import.
+FAST_SCAN_WORKERS = 3
 
 
 def _count_of(queryset, *, by: str) -> Coalesce:
@@ -422,6 +425,14 @@ class ConnectionAdmin(
         else:
             obj.save()
         schedules_sync_on_commit()
+        if obj.scan_seconds and settings.Q_CLUSTER["workers"] < FAST_SCAN_WORKERS:
+            self.message_user(
+                request,
+                f"{obj.code} is scanned every {obj.scan_seconds} s by the scan loop, which keeps one cluster worker "
+                f"busy: with Q_WORKERS={settings.Q_CLUSTER['workers']}, imports may wait behind a pass. Give the "
+                f"clusters {FAST_SCAN_WORKERS} or more workers (README: Scans every few seconds).",
+                messages.WARNING,
+            )
 
     def delete_view(self, request, object_id, extra_context=None):
         conn = self.get_object(request, unquote(object_id))

@@ -122,6 +122,20 @@ def test_the_admin_form_takes_5_to_59_seconds_only(admin_client, bspk_connection
         assert bspk_connection.scan_seconds is None
 
 
+@pytest.mark.parametrize(("workers", "warned"), [(2, True), (3, False)])
+def test_saving_a_fast_connection_warns_when_the_clusters_have_too_few_workers(
+    admin_client, bspk_connection, settings, workers, warned
+):
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "workers": workers}
+    url = admin_url(Connection, "change", bspk_connection.pk)
+    page = admin_client.get(url)
+
+    response = admin_client.post(url, {**post_data(page.context["adminform"].form), "scan_seconds": "5"}, follow=True)
+
+    shown = [str(m) for m in response.context["messages"]]
+    assert any("keeps one cluster worker busy" in m and "Q_WORKERS=2" in m for m in shown) is warned
+
+
 def test_the_list_and_the_page_say_every_n_seconds(admin_client, fast):
     listing = admin_client.get(admin_url(Connection, "changelist")).content.decode()
     assert "every 5 s" in listing
